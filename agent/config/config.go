@@ -1,0 +1,303 @@
+// Package config defines mailcow-ha's TOML configuration schema v1: its types, its defaults (kept in one place,
+// Defaults), strict decoding that names the line of every unknown key or wrong type, validation that returns
+// every problem at once, the sources a node reads its configuration from, and the handling of secrets.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// SchemaVersion is the only configuration schema version this build understands.
+const SchemaVersion = 1
+
+// Default locations on an appliance node.
+const (
+	DefaultPath         = "/etc/mailcow-ha/config.toml"
+	DefaultUserDataPath = "/var/lib/cloud/instance/user-data.txt"
+	DefaultMetadataURL  = "http://169.254.169.254/hetzner/v1"
+	DefaultSecretDir    = "/etc/mailcow-ha"
+)
+
+// Config is the whole configuration of one node. Every node of a cluster carries the same cluster-wide sections;
+// only [node] differs.
+type Config struct {
+	Version    int        `toml:"version"`
+	Node       Node       `toml:"node"`
+	Cluster    Cluster    `toml:"cluster"`
+	Hcloud     Hcloud     `toml:"hcloud"`
+	Network    Network    `toml:"network"`
+	Galera     Galera     `toml:"galera"`
+	Keepalived Keepalived `toml:"keepalived"`
+	Mailcow    Mailcow    `toml:"mailcow"`
+	Failover   Failover   `toml:"failover"`
+	Alerts     Alerts     `toml:"alerts"`
+	API        API        `toml:"api"`
+}
+
+// Node names this node; the rest of its identity comes from its entry in cluster.nodes.
+type Node struct {
+	Name string `toml:"name"`
+}
+
+// Cluster describes the cluster and every node in it.
+type Cluster struct {
+	Name       string   `toml:"name"`
+	SecretFile string   `toml:"secret_file"`
+	Secret     Secret   `toml:"secret"`
+	Nodes      []Member `toml:"nodes"`
+}
+
+// Member roles.
+const (
+	RoleMember     = "member"
+	RoleArbitrator = "arbitrator"
+)
+
+// Member is one entry of cluster.nodes.
+type Member struct {
+	Name      string `toml:"name"`
+	Role      string `toml:"role"`
+	PrivateIP string `toml:"private_ip"`
+	ServerID  int64  `toml:"server_id"`
+	Priority  int    `toml:"priority"`
+	Bootstrap bool   `toml:"bootstrap"`
+}
+
+// Hcloud holds the Hetzner Cloud API settings and the ids of the shared resources.
+type Hcloud struct {
+	TokenFile    string `toml:"token_file"`
+	Token        Secret `toml:"token"`
+	Endpoint     string `toml:"endpoint"`
+	MetadataURL  string `toml:"metadata_url"`
+	FloatingIPID int64  `toml:"floating_ip_id"`
+	VolumeID     int64  `toml:"volume_id"`
+}
+
+// Network names the interfaces; "auto" finds them at run time.
+type Network struct {
+	PublicInterface  string `toml:"public_interface"`
+	PrivateInterface string `toml:"private_interface"`
+}
+
+// Galera configures the host's MariaDB Galera node.
+type Galera struct {
+	DataDir      string `toml:"data_dir"`
+	Socket       string `toml:"socket"`
+	ConfigFile   string `toml:"config_file"`
+	SSTMethod    string `toml:"sst_method"`
+	GroupPort    int    `toml:"group_port"`
+	ISTPort      int    `toml:"ist_port"`
+	SSTPort      int    `toml:"sst_port"`
+	PasswordFile string `toml:"password_file"`
+}
+
+// Preempt policies for keepalived.
+const (
+	PreemptOff   = "off"
+	PreemptOn    = "on"
+	PreemptDelay = "delay"
+)
+
+// Keepalived configures the VRRP instance that elects the MASTER.
+type Keepalived struct {
+	RouterID       int      `toml:"router_id"`
+	Instance       string   `toml:"instance"`
+	AdvertInterval Duration `toml:"advert_interval"`
+	Preempt        string   `toml:"preempt"`
+	PreemptDelay   Duration `toml:"preempt_delay"`
+	ConfigFile     string   `toml:"config_file"`
+	NotifyFIFO     string   `toml:"notify_fifo"`
+}
+
+// Mailcow locates the mailcow-dockerized installation and its data.
+type Mailcow struct {
+	Dir              string   `toml:"dir"`
+	DataMount        string   `toml:"data_mount"`
+	ComposeProject   string   `toml:"compose_project"`
+	CriticalServices []string `toml:"critical_services"`
+	SNAT             bool     `toml:"snat"`
+}
+
+// Failover tunes the takeover protocol (DESIGN.md §3).
+type Failover struct {
+	CheckGrace        Duration `toml:"check_grace"`
+	QuorumGrace       Duration `toml:"quorum_grace"`
+	FenceTimeout      Duration `toml:"fence_timeout"`
+	ReconcileInterval Duration `toml:"reconcile_interval"`
+	StateDir          string   `toml:"state_dir"`
+	Breaker           Breaker  `toml:"breaker"`
+}
+
+// Breaker is the circuit breaker of the original scripts' security_wait: at most Max takeovers within Window.
+type Breaker struct {
+	Max    int      `toml:"max"`
+	Window Duration `toml:"window"`
+}
+
+// Alerts lists where events are sent.
+type Alerts struct {
+	Webhooks []Webhook `toml:"webhooks"`
+}
+
+// Severities, from least to most severe.
+var severities = []string{"info", "warning", "critical"}
+
+// Webhook is one alert receiver.
+type Webhook struct {
+	Name        string   `toml:"name"`
+	URL         string   `toml:"url"`
+	SecretFile  string   `toml:"secret_file"`
+	MinSeverity string   `toml:"min_severity"`
+	Template    string   `toml:"template"`
+	DedupWindow Duration `toml:"dedup_window"`
+}
+
+// API configures the agent's HTTP endpoints.
+type API struct {
+	Listen   []string `toml:"listen"`
+	PeerPort int      `toml:"peer_port"`
+	Socket   string   `toml:"socket"`
+}
+
+// PrivateHost is the host part in api.listen that stands for this node's private IP.
+const PrivateHost = "private"
+
+// Defaults returns a configuration holding every default. Decoding starts from it, so a key left out of the file
+// keeps the value given here, and nowhere else.
+func Defaults() Config {
+	return Config{
+		Version: SchemaVersion,
+		Cluster: Cluster{SecretFile: DefaultSecretDir + "/cluster.secret"},
+		Hcloud: Hcloud{
+			TokenFile:   DefaultSecretDir + "/hcloud.token",
+			Endpoint:    "https://api.hetzner.cloud/v1",
+			MetadataURL: DefaultMetadataURL,
+		},
+		Network: Network{PublicInterface: "auto", PrivateInterface: "auto"},
+		Galera: Galera{
+			DataDir:      "/var/lib/mysql",
+			Socket:       "/run/mysqld/mysqld.sock",
+			ConfigFile:   "/etc/mysql/mariadb.conf.d/60-mailcow-ha.cnf",
+			SSTMethod:    "rsync",
+			GroupPort:    4567,
+			ISTPort:      4568,
+			SSTPort:      4444,
+			PasswordFile: DefaultSecretDir + "/db.password",
+		},
+		Keepalived: Keepalived{
+			RouterID:       51,
+			Instance:       "VI_MAILCOW",
+			AdvertInterval: Duration(time.Second),
+			Preempt:        PreemptOff,
+			PreemptDelay:   Duration(60 * time.Second),
+			ConfigFile:     "/etc/keepalived/keepalived.conf",
+			NotifyFIFO:     "/run/mailcow-ha/keepalived.fifo",
+		},
+		Mailcow: Mailcow{
+			Dir:            "/opt/mailcow-dockerized",
+			DataMount:      "/var/lib/mailcow-ha/data",
+			ComposeProject: "mailcowdockerized",
+			CriticalServices: []string{
+				"postfix-mailcow", "dovecot-mailcow", "nginx-mailcow", "rspamd-mailcow",
+				"php-fpm-mailcow", "redis-mailcow", "unbound-mailcow",
+			},
+			SNAT: true,
+		},
+		Failover: Failover{
+			CheckGrace:        Duration(30 * time.Second),
+			QuorumGrace:       Duration(15 * time.Second),
+			FenceTimeout:      Duration(20 * time.Second),
+			ReconcileInterval: Duration(5 * time.Second),
+			StateDir:          "/var/lib/mailcow-ha",
+			Breaker:           Breaker{Max: 2, Window: Duration(time.Hour)},
+		},
+		API: API{
+			Listen:   []string{"127.0.0.1:7480", PrivateHost + ":7480"},
+			PeerPort: 7481,
+			Socket:   "/run/mailcow-ha/agent.sock",
+		},
+	}
+}
+
+// Self returns this node's entry in cluster.nodes.
+func (c *Config) Self() (Member, bool) { return c.Member(c.Node.Name) }
+
+// Member returns the entry of cluster.nodes with the given name.
+func (c *Config) Member(name string) (Member, bool) {
+	for _, m := range c.Cluster.Nodes {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+// Peers returns every other entry of cluster.nodes, in file order.
+func (c *Config) Peers() []Member {
+	var out []Member
+	for _, m := range c.Cluster.Nodes {
+		if m.Name != c.Node.Name {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// IsArbitrator reports whether the member only votes (garbd) and never serves.
+func (m Member) IsArbitrator() bool { return m.Role == RoleArbitrator }
+
+// Duration is a time.Duration written in TOML as a string such as "30s" or "1h".
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String formats the duration as Go does.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalText writes the duration as a string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q: use a number with a unit, such as \"30s\" or \"1h\"", string(b))
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Secret holds a token or key given inline. It never prints its value: not with fmt, not in slog, not in JSON.
+type Secret string
+
+const redacted = "[redacted]"
+
+// Set reports whether a value is present.
+func (s Secret) Set() bool { return s != "" }
+
+// Reveal returns the value itself, for the one place that uses it.
+func (s Secret) Reveal() string { return string(s) }
+
+// String redacts the value.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// GoString redacts the value for %#v.
+func (s Secret) GoString() string { return s.String() }
+
+// MarshalText redacts the value.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// LogValue redacts the value in slog records.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// UnmarshalText stores the value.
+func (s *Secret) UnmarshalText(b []byte) error { *s = Secret(b); return nil }

@@ -1,0 +1,379 @@
+package config
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const minimal = `# mailcow-ha
+version = 1
+[node]
+name = "mx1"
+[cluster]
+name = "c1"
+[[cluster.nodes]]
+name = "mx1"
+private_ip = "10.99.0.11"
+server_id = 1
+priority = 150
+bootstrap = true
+[[cluster.nodes]]
+name = "mx2"
+private_ip = "10.99.0.12"
+server_id = 2
+priority = 100
+[[cluster.nodes]]
+name = "mx3"
+private_ip = "10.99.0.13"
+server_id = 3
+priority = 50
+[hcloud]
+floating_ip_id = 7
+volume_id = 8
+`
+
+func TestExamplesValidate(t *testing.T) {
+	paths, err := filepath.Glob("../../cloud-init/examples/*.toml")
+	if err != nil || len(paths) != 3 {
+		t.Fatalf("want 3 examples, got %v (%v)", paths, err)
+	}
+	for _, p := range paths {
+		pl, err := Sources{Path: p}.Read(context.Background())
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		cfg, probs := Check(p, pl.Data, SecretFiles{Owner: os.Getuid()})
+		if err := probs.Err(); err != nil {
+			t.Errorf("%s:\n%v", p, err)
+		}
+		want := strings.TrimSuffix(filepath.Base(p), ".toml")
+		if cfg.Node.Name != want {
+			t.Errorf("%s: node.name = %q, want %q", p, cfg.Node.Name, want)
+		}
+		if len(cfg.Peers()) != 2 {
+			t.Errorf("%s: peers = %v", p, cfg.Peers())
+		}
+	}
+}
+
+func TestDefaultsApplyAndOverride(t *testing.T) {
+	cfg, probs := Parse("t.toml", []byte(minimal+"[failover]\ncheck_grace = \"45s\"\n[mailcow]\ncritical_services = [\"postfix-mailcow\"]\n"))
+	if err := probs.Err(); err != nil {
+		t.Fatal(err)
+	}
+	d := Defaults()
+	if cfg.Failover.CheckGrace.D() != 45*time.Second {
+		t.Errorf("check_grace = %s", cfg.Failover.CheckGrace)
+	}
+	if cfg.Failover.QuorumGrace != d.Failover.QuorumGrace || cfg.Galera.SSTMethod != "rsync" {
+		t.Errorf("defaults not kept: %+v %+v", cfg.Failover, cfg.Galera)
+	}
+	if got := cfg.Mailcow.CriticalServices; len(got) != 1 || got[0] != "postfix-mailcow" {
+		t.Errorf("critical_services = %v, want the file's list only", got)
+	}
+	if self, ok := cfg.Self(); !ok || self.PrivateIP != "10.99.0.11" || !self.Bootstrap {
+		t.Errorf("self = %+v %v", self, ok)
+	}
+}
+
+// TestBadConfigs checks that each broken file gives problems that name the line and the key.
+func TestBadConfigs(t *testing.T) {
+	cases := []struct {
+		name string
+		src  string
+		want []string // each must appear in the output
+	}{
+		{"syntax", minimal + "[failover\n", []string{"t.toml:27:", "TOML syntax"}},
+		{"unknown key", minimal + "[failover]\nchek_grace = \"1s\"\n", []string{"t.toml:27: failover.chek_grace: unknown key (did you mean \"check_grace\"?)"}},
+		{"unknown table", minimal + "[galeera]\nx = 1\n", []string{"t.toml:26: galeera: unknown key"}},
+		{"wrong type", strings.Replace(minimal, "server_id = 2", "server_id = \"2\"", 1), []string{"t.toml:16: cluster.nodes[1].server_id: wrong type: want integer, got string"}},
+		{"bad duration", minimal + "[failover]\nfence_timeout = \"20 seconds\"\n", []string{"t.toml:27: failover.fence_timeout: invalid duration"}},
+		{"duration as int", minimal + "[failover]\nfence_timeout = 20\n", []string{"t.toml:27: failover.fence_timeout: wrong type: want a duration"}},
+		{"bad ip", strings.Replace(minimal, "10.99.0.12", "10.99.0.300", 1), []string{"t.toml:15: cluster.nodes[1].private_ip: invalid IP address \"10.99.0.300\""}},
+		{"duplicate node", strings.Replace(minimal, `name = "mx3"`, `name = "mx2"`, 1), []string{"t.toml:19: cluster.nodes[2].name: duplicate node \"mx2\""}},
+		{"duplicate ip", strings.Replace(minimal, "10.99.0.13", "10.99.0.12", 1), []string{"t.toml:20: cluster.nodes[2].private_ip: duplicate private IP"}},
+		{"not in list", strings.Replace(minimal, "name = \"mx1\"\n[cluster]", "name = \"mx9\"\n[cluster]", 1), []string{"t.toml:4: node.name: \"mx9\" is not in cluster.nodes"}},
+		{"two nodes", minimal[:strings.LastIndex(minimal, "[[cluster.nodes]]")] + "[hcloud]\nfloating_ip_id = 7\nvolume_id = 8\n", []string{"cluster.nodes: 2 node(s): a cluster needs at least 3 nodes, or 2 and an arbitrator"}},
+		{"breaker", minimal + "[failover]\nfence_timeout = \"30s\"\n[failover.breaker]\nwindow = \"10s\"\n", []string{"t.toml:29: failover.breaker.window: 10s is shorter than failover.fence_timeout (30s)"}},
+		{"version", strings.Replace(minimal, "version = 1", "version = 2", 1), []string{"t.toml:2: version: unsupported schema version 2"}},
+		{"version not first", strings.Replace(minimal, "version = 1\n", "", 1) + "version = 1\n", []string{"version: the first key must be version = 1"}},
+		{"arbitrator bootstrap", minimal + "[[cluster.nodes]]\nname = \"arb\"\nrole = \"arbitrator\"\nprivate_ip = \"10.99.0.14\"\nbootstrap = true\n", []string{"cluster.nodes[3].bootstrap: an arbitrator (garbd) cannot bootstrap"}},
+		{"keepalived", minimal + "[keepalived]\nrouter_id = 300\npreempt = \"sometimes\"\n", []string{"t.toml:27: keepalived.router_id: must be 1..255", "t.toml:28: keepalived.preempt:"}},
+		{"webhook template", minimal + "[[alerts.webhooks]]\nname = \"x\"\nurl = \"ftp://x\"\ntemplate = \"{{ .Event \"\n", []string{"t.toml:28: alerts.webhooks[0].url", "t.toml:29: alerts.webhooks[0].template: invalid Go template"}},
+		{"short token", minimal + "token = \"abc\"\n", []string{"hcloud.token: a Hetzner API token has 64 characters, this one has 3"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, probs := Parse("t.toml", []byte(tc.src))
+			err := probs.Err()
+			if err == nil {
+				t.Fatal("no problem found")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("output lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestEveryProblemAtOnce(t *testing.T) {
+	src := strings.NewReplacer(
+		"10.99.0.12", "not-an-ip",
+		"priority = 50", "priority = 150",
+		"floating_ip_id = 7", "floating_ip_id = 0",
+	).Replace(minimal) + "[failover.breaker]\nmax = 0\n"
+	_, probs := Parse("t.toml", []byte(src))
+	if len(probs) != 4 {
+		t.Fatalf("want 4 problems, got %d:\n%v", len(probs), probs.Err())
+	}
+	lines := strings.Split(probs.Err().Error(), "\n")
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "t.toml:") {
+			t.Errorf("problem without a file position: %q", l)
+		}
+	}
+	// Unknown keys and wrong types are all reported together too.
+	_, probs = Parse("t.toml", []byte(minimal+"[failover]\nfoo = 1\nbar = 2\ncheck_grace = 3\n"))
+	if len(probs) != 3 {
+		t.Fatalf("want 3 problems, got %d:\n%v", len(probs), probs.Err())
+	}
+}
+
+func TestSecretFileChecks(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "hcloud.token")
+	sec := filepath.Join(dir, "cluster.secret")
+	src := minimal + fmt.Sprintf("token_file = %q\n[cluster]\n", tok)
+	src = strings.Replace(src, "[cluster]\nname = \"c1\"\n", fmt.Sprintf("[cluster]\nname = \"c1\"\nsecret_file = %q\n", sec), 1)
+	src = strings.TrimSuffix(src, "[cluster]\n")
+	owner := SecretFiles{Owner: os.Getuid()}
+
+	_, probs := Check("t.toml", []byte(src), owner)
+	if err := probs.Err(); err == nil || !strings.Contains(err.Error(), "hcloud.token_file: "+tok+" does not exist") {
+		t.Fatalf("missing token file not reported: %v", err)
+	}
+	must(t, os.WriteFile(tok, []byte("s3cr3t-token-value\n"), 0o644))
+	must(t, os.WriteFile(sec, []byte("cluster-secret-value\n"), 0o600))
+	_, probs = Check("t.toml", []byte(src), owner)
+	err := probs.Err()
+	if err == nil || !strings.Contains(err.Error(), "has mode 0644: it must not be readable by group or others") {
+		t.Fatalf("loose mode not reported: %v", err)
+	}
+	if strings.Contains(err.Error(), "s3cr3t") {
+		t.Fatal("a problem shows the secret")
+	}
+	must(t, os.Chmod(tok, 0o600))
+	if _, probs = Check("t.toml", []byte(src), owner); probs.Err() != nil {
+		t.Fatalf("good files refused: %v", probs.Err())
+	}
+	if _, probs = Check("t.toml", []byte(src), SecretFiles{Owner: os.Getuid() + 1}); probs.Err() == nil ||
+		!strings.Contains(probs.Err().Error(), "is owned by uid") {
+		t.Fatalf("wrong owner not reported: %v", probs.Err())
+	}
+	got, err := owner.ReadSecret(tok)
+	if err != nil || got.Reveal() != "s3cr3t-token-value" {
+		t.Fatalf("ReadSecret = %v, %v", got, err)
+	}
+}
+
+func TestSecretNeverPrinted(t *testing.T) {
+	token := strings.Repeat("T", 64)
+	cfg, probs := Parse("t.toml", []byte(minimal+fmt.Sprintf("token = %q\n", token)))
+	if probs.Err() != nil {
+		t.Fatal(probs.Err())
+	}
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	log.Info("cfg", "hcloud", cfg.Hcloud, "token", cfg.Hcloud.Token)
+	js, _ := json.Marshal(cfg)
+	for _, s := range []string{fmt.Sprintf("%v %+v %#v %s", cfg, cfg, cfg, cfg.Hcloud.Token), logs.String(), string(js)} {
+		if strings.Contains(s, token) {
+			t.Fatalf("token printed: %s", s)
+		}
+	}
+	if cfg.Hcloud.Token.Reveal() != token {
+		t.Fatal("Reveal lost the value")
+	}
+}
+
+func TestMaterializeSecrets(t *testing.T) {
+	dir := t.TempDir()
+	token := strings.Repeat("a", 64)
+	cfg, probs := Parse("t.toml", []byte(strings.Replace(minimal, "[cluster]\n", "[cluster]\nsecret = \""+strings.Repeat("s", 40)+"\"\n", 1)+"token = \""+token+"\"\n"))
+	if probs.Err() != nil {
+		t.Fatal(probs.Err())
+	}
+	cfg.Hcloud.TokenFile = filepath.Join(dir, "sub", "hcloud.token")
+	cfg.Cluster.SecretFile = filepath.Join(dir, "sub", "cluster.secret")
+	var logs bytes.Buffer
+	must(t, MaterializeSecrets(&cfg, slog.New(slog.NewTextHandler(&logs, nil))))
+	if cfg.Hcloud.Token.Set() || cfg.Cluster.Secret.Set() {
+		t.Error("inline secrets kept in memory after writing them")
+	}
+	for _, p := range []string{cfg.Hcloud.TokenFile, cfg.Cluster.SecretFile} {
+		if err := (SecretFiles{Owner: os.Getuid()}).CheckSecretFile(p); err != nil {
+			t.Error(err)
+		}
+	}
+	got, err := SecretFiles{Owner: os.Getuid()}.ReadSecret(cfg.Hcloud.TokenFile)
+	if err != nil || got.Reveal() != token {
+		t.Errorf("token file = %v %v", got, err)
+	}
+	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
+		t.Errorf("want one warning, got %d: %s", n, logs.String())
+	}
+	if strings.Contains(logs.String(), token) {
+		t.Error("warning shows the token")
+	}
+}
+
+func TestDecodePayload(t *testing.T) {
+	toml := []byte(minimal)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(toml)
+	zw.Close()
+	b64 := base64.StdEncoding.EncodeToString(toml)
+	wrapped := ""
+	for i := 0; i < len(b64); i += 76 {
+		wrapped += b64[i:min(i+76, len(b64))] + "\n"
+	}
+	mime := "Content-Type: multipart/mixed; boundary=\"XX\"\nMIME-Version: 1.0\n\n--XX\nContent-Type: text/cloud-config\n\n#cloud-config\nruncmd: [ls]\n--XX\nContent-Type: application/toml\n\n" + minimal + "\n--XX--\n"
+	good := map[string][]byte{
+		"plain":       toml,
+		"gzip":        gz.Bytes(),
+		"base64":      []byte(wrapped),
+		"base64+gzip": []byte(base64.StdEncoding.EncodeToString(gz.Bytes())),
+		"mime":        []byte(mime),
+	}
+	for name, in := range good {
+		out, err := DecodePayload(in)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if _, probs := Parse(name, out); probs.Err() != nil {
+			t.Errorf("%s: %v", name, probs.Err())
+		}
+	}
+	bad := map[string]struct {
+		in   string
+		want string
+	}{
+		"shebang":      {"#!/bin/sh\nrm -rf /\n", `line 1: starts with "#!"`},
+		"cloud-config": {"#cloud-config\nruncmd: [ls]\n", `"#cloud-config"`},
+		"include":      {"#include\nhttp://x\n", `"#include"`},
+		"boothook":     {"#cloud-boothook\n", `"#cloud-boothook"`},
+		"part-handler": {"#part-handler\n", `"#part-handler"`},
+		"jinja":        {"## template: jinja\n#cloud-config\n", `"## template"`},
+		"b64 shebang":  {base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\n")), `"#!"`},
+		"big":          {"# mailcow-ha\n" + strings.Repeat("#", MaxUserData), "at most 32768"},
+		"mime no toml": {"Content-Type: multipart/mixed; boundary=\"XX\"\n\n--XX\nContent-Type: text/x-shellscript\n\n#!/bin/sh\n--XX--\n", "has no TOML part"},
+	}
+	for name, tc := range bad {
+		_, err := DecodePayload([]byte(tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", name, err, tc.want)
+		}
+	}
+	bomb := bytes.Buffer{}
+	zw = gzip.NewWriter(&bomb)
+	zw.Write(bytes.Repeat([]byte("a"), 10<<20))
+	zw.Close()
+	if _, err := DecodePayload(bomb.Bytes()); err == nil || !strings.Contains(err.Error(), "expands beyond") {
+		t.Errorf("gzip bomb: %v", err)
+	}
+}
+
+func TestSourcesOrder(t *testing.T) {
+	dir := t.TempDir()
+	def := filepath.Join(dir, "config.toml")
+	ud := filepath.Join(dir, "user-data.txt")
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/hetzner/v1/userdata" {
+			http.NotFound(w, r)
+			return
+		}
+		if hits.Add(1) <= 2 {
+			http.Error(w, "warming up", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("# mailcow-ha\nversion = 1\n# from metadata\n"))
+	}))
+	defer srv.Close()
+	s := Sources{DefaultPath: def, UserDataPath: ud, MetadataURL: srv.URL + "/hetzner/v1", MetadataDeadline: 10 * time.Second}
+	ctx := context.Background()
+
+	pl, err := s.Read(ctx)
+	if err != nil || !strings.Contains(string(pl.Data), "from metadata") || pl.Name != "metadata userdata" {
+		t.Fatalf("metadata: %q %v", pl.Data, err)
+	}
+	if hits.Load() != 3 {
+		t.Errorf("metadata tried %d times, want 3 (two 503s, then 200)", hits.Load())
+	}
+	must(t, os.WriteFile(ud, []byte("# mailcow-ha\n# user-data copy\n"), 0o600))
+	if pl, err = s.Read(ctx); err != nil || pl.Name != ud {
+		t.Fatalf("user-data copy: %v %v", pl.Name, err)
+	}
+	must(t, os.WriteFile(def, []byte("# mailcow-ha\n# etc\n"), 0o600))
+	if pl, err = s.Read(ctx); err != nil || pl.Name != def {
+		t.Fatalf("default path: %v %v", pl.Name, err)
+	}
+	s.Path = "-"
+	s.Stdin = strings.NewReader("# mailcow-ha\n# stdin\n")
+	if pl, err = s.Read(ctx); err != nil || pl.Name != "-" || !strings.Contains(string(pl.Data), "stdin") {
+		t.Fatalf("stdin: %v %v", pl.Name, err)
+	}
+	s.Path = filepath.Join(dir, "missing.toml")
+	if _, err = s.Read(ctx); err == nil {
+		t.Fatal("an explicit --config that is missing must fail, not fall back")
+	}
+}
+
+func TestMetadataNoUserData(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	_, err := Sources{MetadataURL: srv.URL, MetadataDeadline: 5 * time.Second}.Read(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "no user-data") || hits.Load() != 1 {
+		t.Fatalf("got %v after %d requests", err, hits.Load())
+	}
+}
+
+func TestLineIndex(t *testing.T) {
+	src := "version = 1\n[a]\nx = 1\ns = \"\"\"\nfake = 2\n\"\"\"\n[[b.c]]\ny = 2\n[[b.c]]\ny = 3\n\"q.k\" = 4\n[b.c.d]\nz = 5\n"
+	idx := indexLines(src)
+	for key, want := range map[string]int{
+		"version": 1, "a.x": 3, "a.fake": 2, "b.c[0].y": 8, "b.c[1].y": 10, "b.c[1].q.k": 11, "b.c[1].d.z": 13, "b.c[1].nope": 9, "zzz": 0,
+	} {
+		if got := idx.line(key); got != want {
+			t.Errorf("line(%q) = %d, want %d", key, got, want)
+		}
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

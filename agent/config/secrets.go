@@ -1,0 +1,122 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// FileChecker checks a file that holds a secret. Validation calls it; tests give their own owner.
+type FileChecker interface {
+	CheckSecretFile(path string) error
+}
+
+// SecretFiles checks secret files on the local file system: each must be a regular file, mode 0600 or stricter
+// (no bits for group or others), and owned by Owner (root on a node).
+type SecretFiles struct {
+	Owner int
+}
+
+// CheckSecretFile implements FileChecker. Its errors name the path and the mode, never the content.
+func (s SecretFiles) CheckSecretFile(path string) error {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s does not exist", path)
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%s has mode %04o: it must not be readable by group or others (chmod 600)", path, perm)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != s.Owner {
+		return fmt.Errorf("%s is owned by uid %d, not %d", path, st.Uid, s.Owner)
+	}
+	return nil
+}
+
+// ReadSecret checks a secret file as CheckSecretFile does and returns its content without surrounding blanks.
+func (s SecretFiles) ReadSecret(path string) (Secret, error) {
+	if err := s.CheckSecretFile(path); err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("cannot read %s: %w", path, err)
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return Secret(b), nil
+}
+
+// MaterializeSecrets writes the secrets that the configuration carries inline (hcloud.token, cluster.secret) to
+// their files with mode 0600, then forgets them, so that the rest of the agent reads every secret from a file.
+// It warns once when it wrote anything, since user-data stays readable from the metadata service.
+func MaterializeSecrets(c *Config, log *slog.Logger) error {
+	var wrote []string
+	for _, s := range []struct {
+		key, path string
+		val       *Secret
+	}{
+		{"hcloud.token", c.Hcloud.TokenFile, &c.Hcloud.Token},
+		{"cluster.secret", c.Cluster.SecretFile, &c.Cluster.Secret},
+	} {
+		if !s.val.Set() {
+			continue
+		}
+		if err := writeSecret(s.path, s.val.Reveal()); err != nil {
+			return fmt.Errorf("%s: %w", s.key, err)
+		}
+		*s.val = ""
+		wrote = append(wrote, s.key)
+	}
+	if len(wrote) > 0 {
+		log.Warn("secrets given inline in the configuration were written to files with mode 0600; "+
+			"user-data stays readable from the metadata service on this server, so rotate them or ship them as files",
+			"keys", wrote)
+	}
+	return nil
+}
+
+// writeSecret replaces path atomically with content, mode 0600, creating the directory with mode 0700.
+func writeSecret(path, content string) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".secret-*")
+	if err != nil {
+		return fmt.Errorf("write secret beside %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return fmt.Errorf("chmod %s: %w", tmp, err)
+	}
+	if _, err := f.WriteString(content + "\n"); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("install %s: %w", path, err)
+	}
+	return nil
+}

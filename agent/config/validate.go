@@ -1,0 +1,371 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"text/template"
+)
+
+var (
+	nameRE    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	projectRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+	ifaceRE   = regexp.MustCompile(`^[A-Za-z0-9_.:@-]{1,15}$`)
+	serviceRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+	instRE    = regexp.MustCompile(`^[A-Za-z0-9_]{1,32}$`)
+)
+
+// validator collects problems with their lines.
+type validator struct {
+	file  string
+	idx   lineIndex
+	probs Problems
+}
+
+func (v *validator) add(key, format string, args ...any) {
+	v.probs = append(v.probs, Problem{File: v.file, Line: v.idx.line(key), Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+func validate(file string, c *Config, idx lineIndex, fsys FileChecker) Problems {
+	v := &validator{file: file, idx: idx}
+	if c.Version != SchemaVersion {
+		v.add("version", "unsupported schema version %d: this build reads version %d", c.Version, SchemaVersion)
+	}
+	v.cluster(c)
+	v.hcloud(c)
+	v.network(c)
+	v.galera(c)
+	v.keepalived(c)
+	v.mailcow(c)
+	v.failover(c)
+	v.alerts(c)
+	v.api(c)
+	if fsys != nil {
+		v.secretFiles(c, fsys)
+	}
+	return v.probs
+}
+
+func (v *validator) cluster(c *Config) {
+	if c.Node.Name == "" {
+		v.add("node.name", "missing: name this node as in cluster.nodes")
+	} else if _, ok := c.Self(); !ok {
+		v.add("node.name", "%q is not in cluster.nodes", c.Node.Name)
+	}
+	if c.Cluster.Name == "" {
+		v.add("cluster.name", "missing")
+	} else if !nameRE.MatchString(c.Cluster.Name) {
+		v.add("cluster.name", "%q: use lower-case letters, digits and '-' (at most 63)", c.Cluster.Name)
+	}
+	v.absPath("cluster.secret_file", c.Cluster.SecretFile)
+	if c.Cluster.Secret.Set() && len(c.Cluster.Secret.Reveal()) < 32 {
+		v.add("cluster.secret", "too short: use at least 32 random characters (openssl rand -hex 32)")
+	}
+
+	names := map[string]int{}
+	ips := map[netip.Addr]int{}
+	ids := map[int64]int{}
+	prios := map[int]int{}
+	var members, arbitrators, bootstraps int
+	for i, m := range c.Cluster.Nodes {
+		k := fmt.Sprintf("cluster.nodes[%d]", i)
+		switch {
+		case m.Name == "":
+			v.add(k+".name", "missing")
+		case !nameRE.MatchString(m.Name):
+			v.add(k+".name", "%q: use lower-case letters, digits and '-'", m.Name)
+		default:
+			if j, dup := names[m.Name]; dup {
+				v.add(k+".name", "duplicate node %q (also cluster.nodes[%d])", m.Name, j)
+			} else {
+				names[m.Name] = i
+			}
+		}
+		if ip, err := netip.ParseAddr(m.PrivateIP); err != nil || ip.Zone() != "" {
+			v.add(k+".private_ip", "invalid IP address %q", m.PrivateIP)
+		} else if ip.IsUnspecified() || ip.IsLoopback() || ip.IsMulticast() {
+			v.add(k+".private_ip", "%s cannot be a node's private address", ip)
+		} else if j, dup := ips[ip]; dup {
+			v.add(k+".private_ip", "duplicate private IP %s (also cluster.nodes[%d])", ip, j)
+		} else {
+			ips[ip] = i
+		}
+		switch m.Role {
+		case "", RoleMember:
+			members++
+			if m.ServerID <= 0 {
+				v.add(k+".server_id", "missing: the Hetzner server id is needed to fence this node")
+			} else if j, dup := ids[m.ServerID]; dup {
+				v.add(k+".server_id", "duplicate server id %d (also cluster.nodes[%d])", m.ServerID, j)
+			} else {
+				ids[m.ServerID] = i
+			}
+			if m.Priority < 1 || m.Priority > 254 {
+				v.add(k+".priority", "must be 1..254, got %d", m.Priority)
+			} else if j, dup := prios[m.Priority]; dup {
+				v.add(k+".priority", "duplicate priority %d (also cluster.nodes[%d]): the order must be strict", m.Priority, j)
+			} else {
+				prios[m.Priority] = i
+			}
+			if m.Bootstrap {
+				bootstraps++
+			}
+		case RoleArbitrator:
+			arbitrators++
+			if m.Bootstrap {
+				v.add(k+".bootstrap", "an arbitrator (garbd) cannot bootstrap the cluster")
+			}
+			if m.Priority != 0 {
+				v.add(k+".priority", "an arbitrator never becomes MASTER: leave priority out")
+			}
+		default:
+			v.add(k+".role", "must be %q or %q, got %q", RoleMember, RoleArbitrator, m.Role)
+		}
+	}
+	n := len(c.Cluster.Nodes)
+	switch {
+	case n == 0:
+		v.add("cluster.nodes", "missing: list every node of the cluster")
+	case n < 3 && arbitrators == 0:
+		v.add("cluster.nodes", "%d node(s): a cluster needs at least 3 nodes, or 2 and an arbitrator, to keep quorum", n)
+	case n < 3:
+		v.add("cluster.nodes", "%d node(s): a cluster needs at least 3 voting nodes", n)
+	case members < 2:
+		v.add("cluster.nodes", "%d member(s): at least 2 nodes must be able to serve", members)
+	}
+	if n > 0 && bootstraps != 1 {
+		v.add("cluster.nodes", "exactly one member must have bootstrap = true, found %d", bootstraps)
+	}
+}
+
+func (v *validator) hcloud(c *Config) {
+	h := c.Hcloud
+	v.absPath("hcloud.token_file", h.TokenFile)
+	if h.Token.Set() && len(h.Token.Reveal()) != 64 {
+		v.add("hcloud.token", "a Hetzner API token has 64 characters, this one has %d", len(h.Token.Reveal()))
+	}
+	v.httpURL("hcloud.endpoint", h.Endpoint)
+	v.httpURL("hcloud.metadata_url", h.MetadataURL)
+	if h.FloatingIPID <= 0 {
+		v.add("hcloud.floating_ip_id", "missing: the id of the Floating IP that follows the MASTER")
+	}
+	if h.VolumeID <= 0 {
+		v.add("hcloud.volume_id", "missing: the id of the Volume that holds mailcow's data")
+	}
+}
+
+func (v *validator) network(c *Config) {
+	for k, name := range map[string]string{
+		"network.public_interface":  c.Network.PublicInterface,
+		"network.private_interface": c.Network.PrivateInterface,
+	} {
+		if name != "auto" && !ifaceRE.MatchString(name) {
+			v.add(k, "%q is not an interface name (or \"auto\")", name)
+		}
+	}
+	if c.Network.PublicInterface != "auto" && c.Network.PublicInterface == c.Network.PrivateInterface {
+		v.add("network.private_interface", "the private and the public interface must differ")
+	}
+}
+
+func (v *validator) galera(c *Config) {
+	g := c.Galera
+	v.absPath("galera.data_dir", g.DataDir)
+	v.absPath("galera.socket", g.Socket)
+	v.absPath("galera.config_file", g.ConfigFile)
+	v.absPath("galera.password_file", g.PasswordFile)
+	if g.SSTMethod != "rsync" && g.SSTMethod != "mariabackup" {
+		v.add("galera.sst_method", "must be \"rsync\" or \"mariabackup\", got %q", g.SSTMethod)
+	}
+	ports := map[int]string{}
+	for _, p := range []struct {
+		key  string
+		port int
+	}{{"galera.group_port", g.GroupPort}, {"galera.ist_port", g.ISTPort}, {"galera.sst_port", g.SSTPort}} {
+		if !v.port(p.key, p.port) {
+			continue
+		}
+		if other, dup := ports[p.port]; dup {
+			v.add(p.key, "port %d is also %s", p.port, other)
+		}
+		ports[p.port] = p.key
+	}
+}
+
+func (v *validator) keepalived(c *Config) {
+	k := c.Keepalived
+	if k.RouterID < 1 || k.RouterID > 255 {
+		v.add("keepalived.router_id", "must be 1..255, got %d", k.RouterID)
+	}
+	if !instRE.MatchString(k.Instance) {
+		v.add("keepalived.instance", "%q: use letters, digits and '_' (at most 32)", k.Instance)
+	}
+	if d := k.AdvertInterval.D(); d < 10e6 || d > 255e9 || d%10e6 != 0 {
+		v.add("keepalived.advert_interval", "must be a multiple of 10ms between 10ms and 255s, got %s", d)
+	}
+	switch k.Preempt {
+	case PreemptOff, PreemptOn:
+	case PreemptDelay:
+		if d := k.PreemptDelay.D(); d <= 0 || d > 1000e9 {
+			v.add("keepalived.preempt_delay", "must be between 1s and 1000s with preempt = \"delay\", got %s", d)
+		}
+	default:
+		v.add("keepalived.preempt", "must be %q, %q or %q, got %q", PreemptOff, PreemptOn, PreemptDelay, k.Preempt)
+	}
+	v.absPath("keepalived.config_file", k.ConfigFile)
+	v.absPath("keepalived.notify_fifo", k.NotifyFIFO)
+}
+
+func (v *validator) mailcow(c *Config) {
+	m := c.Mailcow
+	v.absPath("mailcow.dir", m.Dir)
+	v.absPath("mailcow.data_mount", m.DataMount)
+	if m.DataMount == "/" {
+		v.add("mailcow.data_mount", "cannot be /")
+	}
+	if !projectRE.MatchString(m.ComposeProject) {
+		v.add("mailcow.compose_project", "%q is not a compose project name", m.ComposeProject)
+	}
+	if len(m.CriticalServices) == 0 {
+		v.add("mailcow.critical_services", "name at least one service, such as \"postfix-mailcow\"")
+	}
+	seen := map[string]bool{}
+	for i, s := range m.CriticalServices {
+		k := fmt.Sprintf("mailcow.critical_services[%d]", i)
+		switch {
+		case !serviceRE.MatchString(s):
+			v.add(k, "%q is not a compose service name", s)
+		case seen[s]:
+			v.add(k, "duplicate service %q", s)
+		}
+		seen[s] = true
+	}
+}
+
+func (v *validator) failover(c *Config) {
+	f := c.Failover
+	for _, d := range []struct {
+		key string
+		d   Duration
+	}{
+		{"failover.check_grace", f.CheckGrace}, {"failover.quorum_grace", f.QuorumGrace},
+		{"failover.fence_timeout", f.FenceTimeout}, {"failover.reconcile_interval", f.ReconcileInterval},
+		{"failover.breaker.window", f.Breaker.Window},
+	} {
+		if d.d <= 0 {
+			v.add(d.key, "must be positive, got %s", d.d)
+		}
+	}
+	if f.Breaker.Max < 1 {
+		v.add("failover.breaker.max", "must be at least 1, got %d", f.Breaker.Max)
+	}
+	if f.Breaker.Window > 0 && f.Breaker.Window < f.FenceTimeout {
+		v.add("failover.breaker.window", "%s is shorter than failover.fence_timeout (%s): the breaker could never count a fenced takeover", f.Breaker.Window, f.FenceTimeout)
+	}
+	v.absPath("failover.state_dir", f.StateDir)
+}
+
+func (v *validator) alerts(c *Config) {
+	names := map[string]int{}
+	for i, w := range c.Alerts.Webhooks {
+		k := fmt.Sprintf("alerts.webhooks[%d]", i)
+		if w.Name == "" {
+			v.add(k+".name", "missing")
+		} else if j, dup := names[w.Name]; dup {
+			v.add(k+".name", "duplicate webhook %q (also alerts.webhooks[%d])", w.Name, j)
+		} else {
+			names[w.Name] = i
+		}
+		v.httpURL(k+".url", w.URL)
+		if w.SecretFile != "" {
+			v.absPath(k+".secret_file", w.SecretFile)
+		}
+		if w.MinSeverity != "" && !slices.Contains(severities, w.MinSeverity) {
+			v.add(k+".min_severity", "must be one of %q, got %q", severities, w.MinSeverity)
+		}
+		if w.Template != "" {
+			if _, err := template.New(w.Name).Parse(w.Template); err != nil {
+				v.add(k+".template", "invalid Go template: %v", err)
+			}
+		}
+		if w.DedupWindow < 0 {
+			v.add(k+".dedup_window", "must not be negative")
+		}
+	}
+}
+
+func (v *validator) api(c *Config) {
+	if len(c.API.Listen) == 0 {
+		v.add("api.listen", "name at least one address, such as \"127.0.0.1:7480\"")
+	}
+	for i, a := range c.API.Listen {
+		k := fmt.Sprintf("api.listen[%d]", i)
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			v.add(k, "%q is not host:port", a)
+			continue
+		}
+		if host != PrivateHost && host != "" {
+			if _, err := netip.ParseAddr(host); err != nil {
+				v.add(k, "host %q must be an IP address or %q", host, PrivateHost)
+			}
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			v.add(k, "invalid port %q", port)
+		}
+	}
+	v.port("api.peer_port", c.API.PeerPort)
+	v.absPath("api.socket", c.API.Socket)
+}
+
+func (v *validator) secretFiles(c *Config, fsys FileChecker) {
+	if !c.Hcloud.Token.Set() {
+		if err := fsys.CheckSecretFile(c.Hcloud.TokenFile); err != nil {
+			v.add("hcloud.token_file", "%v", err)
+		}
+	}
+	if !c.Cluster.Secret.Set() {
+		if err := fsys.CheckSecretFile(c.Cluster.SecretFile); err != nil {
+			v.add("cluster.secret_file", "%v", err)
+		}
+	}
+	for i, w := range c.Alerts.Webhooks {
+		if w.SecretFile != "" {
+			if err := fsys.CheckSecretFile(w.SecretFile); err != nil {
+				v.add(fmt.Sprintf("alerts.webhooks[%d].secret_file", i), "%v", err)
+			}
+		}
+	}
+}
+
+func (v *validator) absPath(key, p string) {
+	if p == "" {
+		v.add(key, "missing")
+	} else if !filepath.IsAbs(p) || filepath.Clean(p) != p {
+		v.add(key, "%q must be a clean absolute path", p)
+	}
+}
+
+func (v *validator) httpURL(key, s string) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.add(key, "not an http(s) URL with a host") // the value is not shown: a webhook URL may hold a token
+		return
+	}
+	if u.User != nil {
+		v.add(key, "must not carry credentials in the URL")
+	}
+}
+
+func (v *validator) port(key string, p int) bool {
+	if p < 1 || p > 65535 {
+		v.add(key, "must be a port 1..65535, got %d", p)
+		return false
+	}
+	return true
+}

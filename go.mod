@@ -1,0 +1,8 @@
+module github.com/mailcow-ha/mailcow-ha
+
+go 1.26
+
+require (
+	github.com/BurntSushi/toml v1.6.0 // indirect
+	github.com/coreos/go-systemd/v22 v22.7.0 // indirect
+)
