@@ -5,4 +5,5 @@ go 1.26
 require (
 	github.com/BurntSushi/toml v1.6.0 // indirect
 	github.com/coreos/go-systemd/v22 v22.7.0 // indirect
+	golang.org/x/sys v0.1.0 // indirect
 )

@@ -96,7 +96,7 @@ func TestBadConfigs(t *testing.T) {
 		src  string
 		want []string // each must appear in the output
 	}{
-		{"syntax", minimal + "[failover\n", []string{"t.toml:27:", "TOML syntax"}},
+		{"syntax", minimal + "[failover\n", []string{"t.toml:26: TOML syntax"}},
 		{"unknown key", minimal + "[failover]\nchek_grace = \"1s\"\n", []string{"t.toml:27: failover.chek_grace: unknown key (did you mean \"check_grace\"?)"}},
 		{"unknown table", minimal + "[galeera]\nx = 1\n", []string{"t.toml:26: galeera: unknown key"}},
 		{"wrong type", strings.Replace(minimal, "server_id = 2", "server_id = \"2\"", 1), []string{"t.toml:16: cluster.nodes[1].server_id: wrong type: want integer, got string"}},
@@ -147,10 +147,26 @@ func TestEveryProblemAtOnce(t *testing.T) {
 			t.Errorf("problem without a file position: %q", l)
 		}
 	}
-	// Unknown keys and wrong types are all reported together too.
-	_, probs = Parse("t.toml", []byte(minimal+"[failover]\nfoo = 1\nbar = 2\ncheck_grace = 3\n"))
-	if len(probs) != 3 {
-		t.Fatalf("want 3 problems, got %d:\n%v", len(probs), probs.Err())
+	// Unknown keys, wrong types and rule violations are all reported together too, and a key dropped for its
+	// type is not reported again as missing.
+	src = strings.Replace(minimal, "volume_id = 8", "volume_id = \"8\"", 1)
+	src = strings.Replace(src, "10.99.0.13", "10.99.0.12", 1)
+	_, probs = Parse("t.toml", []byte(src+"[failover]\nfoo = 1\nbar = 2\ncheck_grace = 3\n"))
+	want := []string{
+		"t.toml:20: cluster.nodes[2].private_ip: duplicate private IP 10.99.0.12 (also cluster.nodes[1])",
+		"t.toml:25: hcloud.volume_id: wrong type: want integer, got string",
+		"t.toml:27: failover.foo: unknown key",
+		"t.toml:28: failover.bar: unknown key",
+		"t.toml:29: failover.check_grace: wrong type: want a duration string such as \"30s\", got integer",
+	}
+	got := strings.Split(probs.Err().Error(), "\n")
+	if len(got) != len(want) {
+		t.Fatalf("want %d problems, got:\n%v", len(want), probs.Err())
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("problem %d:\n got %s\nwant %s", i, got[i], want[i])
+		}
 	}
 }
 

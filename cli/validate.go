@@ -1,0 +1,96 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/config"
+)
+
+// Validate reads a configuration from the usual sources (or --config), checks it and its secret files, and
+// prints either a summary of the cluster (exit 0) or every problem, one a line (exit 2).
+func Validate(ctx context.Context, args []string, stdio Stdio) int {
+	fset := newFlags("validate", "validate [--config PATH|-]", stdio)
+	src := config.DefaultSources()
+	fset.StringVar(&src.Path, "config", "", "configuration file, or - for stdin (default: "+config.DefaultPath+
+		", then cloud-init's user-data, then the metadata service)")
+	fset.StringVar(&src.MetadataURL, "metadata-url", src.MetadataURL, "base URL of the Hetzner metadata service")
+	fset.DurationVar(&src.MetadataDeadline, "metadata-timeout", 10*time.Second, "how long to retry the metadata service")
+	if code, done := parseFlags(fset, args, stdio); done {
+		return code
+	}
+	src.Stdin = stdio.Stdin
+	pl, err := src.Read(ctx)
+	if err != nil {
+		fmt.Fprintln(stdio.Stderr, err)
+		var pe *config.PayloadError
+		if errors.As(err, &pe) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, config.ErrNoConfig) {
+			return ExitUsage
+		}
+		return ExitFailure
+	}
+	// Secret files must belong to the user that runs the agent: root on a node.
+	cfg, probs := config.Check(pl.Name, pl.Data, config.SecretFiles{Owner: os.Geteuid()})
+	if err := probs.Err(); err != nil {
+		fmt.Fprintln(stdio.Stderr, err)
+		fmt.Fprintf(stdio.Stderr, "%s: %d problem(s)\n", pl.Name, len(probs))
+		return ExitUsage
+	}
+	summarize(stdio.Stdout, pl.Name, &cfg)
+	return ExitOK
+}
+
+func summarize(w io.Writer, name string, c *config.Config) {
+	self, _ := c.Self()
+	fmt.Fprintf(w, "%s: valid (schema v%d)\n", name, c.Version)
+	fmt.Fprintf(w, "cluster   %s, %d nodes\n", c.Cluster.Name, len(c.Cluster.Nodes))
+	fmt.Fprintf(w, "node      %s\n", describe(self))
+	for _, p := range c.Peers() {
+		fmt.Fprintf(w, "peer      %s\n", describe(p))
+	}
+	members := make([]config.Member, 0, len(c.Cluster.Nodes))
+	for _, m := range c.Cluster.Nodes {
+		if !m.IsArbitrator() {
+			members = append(members, m)
+		}
+	}
+	sort.SliceStable(members, func(i, j int) bool { return members[i].Priority > members[j].Priority })
+	order := make([]string, len(members))
+	for i, m := range members {
+		order[i] = fmt.Sprintf("%s (%d)", m.Name, m.Priority)
+	}
+	fmt.Fprintf(w, "priority  %s\n", strings.Join(order, " > "))
+	fmt.Fprintf(w, "hcloud    floating IP %d, volume %d, API %s\n", c.Hcloud.FloatingIPID, c.Hcloud.VolumeID, c.Hcloud.Endpoint)
+	fmt.Fprintf(w, "failover  check grace %s, quorum grace %s, fence timeout %s, breaker %d per %s\n",
+		c.Failover.CheckGrace, c.Failover.QuorumGrace, c.Failover.FenceTimeout, c.Failover.Breaker.Max, c.Failover.Breaker.Window)
+	for _, s := range []struct {
+		key, file string
+		inline    bool
+	}{
+		{"hcloud.token", c.Hcloud.TokenFile, c.Hcloud.Token.Set()},
+		{"cluster.secret", c.Cluster.SecretFile, c.Cluster.Secret.Set()},
+	} {
+		if s.inline {
+			fmt.Fprintf(w, "warning   %s is inline: the agent writes it to %s (mode 0600), but user-data stays "+
+				"readable from the metadata service\n", s.key, s.file)
+		}
+	}
+}
+
+func describe(m config.Member) string {
+	if m.IsArbitrator() {
+		return fmt.Sprintf("%s %s arbitrator (garbd)", m.Name, m.PrivateIP)
+	}
+	s := fmt.Sprintf("%s %s server %d priority %d", m.Name, m.PrivateIP, m.ServerID, m.Priority)
+	if m.Bootstrap {
+		s += " bootstrap"
+	}
+	return s
+}
