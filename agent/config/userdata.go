@@ -29,7 +29,9 @@ type PayloadError struct{ Msg string }
 
 func (e *PayloadError) Error() string { return e.Msg }
 
-func payloadErr(format string, args ...any) error { return &PayloadError{Msg: fmt.Sprintf(format, args...)} }
+func payloadErr(format string, args ...any) error {
+	return &PayloadError{Msg: fmt.Sprintf(format, args...)}
+}
 
 // DecodePayload turns user-data (or any configuration file) into TOML text. It accepts gzip, and base64 when the
 // whole payload is valid base64; it takes the TOML part out of MIME multipart; it refuses payloads over 32 KiB and

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test tier that exists. It starts dockerd when none answers and stops only what it started.
+# The go test output (less the === RUN noise) is kept in build/test.log; the last line counts the tests.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+mkdir -p build
+bash scripts/dockerd.sh start || exit 1
+trap 'bash scripts/dockerd.sh stop' EXIT
+
+# All of make test must stay under 60 minutes on 2 cores; go test stops a package at 50.
+go test -race -count=1 -timeout 50m -v ./... 2>&1 | tee build/test.log | grep -vE '^\s*=== (RUN|PAUSE|CONT|NAME)'
+rc=${PIPESTATUS[0]}
+bash scripts/dockerd.sh stop
+trap - EXIT
+
+passed=$(grep -cE '^\s*--- PASS' build/test.log)
+failed=$(grep -cE '^\s*--- FAIL' build/test.log)
+skipped=$(grep -cE '^\s*--- SKIP' build/test.log)
+if ((skipped > 0)); then
+	echo "skipped tests and why:"
+	grep -A1 -E '^\s*--- SKIP' build/test.log | grep -vE '^\s*--- SKIP|^--$' | sed 's/^/  /'
+fi
+echo "tests: $passed passed, $failed failed, $skipped skipped"
+exit "$rc"
