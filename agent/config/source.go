@@ -96,34 +96,37 @@ func decodeAs(name string, b []byte) (Payload, error) {
 	return Payload{Name: name, Data: out}, nil
 }
 
-// readMetadata fetches <MetadataURL>/userdata, retrying transient failures with backoff until the deadline. An
-// answer of 404 or an empty body means that the server has no user-data, which is final.
+// readMetadata fetches the user-data from the metadata service and decodes it.
 func (s Sources) readMetadata(ctx context.Context) (Payload, error) {
-	url := strings.TrimRight(s.MetadataURL, "/") + "/userdata"
-	client := s.HTTPClient
+	b, err := FetchUserData(ctx, s.HTTPClient, s.MetadataURL, s.MetadataDeadline)
+	if err != nil {
+		return Payload{}, err
+	}
+	return decodeAs("metadata userdata", b)
+}
+
+// FetchUserData returns the raw user-data from <baseURL>/userdata (baseURL such as
+// http://169.254.169.254/hetzner/v1), retrying transient failures with backoff until deadline (default 60 s). An
+// answer of 404 or an empty body means that the server has no user-data, which is final (ErrNoConfig).
+func FetchUserData(ctx context.Context, client *http.Client, baseURL string, deadline time.Duration) ([]byte, error) {
+	url := strings.TrimRight(baseURL, "/") + "/userdata"
 	if client == nil {
 		client = &http.Client{Timeout: 5 * time.Second}
 	}
-	deadline := s.MetadataDeadline
 	if deadline <= 0 {
 		deadline = 60 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
 	wait := 250 * time.Millisecond
-	var last error
 	for {
 		b, final, err := getUserData(ctx, client, url)
-		if err == nil {
-			return decodeAs("metadata userdata", b)
+		if err == nil || final {
+			return b, err
 		}
-		if final {
-			return Payload{}, err
-		}
-		last = err
 		select {
 		case <-ctx.Done():
-			return Payload{}, fmt.Errorf("metadata service %s: gave up after %s: %w", url, deadline, last)
+			return nil, fmt.Errorf("metadata service %s: gave up after %s: %w", url, deadline, err)
 		case <-time.After(wait):
 		}
 		wait = min(wait*2, 4*time.Second)

@@ -1,0 +1,400 @@
+// Package hcloud is the agent's adapter to the Hetzner Cloud API, on hcloud-go: it reads and moves the Floating
+// IP and the Volume, fences servers by powering them off, finds the newest appliance snapshot, and reads the
+// metadata service. Every action is awaited with exponential polling; every error carries one of three kinds
+// (retry fast, retry slowly, fatal) so that the failover brain can decide; requests, the rate-limit budget and
+// latencies are counted.
+package hcloud
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
+)
+
+// Cloud is what the failover executor needs from Hetzner. *Client implements it.
+type Cloud interface {
+	FloatingIPOwner(ctx context.Context, id int64) (server int64, err error)
+	AssignFloatingIP(ctx context.Context, id, server int64) error
+	Volume(ctx context.Context, id int64) (VolumeInfo, error)
+	DetachVolume(ctx context.Context, id, from int64) error
+	AttachVolume(ctx context.Context, id, to int64) error
+	ServerStatus(ctx context.Context, id int64) (string, error)
+	PowerOff(ctx context.Context, id int64) error
+}
+
+// VolumeInfo is what the agent needs to know of a Volume.
+type VolumeInfo struct {
+	ID          int64
+	Name        string
+	Server      int64 // 0: attached nowhere
+	LinuxDevice string
+}
+
+// Image is a snapshot.
+type Image struct {
+	ID          int64
+	Description string
+	Created     time.Time
+	Labels      map[string]string
+}
+
+// Options configures a Client.
+type Options struct {
+	Endpoint   string // default https://api.hetzner.cloud/v1
+	Token      string // the API token; required
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+	// Action polling: exponential from PollBase by PollFactor, capped at PollCap. hcloud-go's default, a constant
+	// 500 ms, spends the 3600 requests/hour budget quickly.
+	PollBase, PollCap time.Duration
+	PollFactor        float64
+	// Retry waits: RetryFast waits FastWait; RetrySlow backs off from SlowBase, doubling, to SlowCap, or waits for
+	// the rate limit's reset.
+	FastWait, SlowBase, SlowCap time.Duration
+}
+
+// Client is the adapter. It is safe for concurrent use.
+type Client struct {
+	api  *hc.Client
+	rec  *statsRecorder
+	log  *slog.Logger
+	opts Options
+}
+
+var _ Cloud = (*Client)(nil)
+
+// New returns a client. The token is handed to hcloud-go and kept nowhere else.
+func New(o Options) (*Client, error) {
+	if o.Token == "" {
+		return nil, errors.New("hcloud: no API token")
+	}
+	if o.Endpoint == "" {
+		o.Endpoint = hc.Endpoint
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 15 * time.Second}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	defaults := map[*time.Duration]time.Duration{
+		&o.PollBase: 200 * time.Millisecond, &o.PollCap: 2 * time.Second,
+		&o.FastWait: 250 * time.Millisecond, &o.SlowBase: time.Second, &o.SlowCap: 30 * time.Second,
+	}
+	for p, d := range defaults {
+		if *p <= 0 {
+			*p = d
+		}
+	}
+	if o.PollFactor <= 1 {
+		o.PollFactor = 1.6
+	}
+	rec := newStatsRecorder()
+	httpClient := *o.HTTPClient
+	next := httpClient.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	httpClient.Transport = countingTransport{next: next, rec: rec}
+	api := hc.NewClient(
+		hc.WithEndpoint(o.Endpoint),
+		hc.WithToken(o.Token),
+		hc.WithHTTPClient(&httpClient),
+		hc.WithApplication("mailcow-ha", ""),
+		// One retry policy only, ours: hcloud-go's own does not cover locked and would hide attempts.
+		hc.WithRetryOpts(hc.RetryOpts{MaxRetries: 0}),
+		hc.WithPollOpts(hc.PollOpts{BackoffFunc: hc.ExponentialBackoffWithOpts(hc.ExponentialBackoffOpts{
+			Base: o.PollBase, Multiplier: o.PollFactor, Cap: o.PollCap,
+		})}),
+	)
+	o.Token = ""
+	return &Client{api: api, rec: rec, log: o.Logger, opts: o}, nil
+}
+
+// Stats returns the request counters, the rate-limit budget and the latencies so far.
+func (c *Client) Stats() Stats { return c.rec.snapshot() }
+
+// call runs fn until it succeeds, fails fatally, or ctx ends. It waits briefly after a RetryFast error and backs
+// off after a RetrySlow one. The error it returns is classified.
+func (c *Client) call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
+	start := time.Now()
+	ctx = withOp(ctx, op)
+	slow := c.opts.SlowBase
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = classify(op, fn(ctx))
+		if err == nil {
+			break
+		}
+		var e *Error
+		errors.As(err, &e)
+		if e.Kind == Fatal || ctx.Err() != nil {
+			break
+		}
+		wait := c.opts.FastWait
+		if e.Kind == RetrySlow {
+			wait = slow
+			slow = min(slow*2, c.opts.SlowCap)
+			if e.RetryAfter > 0 {
+				wait = e.RetryAfter
+			}
+		}
+		c.log.Warn("hcloud call failed, retrying", "op", op, "attempt", attempt, "kind", e.Kind.String(),
+			"code", e.Code, "correlation_id", e.CorrelationID, "wait", wait)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+			continue
+		}
+		break
+	}
+	c.rec.op(op, time.Since(start), err)
+	return err
+}
+
+// await waits for an action with exponential polling; an action still running when ctx ends is ErrActionRunning.
+func (c *Client) await(ctx context.Context, a *hc.Action) error {
+	if a == nil {
+		return nil
+	}
+	err := c.api.Action.WaitFor(ctx, a)
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("action %d (%s): %w", a.ID, a.Command, ErrActionRunning)
+	}
+	if err == nil {
+		c.rec.action(time.Since(a.Started))
+	}
+	return err
+}
+
+func notFound(what string, id int64) error {
+	return &Error{Kind: Fatal, Code: string(hc.ErrorCodeNotFound), Err: fmt.Errorf("%s %d not found", what, id)}
+}
+
+// FloatingIPOwner returns the server the Floating IP routes to, 0 for none.
+func (c *Client) FloatingIPOwner(ctx context.Context, id int64) (int64, error) {
+	var owner int64
+	err := c.call(ctx, "floating_ip_owner", func(ctx context.Context) error {
+		f, _, err := c.api.FloatingIP.GetByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		if f == nil {
+			return notFound("floating IP", id)
+		}
+		owner = 0
+		if f.Server != nil {
+			owner = f.Server.ID
+		}
+		return nil
+	})
+	return owner, err
+}
+
+// AssignFloatingIP routes the Floating IP to server and waits until the API reports it done. Assigning it to the
+// server that has it already does nothing.
+func (c *Client) AssignFloatingIP(ctx context.Context, id, server int64) error {
+	return c.call(ctx, "assign_floating_ip", func(ctx context.Context) error {
+		f, _, err := c.api.FloatingIP.GetByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		if f == nil {
+			return notFound("floating IP", id)
+		}
+		if f.Server != nil && f.Server.ID == server {
+			return nil
+		}
+		a, _, err := c.api.FloatingIP.Assign(ctx, f, &hc.Server{ID: server})
+		if err != nil {
+			return err
+		}
+		return c.await(ctx, a)
+	})
+}
+
+// UnassignFloatingIP unroutes the Floating IP, if it routes anywhere.
+func (c *Client) UnassignFloatingIP(ctx context.Context, id int64) error {
+	return c.call(ctx, "unassign_floating_ip", func(ctx context.Context) error {
+		f, _, err := c.api.FloatingIP.GetByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		if f == nil {
+			return notFound("floating IP", id)
+		}
+		if f.Server == nil {
+			return nil
+		}
+		a, _, err := c.api.FloatingIP.Unassign(ctx, f)
+		if err != nil {
+			return err
+		}
+		return c.await(ctx, a)
+	})
+}
+
+// Volume returns the Volume's attachment and device path.
+func (c *Client) Volume(ctx context.Context, id int64) (VolumeInfo, error) {
+	var info VolumeInfo
+	err := c.call(ctx, "volume", func(ctx context.Context) error {
+		v, err := c.getVolume(ctx, id)
+		if err != nil {
+			return err
+		}
+		info = volumeInfo(v)
+		return nil
+	})
+	return info, err
+}
+
+func (c *Client) getVolume(ctx context.Context, id int64) (*hc.Volume, error) {
+	v, _, err := c.api.Volume.GetByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return nil, notFound("volume", id)
+	}
+	return v, nil
+}
+
+func volumeInfo(v *hc.Volume) VolumeInfo {
+	info := VolumeInfo{ID: v.ID, Name: v.Name, LinuxDevice: v.LinuxDevice}
+	if v.Server != nil {
+		info.Server = v.Server.ID
+	}
+	return info
+}
+
+// DetachVolume detaches the Volume from server from. It does nothing when the Volume is attached nowhere, and
+// refuses (Fatal, ErrUnexpectedOwner) when it is attached to another server.
+func (c *Client) DetachVolume(ctx context.Context, id, from int64) error {
+	return c.call(ctx, "detach_volume", func(ctx context.Context) error {
+		v, err := c.getVolume(ctx, id)
+		if err != nil {
+			return err
+		}
+		switch owner := volumeInfo(v).Server; owner {
+		case 0:
+			return nil
+		case from:
+		default:
+			return fmt.Errorf("volume %d is attached to server %d, not %d: %w", id, owner, from, ErrUnexpectedOwner)
+		}
+		a, _, err := c.api.Volume.Detach(ctx, v)
+		if err != nil {
+			return err
+		}
+		return c.await(ctx, a)
+	})
+}
+
+// AttachVolume attaches the Volume to server to, only while it is free. It does nothing when the Volume is
+// attached there already, and refuses (Fatal) when it is attached elsewhere.
+func (c *Client) AttachVolume(ctx context.Context, id, to int64) error {
+	return c.call(ctx, "attach_volume", func(ctx context.Context) error {
+		v, err := c.getVolume(ctx, id)
+		if err != nil {
+			return err
+		}
+		switch owner := volumeInfo(v).Server; owner {
+		case to:
+			return nil
+		case 0:
+		default:
+			return fmt.Errorf("volume %d is attached to server %d: %w", id, owner, ErrUnexpectedOwner)
+		}
+		a, _, err := c.api.Volume.AttachWithOpts(ctx, v, hc.VolumeAttachOpts{Server: &hc.Server{ID: to}, Automount: hc.Ptr(false)})
+		if err != nil {
+			return err
+		}
+		return c.await(ctx, a)
+	})
+}
+
+// ServerStatus returns the server's status: running, off, starting, stopping...
+func (c *Client) ServerStatus(ctx context.Context, id int64) (string, error) {
+	var status string
+	err := c.call(ctx, "server_status", func(ctx context.Context) error {
+		s, _, err := c.api.Server.GetByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		if s == nil {
+			return notFound("server", id)
+		}
+		status = string(s.Status)
+		return nil
+	})
+	return status, err
+}
+
+// PowerOff cuts the server's power (fencing) and waits until the API reports it off.
+func (c *Client) PowerOff(ctx context.Context, id int64) error {
+	return c.call(ctx, "poweroff", func(ctx context.Context) error {
+		s, _, err := c.api.Server.GetByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		if s == nil {
+			return notFound("server", id)
+		}
+		if s.Status == hc.ServerStatusOff {
+			return nil
+		}
+		a, _, err := c.api.Server.Poweroff(ctx, s)
+		if err != nil {
+			return err
+		}
+		if err := c.await(ctx, a); err != nil {
+			return err
+		}
+		s, _, err = c.api.Server.GetByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		if s == nil || s.Status != hc.ServerStatusOff {
+			return &Error{Kind: RetryFast, Code: "not_off", Err: fmt.Errorf("server %d: poweroff done but status is not off", id)}
+		}
+		return nil
+	})
+}
+
+// PowerOn switches the server on and waits for the action.
+func (c *Client) PowerOn(ctx context.Context, id int64) error {
+	return c.call(ctx, "poweron", func(ctx context.Context) error {
+		a, _, err := c.api.Server.Poweron(ctx, &hc.Server{ID: id})
+		if err != nil {
+			return err
+		}
+		return c.await(ctx, a)
+	})
+}
+
+// LatestImage returns the newest snapshot whose labels match selector (such as "app=mailcow-ha").
+func (c *Client) LatestImage(ctx context.Context, selector string) (Image, error) {
+	var img Image
+	err := c.call(ctx, "latest_image", func(ctx context.Context) error {
+		list, _, err := c.api.Image.List(ctx, hc.ImageListOpts{
+			ListOpts: hc.ListOpts{LabelSelector: selector, PerPage: 1},
+			Type:     []hc.ImageType{hc.ImageTypeSnapshot},
+			Sort:     []string{"created:desc"},
+		})
+		if err != nil {
+			return err
+		}
+		if len(list) == 0 {
+			return &Error{Kind: Fatal, Code: string(hc.ErrorCodeNotFound), Err: fmt.Errorf("no snapshot matches %q", selector)}
+		}
+		i := list[0]
+		img = Image{ID: i.ID, Description: i.Description, Created: i.Created, Labels: i.Labels}
+		return nil
+	})
+	return img, err
+}
