@@ -75,7 +75,9 @@ func (r *statsRecorder) action(took time.Duration) {
 
 type opKey struct{}
 
-func withOp(ctx context.Context, op string) context.Context { return context.WithValue(ctx, opKey{}, op) }
+func withOp(ctx context.Context, op string) context.Context {
+	return context.WithValue(ctx, opKey{}, op)
+}
 
 // countingTransport counts each request against the operation in its context and reads the rate-limit headers.
 type countingTransport struct {
