@@ -36,6 +36,7 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"version":  {"print the version and build information", Version},
+		"image":    {"appliance images: 'image latest' prints the newest snapshot's id", Image},
 		"validate": {"check a configuration and summarise the cluster it describes", Validate},
 	}
 }

@@ -8,7 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 )
 
 func run(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
@@ -165,5 +169,94 @@ func TestValidateFromMetadata(t *testing.T) {
 	}
 	if code != ExitOK || !strings.Contains(out, "metadata userdata: valid") || !strings.Contains(out, "node      mx3 ") {
 		t.Fatalf("metadata: %d\n%s\n%s", code, out, errs)
+	}
+}
+
+func TestImageLatest(t *testing.T) {
+	sim, err := hcloudsim.New(hcloudsim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim.Handler())
+	defer func() { srv.Close(); sim.Close() }()
+	t.Setenv("HCLOUD_ENDPOINT", srv.URL+"/v1")
+	t.Setenv("HCLOUD_TOKEN", hcloudsim.DemoToken)
+	if code, out, errs := run(t, "", "image", "latest"); code != ExitOK || out != "5002\n" {
+		t.Fatalf("image latest: %d %q %q", code, out, errs)
+	}
+	if code, out, _ := run(t, "", "image", "latest", "--selector", "version=2026.10"); code != ExitOK || out != "5001\n" {
+		t.Fatalf("image latest --selector: %d %q", code, out)
+	}
+	if code, _, errs := run(t, "", "image", "latest", "--selector", "app=none", "--timeout", "2s"); code != ExitFailure || !strings.Contains(errs, "no snapshot matches") {
+		t.Fatalf("no match: %d %q", code, errs)
+	}
+	// A token from a file, which must be mode 0600.
+	t.Setenv("HCLOUD_TOKEN", "")
+	tok := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tok, []byte(hcloudsim.DemoToken+"\n"), 0o644)
+	if code, _, errs := run(t, "", "image", "latest", "--token-file", tok); code != ExitUsage || !strings.Contains(errs, "mode 0644") {
+		t.Fatalf("loose token file: %d %q", code, errs)
+	}
+	os.Chmod(tok, 0o600)
+	if code, out, errs := run(t, "", "image", "latest", "--token-file", tok); code != ExitOK || out != "5002\n" {
+		t.Fatalf("token file: %d %q %q", code, out, errs)
+	}
+	if code, _, errs := run(t, "", "image", "latest"); code != ExitUsage || !strings.Contains(errs, "no API token") {
+		t.Fatalf("no token: %d %q", code, errs)
+	}
+	t.Setenv("HCLOUD_TOKEN", strings.Repeat("x", 64))
+	if code, _, errs := run(t, "", "image", "latest"); code != ExitFailure || !strings.Contains(errs, "unauthorized") || strings.Contains(errs, strings.Repeat("x", 64)) {
+		t.Fatalf("wrong token: %d %q", code, errs)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the command's goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestHcloudsimCommand(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb syncBuffer
+	done := make(chan int)
+	go func() {
+		done <- Hcloudsim(ctx, []string{"--listen", "127.0.0.1:0", "--latency-scale", "0.01"}, Stdio{Stdout: &out, Stderr: &errb})
+	}()
+	var api string
+	for i := 0; i < 100 && api == ""; i++ {
+		time.Sleep(20 * time.Millisecond)
+		if _, rest, ok := strings.Cut(out.String(), "API "); ok {
+			api, _, _ = strings.Cut(rest, " ")
+		}
+	}
+	if api == "" {
+		t.Fatalf("no address printed: %q %q", out.String(), errb.String())
+	}
+	req, _ := http.NewRequest("GET", api+"/servers", nil)
+	req.Header.Set("Authorization", "Bearer "+hcloudsim.DemoToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET servers: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if code := Hcloudsim(context.Background(), []string{"--state", "/nonexistent.json"}, Stdio{Stdout: &out, Stderr: &errb}); code != 2 {
+		t.Fatalf("bad state file: exit %d", code)
 	}
 }

@@ -23,10 +23,18 @@ func location(name string) schema.Location {
 	return locations["fsn1"]
 }
 
-// serverJSON adds the datacenter, which older clients (Debian's hcloud CLI among them) still read.
+// serverJSON adds the datacenter, which the API deprecated in 2026 but older clients (Debian's hcloud CLI among
+// them) still read.
 type serverJSON struct {
 	schema.Server
-	Datacenter schema.Datacenter `json:"datacenter"`
+	Datacenter datacenterJSON `json:"datacenter"`
+}
+
+type datacenterJSON struct {
+	ID          int64           `json:"id"`
+	Name        string          `json:"name"`
+	Description string          `json:"description"`
+	Location    schema.Location `json:"location"`
 }
 
 var debianImage = func() schema.Image {
@@ -69,7 +77,7 @@ func (s *Sim) serverJSON(v Server) serverJSON {
 		}
 	}
 	_, out.Locked = s.locks[resRef{ID: v.ID, Type: "server"}]
-	return serverJSON{Server: out, Datacenter: schema.Datacenter{ID: loc.ID, Name: loc.Name + "-dc14", Description: loc.Description + " DC14", Location: loc}}
+	return serverJSON{Server: out, Datacenter: datacenterJSON{ID: loc.ID, Name: loc.Name + "-dc14", Description: loc.Description + " DC14", Location: loc}}
 }
 
 func (s *Sim) floatingIPJSON(v FloatingIP) schema.FloatingIP {

@@ -1,4 +1,4 @@
-package hcloudsim
+package cli
 
 import (
 	"context"
@@ -12,12 +12,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailcow-ha/mailcow-ha/cli"
+	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 )
 
-// Main runs the simulator as a command: hcloudsim --listen ADDR [--state FILE] [--token TOKEN|--token-file F].
-// It serves until ctx ends.
-func Main(ctx context.Context, args []string, stdio cli.Stdio) int {
+// Hcloudsim runs the simulated Hetzner Cloud API as a command (cmd/hcloudsim):
+// hcloudsim --listen ADDR [--state FILE] [--token TOKEN|--token-file F]. It serves until ctx ends.
+func Hcloudsim(ctx context.Context, args []string, stdio Stdio) int {
 	fs := flag.NewFlagSet("hcloudsim", flag.ContinueOnError)
 	fs.SetOutput(stdio.Stderr)
 	listen := fs.String("listen", "127.0.0.1:8480", "address to serve on")
@@ -32,44 +32,44 @@ func Main(ctx context.Context, args []string, stdio cli.Stdio) int {
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return cli.ExitOK
+			return ExitOK
 		}
-		return cli.ExitUsage
+		return ExitUsage
 	}
-	o := Options{Token: *token, RateLimit: *rate, Latencies: DefaultLatencies().Scale(*scale),
+	o := hcloudsim.Options{Token: *token, RateLimit: *rate, Latencies: hcloudsim.DefaultLatencies().Scale(*scale),
 		Logger: slog.New(slog.NewTextHandler(stdio.Stderr, nil))}
 	if *tokenFile != "" {
 		b, err := os.ReadFile(*tokenFile)
 		if err != nil {
 			fmt.Fprintln(stdio.Stderr, "hcloudsim:", err)
-			return cli.ExitUsage
+			return ExitUsage
 		}
 		o.Token = strings.TrimSpace(string(b))
 	}
 	if *statePath != "" {
-		st, err := LoadState(*statePath)
+		st, err := hcloudsim.LoadState(*statePath)
 		if err != nil {
 			fmt.Fprintln(stdio.Stderr, "hcloudsim:", err)
-			return cli.ExitUsage
+			return ExitUsage
 		}
 		o.State = st
 	}
-	sim, err := New(o)
+	sim, err := hcloudsim.New(o)
 	if err != nil {
 		fmt.Fprintln(stdio.Stderr, "hcloudsim:", err)
-		return cli.ExitUsage
+		return ExitUsage
 	}
 	defer sim.Close()
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		fmt.Fprintln(stdio.Stderr, "hcloudsim:", err)
-		return cli.ExitFailure
+		return ExitFailure
 	}
 	srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(stdio.Stdout, "hcloudsim: API http://%s/v1 metadata http://%s/_metadata/<server>/hetzner/v1 admin http://%s/_sim/\n",
 		ln.Addr(), ln.Addr(), ln.Addr())
 	if o.Token == "" {
-		fmt.Fprintf(stdio.Stdout, "hcloudsim: demo token %s\n", DemoToken)
+		fmt.Fprintf(stdio.Stdout, "hcloudsim: demo token %s\n", hcloudsim.DemoToken)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -78,9 +78,9 @@ func Main(ctx context.Context, args []string, stdio cli.Stdio) int {
 		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(shut)
-		return cli.ExitOK
+		return ExitOK
 	case err := <-errc:
 		fmt.Fprintln(stdio.Stderr, "hcloudsim:", err)
-		return cli.ExitFailure
+		return ExitFailure
 	}
 }
