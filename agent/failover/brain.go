@@ -1,0 +1,509 @@
+package failover
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// State is everything the brain remembers. It is a value: Step never changes the State it is given.
+type State struct {
+	Role  Role
+	VRRP  string // keepalived's last reported state
+	TID   int    // the current transition's id
+	Phase string // the step of the current transition
+	// Takeover in progress.
+	Old, VolOwner, FIPOwner int64     // servers found by ReadOwners
+	VolPhase, FIPPhase      string    // the two parallel branches of the move; "" when done
+	FenceDeadline           time.Time //
+	Started                 time.Time // when the transition started
+	// Demotion in progress.
+	Reason    string // why the current transition started
+	After     Role   // the role to settle in when the demotion is done
+	ConfirmTo int64  // the peer to confirm the demotion to
+	// Health.
+	GaleraOK       bool
+	GaleraDetail   string
+	GaleraBadSince time.Time
+	StackFailed    string
+	StackBadSince  time.Time
+	// Refusals.
+	Takeovers   []time.Time // breaker history (persisted by the executor)
+	Breaker     bool        // tripped
+	RefuseUntil time.Time   // after a failed takeover
+	RefuseWhy   string
+	YieldUntil  time.Time // after a peer asked us to demote
+	Maintenance bool
+	SwitchTo    string
+	SwitchUntil time.Time
+}
+
+// Initial is the state before Boot.
+func Initial() State { return State{Role: RoleBooting, VRRP: VRRPBackup} }
+
+// Step applies one observation at time now and returns the new state and the actions to take, in order.
+func Step(p Params, s State, o Observation, now time.Time) (State, []Action) {
+	s.Takeovers = slices.Clone(s.Takeovers)
+	b := &step{p: p, s: s, now: now}
+	b.apply(o)
+	return b.s, b.out
+}
+
+type step struct {
+	p   Params
+	s   State
+	now time.Time
+	out []Action
+}
+
+func (b *step) act(kind string, server int64) {
+	b.out = append(b.out, Action{Kind: kind, TID: b.s.TID, Server: server})
+}
+
+func (b *step) report(severity, event, format string, args ...any) {
+	b.out = append(b.out, Action{Kind: ActReport, TID: b.s.TID, Severity: severity, Event: event, Detail: fmt.Sprintf(format, args...)})
+}
+
+func (b *step) apply(o Observation) {
+	s := &b.s
+	switch o := o.(type) {
+	case Boot:
+		b.startDemote(RoleBooting, RoleBackup, "boot: cleanup before standing by")
+	case Tick:
+		b.tick()
+	case VRRP:
+		b.vrrp(o.State)
+	case Galera:
+		b.galera(o)
+	case Stack:
+		b.stack(o.Failed)
+	case Owners:
+		if o.TID == s.TID && s.Role == RolePromoting && s.Phase == "owners" {
+			b.owners(o)
+		}
+	case PeerAnswer:
+		if o.TID == s.TID && s.Role == RolePromoting && s.Phase == "fence_ask" && o.Server == s.Old {
+			if o.Demoted {
+				b.report("info", "peer_demoted", "%s confirmed its demotion", b.name(s.Old))
+				b.startMove()
+			} else {
+				b.powerOff(fmt.Sprintf("%s did not confirm its demotion: %s", b.name(s.Old), o.Err))
+			}
+		}
+	case Done:
+		if o.TID == s.TID {
+			b.done(o)
+		}
+	case Maintenance:
+		if s.Maintenance != o.On {
+			s.Maintenance = o.On
+			b.report("warning", map[bool]string{true: "maintenance_on", false: "maintenance_off"}[o.On],
+				"%s", map[bool]string{true: "automatic actions paused", false: "automatic actions resumed"}[o.On])
+			if !o.On && s.VRRP == VRRPMaster && (s.Role == RoleBackup || s.Role == RoleFault) {
+				b.tryPromote()
+			}
+		}
+	case Switchover:
+		s.SwitchTo, s.SwitchUntil = o.To, o.Until
+		b.report("info", "switchover", "handing MASTER to %s until %s", o.To, o.Until.UTC().Format(time.RFC3339))
+	case DemoteRequest:
+		b.demoteRequest(o.From)
+	case Stop:
+		if s.Role != RoleStopped {
+			b.report("info", "stopping", "agent stopping: demoting")
+			b.startDemote(RoleDemoting, RoleStopped, "agent stop")
+		}
+	}
+}
+
+func (b *step) name(server int64) string {
+	if n, ok := b.p.Peers[server]; ok {
+		return n
+	}
+	if server == b.p.Self {
+		return b.p.Name
+	}
+	return fmt.Sprintf("server %d", server)
+}
+
+func (b *step) tick() {
+	s := &b.s
+	if b.retryDemote() {
+		return
+	}
+	if s.Breaker && b.recentTakeovers() < b.p.BreakerMax {
+		s.Breaker = false
+		b.report("info", "breaker_reset", "fewer than %d takeovers within the last %s", b.p.BreakerMax, b.p.BreakerWindow)
+	}
+	if !s.RefuseUntil.IsZero() && !b.now.Before(s.RefuseUntil) {
+		s.RefuseUntil, s.RefuseWhy = time.Time{}, ""
+	}
+	if s.SwitchTo != "" && !b.now.Before(s.SwitchUntil) {
+		s.SwitchTo, s.SwitchUntil = "", time.Time{}
+	}
+	switch {
+	case s.Role == RolePromoting && s.Phase == "fence_ask" && !b.now.Before(s.FenceDeadline):
+		b.powerOff(fmt.Sprintf("%s did not confirm its demotion within %s", b.name(s.Old), b.p.FenceTimeout))
+	case s.Role == RoleMaster && !s.GaleraBadSince.IsZero() && b.now.Sub(s.GaleraBadSince) >= b.p.QuorumGrace && !s.Maintenance:
+		b.report("critical", "quorum_timeout", "out of the Primary component for %s: demoting", b.now.Sub(s.GaleraBadSince))
+		b.startDemote(RoleDemoting, RoleFault, "quorum lost beyond grace")
+	case (s.Role == RoleBackup || s.Role == RoleFault) && s.VRRP == VRRPMaster && s.RefuseUntil.IsZero() && !s.Breaker && !s.Maintenance:
+		// keepalived still wants us as MASTER after a refusal that has expired: try again.
+		if v, _ := Verdict(b.p, *s, b.now); v {
+			b.tryPromote()
+		}
+	}
+}
+
+func (b *step) vrrp(state string) {
+	s := &b.s
+	prev := s.VRRP
+	s.VRRP = state
+	if s.Maintenance {
+		if prev != state {
+			b.report("warning", "vrrp_ignored", "keepalived says %s; maintenance: no action", state)
+		}
+		return
+	}
+	switch state {
+	case VRRPMaster:
+		if s.Role == RoleBackup || s.Role == RoleFault {
+			b.tryPromote()
+		}
+	case VRRPBackup, VRRPFault, VRRPStop:
+		after := RoleBackup
+		if state != VRRPBackup {
+			after = RoleFault
+		}
+		switch s.Role {
+		case RoleMaster:
+			b.report("warning", "demoting", "keepalived says %s", state)
+			b.startDemote(RoleDemoting, after, "keepalived "+state)
+		case RolePromoting:
+			b.report("critical", "failover_cancelled", "keepalived says %s during the takeover at %s: undoing", state, s.Phase)
+			b.act(ActCancel, 0)
+			b.startDemote(RoleDemoting, after, "takeover cancelled")
+		case RoleFault, RoleBackup:
+			s.Role = after
+		case RoleDemoting, RoleBooting:
+			if s.After != RoleStopped {
+				s.After = after
+			}
+		}
+	}
+}
+
+// recentTakeovers counts the takeovers within the breaker window.
+func (b *step) recentTakeovers() int {
+	n := 0
+	for _, t := range b.s.Takeovers {
+		if b.now.Sub(t) < b.p.BreakerWindow {
+			n++
+		}
+	}
+	return n
+}
+
+// tryPromote checks everything that may forbid a takeover, then starts one (DESIGN.md §3, steps 1–3).
+func (b *step) tryPromote() {
+	s := &b.s
+	if v, why := Verdict(b.p, *s, b.now); !v {
+		s.Role = RoleFault
+		b.report("warning", "takeover_refused", "%s", why)
+		return
+	}
+	if b.recentTakeovers() >= b.p.BreakerMax {
+		s.Breaker, s.Role = true, RoleFault
+		b.report("critical", "breaker_tripped", "%d takeovers within %s already: refusing until the window passes",
+			b.recentTakeovers(), b.p.BreakerWindow)
+		return
+	}
+	s.TID++
+	s.Role, s.Phase, s.Started, s.Reason = RolePromoting, "owners", b.now, "keepalived MASTER"
+	s.Old, s.VolOwner, s.FIPOwner, s.VolPhase, s.FIPPhase = 0, 0, 0, "", ""
+	s.Takeovers = append(s.Takeovers, b.now)
+	// Keep only what the window can still count.
+	s.Takeovers = slices.DeleteFunc(s.Takeovers, func(t time.Time) bool { return b.now.Sub(t) >= b.p.BreakerWindow })
+	b.report("info", "failover_started", "keepalived elected this node MASTER")
+	b.act(ActReadOwners, 0)
+}
+
+func (b *step) owners(o Owners) {
+	s := &b.s
+	if o.Err != "" {
+		b.abort(o.Kind, "reading the owners", o.Err)
+		return
+	}
+	s.VolOwner, s.FIPOwner = o.Volume, o.FloatingIP
+	_, volPeer := b.p.Peers[o.Volume]
+	if o.Volume != 0 && o.Volume != b.p.Self && !volPeer {
+		b.abort(ErrFatal, "reading the owners", fmt.Sprintf("the Volume is attached to server %d, which is not in this cluster", o.Volume))
+		return
+	}
+	switch _, fipPeer := b.p.Peers[o.FloatingIP]; {
+	case o.Volume != 0 && o.Volume != b.p.Self:
+		s.Old = o.Volume
+	case fipPeer:
+		s.Old = o.FloatingIP
+	case o.FloatingIP != 0 && o.FloatingIP != b.p.Self:
+		b.report("warning", "unexpected_owner", "the Floating IP routes to server %d, which is not in this cluster: taking it", o.FloatingIP)
+	}
+	if s.Old == 0 {
+		b.startMove()
+		return
+	}
+	s.Phase, s.FenceDeadline = "fence_ask", b.now.Add(b.p.FenceTimeout)
+	b.act(ActAskDemote, s.Old)
+}
+
+func (b *step) powerOff(why string) {
+	s := &b.s
+	s.Phase = "fence_poweroff"
+	b.report("warning", "fencing", "%s: powering it off", why)
+	b.act(ActPowerOff, s.Old)
+}
+
+// startMove moves the Volume and the Floating IP in parallel (DESIGN.md §3, step 5).
+func (b *step) startMove() {
+	s := &b.s
+	s.Phase = "move"
+	switch s.VolOwner {
+	case b.p.Self:
+		s.VolPhase = ""
+	case 0:
+		s.VolPhase = "attach"
+		b.act(ActAttachVolume, 0)
+	default:
+		s.VolPhase = "detach"
+		b.act(ActDetachVolume, s.VolOwner)
+	}
+	if s.FIPOwner == b.p.Self {
+		s.FIPPhase = "address"
+		b.act(ActAddAddress, 0)
+	} else {
+		s.FIPPhase = "assign"
+		b.act(ActAssignFIP, 0)
+	}
+	b.afterMove()
+}
+
+func (b *step) afterMove() {
+	s := &b.s
+	if s.Phase == "move" && s.VolPhase == "" && s.FIPPhase == "" {
+		s.Phase = "mount"
+		b.act(ActMount, 0)
+	}
+}
+
+func (b *step) done(o Done) {
+	s := &b.s
+	switch s.Role {
+	case RolePromoting:
+		if o.Err != "" {
+			if o.Action == ActPowerOff {
+				b.report("critical", "fence_failed", "could not power off %s: %s", b.name(s.Old), o.Err)
+			}
+			b.abort(o.Kind, o.Action, o.Err)
+			return
+		}
+		switch {
+		case o.Action == ActPowerOff && s.Phase == "fence_poweroff":
+			b.report("warning", "peer_fenced", "%s is powered off", b.name(s.Old))
+			b.startMove()
+		case o.Action == ActDetachVolume && s.VolPhase == "detach":
+			s.VolPhase = "attach"
+			b.act(ActAttachVolume, 0)
+		case o.Action == ActAttachVolume && s.VolPhase == "attach":
+			s.VolPhase = ""
+			b.afterMove()
+		case o.Action == ActAssignFIP && s.FIPPhase == "assign":
+			s.FIPPhase = "address"
+			b.act(ActAddAddress, 0)
+		case o.Action == ActAddAddress && s.FIPPhase == "address":
+			s.FIPPhase = ""
+			b.afterMove()
+		case o.Action == ActMount && s.Phase == "mount":
+			s.Phase = "start"
+			b.act(ActStartStack, 0)
+		case o.Action == ActStartStack && s.Phase == "start":
+			s.Role, s.Phase = RoleMaster, ""
+			s.StackFailed, s.StackBadSince = "", time.Time{}
+			b.report("info", "promoted", "MASTER after %s", b.now.Sub(s.Started))
+		}
+	case RoleDemoting, RoleBooting:
+		if o.Action != s.Phase {
+			return
+		}
+		if o.Err != "" {
+			// Stay in this step; the next tick retries it. Never go on to unmount a Volume that is still in use.
+			b.report("critical", "demote_step_failed", "%s: %s (retrying)", o.Action, o.Err)
+			s.Phase = "retry_" + o.Action
+			return
+		}
+		b.nextDemoteStep()
+	}
+}
+
+// abort gives up the takeover: report, refuse for a while, and undo what was done.
+func (b *step) abort(kind ErrKind, step, err string) {
+	s := &b.s
+	s.RefuseUntil = b.now.Add(b.apiBackoff())
+	s.RefuseWhy = fmt.Sprintf("takeover failed at %s", step)
+	event := "failover_failed"
+	if kind == ErrRetrySlow {
+		event = "api_unavailable"
+	}
+	b.report("critical", event, "%s: %s (%s); refusing MASTER for %s", step, err, kind, b.apiBackoff())
+	b.act(ActCancel, 0)
+	b.startDemote(RoleDemoting, RoleFault, "takeover failed")
+}
+
+func (b *step) apiBackoff() time.Duration {
+	if b.p.APIBackoff > 0 {
+		return b.p.APIBackoff
+	}
+	return 30 * time.Second
+}
+
+// demoteSteps is the reverse of the takeover, each step guarded by the executor.
+var demoteSteps = []string{ActStopStack, ActUnmount, ActRemoveAddr}
+
+// startDemote begins the demotion (or the boot cleanup) as a new transition.
+func (b *step) startDemote(role, after Role, why string) {
+	s := &b.s
+	s.TID++
+	s.Role, s.After, s.Started = role, after, b.now
+	s.Phase = demoteSteps[0]
+	s.VolPhase, s.FIPPhase = "", ""
+	s.Reason = why
+	b.act(demoteSteps[0], 0)
+}
+
+func (b *step) nextDemoteStep() {
+	s := &b.s
+	i := slices.Index(demoteSteps, s.Phase)
+	if i >= 0 && i+1 < len(demoteSteps) {
+		s.Phase = demoteSteps[i+1]
+		b.act(s.Phase, 0)
+		return
+	}
+	wasBoot := s.Role == RoleBooting
+	s.Role, s.Phase = s.After, ""
+	if s.ConfirmTo != 0 {
+		b.act(ActConfirm, s.ConfirmTo)
+		s.ConfirmTo = 0
+	}
+	switch {
+	case wasBoot:
+		b.report("info", "ready", "cleanup done: standing by as BACKUP")
+	case s.Role == RoleStopped:
+		b.report("info", "stopped", "demoted; the agent stops")
+	default:
+		b.report("warning", "demoted", "now %s after %s", s.Role, b.now.Sub(s.Started))
+	}
+	// keepalived may still want this node as MASTER (its FAULT is yet to come, or the demotion was a peer's
+	// request): take it up only when the check would pass, else wait for keepalived.
+	if s.Role != RoleStopped && s.VRRP == VRRPMaster && !s.Maintenance {
+		if ok, _ := Verdict(b.p, *s, b.now); ok {
+			b.tryPromote()
+		}
+	}
+}
+
+// retryDemote re-issues a failed demotion step on the next tick.
+func (b *step) retryDemote() bool {
+	s := &b.s
+	if (s.Role == RoleDemoting || s.Role == RoleBooting) && len(s.Phase) > 6 && s.Phase[:6] == "retry_" {
+		s.Phase = s.Phase[6:]
+		b.act(s.Phase, 0)
+		return true
+	}
+	return false
+}
+
+func (b *step) demoteRequest(from int64) {
+	s := &b.s
+	b.report("warning", "demote_requested", "%s asks this node to demote", b.name(from))
+	s.YieldUntil = b.now.Add(b.p.FenceTimeout)
+	switch s.Role {
+	case RoleMaster, RolePromoting:
+		if s.Role == RolePromoting {
+			b.act(ActCancel, 0)
+		}
+		s.ConfirmTo = from
+		b.startDemote(RoleDemoting, RoleBackup, "peer request")
+	case RoleDemoting, RoleBooting:
+		s.ConfirmTo = from
+	default:
+		b.act(ActConfirm, from)
+	}
+}
+
+func (b *step) galera(g Galera) {
+	s := &b.s
+	ok := g.Primary && g.Synced
+	s.GaleraDetail = g.Detail
+	if ok == s.GaleraOK {
+		return
+	}
+	s.GaleraOK = ok
+	if ok {
+		if !s.GaleraBadSince.IsZero() {
+			b.report("info", "quorum_regained", "galera %s", g.Detail)
+		}
+		s.GaleraBadSince = time.Time{}
+		return
+	}
+	s.GaleraBadSince = b.now
+	b.report("warning", "quorum_lost", "galera %s", g.Detail)
+}
+
+func (b *step) stack(failed string) {
+	s := &b.s
+	if failed == s.StackFailed {
+		return
+	}
+	if failed == "" {
+		if s.Role == RoleMaster {
+			b.report("info", "stack_recovered", "%s is healthy again after %s", s.StackFailed, b.now.Sub(s.StackBadSince))
+		}
+		s.StackFailed, s.StackBadSince = "", time.Time{}
+		return
+	}
+	if s.StackFailed == "" {
+		s.StackBadSince = b.now
+	}
+	s.StackFailed = failed
+	if s.Role == RoleMaster {
+		b.report("warning", "stack_degraded", "%s is down; the check fails after %s", failed, b.p.CheckGrace)
+	}
+}
+
+// Verdict is what `mailcow-ha check` answers keepalived: true keeps this node eligible, false puts it in FAULT.
+func Verdict(p Params, s State, now time.Time) (bool, string) {
+	switch {
+	case s.Role == RoleBooting:
+		return false, "booting: cleanup not done"
+	case s.Role == RoleDemoting:
+		return false, "demoting"
+	case s.Role == RoleStopped:
+		return false, "stopped"
+	case s.Breaker:
+		return false, "breaker tripped"
+	case now.Before(s.RefuseUntil):
+		return false, s.RefuseWhy
+	case now.Before(s.YieldUntil):
+		return false, "yielding to a peer that fenced this node"
+	case s.SwitchTo != "" && s.SwitchTo != p.Name && now.Before(s.SwitchUntil):
+		return false, "switchover to " + s.SwitchTo
+	case !s.GaleraOK:
+		d := s.GaleraDetail
+		if d == "" {
+			d = "unknown"
+		}
+		return false, "galera not Primary and Synced: " + d
+	case s.Role == RoleMaster && s.StackFailed != "" && !s.Maintenance && now.Sub(s.StackBadSince) >= p.CheckGrace:
+		return false, fmt.Sprintf("%s down for %s", s.StackFailed, now.Sub(s.StackBadSince))
+	}
+	return true, "ok"
+}

@@ -1,0 +1,177 @@
+// Package failover is the agent's brain: a pure state machine. Step takes the state, one observation and the
+// time, and returns the new state and the actions to take; it does no I/O, reads no clock and starts no
+// goroutine. The executor applies the actions and reports their outcome back as observations. Verdict says what
+// `mailcow-ha check` answers keepalived.
+package failover
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Params are the configuration values the brain needs (from agent/config, copied so that this package imports
+// nothing that does I/O).
+type Params struct {
+	Self          int64            // this node's Hetzner server id
+	Name          string           // this node's name
+	Peers         map[int64]string // the other members' server ids and names
+	CheckGrace    time.Duration    // how long a critical service may be down on the MASTER
+	QuorumGrace   time.Duration    // how long the MASTER may stay out of the Primary component
+	FenceTimeout  time.Duration    // how long a peer has to confirm its demotion before poweroff
+	BreakerMax    int              // takeovers allowed within BreakerWindow
+	BreakerWindow time.Duration
+	APIBackoff    time.Duration // how long to refuse MASTER after the API failed us; default 30s
+}
+
+// Role is what the node is doing.
+type Role string
+
+// Roles.
+const (
+	RoleBooting   Role = "booting"   // cleanup pass at start: stop, unmount, remove the address
+	RoleBackup    Role = "backup"    // standing by
+	RoleFault     Role = "fault"     // refusing to be MASTER
+	RolePromoting Role = "promoting" // taking over
+	RoleMaster    Role = "master"    // serving
+	RoleDemoting  Role = "demoting"  // giving up
+	RoleStopped   Role = "stopped"   // the agent stops
+)
+
+// VRRP states as keepalived reports them on its notify fifo.
+const (
+	VRRPMaster = "MASTER"
+	VRRPBackup = "BACKUP"
+	VRRPFault  = "FAULT"
+	VRRPStop   = "STOP"
+)
+
+// ErrKind mirrors the hcloud adapter's error kinds without importing it.
+type ErrKind string
+
+// Error kinds.
+const (
+	ErrNone      ErrKind = ""
+	ErrRetryFast ErrKind = "retry_fast"
+	ErrRetrySlow ErrKind = "retry_slow"
+	ErrFatal     ErrKind = "fatal"
+)
+
+// Observation is what the executor, keepalived, the probes and the operator tell the brain.
+type Observation interface{ obs() }
+
+// Boot starts the agent: clean up, then stand by as BACKUP.
+type Boot struct{}
+
+// Tick is the reconcile loop's heartbeat.
+type Tick struct{}
+
+// VRRP is a keepalived state transition from the notify fifo.
+type VRRP struct{ State string }
+
+// Galera is the local Galera node's state.
+type Galera struct {
+	Primary, Synced bool
+	Detail          string // wsrep_cluster_status / wsrep_local_state_comment, for reports
+}
+
+// Stack is the mailcow stack's health: Failed names the first failed critical service, "" when healthy.
+type Stack struct{ Failed string }
+
+// Owners is the answer to ReadOwners: which servers the Floating IP and the Volume belong to (0: none).
+type Owners struct {
+	TID        int
+	FloatingIP int64
+	Volume     int64
+	Err        string
+	Kind       ErrKind
+}
+
+// PeerAnswer is the answer to AskDemote: the peer confirmed its demotion, refused, or did not answer.
+type PeerAnswer struct {
+	TID     int
+	Server  int64
+	Demoted bool
+	Err     string
+}
+
+// Done reports the outcome of one action of a transition.
+type Done struct {
+	TID    int
+	Action string // the action's Kind
+	Err    string
+	Kind   ErrKind
+}
+
+// Maintenance pauses (On) or resumes automatic actions.
+type Maintenance struct{ On bool }
+
+// Switchover hands MASTER to node To: every other node fails its check until Until.
+type Switchover struct {
+	To    string
+	Until time.Time
+}
+
+// DemoteRequest is a peer asking this node to demote (fencing step one).
+type DemoteRequest struct{ From int64 }
+
+// Stop is the agent shutting down: demote gracefully.
+type Stop struct{}
+
+func (Boot) obs()          {}
+func (Tick) obs()          {}
+func (VRRP) obs()          {}
+func (Galera) obs()        {}
+func (Stack) obs()         {}
+func (Owners) obs()        {}
+func (PeerAnswer) obs()    {}
+func (Done) obs()          {}
+func (Maintenance) obs()   {}
+func (Switchover) obs()    {}
+func (DemoteRequest) obs() {}
+func (Stop) obs()          {}
+
+// Action kinds. The executor implements each through a small interface.
+const (
+	ActReadOwners   = "read_owners"   // read the Floating IP's and the Volume's owners from the API
+	ActAskDemote    = "ask_demote"    // ask a peer's agent to demote and confirm (peer API)
+	ActPowerOff     = "poweroff"      // fence a peer through the API and wait for off
+	ActDetachVolume = "detach_volume" // detach the Volume from Server
+	ActAttachVolume = "attach_volume" // attach the Volume here and wait for the device
+	ActAssignFIP    = "assign_fip"    // assign the Floating IP here
+	ActAddAddress   = "add_address"   // add the Floating IP to the public interface, send gratuitous ARP / NA
+	ActMount        = "mount"         // fsck if needed, mount, check the marker
+	ActStartStack   = "start_stack"   // start mailcow, wait for the critical services
+	ActStopStack    = "stop_stack"    // stop mailcow, disable its restart policy
+	ActUnmount      = "unmount"       //
+	ActRemoveAddr   = "remove_address"
+	ActConfirm      = "confirm_demote" // answer a peer's demote request
+	ActCancel       = "cancel"         // cancel the running actions of transition TID
+	ActReport       = "report"         // journal + webhook event
+)
+
+// Action is one thing for the executor to do, tagged with its transition id.
+type Action struct {
+	Kind     string
+	TID      int
+	Server   int64  // poweroff, ask_demote, detach_volume, confirm_demote
+	Event    string // report: the event name
+	Severity string // report: info, warning, critical
+	Detail   string // report: what happened
+}
+
+// String renders the action for transcripts and logs.
+func (a Action) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s t%d", a.Kind, a.TID)
+	if a.Server != 0 {
+		fmt.Fprintf(&b, " server=%d", a.Server)
+	}
+	if a.Event != "" {
+		fmt.Fprintf(&b, " %s %s", a.Severity, a.Event)
+	}
+	if a.Detail != "" {
+		fmt.Fprintf(&b, " %q", a.Detail)
+	}
+	return b.String()
+}
