@@ -6,6 +6,7 @@ require (
 	github.com/BurntSushi/toml v1.6.0
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/hetznercloud/hcloud-go/v2 v2.52.0
+	github.com/vishvananda/netns v0.0.5
 )
 
 require (

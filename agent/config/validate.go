@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"text/template"
+	"time"
 )
 
 var (
@@ -205,8 +206,8 @@ func (v *validator) keepalived(c *Config) {
 	if !instRE.MatchString(k.Instance) {
 		v.add("keepalived.instance", "%q: use letters, digits and '_' (at most 32)", k.Instance)
 	}
-	if d := k.AdvertInterval.D(); d < 10e6 || d > 255e9 || d%10e6 != 0 {
-		v.add("keepalived.advert_interval", "must be a multiple of 10ms between 10ms and 255s, got %s", d)
+	if d := k.AdvertInterval.D(); d < time.Second || d > 255*time.Second || d%time.Second != 0 {
+		v.add("keepalived.advert_interval", "must be whole seconds from 1s to 255s (VRRPv2), got %s", d)
 	}
 	switch k.Preempt {
 	case PreemptOff, PreemptOn:

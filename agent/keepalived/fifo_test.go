@@ -1,0 +1,184 @@
+package keepalived
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/lab/netns"
+)
+
+func TestParseLine(t *testing.T) {
+	for line, want := range map[string]Event{
+		`INSTANCE "VI_1" MASTER 150`:              {"VI_1", "MASTER", 150},
+		`INSTANCE "VI_1" BACKUP 100`:              {"VI_1", "BACKUP", 100},
+		`INSTANCE "VI 2" FAULT 0`:                 {"VI 2", "FAULT", 0},
+		`INSTANCE "VI_1" STOP 0`:                  {"VI_1", "STOP", 0},
+		`INSTANCE "VI_1" MASTER_RX_LOWER_PRI 150`: {"VI_1", "MASTER_RX_LOWER_PRI", 150},
+	} {
+		got, ok, err := ParseLine(line)
+		if err != nil || !ok || got != want {
+			t.Errorf("%q: %+v %v %v", line, got, ok, err)
+		}
+	}
+	for _, line := range []string{`GROUP "G1" MASTER`, ``, `VS "x" UP`} {
+		if _, ok, err := ParseLine(line); ok || err != nil {
+			t.Errorf("%q: ok=%v err=%v", line, ok, err)
+		}
+	}
+	if _, _, err := ParseLine(`INSTANCE "VI_1"`); err == nil {
+		t.Error("short line accepted")
+	}
+	if _, _, err := ParseLine(`INSTANCE "VI_1" MASTER high`); err == nil {
+		t.Error("bad priority accepted")
+	}
+}
+
+// TestReadFIFO writes lines as keepalived does, closes the writer, and re-creates the fifo as a reload does.
+func TestReadFIFO(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "notify.fifo")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events := make(chan Event, 16)
+	errc := make(chan error, 1)
+	if err := MakeFIFO(path); err != nil {
+		t.Fatal(err)
+	}
+	go func() { errc <- ReadFIFO(ctx, path, "VI_MAILCOW", events, nil) }()
+	write := func(lines string) {
+		t.Helper()
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteString(lines)
+		f.Close()
+	}
+	next := func() Event {
+		t.Helper()
+		select {
+		case e := <-events:
+			return e
+		case <-time.After(5 * time.Second):
+			t.Fatal("no event")
+		}
+		return Event{}
+	}
+	write("INSTANCE \"VI_MAILCOW\" BACKUP 150\nGROUP \"g\" MASTER\nINSTANCE \"OTHER\" MASTER 1\n")
+	write("INSTANCE \"VI_MAILCOW\" MASTER 150\n")
+	if e := next(); e.State != "BACKUP" {
+		t.Fatalf("first event %+v", e)
+	}
+	if e := next(); e.State != "MASTER" {
+		t.Fatalf("second event %+v (the writer's close must not end the reader)", e)
+	}
+	// A reload re-creates the fifo: the reader follows the new one.
+	os.Remove(path)
+	if err := MakeFIFO(path); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(700 * time.Millisecond)
+	write("INSTANCE \"VI_MAILCOW\" FAULT 150\n")
+	if e := next(); e.State != "FAULT" {
+		t.Fatalf("after re-creation %+v", e)
+	}
+	cancel()
+	select {
+	case <-errc:
+	case <-time.After(3 * time.Second):
+		t.Fatal("reader did not stop")
+	}
+}
+
+// lockedBuffer collects a process's output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestElection runs two real keepalived instances in two namespaces with the rendered configuration: the higher
+// priority becomes MASTER, and when its keepalived dies the other takes over. It measures the detection time.
+func TestElection(t *testing.T) {
+	if _, err := exec.LookPath("keepalived"); err != nil {
+		t.Skip("keepalived is not installed (Debian package keepalived; make deps installs it)")
+	}
+	a, b := testNS(t), testNS(t)
+	if err := netns.Veth(a, "eth1", b, "eth1"); err != nil {
+		t.Fatal(err)
+	}
+	a.IP("addr", "add", "10.99.0.11/24", "dev", "eth1")
+	b.IP("addr", "add", "10.99.0.12/24", "dev", "eth1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type node struct {
+		proc   *Process
+		events chan Event
+		out    *lockedBuffer
+	}
+	start := func(ns *netns.NS, name, self, peer string, prio int) *node {
+		dir := t.TempDir()
+		s := spec()
+		s.RouterName, s.Priority, s.SourceIP, s.Peers = name, prio, self, []string{peer}
+		s.CheckCommand = []string{"/bin/true"}
+		s.NotifyFIFO = filepath.Join(dir, "fifo")
+		conf, err := Render(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := WriteConfig(filepath.Join(dir, "keepalived.conf"), conf); err != nil {
+			t.Fatal(err)
+		}
+		n := &node{events: make(chan Event, 16), out: &lockedBuffer{}}
+		if err := MakeFIFO(s.NotifyFIFO); err != nil {
+			t.Fatal(err)
+		}
+		go ReadFIFO(ctx, s.NotifyFIFO, s.Instance, n.events, nil)
+		n.proc = &Process{Config: filepath.Join(dir, "keepalived.conf"), RunDir: dir, Netns: ns.Name, Output: n.out}
+		if err := n.proc.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.proc.Stop(context.Background(), 5*time.Second) })
+		return n
+	}
+	wait := func(n *node, state string, within time.Duration) time.Duration {
+		t.Helper()
+		t0 := time.Now()
+		deadline := time.After(within)
+		for {
+			select {
+			case e := <-n.events:
+				if e.State == state {
+					return time.Since(t0)
+				}
+			case <-deadline:
+				t.Fatalf("no %s within %s; keepalived said:\n%s", state, within, n.out.String())
+			}
+		}
+	}
+	na := start(a, "mx1", "10.99.0.11", "10.99.0.12", 150)
+	nb := start(b, "mx2", "10.99.0.12", "10.99.0.11", 100)
+	wait(na, "MASTER", 15*time.Second)
+	wait(nb, "BACKUP", 15*time.Second)
+	if err := na.proc.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	took := wait(nb, "MASTER", 15*time.Second)
+	t.Logf("VRRP detection: the BACKUP became MASTER %s after the MASTER's keepalived was killed (advert_int 1s)", took)
+}

@@ -1,0 +1,156 @@
+// Package keepalived renders keepalived's configuration from the cluster's, reads its notify fifo, and runs it
+// as a supervised child process. keepalived only elects the MASTER here: the configuration has no
+// virtual_ipaddress; the agent moves the Floating IP.
+package keepalived
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Spec is what the configuration is rendered from.
+type Spec struct {
+	RouterName     string        // global router_id: the node's name
+	Instance       string        // vrrp_instance name
+	Interface      string        // the private interface
+	VirtualRouter  int           // virtual_router_id, 1..255, the same on every node
+	Priority       int           // this node's priority, 1..254
+	AdvertInterval time.Duration // advert_int, whole seconds (VRRPv2)
+	Preempt        string        // "off" (nopreempt), "on", or "delay"
+	PreemptDelay   time.Duration
+	SourceIP       string   // unicast_src_ip: this node's private IP
+	Peers          []string // unicast_peer: the other nodes' private IPs
+	CheckCommand   []string // the vrrp_script: the mailcow-ha check command and its arguments
+	CheckInterval  time.Duration
+	CheckTimeout   time.Duration
+	Fall, Rise     int
+	NotifyFIFO     string // vrrp_notify_fifo
+	ScriptUser     string // script_user; default root
+}
+
+// Render returns keepalived.conf for s. Every value is quoted, and a value that could break out of its quotes
+// (a quote, a backslash, a newline, a control character) is refused: no configuration value can inject
+// keepalived syntax.
+func Render(s Spec) ([]byte, error) {
+	var errs []string
+	q := func(what, v string) string {
+		if err := safe(v); err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", what, err))
+		}
+		return `"` + v + `"`
+	}
+	ip := func(what, v string) string {
+		a, err := netip.ParseAddr(v)
+		if err != nil || a.Zone() != "" {
+			errs = append(errs, fmt.Sprintf("%s: %q is not an IP address", what, v))
+			return `"invalid"`
+		}
+		return a.String()
+	}
+	if s.VirtualRouter < 1 || s.VirtualRouter > 255 {
+		errs = append(errs, fmt.Sprintf("virtual_router_id %d out of 1..255", s.VirtualRouter))
+	}
+	if s.Priority < 1 || s.Priority > 254 {
+		errs = append(errs, fmt.Sprintf("priority %d out of 1..254", s.Priority))
+	}
+	// VRRPv2: keepalived's VRRPv3 insists on a virtual_ipaddress, which this design leaves out, and VRRPv2
+	// advertises in whole seconds.
+	if s.AdvertInterval < time.Second || s.AdvertInterval > 255*time.Second || s.AdvertInterval%time.Second != 0 {
+		errs = append(errs, fmt.Sprintf("advert_int %s is not a whole number of seconds from 1 to 255", s.AdvertInterval))
+	}
+	if len(s.CheckCommand) == 0 {
+		errs = append(errs, "no check command")
+	}
+	if s.CheckInterval <= 0 {
+		s.CheckInterval = time.Second
+	}
+	if s.CheckTimeout <= 0 {
+		s.CheckTimeout = time.Second
+	}
+	if s.Fall <= 0 {
+		s.Fall = 2
+	}
+	if s.Rise <= 0 {
+		s.Rise = 2
+	}
+	if s.ScriptUser == "" {
+		s.ScriptUser = "root"
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# Rendered by mailcow-ha from its configuration; changes here are overwritten.\n")
+	fmt.Fprintf(&b, "# keepalived elects the MASTER only: no virtual_ipaddress, the agent moves the Floating IP.\n")
+	fmt.Fprintf(&b, "global_defs {\n")
+	fmt.Fprintf(&b, "    router_id %s\n", q("router_id", s.RouterName))
+	fmt.Fprintf(&b, "    enable_script_security\n")
+	fmt.Fprintf(&b, "    script_user %s\n", q("script_user", s.ScriptUser))
+	fmt.Fprintf(&b, "    vrrp_notify_fifo %s\n", q("vrrp_notify_fifo", s.NotifyFIFO))
+	fmt.Fprintf(&b, "}\n\n")
+	cmd := make([]string, len(s.CheckCommand))
+	for i, a := range s.CheckCommand {
+		if err := safe(a); err != nil || strings.ContainsAny(a, " \t'") {
+			errs = append(errs, fmt.Sprintf("check command argument %q: blanks and quotes are not allowed", a))
+		}
+		cmd[i] = a
+	}
+	fmt.Fprintf(&b, "vrrp_script chk_mailcow_ha {\n")
+	fmt.Fprintf(&b, "    script %s\n", q("script", strings.Join(cmd, " ")))
+	fmt.Fprintf(&b, "    interval %s\n", seconds(s.CheckInterval))
+	fmt.Fprintf(&b, "    timeout %s\n", seconds(s.CheckTimeout))
+	fmt.Fprintf(&b, "    fall %d\n    rise %d\n", s.Fall, s.Rise)
+	fmt.Fprintf(&b, "    # weight 0: a failing check puts the instance in FAULT.\n")
+	fmt.Fprintf(&b, "    weight 0\n")
+	fmt.Fprintf(&b, "}\n\n")
+	fmt.Fprintf(&b, "vrrp_instance %s {\n", q("vrrp_instance", s.Instance))
+	fmt.Fprintf(&b, "    state BACKUP\n")
+
+	fmt.Fprintf(&b, "    interface %s\n", q("interface", s.Interface))
+	fmt.Fprintf(&b, "    virtual_router_id %d\n", s.VirtualRouter)
+	fmt.Fprintf(&b, "    priority %d\n", s.Priority)
+	fmt.Fprintf(&b, "    advert_int %s\n", seconds(s.AdvertInterval))
+	switch s.Preempt {
+	case "on":
+	case "delay":
+		fmt.Fprintf(&b, "    preempt_delay %s\n", seconds(s.PreemptDelay))
+	default:
+		fmt.Fprintf(&b, "    nopreempt\n")
+	}
+	fmt.Fprintf(&b, "    unicast_src_ip %s\n", ip("unicast_src_ip", s.SourceIP))
+	fmt.Fprintf(&b, "    unicast_peer {\n")
+	for i, p := range s.Peers {
+		fmt.Fprintf(&b, "        %s\n", ip(fmt.Sprintf("unicast_peer[%d]", i), p))
+	}
+	fmt.Fprintf(&b, "    }\n")
+	fmt.Fprintf(&b, "    track_script {\n        chk_mailcow_ha\n    }\n")
+	fmt.Fprintf(&b, "}\n")
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("keepalived config: %s", strings.Join(errs, "; "))
+	}
+	return b.Bytes(), nil
+}
+
+// safe refuses what could end a quoted keepalived string or a line: quotes, backslashes, control characters,
+// and the comment markers keepalived honours even inside words.
+func safe(v string) error {
+	if v == "" {
+		return fmt.Errorf("empty")
+	}
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f || r == '"' || r == '\\' || r == '#' || r == '!' || r == '{' || r == '}' {
+			return fmt.Errorf("%q holds a character keepalived would read as syntax", v)
+		}
+	}
+	return nil
+}
+
+// seconds writes a duration as keepalived's decimal seconds.
+func seconds(d time.Duration) string {
+	s := fmt.Sprintf("%.2f", d.Seconds())
+	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	if s == "" {
+		return "0"
+	}
+	return s
+}
