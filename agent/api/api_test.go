@@ -1,0 +1,210 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var secret = []byte("0123456789abcdef0123456789abcdef")
+
+type fakeAgent struct {
+	mu       sync.Mutex
+	demoted  []int64
+	switchTo string
+	maint    bool
+}
+
+func (f *fakeAgent) State() PeerState { return PeerState{Node: "mx2", Role: "master", GaleraOK: true, Seqno: 42} }
+func (f *fakeAgent) Demote(ctx context.Context, from int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if from == 666 {
+		return errors.New("stack would not stop")
+	}
+	f.demoted = append(f.demoted, from)
+	return nil
+}
+func (f *fakeAgent) Switchover(to string, until time.Time) { f.mu.Lock(); f.switchTo = to; f.mu.Unlock() }
+func (f *fakeAgent) Maintenance(on bool)                   { f.mu.Lock(); f.maint = on; f.mu.Unlock() }
+
+func newPeer(t *testing.T) (*httptest.Server, *fakeAgent) {
+	a := &fakeAgent{}
+	v := &Verifier{Secret: secret, Nodes: map[string]bool{"mx1": true, "mx2": true, "mx3": true}}
+	srv := httptest.NewServer(PeerHandler(v, a, slog.New(slog.DiscardHandler)))
+	t.Cleanup(srv.Close)
+	return srv, a
+}
+
+func TestPeerAPI(t *testing.T) {
+	srv, a := newPeer(t)
+	c := &PeerClient{Secret: secret, Node: "mx1"}
+	ctx := context.Background()
+	st, err := c.State(ctx, srv.URL)
+	if err != nil || st.Node != "mx2" || st.Seqno != 42 {
+		t.Fatalf("state = %+v, %v", st, err)
+	}
+	if err := c.Demote(ctx, srv.URL, 1001); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Demote(ctx, srv.URL, 666); err == nil || !strings.Contains(err.Error(), "stack would not stop") {
+		t.Fatalf("failed demotion: %v", err)
+	}
+	if err := c.Switchover(ctx, srv.URL, "mx3", time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Maintenance(ctx, srv.URL, true); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.demoted) != 1 || a.demoted[0] != 1001 || a.switchTo != "mx3" || !a.maint {
+		t.Fatalf("agent saw %+v", a)
+	}
+}
+
+func TestPeerAuthRefusals(t *testing.T) {
+	srv, a := newPeer(t)
+	send := func(mut func(r *http.Request), body string, sign func(r *http.Request, b []byte)) int {
+		r, _ := http.NewRequest(http.MethodPost, srv.URL+"/peer/v1/demote", strings.NewReader(body))
+		sign(r, []byte(body))
+		mut(r)
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	good := func(r *http.Request, b []byte) { Sign(r, secret, "mx1", b, time.Now()) }
+	body := `{"from":1001}`
+	for name, tc := range map[string]struct {
+		mut  func(r *http.Request)
+		sign func(r *http.Request, b []byte)
+		body string
+	}{
+		"no signature":  {func(r *http.Request) {}, func(*http.Request, []byte) {}, body},
+		"wrong secret":  {func(r *http.Request) {}, func(r *http.Request, b []byte) { Sign(r, []byte("wrong"), "mx1", b, time.Now()) }, body},
+		"stale":         {func(r *http.Request) {}, func(r *http.Request, b []byte) { Sign(r, secret, "mx1", b, time.Now().Add(-2*time.Minute)) }, body},
+		"future":        {func(r *http.Request) {}, func(r *http.Request, b []byte) { Sign(r, secret, "mx1", b, time.Now().Add(2*time.Minute)) }, body},
+		"unknown node":  {func(r *http.Request) {}, func(r *http.Request, b []byte) { Sign(r, secret, "evil", b, time.Now()) }, body},
+		"node swapped":  {func(r *http.Request) { r.Header.Set(HeaderNode, "mx3") }, good, body},
+		"path swapped":  {func(r *http.Request) { r.URL.Path = "/peer/v1/maintenance" }, good, body},
+		"body tampered": {func(r *http.Request) {}, func(r *http.Request, b []byte) { Sign(r, secret, "mx1", []byte(`{"from":1002}`), time.Now()) }, body},
+	} {
+		if code := send(tc.mut, tc.body, tc.sign); code != http.StatusUnauthorized {
+			t.Errorf("%s: HTTP %d, want 401", name, code)
+		}
+	}
+	// A replayed request is refused the second time.
+	r1, _ := http.NewRequest(http.MethodPost, srv.URL+"/peer/v1/demote", strings.NewReader(body))
+	Sign(r1, secret, "mx1", []byte(body), time.Now())
+	hdr := r1.Header.Clone()
+	resp, _ := http.DefaultClient.Do(r1)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("first: %d", resp.StatusCode)
+	}
+	r2, _ := http.NewRequest(http.MethodPost, srv.URL+"/peer/v1/demote", bytes.NewReader([]byte(body)))
+	r2.Header = hdr
+	resp, _ = http.DefaultClient.Do(r2)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("replay: %d", resp.StatusCode)
+	}
+	if len(a.demoted) != 1 {
+		t.Fatalf("demotions = %v, want exactly the one good request", a.demoted)
+	}
+}
+
+func TestCheckSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	ok, why := true, "ok"
+	go ServeCheck(ctx, path, func() (bool, string) { mu.Lock(); defer mu.Unlock(); return ok, why },
+		func(ctx context.Context, verb string, args []string) string { return "done " + verb + " " + strings.Join(args, ",") },
+		slog.New(slog.DiscardHandler))
+	var err error
+	for i := 0; i < 100; i++ {
+		if _, err = Check(path, time.Second); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	ok, why = false, "galera not Primary and Synced: non-Primary"
+	mu.Unlock()
+	reason, err := Check(path, time.Second)
+	if !errors.Is(err, ErrCheckFailed) || reason != "galera not Primary and Synced: non-Primary" {
+		t.Fatalf("failing verdict: %q %v", reason, err)
+	}
+	if ans, err := Ask(path, "maintenance on", time.Second); err != nil || ans != "done maintenance on" {
+		t.Fatalf("command: %q %v", ans, err)
+	}
+	// Fail closed: no agent, or an agent that does not answer.
+	if _, err := Check(filepath.Join(t.TempDir(), "none.sock"), 200*time.Millisecond); err == nil {
+		t.Fatal("no agent, yet the check passed")
+	}
+	hung := filepath.Join(t.TempDir(), "hung.sock")
+	l, _ := net.Listen("unix", hung)
+	defer l.Close()
+	go func() {
+		c, _ := l.Accept()
+		if c != nil {
+			time.Sleep(2 * time.Second)
+			c.Close()
+		}
+	}()
+	start := time.Now()
+	if _, err := Check(hung, 200*time.Millisecond); err == nil || time.Since(start) > time.Second {
+		t.Fatalf("hung agent: %v after %s", err, time.Since(start))
+	}
+}
+
+// BenchmarkCheck measures one `check` round trip over the socket, as keepalived's vrrp_script pays it each
+// second (without the process start of mailcow-ha check).
+func BenchmarkCheck(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "agent.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go ServeCheck(ctx, path, func() (bool, string) { return true, "ok" }, nil, slog.New(slog.DiscardHandler))
+	for i := 0; i < 100; i++ {
+		if _, err := Check(path, time.Second); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		if _, err := Check(path, time.Second); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	reportPercentiles(b, lat)
+}
+
+func reportPercentiles(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50_us")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99_us")
+}
