@@ -35,9 +35,13 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"version":  {"print the version and build information", Version},
-		"image":    {"appliance images: 'image latest' prints the newest snapshot's id", Image},
-		"validate": {"check a configuration and summarise the cluster it describes", Validate},
+		"version":     {"print the version and build information", Version},
+		"image":       {"appliance images: 'image latest' prints the newest snapshot's id", Image},
+		"agent":       {"run the node agent (the systemd unit)", Agent},
+		"check":       {"answer keepalived's health check from the agent's verdict", Check},
+		"maintenance": {"pause (on) or resume (off) automatic actions on every node", Maintenance},
+		"switchover":  {"hand MASTER over to another node", Switchover},
+		"validate":    {"check a configuration and summarise the cluster it describes", Validate},
 	}
 }
 
@@ -76,7 +80,7 @@ func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "mailcow-ha turns three or more Hetzner Cloud servers into a highly available mailcow cluster.")
 	fmt.Fprintln(w, "\nUsage: mailcow-ha COMMAND [flags]\n\nCommands:")
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
+		fmt.Fprintf(w, "  %-12s %s\n", n, cmds[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'mailcow-ha COMMAND --help' for a command's flags.")
 }

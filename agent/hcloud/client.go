@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
@@ -194,6 +195,27 @@ func (c *Client) FloatingIPOwner(ctx context.Context, id int64) (int64, error) {
 		return nil
 	})
 	return owner, err
+}
+
+// FloatingIPAddress returns the Floating IP's address.
+func (c *Client) FloatingIPAddress(ctx context.Context, id int64) (netip.Addr, error) {
+	var ip netip.Addr
+	err := c.call(ctx, "floating_ip_address", func(ctx context.Context) error {
+		f, _, err := c.api.FloatingIP.GetByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		if f == nil {
+			return notFound("floating IP", id)
+		}
+		a, ok := netip.AddrFromSlice(f.IP)
+		if !ok {
+			return &Error{Kind: Fatal, Code: "invalid_ip", Err: fmt.Errorf("floating IP %d has no address", id)}
+		}
+		ip = a.Unmap()
+		return nil
+	})
+	return ip, err
 }
 
 // AssignFloatingIP routes the Floating IP to server and waits until the API reports it done. Assigning it to the

@@ -61,7 +61,11 @@ func (p *Process) Start() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cmd != nil {
-		return errors.New("keepalived: already running")
+		select {
+		case <-p.done: // exited: start it again
+		default:
+			return errors.New("keepalived: already running")
+		}
 	}
 	bin := p.Bin
 	if bin == "" {

@@ -1,0 +1,533 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/api"
+	"github.com/mailcow-ha/mailcow-ha/agent/config"
+	"github.com/mailcow-ha/mailcow-ha/agent/failover"
+	"github.com/mailcow-ha/mailcow-ha/agent/hcloud"
+	"github.com/mailcow-ha/mailcow-ha/agent/keepalived"
+	"github.com/mailcow-ha/mailcow-ha/agent/report"
+	"github.com/mailcow-ha/mailcow-ha/agent/vip"
+)
+
+// Options are what Run needs besides the configuration. Galera, Stack and Storage have no production
+// implementation yet (their issues are open): the agent refuses to start without them.
+type Options struct {
+	Config        config.Config
+	Log           *slog.Logger
+	Notifier      report.Notifier
+	SecretOwner   int      // uid that must own the secret files; root on a node
+	CheckCommand  []string // keepalived's vrrp_script; default: this binary's "check --socket <api.socket>"
+	KeepalivedBin string
+	Galera        Galera
+	Stack         Stack
+	Storage       Storage
+	Cloud         Cloud // default: the hcloud adapter from the configuration
+	Tick          time.Duration
+}
+
+// Agent is a running node agent.
+type Agent struct {
+	o      Options
+	c      config.Config
+	p      failover.Params
+	log    *slog.Logger
+	obs    chan failover.Observation
+	exec   *Executor
+	peers  map[int64]string // server id -> peer API base URL
+	client *api.PeerClient
+
+	mu       sync.Mutex
+	s        failover.State
+	waiters  map[int64][]chan struct{}
+	ready    bool
+	lastRole failover.Role
+}
+
+// Run runs the agent until ctx ends, then demotes gracefully and returns.
+func Run(ctx context.Context, o Options) error {
+	c := o.Config
+	log := o.Log
+	if o.Galera == nil || o.Stack == nil || o.Storage == nil {
+		return errors.New("agent: the Galera, stack and Volume integrations are not built yet; " +
+			"only the test doubles (--test-galera-file, --test-stack-file, --test-storage-dir) can run the agent")
+	}
+	if err := config.MaterializeSecrets(&c, log); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	owner := config.SecretFiles{Owner: o.SecretOwner}
+	secret, err := owner.ReadSecret(c.Cluster.SecretFile)
+	if err != nil {
+		return fmt.Errorf("agent: cluster.secret_file: %w", err)
+	}
+	self, ok := c.Self()
+	if !ok {
+		return fmt.Errorf("agent: node %q is not in cluster.nodes", c.Node.Name)
+	}
+	if o.Cloud == nil {
+		token, err := owner.ReadSecret(c.Hcloud.TokenFile)
+		if err != nil {
+			return fmt.Errorf("agent: hcloud.token_file: %w", err)
+		}
+		cl, err := hcloud.New(hcloud.Options{Endpoint: c.Hcloud.Endpoint, Token: token.Reveal(), Logger: log})
+		if err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		o.Cloud = cl
+	}
+	privIf, pubIf, err := interfaces(c, self.PrivateIP)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	a := &Agent{
+		o: o, c: c, log: log, obs: make(chan failover.Observation, 64),
+		peers:   map[int64]string{},
+		client:  &api.PeerClient{Secret: []byte(secret.Reveal()), Node: c.Node.Name, HTTP: &http.Client{}},
+		waiters: map[int64][]chan struct{}{},
+		s:       failover.Initial(),
+	}
+	a.p = failover.Params{
+		Self: self.ServerID, Name: self.Name, Peers: map[int64]string{},
+		CheckGrace: c.Failover.CheckGrace.D(), QuorumGrace: c.Failover.QuorumGrace.D(),
+		FenceTimeout: c.Failover.FenceTimeout.D(), BreakerMax: c.Failover.Breaker.Max,
+		BreakerWindow: c.Failover.Breaker.Window.D(),
+	}
+	nodes := map[string]bool{}
+	var peerIPs []string
+	for _, m := range c.Cluster.Nodes {
+		nodes[m.Name] = true
+		if m.Name == self.Name {
+			continue
+		}
+		peerIPs = append(peerIPs, m.PrivateIP)
+		if !m.IsArbitrator() {
+			a.p.Peers[m.ServerID] = m.Name
+			a.peers[m.ServerID] = "http://" + net.JoinHostPort(m.PrivateIP, strconv.Itoa(c.API.PeerPort))
+		}
+	}
+	a.s.Takeovers = a.loadBreaker()
+	a.exec = &Executor{
+		Cloud: o.Cloud, Address: &vip.VIP{Link: pubIf}, Storage: o.Storage, Stack: o.Stack, Peers: a,
+		Log: log, Self: self.ServerID, FloatingID: c.Hcloud.FloatingIPID, VolumeID: c.Hcloud.VolumeID,
+		AddressCache: filepath.Join(c.Failover.StateDir, "floating-ip"),
+		FenceTimeout: c.Failover.FenceTimeout.D(), Confirm: a.confirm, Report: a.report, Observe: a.observe,
+	}
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// The check socket and the peer API.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := api.ServeCheck(ctx, c.API.Socket, a.verdict, a.command, log); err != nil {
+			log.Error("check socket", "err", err)
+		}
+	}()
+	peerAddr := net.JoinHostPort(self.PrivateIP, strconv.Itoa(c.API.PeerPort))
+	ln, err := net.Listen("tcp", peerAddr)
+	if err != nil {
+		return fmt.Errorf("agent: peer API: %w", err)
+	}
+	srv := &http.Server{Handler: api.PeerHandler(&api.Verifier{Secret: []byte(secret.Reveal()), Nodes: nodes}, a, log),
+		ReadHeaderTimeout: 5 * time.Second}
+	wg.Add(1)
+	go func() { defer wg.Done(); srv.Serve(ln) }()
+	defer srv.Close()
+
+	// keepalived, rendered from the configuration, with this agent as the only reader of its fifo.
+	ka, err := a.startKeepalived(ctx, privIf, self, peerIPs, &wg)
+	if err != nil {
+		return err
+	}
+	defer ka.Stop(context.Background(), 10*time.Second)
+
+	log.Info("agent started", "node", self.Name, "server_id", self.ServerID, "private_interface", privIf,
+		"public_interface", pubIf, "peer_api", peerAddr)
+	return a.loop(ctx)
+}
+
+func (a *Agent) startKeepalived(ctx context.Context, privIf string, self config.Member, peerIPs []string, wg *sync.WaitGroup) (*keepalived.Process, error) {
+	c := a.c
+	check := a.o.CheckCommand
+	if len(check) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		check = []string{exe, "check", "--socket", c.API.Socket}
+	}
+	conf, err := keepalived.Render(keepalived.Spec{
+		RouterName: self.Name, Instance: c.Keepalived.Instance, Interface: privIf,
+		VirtualRouter: c.Keepalived.RouterID, Priority: self.Priority, AdvertInterval: c.Keepalived.AdvertInterval.D(),
+		Preempt: c.Keepalived.Preempt, PreemptDelay: c.Keepalived.PreemptDelay.D(), SourceIP: self.PrivateIP,
+		Peers: peerIPs, CheckCommand: check, NotifyFIFO: c.Keepalived.NotifyFIFO,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if _, err := keepalived.WriteConfig(c.Keepalived.ConfigFile, conf); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(c.Keepalived.NotifyFIFO), 0o755); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if err := keepalived.MakeFIFO(c.Keepalived.NotifyFIFO); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	events := make(chan keepalived.Event, 16)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		keepalived.ReadFIFO(ctx, c.Keepalived.NotifyFIFO, c.Keepalived.Instance, events, func(err error) {
+			a.log.Warn("keepalived notify fifo", "err", err)
+		})
+	}()
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e := <-events:
+				a.log.Info("keepalived transition", "vrrp_state", e.State, "priority", e.Priority)
+				if e.State == failover.VRRPMaster || e.State == failover.VRRPBackup || e.State == failover.VRRPFault || e.State == failover.VRRPStop {
+					a.observe(failover.VRRP{State: e.State})
+				}
+			}
+		}
+	}()
+	p := &keepalived.Process{Bin: a.o.KeepalivedBin, Config: c.Keepalived.ConfigFile,
+		RunDir: filepath.Join(c.Failover.StateDir, "keepalived"), Output: logWriter{a.log}, Log: a.log}
+	if err := p.Start(); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	// keepalived is supervised: when it dies, this node is out of the election (FAULT) until it runs again.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.Done():
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			a.log.Error("keepalived exited; restarting it in 2s", "event", "keepalived_exited")
+			a.observe(failover.VRRP{State: failover.VRRPFault})
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(2 * time.Second):
+			}
+			if err := p.Start(); err != nil {
+				a.log.Error("keepalived restart", "err", err)
+			}
+		}
+	}()
+	return p, nil
+}
+
+// logWriter sends keepalived's console lines to the journal.
+type logWriter struct{ log *slog.Logger }
+
+func (w logWriter) Write(b []byte) (int, error) {
+	for _, l := range splitLines(string(b)) {
+		w.log.Info("keepalived: " + l)
+	}
+	return len(b), nil
+}
+
+func splitLines(s string) []string {
+	var out []string
+	start := 0
+	for i := range len(s) {
+		if s[i] == '\n' {
+			if i > start {
+				out = append(out, s[start:i])
+			}
+			start = i + 1
+		}
+	}
+	if start < len(s) {
+		out = append(out, s[start:])
+	}
+	return out
+}
+
+func (a *Agent) observe(o failover.Observation) { a.obs <- o }
+
+// loop is the reconcile loop: one observation at a time through the brain, the actions to the executor.
+func (a *Agent) loop(ctx context.Context) error {
+	tick := a.o.Tick
+	if tick <= 0 {
+		tick = time.Second
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	a.step(ctx, failover.Boot{})
+	probe := func() {
+		pctx, cancel := context.WithTimeout(ctx, tick)
+		defer cancel()
+		primary, synced, detail, err := a.o.Galera.Status(pctx)
+		if err != nil {
+			detail = err.Error()
+		}
+		a.step(ctx, failover.Galera{Primary: primary, Synced: synced, Detail: detail})
+		if failed, err := a.o.Stack.Failed(pctx); err == nil {
+			a.step(ctx, failover.Stack{Failed: failed})
+		}
+	}
+	probe()
+	stopping := false
+	var stopDeadline <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			if !stopping {
+				stopping = true
+				a.o.Notifier.Stopping("demoting")
+				stopDeadline = time.After(2 * time.Minute)
+				// Steps that the executor still runs keep their own context; the demotion runs on.
+				ctx = context.WithoutCancel(ctx)
+				a.step(ctx, failover.Stop{})
+			}
+		case o := <-a.obs:
+			a.step(ctx, o)
+		case <-t.C:
+			probe()
+			a.step(ctx, failover.Tick{})
+			a.o.Notifier.Watchdog()
+		case <-stopDeadline:
+			return errors.New("agent: demotion did not finish within 2 minutes")
+		}
+		if stopping && a.role() == failover.RoleStopped {
+			a.exec.Wait()
+			return nil
+		}
+	}
+}
+
+func (a *Agent) role() failover.Role {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.s.Role
+}
+
+func (a *Agent) step(ctx context.Context, o failover.Observation) {
+	now := time.Now()
+	a.mu.Lock()
+	before := len(a.s.Takeovers)
+	s, acts := failover.Step(a.p, a.s, o, now)
+	a.s = s
+	role := s.Role
+	changed := role != a.lastRole
+	a.lastRole = role
+	breakerChanged := len(s.Takeovers) != before
+	a.mu.Unlock()
+	if breakerChanged {
+		a.saveBreaker(s.Takeovers)
+	}
+	a.exec.Apply(ctx, acts)
+	if changed {
+		ok, why := failover.Verdict(a.p, s, now)
+		status := fmt.Sprintf("%s; check %s: %s", role, map[bool]string{true: "ok", false: "failing"}[ok], why)
+		if role == failover.RoleBackup && !a.ready {
+			a.ready = true
+			a.o.Notifier.Ready(status)
+		} else {
+			a.o.Notifier.Status(status)
+		}
+		a.log.Info("role", "role", string(role), "transition_id", s.TID, "verdict", ok, "reason", why)
+	}
+}
+
+// verdict is what the check socket answers: computed now from the current state.
+func (a *Agent) verdict() (bool, string) {
+	a.mu.Lock()
+	s := a.s
+	a.mu.Unlock()
+	return failover.Verdict(a.p, s, time.Now())
+}
+
+func (a *Agent) report(act failover.Action) {
+	lvl := slog.LevelInfo
+	switch act.Severity {
+	case "warning":
+		lvl = slog.LevelWarn
+	case "critical":
+		lvl = slog.LevelError
+	}
+	a.log.Log(context.Background(), lvl, act.Detail, "event", act.Event, "severity", act.Severity, "transition_id", act.TID)
+}
+
+// Demote implements the peer API's demote request: it waits until the brain confirmed the demotion.
+func (a *Agent) Demote(ctx context.Context, from int64) error {
+	ch := make(chan struct{})
+	a.mu.Lock()
+	a.waiters[from] = append(a.waiters[from], ch)
+	a.mu.Unlock()
+	a.observe(failover.DemoteRequest{From: from})
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("demotion not finished: %w", ctx.Err())
+	}
+}
+
+func (a *Agent) confirm(server int64) {
+	a.mu.Lock()
+	ws := a.waiters[server]
+	delete(a.waiters, server)
+	a.mu.Unlock()
+	for _, ch := range ws {
+		close(ch)
+	}
+}
+
+// State implements the peer API's state question.
+func (a *Agent) State() api.PeerState {
+	a.mu.Lock()
+	s := a.s
+	a.mu.Unlock()
+	ok, why := failover.Verdict(a.p, s, time.Now())
+	return api.PeerState{Node: a.p.Name, Role: string(s.Role), VRRP: s.VRRP, GaleraOK: s.GaleraOK, Galera: s.GaleraDetail,
+		Verdict: ok, Reason: why}
+}
+
+// Switchover implements the peer API's switchover.
+func (a *Agent) Switchover(to string, until time.Time) {
+	a.observe(failover.Switchover{To: to, Until: until})
+}
+
+// Maintenance implements the peer API's maintenance switch.
+func (a *Agent) Maintenance(on bool) { a.observe(failover.Maintenance{On: on}) }
+
+// AskDemote (Peers) asks a peer's agent to demote and waits for its confirmation.
+func (a *Agent) AskDemote(ctx context.Context, server int64) error {
+	base, ok := a.peers[server]
+	if !ok {
+		return fmt.Errorf("server %d is not a member of this cluster", server)
+	}
+	return a.client.Demote(ctx, base, a.p.Self)
+}
+
+// command answers the local commands on the check socket: maintenance on|off, switchover [NODE], status.
+func (a *Agent) command(ctx context.Context, verb string, args []string) string {
+	switch verb {
+	case "maintenance":
+		if len(args) != 1 || (args[0] != "on" && args[0] != "off") {
+			return "error usage: maintenance on|off"
+		}
+		on := args[0] == "on"
+		a.Maintenance(on)
+		errs := a.broadcast(ctx, func(ctx context.Context, base string) error { return a.client.Maintenance(ctx, base, on) })
+		return "ok maintenance " + args[0] + errs
+	case "switchover":
+		to := ""
+		if len(args) > 0 {
+			to = args[0]
+		}
+		target, err := a.switchoverTarget(ctx, to)
+		if err != nil {
+			return "error " + err.Error()
+		}
+		until := time.Now().Add(a.p.FenceTimeout + a.p.QuorumGrace + 30*time.Second)
+		a.Switchover(target, until)
+		errs := a.broadcast(ctx, func(ctx context.Context, base string) error { return a.client.Switchover(ctx, base, target, until) })
+		return "ok switchover to " + target + " until " + until.UTC().Format(time.RFC3339) + errs
+	case "status":
+		b, _ := json.Marshal(a.State())
+		return "ok " + string(b)
+	}
+	return "error unknown command " + strconv.Quote(verb)
+}
+
+// switchoverTarget is the named node, or the eligible peer with the highest priority.
+func (a *Agent) switchoverTarget(ctx context.Context, to string) (string, error) {
+	if to != "" {
+		if m, ok := a.c.Member(to); !ok || m.IsArbitrator() {
+			return "", fmt.Errorf("%s is not a member that can serve", to)
+		}
+		return to, nil
+	}
+	members := slices.Clone(a.c.Cluster.Nodes)
+	slices.SortFunc(members, func(x, y config.Member) int { return y.Priority - x.Priority })
+	for _, m := range members {
+		if m.Name == a.p.Name || m.IsArbitrator() {
+			continue
+		}
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := a.client.State(qctx, a.peers[m.ServerID])
+		cancel()
+		if err == nil && st.Verdict {
+			return m.Name, nil
+		}
+	}
+	return "", errors.New("no healthy peer to hand over to")
+}
+
+func (a *Agent) broadcast(ctx context.Context, f func(ctx context.Context, base string) error) string {
+	var failed []string
+	for id, base := range a.peers {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		if err := f(cctx, base); err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", a.p.Peers[id], err))
+		}
+		cancel()
+	}
+	if len(failed) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (not reached: %v)", failed)
+}
+
+// loadBreaker reads the persisted takeover history.
+func (a *Agent) loadBreaker() []time.Time {
+	b, err := os.ReadFile(filepath.Join(a.c.Failover.StateDir, "breaker.json"))
+	if err != nil {
+		return nil
+	}
+	var ts []time.Time
+	if err := json.Unmarshal(b, &ts); err != nil {
+		a.log.Warn("breaker history unreadable; starting empty", "err", err)
+		return nil
+	}
+	return ts
+}
+
+func (a *Agent) saveBreaker(ts []time.Time) {
+	dir := a.c.Failover.StateDir
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		a.log.Error("breaker history", "err", err)
+		return
+	}
+	b, _ := json.Marshal(ts)
+	tmp := filepath.Join(dir, ".breaker.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, "breaker.json"))
+		if err != nil {
+			a.log.Error("breaker history", "err", err)
+		}
+	}
+}
+

@@ -1,0 +1,336 @@
+package daemon_test
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/api"
+	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
+	"github.com/mailcow-ha/mailcow-ha/lab/netns"
+)
+
+// cluster is three real agents, each with its real keepalived, in network namespaces on one bridge, against the
+// simulated Hetzner API. Galera, the stack and the Volume are the agent's file-driven test doubles.
+type cluster struct {
+	t     *testing.T
+	sim   *hcloudsim.Sim
+	sw    *netns.NS
+	nodes []*node
+	bin   string
+}
+
+type node struct {
+	name   string
+	id     int64
+	ip     string
+	ns     *netns.NS
+	dir    string
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+const fip = "203.0.113.100"
+
+// buildAgent builds mailcow-ha into a directory that only root can write: keepalived's script security refuses
+// check scripts below world-writable directories such as /tmp.
+func buildAgent(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "build", "test-bin")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, netns.Unique("mailcow-ha-"))
+	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/mailcow-ha").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { os.Remove(bin) })
+	return bin
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	if why := netns.Available(); why != "" {
+		t.Skip(why)
+	}
+	if _, err := exec.LookPath("keepalived"); err != nil {
+		t.Skip("keepalived is not installed (Debian package keepalived; make deps installs it)")
+	}
+	c := &cluster{t: t, bin: buildAgent(t)}
+	var err error
+	if c.sw, err = netns.Add(netns.Unique("mha-sw-")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.sw.Del() })
+	must(t, c.sw.IP("link", "add", "br0", "type", "bridge"))
+	must(t, c.sw.IP("link", "set", "br0", "up"))
+	must(t, c.sw.IP("addr", "add", "10.99.0.1/24", "dev", "br0"))
+
+	st := hcloudsim.DemoState()
+	c.sim, err = hcloudsim.New(hcloudsim.Options{State: st, Latencies: hcloudsim.DefaultLatencies().Scale(0.1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ln net.Listener
+	must(t, c.sw.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", "10.99.0.1:8480")
+		return err
+	}))
+	srv := &http.Server{Handler: c.sim.Handler()}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close(); c.sim.Close() })
+
+	for i, sv := range st.Servers {
+		n := &node{name: sv.Name, id: sv.ID, ip: sv.PrivateNet[0].IP, dir: t.TempDir()}
+		if n.ns, err = netns.Add(netns.Unique("mha-" + sv.Name + "-")); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.ns.Del() })
+		must(t, netns.Veth(n.ns, "eth1", c.sw, fmt.Sprintf("p%d", i+1)))
+		must(t, c.sw.IP("link", "set", fmt.Sprintf("p%d", i+1), "master", "br0"))
+		must(t, n.ns.IP("addr", "add", n.ip+"/24", "dev", "eth1"))
+		// The public side: a link of its own (the lab routes it; here only the address on it matters).
+		must(t, n.ns.IP("link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"))
+		must(t, n.ns.IP("link", "set", "eth0", "up"))
+		must(t, n.ns.IP("link", "set", "eth0p", "up"))
+		c.nodes = append(c.nodes, n)
+	}
+	for _, n := range c.nodes {
+		c.writeConfig(n)
+		c.start(n)
+	}
+	t.Cleanup(c.stopAll)
+	return c
+}
+
+func (c *cluster) writeConfig(n *node) {
+	t := c.t
+	d := n.dir
+	must(t, os.WriteFile(filepath.Join(d, "token"), []byte(hcloudsim.DemoToken+"\n"), 0o600))
+	must(t, os.WriteFile(filepath.Join(d, "secret"), []byte(strings.Repeat("s", 40)+"\n"), 0o600))
+	must(t, os.WriteFile(filepath.Join(d, "galera"), []byte("Primary Synced\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(d, "stack"), nil, 0o644))
+	var b strings.Builder
+	fmt.Fprintf(&b, "# mailcow-ha\nversion = 1\n[node]\nname = %q\n[cluster]\nname = \"lab\"\nsecret_file = %q\n", n.name, filepath.Join(d, "secret"))
+	for i, m := range c.nodes {
+		fmt.Fprintf(&b, "[[cluster.nodes]]\nname = %q\nprivate_ip = %q\nserver_id = %d\npriority = %d\nbootstrap = %v\n", m.name, m.ip, m.id, 150-50*i, i == 0)
+	}
+	fmt.Fprintf(&b, "[hcloud]\ntoken_file = %q\nendpoint = \"http://10.99.0.1:8480/v1\"\nfloating_ip_id = 2001\nvolume_id = 3001\n", filepath.Join(d, "token"))
+	fmt.Fprintf(&b, "[network]\npublic_interface = \"eth0\"\nprivate_interface = \"eth1\"\n")
+	fmt.Fprintf(&b, "[keepalived]\nconfig_file = %q\nnotify_fifo = %q\n", filepath.Join(d, "keepalived.conf"), filepath.Join(d, "notify.fifo"))
+	fmt.Fprintf(&b, "[failover]\ncheck_grace = \"2s\"\nquorum_grace = \"5s\"\nfence_timeout = \"3s\"\nreconcile_interval = \"1s\"\nstate_dir = %q\n", filepath.Join(d, "state"))
+	fmt.Fprintf(&b, "[failover.breaker]\nmax = 1\nwindow = \"1h\"\n")
+	fmt.Fprintf(&b, "[api]\nlisten = [\"127.0.0.1:7480\"]\npeer_port = 7481\nsocket = %q\n", filepath.Join(d, "agent.sock"))
+	must(t, os.WriteFile(filepath.Join(d, "config.toml"), []byte(b.String()), 0o600))
+}
+
+func (c *cluster) start(n *node) {
+	d := n.dir
+	logf, err := os.OpenFile(filepath.Join(d, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	n.cmd = n.ns.Command(c.bin, "agent", "--config", filepath.Join(d, "config.toml"),
+		"--test-galera-file", filepath.Join(d, "galera"), "--test-stack-file", filepath.Join(d, "stack"),
+		"--test-storage-dir", filepath.Join(d, "volume"))
+	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	must(c.t, n.cmd.Start())
+	n.exited = make(chan struct{})
+	go func() { n.cmd.Wait(); logf.Close(); close(n.exited) }()
+}
+
+// stopAll ends every agent by its PID: SIGTERM (it demotes and stops its keepalived), then SIGKILL.
+func (c *cluster) stopAll() {
+	for _, n := range c.nodes {
+		if n.cmd != nil && n.cmd.Process != nil {
+			n.cmd.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	for _, n := range c.nodes {
+		if n.cmd == nil {
+			continue
+		}
+		select {
+		case <-n.exited:
+		case <-time.After(20 * time.Second):
+			n.cmd.Process.Kill()
+			<-n.exited
+		}
+		if c.t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(n.dir, "agent.log"))
+			c.t.Logf("=== %s agent log (last 6000 bytes)\n%s", n.name, tail(string(b), 6000))
+		}
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// hasVIP checks, through netlink in the node's namespace, whether eth0 holds the Floating IP.
+func (c *cluster) hasVIP(n *node) bool {
+	h, err := n.ns.Handle()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer h.Close()
+	nh, err := netlink.NewHandleAt(h)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer nh.Close()
+	l, err := nh.LinkByName("eth0")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	addrs, _ := nh.AddrList(l, netlink.FAMILY_V4)
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap().String() == fip {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *cluster) stackRunning(n *node) bool {
+	b, _ := os.ReadFile(filepath.Join(n.dir, "stack.state"))
+	return strings.TrimSpace(string(b)) == "running"
+}
+
+// master waits until exactly one node holds everything: the Floating IP assigned in the simulator, the Volume
+// attached there, the address on its interface and its stack running; and no other node has the address or a
+// running stack.
+func (c *cluster) master(within time.Duration, not ...*node) (*node, time.Duration) {
+	c.t.Helper()
+	start := time.Now()
+	var last string
+	for time.Since(start) < within {
+		st := c.sim.State()
+		owner := st.FloatingIPs[0].Server
+		var m *node
+		ok := owner != 0 && st.Volumes[0].Server == owner
+		for _, n := range c.nodes {
+			holds := c.hasVIP(n)
+			running := c.stackRunning(n)
+			if n.id == owner {
+				m = n
+				ok = ok && holds && running
+			} else if holds || running {
+				ok = false
+			}
+		}
+		for _, x := range not {
+			if m == x {
+				ok = false
+			}
+		}
+		if ok && m != nil {
+			return m, time.Since(start)
+		}
+		last = fmt.Sprintf("fip owner %d, volume owner %d", owner, st.Volumes[0].Server)
+		for _, n := range c.nodes {
+			last += fmt.Sprintf("; %s vip=%v stack=%v", n.name, c.hasVIP(n), c.stackRunning(n))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.t.Fatalf("no single MASTER within %s: %s", within, last)
+	return nil, 0
+}
+
+func (c *cluster) status(n *node) string {
+	ans, err := api.Ask(filepath.Join(n.dir, "agent.sock"), "status", 2*time.Second)
+	if err != nil {
+		return err.Error()
+	}
+	return ans
+}
+
+// keepalivedPID reads the pid file of the node's keepalived.
+func keepalivedPID(t *testing.T, n *node) int {
+	b, err := os.ReadFile(filepath.Join(n.dir, "state", "keepalived", "keepalived.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestClusterFailover runs the whole chain with real keepalived: one MASTER at start; killing its keepalived,
+// failing its check and cutting its link each move everything to another node, and the old one removes the
+// address; the breaker (max 1 per node here) then stops a further takeover.
+func TestClusterFailover(t *testing.T) {
+	c := newCluster(t)
+
+	m1, took := c.master(60 * time.Second)
+	t.Logf("initial MASTER %s after %s", m1.name, took)
+
+	// 1. Kill the MASTER's keepalived (by its PID).
+	must(t, syscall.Kill(keepalivedPID(t, m1), syscall.SIGKILL))
+	m2, took := c.master(60*time.Second, m1)
+	t.Logf("keepalived of %s killed: %s is MASTER after %s", m1.name, m2.name, took)
+
+	// 2. Fail the new MASTER's check: a critical service stays down beyond check_grace.
+	must(t, os.WriteFile(filepath.Join(m2.dir, "stack"), []byte("postfix-mailcow\n"), 0o644))
+	m3, took := c.master(60*time.Second, m1, m2)
+	t.Logf("check of %s failed: %s is MASTER after %s", m2.name, m3.name, took)
+	must(t, os.WriteFile(filepath.Join(m2.dir, "stack"), nil, 0o644))
+
+	// 3. Every node has taken over once, the breaker's limit here: cutting the MASTER's link makes the others
+	// refuse, and the isolated MASTER gives everything up (its keepalived goes FAULT with the link).
+	must(t, m3.ns.IP("link", "set", "eth1", "down"))
+	deadline := time.Now().Add(45 * time.Second)
+	for time.Now().Before(deadline) && c.hasVIP(m3) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if c.hasVIP(m3) {
+		t.Fatalf("%s kept the address after losing its link", m3.name)
+	}
+	refused := false
+	for time.Now().Before(deadline) && !refused {
+		for _, n := range []*node{m1, m2} {
+			if strings.Contains(c.status(n), "breaker tripped") {
+				refused = true
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !refused {
+		t.Fatalf("no node reports the breaker: %s / %s", c.status(m1), c.status(m2))
+	}
+	for _, n := range c.nodes {
+		if c.hasVIP(n) || c.stackRunning(n) {
+			t.Fatalf("%s serves although every node's breaker or link forbids it", n.name)
+		}
+	}
+}

@@ -1,0 +1,287 @@
+// Package daemon is the running node agent: it wires the configuration, keepalived, the brain, the executor,
+// the probes and the APIs together, and runs the reconcile loop. The executor applies the brain's actions
+// through small interfaces and feeds their outcome back as observations.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/failover"
+	"github.com/mailcow-ha/mailcow-ha/agent/hcloud"
+)
+
+// Cloud is the Hetzner API as the executor uses it (agent/hcloud.Client).
+type Cloud interface {
+	FloatingIPOwner(ctx context.Context, id int64) (int64, error)
+	FloatingIPAddress(ctx context.Context, id int64) (netip.Addr, error)
+	AssignFloatingIP(ctx context.Context, id, server int64) error
+	Volume(ctx context.Context, id int64) (hcloud.VolumeInfo, error)
+	DetachVolume(ctx context.Context, id, from int64) error
+	AttachVolume(ctx context.Context, id, to int64) error
+	PowerOff(ctx context.Context, id int64) error
+}
+
+// Address is the Floating IP on the public interface (agent/vip.VIP).
+type Address interface {
+	Add(ip netip.Addr) error
+	Remove(ip netip.Addr) error
+	Announce(ip netip.Addr) error
+}
+
+// Storage is the shared Volume on this node: wait for its device, mount it (with fsck and the marker check),
+// unmount it.
+type Storage interface {
+	WaitDevice(ctx context.Context, linuxDevice string) error
+	Mount(ctx context.Context) error
+	Unmount(ctx context.Context) error
+}
+
+// Stack is mailcow on the Docker Engine.
+type Stack interface {
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+	// Failed returns the first critical service that is down, "" when all are up.
+	Failed(ctx context.Context) (string, error)
+}
+
+// Galera is the local Galera node's state.
+type Galera interface {
+	Status(ctx context.Context) (primary, synced bool, detail string, err error)
+}
+
+// Peers reaches the other nodes' agents.
+type Peers interface {
+	AskDemote(ctx context.Context, server int64) error
+}
+
+// Executor applies actions. Each action runs in its own goroutine under its transition's context; a cancel
+// action ends them.
+type Executor struct {
+	Cloud        Cloud
+	Address      Address
+	Storage      Storage
+	Stack        Stack
+	Peers        Peers
+	Log          *slog.Logger
+	Self         int64
+	FloatingIP   netip.Addr // known at start, or read from the API on first use
+	AddressCache string     // file that keeps the Floating IP's address for a boot without the API
+	FloatingID   int64
+	VolumeID     int64
+	FenceTimeout time.Duration
+	StepTimeout  time.Duration                 // for each API and local step; default 2 minutes
+	Confirm      func(server int64)            // answers a peer's pending demote request
+	Report       func(a failover.Action)       // journal and webhook
+	Observe      func(o failover.Observation) // feeds results back to the loop
+
+	mu      sync.Mutex
+	cancels map[int]context.CancelFunc
+	tctxs   map[int]context.Context
+	wg      sync.WaitGroup
+}
+
+// Apply starts the actions of one brain step, in order; the ones that wait run in goroutines.
+func (e *Executor) Apply(ctx context.Context, acts []failover.Action) {
+	for _, a := range acts {
+		switch a.Kind {
+		case failover.ActReport:
+			e.Report(a)
+		case failover.ActCancel:
+			e.mu.Lock()
+			if c, ok := e.cancels[a.TID]; ok {
+				c()
+				delete(e.cancels, a.TID)
+				delete(e.tctxs, a.TID)
+			}
+			e.mu.Unlock()
+		case failover.ActConfirm:
+			if e.Confirm != nil {
+				e.Confirm(a.Server)
+			}
+		default:
+			tctx := e.transition(ctx, a.TID)
+			e.wg.Add(1)
+			go func(a failover.Action) {
+				defer e.wg.Done()
+				e.run(tctx, a)
+			}(a)
+		}
+	}
+}
+
+// Wait waits for the running actions.
+func (e *Executor) Wait() { e.wg.Wait() }
+
+func (e *Executor) transition(ctx context.Context, tid int) context.Context {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cancels == nil {
+		e.cancels, e.tctxs = map[int]context.CancelFunc{}, map[int]context.Context{}
+	}
+	// A new transition supersedes the older ones: their goroutines end.
+	for id, c := range e.cancels {
+		if id < tid {
+			c()
+			delete(e.cancels, id)
+			delete(e.tctxs, id)
+		}
+	}
+	if c, ok := e.tctxs[tid]; ok {
+		return c
+	}
+	c, cancel := context.WithCancel(ctx)
+	e.cancels[tid], e.tctxs[tid] = cancel, c
+	return c
+}
+
+func (e *Executor) step() time.Duration {
+	if e.StepTimeout > 0 {
+		return e.StepTimeout
+	}
+	return 2 * time.Minute
+}
+
+func (e *Executor) run(ctx context.Context, a failover.Action) {
+	log := e.Log.With("transition_id", a.TID, "action", a.Kind)
+	start := time.Now()
+	done := func(err error) {
+		if ctx.Err() != nil && err != nil {
+			err = fmt.Errorf("cancelled: %w", err)
+		}
+		d := failover.Done{TID: a.TID, Action: a.Kind}
+		if err != nil {
+			d.Err, d.Kind = err.Error(), kindOf(err)
+			log.Warn("action failed", "err", err, "took", time.Since(start))
+		} else {
+			log.Info("action done", "took", time.Since(start))
+		}
+		e.Observe(d)
+	}
+	sctx, cancel := context.WithTimeout(ctx, e.step())
+	defer cancel()
+	switch a.Kind {
+	case failover.ActReadOwners:
+		o := failover.Owners{TID: a.TID}
+		fip, err := e.Cloud.FloatingIPOwner(sctx, e.FloatingID)
+		var vol hcloud.VolumeInfo
+		if err == nil {
+			vol, err = e.Cloud.Volume(sctx, e.VolumeID)
+		}
+		if err != nil {
+			o.Err, o.Kind = err.Error(), kindOf(err)
+		} else {
+			o.FloatingIP, o.Volume = fip, vol.Server
+		}
+		log.Info("owners", "floating_ip_owner", o.FloatingIP, "volume_owner", o.Volume, "err", o.Err)
+		e.Observe(o)
+	case failover.ActAskDemote:
+		fctx, fcancel := context.WithTimeout(ctx, e.FenceTimeout)
+		err := e.Peers.AskDemote(fctx, a.Server)
+		fcancel()
+		ans := failover.PeerAnswer{TID: a.TID, Server: a.Server, Demoted: err == nil}
+		if err != nil {
+			ans.Err = err.Error()
+		}
+		log.Info("peer answered", "peer", a.Server, "demoted", ans.Demoted, "err", ans.Err)
+		e.Observe(ans)
+	case failover.ActPowerOff:
+		done(e.Cloud.PowerOff(sctx, a.Server))
+	case failover.ActDetachVolume:
+		done(e.Cloud.DetachVolume(sctx, e.VolumeID, a.Server))
+	case failover.ActAttachVolume:
+		err := e.Cloud.AttachVolume(sctx, e.VolumeID, e.Self)
+		if err == nil {
+			var v hcloud.VolumeInfo
+			if v, err = e.Cloud.Volume(sctx, e.VolumeID); err == nil {
+				err = e.Storage.WaitDevice(sctx, v.LinuxDevice)
+			}
+		}
+		done(err)
+	case failover.ActAssignFIP:
+		done(e.Cloud.AssignFloatingIP(sctx, e.FloatingID, e.Self))
+	case failover.ActAddAddress:
+		ip, err := e.address(sctx)
+		if err == nil {
+			err = e.Address.Add(ip)
+		}
+		if err == nil {
+			err = e.Address.Announce(ip)
+		}
+		done(err)
+	case failover.ActMount:
+		done(e.Storage.Mount(sctx))
+	case failover.ActStartStack:
+		done(e.Stack.Start(sctx))
+	// The demotion steps run even when their transition was superseded: they make the node safe.
+	case failover.ActStopStack:
+		done(e.Stack.Stop(context.WithoutCancel(sctx)))
+	case failover.ActUnmount:
+		done(e.Storage.Unmount(context.WithoutCancel(sctx)))
+	case failover.ActRemoveAddr:
+		ip, err := e.address(sctx)
+		if err == nil {
+			err = e.Address.Remove(ip)
+		}
+		done(err)
+	default:
+		done(fmt.Errorf("unknown action %q", a.Kind))
+	}
+}
+
+// address returns the Floating IP's address: known, cached in AddressCache, or read from the API (and cached).
+// A node that boots while the API is down still removes a stale address, from the cache.
+func (e *Executor) address(ctx context.Context) (netip.Addr, error) {
+	e.mu.Lock()
+	ip := e.FloatingIP
+	e.mu.Unlock()
+	if ip.IsValid() {
+		return ip, nil
+	}
+	if e.AddressCache != "" {
+		if b, err := os.ReadFile(e.AddressCache); err == nil {
+			if ip, err := netip.ParseAddr(strings.TrimSpace(string(b))); err == nil {
+				e.mu.Lock()
+				e.FloatingIP = ip
+				e.mu.Unlock()
+				return ip, nil
+			}
+		}
+	}
+	ip, err := e.Cloud.FloatingIPAddress(ctx, e.FloatingID)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("the Floating IP's address: %w", err)
+	}
+	e.mu.Lock()
+	e.FloatingIP = ip
+	e.mu.Unlock()
+	if e.AddressCache != "" {
+		os.MkdirAll(filepath.Dir(e.AddressCache), 0o755)
+		os.WriteFile(e.AddressCache, []byte(ip.String()+"\n"), 0o644)
+	}
+	return ip, nil
+}
+
+// kindOf maps the adapter's error kinds to the brain's; errors from elsewhere are fatal for the takeover.
+func kindOf(err error) failover.ErrKind {
+	switch hcloud.KindOf(err) {
+	case hcloud.RetryFast:
+		return failover.ErrRetryFast
+	case hcloud.RetrySlow:
+		return failover.ErrRetrySlow
+	case hcloud.Fatal:
+		return failover.ErrFatal
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return failover.ErrRetrySlow
+	}
+	return failover.ErrFatal
+}

@@ -1,0 +1,128 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/api"
+	"github.com/mailcow-ha/mailcow-ha/agent/config"
+	"github.com/mailcow-ha/mailcow-ha/agent/daemon"
+	"github.com/mailcow-ha/mailcow-ha/agent/report"
+)
+
+// Agent runs the node agent (the systemd unit's ExecStart).
+func Agent(ctx context.Context, args []string, stdio Stdio) int {
+	fs := newFlags("agent", "agent [--config PATH] [flags]", stdio)
+	src := config.DefaultSources()
+	fs.StringVar(&src.Path, "config", "", "configuration file (default: "+config.DefaultPath+", then the user-data)")
+	fs.StringVar(&src.MetadataURL, "metadata-url", src.MetadataURL, "base URL of the Hetzner metadata service")
+	keepalivedBin := fs.String("keepalived", "keepalived", "keepalived binary")
+	galeraFile := fs.String("test-galera-file", "", "test double: a file holding \"Primary Synced\" while Galera is healthy")
+	stackFile := fs.String("test-stack-file", "", "test double: a file naming the failed critical service (empty: healthy)")
+	storageDir := fs.String("test-storage-dir", "", "test double: a directory that stands for the mounted Volume")
+	if code, done := parseFlags(fs, args, stdio); done {
+		return code
+	}
+	log := report.NewLogger(report.LogOptions{Stderr: stdio.Stderr})
+	src.Stdin = stdio.Stdin
+	pl, err := src.Read(ctx)
+	if err != nil {
+		log.Error("configuration", "err", err)
+		return ExitUsage
+	}
+	cfg, probs := config.Check(pl.Name, pl.Data, config.SecretFiles{Owner: os.Geteuid()})
+	if err := probs.Err(); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			log.Error("invalid configuration: "+line, "event", "config_invalid")
+		}
+		return ExitUsage
+	}
+	o := daemon.Options{Config: cfg, Log: log, SecretOwner: os.Geteuid(), KeepalivedBin: *keepalivedBin}
+	if *galeraFile != "" {
+		o.Galera = daemon.FileGalera{Path: *galeraFile}
+	}
+	if *stackFile != "" {
+		o.Stack = daemon.FileStack{Path: *stackFile}
+	}
+	if *storageDir != "" {
+		o.Storage = daemon.DirStorage{Dir: *storageDir}
+	}
+	if err := daemon.Run(ctx, o); err != nil {
+		log.Error("agent stopped", "err", err)
+		return ExitFailure
+	}
+	return ExitOK
+}
+
+// Check answers keepalived's vrrp_script: exit 0 when the agent's verdict passes, 1 otherwise, and 1 when the
+// agent does not answer in time (fail closed).
+func Check(_ context.Context, args []string, stdio Stdio) int {
+	fs := newFlags("check", "check [--socket PATH] [--timeout D]", stdio)
+	socket := fs.String("socket", config.Defaults().API.Socket, "the agent's socket")
+	timeout := fs.Duration("timeout", 800*time.Millisecond, "fail when the agent has not answered by then")
+	quiet := fs.Bool("quiet", false, "print nothing")
+	if code, done := parseFlags(fs, args, stdio); done {
+		return code
+	}
+	reason, err := api.Check(*socket, *timeout)
+	if err != nil {
+		if !*quiet {
+			fmt.Fprintln(stdio.Stderr, "check:", err)
+		}
+		return ExitFailure
+	}
+	if !*quiet {
+		fmt.Fprintln(stdio.Stdout, "ok:", reason)
+	}
+	return ExitOK
+}
+
+// Maintenance switches maintenance mode on every node: automatic actions pause, reporting goes on.
+func Maintenance(_ context.Context, args []string, stdio Stdio) int {
+	fs := newFlags("maintenance", "maintenance on|off [--socket PATH]", stdio)
+	socket := fs.String("socket", config.Defaults().API.Socket, "the local agent's socket")
+	if len(args) == 0 || (args[0] != "on" && args[0] != "off") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			fs.SetOutput(stdio.Stdout)
+			fs.Usage()
+			return ExitOK
+		}
+		fmt.Fprintln(stdio.Stderr, "Usage: mailcow-ha maintenance on|off [--socket PATH]")
+		return ExitUsage
+	}
+	mode := args[0]
+	if code, done := parseFlags(fs, args[1:], stdio); done {
+		return code
+	}
+	return askAgent(*socket, "maintenance "+mode, stdio)
+}
+
+// Switchover hands MASTER to another node: the old master demotes, then the new one takes over.
+func Switchover(_ context.Context, args []string, stdio Stdio) int {
+	fs := newFlags("switchover", "switchover [--to NODE] [--socket PATH]", stdio)
+	to := fs.String("to", "", "the node to hand over to (default: the healthy peer with the highest priority)")
+	socket := fs.String("socket", config.Defaults().API.Socket, "the local agent's socket")
+	if code, done := parseFlags(fs, args, stdio); done {
+		return code
+	}
+	return askAgent(*socket, strings.TrimSpace("switchover "+*to), stdio)
+}
+
+func askAgent(socket, line string, stdio Stdio) int {
+	ans, err := api.Ask(socket, line, 30*time.Second)
+	if err != nil {
+		fmt.Fprintln(stdio.Stderr, err)
+		return ExitFailure
+	}
+	word, rest, _ := strings.Cut(ans, " ")
+	if word != "ok" {
+		fmt.Fprintln(stdio.Stderr, errors.New(rest))
+		return ExitFailure
+	}
+	fmt.Fprintln(stdio.Stdout, rest)
+	return ExitOK
+}
