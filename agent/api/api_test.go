@@ -25,7 +25,9 @@ type fakeAgent struct {
 	maint    bool
 }
 
-func (f *fakeAgent) State() PeerState { return PeerState{Node: "mx2", Role: "master", GaleraOK: true, Seqno: 42} }
+func (f *fakeAgent) State() PeerState {
+	return PeerState{Node: "mx2", Role: "master", GaleraOK: true, Seqno: 42}
+}
 func (f *fakeAgent) Demote(ctx context.Context, from int64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -35,8 +37,12 @@ func (f *fakeAgent) Demote(ctx context.Context, from int64) error {
 	f.demoted = append(f.demoted, from)
 	return nil
 }
-func (f *fakeAgent) Switchover(to string, until time.Time) { f.mu.Lock(); f.switchTo = to; f.mu.Unlock() }
-func (f *fakeAgent) Maintenance(on bool)                   { f.mu.Lock(); f.maint = on; f.mu.Unlock() }
+func (f *fakeAgent) Switchover(to string, until time.Time) {
+	f.mu.Lock()
+	f.switchTo = to
+	f.mu.Unlock()
+}
+func (f *fakeAgent) Maintenance(on bool) { f.mu.Lock(); f.maint = on; f.mu.Unlock() }
 
 func newPeer(t *testing.T) (*httptest.Server, *fakeAgent) {
 	a := &fakeAgent{}
@@ -132,7 +138,9 @@ func TestCheckSocket(t *testing.T) {
 	var mu sync.Mutex
 	ok, why := true, "ok"
 	go ServeCheck(ctx, path, func() (bool, string) { mu.Lock(); defer mu.Unlock(); return ok, why },
-		func(ctx context.Context, verb string, args []string) string { return "done " + verb + " " + strings.Join(args, ",") },
+		func(ctx context.Context, verb string, args []string) string {
+			return "done " + verb + " " + strings.Join(args, ",")
+		},
 		slog.New(slog.DiscardHandler))
 	var err error
 	for i := 0; i < 100; i++ {

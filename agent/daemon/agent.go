@@ -530,4 +530,3 @@ func (a *Agent) saveBreaker(ts []time.Time) {
 		}
 	}
 }
-

@@ -46,10 +46,14 @@ func (s FileStack) Failed(context.Context) (string, error) {
 }
 
 // Start implements Stack.
-func (s FileStack) Start(context.Context) error { return os.WriteFile(s.Path+".state", []byte("running\n"), 0o644) }
+func (s FileStack) Start(context.Context) error {
+	return os.WriteFile(s.Path+".state", []byte("running\n"), 0o644)
+}
 
 // Stop implements Stack.
-func (s FileStack) Stop(context.Context) error { return os.WriteFile(s.Path+".state", []byte("stopped\n"), 0o644) }
+func (s FileStack) Stop(context.Context) error {
+	return os.WriteFile(s.Path+".state", []byte("stopped\n"), 0o644)
+}
 
 // DirStorage "mounts" by writing Dir/mounted.
 type DirStorage struct{ Dir string }

@@ -78,9 +78,9 @@ type Executor struct {
 	FloatingID   int64
 	VolumeID     int64
 	FenceTimeout time.Duration
-	StepTimeout  time.Duration                 // for each API and local step; default 2 minutes
-	Confirm      func(server int64)            // answers a peer's pending demote request
-	Report       func(a failover.Action)       // journal and webhook
+	StepTimeout  time.Duration                // for each API and local step; default 2 minutes
+	Confirm      func(server int64)           // answers a peer's pending demote request
+	Report       func(a failover.Action)      // journal and webhook
 	Observe      func(o failover.Observation) // feeds results back to the loop
 
 	mu      sync.Mutex
