@@ -297,6 +297,14 @@ func (a *Agent) loop(ctx context.Context) error {
 		}
 	}
 	probe()
+	// The reconcile loop: a look at the address and the mount every reconcile interval; the API (the Floating
+	// IP's owner) only on the MASTER and only every apiEvery looks, to spare the rate limit.
+	rec := time.NewTicker(a.c.Failover.ReconcileInterval.D())
+	defer rec.Stop()
+	const apiEvery = 6
+	looks := 0
+	looking := false
+	lookDone := make(chan struct{}, 1)
 	stopping := false
 	var stopDeadline <-chan time.Time
 	for {
@@ -316,6 +324,29 @@ func (a *Agent) loop(ctx context.Context) error {
 			probe()
 			a.step(ctx, failover.Tick{})
 			a.o.Notifier.Watchdog()
+		case <-rec.C:
+			if looking || stopping {
+				break
+			}
+			a.mu.Lock()
+			tid, role := a.s.TID, a.s.Role
+			a.mu.Unlock()
+			looks++
+			withAPI := role == failover.RoleMaster && looks%apiEvery == 0
+			looking = true
+			go func() {
+				lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				defer cancel()
+				o, err := a.exec.ObserveWorld(lctx, tid, withAPI)
+				if err != nil {
+					a.log.Warn("reconcile: look failed", "err", err)
+				} else {
+					a.observe(o)
+				}
+				lookDone <- struct{}{}
+			}()
+		case <-lookDone:
+			looking = false
 		case <-stopDeadline:
 			return errors.New("agent: demotion did not finish within 2 minutes")
 		}

@@ -24,7 +24,8 @@ import (
 // cluster is three real agents, each with its real keepalived, in network namespaces on one bridge, against the
 // simulated Hetzner API. Galera, the stack and the Volume are the agent's file-driven test doubles.
 type cluster struct {
-	t     *testing.T
+	t          testing.TB
+	breakerMax int
 	sim   *hcloudsim.Sim
 	sw    *netns.NS
 	nodes []*node
@@ -45,7 +46,7 @@ const fip = "203.0.113.100"
 
 // buildAgent builds mailcow-ha into a directory that only root can write: keepalived's script security refuses
 // check scripts below world-writable directories such as /tmp.
-func buildAgent(t *testing.T) string {
+func buildAgent(t testing.TB) string {
 	t.Helper()
 	root, err := filepath.Abs("../..")
 	if err != nil {
@@ -64,7 +65,7 @@ func buildAgent(t *testing.T) string {
 	return bin
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB, breakerMax int) *cluster {
 	t.Helper()
 	if why := netns.Available(); why != "" {
 		t.Skip(why)
@@ -72,7 +73,7 @@ func newCluster(t *testing.T) *cluster {
 	if _, err := exec.LookPath("keepalived"); err != nil {
 		t.Skip("keepalived is not installed (Debian package keepalived; make deps installs it)")
 	}
-	c := &cluster{t: t, bin: buildAgent(t)}
+	c := &cluster{t: t, bin: buildAgent(t), breakerMax: breakerMax}
 	var err error
 	if c.sw, err = netns.Add(netns.Unique("mha-sw-")); err != nil {
 		t.Fatal(err)
@@ -136,7 +137,7 @@ func (c *cluster) writeConfig(n *node) {
 	fmt.Fprintf(&b, "[network]\npublic_interface = \"eth0\"\nprivate_interface = \"eth1\"\n")
 	fmt.Fprintf(&b, "[keepalived]\nconfig_file = %q\nnotify_fifo = %q\n", filepath.Join(d, "keepalived.conf"), filepath.Join(d, "notify.fifo"))
 	fmt.Fprintf(&b, "[failover]\ncheck_grace = \"2s\"\nquorum_grace = \"5s\"\nfence_timeout = \"3s\"\nreconcile_interval = \"1s\"\nstate_dir = %q\n", filepath.Join(d, "state"))
-	fmt.Fprintf(&b, "[failover.breaker]\nmax = 1\nwindow = \"1h\"\n")
+	fmt.Fprintf(&b, "[failover.breaker]\nmax = %d\nwindow = \"1h\"\n", c.breakerMax)
 	fmt.Fprintf(&b, "[api]\nlisten = [\"127.0.0.1:7480\"]\npeer_port = 7481\nsocket = %q\n", filepath.Join(d, "agent.sock"))
 	must(t, os.WriteFile(filepath.Join(d, "config.toml"), []byte(b.String()), 0o600))
 }
@@ -267,7 +268,7 @@ func (c *cluster) status(n *node) string {
 }
 
 // keepalivedPID reads the pid file of the node's keepalived.
-func keepalivedPID(t *testing.T, n *node) int {
+func keepalivedPID(t testing.TB, n *node) int {
 	b, err := os.ReadFile(filepath.Join(n.dir, "state", "keepalived", "keepalived.pid"))
 	if err != nil {
 		t.Fatal(err)
@@ -279,7 +280,7 @@ func keepalivedPID(t *testing.T, n *node) int {
 	return pid
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -290,7 +291,7 @@ func must(t *testing.T, err error) {
 // failing its check and cutting its link each move everything to another node, and the old one removes the
 // address; the breaker (max 1 per node here) then stops a further takeover.
 func TestClusterFailover(t *testing.T) {
-	c := newCluster(t)
+	c := newCluster(t, 1)
 
 	m1, took := c.master(60 * time.Second)
 	t.Logf("initial MASTER %s after %s", m1.name, took)
@@ -332,5 +333,65 @@ func TestClusterFailover(t *testing.T) {
 		if c.hasVIP(n) || c.stackRunning(n) {
 			t.Fatalf("%s serves although every node's breaker or link forbids it", n.name)
 		}
+	}
+}
+
+// TestClusterOperations covers the reconcile loop and the operator's commands: an address removed by hand comes
+// back; switchover --to hands MASTER to the named node; in maintenance a dead keepalived moves nothing, and
+// after it the cluster converges again.
+func TestClusterOperations(t *testing.T) {
+	c := newCluster(t, 5)
+	m1, _ := c.master(60 * time.Second)
+
+	must(t, m1.ns.IP("addr", "del", fip+"/32", "dev", "eth0"))
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) && !c.hasVIP(m1) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !c.hasVIP(m1) {
+		t.Fatal("the reconcile loop did not put the removed address back")
+	}
+
+	target := c.nodes[2]
+	if target == m1 {
+		target = c.nodes[1]
+	}
+	out, err := exec.Command(c.bin, "switchover", "--to", target.name, "--socket", filepath.Join(m1.dir, "agent.sock")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("switchover: %v\n%s", err, out)
+	}
+	m2, took := c.master(60*time.Second, m1)
+	if m2 != target {
+		t.Fatalf("switchover --to %s made %s MASTER", target.name, m2.name)
+	}
+	t.Logf("switchover from %s to %s took %s", m1.name, m2.name, took)
+
+	out, err = exec.Command(c.bin, "maintenance", "on", "--socket", filepath.Join(m2.dir, "agent.sock")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "maintenance on") {
+		t.Fatalf("maintenance on: %v\n%s", err, out)
+	}
+	must(t, syscall.Kill(keepalivedPID(t, m2), syscall.SIGKILL))
+	time.Sleep(8 * time.Second)
+	if m, _ := c.master(5*time.Second); m != m2 {
+		t.Fatalf("in maintenance MASTER moved from %s to %s", m2.name, m.name)
+	}
+	out, err = exec.Command(c.bin, "maintenance", "off", "--socket", filepath.Join(m2.dir, "agent.sock")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("maintenance off: %v\n%s", err, out)
+	}
+	// The MASTER that keepalived elected meanwhile takes over; the old one, whose keepalived came back as
+	// BACKUP, steps down. Then the brain and keepalived agree on every node.
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		m3, _ := c.master(60 * time.Second)
+		st := c.status(m3)
+		if strings.Contains(st, `"role":"master"`) && strings.Contains(st, `"vrrp":"MASTER"`) {
+			t.Logf("after maintenance: %s is MASTER and keepalived agrees", m3.name)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after maintenance the MASTER %s disagrees with keepalived: %s", m3.name, st)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }

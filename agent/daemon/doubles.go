@@ -69,6 +69,15 @@ func (d DirStorage) Mount(context.Context) error {
 	return os.WriteFile(filepath.Join(d.Dir, "mounted"), []byte("mounted\n"), 0o644)
 }
 
+// Mounted implements Storage.
+func (d DirStorage) Mounted(context.Context) (bool, error) {
+	_, err := os.Stat(filepath.Join(d.Dir, "mounted"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // Unmount implements Storage.
 func (d DirStorage) Unmount(context.Context) error {
 	err := os.Remove(filepath.Join(d.Dir, "mounted"))

@@ -32,6 +32,7 @@ type Cloud interface {
 
 // Address is the Floating IP on the public interface (agent/vip.VIP).
 type Address interface {
+	Present(ip netip.Addr) (bool, error)
 	Add(ip netip.Addr) error
 	Remove(ip netip.Addr) error
 	Announce(ip netip.Addr) error
@@ -43,6 +44,7 @@ type Storage interface {
 	WaitDevice(ctx context.Context, linuxDevice string) error
 	Mount(ctx context.Context) error
 	Unmount(ctx context.Context) error
+	Mounted(ctx context.Context) (bool, error)
 }
 
 // Stack is mailcow on the Docker Engine.
@@ -268,6 +270,30 @@ func (e *Executor) address(ctx context.Context) (netip.Addr, error) {
 		os.WriteFile(e.AddressCache, []byte(ip.String()+"\n"), 0o644)
 	}
 	return ip, nil
+}
+
+// ObserveWorld looks at the world for the reconcile loop: the address on the interface, the mount, and, when
+// withAPI, the Floating IP's owner. Errors leave the look out: a lost look is repaired by the next one.
+func (e *Executor) ObserveWorld(ctx context.Context, tid int, withAPI bool) (failover.Observed, error) {
+	o := failover.Observed{TID: tid}
+	ip, err := e.address(ctx)
+	if err != nil {
+		return o, err
+	}
+	if o.Address, err = e.Address.Present(ip); err != nil {
+		return o, err
+	}
+	if o.Mounted, err = e.Storage.Mounted(ctx); err != nil {
+		return o, err
+	}
+	if withAPI {
+		owner, err := e.Cloud.FloatingIPOwner(ctx, e.FloatingID)
+		if err != nil {
+			return o, err
+		}
+		o.FIPOwner, o.FIPKnown = owner, true
+	}
+	return o, nil
 }
 
 // kindOf maps the adapter's error kinds to the brain's; errors from elsewhere are fatal for the takeover.

@@ -99,8 +99,9 @@ func (b *step) apply(o Observation) {
 			s.Maintenance = o.On
 			b.report("warning", map[bool]string{true: "maintenance_on", false: "maintenance_off"}[o.On],
 				"%s", map[bool]string{true: "automatic actions paused", false: "automatic actions resumed"}[o.On])
-			if !o.On && s.VRRP == VRRPMaster && (s.Role == RoleBackup || s.Role == RoleFault) {
-				b.tryPromote()
+			if !o.On {
+				// Catch up with what keepalived said meanwhile.
+				b.vrrp(s.VRRP)
 			}
 		}
 	case Switchover:
@@ -108,6 +109,10 @@ func (b *step) apply(o Observation) {
 		b.report("info", "switchover", "handing MASTER to %s until %s", o.To, o.Until.UTC().Format(time.RFC3339))
 	case DemoteRequest:
 		b.demoteRequest(o.From)
+	case Observed:
+		if o.TID == s.TID {
+			b.reconcile(o)
+		}
 	case Stop:
 		if s.Role != RoleStopped {
 			b.report("info", "stopping", "agent stopping: demoting")
@@ -330,6 +335,10 @@ func (b *step) done(o Done) {
 			s.StackFailed, s.StackBadSince = "", time.Time{}
 			b.report("info", "promoted", "MASTER after %s", b.now.Sub(s.Started))
 		}
+	case RoleMaster, RoleBackup, RoleFault:
+		if o.Err != "" {
+			b.report("warning", "reconcile_failed", "%s: %s", o.Action, o.Err)
+		}
 	case RoleDemoting, RoleBooting:
 		if o.Action != s.Phase {
 			return
@@ -341,6 +350,48 @@ func (b *step) done(o Done) {
 			return
 		}
 		b.nextDemoteStep()
+	}
+}
+
+// reconcile repairs what drifted from the role: a MASTER without its address gets it back; a MASTER whose
+// Floating IP routes elsewhere, or whose Volume is not mounted, gives up; a node that is not MASTER drops a
+// stale address or mount. In maintenance it only reports.
+func (b *step) reconcile(o Observed) {
+	s := &b.s
+	type drift struct{ sev, event, detail, act string }
+	var d []drift
+	switch s.Role {
+	case RoleMaster:
+		if o.FIPKnown && o.FIPOwner != b.p.Self {
+			d = append(d, drift{"critical", "floating_ip_moved", fmt.Sprintf("the Floating IP routes to %s: demoting", b.name(o.FIPOwner)), "demote"})
+		} else if !o.Mounted {
+			d = append(d, drift{"critical", "volume_unmounted", "the Volume is not mounted under the running stack: demoting", "demote"})
+		} else if !o.Address {
+			d = append(d, drift{"warning", "address_missing", "the Floating IP is not on the interface: adding it again", ActAddAddress})
+		}
+	case RoleBackup, RoleFault:
+		if o.Mounted {
+			d = append(d, drift{"warning", "stale_mount", "the Volume is mounted on a node that is not MASTER: stopping and unmounting", "cleanup"})
+		} else if o.Address {
+			d = append(d, drift{"warning", "stale_address", "the Floating IP is on the interface of a node that is not MASTER: removing it", ActRemoveAddr})
+		}
+	}
+	for _, x := range d {
+		if s.Maintenance {
+			b.report(x.sev, x.event, "%s (maintenance: no action)", x.detail)
+			continue
+		}
+		b.report(x.sev, x.event, "%s", x.detail)
+		switch x.act {
+		case "demote":
+			// Refuse MASTER for a while, so that keepalived moves it and this node does not fight for it.
+			s.RefuseUntil, s.RefuseWhy = b.now.Add(b.apiBackoff()), x.event
+			b.startDemote(RoleDemoting, RoleFault, x.event)
+		case "cleanup":
+			b.startDemote(RoleDemoting, s.Role, x.event)
+		default:
+			b.act(x.act, 0)
+		}
 	}
 }
 

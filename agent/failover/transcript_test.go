@@ -215,6 +215,12 @@ func parseEvent(line string, s State) (time.Time, Observation, error) {
 			return now, nil, err
 		}
 		return now, Switchover{To: kv["to"], Until: now.Add(hold)}, nil
+	case "observed":
+		o := Observed{TID: tid, Address: kv["address"] == "yes", Mounted: kv["mounted"] == "yes"}
+		if v, ok := kv["fip"]; ok {
+			o.FIPOwner, o.FIPKnown = num(v), true
+		}
+		return now, o, nil
 	case "demote-request":
 		return now, DemoteRequest{From: num(kv["from"])}, nil
 	}

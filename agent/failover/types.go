@@ -118,6 +118,17 @@ type DemoteRequest struct{ From int64 }
 // Stop is the agent shutting down: demote gracefully.
 type Stop struct{}
 
+// Observed is the reconcile loop's look at the world: is the Floating IP on the interface, is the Volume
+// mounted, and (when FIPKnown, read from the API now and then) where does the Floating IP route.
+// TID is the transition current when the look started: a look that began before a transition is stale.
+type Observed struct {
+	TID      int
+	Address  bool
+	Mounted  bool
+	FIPOwner int64
+	FIPKnown bool
+}
+
 func (Boot) obs()          {}
 func (Tick) obs()          {}
 func (VRRP) obs()          {}
@@ -130,6 +141,7 @@ func (Maintenance) obs()   {}
 func (Switchover) obs()    {}
 func (DemoteRequest) obs() {}
 func (Stop) obs()          {}
+func (Observed) obs()      {}
 
 // Action kinds. The executor implements each through a small interface.
 const (
