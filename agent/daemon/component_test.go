@@ -26,10 +26,10 @@ import (
 type cluster struct {
 	t          testing.TB
 	breakerMax int
-	sim   *hcloudsim.Sim
-	sw    *netns.NS
-	nodes []*node
-	bin   string
+	sim        *hcloudsim.Sim
+	sw         *netns.NS
+	nodes      []*node
+	bin        string
 }
 
 type node struct {
@@ -372,7 +372,7 @@ func TestClusterOperations(t *testing.T) {
 	}
 	must(t, syscall.Kill(keepalivedPID(t, m2), syscall.SIGKILL))
 	time.Sleep(8 * time.Second)
-	if m, _ := c.master(5*time.Second); m != m2 {
+	if m, _ := c.master(5 * time.Second); m != m2 {
 		t.Fatalf("in maintenance MASTER moved from %s to %s", m2.name, m.name)
 	}
 	out, err = exec.Command(c.bin, "maintenance", "off", "--socket", filepath.Join(m2.dir, "agent.sock")).CombinedOutput()
