@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 	"strings"
 	"time"
 
-	"github.com/mailcow-ha/mailcow-ha/agent/api"
+	"github.com/mailcow-ha/mailcow-ha/agent/check"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/daemon"
 	"github.com/mailcow-ha/mailcow-ha/agent/report"
@@ -41,7 +43,28 @@ func Agent(ctx context.Context, args []string, stdio Stdio) int {
 		}
 		return ExitUsage
 	}
-	o := daemon.Options{Config: cfg, Log: log, SecretOwner: os.Geteuid(), KeepalivedBin: *keepalivedBin}
+	reload := make(chan struct{}, 1)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	o := daemon.Options{Config: cfg, Log: log, SecretOwner: os.Geteuid(), KeepalivedBin: *keepalivedBin,
+		Reload: reload,
+		LoadConfig: func() (config.Config, error) {
+			pl, err := src.Read(ctx)
+			if err != nil {
+				return config.Config{}, err
+			}
+			c, probs := config.Check(pl.Name, pl.Data, config.SecretFiles{Owner: os.Geteuid()})
+			return c, probs.Err()
+		}}
 	if *galeraFile != "" {
 		o.Galera = daemon.FileGalera{Path: *galeraFile}
 	}
@@ -58,28 +81,9 @@ func Agent(ctx context.Context, args []string, stdio Stdio) int {
 	return ExitOK
 }
 
-// Check answers keepalived's vrrp_script: exit 0 when the agent's verdict passes, 1 otherwise, and 1 when the
-// agent does not answer in time (fail closed).
-func Check(_ context.Context, args []string, stdio Stdio) int {
-	fs := newFlags("check", "check [--socket PATH] [--timeout D]", stdio)
-	socket := fs.String("socket", config.Defaults().API.Socket, "the agent's socket")
-	timeout := fs.Duration("timeout", 800*time.Millisecond, "fail when the agent has not answered by then")
-	quiet := fs.Bool("quiet", false, "print nothing")
-	if code, done := parseFlags(fs, args, stdio); done {
-		return code
-	}
-	reason, err := api.Check(*socket, *timeout)
-	if err != nil {
-		if !*quiet {
-			fmt.Fprintln(stdio.Stderr, "check:", err)
-		}
-		return ExitFailure
-	}
-	if !*quiet {
-		fmt.Fprintln(stdio.Stdout, "ok:", reason)
-	}
-	return ExitOK
-}
+// Check answers keepalived's vrrp_script from the agent's verdict; see check.Main. The appliance runs the same
+// code as the small mailcow-ha-check command, which starts faster.
+func Check(ctx context.Context, args []string, stdio Stdio) int { return check.Main(ctx, args, stdio) }
 
 // Maintenance switches maintenance mode on every node: automatic actions pause, reporting goes on.
 func Maintenance(_ context.Context, args []string, stdio Stdio) int {
@@ -113,7 +117,7 @@ func Switchover(_ context.Context, args []string, stdio Stdio) int {
 }
 
 func askAgent(socket, line string, stdio Stdio) int {
-	ans, err := api.Ask(socket, line, 30*time.Second)
+	ans, err := check.Ask(socket, line, 30*time.Second)
 	if err != nil {
 		fmt.Fprintln(stdio.Stderr, err)
 		return ExitFailure

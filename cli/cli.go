@@ -11,6 +11,8 @@ import (
 	"io"
 	"sort"
 	"strings"
+
+	"github.com/mailcow-ha/mailcow-ha/stdio"
 )
 
 // Exit codes.
@@ -21,11 +23,7 @@ const (
 )
 
 // Stdio is the process's standard streams, so that tests can hand in their own.
-type Stdio struct {
-	Stdin  io.Reader
-	Stdout io.Writer
-	Stderr io.Writer
-}
+type Stdio = stdio.Stdio
 
 // command is one subcommand.
 type command struct {

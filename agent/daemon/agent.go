@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/api"
+	"github.com/mailcow-ha/mailcow-ha/agent/check"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/failover"
 	"github.com/mailcow-ha/mailcow-ha/agent/hcloud"
@@ -38,12 +39,19 @@ type Options struct {
 	Storage       Storage
 	Cloud         Cloud // default: the hcloud adapter from the configuration
 	Tick          time.Duration
+	// Reload asks to re-read the configuration (SIGHUP): LoadConfig reads it; an invalid one is refused and the
+	// running one kept. Changed failover settings apply at once; a changed keepalived configuration is
+	// written and keepalived reloaded (SIGHUP). The node's identity and the cluster's membership need a restart.
+	Reload     <-chan struct{}
+	LoadConfig func() (config.Config, error)
 }
 
 // Agent is a running node agent.
 type Agent struct {
 	o      Options
 	c      config.Config
+	ka     *keepalived.Process
+	privIf string
 	p      failover.Params
 	log    *slog.Logger
 	obs    chan failover.Observation
@@ -136,7 +144,7 @@ func Run(ctx context.Context, o Options) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := api.ServeCheck(ctx, c.API.Socket, a.verdict, a.command, log); err != nil {
+		if err := check.Serve(ctx, c.API.Socket, a.verdict, a.command, log); err != nil {
 			log.Error("check socket", "err", err)
 		}
 	}()
@@ -152,10 +160,12 @@ func Run(ctx context.Context, o Options) error {
 	defer srv.Close()
 
 	// keepalived, rendered from the configuration, with this agent as the only reader of its fifo.
+	a.privIf = privIf
 	ka, err := a.startKeepalived(ctx, privIf, self, peerIPs, &wg)
 	if err != nil {
 		return err
 	}
+	a.ka = ka
 	defer ka.Stop(context.Background(), 10*time.Second)
 
 	log.Info("agent started", "node", self.Name, "server_id", self.ServerID, "private_interface", privIf,
@@ -165,25 +175,8 @@ func Run(ctx context.Context, o Options) error {
 
 func (a *Agent) startKeepalived(ctx context.Context, privIf string, self config.Member, peerIPs []string, wg *sync.WaitGroup) (*keepalived.Process, error) {
 	c := a.c
-	check := a.o.CheckCommand
-	if len(check) == 0 {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("agent: %w", err)
-		}
-		check = []string{exe, "check", "--socket", c.API.Socket}
-	}
-	conf, err := keepalived.Render(keepalived.Spec{
-		RouterName: self.Name, Instance: c.Keepalived.Instance, Interface: privIf,
-		VirtualRouter: c.Keepalived.RouterID, Priority: self.Priority, AdvertInterval: c.Keepalived.AdvertInterval.D(),
-		Preempt: c.Keepalived.Preempt, PreemptDelay: c.Keepalived.PreemptDelay.D(), SourceIP: self.PrivateIP,
-		Peers: peerIPs, CheckCommand: check, NotifyFIFO: c.Keepalived.NotifyFIFO,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
-	}
-	if _, err := keepalived.WriteConfig(c.Keepalived.ConfigFile, conf); err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
+	if _, err := a.writeKeepalivedConfig(c); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Dir(c.Keepalived.NotifyFIFO), 0o755); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -245,6 +238,93 @@ func (a *Agent) startKeepalived(ctx context.Context, privIf string, self config.
 	}()
 	return p, nil
 }
+
+// writeKeepalivedConfig renders keepalived.conf from c and writes it; changed reports a new file.
+func (a *Agent) writeKeepalivedConfig(c config.Config) (changed bool, err error) {
+	self, _ := c.Self()
+	var peerIPs []string
+	for _, m := range c.Cluster.Nodes {
+		if m.Name != self.Name {
+			peerIPs = append(peerIPs, m.PrivateIP)
+		}
+	}
+	checkCmd := a.o.CheckCommand
+	if len(checkCmd) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return false, fmt.Errorf("agent: %w", err)
+		}
+		// The small mailcow-ha-check beside this binary starts in a few milliseconds; else this binary's check.
+		checkCmd = []string{exe, "check", "--socket", c.API.Socket}
+		if small := filepath.Join(filepath.Dir(exe), "mailcow-ha-check"); isExecutable(small) {
+			checkCmd = []string{small, "--socket", c.API.Socket}
+		}
+	}
+	conf, err := keepalived.Render(keepalived.Spec{
+		RouterName: self.Name, Instance: c.Keepalived.Instance, Interface: a.privIf,
+		VirtualRouter: c.Keepalived.RouterID, Priority: self.Priority, AdvertInterval: c.Keepalived.AdvertInterval.D(),
+		Preempt: c.Keepalived.Preempt, PreemptDelay: c.Keepalived.PreemptDelay.D(), SourceIP: self.PrivateIP,
+		Peers: peerIPs, CheckCommand: checkCmd, NotifyFIFO: c.Keepalived.NotifyFIFO,
+	})
+	if err != nil {
+		return false, fmt.Errorf("agent: %w", err)
+	}
+	changed, err = keepalived.WriteConfig(c.Keepalived.ConfigFile, conf)
+	if err != nil {
+		return false, fmt.Errorf("agent: %w", err)
+	}
+	return changed, nil
+}
+
+// reload re-reads the configuration (SIGHUP) and applies what can change while running.
+func (a *Agent) reload() {
+	if a.o.LoadConfig == nil {
+		return
+	}
+	c, err := a.o.LoadConfig()
+	if err != nil {
+		a.log.Error("reload: configuration refused, keeping the running one", "event", "config_invalid", "err", err)
+		return
+	}
+	self, _ := c.Self()
+	if c.Node.Name != a.c.Node.Name || self.ServerID != a.p.Self || c.Cluster.Name != a.c.Cluster.Name ||
+		len(c.Cluster.Nodes) != len(a.c.Cluster.Nodes) || !sameAPI(c.API, a.c.API) {
+		a.log.Warn("reload: the node, the cluster's membership or the API settings changed: restart the agent to apply them")
+	}
+	a.mu.Lock()
+	a.p.CheckGrace, a.p.QuorumGrace = c.Failover.CheckGrace.D(), c.Failover.QuorumGrace.D()
+	a.p.FenceTimeout, a.p.BreakerMax, a.p.BreakerWindow = c.Failover.FenceTimeout.D(), c.Failover.Breaker.Max, c.Failover.Breaker.Window.D()
+	a.c.Failover, a.c.Keepalived = c.Failover, c.Keepalived
+	for i := range a.c.Cluster.Nodes {
+		if m, ok := c.Member(a.c.Cluster.Nodes[i].Name); ok {
+			a.c.Cluster.Nodes[i].Priority = m.Priority
+		}
+	}
+	cur := a.c
+	a.mu.Unlock()
+	a.exec.SetFenceTimeout(c.Failover.FenceTimeout.D())
+	changed, err := a.writeKeepalivedConfig(cur)
+	if err != nil {
+		a.log.Error("reload: keepalived configuration", "err", err)
+		return
+	}
+	if changed && a.ka != nil {
+		if err := a.ka.Reload(); err != nil {
+			a.log.Error("reload: keepalived", "err", err)
+			return
+		}
+		a.log.Info("reload: keepalived configuration changed; keepalived reloaded")
+		return
+	}
+	a.log.Info("reload: configuration applied")
+}
+
+func isExecutable(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+}
+
+func sameAPI(x, y config.API) bool { return slices.Equal(x.Listen, y.Listen) && x.PeerPort == y.PeerPort && x.Socket == y.Socket }
 
 // logWriter sends keepalived's console lines to the journal.
 type logWriter struct{ log *slog.Logger }
@@ -347,6 +427,8 @@ func (a *Agent) loop(ctx context.Context) error {
 			}()
 		case <-lookDone:
 			looking = false
+		case <-a.o.Reload:
+			a.reload()
 		case <-stopDeadline:
 			return errors.New("agent: demotion did not finish within 2 minutes")
 		}
@@ -367,7 +449,8 @@ func (a *Agent) step(ctx context.Context, o failover.Observation) {
 	now := time.Now()
 	a.mu.Lock()
 	before := len(a.s.Takeovers)
-	s, acts := failover.Step(a.p, a.s, o, now)
+	p := a.p
+	s, acts := failover.Step(p, a.s, o, now)
 	a.s = s
 	role := s.Role
 	changed := role != a.lastRole
@@ -379,7 +462,7 @@ func (a *Agent) step(ctx context.Context, o failover.Observation) {
 	}
 	a.exec.Apply(ctx, acts)
 	if changed {
-		ok, why := failover.Verdict(a.p, s, now)
+		ok, why := failover.Verdict(p, s, now)
 		status := fmt.Sprintf("%s; check %s: %s", role, map[bool]string{true: "ok", false: "failing"}[ok], why)
 		if role == failover.RoleBackup && !a.ready {
 			a.ready = true
@@ -394,9 +477,9 @@ func (a *Agent) step(ctx context.Context, o failover.Observation) {
 // verdict is what the check socket answers: computed now from the current state.
 func (a *Agent) verdict() (bool, string) {
 	a.mu.Lock()
-	s := a.s
+	s, p := a.s, a.p
 	a.mu.Unlock()
-	return failover.Verdict(a.p, s, time.Now())
+	return failover.Verdict(p, s, time.Now())
 }
 
 func (a *Agent) report(act failover.Action) {
@@ -438,10 +521,10 @@ func (a *Agent) confirm(server int64) {
 // State implements the peer API's state question.
 func (a *Agent) State() api.PeerState {
 	a.mu.Lock()
-	s := a.s
+	s, p := a.s, a.p
 	a.mu.Unlock()
-	ok, why := failover.Verdict(a.p, s, time.Now())
-	return api.PeerState{Node: a.p.Name, Role: string(s.Role), VRRP: s.VRRP, GaleraOK: s.GaleraOK, Galera: s.GaleraDetail,
+	ok, why := failover.Verdict(p, s, time.Now())
+	return api.PeerState{Node: p.Name, Role: string(s.Role), VRRP: s.VRRP, GaleraOK: s.GaleraOK, Galera: s.GaleraDetail,
 		Verdict: ok, Reason: why}
 }
 
@@ -495,13 +578,16 @@ func (a *Agent) command(ctx context.Context, verb string, args []string) string 
 
 // switchoverTarget is the named node, or the eligible peer with the highest priority.
 func (a *Agent) switchoverTarget(ctx context.Context, to string) (string, error) {
+	a.mu.Lock()
+	members := slices.Clone(a.c.Cluster.Nodes)
+	a.mu.Unlock()
 	if to != "" {
-		if m, ok := a.c.Member(to); !ok || m.IsArbitrator() {
+		i := slices.IndexFunc(members, func(m config.Member) bool { return m.Name == to })
+		if i < 0 || members[i].IsArbitrator() {
 			return "", fmt.Errorf("%s is not a member that can serve", to)
 		}
 		return to, nil
 	}
-	members := slices.Clone(a.c.Cluster.Nodes)
 	slices.SortFunc(members, func(x, y config.Member) int { return y.Priority - x.Priority })
 	for _, m := range members {
 		if m.Name == a.p.Name || m.IsArbitrator() {

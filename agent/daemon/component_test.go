@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,7 +17,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/mailcow-ha/mailcow-ha/agent/api"
+	"github.com/mailcow-ha/mailcow-ha/agent/check"
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
 )
@@ -52,17 +53,18 @@ func buildAgent(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(root, "build", "test-bin")
+	dir := filepath.Join(root, "build", "test-bin", netns.Unique("run-"))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, netns.Unique("mailcow-ha-"))
-	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/mailcow-ha").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	for _, cmd := range []string{"mailcow-ha", "mailcow-ha-check"} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, cmd), "../../cmd/"+cmd).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go build %s: %v\n%s", cmd, err, out)
+		}
 	}
-	t.Cleanup(func() { os.Remove(bin) })
-	return bin
+	return filepath.Join(dir, "mailcow-ha")
 }
 
 func newCluster(t testing.TB, breakerMax int) *cluster {
@@ -260,7 +262,7 @@ func (c *cluster) master(within time.Duration, not ...*node) (*node, time.Durati
 }
 
 func (c *cluster) status(n *node) string {
-	ans, err := api.Ask(filepath.Join(n.dir, "agent.sock"), "status", 2*time.Second)
+	ans, err := check.Ask(filepath.Join(n.dir, "agent.sock"), "status", 2*time.Second)
 	if err != nil {
 		return err.Error()
 	}
@@ -394,4 +396,94 @@ func TestClusterOperations(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// TestClusterReload changes a node's configuration and sends its agent SIGHUP: keepalived's configuration is
+// rewritten and keepalived reloaded in place (same PID); an invalid file is refused and the node keeps running.
+func TestClusterReload(t *testing.T) {
+	c := newCluster(t, 5)
+	m, _ := c.master(60 * time.Second)
+	n := c.nodes[0]
+	if n == m {
+		n = c.nodes[1]
+	}
+	pid := keepalivedPID(t, n)
+	confPath := filepath.Join(n.dir, "keepalived.conf")
+	before, _ := os.ReadFile(confPath)
+	cfgPath := filepath.Join(n.dir, "config.toml")
+	cfg, _ := os.ReadFile(cfgPath)
+	must(t, os.WriteFile(cfgPath, []byte(strings.Replace(string(cfg), "[keepalived]\n", "[keepalived]\npreempt = \"delay\"\npreempt_delay = \"30s\"\n", 1)), 0o600))
+	must(t, n.cmd.Process.Signal(syscall.SIGHUP))
+	deadline := time.Now().Add(10 * time.Second)
+	var after []byte
+	for time.Now().Before(deadline) {
+		after, _ = os.ReadFile(confPath)
+		if string(after) != string(before) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(string(after), "preempt_delay 30") || strings.Contains(string(after), "nopreempt") {
+		t.Fatalf("keepalived.conf not rewritten:\n%s", after)
+	}
+	time.Sleep(time.Second)
+	if got := keepalivedPID(t, n); got != pid || syscall.Kill(pid, 0) != nil {
+		t.Fatalf("keepalived was restarted (pid %d, now %d) instead of reloaded", pid, got)
+	}
+	// An invalid configuration is refused: the agent keeps running with the old one.
+	must(t, os.WriteFile(cfgPath, []byte(string(cfg)+"bogus = 1\n"), 0o600))
+	must(t, n.cmd.Process.Signal(syscall.SIGHUP))
+	time.Sleep(2 * time.Second)
+	select {
+	case <-n.exited:
+		t.Fatal("the agent exited on an invalid configuration")
+	default:
+	}
+	if st := c.status(n); !strings.Contains(st, `"role":"backup"`) {
+		t.Fatalf("status after refused reload: %s", st)
+	}
+	if m2, _ := c.master(10 * time.Second); m2 != m {
+		t.Fatalf("MASTER moved from %s to %s on a reload", m.name, m2.name)
+	}
+}
+
+// BenchmarkAgent starts the 3-node cluster and measures what keepalived pays each second for the check (the
+// whole `mailcow-ha check` process, as vrrp_script runs it) and the agents' resident memory.
+func BenchmarkAgent(b *testing.B) {
+	c := newCluster(b, 5)
+	m, _ := c.master(60 * time.Second)
+	sock := filepath.Join(m.dir, "agent.sock")
+	// keepalived runs the small mailcow-ha-check every second; mailcow-ha check does the same in the big binary.
+	for _, v := range []struct {
+		unit string
+		cmd  []string
+	}{
+		{"check", []string{filepath.Join(filepath.Dir(c.bin), "mailcow-ha-check"), "--quiet", "--socket", sock}},
+		{"check_big", []string{c.bin, "check", "--quiet", "--socket", sock}},
+		{"exec_floor", []string{"/bin/true"}}, // what starting any process costs here
+	} {
+		lat := make([]time.Duration, 0, b.N)
+		for range b.N {
+			t0 := time.Now()
+			if out, err := exec.Command(v.cmd[0], v.cmd[1:]...).CombinedOutput(); err != nil {
+				b.Fatalf("%s: %v %s", v.unit, err, out)
+			}
+			lat = append(lat, time.Since(t0))
+		}
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, v.unit+"_p50_ms")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, v.unit+"_p99_ms")
+	}
+	var maxRSS int
+	for _, n := range c.nodes {
+		// The agent runs under ip netns exec, which execs it: the PID is the agent's.
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.cmd.Process.Pid))
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+				kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+				maxRSS = max(maxRSS, kb)
+			}
+		}
+	}
+	b.ReportMetric(float64(maxRSS)/1024, "agent_rss_MiB")
 }

@@ -120,6 +120,13 @@ func (e *Executor) Apply(ctx context.Context, acts []failover.Action) {
 	}
 }
 
+// SetFenceTimeout changes how long a peer has to confirm its demotion (on reload).
+func (e *Executor) SetFenceTimeout(d time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.FenceTimeout = d
+}
+
 // Wait waits for the running actions.
 func (e *Executor) Wait() { e.wg.Wait() }
 
@@ -186,7 +193,10 @@ func (e *Executor) run(ctx context.Context, a failover.Action) {
 		log.Info("owners", "floating_ip_owner", o.FloatingIP, "volume_owner", o.Volume, "err", o.Err)
 		e.Observe(o)
 	case failover.ActAskDemote:
-		fctx, fcancel := context.WithTimeout(ctx, e.FenceTimeout)
+		e.mu.Lock()
+		fence := e.FenceTimeout
+		e.mu.Unlock()
+		fctx, fcancel := context.WithTimeout(ctx, fence)
 		err := e.Peers.AskDemote(fctx, a.Server)
 		fcancel()
 		ans := failover.PeerAnswer{TID: a.TID, Server: a.Server, Demoted: err == nil}

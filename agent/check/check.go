@@ -1,4 +1,7 @@
-package api
+// Package check is the agent's local socket: keepalived's vrrp_script asks it for the verdict through the
+// small mailcow-ha-check command, and the local operator commands (maintenance, switchover, status) use it too.
+// It imports little, so that the check command starts in a few milliseconds.
+package check
 
 import (
 	"bufio"
@@ -11,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/stdio"
 )
 
 // The check socket: keepalived's vrrp_script runs `mailcow-ha check`, which asks the agent over a unix socket
@@ -24,8 +29,8 @@ type VerdictFunc func() (ok bool, reason string)
 // CommandFunc handles a verb other than "check"; it returns the one-line answer.
 type CommandFunc func(ctx context.Context, verb string, args []string) string
 
-// ServeCheck listens on path until ctx ends.
-func ServeCheck(ctx context.Context, path string, verdict VerdictFunc, cmd CommandFunc, log *slog.Logger) error {
+// Serve listens on path until ctx ends.
+func Serve(ctx context.Context, path string, verdict VerdictFunc, cmd CommandFunc, log *slog.Logger) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("check socket: %w", err)
 	}
@@ -104,8 +109,8 @@ func Ask(path, line string, timeout time.Duration) (string, error) {
 	return strings.TrimSpace(ans), nil
 }
 
-// Check asks for the verdict: nil when it passes.
-func Check(path string, timeout time.Duration) (string, error) {
+// Verdict asks for the verdict: nil when it passes.
+func Verdict(path string, timeout time.Duration) (string, error) {
 	ans, err := Ask(path, "check", timeout)
 	if err != nil {
 		return "", err
@@ -116,3 +121,64 @@ func Check(path string, timeout time.Duration) (string, error) {
 	}
 	return reason, nil
 }
+
+// Main is the mailcow-ha-check command (and mailcow-ha check): exit 0 when the verdict passes, 1 when it
+// fails or the agent does not answer in time (fail closed), 2 for bad arguments.
+//
+//	mailcow-ha-check [--socket PATH] [--timeout D] [--quiet]
+func Main(_ context.Context, args []string, io stdio.Stdio) int {
+	socket, timeout, quiet := DefaultSocket, 800*time.Millisecond, false
+	for i := 0; i < len(args); i++ {
+		a := strings.TrimLeft(args[i], "-")
+		val := func() (string, bool) {
+			if k, v, ok := strings.Cut(a, "="); ok {
+				a = k
+				return v, true
+			}
+			if i+1 < len(args) {
+				i++
+				return args[i], true
+			}
+			return "", false
+		}
+		switch strings.SplitN(a, "=", 2)[0] {
+		case "socket":
+			v, ok := val()
+			if !ok {
+				fmt.Fprintln(io.Stderr, "check: --socket needs a path")
+				return 2
+			}
+			socket = v
+		case "timeout":
+			v, ok := val()
+			d, err := time.ParseDuration(v)
+			if !ok || err != nil {
+				fmt.Fprintln(io.Stderr, "check: --timeout needs a duration such as 800ms")
+				return 2
+			}
+			timeout = d
+		case "quiet", "q":
+			quiet = true
+		case "h", "help":
+			fmt.Fprintln(io.Stdout, "Usage: mailcow-ha check [--socket PATH] [--timeout D] [--quiet]\n\nExit 0 when the agent's verdict passes, 1 when it fails or the agent does not answer in time.")
+			return 0
+		default:
+			fmt.Fprintf(io.Stderr, "check: unknown argument %q\n", args[i])
+			return 2
+		}
+	}
+	reason, err := Verdict(socket, timeout)
+	if err != nil {
+		if !quiet {
+			fmt.Fprintln(io.Stderr, "check:", err)
+		}
+		return 1
+	}
+	if !quiet {
+		fmt.Fprintln(io.Stdout, "ok:", reason)
+	}
+	return 0
+}
+
+// DefaultSocket is api.socket's default.
+const DefaultSocket = "/run/mailcow-ha/agent.sock"
