@@ -127,4 +127,3 @@ func TestPeerAuthRefusals(t *testing.T) {
 		t.Fatalf("demotions = %v, want exactly the one good request", a.demoted)
 	}
 }
-

@@ -324,7 +324,9 @@ func isExecutable(path string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
-func sameAPI(x, y config.API) bool { return slices.Equal(x.Listen, y.Listen) && x.PeerPort == y.PeerPort && x.Socket == y.Socket }
+func sameAPI(x, y config.API) bool {
+	return slices.Equal(x.Listen, y.Listen) && x.PeerPort == y.PeerPort && x.Socket == y.Socket
+}
 
 // logWriter sends keepalived's console lines to the journal.
 type logWriter struct{ log *slog.Logger }
