@@ -87,11 +87,11 @@ func PeerHandler(v *Verifier, a PeerAgent, log *slog.Logger) http.Handler {
 	}))
 	mux.HandleFunc("POST /peer/v1/switchover", auth(func(w http.ResponseWriter, r *http.Request, body []byte, node string) {
 		var req SwitchoverRequest
-		if err := json.Unmarshal(body, &req); err != nil || req.To == "" {
+		if err := json.Unmarshal(body, &req); err != nil {
 			http.Error(w, "bad request", http.StatusBadRequest)
 			return
 		}
-		a.Switchover(req.To, req.Until)
+		a.Switchover(req.To, req.Until) // an empty To ends the hold
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	mux.HandleFunc("POST /peer/v1/maintenance", auth(func(w http.ResponseWriter, r *http.Request, body []byte, node string) {

@@ -473,6 +473,15 @@ func (a *Agent) step(ctx context.Context, o failover.Observation) {
 			a.o.Notifier.Status(status)
 		}
 		a.log.Info("role", "role", string(role), "transition_id", s.TID, "verdict", ok, "reason", why)
+		if role == failover.RoleMaster && s.SwitchTo == p.Name {
+			// The hand-over is done: end the hold everywhere, so that the others may take over again at once.
+			go func() {
+				a.observe(failover.Switchover{})
+				a.broadcast(ctx, func(ctx context.Context, base string) error {
+					return a.client.Switchover(ctx, base, "", time.Time{})
+				})
+			}()
+		}
 	}
 }
 

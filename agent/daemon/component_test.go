@@ -396,6 +396,18 @@ func TestClusterOperations(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+
+	// Cut the MASTER's private link: the others elect a new MASTER, which cannot reach the old one's agent and
+	// fences it through the API (poweroff); the isolated node removes the address by itself.
+	old, _ := c.master(10 * time.Second)
+	must(t, old.ns.IP("link", "set", "eth1", "down"))
+	m4, took := c.master(60*time.Second, old)
+	t.Logf("link of %s cut: %s is MASTER after %s", old.name, m4.name, took)
+	for _, sv := range c.sim.State().Servers {
+		if sv.ID == old.id && sv.Status != "off" {
+			t.Fatalf("the isolated MASTER %s was not fenced: status %s", old.name, sv.Status)
+		}
+	}
 }
 
 // TestClusterReload changes a node's configuration and sends its agent SIGHUP: keepalived's configuration is

@@ -105,6 +105,13 @@ func (b *step) apply(o Observation) {
 			}
 		}
 	case Switchover:
+		if o.To == "" {
+			if s.SwitchTo != "" {
+				b.report("info", "switchover_done", "%s is MASTER: the hand-over hold ends", s.SwitchTo)
+			}
+			s.SwitchTo, s.SwitchUntil = "", time.Time{}
+			return
+		}
 		s.SwitchTo, s.SwitchUntil = o.To, o.Until
 		b.report("info", "switchover", "handing MASTER to %s until %s", o.To, o.Until.UTC().Format(time.RFC3339))
 	case DemoteRequest:

@@ -210,6 +210,9 @@ func parseEvent(line string, s State) (time.Time, Observation, error) {
 	case "maintenance":
 		return now, Maintenance{On: arg(0) == "on"}, nil
 	case "switchover":
+		if len(args) == 0 {
+			return now, Switchover{}, nil
+		}
 		hold, err := time.ParseDuration(kv["hold"])
 		if err != nil {
 			return now, nil, err

@@ -106,7 +106,8 @@ type Done struct {
 // Maintenance pauses (On) or resumes automatic actions.
 type Maintenance struct{ On bool }
 
-// Switchover hands MASTER to node To: every other node fails its check until Until.
+// Switchover hands MASTER to node To: every other node fails its check until Until. An empty To ends the hold
+// (the target, once MASTER, tells every node).
 type Switchover struct {
 	To    string
 	Until time.Time
