@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -26,20 +27,8 @@ func (s *Sim) serveMetadataByPath(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	s.mu.Lock()
-	var found *Server
-	for i := range s.st.Servers {
-		sv := &s.st.Servers[i]
-		if sv.Name == who || strconv.FormatInt(sv.ID, 10) == who {
-			found = sv
-		}
-	}
-	var sv Server
-	if found != nil {
-		sv = *found
-	}
-	s.mu.Unlock()
-	if found == nil {
+	sv, ok := s.findServer(func(sv Server) bool { return sv.Name == who || strconv.FormatInt(sv.ID, 10) == who })
+	if !ok {
 		http.Error(w, "no such server", http.StatusNotFound)
 		return
 	}
@@ -53,29 +42,27 @@ func (s *Sim) serveMetadataBySource(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad source address", http.StatusBadRequest)
 		return
 	}
-	s.mu.Lock()
-	var found *Server
-	for i := range s.st.Servers {
-		sv := &s.st.Servers[i]
-		if sv.PublicIPv4 == src.Unmap().String() {
-			found = sv
-		}
-		for _, p := range sv.PrivateNet {
-			if p.IP == src.Unmap().String() {
-				found = sv
-			}
-		}
-	}
-	var sv Server
-	if found != nil {
-		sv = *found
-	}
-	s.mu.Unlock()
-	if found == nil {
+	ip := src.Unmap().String()
+	sv, ok := s.findServer(func(sv Server) bool {
+		return sv.PublicIPv4 == ip || slices.ContainsFunc(sv.PrivateNet, func(p PrivateNet) bool { return p.IP == ip })
+	})
+	if !ok {
 		http.Error(w, "no server has the address "+src.String(), http.StatusNotFound)
 		return
 	}
 	s.serveMetadata(w, r, sv, r.URL.Path)
+}
+
+// findServer returns a copy of the first server that match accepts.
+func (s *Sim) findServer(match func(Server) bool) (Server, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sv := range s.st.Servers {
+		if match(sv) {
+			return sv, true
+		}
+	}
+	return Server{}, false
 }
 
 func (s *Sim) serveMetadata(w http.ResponseWriter, r *http.Request, sv Server, path string) {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -332,28 +333,14 @@ func sameAPI(x, y config.API) bool {
 type logWriter struct{ log *slog.Logger }
 
 func (w logWriter) Write(b []byte) (int, error) {
-	for _, l := range splitLines(string(b)) {
-		w.log.Info("keepalived: " + l)
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if l != "" {
+			w.log.Info("keepalived: " + l)
+		}
 	}
 	return len(b), nil
 }
 
-func splitLines(s string) []string {
-	var out []string
-	start := 0
-	for i := range len(s) {
-		if s[i] == '\n' {
-			if i > start {
-				out = append(out, s[start:i])
-			}
-			start = i + 1
-		}
-	}
-	if start < len(s) {
-		out = append(out, s[start:])
-	}
-	return out
-}
 
 func (a *Agent) observe(o failover.Observation) { a.obs <- o }
 
