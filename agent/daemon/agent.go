@@ -341,7 +341,6 @@ func (w logWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-
 func (a *Agent) observe(o failover.Observation) { a.obs <- o }
 
 // loop is the reconcile loop: one observation at a time through the brain, the actions to the executor.
