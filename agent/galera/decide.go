@@ -1,0 +1,115 @@
+package galera
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Report is what one node says about itself during a start: whether it answered at all, whether it runs in a
+// Primary component now, and its position.
+type Report struct {
+	Node     string
+	Answered bool
+	Primary  bool
+	Pos      Position
+}
+
+// Action is what a node does at start.
+type Action string
+
+// Decisions.
+const (
+	Join      Action = "join"      // a Primary component exists, or the winner is another node: join it
+	Bootstrap Action = "bootstrap" // start a new Primary component here
+	Wait      Action = "wait"      // in doubt: wait and alert
+)
+
+// Decision is an Action with its reason, and the position to bootstrap from.
+type Decision struct {
+	Action Action
+	Reason string
+	From   Position // Bootstrap: --wsrep_start_position
+	Winner string
+}
+
+// FirstBoot decides a node's first start: the node configured as bootstrap starts a new cluster only when every
+// peer answered and none runs a Primary component; the others join.
+func FirstBoot(self string, isBootstrap bool, peers []Report) Decision {
+	for _, p := range peers {
+		if p.Answered && p.Primary {
+			return Decision{Action: Join, Reason: p.Node + " runs a Primary component"}
+		}
+	}
+	if !isBootstrap {
+		return Decision{Action: Join, Reason: "not the bootstrap node: joining"}
+	}
+	if missing := unanswered(peers); len(missing) > 0 {
+		return Decision{Action: Wait, Reason: "no answer from " + strings.Join(missing, ", ") + ": a cluster may run there"}
+	}
+	return Decision{Action: Bootstrap, Reason: "first boot: no peer runs a Primary component", Winner: self}
+}
+
+// Recover decides a start after the whole cluster went down. A running Primary component is joined. Otherwise
+// every peer must have answered with its position (in doubt, wait); the winner is the node with
+// safe_to_bootstrap, else the highest seqno; an unknown position (zero uuid or seqno -1) never wins, and
+// positions of different cluster uuids are a fork that no automatic choice may settle. Ties go to the first
+// name, so that all nodes agree.
+func Recover(self Report, peers []Report) Decision {
+	for _, p := range peers {
+		if p.Answered && p.Primary {
+			return Decision{Action: Join, Reason: p.Node + " runs a Primary component"}
+		}
+	}
+	if missing := unanswered(peers); len(missing) > 0 {
+		return Decision{Action: Wait, Reason: "no answer from " + strings.Join(missing, ", ") + ": bootstrap only when every node has answered"}
+	}
+	all := append([]Report{self}, peers...)
+	var cands []Report
+	uuids := map[string]bool{}
+	for _, r := range all {
+		if r.Pos.Known() {
+			cands = append(cands, r)
+			uuids[r.Pos.UUID] = true
+		}
+	}
+	if len(cands) == 0 {
+		return Decision{Action: Wait, Reason: "no node knows its position"}
+	}
+	if len(uuids) > 1 {
+		var list []string
+		for _, r := range cands {
+			list = append(list, r.Node+"="+r.Pos.String())
+		}
+		return Decision{Action: Wait, Reason: "positions of different cluster uuids (a fork): " + strings.Join(list, ", ")}
+	}
+	sort.SliceStable(cands, func(i, j int) bool {
+		a, b := cands[i], cands[j]
+		if a.Pos.SafeToBootstrap != b.Pos.SafeToBootstrap {
+			return a.Pos.SafeToBootstrap
+		}
+		if a.Pos.Seqno != b.Pos.Seqno {
+			return a.Pos.Seqno > b.Pos.Seqno
+		}
+		return a.Node < b.Node
+	})
+	w := cands[0]
+	why := fmt.Sprintf("highest seqno %d", w.Pos.Seqno)
+	if w.Pos.SafeToBootstrap {
+		why = "safe_to_bootstrap"
+	}
+	if w.Node != self.Node {
+		return Decision{Action: Join, Reason: fmt.Sprintf("%s wins (%s): waiting to join it", w.Node, why), Winner: w.Node}
+	}
+	return Decision{Action: Bootstrap, Reason: "this node wins (" + why + ")", From: w.Pos, Winner: w.Node}
+}
+
+func unanswered(peers []Report) []string {
+	var out []string
+	for _, p := range peers {
+		if !p.Answered {
+			out = append(out, p.Node)
+		}
+	}
+	return out
+}

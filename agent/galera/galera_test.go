@@ -1,0 +1,123 @@
+package galera
+
+import (
+	"flag"
+	"os"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func spec() Spec {
+	return Spec{ClusterName: "mail-ha", NodeName: "mx1", NodeIP: "10.99.0.11", Members: []string{"10.99.0.11", "10.99.0.12", "10.99.0.13"},
+		DataDir: "/var/lib/mysql", Socket: "/run/mysqld/mysqld.sock", PidFile: "/run/mysqld/mysqld.pid", ErrorLog: "/var/log/mysql/error.log",
+		GroupPort: 4567, ISTPort: 4568, SSTPort: 4444, SSTMethod: "rsync"}
+}
+
+func TestRenderGolden(t *testing.T) {
+	got, err := Render(spec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *update {
+		os.WriteFile("testdata/60-mailcow-ha.cnf", got, 0o644)
+	}
+	want, _ := os.ReadFile("testdata/60-mailcow-ha.cnf")
+	if string(got) != string(want) {
+		t.Fatalf("differs from testdata/60-mailcow-ha.cnf (run with -update and review):\n%s", got)
+	}
+	for _, w := range []string{"wsrep_cluster_address = gcomm://10.99.0.11:4567,10.99.0.12:4567,10.99.0.13:4567",
+		"binlog_format = ROW", "innodb_autoinc_lock_mode = 2", "pc.recovery=true", "wsrep_sst_method = rsync",
+		"bind-address = 10.99.0.11", "max_allowed_packet = 192M", "collation-server = utf8mb4_general_ci"} {
+		if !strings.Contains(string(got), w) {
+			t.Errorf("lacks %q", w)
+		}
+	}
+	bad := spec()
+	bad.DataDir = "/x\n[client]"
+	if _, err := Render(bad); err == nil {
+		t.Error("a value with a newline was rendered")
+	}
+	bad = spec()
+	bad.SSTMethod = "xtrabackup"
+	if _, err := Render(bad); err == nil {
+		t.Error("unknown SST method rendered")
+	}
+}
+
+func TestGrastate(t *testing.T) {
+	in := "# GALERA saved state\nversion: 2.1\nuuid:    9dd37a7e-eb46-11f1-a9bc-030597b2c8a1\nseqno:   -1\nsafe_to_bootstrap: 0\n"
+	p, err := ParseGrastate([]byte(in))
+	if err != nil || p.UUID != "9dd37a7e-eb46-11f1-a9bc-030597b2c8a1" || p.Seqno != -1 || p.SafeToBootstrap || p.Known() {
+		t.Fatalf("%+v %v", p, err)
+	}
+	p.Seqno, p.SafeToBootstrap = 42, true
+	back, err := ParseGrastate(FormatGrastate(p))
+	if err != nil || back != p {
+		t.Fatalf("round trip: %+v %v", back, err)
+	}
+	if _, err := ParseGrastate([]byte("version: 2.1\n")); err == nil {
+		t.Error("no uuid accepted")
+	}
+	log := "2026-11-28 16:13:30 0 [Note] WSREP: Recovered position: 00000000-0000-0000-0000-000000000000:-1\n" +
+		"2026-11-28 16:13:31 0 [Note] WSREP: Recovered position: 9dd37a7e-eb46-11f1-a9bc-030597b2c8a1:5\n"
+	if u, s, ok := ParseRecovered([]byte(log)); !ok || u != "9dd37a7e-eb46-11f1-a9bc-030597b2c8a1" || s != 5 {
+		t.Fatalf("recovered %s %d %v", u, s, ok)
+	}
+	if _, _, ok := ParseRecovered([]byte("nothing here")); ok {
+		t.Error("found a position in nothing")
+	}
+}
+
+const uuid = "9dd37a7e-eb46-11f1-a9bc-030597b2c8a1"
+
+func rep(node string, seqno int64, safe bool) Report {
+	return Report{Node: node, Answered: true, Pos: Position{UUID: uuid, Seqno: seqno, SafeToBootstrap: safe}}
+}
+
+func TestFirstBoot(t *testing.T) {
+	quiet := []Report{{Node: "mx2", Answered: true}, {Node: "mx3", Answered: true}}
+	if d := FirstBoot("mx1", true, quiet); d.Action != Bootstrap {
+		t.Errorf("bootstrap node, quiet peers: %+v", d)
+	}
+	if d := FirstBoot("mx2", false, quiet); d.Action != Join {
+		t.Errorf("other node: %+v", d)
+	}
+	if d := FirstBoot("mx1", true, []Report{{Node: "mx2", Answered: true}, {Node: "mx3"}}); d.Action != Wait || !strings.Contains(d.Reason, "mx3") {
+		t.Errorf("a silent peer: %+v", d)
+	}
+	if d := FirstBoot("mx1", true, []Report{{Node: "mx2", Answered: true, Primary: true}, {Node: "mx3"}}); d.Action != Join {
+		t.Errorf("a peer runs Primary: %+v", d)
+	}
+}
+
+func TestRecover(t *testing.T) {
+	zero := Report{Node: "mx3", Answered: true, Pos: Position{UUID: ZeroUUID, Seqno: -1}}
+	for _, tc := range []struct {
+		name   string
+		self   Report
+		peers  []Report
+		action Action
+		winner string
+		reason string
+	}{
+		{"highest seqno wins", rep("mx2", 10, false), []Report{rep("mx1", 9, false), rep("mx3", 8, false)}, Bootstrap, "mx2", "highest seqno 10"},
+		{"others wait for it", rep("mx1", 9, false), []Report{rep("mx2", 10, false), rep("mx3", 8, false)}, Join, "mx2", ""},
+		{"safe_to_bootstrap wins", rep("mx1", 9, true), []Report{rep("mx2", 9, false), rep("mx3", 8, false)}, Bootstrap, "mx1", "safe_to_bootstrap"},
+		{"zero never wins", zero, []Report{rep("mx1", 3, false), rep("mx2", 2, false)}, Join, "mx1", ""},
+		{"tie goes to the first name", rep("mx2", 7, false), []Report{rep("mx1", 7, false), rep("mx3", 7, false)}, Join, "mx1", ""},
+		{"silent peer: wait", rep("mx1", 9, false), []Report{rep("mx2", 10, false), {Node: "mx3"}}, Wait, "", "mx3"},
+		{"running Primary: join", rep("mx1", 9, false), []Report{{Node: "mx2", Answered: true, Primary: true}, {Node: "mx3"}}, Join, "", "runs a Primary"},
+		{"fork: wait", rep("mx1", 9, false), []Report{{Node: "mx2", Answered: true, Pos: Position{UUID: "11111111-eb46-11f1-a9bc-030597b2c8a1", Seqno: 20}}, rep("mx3", 1, false)}, Wait, "", "fork"},
+		{"nobody knows: wait", zero, []Report{{Node: "mx1", Answered: true, Pos: Position{UUID: uuid, Seqno: -1}}}, Wait, "", "no node knows"},
+	} {
+		d := Recover(tc.self, tc.peers)
+		if d.Action != tc.action || d.Winner != tc.winner || !strings.Contains(d.Reason, tc.reason) {
+			t.Errorf("%s: %+v", tc.name, d)
+		}
+		if d.Action == Bootstrap && (!d.From.Known() || d.From.UUID != uuid) {
+			t.Errorf("%s: bootstrap without a start position: %+v", tc.name, d)
+		}
+	}
+}

@@ -1,0 +1,187 @@
+package galera
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Server runs mariadbd as a supervised child with its own datadir, socket and pid file. In production systemd
+// runs mariadb.service instead; the tests and the lab use this.
+type Server struct {
+	Bin          string // default mariadbd
+	DefaultsFile string // the rendered my.cnf
+	DataDir      string
+	ErrorLog     string
+	Wrap         []string // run under this command, such as ip netns exec NAME
+	Output       io.Writer
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// InitDataDir creates the system tables when the datadir is empty (mariadb-install-db).
+func (s *Server) InitDataDir(ctx context.Context, user string) error {
+	if _, err := os.Stat(filepath.Join(s.DataDir, "mysql")); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(s.DataDir, 0o750); err != nil {
+		return fmt.Errorf("galera: %w", err)
+	}
+	out, err := exec.CommandContext(ctx, "mariadb-install-db", "--no-defaults", "--datadir="+s.DataDir, "--user="+user,
+		"--auth-root-authentication-method=socket", "--skip-test-db").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("galera: mariadb-install-db: %v: %s", err, tailOf(out, 400))
+	}
+	return nil
+}
+
+func tailOf(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// Start starts mariadbd. bootstrap starts a new Primary component; from, when known, is the position to
+// start it at (without it MariaDB creates a new cluster uuid and forks the history).
+func (s *Server) Start(bootstrap bool, from Position) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		select {
+		case <-s.done:
+		default:
+			return errors.New("galera: mariadbd already running")
+		}
+	}
+	bin := s.Bin
+	if bin == "" {
+		bin = "mariadbd"
+	}
+	args := []string{"--defaults-file=" + s.DefaultsFile}
+	if bootstrap {
+		args = append(args, "--wsrep-new-cluster")
+		if from.Known() {
+			args = append(args, "--wsrep_start_position="+from.String())
+		}
+	}
+	argv := append(append([]string{}, s.Wrap...), bin)
+	argv = append(argv, args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = s.Output, s.Output
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("galera: %w", err)
+	}
+	s.cmd, s.done = cmd, make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(cmd, s.done)
+	return nil
+}
+
+// Done is closed when mariadbd has exited.
+func (s *Server) Done() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done == nil {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	return s.done
+}
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if cmd != nil && cmd.Process != nil {
+		syscall.Kill(-cmd.Process.Pid, sig)
+	}
+}
+
+// Stop shuts mariadbd down cleanly (SIGTERM), then kills it after timeout.
+func (s *Server) Stop(timeout time.Duration) {
+	s.signal(syscall.SIGTERM)
+	select {
+	case <-s.Done():
+	case <-time.After(timeout):
+		s.signal(syscall.SIGKILL)
+		<-s.Done()
+	}
+}
+
+// Kill ends mariadbd at once, as a crash does.
+func (s *Server) Kill() {
+	s.signal(syscall.SIGKILL)
+	<-s.Done()
+}
+
+// Position reads grastate.dat; where its seqno is -1 (after a crash) it runs mariadbd --wsrep-recover and reads
+// the recovered position from the log it writes.
+func (s *Server) Position(ctx context.Context) (Position, error) {
+	b, err := os.ReadFile(filepath.Join(s.DataDir, "grastate.dat"))
+	if errors.Is(err, os.ErrNotExist) {
+		return Position{UUID: ZeroUUID, Seqno: -1}, nil
+	}
+	if err != nil {
+		return Position{}, fmt.Errorf("galera: %w", err)
+	}
+	p, err := ParseGrastate(b)
+	if err != nil {
+		return Position{}, err
+	}
+	if p.Seqno >= 0 || p.UUID == ZeroUUID {
+		return p, nil
+	}
+	log := filepath.Join(s.DataDir, "wsrep-recover.log")
+	os.Remove(log)
+	bin := s.Bin
+	if bin == "" {
+		bin = "mariadbd"
+	}
+	argv := append(append([]string{}, s.Wrap...), bin, "--defaults-file="+s.DefaultsFile, "--wsrep-recover", "--log-error="+log)
+	if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
+		return Position{}, fmt.Errorf("galera: --wsrep-recover: %v: %s", err, tailOf(out, 400))
+	}
+	lb, err := os.ReadFile(log)
+	if err != nil {
+		return Position{}, fmt.Errorf("galera: --wsrep-recover wrote no log: %w", err)
+	}
+	uuid, seqno, ok := ParseRecovered(lb)
+	if !ok {
+		return Position{}, fmt.Errorf("galera: --wsrep-recover found no position: %s", tailOf(lb, 400))
+	}
+	p.UUID, p.Seqno = uuid, seqno
+	return p, nil
+}
+
+// MarkSafeToBootstrap records, on the node chosen to bootstrap after a full crash, its recovered position with
+// safe_to_bootstrap: 1; mariadbd refuses --wsrep-new-cluster without it.
+func (s *Server) MarkSafeToBootstrap(p Position) error {
+	p.SafeToBootstrap = true
+	path := filepath.Join(s.DataDir, "grastate.dat")
+	if err := os.WriteFile(path+".tmp", FormatGrastate(p), 0o660); err != nil {
+		return fmt.Errorf("galera: %w", err)
+	}
+	// Keep the file mariadbd's: it runs as its own user and must rewrite it.
+	if fi, err := os.Stat(s.DataDir); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			if err := os.Chown(path+".tmp", int(st.Uid), int(st.Gid)); err != nil {
+				return fmt.Errorf("galera: %w", err)
+			}
+		}
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		return fmt.Errorf("galera: %w", err)
+	}
+	return nil
+}
