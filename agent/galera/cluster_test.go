@@ -4,10 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -277,6 +279,112 @@ func TestGaleraCluster(t *testing.T) {
 		}
 		if n := count(t, m); n != 25 {
 			t.Fatalf("%s has %d rows after recovery, want 25", m.name, n)
+		}
+	}
+}
+
+// TestGaleraManagers lets the Managers do it all: first boot (the bootstrap node starts, the others join one at a
+// time), and after all three crash, recovery without help: while one node is silent nobody bootstraps and an
+// alert is raised; once it answers, the highest seqno bootstraps from its position and the others join.
+func TestGaleraManagers(t *testing.T) {
+	ms := newMembers(t)
+	mgrs := map[string]*Manager{}
+	var mu sync.Mutex
+	silent := map[string]bool{}
+	var alerts []string
+	for i, m := range ms {
+		var peers []string
+		for _, o := range ms {
+			if o != m {
+				peers = append(peers, o.name)
+			}
+		}
+		mgrs[m.name] = &Manager{Name: m.name, Bootstrap: i == 0, Peers: peers, Server: m.srv, Socket: m.sock,
+			Log: slog.New(slog.DiscardHandler), Retry: 500 * time.Millisecond,
+			Alert: func(event, detail string) { mu.Lock(); alerts = append(alerts, m.name+": "+event+": "+detail); mu.Unlock() },
+			Ask: func(ctx context.Context, peer string) (Report, error) {
+				mu.Lock()
+				quiet := silent[peer]
+				mu.Unlock()
+				if quiet {
+					return Report{}, fmt.Errorf("%s does not answer", peer)
+				}
+				return mgrs[peer].Report(ctx), nil
+			}}
+	}
+	runAll := func(within time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), within)
+		defer cancel()
+		errs := make(chan error, len(ms))
+		for _, m := range ms {
+			go func(g *Manager) { errs <- g.Run(ctx) }(mgrs[m.name])
+		}
+		for range ms {
+			if err := <-errs; err != nil {
+				t.Fatalf("manager: %v", err)
+			}
+		}
+		return time.Since(start)
+	}
+	t.Logf("first boot by the managers: all Synced after %s", runAll(3*time.Minute))
+	w := ms[0].db(t)
+	for _, q := range []string{"CREATE DATABASE mailcow", "CREATE TABLE mailcow.probe (id INT PRIMARY KEY AUTO_INCREMENT, v VARCHAR(20))"} {
+		if _, err := w.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 7 {
+		w.Exec("INSERT INTO mailcow.probe (v) VALUES (?)", fmt.Sprint("row", i))
+	}
+	st, _ := Query(context.Background(), w)
+	uuid := st.StateUUID
+	ms[2].wait(t, 30*time.Second, "caught up", func(s Status) bool { return s.PrimarySynced() && count(t, ms[2]) == 7 })
+	for _, m := range ms {
+		m.srv.Kill()
+		m.srv.Stop(time.Second)
+		mgrs[m.name].mu.Lock()
+		mgrs[m.name].running, mgrs[m.name].pos = false, Position{}
+		mgrs[m.name].mu.Unlock()
+	}
+
+	// db3 is silent: db1 and db2 must wait, alert, and start nothing.
+	mu.Lock()
+	silent["db3"] = true
+	mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	for _, n := range []string{"db1", "db2"} {
+		go mgrs[n].Run(ctx)
+	}
+	<-ctx.Done()
+	cancel()
+	time.Sleep(300 * time.Millisecond)
+	for _, m := range ms[:2] {
+		select {
+		case <-m.srv.Done():
+		default:
+			t.Fatalf("%s started mariadbd while db3 was silent", m.name)
+		}
+	}
+	mu.Lock()
+	got := strings.Join(alerts, "\n")
+	mu.Unlock()
+	if !strings.Contains(got, "galera_recovery_blocked") || !strings.Contains(got, "db3") {
+		t.Fatalf("no alert about the silent peer: %q", got)
+	}
+	mu.Lock()
+	silent["db3"] = false
+	mu.Unlock()
+	took := runAll(3 * time.Minute)
+	t.Logf("automatic recovery after a full crash: all Synced after %s", took)
+	for _, m := range ms {
+		st, err := Query(context.Background(), m.db(t))
+		if err != nil || st.StateUUID != uuid || st.ClusterSize != 3 {
+			t.Fatalf("%s after recovery: %+v %v (cluster uuid was %s)", m.name, st, err, uuid)
+		}
+		if n := count(t, m); n != 7 {
+			t.Fatalf("%s has %d rows after recovery, want 7", m.name, n)
 		}
 	}
 }

@@ -1,0 +1,202 @@
+package galera
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// Manager brings the local Galera member up, on first boot and after any stop or crash: it asks every peer for
+// its report, decides (FirstBoot or Recover), bootstraps or joins, and waits for Synced. In doubt it waits and
+// alerts; it never bootstraps while a peer is silent.
+type Manager struct {
+	Name      string
+	Bootstrap bool     // cluster.nodes[].bootstrap: this node starts the cluster on first boot
+	Peers     []string // the other members' names
+	// Ask returns a peer's report (through the peer API); an error means the peer did not answer.
+	Ask    func(ctx context.Context, peer string) (Report, error)
+	Server *Server
+	Socket string
+	Alert  func(event, detail string)
+	Log    *slog.Logger
+	Retry  time.Duration // between rounds while waiting; default 5 s
+
+	mu      sync.Mutex
+	pos     Position
+	running bool
+}
+
+// Report is what this node tells its peers: its position (recovered while mariadbd is down) and whether it runs
+// in a Primary component.
+func (m *Manager) Report(ctx context.Context) Report {
+	m.mu.Lock()
+	running, pos := m.running, m.pos
+	m.mu.Unlock()
+	if !running && pos.UUID == "" {
+		// The position is not known yet: answering now could let a lower seqno win.
+		return Report{Node: m.Name}
+	}
+	r := Report{Node: m.Name, Answered: true, Pos: pos}
+	if running {
+		if db, err := Open(m.Socket); err == nil {
+			qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			st, err := Query(qctx, db)
+			cancel()
+			db.Close()
+			if err == nil {
+				r.Primary = st.ClusterStatus == "Primary" && st.LocalState == "Synced"
+				r.Pos = Position{UUID: st.StateUUID, Seqno: st.LastCommitted}
+			}
+		}
+	}
+	return r
+}
+
+// firstBoot reports whether this node never joined a cluster: no grastate.dat in its datadir.
+func (m *Manager) firstBoot() bool {
+	_, err := os.Stat(filepath.Join(m.Server.DataDir, "grastate.dat"))
+	return errors.Is(err, os.ErrNotExist)
+}
+
+// Run brings the member up and returns when it is Synced, or when ctx ends.
+func (m *Manager) Run(ctx context.Context) error {
+	retry := m.Retry
+	if retry <= 0 {
+		retry = 5 * time.Second
+	}
+	lastAlert := ""
+	for {
+		d, err := m.decide(ctx)
+		if err != nil {
+			return err
+		}
+		m.Log.Info("galera start", "action", string(d.Action), "reason", d.Reason)
+		started := false
+		switch d.Action {
+		case Bootstrap:
+			if d.From.Known() && !d.From.SafeToBootstrap {
+				if err := m.Server.MarkSafeToBootstrap(d.From); err != nil {
+					return err
+				}
+			}
+			if err := m.Server.Start(true, d.From); err != nil {
+				return err
+			}
+			started = true
+		case Join:
+			if d.Winner != "" && d.Winner != m.Name {
+				// The winner has to bootstrap first; the next round finds its Primary component.
+				break
+			}
+			if err := m.Server.Start(false, Position{}); err != nil {
+				return err
+			}
+			started = true
+		case Wait:
+			if d.Reason != lastAlert && m.Alert != nil {
+				m.Alert("galera_recovery_blocked", d.Reason)
+			}
+			lastAlert = d.Reason
+		}
+		if started {
+			m.mu.Lock()
+			m.running = true
+			m.mu.Unlock()
+			if err := m.waitSynced(ctx); err == nil {
+				return nil
+			} else if ctx.Err() != nil {
+				return ctx.Err()
+			} else {
+				m.Log.Warn("galera did not reach Synced; trying again", "err", err)
+				m.Server.Stop(30 * time.Second)
+				m.mu.Lock()
+				m.running = false
+				m.mu.Unlock()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(retry):
+		}
+	}
+}
+
+// decide gathers the reports and applies the rules. Joiners go one at a time: a node joins only when no silent
+// or not-yet-Primary peer with a smaller name is still to go.
+func (m *Manager) decide(ctx context.Context) (Decision, error) {
+	pos, err := m.Server.Position(ctx)
+	if err != nil {
+		return Decision{}, err
+	}
+	if _, err := os.Stat(filepath.Join(m.Server.DataDir, "sst_in_progress")); err == nil {
+		// An aborted state transfer leaves a datadir that must never win.
+		pos = Position{UUID: ZeroUUID, Seqno: -1}
+	}
+	m.mu.Lock()
+	m.pos = pos
+	m.mu.Unlock()
+	var peers []Report
+	for _, p := range m.Peers {
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		r, err := m.Ask(actx, p)
+		cancel()
+		if err != nil {
+			r = Report{Node: p}
+		}
+		r.Node = p
+		peers = append(peers, r)
+	}
+	self := Report{Node: m.Name, Answered: true, Pos: pos}
+	var d Decision
+	if m.firstBoot() {
+		d = FirstBoot(m.Name, m.Bootstrap, peers)
+	} else {
+		d = Recover(self, peers)
+	}
+	if d.Action == Join && d.Winner == "" {
+		primary := false
+		for _, p := range peers {
+			primary = primary || p.Primary
+		}
+		if !primary {
+			return Decision{Action: Join, Winner: "?", Reason: "no Primary component yet: waiting for the bootstrap node"}, nil
+		}
+		for _, p := range peers {
+			if !p.Primary && p.Answered && p.Node < m.Name {
+				return Decision{Action: Join, Winner: p.Node, Reason: p.Node + " joins first"}, nil
+			}
+		}
+	}
+	return d, nil
+}
+
+func (m *Manager) waitSynced(ctx context.Context) error {
+	deadline := time.Now().Add(10 * time.Minute)
+	for time.Now().Before(deadline) {
+		select {
+		case <-m.Server.Done():
+			return errors.New("mariadbd exited")
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		db, err := Open(m.Socket)
+		if err != nil {
+			continue
+		}
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := Query(qctx, db)
+		cancel()
+		db.Close()
+		if err == nil && st.PrimarySynced() {
+			return nil
+		}
+	}
+	return fmt.Errorf("not Synced after 10 minutes")
+}
