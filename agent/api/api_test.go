@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/galera"
 )
 
 var secret = []byte("0123456789abcdef0123456789abcdef")
@@ -40,6 +42,9 @@ func (f *fakeAgent) Switchover(to string, until time.Time) {
 	f.mu.Unlock()
 }
 func (f *fakeAgent) Maintenance(on bool) { f.mu.Lock(); f.maint = on; f.mu.Unlock() }
+func (f *fakeAgent) GaleraReport(context.Context) galera.Report {
+	return galera.Report{Node: "mx2", Answered: true, Pos: galera.Position{UUID: "9dd37a7e-eb46-11f1-a9bc-030597b2c8a1", Seqno: 7}}
+}
 
 func newPeer(t *testing.T) (*httptest.Server, *fakeAgent) {
 	a := &fakeAgent{}
@@ -56,6 +61,9 @@ func TestPeerAPI(t *testing.T) {
 	st, err := c.State(ctx, srv.URL)
 	if err != nil || st.Node != "mx2" || st.Seqno != 42 {
 		t.Fatalf("state = %+v, %v", st, err)
+	}
+	if r, err := c.GaleraReport(ctx, srv.URL); err != nil || r.Pos.Seqno != 7 || !r.Answered {
+		t.Fatalf("galera report = %+v, %v", r, err)
 	}
 	if err := c.Demote(ctx, srv.URL, 1001); err != nil {
 		t.Fatal(err)

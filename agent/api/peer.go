@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/galera"
 )
 
 // PeerState is what a node tells its peers about itself.
@@ -53,6 +55,8 @@ type PeerAgent interface {
 	Demote(ctx context.Context, from int64) error
 	Switchover(to string, until time.Time)
 	Maintenance(on bool)
+	// GaleraReport is this node's Galera position and whether it runs in a Primary component.
+	GaleraReport(ctx context.Context) galera.Report
 }
 
 // PeerHandler serves the peer API under /peer/v1/.
@@ -71,6 +75,9 @@ func PeerHandler(v *Verifier, a PeerAgent, log *slog.Logger) http.Handler {
 	}
 	mux.HandleFunc("GET /peer/v1/state", auth(func(w http.ResponseWriter, r *http.Request, _ []byte, _ string) {
 		writeJSON(w, http.StatusOK, a.State())
+	}))
+	mux.HandleFunc("GET /peer/v1/galera", auth(func(w http.ResponseWriter, r *http.Request, _ []byte, _ string) {
+		writeJSON(w, http.StatusOK, a.GaleraReport(r.Context()))
 	}))
 	mux.HandleFunc("POST /peer/v1/demote", auth(func(w http.ResponseWriter, r *http.Request, body []byte, node string) {
 		var req DemoteRequest
@@ -159,6 +166,13 @@ func (c *PeerClient) State(ctx context.Context, base string) (PeerState, error) 
 	var s PeerState
 	err := c.do(ctx, http.MethodGet, base+"/peer/v1/state", nil, &s)
 	return s, err
+}
+
+// GaleraReport asks a peer for its Galera report.
+func (c *PeerClient) GaleraReport(ctx context.Context, base string) (galera.Report, error) {
+	var r galera.Report
+	err := c.do(ctx, http.MethodGet, base+"/peer/v1/galera", nil, &r)
+	return r, err
 }
 
 // Demote asks a peer to demote and waits for its confirmation.

@@ -20,6 +20,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/check"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/failover"
+	"github.com/mailcow-ha/mailcow-ha/agent/galera"
 	"github.com/mailcow-ha/mailcow-ha/agent/hcloud"
 	"github.com/mailcow-ha/mailcow-ha/agent/keepalived"
 	"github.com/mailcow-ha/mailcow-ha/agent/report"
@@ -45,6 +46,10 @@ type Options struct {
 	// written and keepalived reloaded (SIGHUP). The node's identity and the cluster's membership need a restart.
 	Reload     <-chan struct{}
 	LoadConfig func() (config.Config, error)
+	// GaleraChild runs mariadbd as the agent's child (the lab and the tests): the agent renders its my.cnf,
+	// initialises the datadir, brings the member up with galera.Manager (asking the peers over the peer API),
+	// restarts it when it dies, and asks it for the quorum rule. Production will run mariadb.service instead.
+	GaleraChild bool
 }
 
 // Agent is a running node agent.
@@ -52,6 +57,7 @@ type Agent struct {
 	o      Options
 	c      config.Config
 	ka     *keepalived.Process
+	mgr    *galera.Manager
 	privIf string
 	p      failover.Params
 	log    *slog.Logger
@@ -71,6 +77,9 @@ type Agent struct {
 func Run(ctx context.Context, o Options) error {
 	c := o.Config
 	log := o.Log
+	if o.GaleraChild {
+		o.Galera = galera.Prober{Socket: c.Galera.Socket}
+	}
 	if o.Galera == nil || o.Stack == nil || o.Storage == nil {
 		return errors.New("agent: the Galera, stack and Volume integrations are not built yet; " +
 			"only the test doubles (--test-galera-file, --test-stack-file, --test-storage-dir) can run the agent")
@@ -162,6 +171,13 @@ func Run(ctx context.Context, o Options) error {
 
 	// keepalived, rendered from the configuration, with this agent as the only reader of its fifo.
 	a.privIf = privIf
+	if o.GaleraChild {
+		srv, err := a.startGalera(ctx, self, &wg)
+		if err != nil {
+			return err
+		}
+		defer srv.Stop(2 * time.Minute)
+	}
 	ka, err := a.startKeepalived(ctx, privIf, self, peerIPs, &wg)
 	if err != nil {
 		return err
@@ -238,6 +254,98 @@ func (a *Agent) startKeepalived(ctx context.Context, privIf string, self config.
 		}
 	}()
 	return p, nil
+}
+
+// startGalera renders my.cnf, prepares the datadir and keeps the local member up: galera.Manager decides how to
+// start it (with the peers' reports), and when mariadbd dies the manager runs again.
+func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.WaitGroup) (*galera.Server, error) {
+	c := a.c
+	var members []string
+	var peers []string
+	bases := map[string]string{}
+	for _, m := range c.Cluster.Nodes {
+		members = append(members, m.PrivateIP)
+		if m.Name != self.Name && !m.IsArbitrator() {
+			peers = append(peers, m.Name)
+			bases[m.Name] = "http://" + net.JoinHostPort(m.PrivateIP, strconv.Itoa(c.API.PeerPort))
+		}
+	}
+	conf, err := galera.Render(galera.Spec{ClusterName: c.Cluster.Name, NodeName: self.Name, NodeIP: self.PrivateIP,
+		Members: members, DataDir: c.Galera.DataDir, Socket: c.Galera.Socket,
+		PidFile:   filepath.Join(filepath.Dir(c.Galera.Socket), "mysqld.pid"),
+		ErrorLog:  filepath.Join(c.Galera.DataDir, "mariadb-error.log"),
+		GroupPort: c.Galera.GroupPort, ISTPort: c.Galera.ISTPort, SSTPort: c.Galera.SSTPort, SSTMethod: c.Galera.SSTMethod})
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(c.Galera.ConfigFile), 0o755); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if err := os.WriteFile(c.Galera.ConfigFile, conf, 0o644); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	srv := &galera.Server{DefaultsFile: c.Galera.ConfigFile, DataDir: c.Galera.DataDir, Output: logWriter{a.log}}
+	if err := srv.InitDataDir(ctx, "mysql"); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	owner := config.SecretFiles{Owner: a.o.SecretOwner}
+	a.mgr = &galera.Manager{
+		Name: self.Name, Bootstrap: self.Bootstrap, Peers: peers, Server: srv, Socket: c.Galera.Socket, Log: a.log,
+		Ask: func(ctx context.Context, peer string) (galera.Report, error) {
+			return a.client.GaleraReport(ctx, bases[peer])
+		},
+		Alert: func(event, detail string) {
+			a.log.Error(detail, "event", event, "severity", "critical")
+		},
+		Progress: func() { a.o.Notifier.ExtendTimeout(30 * time.Second) },
+		OnFirstBootstrap: func(ctx context.Context) error {
+			pw, err := owner.ReadSecret(c.Galera.PasswordFile)
+			if err != nil {
+				return fmt.Errorf("galera.password_file: %w", err)
+			}
+			db, err := galera.Open(c.Galera.Socket)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			return galera.CreateMailcowDB(ctx, db, "mailcow", "mailcow", pw.Reveal())
+		},
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			if err := a.mgr.Run(ctx); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				a.log.Error("galera: could not bring the member up; trying again in 5s", "err", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(5 * time.Second):
+				}
+				continue
+			}
+			a.log.Info("galera: member Synced")
+			select {
+			case <-ctx.Done():
+				return
+			case <-srv.Done():
+				a.mgr.Down()
+				a.log.Error("galera: mariadbd exited; bringing it up again", "event", "galera_degraded")
+			}
+		}
+	}()
+	return srv, nil
+}
+
+// GaleraReport implements the peer API's Galera question.
+func (a *Agent) GaleraReport(ctx context.Context) galera.Report {
+	if a.mgr == nil {
+		return galera.Report{Node: a.c.Node.Name}
+	}
+	return a.mgr.Report(ctx)
 }
 
 // writeKeepalivedConfig renders keepalived.conf from c and writes it; changed reports a new file.
@@ -452,7 +560,7 @@ func (a *Agent) step(ctx context.Context, o failover.Observation) {
 	if changed {
 		ok, why := failover.Verdict(p, s, now)
 		status := fmt.Sprintf("%s; check %s: %s", role, map[bool]string{true: "ok", false: "failing"}[ok], why)
-		if role == failover.RoleBackup && !a.ready {
+		if role == failover.RoleBackup && s.GaleraOK && !a.ready {
 			a.ready = true
 			a.o.Notifier.Ready(status)
 		} else {

@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/check"
+	"github.com/mailcow-ha/mailcow-ha/agent/galera"
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
 )
@@ -27,6 +29,7 @@ import (
 type cluster struct {
 	t          testing.TB
 	breakerMax int
+	galera     bool // real mariadbd with galera-4 as the agents' children, instead of the file double
 	sim        *hcloudsim.Sim
 	sw         *netns.NS
 	nodes      []*node
@@ -67,7 +70,7 @@ func buildAgent(t testing.TB) string {
 	return filepath.Join(dir, "mailcow-ha")
 }
 
-func newCluster(t testing.TB, breakerMax int) *cluster {
+func newCluster(t testing.TB, breakerMax int, realGalera ...bool) *cluster {
 	t.Helper()
 	if why := netns.Available(); why != "" {
 		t.Skip(why)
@@ -75,7 +78,14 @@ func newCluster(t testing.TB, breakerMax int) *cluster {
 	if _, err := exec.LookPath("keepalived"); err != nil {
 		t.Skip("keepalived is not installed (Debian package keepalived; make deps installs it)")
 	}
-	c := &cluster{t: t, bin: buildAgent(t), breakerMax: breakerMax}
+	c := &cluster{t: t, bin: buildAgent(t), breakerMax: breakerMax, galera: len(realGalera) > 0 && realGalera[0]}
+	if c.galera {
+		for _, bin := range []string{"mariadbd", "mariadb-install-db", "rsync"} {
+			if _, err := exec.LookPath(bin); err != nil {
+				t.Skipf("%s is not installed (Debian packages mariadb-server, galera-4, rsync; make deps installs them)", bin)
+			}
+		}
+	}
 	var err error
 	if c.sw, err = netns.Add(netns.Unique("mha-sw-")); err != nil {
 		t.Fatal(err)
@@ -141,6 +151,17 @@ func (c *cluster) writeConfig(n *node) {
 	fmt.Fprintf(&b, "[failover]\ncheck_grace = \"2s\"\nquorum_grace = \"5s\"\nfence_timeout = \"3s\"\nreconcile_interval = \"1s\"\nstate_dir = %q\n", filepath.Join(d, "state"))
 	fmt.Fprintf(&b, "[failover.breaker]\nmax = %d\nwindow = \"1h\"\n", c.breakerMax)
 	fmt.Fprintf(&b, "[api]\nlisten = [\"127.0.0.1:7480\"]\npeer_port = 7481\nsocket = %q\n", filepath.Join(d, "agent.sock"))
+	if c.galera {
+		// mariadbd runs as mysql: its directory is mysql's, and the way there is open.
+		db := filepath.Join(d, "db")
+		must(t, os.MkdirAll(db, 0o755))
+		must(t, exec.Command("chown", "mysql:mysql", db).Run())
+		must(t, os.Chmod(d, 0o755))
+		must(t, os.Chmod(filepath.Dir(d), 0o755))
+		must(t, os.WriteFile(filepath.Join(d, "dbpw"), []byte("mailcow-db-password\n"), 0o600))
+		fmt.Fprintf(&b, "[galera]\ndata_dir = %q\nsocket = %q\nconfig_file = %q\npassword_file = %q\n",
+			filepath.Join(db, "data"), filepath.Join(db, "mysqld.sock"), filepath.Join(db, "my.cnf"), filepath.Join(d, "dbpw"))
+	}
 	must(t, os.WriteFile(filepath.Join(d, "config.toml"), []byte(b.String()), 0o600))
 }
 
@@ -150,9 +171,12 @@ func (c *cluster) start(n *node) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	n.cmd = n.ns.Command(c.bin, "agent", "--config", filepath.Join(d, "config.toml"),
-		"--test-galera-file", filepath.Join(d, "galera"), "--test-stack-file", filepath.Join(d, "stack"),
-		"--test-storage-dir", filepath.Join(d, "volume"))
+	galeraArgs := []string{"--test-galera-file", filepath.Join(d, "galera")}
+	if c.galera {
+		galeraArgs = []string{"--galera", "child"}
+	}
+	n.cmd = n.ns.Command(c.bin, append(append([]string{"agent", "--config", filepath.Join(d, "config.toml")}, galeraArgs...),
+		"--test-stack-file", filepath.Join(d, "stack"), "--test-storage-dir", filepath.Join(d, "volume"))...)
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	must(c.t, n.cmd.Start())
@@ -173,9 +197,17 @@ func (c *cluster) stopAll() {
 		}
 		select {
 		case <-n.exited:
-		case <-time.After(20 * time.Second):
+		case <-time.After(90 * time.Second): // a clean mariadbd shutdown can take a while
 			n.cmd.Process.Kill()
 			<-n.exited
+		}
+		if c.galera {
+			// A mariadbd that outlived its agent (killed agent) is ended by the PID it wrote.
+			if b, err := os.ReadFile(filepath.Join(n.dir, "db", "mysqld.pid")); err == nil {
+				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
 		}
 		if c.t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(n.dir, "agent.log"))
@@ -498,4 +530,82 @@ func BenchmarkAgent(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(maxRSS)/1024, "agent_rss_MiB")
+}
+
+// TestClusterWithGalera runs the agents with real MariaDB Galera as their children: the cluster forms by itself
+// (the bootstrap node starts it and creates mailcow's database and user, the others join), one node becomes
+// MASTER; then every mariadbd is killed with -9 and the agents recover the cluster by themselves, from the
+// highest seqno, with every committed row and the same cluster uuid, and a MASTER again.
+func TestClusterWithGalera(t *testing.T) {
+	c := newCluster(t, 5, true)
+	m, took := c.master(3 * time.Minute)
+	t.Logf("with Galera: %s is MASTER %s after start", m.name, took)
+	sock := func(n *node) string { return filepath.Join(n.dir, "db", "mysqld.sock") }
+	db, err := galera.Open(sock(m))
+	must(t, err)
+	defer db.Close()
+	var users int
+	must(t, db.QueryRow("SELECT COUNT(*) FROM mysql.user WHERE user = 'mailcow'").Scan(&users))
+	if users != 2 {
+		t.Fatalf("the first bootstrap created %d mailcow users, want 2 (localhost and %%)", users)
+	}
+	for _, q := range []string{"CREATE TABLE mailcow.probe (id INT PRIMARY KEY AUTO_INCREMENT, v INT)",
+		"INSERT INTO mailcow.probe (v) VALUES (1),(2),(3)"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := galera.Query(context.Background(), db)
+	must(t, err)
+	uuid := st.StateUUID
+	db.Close()
+	// Wait until every member is Synced with the rows before the crash.
+	synced := func(n *node) bool {
+		d, err := galera.Open(sock(n))
+		if err != nil {
+			return false
+		}
+		defer d.Close()
+		st, err := galera.Query(context.Background(), d)
+		var rows int
+		if err == nil {
+			err = d.QueryRow("SELECT COUNT(*) FROM mailcow.probe").Scan(&rows)
+		}
+		return err == nil && st.PrimarySynced() && st.StateUUID == uuid && st.ClusterSize == 3 && rows == 3
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for _, n := range c.nodes {
+		for !synced(n) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never Synced", n.name)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+
+	for _, n := range c.nodes {
+		b, err := os.ReadFile(filepath.Join(n.dir, "db", "mysqld.pid"))
+		must(t, err)
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		must(t, err)
+		must(t, syscall.Kill(pid, syscall.SIGKILL))
+	}
+	start := time.Now()
+	// Every node loses its Galera: the MASTER steps down, then the agents recover the cluster.
+	deadline = time.Now().Add(3 * time.Minute)
+	for {
+		m2, _ := c.master(3 * time.Minute)
+		ok := true
+		for _, n := range c.nodes {
+			ok = ok && synced(n)
+		}
+		if ok {
+			t.Logf("all mariadbd killed: recovered by the agents, %s MASTER, all Synced with every row, after %s", m2.name, time.Since(start))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agents did not recover the Galera cluster within 3 minutes")
+		}
+		time.Sleep(time.Second)
+	}
 }

@@ -152,7 +152,8 @@ func TestGaleraCluster(t *testing.T) {
 	db1, db2, db3 := ms[0], ms[1], ms[2]
 
 	// First boot: every peer answered, none runs a Primary component: db1 (the bootstrap node) starts it.
-	quiet := []Report{{Node: "db2", Answered: true}, {Node: "db3", Answered: true}}
+	fresh := Position{UUID: ZeroUUID, Seqno: -1}
+	quiet := []Report{{Node: "db2", Answered: true, Pos: fresh}, {Node: "db3", Answered: true, Pos: fresh}}
 	d := FirstBoot("db1", true, quiet)
 	if d.Action != Bootstrap {
 		t.Fatalf("first boot: %+v", d)
@@ -347,10 +348,7 @@ func TestGaleraManagers(t *testing.T) {
 	ms[2].wait(t, 30*time.Second, "caught up", func(s Status) bool { return s.PrimarySynced() && count(t, ms[2]) == 7 })
 	for _, m := range ms {
 		m.srv.Kill()
-		m.srv.Stop(time.Second)
-		mgrs[m.name].mu.Lock()
-		mgrs[m.name].running, mgrs[m.name].pos = false, Position{}
-		mgrs[m.name].mu.Unlock()
+		mgrs[m.name].Down()
 	}
 
 	// db3 is silent: db1 and db2 must wait, alert, and start nothing.

@@ -9,10 +9,10 @@ import (
 // Report is what one node says about itself during a start: whether it answered at all, whether it runs in a
 // Primary component now, and its position.
 type Report struct {
-	Node     string
-	Answered bool
-	Primary  bool
-	Pos      Position
+	Node     string   `json:"node"`
+	Answered bool     `json:"answered"`
+	Primary  bool     `json:"primary"`
+	Pos      Position `json:"position"`
 }
 
 // Action is what a node does at start.
@@ -104,10 +104,12 @@ func Recover(self Report, peers []Report) Decision {
 	return Decision{Action: Bootstrap, Reason: "this node wins (" + why + ")", From: w.Pos, Winner: w.Node}
 }
 
+// unanswered lists the peers that did not answer, or answered without a position (not computed yet, or its
+// server not answering): either way nothing is known of their history.
 func unanswered(peers []Report) []string {
 	var out []string
 	for _, p := range peers {
-		if !p.Answered {
+		if !p.Answered || p.Pos.UUID == "" {
 			out = append(out, p.Node)
 		}
 	}

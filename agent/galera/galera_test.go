@@ -77,14 +77,15 @@ func rep(node string, seqno int64, safe bool) Report {
 }
 
 func TestFirstBoot(t *testing.T) {
-	quiet := []Report{{Node: "mx2", Answered: true}, {Node: "mx3", Answered: true}}
+	fresh := Position{UUID: ZeroUUID, Seqno: -1} // what a node without grastate.dat reports
+	quiet := []Report{{Node: "mx2", Answered: true, Pos: fresh}, {Node: "mx3", Answered: true, Pos: fresh}}
 	if d := FirstBoot("mx1", true, quiet); d.Action != Bootstrap {
 		t.Errorf("bootstrap node, quiet peers: %+v", d)
 	}
 	if d := FirstBoot("mx2", false, quiet); d.Action != Join {
 		t.Errorf("other node: %+v", d)
 	}
-	if d := FirstBoot("mx1", true, []Report{{Node: "mx2", Answered: true}, {Node: "mx3"}}); d.Action != Wait || !strings.Contains(d.Reason, "mx3") {
+	if d := FirstBoot("mx1", true, []Report{{Node: "mx2", Answered: true, Pos: fresh}, {Node: "mx3"}}); d.Action != Wait || !strings.Contains(d.Reason, "mx3") {
 		t.Errorf("a silent peer: %+v", d)
 	}
 	if d := FirstBoot("mx1", true, []Report{{Node: "mx2", Answered: true, Primary: true}, {Node: "mx3"}}); d.Action != Join {
@@ -110,6 +111,7 @@ func TestRecover(t *testing.T) {
 		{"silent peer: wait", rep("mx1", 9, false), []Report{rep("mx2", 10, false), {Node: "mx3"}}, Wait, "", "mx3"},
 		{"running Primary: join", rep("mx1", 9, false), []Report{{Node: "mx2", Answered: true, Primary: true}, {Node: "mx3"}}, Join, "", "runs a Primary"},
 		{"fork: wait", rep("mx1", 9, false), []Report{{Node: "mx2", Answered: true, Pos: Position{UUID: "11111111-eb46-11f1-a9bc-030597b2c8a1", Seqno: 20}}, rep("mx3", 1, false)}, Wait, "", "fork"},
+		{"a peer answered without a position: wait", rep("mx1", 9, false), []Report{rep("mx2", 10, false), {Node: "mx3", Answered: true}}, Wait, "", "mx3"},
 		{"nobody knows: wait", zero, []Report{{Node: "mx1", Answered: true, Pos: Position{UUID: uuid, Seqno: -1}}}, Wait, "", "no node knows"},
 	} {
 		d := Recover(tc.self, tc.peers)

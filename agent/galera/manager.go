@@ -25,6 +25,10 @@ type Manager struct {
 	Alert  func(event, detail string)
 	Log    *slog.Logger
 	Retry  time.Duration // between rounds while waiting; default 5 s
+	// OnFirstBootstrap runs once the node that bootstrapped a new cluster is Synced (mailcow's database and user).
+	OnFirstBootstrap func(ctx context.Context) error
+	// Progress is called every few seconds while the node waits or transfers state (EXTEND_TIMEOUT_USEC).
+	Progress func()
 
 	mu      sync.Mutex
 	pos     Position
@@ -43,18 +47,30 @@ func (m *Manager) Report(ctx context.Context) Report {
 	}
 	r := Report{Node: m.Name, Answered: true, Pos: pos}
 	if running {
-		if db, err := Open(m.Socket); err == nil {
-			qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			st, err := Query(qctx, db)
-			cancel()
-			db.Close()
-			if err == nil {
-				r.Primary = st.ClusterStatus == "Primary" && st.LocalState == "Synced"
-				r.Pos = Position{UUID: st.StateUUID, Seqno: st.LastCommitted}
-			}
+		// The live server answers for itself; when it does not, this node knows nothing it may report.
+		db, err := Open(m.Socket)
+		if err != nil {
+			return Report{Node: m.Name}
 		}
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := Query(qctx, db)
+		cancel()
+		db.Close()
+		if err != nil || st.StateUUID == "" {
+			return Report{Node: m.Name}
+		}
+		r.Primary = st.ClusterStatus == "Primary" && st.LocalState == "Synced"
+		r.Pos = Position{UUID: st.StateUUID, Seqno: st.LastCommitted}
 	}
 	return r
+}
+
+// Down records that mariadbd is not running: until the next round computes the position, this node reports
+// nothing (a stale or guessed position could let a lower seqno win).
+func (m *Manager) Down() {
+	m.mu.Lock()
+	m.running, m.pos = false, Position{}
+	m.mu.Unlock()
 }
 
 // firstBoot reports whether this node never joined a cluster: no grastate.dat in its datadir.
@@ -76,6 +92,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			return err
 		}
 		m.Log.Info("galera start", "action", string(d.Action), "reason", d.Reason)
+		first := m.firstBoot() && d.Action == Bootstrap
 		started := false
 		switch d.Action {
 		case Bootstrap:
@@ -108,16 +125,22 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.running = true
 			m.mu.Unlock()
 			if err := m.waitSynced(ctx); err == nil {
+				if first && m.OnFirstBootstrap != nil {
+					if err := m.OnFirstBootstrap(ctx); err != nil {
+						return err
+					}
+				}
 				return nil
 			} else if ctx.Err() != nil {
 				return ctx.Err()
 			} else {
 				m.Log.Warn("galera did not reach Synced; trying again", "err", err)
 				m.Server.Stop(30 * time.Second)
-				m.mu.Lock()
-				m.running = false
-				m.mu.Unlock()
+				m.Down()
 			}
+		}
+		if m.Progress != nil {
+			m.Progress()
 		}
 		select {
 		case <-ctx.Done():
@@ -185,6 +208,9 @@ func (m *Manager) waitSynced(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):
+		}
+		if m.Progress != nil {
+			m.Progress()
 		}
 		db, err := Open(m.Socket)
 		if err != nil {
