@@ -8,9 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/child"
 )
 
 // Server runs mariadbd as a supervised child with its own datadir, socket and pid file. In production systemd
@@ -23,9 +24,7 @@ type Server struct {
 	Wrap         []string // run under this command, such as ip netns exec NAME
 	Output       io.Writer
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	c child.Child
 }
 
 // InitDataDir creates the system tables when the datadir is empty (mariadb-install-db).
@@ -54,76 +53,31 @@ func tailOf(b []byte, n int) []byte {
 // Start starts mariadbd. bootstrap starts a new Primary component; from, when known, is the position to
 // start it at (without it MariaDB creates a new cluster uuid and forks the history).
 func (s *Server) Start(bootstrap bool, from Position) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		select {
-		case <-s.done:
-		default:
-			return errors.New("galera: mariadbd already running")
-		}
-	}
 	bin := s.Bin
 	if bin == "" {
 		bin = "mariadbd"
 	}
-	args := []string{"--defaults-file=" + s.DefaultsFile}
+	argv := append(append([]string{}, s.Wrap...), bin, "--defaults-file="+s.DefaultsFile)
 	if bootstrap {
-		args = append(args, "--wsrep-new-cluster")
+		argv = append(argv, "--wsrep-new-cluster")
 		if from.Known() {
-			args = append(args, "--wsrep_start_position="+from.String())
+			argv = append(argv, "--wsrep_start_position="+from.String())
 		}
 	}
-	argv := append(append([]string{}, s.Wrap...), bin)
-	argv = append(argv, args...)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = s.Output, s.Output
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("galera: %w", err)
+	if err := s.c.Start(argv, s.Output); err != nil {
+		return fmt.Errorf("galera: mariadbd: %w", err)
 	}
-	s.cmd, s.done = cmd, make(chan struct{})
-	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(cmd, s.done)
 	return nil
 }
 
 // Done is closed when mariadbd has exited.
-func (s *Server) Done() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.done == nil {
-		c := make(chan struct{})
-		close(c)
-		return c
-	}
-	return s.done
-}
-
-func (s *Server) signal(sig syscall.Signal) {
-	s.mu.Lock()
-	cmd := s.cmd
-	s.mu.Unlock()
-	if cmd != nil && cmd.Process != nil {
-		syscall.Kill(-cmd.Process.Pid, sig)
-	}
-}
+func (s *Server) Done() <-chan struct{} { return s.c.Done() }
 
 // Stop shuts mariadbd down cleanly (SIGTERM), then kills it after timeout.
-func (s *Server) Stop(timeout time.Duration) {
-	s.signal(syscall.SIGTERM)
-	select {
-	case <-s.Done():
-	case <-time.After(timeout):
-		s.signal(syscall.SIGKILL)
-		<-s.Done()
-	}
-}
+func (s *Server) Stop(timeout time.Duration) { s.c.Stop(timeout) }
 
 // Kill ends mariadbd at once, as a crash does.
-func (s *Server) Kill() {
-	s.signal(syscall.SIGKILL)
-	<-s.Done()
-}
+func (s *Server) Kill() { s.c.Kill() }
 
 // Position reads grastate.dat; where its seqno is -1 (after a crash) it runs mariadbd --wsrep-recover and reads
 // the recovered position from the log it writes.

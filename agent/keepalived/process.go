@@ -8,11 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/child"
 )
 
 // WriteConfig writes conf to path with mode 0600 when it differs from what is there, and reports whether it
@@ -45,10 +45,7 @@ type Process struct {
 	Output io.Writer
 	Log    *slog.Logger
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	c child.Child
 }
 
 func (p *Process) pidFiles() []string {
@@ -58,14 +55,8 @@ func (p *Process) pidFiles() []string {
 // Start starts keepalived. Stale pid files from a previous run are removed first: keepalived refuses to start
 // against its old pid file.
 func (p *Process) Start() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd != nil {
-		select {
-		case <-p.done: // exited: start it again
-		default:
-			return errors.New("keepalived: already running")
-		}
+	if p.c.Pid() != 0 {
+		return errors.New("keepalived: already running")
 	}
 	bin := p.Bin
 	if bin == "" {
@@ -78,96 +69,42 @@ func (p *Process) Start() error {
 	for _, f := range pids {
 		os.Remove(f)
 	}
-	args := []string{"--dont-fork", "--log-console", "--log-detail", "--no-syslog", "--vrrp",
+	argv := []string{bin, "--dont-fork", "--log-console", "--log-detail", "--no-syslog", "--vrrp",
 		"--use-file", p.Config, "--pid", pids[0], "--vrrp_pid", pids[1], "--checkers_pid", pids[2]}
 	if p.Netns != "" {
-		args = append(args, "--namespace", p.Netns)
+		argv = append(argv, "--namespace", p.Netns)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = p.Output, p.Output
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
+	if err := p.c.Start(argv, p.Output); err != nil {
 		return fmt.Errorf("keepalived: %w", err)
 	}
-	p.cmd, p.done = cmd, make(chan struct{})
-	go func(cmd *exec.Cmd, done chan struct{}) {
-		err := cmd.Wait()
-		p.mu.Lock()
-		p.err = err
-		p.mu.Unlock()
-		close(done)
-	}(cmd, p.done)
 	return nil
 }
 
 // Pid returns keepalived's parent pid, 0 when not running.
-func (p *Process) Pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return 0
-	}
-	select {
-	case <-p.done:
-		return 0
-	default:
-	}
-	return p.cmd.Process.Pid
-}
+func (p *Process) Pid() int { return p.c.Pid() }
 
 // Done is closed when keepalived has exited.
-func (p *Process) Done() <-chan struct{} {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.done == nil {
-		c := make(chan struct{})
-		close(c)
-		return c
-	}
-	return p.done
-}
+func (p *Process) Done() <-chan struct{} { return p.c.Done() }
 
 // Reload makes keepalived re-read its configuration (SIGHUP).
 func (p *Process) Reload() error {
-	pid := p.Pid()
-	if pid == 0 {
-		return errors.New("keepalived: not running")
+	if err := p.c.Signal(syscall.SIGHUP); err != nil {
+		return fmt.Errorf("keepalived: %w", err)
 	}
-	return syscall.Kill(pid, syscall.SIGHUP)
+	return nil
 }
 
 // Kill ends keepalived at once (SIGKILL to its process group), as a crash would; the tests use it.
 func (p *Process) Kill() error {
-	pid := p.Pid()
-	if pid == 0 {
-		return nil
-	}
-	return syscall.Kill(-pid, syscall.SIGKILL)
-}
-
-// Stop ends keepalived with SIGTERM and waits for it; after timeout it kills the process group.
-func (p *Process) Stop(ctx context.Context, timeout time.Duration) error {
-	pid := p.Pid()
-	if pid == 0 {
-		p.reset()
-		return nil
-	}
-	syscall.Kill(pid, syscall.SIGTERM)
-	select {
-	case <-p.Done():
-	case <-time.After(timeout):
-		syscall.Kill(-pid, syscall.SIGKILL)
-		<-p.Done()
-	case <-ctx.Done():
-		syscall.Kill(-pid, syscall.SIGKILL)
-		<-p.Done()
-	}
-	p.reset()
+	p.c.Kill()
 	return nil
 }
 
-func (p *Process) reset() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cmd, p.done = nil, nil
+// Stop ends keepalived with SIGTERM and waits for it; after timeout (or when ctx ends) it kills the group.
+func (p *Process) Stop(ctx context.Context, timeout time.Duration) error {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+		timeout = time.Until(dl)
+	}
+	p.c.Stop(timeout)
+	return nil
 }
