@@ -23,7 +23,7 @@ func Agent(ctx context.Context, args []string, stdio Stdio) int {
 	fs.StringVar(&src.Path, "config", "", "configuration file (default: "+config.DefaultPath+", then the user-data)")
 	fs.StringVar(&src.MetadataURL, "metadata-url", src.MetadataURL, "base URL of the Hetzner metadata service")
 	keepalivedBin := fs.String("keepalived", "keepalived", "keepalived binary")
-	galeraMode := fs.String("galera", "", "\"child\": run mariadbd as the agent's child (the lab and the tests)")
+	galeraMode := fs.String("galera", "", "\"systemd\": control mariadb.service (a node); \"child\": run mariadbd as the agent's child (the lab and the tests)")
 	galeraFile := fs.String("test-galera-file", "", "test double: a file holding \"Primary Synced\" while Galera is healthy")
 	stackFile := fs.String("test-stack-file", "", "test double: a file naming the failed critical service (empty: healthy)")
 	storageDir := fs.String("test-storage-dir", "", "test double: a directory that stands for the mounted Volume")
@@ -70,8 +70,10 @@ func Agent(ctx context.Context, args []string, stdio Stdio) int {
 	case "":
 	case "child":
 		o.GaleraChild = true
+	case "systemd":
+		o.GaleraSystemd = true
 	default:
-		log.Error("--galera: only \"child\" is built yet (mariadb.service control comes with the appliance)")
+		log.Error("--galera: \"systemd\" or \"child\"", "value", *galeraMode)
 		return ExitUsage
 	}
 	if *galeraFile != "" {

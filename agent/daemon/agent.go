@@ -46,10 +46,12 @@ type Options struct {
 	// written and keepalived reloaded (SIGHUP). The node's identity and the cluster's membership need a restart.
 	Reload     <-chan struct{}
 	LoadConfig func() (config.Config, error)
-	// GaleraChild runs mariadbd as the agent's child (the lab and the tests): the agent renders its my.cnf,
-	// initialises the datadir, brings the member up with galera.Manager (asking the peers over the peer API),
-	// restarts it when it dies, and asks it for the quorum rule. Production will run mariadb.service instead.
-	GaleraChild bool
+	// GaleraChild runs mariadbd as the agent's child (the lab and the tests); GaleraSystemd controls Debian's
+	// mariadb.service (an appliance node). Either way the agent renders my.cnf, brings the member up with
+	// galera.Manager (asking the peers over the peer API), brings it up again when it dies, and asks it for the
+	// quorum rule.
+	GaleraChild   bool
+	GaleraSystemd bool
 }
 
 // Agent is a running node agent.
@@ -77,12 +79,8 @@ type Agent struct {
 func Run(ctx context.Context, o Options) error {
 	c := o.Config
 	log := o.Log
-	if o.GaleraChild {
+	if o.GaleraChild || o.GaleraSystemd {
 		o.Galera = galera.Prober{Socket: c.Galera.Socket}
-	}
-	if o.Galera == nil || o.Stack == nil || o.Storage == nil {
-		return errors.New("agent: the Galera, stack and Volume integrations are not built yet; " +
-			"only the test doubles (--test-galera-file, --test-stack-file, --test-storage-dir) can run the agent")
 	}
 	if err := config.MaterializeSecrets(&c, log); err != nil {
 		return fmt.Errorf("agent: %w", err)
@@ -95,6 +93,13 @@ func Run(ctx context.Context, o Options) error {
 	self, ok := c.Self()
 	if !ok {
 		return fmt.Errorf("agent: node %q is not in cluster.nodes", c.Node.Name)
+	}
+	if self.IsArbitrator() {
+		return runArbitrator(ctx, c, self, o)
+	}
+	if o.Galera == nil || o.Stack == nil || o.Storage == nil {
+		return errors.New("agent: the stack and Volume integrations are not built yet; " +
+			"only the test doubles (--test-stack-file, --test-storage-dir) can run the agent")
 	}
 	if o.Cloud == nil {
 		token, err := owner.ReadSecret(c.Hcloud.TokenFile)
@@ -171,7 +176,7 @@ func Run(ctx context.Context, o Options) error {
 
 	// keepalived, rendered from the configuration, with this agent as the only reader of its fifo.
 	a.privIf = privIf
-	if o.GaleraChild {
+	if o.GaleraChild || o.GaleraSystemd {
 		srv, err := a.startGalera(ctx, self, &wg)
 		if err != nil {
 			return err
@@ -258,7 +263,7 @@ func (a *Agent) startKeepalived(ctx context.Context, privIf string, self config.
 
 // startGalera renders my.cnf, prepares the datadir and keeps the local member up: galera.Manager decides how to
 // start it (with the peers' reports), and when mariadbd dies the manager runs again.
-func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.WaitGroup) (*galera.Server, error) {
+func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.WaitGroup) (galera.Control, error) {
 	c := a.c
 	var members []string
 	var peers []string
@@ -284,9 +289,16 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.Wa
 	if err := os.WriteFile(c.Galera.ConfigFile, conf, 0o644); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	srv := &galera.Server{DefaultsFile: c.Galera.ConfigFile, DataDir: c.Galera.DataDir, Output: logWriter{a.log}}
-	if err := srv.InitDataDir(ctx, "mysql"); err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
+	var srv galera.Control
+	if a.o.GaleraSystemd {
+		// mariadb.service reads the drop-in through /etc/mysql/my.cnf; the appliance image prepares the datadir.
+		srv = &galera.Systemd{DataDir: c.Galera.DataDir}
+	} else {
+		child := &galera.Server{DefaultsFile: c.Galera.ConfigFile, DataDir: c.Galera.DataDir, Output: logWriter{a.log}}
+		if err := child.InitDataDir(ctx, "mysql"); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		srv = child
 	}
 	owner := config.SecretFiles{Owner: a.o.SecretOwner}
 	a.mgr = &galera.Manager{
@@ -338,6 +350,37 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.Wa
 		}
 	}()
 	return srv, nil
+}
+
+// runArbitrator is the whole agent of an arbitrator node: garbd, kept running, and nothing else. It never
+// bootstraps and never becomes MASTER (it runs no keepalived).
+func runArbitrator(ctx context.Context, c config.Config, self config.Member, o Options) error {
+	var members []string
+	for _, m := range c.Cluster.Nodes {
+		if !m.IsArbitrator() {
+			members = append(members, m.PrivateIP)
+		}
+	}
+	g := &galera.Arbitrator{ClusterName: c.Cluster.Name, NodeName: self.Name, NodeIP: self.PrivateIP,
+		Members: members, GroupPort: c.Galera.GroupPort, Output: logWriter{o.Log}}
+	o.Notifier.Ready("arbitrator: garbd")
+	for {
+		if err := g.Start(); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			g.Stop(30 * time.Second)
+			return nil
+		case <-g.Done():
+			o.Log.Error("garbd exited; restarting it in 5s", "event", "galera_degraded")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
+	}
 }
 
 // GaleraReport implements the peer API's Galera question.

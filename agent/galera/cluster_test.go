@@ -446,3 +446,25 @@ func BenchmarkGalera(b *testing.B) {
 	b.ReportMetric(rejoin.Seconds(), "rejoin_s")
 	b.ReportMetric(recover.Seconds(), "recover_s")
 }
+
+// TestArbitrator: two data members and garbd. garbd counts in the cluster's size and keeps the majority: when one
+// data member dies, the other stays Primary (without the arbitrator it would be half of two and lose quorum).
+func TestArbitrator(t *testing.T) {
+	if _, err := exec.LookPath("garbd"); err != nil {
+		t.Skip("garbd is not installed (Debian package galera-arbitrator-4; make deps installs it)")
+	}
+	ms := newMembers(t)
+	db1, db2, arb := ms[0], ms[1], ms[2]
+	must(t, db1.srv.Start(true, Position{}))
+	db1.wait(t, time.Minute, "Synced", synced)
+	must(t, db2.srv.Start(false, Position{}))
+	db2.wait(t, 2*time.Minute, "Synced", synced)
+	g := &Arbitrator{ClusterName: "lab", NodeName: "garb", NodeIP: arb.ip, Members: []string{db1.ip, db2.ip},
+		GroupPort: 4567, Wrap: []string{"ip", "netns", "exec", arb.ns.Name}, Output: arb.log}
+	must(t, g.Start())
+	t.Cleanup(func() { g.Stop(5 * time.Second) })
+	db1.wait(t, time.Minute, "in a cluster of 3 with the arbitrator", func(s Status) bool { return s.PrimarySynced() && s.ClusterSize == 3 })
+	db2.srv.Kill()
+	took := db1.wait(t, time.Minute, "Primary with 2 of 3 votes", func(s Status) bool { return s.PrimarySynced() && s.ClusterSize == 2 })
+	t.Logf("a data member died: the other stayed Primary with the arbitrator (size 2) after %s", took)
+}

@@ -20,7 +20,7 @@ type Manager struct {
 	Peers     []string // the other members' names
 	// Ask returns a peer's report (through the peer API); an error means the peer did not answer.
 	Ask    func(ctx context.Context, peer string) (Report, error)
-	Server *Server
+	Server Control
 	Socket string
 	Alert  func(event, detail string)
 	Log    *slog.Logger
@@ -75,7 +75,7 @@ func (m *Manager) Down() {
 
 // firstBoot reports whether this node never joined a cluster: no grastate.dat in its datadir.
 func (m *Manager) firstBoot() bool {
-	_, err := os.Stat(filepath.Join(m.Server.DataDir, "grastate.dat"))
+	_, err := os.Stat(filepath.Join(m.Server.Dir(), "grastate.dat"))
 	return errors.Is(err, os.ErrNotExist)
 }
 
@@ -157,7 +157,7 @@ func (m *Manager) decide(ctx context.Context) (Decision, error) {
 	if err != nil {
 		return Decision{}, err
 	}
-	if _, err := os.Stat(filepath.Join(m.Server.DataDir, "sst_in_progress")); err == nil {
+	if _, err := os.Stat(filepath.Join(m.Server.Dir(), "sst_in_progress")); err == nil {
 		// An aborted state transfer leaves a datadir that must never win.
 		pos = Position{UUID: ZeroUUID, Seqno: -1}
 	}

@@ -14,6 +14,22 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/child"
 )
 
+// Control starts and stops the local mariadbd: as the agent's child (Server: the tests and the lab) or through
+// systemd (Systemd: an appliance node).
+type Control interface {
+	Start(bootstrap bool, from Position) error
+	Done() <-chan struct{}
+	Stop(timeout time.Duration)
+	Position(ctx context.Context) (Position, error)
+	MarkSafeToBootstrap(p Position) error
+	Dir() string // the datadir
+}
+
+var (
+	_ Control = (*Server)(nil)
+	_ Control = (*Systemd)(nil)
+)
+
 // Server runs mariadbd as a supervised child with its own datadir, socket and pid file. In production systemd
 // runs mariadb.service instead; the tests and the lab use this.
 type Server struct {
@@ -73,6 +89,9 @@ func (s *Server) Start(bootstrap bool, from Position) error {
 // Done is closed when mariadbd has exited.
 func (s *Server) Done() <-chan struct{} { return s.c.Done() }
 
+// Dir is the datadir.
+func (s *Server) Dir() string { return s.DataDir }
+
 // Stop shuts mariadbd down cleanly (SIGTERM), then kills it after timeout.
 func (s *Server) Stop(timeout time.Duration) { s.c.Stop(timeout) }
 
@@ -82,7 +101,11 @@ func (s *Server) Kill() { s.c.Kill() }
 // Position reads grastate.dat; where its seqno is -1 (after a crash) it runs mariadbd --wsrep-recover and reads
 // the recovered position from the log it writes.
 func (s *Server) Position(ctx context.Context) (Position, error) {
-	b, err := os.ReadFile(filepath.Join(s.DataDir, "grastate.dat"))
+	return position(ctx, s.DataDir, s.Bin, s.DefaultsFile, s.Wrap)
+}
+
+func position(ctx context.Context, dataDir, bin, defaultsFile string, wrap []string) (Position, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, "grastate.dat"))
 	if errors.Is(err, os.ErrNotExist) {
 		return Position{UUID: ZeroUUID, Seqno: -1}, nil
 	}
@@ -96,13 +119,16 @@ func (s *Server) Position(ctx context.Context) (Position, error) {
 	if p.Seqno >= 0 || p.UUID == ZeroUUID {
 		return p, nil
 	}
-	log := filepath.Join(s.DataDir, "wsrep-recover.log")
+	log := filepath.Join(dataDir, "wsrep-recover.log")
 	os.Remove(log)
-	bin := s.Bin
 	if bin == "" {
 		bin = "mariadbd"
 	}
-	argv := append(append([]string{}, s.Wrap...), bin, "--defaults-file="+s.DefaultsFile, "--wsrep-recover", "--log-error="+log)
+	args := []string{"--wsrep-recover", "--log-error=" + log}
+	if defaultsFile != "" {
+		args = append([]string{"--defaults-file=" + defaultsFile}, args...)
+	}
+	argv := append(append(append([]string{}, wrap...), bin), args...)
 	if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
 		return Position{}, fmt.Errorf("galera: --wsrep-recover: %v: %s", err, tailOf(out, 400))
 	}
@@ -120,14 +146,16 @@ func (s *Server) Position(ctx context.Context) (Position, error) {
 
 // MarkSafeToBootstrap records, on the node chosen to bootstrap after a full crash, its recovered position with
 // safe_to_bootstrap: 1; mariadbd refuses --wsrep-new-cluster without it.
-func (s *Server) MarkSafeToBootstrap(p Position) error {
+func (s *Server) MarkSafeToBootstrap(p Position) error { return markSafe(s.DataDir, p) }
+
+func markSafe(dataDir string, p Position) error {
 	p.SafeToBootstrap = true
-	path := filepath.Join(s.DataDir, "grastate.dat")
+	path := filepath.Join(dataDir, "grastate.dat")
 	if err := os.WriteFile(path+".tmp", FormatGrastate(p), 0o660); err != nil {
 		return fmt.Errorf("galera: %w", err)
 	}
 	// Keep the file mariadbd's: it runs as its own user and must rewrite it.
-	if fi, err := os.Stat(s.DataDir); err == nil {
+	if fi, err := os.Stat(dataDir); err == nil {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 			if err := os.Chown(path+".tmp", int(st.Uid), int(st.Gid)); err != nil {
 				return fmt.Errorf("galera: %w", err)

@@ -1,0 +1,108 @@
+package galera
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Systemd controls Debian's mariadb.service. A bootstrap goes through the unit's EnvironmentFile, as Debian's
+// galera_new_cluster does: _WSREP_NEW_CLUSTER carries --wsrep-new-cluster and the start position, and the file
+// is removed once the start returned, so that no later start bootstraps by accident.
+type Systemd struct {
+	Unit      string // default mariadb.service
+	Systemctl string // default systemctl
+	EnvFile   string // default /run/mariadb-wsrep-new-cluster (the unit's EnvironmentFile)
+	DataDir   string
+	Poll      time.Duration // how often Done looks at the unit; default 2 s
+
+	mu   sync.Mutex
+	done chan struct{}
+}
+
+func (s *Systemd) unit() string { return or(s.Unit, "mariadb.service") }
+func (s *Systemd) ctl() string  { return or(s.Systemctl, "systemctl") }
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func (s *Systemd) run(args ...string) error {
+	out, err := exec.Command(s.ctl(), args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("galera: systemctl %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Start starts the unit; the start blocks until mariadbd is up (the unit is Type=notify).
+func (s *Systemd) Start(bootstrap bool, from Position) error {
+	if bootstrap {
+		env := or(s.EnvFile, "/run/mariadb-wsrep-new-cluster")
+		v := "--wsrep-new-cluster"
+		if from.Known() {
+			v += " --wsrep_start_position=" + from.String()
+		}
+		if err := os.WriteFile(env, []byte("_WSREP_NEW_CLUSTER="+v+"\n"), 0o644); err != nil {
+			return fmt.Errorf("galera: %w", err)
+		}
+		defer os.Remove(env)
+	}
+	if err := s.run("start", s.unit()); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.done = make(chan struct{})
+	done := s.done
+	s.mu.Unlock()
+	go s.watch(done)
+	return nil
+}
+
+// watch closes done when the unit is no longer active.
+func (s *Systemd) watch(done chan struct{}) {
+	poll := s.Poll
+	if poll <= 0 {
+		poll = 2 * time.Second
+	}
+	for {
+		time.Sleep(poll)
+		if exec.Command(s.ctl(), "is-active", "--quiet", s.unit()).Run() != nil {
+			close(done)
+			return
+		}
+	}
+}
+
+// Done is closed when the unit stopped being active after Start.
+func (s *Systemd) Done() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done == nil {
+		d := make(chan struct{})
+		close(d)
+		return d
+	}
+	return s.done
+}
+
+// Stop stops the unit (systemd applies the unit's own stop timeout).
+func (s *Systemd) Stop(time.Duration) { s.run("stop", s.unit()) }
+
+// Position reads grastate.dat, and the recovered position after a crash.
+func (s *Systemd) Position(ctx context.Context) (Position, error) {
+	return position(ctx, s.DataDir, "mariadbd", "", []string{})
+}
+
+// MarkSafeToBootstrap records the winner's position with safe_to_bootstrap: 1.
+func (s *Systemd) MarkSafeToBootstrap(p Position) error { return markSafe(s.DataDir, p) }
+
+// Dir is the datadir.
+func (s *Systemd) Dir() string { return s.DataDir }

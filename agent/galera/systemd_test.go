@@ -1,0 +1,76 @@
+package galera
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSystemd drives the controller against a stand-in systemctl that records its calls and the bootstrap
+// environment it would hand to mariadb.service (this machine has no systemd as PID 1; the VM tests run the real
+// unit).
+func TestSystemd(t *testing.T) {
+	dir := t.TempDir()
+	log, env, active := filepath.Join(dir, "calls"), filepath.Join(dir, "new-cluster"), filepath.Join(dir, "active")
+	ctl := filepath.Join(dir, "systemctl")
+	script := `#!/bin/sh
+echo "$*" >> ` + log + `
+case "$1" in
+start) [ -f ` + env + ` ] && cat ` + env + ` >> ` + log + `; touch ` + active + ` ;;
+stop) rm -f ` + active + ` ;;
+is-active) [ -f ` + active + ` ] ;;
+esac
+`
+	if err := os.WriteFile(ctl, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := &Systemd{Systemctl: ctl, EnvFile: env, DataDir: dir, Poll: 50 * time.Millisecond}
+	from := Position{UUID: "9dd37a7e-eb46-11f1-a9bc-030597b2c8a1", Seqno: 35}
+	if err := s.Start(true, from); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(env); !os.IsNotExist(err) {
+		t.Fatal("the bootstrap environment file outlived the start")
+	}
+	select {
+	case <-s.Done():
+		t.Fatal("done while active")
+	case <-time.After(200 * time.Millisecond):
+	}
+	s.Stop(time.Second)
+	select {
+	case <-s.Done():
+	case <-time.After(2 * time.Second):
+		t.Fatal("not done after stop")
+	}
+	if err := s.Start(false, Position{}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(log)
+	calls := strings.Split(strings.TrimSpace(string(b)), "\n")
+	var kept []string
+	for _, c := range calls {
+		if !strings.HasPrefix(c, "is-active") {
+			kept = append(kept, c)
+		}
+	}
+	want := []string{
+		"start mariadb.service",
+		"_WSREP_NEW_CLUSTER=--wsrep-new-cluster --wsrep_start_position=9dd37a7e-eb46-11f1-a9bc-030597b2c8a1:35",
+		"stop mariadb.service",
+		"start mariadb.service",
+	}
+	if strings.Join(kept, "|") != strings.Join(want, "|") {
+		t.Fatalf("calls:\n%s\nwant:\n%s", strings.Join(kept, "\n"), strings.Join(want, "\n"))
+	}
+	// Position and the safe_to_bootstrap mark work on the datadir as for the child.
+	if err := s.MarkSafeToBootstrap(from); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Position(t.Context())
+	if err != nil || p != (Position{UUID: from.UUID, Seqno: 35, SafeToBootstrap: true}) {
+		t.Fatalf("position %+v %v", p, err)
+	}
+}
