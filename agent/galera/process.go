@@ -43,20 +43,41 @@ type Server struct {
 	c child.Child
 }
 
-// InitDataDir creates the system tables when the datadir is empty (mariadb-install-db).
+// InitDataDir creates the system tables when the datadir is empty (mariadb-install-db). A failed attempt on an
+// empty datadir is cleared and tried again (twice): it has been seen to fail once in a while here, for no reason
+// that its output gave.
 func (s *Server) InitDataDir(ctx context.Context, user string) error {
 	if _, err := os.Stat(filepath.Join(s.DataDir, "mysql")); err == nil {
 		return nil
 	}
-	if err := os.MkdirAll(s.DataDir, 0o750); err != nil {
-		return fmt.Errorf("galera: %w", err)
+	if entries, err := os.ReadDir(s.DataDir); err == nil && len(entries) > 0 {
+		return fmt.Errorf("galera: %s has files but no system tables: refusing to initialise it", s.DataDir)
 	}
-	out, err := exec.CommandContext(ctx, "mariadb-install-db", "--no-defaults", "--datadir="+s.DataDir, "--user="+user,
-		"--auth-root-authentication-method=socket", "--skip-test-db").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("galera: mariadb-install-db: %v: %s", err, tailOf(out, 400))
+	var last error
+	for attempt := 1; attempt <= 3; attempt++ {
+		if err := os.MkdirAll(s.DataDir, 0o750); err != nil {
+			return fmt.Errorf("galera: %w", err)
+		}
+		out, err := exec.CommandContext(ctx, "mariadb-install-db", "--no-defaults", "--datadir="+s.DataDir, "--user="+user,
+			"--auth-root-authentication-method=socket", "--skip-test-db").CombinedOutput()
+		if err == nil {
+			return nil
+		}
+		last = fmt.Errorf("galera: mariadb-install-db (attempt %d): %v: %s", attempt, err, headOf(out, 800))
+		if ctx.Err() != nil {
+			break
+		}
+		os.RemoveAll(s.DataDir)
+		time.Sleep(time.Second)
 	}
-	return nil
+	return last
+}
+
+func headOf(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
 }
 
 func tailOf(b []byte, n int) []byte {
