@@ -19,9 +19,7 @@ import (
 // Agent runs the node agent (the systemd unit's ExecStart).
 func Agent(ctx context.Context, args []string, stdio Stdio) int {
 	fs := newFlags("agent", "agent [--config PATH] [flags]", stdio)
-	src := config.DefaultSources()
-	fs.StringVar(&src.Path, "config", "", "configuration file (default: "+config.DefaultPath+", then the user-data)")
-	fs.StringVar(&src.MetadataURL, "metadata-url", src.MetadataURL, "base URL of the Hetzner metadata service")
+	src := sourceFlags(fs)
 	keepalivedBin := fs.String("keepalived", "keepalived", "keepalived binary")
 	galeraMode := fs.String("galera", "", "\"systemd\": control mariadb.service (a node); \"child\": run mariadbd as the agent's child (the lab and the tests)")
 	galeraFile := fs.String("test-galera-file", "", "test double: a file holding \"Primary Synced\" while Galera is healthy")
@@ -32,13 +30,8 @@ func Agent(ctx context.Context, args []string, stdio Stdio) int {
 	}
 	log := report.NewLogger(report.LogOptions{Stderr: stdio.Stderr})
 	src.Stdin = stdio.Stdin
-	pl, err := src.Read(ctx)
+	cfg, _, err := loadConfig(ctx, *src)
 	if err != nil {
-		log.Error("configuration", "err", err)
-		return ExitUsage
-	}
-	cfg, probs := config.Check(pl.Name, pl.Data, config.SecretFiles{Owner: os.Geteuid()})
-	if err := probs.Err(); err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			log.Error("invalid configuration: "+line, "event", "config_invalid")
 		}
@@ -59,12 +52,8 @@ func Agent(ctx context.Context, args []string, stdio Stdio) int {
 	o := daemon.Options{Config: cfg, Log: log, SecretOwner: os.Geteuid(), KeepalivedBin: *keepalivedBin,
 		Reload: reload,
 		LoadConfig: func() (config.Config, error) {
-			pl, err := src.Read(ctx)
-			if err != nil {
-				return config.Config{}, err
-			}
-			c, probs := config.Check(pl.Name, pl.Data, config.SecretFiles{Owner: os.Geteuid()})
-			return c, probs.Err()
+			c, _, err := loadConfig(ctx, *src)
+			return c, err
 		}}
 	switch *galeraMode {
 	case "":

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -18,30 +17,26 @@ import (
 // prints either a summary of the cluster (exit 0) or every problem, one a line (exit 2).
 func Validate(ctx context.Context, args []string, stdio Stdio) int {
 	fset := newFlags("validate", "validate [--config PATH|-]", stdio)
-	src := config.DefaultSources()
-	fset.StringVar(&src.Path, "config", "", "configuration file, or - for stdin (default: "+config.DefaultPath+
-		", then cloud-init's user-data, then the metadata service)")
-	fset.StringVar(&src.MetadataURL, "metadata-url", src.MetadataURL, "base URL of the Hetzner metadata service")
+	src := sourceFlags(fset)
 	fset.DurationVar(&src.MetadataDeadline, "metadata-timeout", 10*time.Second, "how long to retry the metadata service")
 	if code, done := parseFlags(fset, args, stdio); done {
 		return code
 	}
 	src.Stdin = stdio.Stdin
-	pl, err := src.Read(ctx)
-	if err != nil {
+	cfg, pl, err := loadConfig(ctx, *src)
+	var probs config.Problems
+	switch {
+	case errors.As(err, &probs):
+		fmt.Fprintln(stdio.Stderr, err)
+		fmt.Fprintf(stdio.Stderr, "%s: %d problem(s)\n", pl.Name, len(probs))
+		return ExitUsage
+	case err != nil:
 		fmt.Fprintln(stdio.Stderr, err)
 		var pe *config.PayloadError
 		if errors.As(err, &pe) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, config.ErrNoConfig) {
 			return ExitUsage
 		}
 		return ExitFailure
-	}
-	// Secret files must belong to the user that runs the agent: root on a node.
-	cfg, probs := config.Check(pl.Name, pl.Data, config.SecretFiles{Owner: os.Geteuid()})
-	if err := probs.Err(); err != nil {
-		fmt.Fprintln(stdio.Stderr, err)
-		fmt.Fprintf(stdio.Stderr, "%s: %d problem(s)\n", pl.Name, len(probs))
-		return ExitUsage
 	}
 	summarize(stdio.Stdout, pl.Name, &cfg)
 	return ExitOK
