@@ -229,7 +229,7 @@ func (a *Agent) startKeepalived(ctx context.Context, privIf string, self config.
 		}
 	}()
 	p := &keepalived.Process{Bin: a.o.KeepalivedBin, Config: c.Keepalived.ConfigFile,
-		RunDir: filepath.Join(c.Failover.StateDir, "keepalived"), Output: logWriter{a.log}, Log: a.log}
+		RunDir: filepath.Join(c.Failover.StateDir, "keepalived"), Output: logWriter{a.log}}
 	if err := p.Start(); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}

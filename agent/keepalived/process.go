@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -43,7 +42,6 @@ type Process struct {
 	RunDir string // pid files go here
 	Netns  string // run in this named network namespace (keepalived -s)
 	Output io.Writer
-	Log    *slog.Logger
 
 	c child.Child
 }
