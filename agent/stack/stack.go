@@ -1,0 +1,401 @@
+// Package stack drives mailcow-dockerized through the Docker Engine API: it finds the containers by their compose
+// project label, judges the critical services' health (running, Docker health check, ports answering), stops them
+// with their restart policy disabled so that dockerd cannot revive them on an empty mount point, and starts them
+// again in dependency order once the mount guard passes. It never edits mailcow's own files; its only file is
+// docker-compose.override.yml, which mailcow's update.sh leaves alone.
+package stack
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+)
+
+// Compose's container labels.
+const (
+	LabelProject   = "com.docker.compose.project"
+	LabelService   = "com.docker.compose.service"
+	LabelDependsOn = "com.docker.compose.depends_on"
+	LabelOneoff    = "com.docker.compose.oneoff"
+)
+
+// Docker is the part of the Docker Engine client that the stack uses (*client.Client implements it).
+type Docker interface {
+	ContainerList(ctx context.Context, o container.ListOptions) ([]container.Summary, error)
+	ContainerUpdate(ctx context.Context, id string, u container.UpdateConfig) (container.UpdateResponse, error)
+	ContainerStop(ctx context.Context, id string, o container.StopOptions) error
+	ContainerStart(ctx context.Context, id string, o container.StartOptions) error
+}
+
+// Stack is one node's mailcow.
+type Stack struct {
+	Docker   Docker
+	Project  string   // compose project, e.g. mailcowdockerized
+	Critical []string // services whose failure fails the node's check
+	Ports    map[string][]int
+	PortHost string // where the ports are probed; default 127.0.0.1
+
+	// Guard must pass before anything starts: the mount point is this cluster's marked Volume.
+	Guard func(ctx context.Context) error
+	// Create makes the missing containers (mailcow: `docker compose create` in the mailcow directory). It runs
+	// after the guard, only when a service has no container or the override changed since the last run.
+	Create []string
+	Dir    string // working directory of Create (the mailcow directory)
+	// Override is the rendered docker-compose.override.yml; its hash is kept in StateFile after Create ran.
+	Override  []byte
+	StateFile string
+	// StartTimeout bounds the wait for the critical services after a start.
+	StartTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Container is a discovered container of the project.
+type Container struct {
+	ID, Name, Service string
+	State             string // running, exited, created, restarting, paused, dead
+	Status            string // Docker's human status, with "(healthy)", "(unhealthy)" or "(health: starting)"
+	Restart           string
+	DependsOn         []string
+}
+
+// Health is one critical service's state.
+type Health struct {
+	Service string `json:"service"`
+	Healthy bool   `json:"healthy"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// Discover lists the project's containers by service name.
+func (s *Stack) Discover(ctx context.Context) (map[string]Container, error) {
+	f := filters.NewArgs(filters.Arg("label", LabelProject+"="+s.Project))
+	list, err := s.Docker.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("docker: listing %s containers: %w", s.Project, err)
+	}
+	out := map[string]Container{}
+	for _, c := range list {
+		svc := c.Labels[LabelService]
+		if svc == "" || strings.EqualFold(c.Labels[LabelOneoff], "true") {
+			continue
+		}
+		name := strings.TrimPrefix(firstOr(c.Names, c.ID), "/")
+		cc := Container{ID: c.ID, Name: name, Service: svc, State: string(c.State), Status: c.Status}
+		cc.DependsOn = parseDependsOn(c.Labels[LabelDependsOn])
+		if prev, dup := out[svc]; dup && prev.State == "running" {
+			continue // scaled services: one running container is enough for the health model
+		}
+		out[svc] = cc
+	}
+	return out, nil
+}
+
+func firstOr(s []string, d string) string {
+	if len(s) > 0 {
+		return s[0]
+	}
+	return d
+}
+
+// parseDependsOn reads compose v2's label: "svc:condition:restart,svc2:condition:restart".
+func parseDependsOn(v string) []string {
+	var out []string
+	for _, part := range strings.Split(v, ",") {
+		if name, _, _ := strings.Cut(strings.TrimSpace(part), ":"); name != "" {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// Check judges every critical service.
+func (s *Stack) Check(ctx context.Context) ([]Health, error) {
+	cs, err := s.Discover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Health, 0, len(s.Critical))
+	for _, svc := range s.Critical {
+		h := Health{Service: svc}
+		c, ok := cs[svc]
+		switch {
+		case !ok:
+			h.Reason = "no container"
+		case c.State != "running":
+			h.Reason = "container " + c.State + " (" + c.Status + ")"
+		case strings.Contains(c.Status, "(unhealthy)"):
+			h.Reason = "Docker health check failing"
+		case strings.Contains(c.Status, "(health: starting)"):
+			h.Reason = "Docker health check starting"
+		default:
+			h.Reason = s.probePorts(ctx, svc)
+		}
+		h.Healthy = h.Reason == ""
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+func (s *Stack) probePorts(ctx context.Context, svc string) string {
+	host := s.PortHost
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	for _, p := range s.Ports[svc] {
+		d := net.Dialer{Timeout: time.Second}
+		c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(p)))
+		if err != nil {
+			return fmt.Sprintf("port %d does not answer", p)
+		}
+		c.Close()
+	}
+	return ""
+}
+
+// Failed implements the agent's Stack: the first critical service that is down, with why ("" when all are up).
+// The agent's brain applies failover.check_grace, so that mailcow's own watchdog has time to restart it.
+func (s *Stack) Failed(ctx context.Context) (string, error) {
+	hs, err := s.Check(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, h := range hs {
+		if !h.Healthy {
+			return h.Service + ": " + h.Reason, nil
+		}
+	}
+	return "", nil
+}
+
+// Stop stops every container of the project with its restart policy disabled first, so that neither mailcow's
+// restart: always nor a reboot revives it. Dependents stop before what they depend on; each level in parallel.
+func (s *Stack) Stop(ctx context.Context) error {
+	cs, err := s.Discover(ctx)
+	if err != nil {
+		return err
+	}
+	levels := Levels(s.deps(cs))
+	start := time.Now()
+	for i := len(levels) - 1; i >= 0; i-- {
+		err := parallel(levels[i], func(svc string) error {
+			c := cs[svc]
+			if _, err := s.Docker.ContainerUpdate(ctx, c.ID, container.UpdateConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled}}); err != nil {
+				return fmt.Errorf("docker: disabling the restart policy of %s: %w", c.Name, err)
+			}
+			if c.State == "exited" || c.State == "created" || c.State == "dead" {
+				return nil
+			}
+			if err := s.Docker.ContainerStop(ctx, c.ID, container.StopOptions{}); err != nil {
+				return fmt.Errorf("docker: stopping %s: %w", c.Name, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	s.log().Info("mailcow stopped", "containers", len(cs), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// Start starts mailcow: the mount guard first, then the containers that are missing are created, then every
+// container gets restart: always back and starts, level by level in dependency order. It waits up to
+// StartTimeout for the critical services; one that is still down then is left to the health check and its grace.
+func (s *Stack) Start(ctx context.Context) error {
+	if s.Guard == nil {
+		return errors.New("stack: no mount guard configured; refusing to start mailcow")
+	}
+	if err := s.Guard(ctx); err != nil {
+		return fmt.Errorf("stack: mount guard: %w", err)
+	}
+	begin := time.Now()
+	cs, err := s.Discover(ctx)
+	if err != nil {
+		return err
+	}
+	if why := s.needCreate(cs); why != "" {
+		if err := s.create(ctx, why); err != nil {
+			return err
+		}
+		if cs, err = s.Discover(ctx); err != nil {
+			return err
+		}
+		for _, svc := range s.Critical {
+			if _, ok := cs[svc]; !ok {
+				return fmt.Errorf("stack: %s has no container after %q", svc, strings.Join(s.Create, " "))
+			}
+		}
+	}
+	for _, level := range Levels(s.deps(cs)) {
+		err := parallel(level, func(svc string) error {
+			c := cs[svc]
+			if _, err := s.Docker.ContainerUpdate(ctx, c.ID, container.UpdateConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyAlways}}); err != nil {
+				return fmt.Errorf("docker: restoring the restart policy of %s: %w", c.Name, err)
+			}
+			if c.State == "running" {
+				return nil
+			}
+			if err := s.Docker.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+				return fmt.Errorf("docker: starting %s: %w", c.Name, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	started := time.Since(begin)
+	failed, err := s.WaitHealthy(ctx, s.StartTimeout)
+	switch {
+	case err != nil:
+		return err
+	case failed != "":
+		s.log().Warn("mailcow started, but a critical service is not up yet; the health check decides", "failed", failed,
+			"waited", s.StartTimeout)
+	default:
+		s.log().Info("mailcow started", "containers", len(cs), "started_in", started.Round(time.Millisecond),
+			"healthy_in", time.Since(begin).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// WaitHealthy polls the critical services until all are up or d passes; it returns the last failure.
+func (s *Stack) WaitHealthy(ctx context.Context, d time.Duration) (string, error) {
+	deadline := time.Now().Add(d)
+	for {
+		failed, err := s.Failed(ctx)
+		if err != nil || failed == "" || !time.Now().Before(deadline) {
+			return failed, err
+		}
+		select {
+		case <-ctx.Done():
+			return failed, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// needCreate says why Create must run: a service without a container, or an override changed since it last ran.
+func (s *Stack) needCreate(cs map[string]Container) string {
+	for _, svc := range s.Critical {
+		if _, ok := cs[svc]; !ok {
+			return svc + " has no container"
+		}
+	}
+	if s.StateFile != "" && s.Override != nil {
+		if b, err := os.ReadFile(s.StateFile); err != nil || strings.TrimSpace(string(b)) != hash(s.Override) {
+			return OverrideFile + " changed since the containers were created"
+		}
+	}
+	return ""
+}
+
+func (s *Stack) create(ctx context.Context, why string) error {
+	if len(s.Create) == 0 {
+		return fmt.Errorf("stack: %s, and mailcow.create_command is empty", why)
+	}
+	s.log().Info("creating mailcow's containers", "why", why, "command", strings.Join(s.Create, " "))
+	cmd := exec.CommandContext(ctx, s.Create[0], s.Create[1:]...)
+	cmd.Dir = s.Dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("stack: %q in %s: %w: %s", strings.Join(s.Create, " "), s.Dir, err, tail(out, 800))
+	}
+	if s.StateFile != "" && s.Override != nil {
+		if err := os.MkdirAll(filepath.Dir(s.StateFile), 0o755); err != nil {
+			return fmt.Errorf("stack: %w", err)
+		}
+		if err := os.WriteFile(s.StateFile, []byte(hash(s.Override)+"\n"), 0o644); err != nil {
+			return fmt.Errorf("stack: %w", err)
+		}
+	}
+	return nil
+}
+
+func hash(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+func tail(b []byte, n int) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > n {
+		s = "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// deps returns the dependency graph of the discovered containers: compose's label where present, else the table.
+func (s *Stack) deps(cs map[string]Container) map[string][]string {
+	table := map[string][]string{}
+	for _, svc := range Services {
+		table[svc.Name] = svc.DependsOn
+	}
+	out := map[string][]string{}
+	for name, c := range cs {
+		if c.DependsOn != nil {
+			out[name] = c.DependsOn
+		} else {
+			out[name] = table[name]
+		}
+	}
+	return out
+}
+
+// parallel runs f for each item at once and joins the errors in item order.
+func parallel(items []string, f func(string) error) error {
+	errs := make([]error, len(items))
+	var wg sync.WaitGroup
+	for i, it := range items {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(it)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (s *Stack) log() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
+}
+
+// Policies returns each container's restart policy (for tests and status).
+func (s *Stack) Policies(ctx context.Context, inspect func(ctx context.Context, id string) (container.InspectResponse, error)) (map[string]string, error) {
+	cs, err := s.Discover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	names := make([]string, 0, len(cs))
+	for n := range cs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		ci, err := inspect(ctx, cs[n].ID)
+		if err != nil {
+			return nil, fmt.Errorf("docker: inspecting %s: %w", cs[n].Name, err)
+		}
+		out[n] = string(ci.HostConfig.RestartPolicy.Name)
+	}
+	return out, nil
+}

@@ -1,0 +1,223 @@
+package volume
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// needLoop skips unless this test can make loop devices and file systems.
+func needLoop(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loop devices and mount(2)")
+	}
+	for _, tool := range []string{"losetup", "mkfs.ext4", "e2fsck", "blkid", "mkswap"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (Debian: util-linux, e2fsprogs)", tool)
+		}
+	}
+}
+
+// loop makes a sparse image on a loop device and returns the device; mkfs, when given, formats it first.
+func loop(t *testing.T, mkfs ...string) string {
+	t.Helper()
+	img := filepath.Join(t.TempDir(), "volume.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	if len(mkfs) > 0 {
+		if out, err := exec.Command(mkfs[0], append(mkfs[1:], img)...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", mkfs, err, out)
+		}
+	}
+	out, err := exec.Command("losetup", "--find", "--show", img).Output()
+	if err != nil {
+		t.Skipf("no loop device available here: %v", err)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	return dev
+}
+
+func newVolume(t *testing.T, id int64) *Volume {
+	t.Helper()
+	dir := t.TempDir()
+	v := &Volume{ID: id, ByIDDir: filepath.Join(dir, "by-id"), MountPoint: filepath.Join(dir, "data"), Cluster: "lab", Node: "mx1",
+		Dirs: []string{"vmail", "crypt"}}
+	if err := os.MkdirAll(v.ByIDDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if ok, _ := IsMountPoint(v.MountPoint); ok {
+			unix.Unmount(v.MountPoint, unix.MNT_DETACH)
+		}
+	})
+	return v
+}
+
+func attach(t *testing.T, v *Volume, dev string) {
+	t.Helper()
+	if err := os.Symlink(dev, v.Device()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFirstUseFormatsMarksAndRemounts(t *testing.T) {
+	needLoop(t)
+	ctx := context.Background()
+	v := newVolume(t, 3001)
+	dev := loop(t)
+	// The device appears a little after the attach, as udev makes the link.
+	go func() { time.Sleep(200 * time.Millisecond); os.Symlink(dev, v.Device()) }()
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := v.WaitDevice(wctx, "/dev/disk/by-id/scsi-0HC_Volume_3001"); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Guard(ctx); err == nil || !strings.Contains(err.Error(), "not a mount point") {
+		t.Fatalf("guard before mount: %v", err)
+	}
+	if err := v.Mount(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m, err := v.marker()
+	if err != nil || m.Cluster != "lab" || m.VolumeID != 3001 || m.Node != "mx1" {
+		t.Fatalf("marker %+v %v", m, err)
+	}
+	for _, d := range v.Dirs {
+		if fi, err := os.Stat(filepath.Join(v.MountPoint, d)); err != nil || !fi.IsDir() {
+			t.Fatalf("data dir %s: %v", d, err)
+		}
+	}
+	if err := v.Guard(ctx); err != nil {
+		t.Fatalf("guard: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(v.MountPoint, "vmail", "mail"), []byte("kept"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Unmount(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := v.Mounted(ctx); ok {
+		t.Fatal("still mounted")
+	}
+	if _, err := os.Stat(filepath.Join(v.MountPoint, "vmail")); err == nil {
+		t.Fatal("the bare mount point shows the Volume's data")
+	}
+	// Second mount: no format (fsck instead), same marker, data kept.
+	if err := v.Mount(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m2, _ := v.marker()
+	if !m2.Created.Equal(m.Created) {
+		t.Fatalf("marker rewritten: %v then %v", m.Created, m2.Created)
+	}
+	if b, err := os.ReadFile(filepath.Join(v.MountPoint, "vmail", "mail")); err != nil || string(b) != "kept" {
+		t.Fatalf("data after remount: %q %v", b, err)
+	}
+	// Mount on a mounted Volume is a no-op that still checks the marker.
+	if err := v.Mount(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Unmount(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Unmount(ctx); err != nil {
+		t.Fatalf("second unmount: %v", err)
+	}
+}
+
+func TestRefusesDataWithoutMarker(t *testing.T) {
+	needLoop(t)
+	ctx := context.Background()
+	v := newVolume(t, 3002)
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "somebody-elses-data"), []byte("x"), 0o600)
+	attach(t, v, loop(t, "mkfs.ext4", "-q", "-d", src))
+	err := v.Mount(ctx)
+	if err == nil || !strings.Contains(err.Error(), "holds data but no "+MarkerFile) {
+		t.Fatalf("mount: %v", err)
+	}
+	if ok, _ := v.Mounted(ctx); ok {
+		t.Fatal("refused Volume left mounted")
+	}
+}
+
+func TestRefusesOtherClustersMarker(t *testing.T) {
+	needLoop(t)
+	ctx := context.Background()
+	v := newVolume(t, 3003)
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, MarkerFile), []byte(`{"cluster":"other","volume_id":3003}`), 0o644)
+	attach(t, v, loop(t, "mkfs.ext4", "-q", "-d", src))
+	if err := v.Mount(ctx); err == nil || !strings.Contains(err.Error(), `names cluster "other"`) {
+		t.Fatalf("mount: %v", err)
+	}
+	if ok, _ := v.Mounted(ctx); ok {
+		t.Fatal("refused Volume left mounted")
+	}
+}
+
+func TestRefusesForeignFileSystem(t *testing.T) {
+	needLoop(t)
+	v := newVolume(t, 3004)
+	attach(t, v, loop(t, "mkswap"))
+	if err := v.Mount(context.Background()); err == nil || !strings.Contains(err.Error(), "holds a swap file system") {
+		t.Fatalf("mount: %v", err)
+	}
+}
+
+func TestGuardRefusesEmptyAndUnmarkedMounts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: mount(2)")
+	}
+	ctx := context.Background()
+	v := newVolume(t, 3005)
+	os.MkdirAll(v.MountPoint, 0o755)
+	if err := v.Guard(ctx); err == nil || !strings.Contains(err.Error(), "not a mount point") {
+		t.Fatalf("plain directory: %v", err)
+	}
+	if err := unix.Mount("tmpfs", v.MountPoint, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Guard(ctx); err == nil || !strings.Contains(err.Error(), "unmarked") {
+		t.Fatalf("empty mount: %v", err)
+	}
+	os.WriteFile(filepath.Join(v.MountPoint, MarkerFile), []byte(`{"cluster":"lab","volume_id":9}`), 0o644)
+	if err := v.Guard(ctx); err == nil || !strings.Contains(err.Error(), "volume 9") {
+		t.Fatalf("wrong volume id: %v", err)
+	}
+	os.WriteFile(filepath.Join(v.MountPoint, MarkerFile), []byte(`{"cluster":"lab","volume_id":3005}`), 0o644)
+	if err := v.Guard(ctx); err != nil {
+		t.Fatalf("marked mount: %v", err)
+	}
+}
+
+func TestWaitDeviceHonoursContext(t *testing.T) {
+	v := &Volume{ID: 1, ByIDDir: t.TempDir()}
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	if err := v.WaitDevice(ctx, ""); err == nil || !strings.Contains(err.Error(), "scsi-0HC_Volume_1") {
+		t.Fatalf("got %v", err)
+	}
+	os.WriteFile(v.Device(), nil, 0o644)
+	if err := v.WaitDevice(context.Background(), ""); err == nil || !strings.Contains(err.Error(), "not a block device") {
+		t.Fatalf("regular file: %v", err)
+	}
+}
+
+func TestUnescape(t *testing.T) {
+	if got := unescape(`/a\040b\134c`); got != `/a b\c` {
+		t.Fatalf("got %q", got)
+	}
+}

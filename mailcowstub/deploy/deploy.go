@@ -1,0 +1,239 @@
+// Package deploy puts the stub mailcow stack onto a Docker Engine: it builds the FROM-scratch stub image with
+// `docker build` (through the Engine API; no registry is needed) and creates one container for each of mailcow's
+// 18 services, with mailcow's container names, compose labels, restart policy, and the binds of the override
+// (agent/stack's layout), so that the agent cannot tell the stub from the real stack.
+package deploy
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/client"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/stack"
+	"github.com/mailcow-ha/mailcow-ha/mailcowstub"
+)
+
+// Image is the stub image's default tag.
+const Image = "mailcow-ha/mailcow-stub:latest"
+
+// Options describe the stub stack on one node.
+type Options struct {
+	Project   string // compose project, e.g. mailcowdockerized
+	Image     string
+	DataMount string // the shared Volume's mount point; the binds point below it
+	SocketDir string // the host MariaDB's socket directory
+	Hostname  string // the name the stub services greet with
+	PortBase  int    // added to every port (tests on a shared host); 0 in the lab
+	// HealthInterval is the Docker health check's interval for postfix, dovecot and nginx.
+	HealthInterval time.Duration
+}
+
+// Role returns the stub role that plays a mailcow service.
+func Role(service string) string {
+	switch service {
+	case "postfix-mailcow":
+		return mailcowstub.RolePostfix
+	case "dovecot-mailcow":
+		return mailcowstub.RoleDovecot
+	case "nginx-mailcow":
+		return mailcowstub.RoleNginx
+	}
+	return mailcowstub.RoleSleep
+}
+
+// Connect returns a client for the Engine at host ("" means DOCKER_HOST or the default socket), negotiating the
+// API version (Debian 12's docker.io speaks 1.41).
+func Connect(host string) (*client.Client, error) {
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if host != "" {
+		opts = append(opts, client.WithHost(host))
+	}
+	c, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	return c, nil
+}
+
+// GoBuild builds the static stub binary from this module's source (tests and `make`).
+func GoBuild(ctx context.Context, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "github.com/mailcow-ha/mailcow-ha/cmd/mailcow-stub")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("building mailcow-stub: %w: %s", err, b)
+	}
+	return nil
+}
+
+// BuildImage runs `docker build` for a FROM-scratch image holding only the static stub binary.
+func BuildImage(ctx context.Context, c *client.Client, binary, tag string) error {
+	bin, err := os.ReadFile(binary)
+	if err != nil {
+		return fmt.Errorf("stub image: %w", err)
+	}
+	dockerfile := "FROM scratch\nCOPY mailcow-stub /mailcow-stub\nENTRYPOINT [\"/mailcow-stub\"]\n"
+	var ctxTar bytes.Buffer
+	tw := tar.NewWriter(&ctxTar)
+	for _, f := range []struct {
+		name string
+		mode int64
+		data []byte
+	}{{"Dockerfile", 0o644, []byte(dockerfile)}, {"mailcow-stub", 0o755, bin}} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Unix(0, 0)}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	resp, err := c.ImageBuild(ctx, &ctxTar, build.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true})
+	if err != nil {
+		return fmt.Errorf("docker build: %w", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var last string
+	for sc.Scan() {
+		var m struct {
+			Stream string `json:"stream"`
+			Error  string `json:"error"`
+		}
+		if json.Unmarshal(sc.Bytes(), &m) == nil {
+			if m.Error != "" {
+				return fmt.Errorf("docker build: %s", m.Error)
+			}
+			if s := strings.TrimSpace(m.Stream); s != "" {
+				last = s
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("docker build: %w", err)
+	}
+	if !strings.HasPrefix(last, "Successfully tagged") && !strings.HasPrefix(last, "Successfully built") {
+		return fmt.Errorf("docker build: unexpected end of output: %q", last)
+	}
+	return nil
+}
+
+// Create makes the containers of every service that has none (`docker compose create`, for the stub). The data
+// directories must exist: the binds never create host paths.
+func Create(ctx context.Context, c *client.Client, o Options) (int, error) {
+	if o.Image == "" {
+		o.Image = Image
+	}
+	if o.HealthInterval == 0 {
+		o.HealthInterval = 2 * time.Second
+	}
+	have, err := existing(ctx, c, o.Project)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, svc := range stack.Services {
+		if have[svc.Name] {
+			continue
+		}
+		if err := createOne(ctx, c, o, svc); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+func createOne(ctx context.Context, c *client.Client, o Options, svc stack.Service) error {
+	role := Role(svc.Name)
+	args := []string{role, "--vmail", "/var/vmail", "--port-base", strconv.Itoa(o.PortBase)}
+	if o.Hostname != "" {
+		args = append(args, "--hostname", o.Hostname)
+	}
+	var deps []string
+	for _, d := range svc.DependsOn {
+		deps = append(deps, d+":service_started:false")
+	}
+	cfg := &container.Config{
+		Image:    o.Image,
+		Cmd:      args,
+		Hostname: o.Hostname,
+		Labels: map[string]string{
+			stack.LabelProject:                    o.Project,
+			stack.LabelService:                    svc.Name,
+			stack.LabelOneoff:                     "False",
+			stack.LabelDependsOn:                  strings.Join(deps, ","),
+			"com.docker.compose.container-number": "1",
+			"org.mailcow-ha.stub":                 role,
+		},
+	}
+	if role != mailcowstub.RoleSleep {
+		cfg.Healthcheck = &container.HealthConfig{
+			Test:     []string{"CMD", "/mailcow-stub", "health", role, "--port-base", strconv.Itoa(o.PortBase)},
+			Interval: o.HealthInterval, Timeout: 2 * time.Second, Retries: 2,
+		}
+	}
+	hc := &container.HostConfig{
+		NetworkMode:   "host",
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyAlways},
+	}
+	mounts := stack.MountsOf(svc.Name)
+	if svc.Name == "postfix-mailcow" {
+		// The stub's postfix delivers into the Maildirs itself (real postfix hands over to dovecot by LMTP).
+		mounts = append(mounts, stack.Mount{Service: svc.Name, Target: "/var/vmail", Dir: "vmail"})
+	}
+	for _, m := range mounts {
+		hc.Mounts = append(hc.Mounts, mount.Mount{
+			Type: mount.TypeBind, Source: m.Source(o.DataMount, o.SocketDir), Target: m.Target, ReadOnly: m.ReadOnly,
+		})
+	}
+	name := o.Project + "-" + svc.Name + "-1"
+	if _, err := c.ContainerCreate(ctx, cfg, hc, nil, nil, name); err != nil {
+		return fmt.Errorf("docker: creating %s: %w", name, err)
+	}
+	return nil
+}
+
+func existing(ctx context.Context, c *client.Client, project string) (map[string]bool, error) {
+	list, err := c.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", stack.LabelProject+"="+project))})
+	if err != nil {
+		return nil, fmt.Errorf("docker: %w", err)
+	}
+	out := map[string]bool{}
+	for _, ct := range list {
+		out[ct.Labels[stack.LabelService]] = true
+	}
+	return out, nil
+}
+
+// Remove deletes every container of the project, running or not.
+func Remove(ctx context.Context, c *client.Client, project string) error {
+	list, err := c.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", stack.LabelProject+"="+project))})
+	if err != nil {
+		return fmt.Errorf("docker: %w", err)
+	}
+	var errs []error
+	for _, ct := range list {
+		if err := c.ContainerRemove(ctx, ct.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
+			errs = append(errs, fmt.Errorf("docker: removing %s: %w", ct.ID[:12], err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,148 @@
+package mailcowstub
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/smtp"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/stdio"
+)
+
+// freeBase finds a port base under which every stub port is free on loopback.
+func freeBase(t *testing.T) int {
+	t.Helper()
+	for base := 20000 + os.Getpid()%50*500; base < 60000; base += 1000 {
+		ok := true
+		for _, ports := range Ports {
+			for _, p := range ports {
+				l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+p))
+				if err != nil {
+					ok = false
+					break
+				}
+				l.Close()
+			}
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free port base")
+	return 0
+}
+
+func startRole(t *testing.T, ctx context.Context, o Options) {
+	t.Helper()
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, o) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for Health(ctx, o) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not come up", o.Role)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("%s ended: %v", o.Role, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("%s: %v", o.Role, err)
+		}
+	})
+}
+
+func TestMailRoundTrip(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	vmail := t.TempDir()
+	base := freeBase(t)
+	for _, role := range []string{RolePostfix, RoleDovecot, RoleNginx} {
+		startRole(t, ctx, Options{Role: role, Bind: "127.0.0.1", PortBase: base, VmailDir: vmail, Hostname: "mx1.test"})
+	}
+	body := "Subject: hello\r\n\r\n.leading dot\r\nline two\r\n"
+	err := smtp.SendMail(fmt.Sprintf("127.0.0.1:%d", base+25), nil, "alice@example.org", []string{"Bob@Example.org"}, []byte(body))
+	if err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	md, _ := MailboxDir(vmail, "bob@example.org")
+	msgs, err := md.Messages()
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("messages: %v %v", msgs, err)
+	}
+	got, _ := os.ReadFile(msgs[0])
+	if !strings.Contains(string(got), "\r\n.leading dot\r\nline two\r\n") || !strings.Contains(string(got), "Delivered-To: Bob@Example.org") {
+		t.Fatalf("stored message:\n%s", got)
+	}
+	if fi, _ := os.Stat(filepath.Dir(msgs[0])); filepath.Base(filepath.Dir(msgs[0])) != "new" || fi == nil {
+		t.Fatalf("message not in new/: %s", msgs[0])
+	}
+
+	// Implicit TLS on 465 answers with a greeting.
+	c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", base+465), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("smtps: %v", err)
+	}
+	buf := make([]byte, 64)
+	n, _ := c.Read(buf)
+	c.Close()
+	if !strings.HasPrefix(string(buf[:n]), "220 mx1.test") {
+		t.Fatalf("smtps greeting %q", buf[:n])
+	}
+
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed: the IMAP half of the round trip needs a real client")
+	}
+	out, err := exec.CommandContext(ctx, "curl", "-sS", "--max-time", "10", "-u", "bob@example.org:x",
+		fmt.Sprintf("imap://127.0.0.1:%d/INBOX;UID=1", base+143)).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "line two") || !strings.Contains(string(out), "Subject: hello") {
+		t.Fatalf("curl imap fetch: %v\n%s", err, out)
+	}
+	out, err = exec.CommandContext(ctx, "curl", "-sS", "--max-time", "10", "-u", "bob@example.org:x",
+		fmt.Sprintf("imap://127.0.0.1:%d/INBOX?ALL", base+143)).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "SEARCH 1") {
+		t.Fatalf("curl imap search: %v\n%s", err, out)
+	}
+	out, err = exec.CommandContext(ctx, "curl", "-sS", "-k", "--max-time", "10",
+		fmt.Sprintf("https://127.0.0.1:%d/health", base+443)).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "mx1.test: ok") {
+		t.Fatalf("curl https: %v\n%s", err, out)
+	}
+}
+
+func TestMailboxDirRefusesEscapes(t *testing.T) {
+	for _, a := range []string{"../x@d", "a@..", "a/b@d", "nodomain", "@d", "a@"} {
+		if _, err := MailboxDir("/v", a); err == nil {
+			t.Errorf("%q accepted", a)
+		}
+	}
+	if md, err := MailboxDir("/v", " A@B.org "); err != nil || md != "/v/b.org/a/Maildir" {
+		t.Errorf("got %q %v", md, err)
+	}
+}
+
+func TestMainUsage(t *testing.T) {
+	var errb strings.Builder
+	if code := Main(context.Background(), []string{"bogus"}, stdioFor(&errb)); code != 1 || !strings.Contains(errb.String(), "unknown role") {
+		t.Fatalf("code %d: %s", code, errb.String())
+	}
+	if code := Main(context.Background(), nil, stdioFor(&errb)); code != 2 {
+		t.Fatalf("code %d", code)
+	}
+}
+
+func stdioFor(w io.Writer) stdio.Stdio { return stdio.Stdio{Stdin: strings.NewReader(""), Stdout: w, Stderr: w} }
