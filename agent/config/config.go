@@ -119,6 +119,10 @@ type Mailcow struct {
 	ComposeProject   string   `toml:"compose_project"`
 	CriticalServices []string `toml:"critical_services"`
 	SNAT             bool     `toml:"snat"`
+	DockerHost       string   `toml:"docker_host"`
+	CreateCommand    []string `toml:"create_command"`
+	StartTimeout     Duration `toml:"start_timeout"`
+	DeviceDir        string   `toml:"device_dir"`
 }
 
 // Failover tunes the takeover protocol (DESIGN.md §3).
@@ -204,7 +208,11 @@ func Defaults() Config {
 				"postfix-mailcow", "dovecot-mailcow", "nginx-mailcow", "rspamd-mailcow",
 				"php-fpm-mailcow", "redis-mailcow", "unbound-mailcow",
 			},
-			SNAT: true,
+			SNAT:          true,
+			DockerHost:    "unix:///var/run/docker.sock",
+			CreateCommand: []string{"docker", "compose", "create"},
+			StartTimeout:  Duration(2 * time.Minute),
+			DeviceDir:     "/dev/disk/by-id",
 		},
 		Failover: Failover{
 			CheckGrace:        Duration(30 * time.Second),

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"text/template"
 	"time"
 )
@@ -235,6 +236,16 @@ func (v *validator) mailcow(c *Config) {
 	if len(m.CriticalServices) == 0 {
 		v.add("mailcow.critical_services", "name at least one service, such as \"postfix-mailcow\"")
 	}
+	if !strings.HasPrefix(m.DockerHost, "unix://") && !strings.HasPrefix(m.DockerHost, "tcp://") {
+		v.add("mailcow.docker_host", "%q: want unix:///path or tcp://host:port", m.DockerHost)
+	}
+	if len(m.CreateCommand) == 0 || m.CreateCommand[0] == "" {
+		v.add("mailcow.create_command", "name a command, such as [\"docker\", \"compose\", \"create\"]")
+	}
+	if m.StartTimeout.D() < time.Second {
+		v.add("mailcow.start_timeout", "must be at least 1s")
+	}
+	v.absPath("mailcow.device_dir", m.DeviceDir)
 	seen := map[string]bool{}
 	for i, s := range m.CriticalServices {
 		k := fmt.Sprintf("mailcow.critical_services[%d]", i)

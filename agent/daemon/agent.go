@@ -27,8 +27,8 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/vip"
 )
 
-// Options are what Run needs besides the configuration. Galera, Stack and Storage have no production
-// implementation yet (their issues are open): the agent refuses to start without them.
+// Options are what Run needs besides the configuration. Galera, Stack and Storage default to the production
+// ones (Galera needs GaleraChild or GaleraSystemd); tests hand in doubles.
 type Options struct {
 	Config        config.Config
 	Log           *slog.Logger
@@ -97,9 +97,11 @@ func Run(ctx context.Context, o Options) error {
 	if self.IsArbitrator() {
 		return runArbitrator(ctx, c, self, o)
 	}
-	if o.Galera == nil || o.Stack == nil || o.Storage == nil {
-		return errors.New("agent: the stack and Volume integrations are not built yet; " +
-			"only the test doubles (--test-stack-file, --test-storage-dir) can run the agent")
+	if o.Galera == nil {
+		return errors.New("agent: no Galera: run with --galera systemd (a node) or --galera child (the lab)")
+	}
+	if o.Storage == nil {
+		o.Storage = newVolume(c, log)
 	}
 	if o.Cloud == nil {
 		token, err := owner.ReadSecret(c.Hcloud.TokenFile)
@@ -148,6 +150,13 @@ func Run(ctx context.Context, o Options) error {
 		Log: log, Self: self.ServerID, FloatingID: c.Hcloud.FloatingIPID, VolumeID: c.Hcloud.VolumeID,
 		AddressCache: filepath.Join(c.Failover.StateDir, "floating-ip"),
 		FenceTimeout: c.Failover.FenceTimeout.D(), Confirm: a.confirm, Report: a.report, Observe: a.observe,
+	}
+	if o.Stack == nil {
+		st, err := newStack(c, log, mountedGuard(o.Storage), a.exec.address)
+		if err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		a.o.Stack, a.exec.Stack = st, st
 	}
 
 	var wg sync.WaitGroup

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -57,8 +58,12 @@ type Stack struct {
 	Create []string
 	Dir    string // working directory of Create (the mailcow directory)
 	// Override is the rendered docker-compose.override.yml; its hash is kept in StateFile after Create ran.
-	Override  []byte
-	StateFile string
+	// With RenderOverride set, Start renders it first (it needs the Floating IP's address) and writes it to
+	// OverridePath when it changed.
+	Override       []byte
+	RenderOverride func(ctx context.Context) ([]byte, error)
+	OverridePath   string
+	StateFile      string
 	// StartTimeout bounds the wait for the critical services after a start.
 	StartTimeout time.Duration
 	Logger       *slog.Logger
@@ -72,6 +77,10 @@ type Container struct {
 	Restart           string
 	DependsOn         []string
 }
+
+// exitCode finds the code in Docker's status text "Exited (137) 4 seconds ago"; the reason must not carry the
+// changing age, or every look would count as a new failure.
+var exitCode = regexp.MustCompile(`^Exited \((-?\d+)\)`)
 
 // Health is one critical service's state.
 type Health struct {
@@ -136,7 +145,10 @@ func (s *Stack) Check(ctx context.Context) ([]Health, error) {
 		case !ok:
 			h.Reason = "no container"
 		case c.State != "running":
-			h.Reason = "container " + c.State + " (" + c.Status + ")"
+			h.Reason = "container " + c.State
+			if m := exitCode.FindStringSubmatch(c.Status); m != nil {
+				h.Reason += " with code " + m[1]
+			}
 		case strings.Contains(c.Status, "(unhealthy)"):
 			h.Reason = "Docker health check failing"
 		case strings.Contains(c.Status, "(health: starting)"):
@@ -223,6 +235,9 @@ func (s *Stack) Start(ctx context.Context) error {
 		return fmt.Errorf("stack: mount guard: %w", err)
 	}
 	begin := time.Now()
+	if err := s.writeOverride(ctx); err != nil {
+		return err
+	}
 	cs, err := s.Discover(ctx)
 	if err != nil {
 		return err
@@ -287,6 +302,30 @@ func (s *Stack) WaitHealthy(ctx context.Context, d time.Duration) (string, error
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// writeOverride renders the override and writes it, atomically, when its content changed.
+func (s *Stack) writeOverride(ctx context.Context) error {
+	if s.RenderOverride == nil {
+		return nil
+	}
+	b, err := s.RenderOverride(ctx)
+	if err != nil {
+		return fmt.Errorf("stack: %w", err)
+	}
+	s.Override = b
+	if old, err := os.ReadFile(s.OverridePath); err == nil && string(old) == string(b) {
+		return nil
+	}
+	tmp := s.OverridePath + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("stack: writing %s: %w", OverrideFile, err)
+	}
+	if err := os.Rename(tmp, s.OverridePath); err != nil {
+		return fmt.Errorf("stack: %w", err)
+	}
+	s.log().Info("wrote "+OverrideFile, "path", s.OverridePath)
+	return nil
 }
 
 // needCreate says why Create must run: a service without a container, or an override changed since it last ran.
