@@ -22,8 +22,9 @@ build: ## build the commands into bin/
 test: deps ## run every test tier: go test -race ./... with dockerd started if needed
 	@bash scripts/test.sh
 
-bench: ## print the benchmarks' figures
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+bench: deps ## print the benchmarks' figures (dockerd started if needed)
+	@bash scripts/dockerd.sh start
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 -p 1 ./...; rc=$$?; bash scripts/dockerd.sh stop; exit $$rc
 
 lint: ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -200,10 +199,29 @@ func selfSigned(host string) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, nil
 }
 
-// deadlineConn refreshes a connection's deadline before every read, so that an idle client cannot hold it forever.
+// touch refreshes a connection's deadline before every read, so that an idle client cannot hold it forever.
 func touch(c net.Conn) { _ = c.SetDeadline(time.Now().Add(5 * time.Minute)) }
 
-// isClosed reports the errors that end a session quietly.
-func isClosed(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded)
+
+// FreePortBase finds a port base under which every stub port is free on host (tests on a shared machine).
+func FreePortBase(host string) (int, error) {
+	for base := 20000 + os.Getpid()%40*500; base < 60000; base += 1000 {
+		if portsFree(host, base) {
+			return base, nil
+		}
+	}
+	return 0, errors.New("no free port base between 20000 and 60000")
+}
+
+func portsFree(host string, base int) bool {
+	for _, ports := range Ports {
+		for _, p := range ports {
+			l, err := net.Listen("tcp", net.JoinHostPort(host, fmt.Sprint(base+p)))
+			if err != nil {
+				return false
+			}
+			l.Close()
+		}
+	}
+	return true
 }

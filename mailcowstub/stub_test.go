@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/smtp"
 	"os"
 	"os/exec"
@@ -18,27 +17,13 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/stdio"
 )
 
-// freeBase finds a port base under which every stub port is free on loopback.
-func freeBase(t *testing.T) int {
-	t.Helper()
-	for base := 20000 + os.Getpid()%50*500; base < 60000; base += 1000 {
-		ok := true
-		for _, ports := range Ports {
-			for _, p := range ports {
-				l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+p))
-				if err != nil {
-					ok = false
-					break
-				}
-				l.Close()
-			}
-		}
-		if ok {
-			return base
-		}
+func freeBase(tb testing.TB) int {
+	tb.Helper()
+	base, err := FreePortBase("127.0.0.1")
+	if err != nil {
+		tb.Fatal(err)
 	}
-	t.Fatal("no free port base")
-	return 0
+	return base
 }
 
 func startRole(t *testing.T, ctx context.Context, o Options) {
@@ -145,4 +130,6 @@ func TestMainUsage(t *testing.T) {
 	}
 }
 
-func stdioFor(w io.Writer) stdio.Stdio { return stdio.Stdio{Stdin: strings.NewReader(""), Stdout: w, Stderr: w} }
+func stdioFor(w io.Writer) stdio.Stdio {
+	return stdio.Stdio{Stdin: strings.NewReader(""), Stdout: w, Stderr: w}
+}

@@ -3,7 +3,6 @@ package stack_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/smtp"
 	"os"
 	"os/exec"
@@ -75,24 +74,11 @@ func buildImage(tb testing.TB, c *client.Client) {
 
 func freeBase(tb testing.TB) int {
 	tb.Helper()
-	for base := 20000 + os.Getpid()%40*500; base < 60000; base += 1000 {
-		ok := true
-		for _, ports := range mailcowstub.Ports {
-			for _, p := range ports {
-				l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+p))
-				if err != nil {
-					ok = false
-					break
-				}
-				l.Close()
-			}
-		}
-		if ok {
-			return base
-		}
+	base, err := mailcowstub.FreePortBase("127.0.0.1")
+	if err != nil {
+		tb.Fatal(err)
 	}
-	tb.Fatal("no free port base")
-	return 0
+	return base
 }
 
 func newEnv(tb testing.TB) *env {
