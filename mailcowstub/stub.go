@@ -202,7 +202,6 @@ func selfSigned(host string) (*tls.Config, error) {
 // touch refreshes a connection's deadline before every read, so that an idle client cannot hold it forever.
 func touch(c net.Conn) { _ = c.SetDeadline(time.Now().Add(5 * time.Minute)) }
 
-
 // FreePortBase finds a port base under which every stub port is free on host (tests on a shared machine).
 func FreePortBase(host string) (int, error) {
 	for base := 20000 + os.Getpid()%40*500; base < 60000; base += 1000 {
