@@ -40,6 +40,7 @@ func commands() map[string]command {
 		"maintenance": {"pause (on) or resume (off) automatic actions on every node", Maintenance},
 		"switchover":  {"hand MASTER over to another node", Switchover},
 		"validate":    {"check a configuration and summarise the cluster it describes", Validate},
+		"lab":         {"a real cluster on this machine: up, status, kill, failover, bench, down", Lab},
 	}
 }
 

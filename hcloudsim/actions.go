@@ -110,3 +110,32 @@ func (a *action) snapshot(now time.Time) action {
 	}
 	return c
 }
+
+// ActionRecord is one action as it ran, for timelines (the lab's failover benchmark).
+type ActionRecord struct {
+	ID       int64
+	Command  string
+	Status   string
+	Started  time.Time
+	Finished time.Time // zero while running
+	// Servers are the server ids among the action's resources.
+	Servers []int64
+}
+
+// Actions returns every action the simulator has run, oldest first.
+func (s *Sim) Actions() []ActionRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ActionRecord, 0, len(s.actions))
+	for _, a := range s.actions {
+		r := ActionRecord{ID: a.ID, Command: a.Command, Status: a.Status, Started: a.Started, Finished: a.Finished}
+		for _, res := range a.Resources {
+			if res.Type == "server" {
+				r.Servers = append(r.Servers, res.ID)
+			}
+		}
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b ActionRecord) int { return int(a.ID - b.ID) })
+	return out
+}

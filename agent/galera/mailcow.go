@@ -21,7 +21,7 @@ func (p Prober) Status(ctx context.Context) (primary, synced bool, detail string
 	if err != nil {
 		return false, false, "", err
 	}
-	return st.ClusterStatus == "Primary", st.PrimarySynced(), st.Detail(), nil
+	return st.ClusterStatus == "Primary", st.Serving(), st.Detail(), nil
 }
 
 // CreateMailcowDB creates mailcow's database and user on the first bootstrap (idempotent). The user reaches the

@@ -21,7 +21,14 @@ type Status struct {
 	StateUUID     string // wsrep_cluster_state_uuid: the cluster's history
 }
 
-// PrimarySynced is the quorum rule's question: only such a node may be MASTER.
+// Serving is the quorum rule's question: in the Primary component with all committed data, which a donor
+// (Donor/Desynced) also has. Without the donor case, a MASTER chosen as donor for a node that rejoins would fail
+// its check and hand MASTER over (seen in the lab after every power-on of an old master).
+func (s Status) Serving() bool {
+	return s.ClusterStatus == "Primary" && (s.LocalState == "Synced" || s.LocalState == "Donor/Desynced") && s.Ready && s.Connected
+}
+
+// PrimarySynced is Primary and Synced: the state a joining member waits for.
 func (s Status) PrimarySynced() bool {
 	return s.ClusterStatus == "Primary" && s.LocalState == "Synced" && s.Ready && s.Connected
 }

@@ -84,7 +84,7 @@ func New(o Options) (*Client, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	defaults := map[*time.Duration]time.Duration{
-		&o.PollBase: 200 * time.Millisecond, &o.PollCap: 2 * time.Second,
+		&o.PollBase: 200 * time.Millisecond, &o.PollCap: 500 * time.Millisecond,
 		&o.FastWait: 250 * time.Millisecond, &o.SlowBase: time.Second, &o.SlowCap: 30 * time.Second,
 	}
 	for p, d := range defaults {
@@ -93,7 +93,7 @@ func New(o Options) (*Client, error) {
 		}
 	}
 	if o.PollFactor <= 1 {
-		o.PollFactor = 1.6
+		o.PollFactor = 1.25
 	}
 	rec := newStatsRecorder()
 	httpClient := *o.HTTPClient

@@ -1,0 +1,351 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/lab"
+	"github.com/mailcow-ha/mailcow-ha/mailcowstub/deploy"
+)
+
+const labUsage = `Usage: mailcow-ha lab COMMAND [flags]
+
+A real mailcow-ha cluster on this machine (root): network namespaces, keepalived, MariaDB Galera, a dockerd per
+node with the stub mailcow stack, the agents, and the simulated Hetzner API.
+
+Commands:
+  up [--nodes 3|5]                 build the lab and wait for a MASTER
+  status [--json]                  every node's role, Galera, stack, Volume and Floating IP
+  down                             stop and remove everything the lab made
+  exec NODE|client -- CMD...       run a command in a node's (or the client's) network namespace
+  kill NODE --how HOW              power|link|agent|keepalived|db|postfix|postfix-restart|hang
+  start NODE                       power a node on again (or bring its links up, resume a hang)
+  partition n1 / n2,n3             cut the private network between two groups
+  heal                             undo every partition
+  send-mail N                      send N mails to the Floating IP from the client
+  check-mail                       check that every acknowledged mail is readable over IMAP
+  failover                         power off the MASTER and print the failover timeline
+  bench failover [--runs N]        the failover benchmark
+
+Every command takes --dir DIR (default build/lab).
+`
+
+// Lab runs the local lab's commands.
+func Lab(ctx context.Context, args []string, stdio Stdio) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		w := stdio.Stderr
+		if len(args) > 0 {
+			w = stdio.Stdout
+		}
+		fmt.Fprint(w, labUsage)
+		if len(args) == 0 {
+			return ExitUsage
+		}
+		return ExitOK
+	}
+	sub, rest := args[0], args[1:]
+	fs := newFlags("lab "+sub, "lab "+sub+" [flags]", stdio)
+	dir := fs.String("dir", "build/lab", "the lab's directory")
+	nodes := fs.Int("nodes", 3, "members (up): 3 or 5")
+	jsonOut := fs.Bool("json", false, "JSON output (status)")
+	how := fs.String("how", "", "how to break the node (kill)")
+	runs := fs.Int("runs", 3, "failovers to measure (bench)")
+	stub := fs.String("stub", "", "the mailcow-stub binary (default: next to this one)")
+	dockerHost := fs.String("docker-host", "", "create-stub: the node's dockerd")
+	data := fs.String("data", "", "create-stub: the Volume's mount point")
+	sockDir := fs.String("socket-dir", "", "create-stub: the MariaDB socket directory")
+	hostname := fs.String("hostname", "", "create-stub: the name the stub services greet with")
+	var cmdArgs []string
+	if i := indexOf(rest, "--"); i >= 0 {
+		rest, cmdArgs = rest[:i], rest[i+1:]
+	}
+	// Flags and positional arguments may interleave (lab kill n1 --how power).
+	var pos []string
+	for {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return ExitOK
+			}
+			return ExitUsage
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	d, err := filepath.Abs(*dir)
+	if err != nil {
+		fmt.Fprintln(stdio.Stderr, err)
+		return ExitUsage
+	}
+	call := func(req lab.Request, timeout time.Duration) int {
+		r, err := lab.Call(d, req, timeout)
+		if err != nil {
+			fmt.Fprintln(stdio.Stderr, err)
+			return ExitFailure
+		}
+		fmt.Fprint(stdio.Stdout, r.Out)
+		return r.Code
+	}
+	switch sub {
+	case "up":
+		return labUp(ctx, d, *nodes, *stub, stdio)
+	case "supervise":
+		return labSupervise(ctx, d, *nodes, *stub, stdio)
+	case "down":
+		return labDown(d, stdio)
+	case "status":
+		if *jsonOut {
+			return call(lab.Request{Cmd: "status", Args: []string{"--json"}}, 30*time.Second)
+		}
+		return call(lab.Request{Cmd: "status"}, 30*time.Second)
+	case "kill":
+		if len(pos) != 1 || *how == "" {
+			fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha lab kill NODE --how power|link|agent|keepalived|db|postfix|postfix-restart|hang")
+			return ExitUsage
+		}
+		return call(lab.Request{Cmd: "kill", Args: []string{pos[0], *how}}, 30*time.Second)
+	case "start", "partition", "heal", "send-mail", "check-mail", "failover":
+		return call(lab.Request{Cmd: sub, Args: pos}, 10*time.Minute)
+	case "bench":
+		if len(pos) != 1 || pos[0] != "failover" {
+			fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha lab bench failover [--runs N]")
+			return ExitUsage
+		}
+		return call(lab.Request{Cmd: "bench", Args: []string{strconv.Itoa(*runs)}}, time.Duration(*runs)*5*time.Minute)
+	case "exec":
+		return labExec(d, pos, cmdArgs, stdio)
+	case "create-stub":
+		return labCreateStub(ctx, *dockerHost, *data, *sockDir, *hostname, stdio)
+	}
+	fmt.Fprintf(stdio.Stderr, "mailcow-ha lab: unknown command %q\n\n%s", sub, labUsage)
+	return ExitUsage
+}
+
+func indexOf(s []string, v string) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
+}
+
+// labUp starts the supervisor in the background and waits until the lab has a MASTER.
+func labUp(ctx context.Context, dir string, nodes int, stub string, stdio Stdio) int {
+	if _, err := lab.Call(dir, lab.Request{Cmd: "status"}, 5*time.Second); err == nil {
+		fmt.Fprintf(stdio.Stderr, "a lab already runs in %s (mailcow-ha lab down first)\n", dir)
+		return ExitFailure
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		fmt.Fprintln(stdio.Stderr, err)
+		return ExitFailure
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(stdio.Stderr, err)
+		return ExitFailure
+	}
+	logPath := filepath.Join(dir, "supervisor.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		fmt.Fprintln(stdio.Stderr, err)
+		return ExitFailure
+	}
+	args := []string{"lab", "supervise", "--dir", dir, "--nodes", strconv.Itoa(nodes)}
+	if stub != "" {
+		args = append(args, "--stub", stub)
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	began := time.Now()
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(stdio.Stderr, err)
+		return ExitFailure
+	}
+	logf.Close()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	fmt.Fprintf(stdio.Stdout, "lab: supervisor pid %d, log %s\n", cmd.Process.Pid, logPath)
+	for {
+		if _, err := lab.Call(dir, lab.Request{Cmd: "status"}, 5*time.Second); err == nil {
+			break
+		}
+		select {
+		case err := <-exited:
+			b, _ := os.ReadFile(logPath)
+			fmt.Fprintf(stdio.Stderr, "lab: the supervisor ended (%v):\n%s", err, tailString(string(b), 3000))
+			return ExitFailure
+		case <-ctx.Done():
+			return ExitFailure
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	r, err := lab.Call(dir, lab.Request{Cmd: "wait-master", Args: []string{"240s"}}, 5*time.Minute)
+	if err != nil || r.Code != 0 {
+		fmt.Fprintf(stdio.Stderr, "lab: no MASTER: %v %s", err, r.Out)
+		return ExitFailure
+	}
+	fmt.Fprintf(stdio.Stdout, "lab: up with MASTER %s after %s\n", strings.TrimSpace(r.Out), time.Since(began).Round(100*time.Millisecond))
+	r, _ = lab.Call(dir, lab.Request{Cmd: "status"}, 30*time.Second)
+	fmt.Fprint(stdio.Stdout, r.Out)
+	return ExitOK
+}
+
+func tailString(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// labSupervise is the lab's long-running parent: it builds the lab, answers the other commands, and takes it all
+// down on "lab down" or SIGTERM.
+func labSupervise(ctx context.Context, dir string, nodes int, stub string, stdio Stdio) int {
+	log := slog.New(slog.NewTextHandler(stdio.Stderr, nil))
+	self, err := os.Executable()
+	if err != nil {
+		log.Error("lab", "err", err)
+		return ExitFailure
+	}
+	if stub == "" {
+		stub = filepath.Join(filepath.Dir(self), "mailcow-stub")
+	}
+	if _, err := os.Stat(stub); err != nil {
+		log.Error("lab: the mailcow-stub binary is missing (make build puts it next to mailcow-ha)", "err", err)
+		return ExitFailure
+	}
+	sctx, stop := signalContext(ctx)
+	defer stop()
+	l, err := lab.Up(sctx, lab.Options{Dir: dir, Nodes: nodes, Bin: self, StubBin: stub, Logger: log})
+	if err != nil {
+		log.Error("lab up failed", "err", err)
+		return ExitFailure
+	}
+	if err := l.WriteInfo(); err != nil {
+		log.Error("lab", "err", err)
+	}
+	serr := l.Serve(sctx)
+	log.Info("lab going down")
+	derr := l.Down()
+	os.Remove(filepath.Join(dir, "lab.json"))
+	if err := errors.Join(serr, derr); err != nil {
+		log.Error("lab down", "err", err)
+		return ExitFailure
+	}
+	log.Info("lab down")
+	return ExitOK
+}
+
+func signalContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	ch := make(chan os.Signal, 1)
+	signalNotify(ch)
+	go func() {
+		select {
+		case <-ch:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// labDown asks the supervisor to take the lab down and waits until it has ended; with no supervisor it removes
+// what lab.json names (a crashed supervisor).
+func labDown(dir string, stdio Stdio) int {
+	info, ierr := lab.ReadInfo(dir)
+	r, err := lab.Call(dir, lab.Request{Cmd: "down"}, 30*time.Second)
+	if err == nil {
+		fmt.Fprint(stdio.Stdout, r.Out)
+		for i := 0; i < 600 && ierr == nil && syscall.Kill(info.PID, 0) == nil && !isZombie(info.PID); i++ {
+			time.Sleep(500 * time.Millisecond)
+		}
+		fmt.Fprintln(stdio.Stdout, "lab: down")
+		return ExitOK
+	}
+	if ierr != nil {
+		fmt.Fprintln(stdio.Stdout, "lab: nothing runs in", dir)
+		return ExitOK
+	}
+	fmt.Fprintln(stdio.Stderr, "lab: the supervisor does not answer; removing what lab.json names")
+	if err := lab.Cleanup(dir); err != nil {
+		fmt.Fprintln(stdio.Stderr, err)
+		return ExitFailure
+	}
+	return ExitOK
+}
+
+func isZombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i > 0 && i+2 < len(b) && b[i+2] == 'Z'
+}
+
+func labExec(dir string, pos, cmdArgs []string, stdio Stdio) int {
+	if len(pos) != 1 || len(cmdArgs) == 0 {
+		fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha lab exec NODE|client -- CMD [ARGS...]")
+		return ExitUsage
+	}
+	info, err := lab.ReadInfo(dir)
+	if err != nil {
+		fmt.Fprintln(stdio.Stderr, "no lab runs in", dir)
+		return ExitFailure
+	}
+	ns, ok := info.Namespaces[pos[0]]
+	if !ok {
+		fmt.Fprintf(stdio.Stderr, "no node %q in the lab\n", pos[0])
+		return ExitUsage
+	}
+	cmd := exec.Command("nsenter", append([]string{"--net=/run/netns/" + ns, "--"}, cmdArgs...)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		fmt.Fprintln(stdio.Stderr, err)
+		return ExitFailure
+	}
+	return ExitOK
+}
+
+// labCreateStub is the lab nodes' mailcow.create_command: the stub stack's `docker compose create`.
+func labCreateStub(ctx context.Context, host, data, sockDir, hostname string, stdio Stdio) int {
+	if host == "" || data == "" || sockDir == "" {
+		fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha lab create-stub --docker-host URL --data DIR --socket-dir DIR [--hostname NAME]")
+		return ExitUsage
+	}
+	c, err := deploy.Connect(host)
+	if err != nil {
+		fmt.Fprintln(stdio.Stderr, err)
+		return ExitFailure
+	}
+	defer c.Close()
+	n, err := deploy.Create(ctx, c, deploy.Options{Project: "mailcowdockerized", DataMount: data, SocketDir: sockDir, Hostname: hostname,
+		HealthInterval: time.Second})
+	if err != nil {
+		fmt.Fprintln(stdio.Stderr, err)
+		return ExitFailure
+	}
+	fmt.Fprintf(stdio.Stdout, "created %d containers\n", n)
+	return ExitOK
+}
+
+func signalNotify(ch chan<- os.Signal) { signal.Notify(ch, syscall.SIGTERM, os.Interrupt) }

@@ -1,0 +1,268 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
+)
+
+// Phase is one step of a failover, as offsets from the moment the master was killed.
+type Phase struct {
+	Name       string
+	Start, End time.Duration
+}
+
+// Timeline is one failover.
+type Timeline struct {
+	Old, New string
+	How      string
+	Phases   []Phase
+	Total    time.Duration // until the new master's first SMTP banner on the Floating IP
+}
+
+// Print writes the timeline as a table.
+func (t Timeline) Print(w io.Writer) {
+	fmt.Fprintf(w, "failover: %s killed (%s) → %s serves SMTP on %s after %s\n", t.Old, t.How, t.New, FloatingIP, t.Total.Round(10*time.Millisecond))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PHASE\tFROM\tTO\tTOOK")
+	for _, p := range t.Phases {
+		fmt.Fprintf(tw, "%s\t%6.2fs\t%6.2fs\t%6.2fs\n", p.Name, p.Start.Seconds(), p.End.Seconds(), (p.End - p.Start).Seconds())
+	}
+	tw.Flush()
+}
+
+// Failover kills the current master and measures until another node answers SMTP on the Floating IP.
+func (l *Lab) Failover(ctx context.Context, how string) (Timeline, error) {
+	old, err := l.WaitSettled(ctx, 180*time.Second)
+	if err != nil {
+		return Timeline{}, err
+	}
+	n := l.Node(old)
+	t0 := time.Now()
+	if err := n.Kill(ctx, how); err != nil {
+		return Timeline{}, err
+	}
+	banner := make(chan struct {
+		node string
+		at   time.Time
+	}, 1)
+	pctx, cancel := context.WithTimeout(ctx, 180*time.Second)
+	defer cancel()
+	go func() {
+		for pctx.Err() == nil {
+			if who := l.smtpBanner(); who != "" && who != old {
+				banner <- struct {
+					node string
+					at   time.Time
+				}{who, time.Now()}
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	var b struct {
+		node string
+		at   time.Time
+	}
+	select {
+	case b = <-banner:
+	case <-pctx.Done():
+		return Timeline{}, fmt.Errorf("lab: no other node answered SMTP on %s within 180s after killing %s", FloatingIP, old)
+	}
+	tl := Timeline{Old: old, New: b.node, How: how, Total: b.at.Sub(t0)}
+	nn := l.Node(b.node)
+	// The start_stack action ends when every critical service is healthy, which may come after the first banner.
+	var acts map[string]span
+	for end := time.Now().Add(60 * time.Second); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		if acts = agentActions(filepath.Join(nn.Dir, "agent.log"), t0); acts["start_stack"] != (span{}) {
+			break
+		}
+	}
+	first := time.Duration(-1)
+	for _, a := range acts {
+		if first < 0 || a.Start < first {
+			first = a.Start
+		}
+	}
+	if first >= 0 {
+		tl.Phases = append(tl.Phases, Phase{Name: "detection (VRRP, check)", Start: 0, End: first})
+	}
+	for _, name := range []string{"read_owners", "ask_demote", "poweroff"} {
+		if a, ok := acts[name]; ok {
+			tl.Phases = append(tl.Phases, Phase{Name: "agent " + name, Start: a.Start, End: a.End})
+		}
+	}
+	for _, r := range l.Sim.Actions() {
+		if r.Started.Before(t0) || r.Finished.IsZero() {
+			continue
+		}
+		switch r.Command {
+		case hcloudsim.CmdStopServer, hcloudsim.CmdDetachVolume, hcloudsim.CmdAttachVolume, hcloudsim.CmdAssignFloatingIP:
+			tl.Phases = append(tl.Phases, Phase{Name: "API " + r.Command, Start: r.Started.Sub(t0), End: r.Finished.Sub(t0)})
+		}
+	}
+	for _, name := range []string{"attach_volume", "assign_fip", "add_address", "mount", "start_stack"} {
+		if a, ok := acts[name]; ok {
+			tl.Phases = append(tl.Phases, Phase{Name: "agent " + name, Start: a.Start, End: a.End})
+		}
+	}
+	tl.Phases = append(tl.Phases, Phase{Name: "first SMTP banner on the Floating IP", Start: tl.Total, End: tl.Total})
+	sort.SliceStable(tl.Phases, func(i, j int) bool { return tl.Phases[i].Start < tl.Phases[j].Start })
+	return tl, nil
+}
+
+// smtpBanner reads the greeting on the Floating IP's port 25 from the client and returns the node that sent it.
+func (l *Lab) smtpBanner() string {
+	c, err := l.dialClient(net.JoinHostPort(FloatingIP, "25"), 300*time.Millisecond)
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "220 ") {
+		return ""
+	}
+	f := strings.Fields(line)
+	if len(f) < 2 {
+		return ""
+	}
+	return f[1]
+}
+
+type span struct{ Start, End time.Duration }
+
+var (
+	logTime   = regexp.MustCompile(`^time=(\S+)`)
+	logAction = regexp.MustCompile(`msg="action (done|failed)".* action=(\S+)`)
+	logTook   = regexp.MustCompile(` took=(\S+)`)
+)
+
+// agentActions reads the agent's text log for the actions that finished after t0 (the last of each kind).
+func agentActions(path string, t0 time.Time) map[string]span {
+	out := map[string]span{}
+	f, err := os.Open(path)
+	if err != nil {
+		return out
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		m := logAction.FindStringSubmatch(line)
+		tm := logTime.FindStringSubmatch(line)
+		tk := logTook.FindStringSubmatch(line)
+		if m == nil || tm == nil || tk == nil {
+			continue
+		}
+		at, err1 := time.Parse(time.RFC3339Nano, tm[1])
+		took, err2 := time.ParseDuration(tk[1])
+		if err1 != nil || err2 != nil || at.Before(t0) {
+			continue
+		}
+		out[m[2]] = span{Start: at.Add(-took).Sub(t0), End: at.Sub(t0)}
+	}
+	return out
+}
+
+// BenchResult is the failover benchmark.
+type BenchResult struct {
+	Runs      []Timeline
+	Floor     time.Duration
+	FloorWhy  string
+	Latencies hcloudsim.Latencies
+}
+
+// BenchFailover powers off the master runs times (the old master is powered on again between runs) and reports
+// each phase's median and spread against the floor that the simulated API latencies impose.
+func (l *Lab) BenchFailover(ctx context.Context, runs int, progress io.Writer) (BenchResult, error) {
+	lat := hcloudsim.DefaultLatencies()
+	if l.o.Latencies != nil {
+		lat = *l.o.Latencies
+	}
+	// Fencing a powered-off master: poweroff, then (detach + attach) in parallel with assign.
+	floor := lat[hcloudsim.CmdStopServer] + max(lat[hcloudsim.CmdDetachVolume]+lat[hcloudsim.CmdAttachVolume], lat[hcloudsim.CmdAssignFloatingIP])
+	r := BenchResult{Floor: floor, Latencies: lat,
+		FloorWhy: fmt.Sprintf("poweroff %s + max(detach %s + attach %s, assign %s)", lat[hcloudsim.CmdStopServer],
+			lat[hcloudsim.CmdDetachVolume], lat[hcloudsim.CmdAttachVolume], lat[hcloudsim.CmdAssignFloatingIP])}
+	for i := 0; i < runs; i++ {
+		tl, err := l.Failover(ctx, "power")
+		if err != nil {
+			return r, err
+		}
+		fmt.Fprintf(progress, "run %d: %s → %s in %s\n", i+1, tl.Old, tl.New, tl.Total.Round(10*time.Millisecond))
+		r.Runs = append(r.Runs, tl)
+		if err := l.SimPower(l.Node(tl.Old), true); err != nil {
+			return r, err
+		}
+		// Let the old master come back as BACKUP and Galera resync before the next run.
+		if err := l.waitRole(ctx, tl.Old, "BACKUP", 180*time.Second); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+func (l *Lab) waitRole(ctx context.Context, node, role string, within time.Duration) error {
+	n := l.Node(node)
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if a, err := n.AgentState(); err == nil && strings.EqualFold(a.Role, role) && a.GaleraOK {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("lab: %s not %s with Galera synced within %s", node, role, within)
+}
+
+// Print writes each phase's median and spread and the total against the floor.
+func (r BenchResult) Print(w io.Writer) {
+	phases := map[string][]time.Duration{}
+	var order []string
+	var totals []time.Duration
+	for _, t := range r.Runs {
+		totals = append(totals, t.Total)
+		for _, p := range t.Phases {
+			if _, ok := phases[p.Name]; !ok {
+				order = append(order, p.Name)
+			}
+			phases[p.Name] = append(phases[p.Name], p.End)
+		}
+	}
+	fmt.Fprintf(w, "failover benchmark: %d runs (master powered off), simulated API latencies %s\n", len(r.Runs), r.FloorWhy)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PHASE (done at, from the kill)\tMEDIAN\tMIN\tMAX")
+	for _, name := range order {
+		med, lo, hi := stats(phases[name])
+		fmt.Fprintf(tw, "%s\t%6.2fs\t%6.2fs\t%6.2fs\n", name, med.Seconds(), lo.Seconds(), hi.Seconds())
+	}
+	med, lo, hi := stats(totals)
+	fmt.Fprintf(tw, "TOTAL (first SMTP banner)\t%6.2fs\t%6.2fs\t%6.2fs\n", med.Seconds(), lo.Seconds(), hi.Seconds())
+	tw.Flush()
+	fmt.Fprintf(w, "floor %s; median total / floor = %.2f\n", r.Floor, med.Seconds()/r.Floor.Seconds())
+}
+
+func stats(ds []time.Duration) (med, lo, hi time.Duration) {
+	if len(ds) == 0 {
+		return
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2], s[0], s[len(s)-1]
+}

@@ -1,0 +1,477 @@
+// Package lab runs a real mailcow-ha cluster on one Linux machine: network namespaces for the nodes, a bridge for
+// the private network, a router that routes the Floating IP where the simulated Hetzner API says it is assigned, a
+// client; on every node real keepalived and mariadbd with galera-4 (run by the agent), a dockerd of its own with
+// the stub mailcow stack, and the real agent; the shared Volume is an ext4 image on a loop device that the
+// simulator's backend hands to exactly one node. The lab's process is the parent of every daemon and reaps it.
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
+	"github.com/mailcow-ha/mailcow-ha/lab/netns"
+	"github.com/mailcow-ha/mailcow-ha/mailcowstub/deploy"
+)
+
+// Addresses of the lab (all inside namespaces the lab makes).
+const (
+	FloatingIP = "203.0.113.100"
+	Gateway    = "203.0.113.1" // the router's address on every public link, like Hetzner's gateway
+	SimAddr    = "10.99.0.1:8480"
+	ClientIP   = "10.99.1.2"
+	RouterIP   = "10.99.1.1"
+	Mailbox    = "lab@example.org"
+	VolumeID   = 3001
+)
+
+// Options configure a lab.
+type Options struct {
+	Dir     string // state directory (logs, configs, the Volume image); must not be below a world-writable one
+	Nodes   int    // members: 3 or 5
+	Bin     string // the mailcow-ha binary the nodes run
+	StubBin string // the static mailcow-stub binary for the stub image
+	Logger  *slog.Logger
+	// Latencies of the simulated API; zero means hcloudsim.DefaultLatencies.
+	Latencies *hcloudsim.Latencies
+	// Failover settings written into every node's configuration.
+	CheckGrace, QuorumGrace, FenceTimeout time.Duration
+	BreakerMax                            int
+	Webhook                               string // alerts.webhooks URL, optional
+}
+
+// Lab is a running lab.
+type Lab struct {
+	o      Options
+	id     string // namespace prefix
+	log    *slog.Logger
+	Sim    *hcloudsim.Sim
+	srv    *http.Server
+	sw, rt *netns.NS
+	client *netns.NS
+	Nodes  []*Node
+	loop   string // the Volume's loop device
+	mu     sync.Mutex
+	down   bool
+}
+
+// Node is one lab node.
+type Node struct {
+	Name     string
+	ID       int64
+	PrivIP   string
+	PubIP    string
+	NS       *netns.NS
+	Dir      string
+	lab      *Lab
+	dockerd  *proc
+	agent    *proc
+	mu       sync.Mutex
+	powered  bool
+	attached bool
+}
+
+func (o *Options) defaults() {
+	if o.Nodes == 0 {
+		o.Nodes = 3
+	}
+	if o.CheckGrace == 0 {
+		o.CheckGrace = 10 * time.Second
+	}
+	if o.QuorumGrace == 0 {
+		o.QuorumGrace = 5 * time.Second
+	}
+	if o.FenceTimeout == 0 {
+		o.FenceTimeout = 3 * time.Second
+	}
+	if o.BreakerMax == 0 {
+		o.BreakerMax = 2
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Preflight says why a lab cannot run here, or "".
+func Preflight() string {
+	if why := netns.Available(); why != "" {
+		return why
+	}
+	for bin, pkg := range map[string]string{"keepalived": "keepalived", "mariadbd": "mariadb-server", "rsync": "rsync",
+		"dockerd": "docker.io", "nsenter": "util-linux", "losetup": "util-linux", "mkfs.ext4": "e2fsprogs"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return fmt.Sprintf("%s is not installed (Debian package %s; make deps installs it)", bin, pkg)
+		}
+	}
+	return ""
+}
+
+// Up builds the lab and starts every node; it returns once the nodes' agents run (not once a MASTER is elected).
+func Up(ctx context.Context, o Options) (l *Lab, err error) {
+	o.defaults()
+	if why := Preflight(); why != "" {
+		return nil, errors.New("lab: " + why)
+	}
+	if o.Nodes != 3 && o.Nodes != 5 {
+		return nil, fmt.Errorf("lab: --nodes must be 3 or 5, not %d", o.Nodes)
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := clean(o.Dir); err != nil {
+		return nil, err
+	}
+	l = &Lab{o: o, id: netns.Unique("mhl"), log: o.Logger}
+	defer func() {
+		if err != nil {
+			l.Down()
+			l = nil
+		}
+	}()
+	began := time.Now()
+	if err := l.topology(); err != nil {
+		return l, err
+	}
+	if err := l.volume(); err != nil {
+		return l, err
+	}
+	if err := l.simulator(); err != nil {
+		return l, err
+	}
+	if err := l.WriteInfo(); err != nil {
+		return l, err
+	}
+	l.log.Info("lab network ready", "took", time.Since(began).Round(time.Millisecond))
+	// dockerd and the stub image on every node at once; the agents one after another, the bootstrap node first.
+	errs := make([]error, len(l.Nodes))
+	var wg sync.WaitGroup
+	for i, n := range l.Nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = n.startDocker(ctx) }()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return l, err
+	}
+	for _, n := range l.Nodes {
+		if err := n.writeConfig(); err != nil {
+			return l, err
+		}
+		if err := n.startAgent(); err != nil {
+			return l, err
+		}
+		n.powered = true
+	}
+	l.log.Info("lab up", "nodes", len(l.Nodes), "took", time.Since(began).Round(time.Millisecond))
+	return l, nil
+}
+
+// clean removes what an earlier lab left in dir (node directories, the Volume image, the mail ledger), refusing
+// while anything is still mounted below it.
+func clean(dir string) error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			return fmt.Errorf("lab: %s is still mounted below %s; run mailcow-ha lab down first", f[4], dir)
+		}
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if (e.IsDir() && len(name) >= 2 && name[0] == 'n' && strings.Trim(name[1:], "0123456789") == "") ||
+			name == "volume.img" || name == "ledger.txt" || name == "lab.json" {
+			if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+				return fmt.Errorf("lab: cleaning %s: %w", dir, err)
+			}
+		}
+	}
+	return nil
+}
+
+// ns names a namespace of this lab.
+func (l *Lab) ns(role string) string { return l.id + "-" + role }
+
+func (l *Lab) topology() error {
+	var err error
+	must := func(e error) {
+		if err == nil && e != nil {
+			err = e
+		}
+	}
+	if l.sw, err = netns.Add(l.ns("sw")); err != nil {
+		return err
+	}
+	if l.rt, err = netns.Add(l.ns("rt")); err != nil {
+		return err
+	}
+	if l.client, err = netns.Add(l.ns("client")); err != nil {
+		return err
+	}
+	must(l.sw.IP("link", "add", "br0", "type", "bridge"))
+	must(l.sw.IP("link", "set", "br0", "up"))
+	must(l.sw.IP("addr", "add", "10.99.0.1/24", "dev", "br0"))
+	must(sysctl(l.rt, "net.ipv4.ip_forward", "1"))
+	must(netns.Veth(l.client, "eth0", l.rt, "cl"))
+	must(l.client.IP("addr", "add", ClientIP+"/24", "dev", "eth0"))
+	must(l.client.IP("route", "add", "default", "via", RouterIP))
+	must(l.rt.IP("addr", "add", RouterIP+"/24", "dev", "cl"))
+	if err != nil {
+		return fmt.Errorf("lab: network: %w", err)
+	}
+	for i := 1; i <= l.o.Nodes; i++ {
+		name := fmt.Sprintf("n%d", i)
+		n := &Node{Name: name, ID: int64(1000 + i), PrivIP: fmt.Sprintf("10.99.0.%d", 10+i), PubIP: fmt.Sprintf("203.0.113.%d", 10+i),
+			Dir: filepath.Join(l.o.Dir, name), lab: l}
+		if n.NS, err = netns.Add(l.ns(name)); err != nil {
+			return err
+		}
+		l.Nodes = append(l.Nodes, n)
+		must(netns.Veth(n.NS, "eth1", l.sw, "p"+name))
+		must(l.sw.IP("link", "set", "p"+name, "master", "br0"))
+		must(n.NS.IP("addr", "add", n.PrivIP+"/24", "dev", "eth1"))
+		must(netns.Veth(n.NS, "eth0", l.rt, name))
+		must(n.NS.IP("addr", "add", n.PubIP+"/32", "dev", "eth0"))
+		must(n.NS.IP("route", "add", Gateway+"/32", "dev", "eth0"))
+		must(n.NS.IP("route", "add", "default", "via", Gateway, "dev", "eth0", "onlink"))
+		must(l.rt.IP("addr", "add", Gateway+"/32", "dev", name))
+		must(l.rt.IP("route", "add", n.PubIP+"/32", "dev", name))
+		if err != nil {
+			return fmt.Errorf("lab: network of %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func sysctl(ns *netns.NS, key, value string) error {
+	return ns.Do(func() error {
+		return os.WriteFile("/proc/sys/"+strings.ReplaceAll(key, ".", "/"), []byte(value), 0o644)
+	})
+}
+
+// volume makes the shared Volume: a sparse ext4-less image on a loop device (the first MASTER formats it).
+func (l *Lab) volume() error {
+	img := filepath.Join(l.o.Dir, "volume.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		return err
+	}
+	if err := os.Truncate(img, 256<<20); err != nil {
+		return err
+	}
+	out, err := exec.Command("losetup", "--find", "--show", img).Output()
+	if err != nil {
+		return fmt.Errorf("lab: losetup: %w", err)
+	}
+	l.loop = strings.TrimSpace(string(out))
+	return nil
+}
+
+func (l *Lab) simulator() error {
+	st := hcloudsim.DemoState()
+	// The demo state has three servers; a five-node lab adds two more like them.
+	for len(st.Servers) < l.o.Nodes {
+		s := st.Servers[len(st.Servers)-1]
+		s.ID++
+		s.Name = fmt.Sprintf("mx%d", len(st.Servers)+1)
+		s.PrivateNet = append(s.PrivateNet[:0:0], s.PrivateNet...)
+		s.PrivateNet[0].IP = fmt.Sprintf("10.99.0.%d", 10+len(st.Servers)+1)
+		st.Servers = append(st.Servers, s)
+	}
+	st.Servers = st.Servers[:l.o.Nodes]
+	for i := range st.Servers {
+		st.Servers[i].Name = l.Nodes[i].Name
+		l.Nodes[i].ID = st.Servers[i].ID
+		st.Servers[i].PrivateNet[0].IP = l.Nodes[i].PrivIP
+	}
+	lat := hcloudsim.DefaultLatencies()
+	if l.o.Latencies != nil {
+		lat = *l.o.Latencies
+	}
+	var err error
+	l.Sim, err = hcloudsim.New(hcloudsim.Options{State: st, Latencies: lat, Backend: backend{l}, Logger: l.log.With("component", "hcloudsim")})
+	if err != nil {
+		return fmt.Errorf("lab: simulator: %w", err)
+	}
+	var ln net.Listener
+	if err := l.sw.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", SimAddr)
+		return err
+	}); err != nil {
+		return fmt.Errorf("lab: simulator: %w", err)
+	}
+	l.srv = &http.Server{Handler: l.Sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go l.srv.Serve(ln)
+	return nil
+}
+
+// Node returns the node with the name, or nil.
+func (l *Lab) Node(name string) *Node {
+	for _, n := range l.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// nodeByID returns the node of a server id.
+func (l *Lab) nodeByID(id int64) *Node {
+	for _, n := range l.Nodes {
+		if n.ID == id {
+			return n
+		}
+	}
+	return nil
+}
+
+// Down stops every process, unmounts, detaches the loop device and removes every namespace the lab made.
+func (l *Lab) Down() error {
+	l.mu.Lock()
+	if l.down {
+		l.mu.Unlock()
+		return nil
+	}
+	l.down = true
+	l.mu.Unlock()
+	errs := make([]error, len(l.Nodes))
+	var wg sync.WaitGroup
+	for i, n := range l.Nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = n.shutdown(false) }()
+	}
+	wg.Wait()
+	if l.srv != nil {
+		l.srv.Close()
+	}
+	if l.Sim != nil {
+		l.Sim.Close()
+	}
+	for _, n := range l.Nodes {
+		if n.NS != nil {
+			errs = append(errs, n.NS.Del())
+		}
+	}
+	for _, ns := range []*netns.NS{l.client, l.rt, l.sw} {
+		if ns != nil {
+			errs = append(errs, ns.Del())
+		}
+	}
+	os.Remove(filepath.Join(l.o.Dir, "lab.json"))
+	if l.loop != "" {
+		if out, err := exec.Command("losetup", "-d", l.loop).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("losetup -d %s: %w: %s", l.loop, err, out))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// shutdown stops a node: gracefully (SIGTERM to the agent, which demotes; then dockerd) unless hard, which is a
+// power cut. Either way everything in its namespace ends and its mounts go.
+func (n *Node) shutdown(hard bool) error {
+	n.mu.Lock()
+	n.powered = false
+	n.mu.Unlock()
+	if !hard {
+		if n.agent != nil {
+			n.agent.stop(syscall.SIGTERM, 60*time.Second)
+		}
+		if n.dockerd != nil {
+			n.dockerd.stop(syscall.SIGTERM, 20*time.Second)
+		}
+	}
+	err := killNS(n.NS.Name)
+	if n.agent != nil {
+		n.agent.stop(syscall.SIGKILL, 5*time.Second)
+	}
+	if n.dockerd != nil {
+		n.dockerd.stop(syscall.SIGKILL, 5*time.Second)
+	}
+	return errors.Join(err, n.unmountAll())
+}
+
+// unmountAll forces off every mount below the node's directory (the Volume, dockerd's), as a hot-unplug would.
+func (n *Node) unmountAll() error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	prefix := n.Dir + "/"
+	var mps []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], prefix) {
+			mps = append(mps, f[4])
+		}
+	}
+	var errs []error
+	for i := len(mps) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(mps[i], syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+			errs = append(errs, fmt.Errorf("umount %s: %w", mps[i], err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Docker is the node's dockerd socket.
+func (n *Node) Docker() string { return "unix://" + filepath.Join(n.Dir, "docker", "docker.sock") }
+
+func (n *Node) startDocker(ctx context.Context) error {
+	d := filepath.Join(n.Dir, "docker")
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return err
+	}
+	os.Remove(filepath.Join(d, "docker.pid")) // a stale pid file makes dockerd refuse to start
+	n.dockerd = &proc{name: n.Name + " dockerd", log: filepath.Join(n.Dir, "dockerd.log"), argv: []string{
+		"dockerd", "--data-root", filepath.Join(d, "root"), "--exec-root", filepath.Join(d, "exec"),
+		"--host", n.Docker(), "--pidfile", filepath.Join(d, "docker.pid"), "--bridge", "none",
+		"--iptables=false", "--ip6tables=false", "--ip-masq=false", "--storage-driver", "vfs",
+	}}
+	if err := n.dockerd.start(n.NS.Name); err != nil {
+		return err
+	}
+	c, err := deploy.Connect(n.Docker())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := c.Ping(pctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) || n.dockerd.pid() == 0 {
+			return fmt.Errorf("lab: %s dockerd did not come up (see %s): %w", n.Name, n.dockerd.log, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, _, err := c.ImageInspectWithRaw(ctx, deploy.Image); err == nil {
+		return nil
+	}
+	return deploy.BuildImage(ctx, c, n.lab.o.StubBin, deploy.Image)
+}
+
+func (n *Node) startAgent() error {
+	n.agent = &proc{name: n.Name + " agent", log: filepath.Join(n.Dir, "agent.log"), restart: true, delay: 2 * time.Second,
+		argv: []string{n.lab.o.Bin, "agent", "--config", filepath.Join(n.Dir, "config.toml"), "--galera", "child"}}
+	return n.agent.start(n.NS.Name)
+}

@@ -1,0 +1,271 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
+	"github.com/mailcow-ha/mailcow-ha/lab/netns"
+)
+
+// buildBins builds mailcow-ha and mailcow-stub (static) into a directory that only root can write: keepalived's
+// script security refuses check scripts below world-writable directories such as /tmp.
+func buildBins(t *testing.T) (string, string) { return buildBinsTB(t) }
+
+func buildBinsTB(t testing.TB) (string, string) {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "build", "test-bin", netns.Unique("lab-"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	for _, c := range []string{"mailcow-ha", "mailcow-stub"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, c), "github.com/mailcow-ha/mailcow-ha/cmd/"+c)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", c, err, out)
+		}
+	}
+	return filepath.Join(dir, "mailcow-ha"), filepath.Join(dir, "mailcow-stub")
+}
+
+// scenario runs load and watches the invariants while something breaks: mail is sent to the Floating IP every
+// 200 ms from the client, and no two nodes may ever run the stack at the same time.
+type scenario struct {
+	l       *Lab
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	sent    atomic.Int64
+	acked   atomic.Int64
+	mu      sync.Mutex
+	overlap string
+}
+
+func (l *Lab) watch(ctx context.Context) *scenario {
+	s := &scenario{l: l, stop: make(chan struct{})}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-s.stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			s.sent.Add(1)
+			if _, err := l.SendOne(ctx, i); err == nil {
+				s.acked.Add(1)
+			}
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+			var running []string
+			for _, n := range l.Nodes {
+				if k := n.StackRunning(ctx); k > 0 {
+					running = append(running, fmt.Sprintf("%s(%d)", n.Name, k))
+				}
+			}
+			if len(running) > 1 {
+				s.mu.Lock()
+				if s.overlap == "" {
+					s.overlap = time.Now().Format(time.RFC3339Nano) + ": " + strings.Join(running, " and ")
+				}
+				s.mu.Unlock()
+			}
+		}
+	}()
+	return s
+}
+
+// end stops the load and checks: no overlap, and every acknowledged mail (of the whole test) is readable on the
+// master through the Floating IP.
+func (s *scenario) end(t *testing.T, ctx context.Context) {
+	t.Helper()
+	close(s.stop)
+	s.wg.Wait()
+	if s.overlap != "" {
+		t.Errorf("two nodes ran the stack at once: %s", s.overlap)
+	}
+	acked, missing, err := s.l.CheckMail(ctx)
+	if err != nil {
+		t.Fatalf("check mail: %v", err)
+	}
+	if len(missing) > 0 {
+		t.Errorf("%d of %d acknowledged mails are not readable: %v", len(missing), acked, missing)
+	}
+	if s.acked.Load() == 0 {
+		t.Errorf("no mail was acknowledged during the scenario (%d sent)", s.sent.Load())
+	}
+	t.Logf("mail: %d sent, %d acknowledged during the scenario; %d acknowledged in all, all readable", s.sent.Load(), s.acked.Load(), acked)
+}
+
+// TestLab runs the end-to-end scenarios one after another on one lab: each breaks the cluster in one way, under
+// mail load, and ends with exactly one node holding the Floating IP, the Volume and a running stack.
+func TestLab(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the lab takes minutes; -short skips it")
+	}
+	if why := Preflight(); why != "" {
+		t.Skip(why)
+	}
+	bin, stub := buildBins(t)
+	root, _ := filepath.Abs("..")
+	dir := filepath.Join(root, "build", "test-lab", netns.Unique("lab-"))
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	lat := hcloudsim.DefaultLatencies().Scale(0.5)
+	ctx := context.Background()
+	logf, _ := os.Create(filepath.Join(t.TempDir(), "lab.log"))
+	began := time.Now()
+	// Many takeovers in a row: the breaker (failover.breaker) would rightly stop the third one within the hour.
+	l, err := Up(ctx, Options{Dir: dir, Bin: bin, StubBin: stub, Latencies: &lat, CheckGrace: 6 * time.Second, BreakerMax: 50,
+		Logger: slog.New(slog.NewTextHandler(logf, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range l.Nodes {
+				b, _ := os.ReadFile(filepath.Join(n.Dir, "agent.log"))
+				t.Logf("=== %s agent log (last 5000 bytes)\n%s", n.Name, tailStr(filterLog(string(b)), 5000))
+			}
+		}
+		if err := l.Down(); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+		assertClean(t, l)
+	})
+	m, err := l.WaitSettled(ctx, 240*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("lab settled with MASTER %s after %s", m, time.Since(began).Round(100*time.Millisecond))
+
+	// failover breaks the master, waits for another node to hold everything, then repairs the old one.
+	failover := func(t *testing.T, how string, repair func(n *Node) error) {
+		old, err := l.WaitSettled(ctx, 240*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := l.watch(ctx)
+		t0 := time.Now()
+		if err := l.Node(old).Kill(ctx, how); err != nil {
+			t.Fatal(err)
+		}
+		nm, err := l.WaitMaster(ctx, 120*time.Second, old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s of %s: %s holds everything after %s", how, old, nm, time.Since(t0).Round(100*time.Millisecond))
+		time.Sleep(time.Second) // mail through the new master
+		s.end(t, ctx)
+		if err := repair(l.Node(old)); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.waitRole(ctx, old, "backup", 240*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.WaitSettled(ctx, 240*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		// The old master is back as a BACKUP with nothing of the master's.
+		st := l.Status(ctx)
+		for _, n := range st.Nodes {
+			if n.Name == old && (n.Role != "BACKUP" || n.Mounted || n.HasAddress || n.StackRunning > 0) {
+				t.Errorf("%s came back as %+v", old, n)
+			}
+		}
+	}
+	powerOn := func(n *Node) error { return l.SimPower(n, true) }
+	t.Run("master power-off", func(t *testing.T) { failover(t, "power", powerOn) })
+	t.Run("master link cut", func(t *testing.T) {
+		failover(t, "link", func(n *Node) error {
+			// The cut node was fenced by poweroff; its links come back with its power.
+			return powerOn(n)
+		})
+	})
+	t.Run("agent kill -9", func(t *testing.T) { failover(t, "agent", powerOn) })
+	t.Run("keepalived kill -9", func(t *testing.T) { failover(t, "keepalived", powerOn) })
+	t.Run("hung master", func(t *testing.T) { failover(t, "hang", powerOn) })
+	t.Run("master isolated from both peers", func(t *testing.T) {
+		failover(t, "isolate", func(n *Node) error {
+			l.Heal()
+			return powerOn(n)
+		})
+	})
+	t.Run("postfix killed beyond the grace period", func(t *testing.T) {
+		failover(t, "postfix", func(n *Node) error { return nil })
+	})
+	t.Run("postfix restarted inside the grace period", func(t *testing.T) {
+		m, err := l.WaitSettled(ctx, 240*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := l.watch(ctx)
+		if err := l.Node(m).Kill(ctx, "postfix-restart"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(l.o.CheckGrace + 4*time.Second)
+		if now, why := l.Master(ctx); now != m {
+			t.Fatalf("master moved from %s to %q (%s) on a restart inside the grace period", m, now, why)
+		}
+		s.end(t, ctx)
+	})
+}
+
+func filterLog(s string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(s, "\n") {
+		if !strings.Contains(line, "mariadbd:") && !strings.Contains(line, "keepalived: ") {
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.String()
+}
+
+func tailStr(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// assertClean checks that lab down left no namespace, loop device or mount of the lab behind.
+func assertClean(t *testing.T, l *Lab) {
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	if strings.Contains(string(out), l.id) {
+		t.Errorf("namespaces left: %s", out)
+	}
+	out, _ = exec.Command("losetup", "-a").Output()
+	if strings.Contains(string(out), l.o.Dir) {
+		t.Errorf("loop devices left: %s", out)
+	}
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(b), l.o.Dir) {
+		t.Errorf("mounts left below %s", l.o.Dir)
+	}
+	for _, n := range l.Nodes {
+		if pids, _ := nsPIDs(n.NS.Name); len(pids) > 0 {
+			t.Errorf("processes left in %s: %v", n.Name, pids)
+		}
+	}
+}

@@ -1,0 +1,210 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/smtp"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Ledger records every message that the cluster acknowledged with 250: each must be readable later.
+type Ledger struct {
+	path string
+	mu   sync.Mutex
+}
+
+// Ledger returns the lab's ledger.
+func (l *Lab) Ledger() *Ledger { return &Ledger{path: filepath.Join(l.o.Dir, "ledger.txt")} }
+
+func (g *Ledger) add(id string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	f, err := os.OpenFile(g.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(f, id)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// IDs returns the acknowledged Message-IDs.
+func (g *Ledger) IDs() ([]string, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	b, err := os.ReadFile(g.path)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	return strings.Fields(string(b)), err
+}
+
+// dialClient opens a TCP connection from the client namespace.
+func (l *Lab) dialClient(addr string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := l.client.Do(func() error {
+		var err error
+		c, err = net.DialTimeout("tcp", addr, timeout)
+		return err
+	})
+	return c, err
+}
+
+// SendOne sends one message to the Floating IP from the client and records it when the answer is 250.
+func (l *Lab) SendOne(ctx context.Context, seq int) (string, error) {
+	id := fmt.Sprintf("<lab-%d-%d@client.lab>", time.Now().UnixNano(), seq)
+	conn, err := l.dialClient(net.JoinHostPort(FloatingIP, "25"), 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	c, err := smtp.NewClient(conn, FloatingIP)
+	if err != nil {
+		conn.Close()
+		return "", err
+	}
+	defer c.Close()
+	if err := c.Mail("probe@client.lab"); err != nil {
+		return "", err
+	}
+	if err := c.Rcpt(Mailbox); err != nil {
+		return "", err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(w, "From: probe@client.lab\r\nTo: %s\r\nMessage-ID: %s\r\nSubject: lab mail %d\r\n\r\nsent at %s\r\n",
+		Mailbox, id, seq, time.Now().UTC().Format(time.RFC3339Nano))
+	if err := w.Close(); err != nil { // the 250 (or not) arrives here
+		return "", err
+	}
+	if err := l.Ledger().add(id); err != nil {
+		return "", fmt.Errorf("ledger: %w", err)
+	}
+	c.Quit()
+	return id, nil
+}
+
+// SendMail sends n messages; it returns how many were acknowledged and the last error.
+func (l *Lab) SendMail(ctx context.Context, n int) (int, error) {
+	ok := 0
+	var last error
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		if _, err := l.SendOne(ctx, i); err != nil {
+			last = err
+			continue
+		}
+		ok++
+	}
+	return ok, last
+}
+
+var literal = regexp.MustCompile(`\{(\d+)\}\r\n$`)
+
+var messageID = regexp.MustCompile(`(?im)^Message-ID:\s*(<[^>]+>)`)
+
+// ReadMail fetches every message in the lab mailbox over IMAP through the Floating IP and returns their
+// Message-IDs.
+func (l *Lab) ReadMail(ctx context.Context) ([]string, error) {
+	conn, err := l.dialClient(net.JoinHostPort(FloatingIP, "143"), 3*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(conn)
+	if _, err := r.ReadString('\n'); err != nil {
+		return nil, err
+	}
+	cmd := func(tag, line string) ([]string, error) {
+		if _, err := fmt.Fprintf(conn, "%s %s\r\n", tag, line); err != nil {
+			return nil, err
+		}
+		var lines []string
+		for {
+			s, err := r.ReadString('\n')
+			if err != nil {
+				return nil, err
+			}
+			if m := literal.FindStringSubmatch(s); m != nil {
+				n, _ := strconv.Atoi(m[1])
+				buf := make([]byte, n)
+				if _, err := io.ReadFull(r, buf); err != nil {
+					return nil, err
+				}
+				s += string(buf)
+			}
+			lines = append(lines, s)
+			if strings.HasPrefix(s, tag+" ") {
+				if !strings.HasPrefix(s, tag+" OK") {
+					return lines, fmt.Errorf("imap %s: %s", line, strings.TrimSpace(s))
+				}
+				return lines, nil
+			}
+		}
+	}
+	if _, err := cmd("a", "LOGIN "+Mailbox+" lab"); err != nil {
+		return nil, err
+	}
+	lines, err := cmd("b", "SELECT INBOX")
+	if err != nil {
+		return nil, err
+	}
+	exists := 0
+	for _, s := range lines {
+		var n int
+		if _, err := fmt.Sscanf(s, "* %d EXISTS", &n); err == nil {
+			exists = n
+		}
+	}
+	var ids []string
+	for i := 1; i <= exists; i++ {
+		lines, err := cmd("c"+strconv.Itoa(i), fmt.Sprintf("FETCH %d BODY[]", i))
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range lines {
+			if m := messageID.FindStringSubmatch(s); m != nil {
+				ids = append(ids, m[1])
+			}
+		}
+	}
+	cmd("z", "LOGOUT")
+	return ids, nil
+}
+
+// CheckMail compares the ledger with the mailbox: every acknowledged message must be there.
+func (l *Lab) CheckMail(ctx context.Context) (acked int, missing []string, err error) {
+	want, err := l.Ledger().IDs()
+	if err != nil {
+		return 0, nil, err
+	}
+	have, err := l.ReadMail(ctx)
+	if err != nil {
+		return len(want), nil, err
+	}
+	got := map[string]bool{}
+	for _, id := range have {
+		got[id] = true
+	}
+	for _, id := range want {
+		if !got[id] {
+			missing = append(missing, id)
+		}
+	}
+	sort.Strings(missing)
+	return len(want), missing, nil
+}

@@ -1,0 +1,289 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/stack"
+	"github.com/mailcow-ha/mailcow-ha/agent/volume"
+	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
+	"github.com/mailcow-ha/mailcow-ha/mailcowstub/deploy"
+)
+
+// writeConfig writes the node's TOML and its secret files. mariadbd runs as mysql: its directory is mysql's and
+// the way there is open.
+func (n *Node) writeConfig() error {
+	l := n.lab
+	d := n.Dir
+	db := filepath.Join(d, "db")
+	for _, dir := range []string{d, db, filepath.Join(d, "mailcow"), filepath.Join(d, "by-id"), filepath.Join(d, "state")} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		os.Chmod(dir, 0o755)
+	}
+	os.Chmod(l.o.Dir, 0o755)
+	if out, err := exec.Command("chown", "mysql:mysql", db).CombinedOutput(); err != nil {
+		return fmt.Errorf("lab: chown mysql %s: %w: %s", db, err, out)
+	}
+	files := map[string]string{
+		"token": hcloudsim.DemoToken, "secret": "lab-cluster-secret-" + strings.Repeat("x", 24), "dbpw": "lab-mailcow-db-password",
+	}
+	for name, v := range files {
+		if err := os.WriteFile(filepath.Join(d, name), []byte(v+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# mailcow-ha lab node %s (written by `mailcow-ha lab up`)\nversion = 1\n[node]\nname = %q\n", n.Name, n.Name)
+	fmt.Fprintf(&b, "[cluster]\nname = \"lab\"\nsecret_file = %q\n", filepath.Join(d, "secret"))
+	for i, m := range l.Nodes {
+		fmt.Fprintf(&b, "[[cluster.nodes]]\nname = %q\nprivate_ip = %q\nserver_id = %d\npriority = %d\nbootstrap = %v\n",
+			m.Name, m.PrivIP, m.ID, 150-20*i, i == 0)
+	}
+	fmt.Fprintf(&b, "[hcloud]\ntoken_file = %q\nendpoint = \"http://%s/v1\"\nmetadata_url = \"http://%s/_metadata/%s/hetzner/v1\"\nfloating_ip_id = 2001\nvolume_id = %d\n",
+		filepath.Join(d, "token"), SimAddr, SimAddr, n.Name, VolumeID)
+	fmt.Fprintf(&b, "[network]\npublic_interface = \"eth0\"\nprivate_interface = \"eth1\"\n")
+	fmt.Fprintf(&b, "[galera]\ndata_dir = %q\nsocket = %q\nconfig_file = %q\npassword_file = %q\n",
+		filepath.Join(db, "data"), filepath.Join(db, "mysqld.sock"), filepath.Join(db, "my.cnf"), filepath.Join(d, "dbpw"))
+	fmt.Fprintf(&b, "[keepalived]\nconfig_file = %q\nnotify_fifo = %q\n", filepath.Join(d, "keepalived.conf"), filepath.Join(d, "notify.fifo"))
+	create := []string{l.o.Bin, "lab", "create-stub", "--docker-host", n.Docker(), "--data", filepath.Join(d, "data"),
+		"--socket-dir", db, "--hostname", n.Name}
+	fmt.Fprintf(&b, "[mailcow]\ndir = %q\ndata_mount = %q\ndocker_host = %q\ndevice_dir = %q\nstart_timeout = \"60s\"\ncreate_command = [",
+		filepath.Join(d, "mailcow"), filepath.Join(d, "data"), n.Docker(), filepath.Join(d, "by-id"))
+	for i, a := range create {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%q", a)
+	}
+	b.WriteString("]\n")
+	fmt.Fprintf(&b, "[failover]\ncheck_grace = %q\nquorum_grace = %q\nfence_timeout = %q\nreconcile_interval = \"1s\"\nstate_dir = %q\n",
+		l.o.CheckGrace.String(), l.o.QuorumGrace.String(), l.o.FenceTimeout.String(), filepath.Join(d, "state"))
+	fmt.Fprintf(&b, "[failover.breaker]\nmax = %d\nwindow = \"1h\"\n", l.o.BreakerMax)
+	fmt.Fprintf(&b, "[api]\nlisten = [\"127.0.0.1:7480\"]\npeer_port = 7481\nsocket = %q\n", filepath.Join(d, "agent.sock"))
+	if l.o.Webhook != "" {
+		fmt.Fprintf(&b, "[[alerts.webhooks]]\nname = \"lab\"\nurl = %q\n", l.o.Webhook)
+	}
+	return os.WriteFile(filepath.Join(d, "config.toml"), []byte(b.String()), 0o600)
+}
+
+// backend makes the simulator's decisions real: the router routes the Floating IP to its server, and the Volume's
+// device link appears on exactly one node.
+type backend struct{ l *Lab }
+
+func (b backend) FloatingIPRouted(ip hcloudsim.FloatingIP, server int64) error {
+	n := b.l.nodeByID(server)
+	if n == nil {
+		return b.l.rt.IP("route", "del", ip.IP+"/32")
+	}
+	return b.l.rt.IP("route", "replace", ip.IP+"/32", "dev", n.Name)
+}
+
+func (b backend) VolumeAttached(v hcloudsim.Volume, server int64) error {
+	n := b.l.nodeByID(server)
+	if n == nil {
+		return fmt.Errorf("lab: no node for server %d", server)
+	}
+	link := filepath.Join(n.Dir, "by-id", fmt.Sprintf("scsi-0HC_Volume_%d", v.ID))
+	os.Remove(link)
+	return os.Symlink(b.l.loop, link)
+}
+
+func (b backend) VolumeDetached(v hcloudsim.Volume, server int64) error {
+	n := b.l.nodeByID(server)
+	if n == nil {
+		return nil
+	}
+	err := os.Remove(filepath.Join(n.Dir, "by-id", fmt.Sprintf("scsi-0HC_Volume_%d", v.ID)))
+	if errors.Is(err, os.ErrNotExist) {
+		err = nil
+	}
+	// A hot-unplug: whatever is still mounted on the old node loses its device.
+	mp := filepath.Join(n.Dir, "data")
+	if ok, _ := volume.IsMountPoint(mp); ok {
+		b.l.log.Warn("volume detached while mounted; forcing the mount off", "node", n.Name)
+		err = errors.Join(err, syscall.Unmount(mp, syscall.MNT_DETACH))
+	}
+	return err
+}
+
+func (b backend) ServerPower(s hcloudsim.Server, on bool) error {
+	n := b.l.nodeByID(s.ID)
+	if n == nil {
+		return nil
+	}
+	if on {
+		go n.Boot(context.Background())
+	} else {
+		go n.PowerOff()
+	}
+	return nil
+}
+
+// PowerOff cuts the node's power: every process in its namespace is killed and its mounts go.
+func (n *Node) PowerOff() error {
+	n.lab.log.Info("power off", "node", n.Name)
+	return n.shutdown(true)
+}
+
+// Boot powers the node on: links up, dockerd, the agent (which boots as BACKUP with a cleanup pass).
+func (n *Node) Boot(ctx context.Context) error {
+	n.mu.Lock()
+	if n.powered {
+		n.mu.Unlock()
+		return nil
+	}
+	n.powered = true
+	n.mu.Unlock()
+	n.lab.log.Info("power on", "node", n.Name)
+	n.SetLinks(true)
+	if err := n.startDocker(ctx); err != nil {
+		return err
+	}
+	return n.startAgent()
+}
+
+// Powered reports whether the node runs.
+func (n *Node) Powered() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.powered
+}
+
+// SetLinks brings the node's two links up or down (a cut cable).
+func (n *Node) SetLinks(up bool) error {
+	state := "down"
+	if up {
+		state = "up"
+	}
+	return errors.Join(n.NS.IP("link", "set", "eth0", state), n.NS.IP("link", "set", "eth1", state))
+}
+
+// SimPower asks the simulated API to power the node's server on or off, as an operator would (and fires the
+// backend's power hook).
+func (l *Lab) SimPower(n *Node, on bool) error {
+	act := "poweroff"
+	if on {
+		act = "poweron"
+	}
+	req := httptest.NewRequest(http.MethodPost, fmt.Sprintf("/v1/servers/%d/actions/%s", n.ID, act), nil)
+	req.Header.Set("Authorization", "Bearer "+hcloudsim.DemoToken)
+	rec := httptest.NewRecorder()
+	l.Sim.Handler().ServeHTTP(rec, req)
+	if rec.Code >= 300 {
+		return fmt.Errorf("lab: %s %s: %d %s", act, n.Name, rec.Code, rec.Body.String())
+	}
+	return nil
+}
+
+// Kill breaks a node in one of the ways the tests and the demo use.
+func (n *Node) Kill(ctx context.Context, how string) error {
+	switch how {
+	case "power":
+		return n.PowerOff()
+	case "link":
+		return n.SetLinks(false)
+	case "agent":
+		return n.agent.signal(syscall.SIGKILL)
+	case "keepalived":
+		return n.killPIDFile(filepath.Join(n.Dir, "state", "keepalived", "keepalived.pid"), syscall.SIGKILL)
+	case "db":
+		return n.killPIDFile(filepath.Join(n.Dir, "db", "mysqld.pid"), syscall.SIGKILL)
+	case "hang":
+		err := n.agent.signal(syscall.SIGSTOP)
+		return errors.Join(err, n.killPIDFile(filepath.Join(n.Dir, "state", "keepalived", "keepalived.pid"), syscall.SIGSTOP))
+	case "isolate":
+		var others []string
+		for _, m := range n.lab.Nodes {
+			if m != n {
+				others = append(others, m.Name)
+			}
+		}
+		return n.lab.Partition([]string{n.Name}, others)
+	case "postfix", "postfix-restart":
+		return n.killPostfix(ctx, how == "postfix")
+	}
+	return fmt.Errorf("lab: kill --how %q: want power, link, agent, keepalived, db, postfix, postfix-restart, isolate or hang", how)
+}
+
+// Resume undoes a hang (SIGCONT to the agent and keepalived).
+func (n *Node) Resume() error {
+	err := n.agent.signal(syscall.SIGCONT)
+	return errors.Join(err, n.killPIDFile(filepath.Join(n.Dir, "state", "keepalived", "keepalived.pid"), syscall.SIGCONT))
+}
+
+func (n *Node) killPIDFile(path string, sig syscall.Signal) error {
+	pid, err := pidFile(path)
+	if err != nil {
+		return fmt.Errorf("lab: %s: %w", n.Name, err)
+	}
+	return syscall.Kill(pid, sig)
+}
+
+// killPostfix kills postfix's process inside its container. With stay, its restart policy is turned off first, so
+// that it stays down (beyond the grace period); without, dockerd restarts it as mailcow's watchdog would.
+func (n *Node) killPostfix(ctx context.Context, stay bool) error {
+	c, err := deploy.Connect(n.Docker())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	id := "mailcowdockerized-postfix-mailcow-1"
+	if stay {
+		if _, err := c.ContainerUpdate(ctx, id, container.UpdateConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled}}); err != nil {
+			return err
+		}
+	}
+	ci, err := c.ContainerInspect(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !ci.State.Running || ci.State.Pid <= 0 {
+		return fmt.Errorf("lab: postfix is not running on %s", n.Name)
+	}
+	return syscall.Kill(ci.State.Pid, syscall.SIGKILL)
+}
+
+// StackRunning counts the node's running stub containers (0 when dockerd does not answer).
+func (n *Node) StackRunning(ctx context.Context) int {
+	if !n.Powered() {
+		return 0
+	}
+	c, err := deploy.Connect(n.Docker())
+	if err != nil {
+		return 0
+	}
+	defer c.Close()
+	st := &stack.Stack{Docker: c, Project: "mailcowdockerized"}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	cs, err := st.Discover(cctx)
+	if err != nil {
+		return 0
+	}
+	running := 0
+	for _, ct := range cs {
+		if ct.State == "running" {
+			running++
+		}
+	}
+	return running
+}
+
+// Mounted reports whether the Volume is mounted on the node.
+func (n *Node) Mounted() bool {
+	ok, _ := volume.IsMountPoint(filepath.Join(n.Dir, "data"))
+	return ok
+}
