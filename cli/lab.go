@@ -29,7 +29,7 @@ Commands:
   status [--json]                  every node's role, Galera, stack, Volume and Floating IP
   down                             stop and remove everything the lab made
   exec NODE|client -- CMD...       run a command in a node's (or the client's) network namespace
-  kill NODE --how HOW              power|link|agent|keepalived|db|postfix|postfix-restart|hang
+  kill NODE --how HOW              power|link|agent|keepalived|db|postfix|postfix-restart|isolate|hang
   start NODE                       power a node on again (or bring its links up, resume a hang)
   partition n1 / n2,n3             cut the private network between two groups
   heal                             undo every partition
@@ -113,7 +113,7 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 		return call(lab.Request{Cmd: "status"}, 30*time.Second)
 	case "kill":
 		if len(pos) != 1 || *how == "" {
-			fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha lab kill NODE --how power|link|agent|keepalived|db|postfix|postfix-restart|hang")
+			fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha lab kill NODE --how power|link|agent|keepalived|db|postfix|postfix-restart|isolate|hang")
 			return ExitUsage
 		}
 		return call(lab.Request{Cmd: "kill", Args: []string{pos[0], *how}}, 30*time.Second)
@@ -271,7 +271,7 @@ func labDown(dir string, stdio Stdio) int {
 	r, err := lab.Call(dir, lab.Request{Cmd: "down"}, 30*time.Second)
 	if err == nil {
 		fmt.Fprint(stdio.Stdout, r.Out)
-		for i := 0; i < 600 && ierr == nil && syscall.Kill(info.PID, 0) == nil && !isZombie(info.PID); i++ {
+		for i := 0; i < 600 && ierr == nil && !lab.Gone(info.PID); i++ {
 			time.Sleep(500 * time.Millisecond)
 		}
 		fmt.Fprintln(stdio.Stdout, "lab: down")
@@ -287,15 +287,6 @@ func labDown(dir string, stdio Stdio) int {
 		return ExitFailure
 	}
 	return ExitOK
-}
-
-func isZombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	return i > 0 && i+2 < len(b) && b[i+2] == 'Z'
 }
 
 func labExec(dir string, pos, cmdArgs []string, stdio Stdio) int {

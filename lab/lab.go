@@ -68,18 +68,17 @@ type Lab struct {
 
 // Node is one lab node.
 type Node struct {
-	Name     string
-	ID       int64
-	PrivIP   string
-	PubIP    string
-	NS       *netns.NS
-	Dir      string
-	lab      *Lab
-	dockerd  *proc
-	agent    *proc
-	mu       sync.Mutex
-	powered  bool
-	attached bool
+	Name    string
+	ID      int64
+	PrivIP  string
+	PubIP   string
+	NS      *netns.NS
+	Dir     string
+	lab     *Lab
+	dockerd *proc
+	agent   *proc
+	mu      sync.Mutex
+	powered bool
 }
 
 func (o *Options) defaults() {
@@ -464,7 +463,7 @@ func (n *Node) startDocker(ctx context.Context) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if _, _, err := c.ImageInspectWithRaw(ctx, deploy.Image); err == nil {
+	if _, err := c.ImageInspect(ctx, deploy.Image); err == nil {
 		return nil
 	}
 	return deploy.BuildImage(ctx, c, n.lab.o.StubBin, deploy.Image)

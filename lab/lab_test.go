@@ -108,7 +108,14 @@ func (s *scenario) end(t *testing.T, ctx context.Context) {
 	}
 	acked, missing, err := s.l.CheckMail(ctx)
 	if err != nil {
-		t.Fatalf("check mail: %v", err)
+		out, _ := exec.Command("ip", "-n", s.l.rt.Name, "route").CombinedOutput()
+		diag := "router: " + string(out)
+		for _, n := range s.l.Nodes {
+			o, _ := exec.Command("nsenter", "--net=/run/netns/"+n.NS.Name, "ss", "-ltn").CombinedOutput()
+			a, _ := exec.Command("ip", "-n", n.NS.Name, "-4", "-o", "addr", "show", "dev", "eth0").CombinedOutput()
+			diag += fmt.Sprintf("\n%s: %s%s", n.Name, a, o)
+		}
+		t.Fatalf("check mail: %v\n%s", err, diag)
 	}
 	if len(missing) > 0 {
 		t.Errorf("%d of %d acknowledged mails are not readable: %v", len(missing), acked, missing)

@@ -119,7 +119,15 @@ var messageID = regexp.MustCompile(`(?im)^Message-ID:\s*(<[^>]+>)`)
 // ReadMail fetches every message in the lab mailbox over IMAP through the Floating IP and returns their
 // Message-IDs.
 func (l *Lab) ReadMail(ctx context.Context) ([]string, error) {
-	conn, err := l.dialClient(net.JoinHostPort(FloatingIP, "143"), 3*time.Second)
+	var conn net.Conn
+	var err error
+	// Right after a takeover the new master may still be settling: a client retries for a while.
+	for end := time.Now().Add(20 * time.Second); ; {
+		if conn, err = l.dialClient(net.JoinHostPort(FloatingIP, "143"), 3*time.Second); err == nil || time.Now().After(end) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 	if err != nil {
 		return nil, err
 	}

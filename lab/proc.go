@@ -181,6 +181,9 @@ func killNS(ns string) error {
 	return fmt.Errorf("lab: processes in %s survive SIGKILL", ns)
 }
 
+// Gone reports whether a process has ended (or is a zombie its parent has not reaped yet).
+func Gone(pid int) bool { return zombie(pid) }
+
 func zombie(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
