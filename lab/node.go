@@ -168,7 +168,14 @@ func (n *Node) SetLinks(up bool) error {
 	if up {
 		state = "up"
 	}
-	return errors.Join(n.NS.IP("link", "set", "eth0", state), n.NS.IP("link", "set", "eth1", state))
+	err := errors.Join(n.NS.IP("link", "set", "eth0", state), n.NS.IP("link", "set", "eth1", state))
+	if up {
+		// The kernel dropped the static routes with the link; the network configuration puts them back, as
+		// ifupdown or networkd would on a server.
+		err = errors.Join(err, n.NS.IP("route", "replace", Gateway+"/32", "dev", "eth0"),
+			n.NS.IP("route", "replace", "default", "via", Gateway, "dev", "eth0", "onlink"))
+	}
+	return err
 }
 
 // SimPower asks the simulated API to power the node's server on or off, as an operator would (and fires the
