@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/check"
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
 )
@@ -168,12 +169,17 @@ func TestLab(t *testing.T) {
 	t.Logf("lab settled with MASTER %s after %s", m, time.Since(began).Round(100*time.Millisecond))
 
 	// failover breaks the master, waits for another node to hold everything, then repairs the old one.
+	var before func() // runs just before the kill
 	failover := func(t *testing.T, how string, repair func(n *Node) error) {
 		old, err := l.WaitSettled(ctx, 240*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
 		s := l.watch(ctx)
+		if before != nil {
+			before()
+			before = nil
+		}
 		t0 := time.Now()
 		if err := l.Node(old).Kill(ctx, how); err != nil {
 			t.Fatal(err)
@@ -221,6 +227,64 @@ func TestLab(t *testing.T) {
 	})
 	t.Run("postfix killed beyond the grace period", func(t *testing.T) {
 		failover(t, "postfix", func(n *Node) error { return nil })
+	})
+	t.Run("API down during a failover", func(t *testing.T) {
+		old, err := l.WaitSettled(ctx, 240*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := l.watch(ctx)
+		l.Sim.SetFaults(hcloudsim.Faults{Down: true})
+		if err := l.Node(old).Kill(ctx, "power"); err != nil {
+			t.Fatal(err)
+		}
+		// Nobody may take the Volume while the API cannot fence or move it.
+		for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
+			st := l.Status(ctx)
+			for _, n := range st.Nodes {
+				if n.Mounted || n.StackRunning > 0 {
+					t.Fatalf("%s took over while the API was down: %+v", n.Name, n)
+				}
+			}
+		}
+		l.Sim.SetFaults(hcloudsim.Faults{})
+		t0 := time.Now()
+		nm, err := l.WaitMaster(ctx, 180*time.Second, old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("API back: %s holds everything after %s", nm, time.Since(t0).Round(100*time.Millisecond))
+		s.end(t, ctx)
+		if err := powerOn(l.Node(old)); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.waitRole(ctx, old, "backup", 240*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("API answering 503 for a while", func(t *testing.T) {
+		before = func() { l.Sim.SetFaults(hcloudsim.Faults{Fail5xx: 8, FailStatus: 503}) }
+		failover(t, "power", powerOn)
+		if f := l.Sim.Faults(); f.Fail5xx != 0 {
+			t.Errorf("the takeover did not meet the injected 503s: %d left", f.Fail5xx)
+		}
+	})
+	t.Run("switchover", func(t *testing.T) {
+		old, err := l.WaitSettled(ctx, 240*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := l.watch(ctx)
+		ans, err := check.Ask(filepath.Join(l.Node(old).Dir, "agent.sock"), "switchover", 60*time.Second)
+		if err != nil || !strings.HasPrefix(ans, "ok") {
+			t.Fatalf("switchover: %q %v", ans, err)
+		}
+		nm, err := l.WaitMaster(ctx, 120*time.Second, old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("switchover %s → %s (%s)", old, nm, ans)
+		s.end(t, ctx)
 	})
 	t.Run("postfix restarted inside the grace period", func(t *testing.T) {
 		m, err := l.WaitSettled(ctx, 240*time.Second)
