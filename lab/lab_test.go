@@ -152,6 +152,13 @@ func TestLab(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
+			// Keep the logs for a look after the run.
+			keep := filepath.Join(root, "build", "test-lab-failed", filepath.Base(dir))
+			for _, n := range l.Nodes {
+				os.MkdirAll(filepath.Join(keep, n.Name), 0o755)
+				exec.Command("cp", filepath.Join(n.Dir, "agent.log"), filepath.Join(n.Dir, "dockerd.log"), filepath.Join(keep, n.Name)).Run()
+			}
+			t.Logf("logs kept in %s", keep)
 			for _, n := range l.Nodes {
 				b, _ := os.ReadFile(filepath.Join(n.Dir, "agent.log"))
 				t.Logf("=== %s agent log (last 5000 bytes)\n%s", n.Name, tailStr(filterLog(string(b)), 5000))

@@ -85,7 +85,7 @@ func New(o Options) (*Client, error) {
 	}
 	defaults := map[*time.Duration]time.Duration{
 		&o.PollBase: 200 * time.Millisecond, &o.PollCap: 500 * time.Millisecond,
-		&o.FastWait: 250 * time.Millisecond, &o.SlowBase: time.Second, &o.SlowCap: 30 * time.Second,
+		&o.FastWait: 250 * time.Millisecond, &o.SlowBase: time.Second, &o.SlowCap: 5 * time.Second,
 	}
 	for p, d := range defaults {
 		if *p <= 0 {
