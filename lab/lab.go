@@ -179,14 +179,12 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 // clean removes what an earlier lab left in dir (node directories, the Volume image, the mail ledger), refusing
 // while anything is still mounted below it.
 func clean(dir string) error {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	mps, err := mountsBelow(dir)
 	if err != nil {
 		return err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
-			return fmt.Errorf("lab: %s is still mounted below %s; run mailcow-ha lab down first", f[4], dir)
-		}
+	if len(mps) > 0 {
+		return fmt.Errorf("lab: %s is still mounted below %s; run mailcow-ha lab down first", mps[0], dir)
 	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -407,17 +405,9 @@ func (n *Node) shutdown(hard bool) error {
 
 // unmountAll forces off every mount below the node's directory (the Volume, dockerd's), as a hot-unplug would.
 func (n *Node) unmountAll() error {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	mps, err := mountsBelow(n.Dir)
 	if err != nil {
 		return err
-	}
-	prefix := n.Dir + "/"
-	var mps []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && strings.HasPrefix(f[4], prefix) {
-			mps = append(mps, f[4])
-		}
 	}
 	var errs []error
 	for i := len(mps) - 1; i >= 0; i-- {
@@ -426,6 +416,21 @@ func (n *Node) unmountAll() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// mountsBelow lists the mount points below dir, in mount order (per /proc/self/mountinfo).
+func mountsBelow(dir string) ([]string, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			out = append(out, f[4])
+		}
+	}
+	return out, nil
 }
 
 // Docker is the node's dockerd socket.
