@@ -35,7 +35,9 @@ Commands:
   heal                             undo every partition
   send-mail N                      send N mails to the Floating IP from the client
   check-mail                       check that every acknowledged mail is readable over IMAP
-  failover                         power off the MASTER and print the failover timeline
+  failover                         power off the MASTER; print the failover timeline and the alerts
+  alerts [--since 5m] [--json]     the webhook alerts every agent sent to the lab's receiver
+  maintenance on|off               pause (or resume) automatic actions on every node
   bench failover [--runs N]        the failover benchmark
 
 Every command takes --dir DIR (default build/lab).
@@ -61,6 +63,7 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 	jsonOut := fs.Bool("json", false, "JSON output (status)")
 	how := fs.String("how", "", "how to break the node (kill)")
 	runs := fs.Int("runs", 3, "failovers to measure (bench)")
+	since := fs.Duration("since", 0, "alerts: only those received within this long (default: all)")
 	stub := fs.String("stub", "", "the mailcow-stub binary (default: next to this one)")
 	dockerHost := fs.String("docker-host", "", "create-stub: the node's dockerd")
 	data := fs.String("data", "", "create-stub: the Volume's mount point")
@@ -117,8 +120,17 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 			return ExitUsage
 		}
 		return call(lab.Request{Cmd: "kill", Args: []string{pos[0], *how}}, 30*time.Second)
-	case "start", "partition", "heal", "send-mail", "check-mail", "failover":
+	case "start", "partition", "heal", "send-mail", "check-mail", "failover", "maintenance":
 		return call(lab.Request{Cmd: sub, Args: pos}, 10*time.Minute)
+	case "alerts":
+		args := []string{""}
+		if *since > 0 {
+			args[0] = since.String()
+		}
+		if *jsonOut {
+			args = append(args, "--json")
+		}
+		return call(lab.Request{Cmd: "alerts", Args: args}, 30*time.Second)
 	case "bench":
 		if len(pos) != 1 || pos[0] != "failover" {
 			fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha lab bench failover [--runs N]")

@@ -27,6 +27,7 @@ type Phase struct {
 type Timeline struct {
 	Old, New string
 	How      string
+	Killed   time.Time // when the master was broken
 	Phases   []Phase
 	Total    time.Duration // until the new master's first SMTP banner on the Floating IP
 }
@@ -80,7 +81,7 @@ func (l *Lab) Failover(ctx context.Context, how string) (Timeline, error) {
 	case <-pctx.Done():
 		return Timeline{}, fmt.Errorf("lab: no other node answered SMTP on %s within 180s after killing %s", FloatingIP, old)
 	}
-	tl := Timeline{Old: old, New: b.node, How: how, Total: b.at.Sub(t0)}
+	tl := Timeline{Old: old, New: b.node, How: how, Killed: t0, Total: b.at.Sub(t0)}
 	nn := l.Node(b.node)
 	// The start_stack action ends when every critical service is healthy, which may come after the first banner.
 	var acts map[string]span

@@ -212,6 +212,41 @@ func (l *Lab) Do(ctx context.Context, req Request, w io.Writer) int {
 			return fail(err)
 		}
 		tl.Print(w)
+		// The new master's last reports reach the receiver a moment after its first banner.
+		l.Alerts.WaitAlerts(tl.Killed, 5*time.Second, Want{Event: "promoted", Node: tl.New})
+		fmt.Fprintf(w, "\nwebhook alerts since the kill (signed, verified by the lab's receiver):\n%s", FormatAlerts(l.Alerts.Since(tl.Killed), tl.Killed))
+	case "maintenance":
+		if len(req.Args) != 1 || (req.Args[0] != "on" && req.Args[0] != "off") {
+			return fail(errors.New("usage: maintenance on|off"))
+		}
+		ans, err := l.Maintenance(req.Args[0] == "on")
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Fprintln(w, ans)
+	case "alerts":
+		var since time.Time
+		if len(req.Args) > 0 && req.Args[0] != "" {
+			d, err := time.ParseDuration(req.Args[0])
+			if err != nil {
+				return fail(fmt.Errorf("alerts --since: %w", err))
+			}
+			since = time.Now().Add(-d)
+		}
+		as := l.Alerts.Since(since)
+		if len(req.Args) > 1 && req.Args[1] == "--json" {
+			b, _ := json.MarshalIndent(as, "", "  ")
+			fmt.Fprintf(w, "%s\n", b)
+			return 0
+		}
+		t0 := time.Now()
+		if len(as) > 0 {
+			t0 = as[0].Received
+		}
+		fmt.Fprint(w, FormatAlerts(as, t0))
+		if n := l.Alerts.Rejected(); n > 0 {
+			fmt.Fprintf(w, "%d deliveries failed the signature or schema check\n", n)
+		}
 	case "down":
 		fmt.Fprintln(w, "lab going down")
 	default:

@@ -7,6 +7,8 @@ package lab
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,7 +59,9 @@ type Lab struct {
 	id     string // namespace prefix
 	log    *slog.Logger
 	Sim    *hcloudsim.Sim
+	Alerts *Alerts // the webhook receiver every agent reports to
 	srv    *http.Server
+	asrv   *http.Server
 	sw, rt *netns.NS
 	client *netns.NS
 	Nodes  []*Node
@@ -315,6 +319,18 @@ func (l *Lab) simulator() error {
 	}
 	l.srv = &http.Server{Handler: l.Sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go l.srv.Serve(ln)
+	secret := make([]byte, 24)
+	rand.Read(secret)
+	l.Alerts = &Alerts{secret: []byte(hex.EncodeToString(secret))}
+	if err := l.sw.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", AlertsAddr)
+		return err
+	}); err != nil {
+		return fmt.Errorf("lab: webhook receiver: %w", err)
+	}
+	l.asrv = &http.Server{Handler: l.Alerts, ReadHeaderTimeout: 10 * time.Second}
+	go l.asrv.Serve(ln)
 	return nil
 }
 
@@ -356,6 +372,9 @@ func (l *Lab) Down() error {
 	wg.Wait()
 	if l.srv != nil {
 		l.srv.Close()
+	}
+	if l.asrv != nil {
+		l.asrv.Close()
 	}
 	if l.Sim != nil {
 		l.Sim.Close()

@@ -144,8 +144,9 @@ func TestLab(t *testing.T) {
 	ctx := context.Background()
 	logf, _ := os.Create(filepath.Join(t.TempDir(), "lab.log"))
 	began := time.Now()
-	// Many takeovers in a row: the breaker (failover.breaker) would rightly stop the third one within the hour.
-	l, err := Up(ctx, Options{Dir: dir, Bin: bin, StubBin: stub, Latencies: &lat, CheckGrace: 6 * time.Second, BreakerMax: 50,
+	// The breaker starts at its production default (2 takeovers per node within the hour); the flapping scenario
+	// trips it, then a reload raises it for the many takeovers that follow.
+	l, err := Up(ctx, Options{Dir: dir, Bin: bin, StubBin: stub, Latencies: &lat, CheckGrace: 6 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(logf, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -164,6 +165,9 @@ func TestLab(t *testing.T) {
 				t.Logf("=== %s agent log (last 5000 bytes)\n%s", n.Name, tailStr(filterLog(string(b)), 5000))
 			}
 		}
+		if n := l.Alerts.Rejected(); n > 0 {
+			t.Errorf("the webhook receiver rejected %d deliveries (signature or schema)", n)
+		}
 		if err := l.Down(); err != nil {
 			t.Errorf("lab down: %v", err)
 		}
@@ -177,7 +181,17 @@ func TestLab(t *testing.T) {
 
 	// failover breaks the master, waits for another node to hold everything, then repairs the old one.
 	var before func() // runs just before the kill
-	failover := func(t *testing.T, how string, repair func(n *Node) error) {
+	// alerts checks that the webhook receiver got every wanted alert since t0.
+	alerts := func(t *testing.T, t0 time.Time, want ...Want) {
+		t.Helper()
+		if missing := l.Alerts.WaitAlerts(t0, 15*time.Second, want...); len(missing) > 0 {
+			t.Errorf("webhook alerts missing: %v; received:\n%s", missing, FormatAlerts(l.Alerts.Since(t0), t0))
+		}
+	}
+	// failover breaks the master, waits for another node to hold everything, checks the alerts (the new master's
+	// failover_started, failover_succeeded about the old one and promoted, plus extra ones; "NEW" and "OLD" stand
+	// for the nodes), then repairs the old one.
+	failover := func(t *testing.T, how string, repair func(n *Node) error, extra ...Want) {
 		old, err := l.WaitSettled(ctx, 240*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -196,6 +210,12 @@ func TestLab(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("%s of %s: %s holds everything after %s", how, old, nm, time.Since(t0).Round(100*time.Millisecond))
+		want := []Want{{"failover_started", nm, nm}, {"failover_succeeded", nm, old}, {"promoted", nm, nm}}
+		for _, w := range extra {
+			r := strings.NewReplacer("NEW", nm, "OLD", old)
+			want = append(want, Want{w.Event, r.Replace(w.Node), r.Replace(w.Subject)})
+		}
+		alerts(t, t0, want...)
 		time.Sleep(time.Second) // mail through the new master
 		s.end(t, ctx)
 		if err := repair(l.Node(old)); err != nil {
@@ -215,25 +235,147 @@ func TestLab(t *testing.T) {
 			}
 		}
 	}
+	t.Run("flapping: the breaker stops the third takeover", func(t *testing.T) {
+		// postfix keeps dying on whichever node is MASTER. Each node may take over twice within the hour (the
+		// first master's election counts); the node elected a third time refuses, stays FAULT and alerts, and
+		// another node takes over.
+		s := l.watch(ctx)
+		t0 := time.Now()
+		var tripped []Alert
+		for round := 1; round <= 6 && len(tripped) == 0; round++ {
+			m, err := l.WaitSettled(ctx, 240*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Node(m).Kill(ctx, "postfix"); err != nil {
+				t.Fatal(err)
+			}
+			nm, err := l.WaitMaster(ctx, 120*time.Second, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("round %d: postfix killed on %s → %s MASTER", round, m, nm)
+			for _, a := range l.Alerts.Since(t0) {
+				if a.Event.Event == "breaker_tripped" {
+					tripped = append(tripped, a)
+				}
+			}
+		}
+		if len(tripped) == 0 {
+			t.Fatalf("six takeovers and no breaker_tripped alert:\n%s", FormatAlerts(l.Alerts.Since(t0), t0))
+		}
+		a := tripped[0]
+		if a.Severity != "critical" || !strings.Contains(a.Message, "2 takeovers within 1h0m0s") {
+			t.Errorf("breaker alert: %+v", a.Event)
+		}
+		if st, err := l.Node(a.Node).AgentState(); err != nil || !st.Breaker {
+			t.Errorf("%s after the breaker tripped: %+v %v", a.Node, st, err)
+		}
+		if m, why := l.Master(ctx); m == "" || m == a.Node {
+			t.Errorf("after the breaker tripped on %s: master %q (%s)", a.Node, m, why)
+		}
+		t.Logf("breaker tripped on %s after %s: %s", a.Node, a.Received.Sub(t0).Round(100*time.Millisecond), a.Message)
+		s.end(t, ctx)
+		// The operator raises the limit (SIGHUP reload) for the scenarios that follow; the breaker resets.
+		t1 := time.Now()
+		if err := l.SetBreaker(50); err != nil {
+			t.Fatal(err)
+		}
+		alerts(t, t1, Want{"config_reloaded", "n1", ""}, Want{"config_reloaded", "n2", ""}, Want{"config_reloaded", "n3", ""},
+			Want{"breaker_reset", a.Node, ""})
+	})
 	powerOn := func(n *Node) error { return l.SimPower(n, true) }
-	t.Run("master power-off", func(t *testing.T) { failover(t, "power", powerOn) })
+	fenced := Want{"peer_fenced", "NEW", "OLD"}
+	t.Run("master power-off", func(t *testing.T) { failover(t, "power", powerOn, fenced) })
 	t.Run("master link cut", func(t *testing.T) {
 		failover(t, "link", func(n *Node) error {
 			// The cut node was fenced by poweroff; its links come back with its power.
 			return powerOn(n)
-		})
+		}, fenced)
 	})
-	t.Run("agent kill -9", func(t *testing.T) { failover(t, "agent", powerOn) })
-	t.Run("keepalived kill -9", func(t *testing.T) { failover(t, "keepalived", powerOn) })
-	t.Run("hung master", func(t *testing.T) { failover(t, "hang", powerOn) })
+	t.Run("agent kill -9", func(t *testing.T) { failover(t, "agent", powerOn, fenced) })
+	t.Run("keepalived kill -9", func(t *testing.T) { failover(t, "keepalived", powerOn, Want{"demoted", "OLD", ""}) })
+	t.Run("hung master", func(t *testing.T) { failover(t, "hang", powerOn, fenced) })
 	t.Run("master isolated from both peers", func(t *testing.T) {
 		failover(t, "isolate", func(n *Node) error {
 			l.Heal()
 			return powerOn(n)
-		})
+		}, fenced)
 	})
 	t.Run("postfix killed beyond the grace period", func(t *testing.T) {
-		failover(t, "postfix", func(n *Node) error { return nil })
+		failover(t, "postfix", func(n *Node) error { return nil }, Want{"stack_degraded", "OLD", ""}, Want{"demoted", "OLD", ""})
+	})
+	t.Run("maintenance mode", func(t *testing.T) {
+		// Maintenance pauses automatic actions: postfix down beyond the grace period moves nothing; the operator
+		// repairs it, ends maintenance, and the same node stays MASTER.
+		m, err := l.WaitSettled(ctx, 240*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := l.watch(ctx)
+		t0 := time.Now()
+		ans, err := l.Maintenance(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("maintenance on: %s", ans)
+		alerts(t, t0, Want{"maintenance_on", "n1", ""}, Want{"maintenance_on", "n2", ""}, Want{"maintenance_on", "n3", ""})
+		if err := l.Node(m).Kill(ctx, "postfix"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(l.o.CheckGrace + 4*time.Second)
+		st := l.Status(ctx)
+		for _, n := range st.Nodes {
+			if n.Name != m && (n.Mounted || n.HasAddress || n.StackRunning > 0) {
+				t.Errorf("%s acted during maintenance: %+v", n.Name, n)
+			}
+		}
+		if a, err := l.Node(m).AgentState(); err != nil || a.Role != "master" || !a.Maintenance {
+			t.Errorf("%s during maintenance: %+v %v", m, a, err)
+		}
+		alerts(t, t0, Want{"stack_degraded", m, ""})
+		if err := l.Node(m).RestartPostfix(ctx); err != nil {
+			t.Fatal(err)
+		}
+		alerts(t, t0, Want{"stack_recovered", m, ""})
+		t1 := time.Now()
+		if _, err := l.Maintenance(false); err != nil {
+			t.Fatal(err)
+		}
+		alerts(t, t1, Want{"maintenance_off", "n1", ""}, Want{"maintenance_off", "n2", ""}, Want{"maintenance_off", "n3", ""})
+		time.Sleep(3 * time.Second)
+		if now, why := l.Master(ctx); now != m {
+			t.Fatalf("master moved from %s to %q (%s) across maintenance", m, now, why)
+		}
+		s.end(t, ctx)
+	})
+	t.Run("all three mariadbd killed", func(t *testing.T) {
+		// Every mariadbd dies at once: the master loses quorum and demotes; the agents recover the cluster (the
+		// highest position bootstraps, the others join) and a master takes over again.
+		if _, err := l.WaitSettled(ctx, 240*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		s := l.watch(ctx)
+		t0 := time.Now()
+		for _, n := range l.Nodes {
+			if err := n.Kill(ctx, "db"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var want []Want
+		for _, n := range l.Nodes {
+			want = append(want, Want{"galera_degraded", n.Name, ""}, Want{"galera_recovered", n.Name, ""})
+		}
+		if missing := l.Alerts.WaitAlerts(t0, 240*time.Second, want...); len(missing) > 0 {
+			t.Fatalf("galera did not recover: missing %v:\n%s", missing, FormatAlerts(l.Alerts.Since(t0), t0))
+		}
+		t.Logf("every member Synced again after %s", time.Since(t0).Round(100*time.Millisecond))
+		m, err := l.WaitSettled(ctx, 240*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s MASTER with everything %s after the kill", m, time.Since(t0).Round(100*time.Millisecond))
+		s.end(t, ctx)
 	})
 	t.Run("API down during a failover", func(t *testing.T) {
 		old, err := l.WaitSettled(ctx, 240*time.Second)
@@ -282,6 +424,7 @@ func TestLab(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := l.watch(ctx)
+		t0 := time.Now()
 		ans, err := check.Ask(filepath.Join(l.Node(old).Dir, "agent.sock"), "switchover", 60*time.Second)
 		if err != nil || !strings.HasPrefix(ans, "ok") {
 			t.Fatalf("switchover: %q %v", ans, err)
@@ -291,6 +434,7 @@ func TestLab(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("switchover %s → %s (%s)", old, nm, ans)
+		alerts(t, t0, Want{"switchover", old, ""}, Want{"promoted", nm, ""})
 		s.end(t, ctx)
 	})
 	t.Run("postfix restarted inside the grace period", func(t *testing.T) {

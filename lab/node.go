@@ -39,6 +39,7 @@ func (n *Node) writeConfig() error {
 	}
 	files := map[string]string{
 		"token": hcloudsim.DemoToken, "secret": "lab-cluster-secret-" + strings.Repeat("x", 24), "dbpw": "lab-mailcow-db-password",
+		"webhook.secret": string(l.Alerts.secret),
 	}
 	for name, v := range files {
 		if err := os.WriteFile(filepath.Join(d, name), []byte(v+"\n"), 0o600); err != nil {
@@ -73,8 +74,9 @@ func (n *Node) writeConfig() error {
 		l.o.CheckGrace.String(), l.o.QuorumGrace.String(), l.o.FenceTimeout.String(), filepath.Join(d, "state"))
 	fmt.Fprintf(&b, "[failover.breaker]\nmax = %d\nwindow = \"1h\"\n", l.o.BreakerMax)
 	fmt.Fprintf(&b, "[api]\nlisten = [\"127.0.0.1:7480\"]\npeer_port = 7481\nsocket = %q\n", filepath.Join(d, "agent.sock"))
+	fmt.Fprintf(&b, "[[alerts.webhooks]]\nname = \"lab\"\nurl = \"http://%s/hook\"\nsecret_file = %q\n", AlertsAddr, filepath.Join(d, "webhook.secret"))
 	if l.o.Webhook != "" {
-		fmt.Fprintf(&b, "[[alerts.webhooks]]\nname = \"lab\"\nurl = %q\n", l.o.Webhook)
+		fmt.Fprintf(&b, "[[alerts.webhooks]]\nname = \"extra\"\nurl = %q\n", l.o.Webhook)
 	}
 	return os.WriteFile(filepath.Join(d, "config.toml"), []byte(b.String()), 0o600)
 }
@@ -293,4 +295,36 @@ func (n *Node) StackRunning(ctx context.Context) int {
 func (n *Node) Mounted() bool {
 	ok, _ := volume.IsMountPoint(filepath.Join(n.Dir, "data"))
 	return ok
+}
+
+// RestartPostfix starts postfix's container again with mailcow's restart policy, as an operator would after
+// `kill --how postfix`.
+func (n *Node) RestartPostfix(ctx context.Context) error {
+	c, err := deploy.Connect(n.Docker())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	id := "mailcowdockerized-postfix-mailcow-1"
+	if _, err := c.ContainerUpdate(ctx, id, container.UpdateConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyAlways}}); err != nil {
+		return err
+	}
+	return c.ContainerStart(ctx, id, container.StartOptions{})
+}
+
+// SetBreaker rewrites every node's configuration with failover.breaker.max = max and reloads the agents
+// (SIGHUP), as an operator would.
+func (l *Lab) SetBreaker(max int) error {
+	l.o.BreakerMax = max
+	var errs []error
+	for _, n := range l.Nodes {
+		if err := n.writeConfig(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if n.Powered() {
+			errs = append(errs, n.agent.signal(syscall.SIGHUP))
+		}
+	}
+	return errors.Join(errs...)
 }

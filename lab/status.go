@@ -26,6 +26,8 @@ type NodeStatus struct {
 	StackFailed  string `json:"stack_failed,omitempty"`
 	Mounted      bool   `json:"volume_mounted"`
 	HasAddress   bool   `json:"has_floating_ip"`
+	Breaker      bool   `json:"breaker"`
+	Maintenance  bool   `json:"maintenance"`
 }
 
 // Status is the whole lab.
@@ -44,6 +46,9 @@ type agentState struct {
 	StackFailed  string `json:"stack_failed"`
 	Verdict      bool   `json:"verdict"`
 	Reason       string `json:"reason"`
+	Breaker      bool   `json:"breaker"`
+	Maintenance  bool   `json:"maintenance"`
+	Takeovers    int    `json:"takeovers"`
 }
 
 // Status looks at every node.
@@ -62,6 +67,7 @@ func (l *Lab) Status(ctx context.Context) Status {
 			if a, err := n.AgentState(); err == nil {
 				ns.Role, ns.StackFailed = strings.ToUpper(a.Role), a.StackFailed
 				ns.Galera = a.GaleraDetail
+				ns.Breaker, ns.Maintenance = a.Breaker, a.Maintenance
 			} else {
 				ns.Role = "unreachable"
 			}
@@ -99,7 +105,7 @@ func (n *Node) HasAddress() bool {
 func (s Status) Print(w io.Writer) {
 	fmt.Fprintf(w, "Floating IP %s → %s    Volume %d → %s\n", s.FloatingIP, s.FloatingIPOwner, VolumeID, s.VolumeOwner)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tPOWER\tROLE\tGALERA\tSTACK\tVOLUME\tFLOATING IP")
+	fmt.Fprintln(tw, "NODE\tPOWER\tROLE\tGALERA\tSTACK\tVOLUME\tFLOATING IP\tNOTES")
 	for _, n := range s.Nodes {
 		power, stack, vol, fip := "off", "-", "-", "-"
 		if n.Powered {
@@ -115,7 +121,14 @@ func (s Status) Print(w io.Writer) {
 				fip = "on eth0"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, power, n.Role, n.Galera, stack, vol, fip)
+		var notes []string
+		if n.Breaker {
+			notes = append(notes, "breaker tripped")
+		}
+		if n.Maintenance {
+			notes = append(notes, "maintenance")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, power, n.Role, n.Galera, stack, vol, fip, strings.Join(notes, ", "))
 	}
 	tw.Flush()
 }
@@ -232,4 +245,22 @@ func (l *Lab) Heal() error {
 		}
 	}
 	return nil
+}
+
+// Maintenance switches maintenance mode on or off through one powered node's agent, which passes it to every
+// peer; it returns the agent's answer.
+func (l *Lab) Maintenance(on bool) (string, error) {
+	verb := map[bool]string{true: "maintenance on", false: "maintenance off"}[on]
+	var errs []error
+	for _, n := range l.Nodes {
+		if !n.Powered() {
+			continue
+		}
+		ans, err := check.Ask(filepath.Join(n.Dir, "agent.sock"), verb, 30*time.Second)
+		if err == nil && strings.HasPrefix(ans, "ok") {
+			return n.Name + ": " + ans, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %q %w", n.Name, ans, err))
+	}
+	return "", fmt.Errorf("lab: %s: no agent took it: %w", verb, errors.Join(errs...))
 }

@@ -24,6 +24,11 @@ type PeerState struct {
 	Seqno    int64  `json:"seqno"`
 	Verdict  bool   `json:"verdict"`
 	Reason   string `json:"reason"`
+	// StackFailed names the first failed critical service ("" when healthy or deliberately stopped).
+	StackFailed string `json:"stack_failed"`
+	Breaker     bool   `json:"breaker"`
+	Maintenance bool   `json:"maintenance"`
+	Takeovers   int    `json:"takeovers"` // within the breaker window
 }
 
 // DemoteRequest asks a node to demote and confirm.

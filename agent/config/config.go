@@ -151,12 +151,14 @@ var severities = []string{"info", "warning", "critical"}
 
 // Webhook is one alert receiver.
 type Webhook struct {
-	Name        string   `toml:"name"`
-	URL         string   `toml:"url"`
-	SecretFile  string   `toml:"secret_file"`
-	MinSeverity string   `toml:"min_severity"`
-	Template    string   `toml:"template"`
-	DedupWindow Duration `toml:"dedup_window"`
+	Name        string            `toml:"name"`
+	URL         string            `toml:"url"`
+	SecretFile  string            `toml:"secret_file"`
+	MinSeverity string            `toml:"min_severity"`
+	Template    string            `toml:"template"`
+	ContentType string            `toml:"content_type"`
+	Headers     map[string]string `toml:"headers"`
+	DedupWindow Duration          `toml:"dedup_window"`
 }
 
 // API configures the agent's HTTP endpoints.

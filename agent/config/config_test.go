@@ -69,6 +69,28 @@ func TestExamplesValidate(t *testing.T) {
 	}
 }
 
+// The webhook examples in docs/examples validate as part of a configuration.
+func TestWebhookExamplesValidate(t *testing.T) {
+	paths, _ := filepath.Glob("../../docs/examples/webhook-*.toml")
+	if len(paths) < 2 {
+		t.Fatalf("want the ntfy and Slack examples, got %v", paths)
+	}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, probs := Parse(p, append([]byte(minimal), b...))
+		if err := probs.Err(); err != nil {
+			t.Errorf("%s:\n%v", p, err)
+			continue
+		}
+		if w := cfg.Alerts.Webhooks; len(w) != 1 || w[0].Template == "" || w[0].ContentType == "" {
+			t.Errorf("%s: %+v", p, w)
+		}
+	}
+}
+
 func TestDefaultsApplyAndOverride(t *testing.T) {
 	cfg, probs := Parse("t.toml", []byte(minimal+"[failover]\ncheck_grace = \"45s\"\n[mailcow]\ncritical_services = [\"postfix-mailcow\"]\n"))
 	if err := probs.Err(); err != nil {
@@ -113,6 +135,12 @@ func TestBadConfigs(t *testing.T) {
 		{"arbitrator bootstrap", minimal + "[[cluster.nodes]]\nname = \"arb\"\nrole = \"arbitrator\"\nprivate_ip = \"10.99.0.14\"\nbootstrap = true\n", []string{"cluster.nodes[3].bootstrap: an arbitrator (garbd) cannot bootstrap"}},
 		{"keepalived", minimal + "[keepalived]\nrouter_id = 300\npreempt = \"sometimes\"\n", []string{"t.toml:27: keepalived.router_id: must be 1..255", "t.toml:28: keepalived.preempt:"}},
 		{"webhook template", minimal + "[[alerts.webhooks]]\nname = \"x\"\nurl = \"ftp://x\"\ntemplate = \"{{ .Event \"\n", []string{"t.toml:28: alerts.webhooks[0].url", "t.toml:29: alerts.webhooks[0].template: invalid Go template"}},
+		{"webhook headers", minimal + "[[alerts.webhooks]]\nname = \"x\"\nurl = \"https://x\"\ncontent_type = \"no type\"\nheaders = { \"Bad Name\" = \"1\", Host = \"h\", X-Mailcow-HA-Event = \"e\" }\n",
+			[]string{"alerts.webhooks[0].content_type: not a media type", "alerts.webhooks[0].headers.Bad Name: not a valid header name",
+				"alerts.webhooks[0].headers.Host: set by the agent", "alerts.webhooks[0].headers.X-Mailcow-HA-Event: reserved",
+			}},
+		{"webhook header type", minimal + "[[alerts.webhooks]]\nname = \"x\"\nurl = \"https://x\"\nheaders = { Priority = 5 }\n",
+			[]string{"t.toml:29: alerts.webhooks[0].headers.Priority: wrong type: want string, got integer"}},
 		{"short token", minimal + "token = \"abc\"\n", []string{"hcloud.token: a Hetzner API token has 64 characters, this one has 3"}},
 	}
 	for _, tc := range cases {

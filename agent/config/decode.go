@@ -177,6 +177,16 @@ func checkValue(file string, idx lineIndex, t reflect.Type, v any, p string, pro
 			keep = checkValue(file, idx, t.Elem(), it, fmt.Sprintf("%s[%d]", p, i), probs) && keep
 		}
 		return keep
+	case t.Kind() == reflect.Map:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return bad("table")
+		}
+		keep := true
+		for k, it := range m {
+			keep = checkValue(file, idx, t.Elem(), it, joinKey(p, k), probs) && keep
+		}
+		return keep
 	case t.Kind() == reflect.Struct:
 		m, ok := v.(map[string]any)
 		if !ok {

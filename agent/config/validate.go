@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"maps"
+	"mime"
 	"net"
 	"net/netip"
 	"net/url"
@@ -10,8 +12,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/template"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/report"
 )
 
 var (
@@ -301,12 +306,30 @@ func (v *validator) alerts(c *Config) {
 			v.add(k+".min_severity", "must be one of %q, got %q", severities, w.MinSeverity)
 		}
 		if w.Template != "" {
-			if _, err := template.New(w.Name).Parse(w.Template); err != nil {
+			if _, err := report.ParseTemplate(w.Name, w.Template); err != nil {
 				v.add(k+".template", "invalid Go template: %v", err)
 			}
 		}
 		if w.DedupWindow < 0 {
 			v.add(k+".dedup_window", "must not be negative")
+		}
+		if w.ContentType != "" {
+			if _, _, err := mime.ParseMediaType(w.ContentType); err != nil {
+				v.add(k+".content_type", "not a media type: %v", err)
+			}
+		}
+		for _, name := range slices.Sorted(maps.Keys(w.Headers)) {
+			hk := k + ".headers." + name
+			switch {
+			case !httpguts.ValidHeaderFieldName(name):
+				v.add(hk, "not a valid header name")
+			case slices.Contains([]string{"host", "content-length", "content-type", "transfer-encoding", "connection"}, strings.ToLower(name)):
+				v.add(hk, "set by the agent; use content_type for the body's type")
+			case strings.HasPrefix(strings.ToLower(name), "x-mailcow-ha-"):
+				v.add(hk, "reserved for the agent's own headers")
+			case !httpguts.ValidHeaderFieldValue(w.Headers[name]):
+				v.add(hk, "the value holds a control character")
+			}
 		}
 	}
 }

@@ -67,6 +67,7 @@ type Agent struct {
 	exec   *Executor
 	peers  map[int64]string // server id -> peer API base URL
 	client *api.PeerClient
+	alerts *report.Alerter
 
 	mu       sync.Mutex
 	s        failover.State
@@ -94,8 +95,14 @@ func Run(ctx context.Context, o Options) error {
 	if !ok {
 		return fmt.Errorf("agent: node %q is not in cluster.nodes", c.Node.Name)
 	}
+	alerts, err := newAlerter(c, owner, log)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	// The last events (demoted, stopped) get a few seconds to go out.
+	defer alerts.Close(5 * time.Second)
 	if self.IsArbitrator() {
-		return runArbitrator(ctx, c, self, o)
+		return runArbitrator(ctx, c, self, o, alerts)
 	}
 	if o.Galera == nil {
 		return errors.New("agent: no Galera: run with --galera systemd (a node) or --galera child (the lab)")
@@ -124,6 +131,7 @@ func Run(ctx context.Context, o Options) error {
 		client:  &api.PeerClient{Secret: []byte(secret.Reveal()), Node: c.Node.Name, HTTP: &http.Client{}},
 		waiters: map[int64][]chan struct{}{},
 		s:       failover.Initial(),
+		alerts:  alerts,
 	}
 	a.p = failover.Params{
 		Self: self.ServerID, Name: self.Name, Peers: map[int64]string{},
@@ -255,7 +263,7 @@ func (a *Agent) startKeepalived(ctx context.Context, privIf string, self config.
 			if ctx.Err() != nil {
 				return
 			}
-			a.log.Error("keepalived exited; restarting it in 2s", "event", "keepalived_exited")
+			a.alert("keepalived_exited", report.SeverityWarning, "", 0, "keepalived exited; restarting it in 2s", nil)
 			a.observe(failover.VRRP{State: failover.VRRPFault})
 			select {
 			case <-ctx.Done():
@@ -315,9 +323,7 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.Wa
 		Ask: func(ctx context.Context, peer string) (galera.Report, error) {
 			return a.client.GaleraReport(ctx, bases[peer])
 		},
-		Alert: func(event, detail string) {
-			a.log.Error(detail, "event", event, "severity", "critical")
-		},
+		Alert:    func(event, detail string) { a.alert(event, report.SeverityCritical, "", 0, detail, nil) },
 		Progress: func() { a.o.Notifier.ExtendTimeout(30 * time.Second) },
 		OnFirstBootstrap: func(ctx context.Context) error {
 			pw, err := owner.ReadSecret(c.Galera.PasswordFile)
@@ -335,6 +341,7 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.Wa
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		degraded := false
 		for ctx.Err() == nil {
 			if err := a.mgr.Run(ctx); err != nil {
 				if ctx.Err() != nil {
@@ -348,13 +355,19 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.Wa
 				}
 				continue
 			}
-			a.log.Info("galera: member Synced")
+			if degraded {
+				a.alert("galera_recovered", report.SeverityInfo, "", 0, "galera: mariadbd is back and Synced", nil)
+				degraded = false
+			} else {
+				a.log.Info("galera: member Synced")
+			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-srv.Done():
 				a.mgr.Down()
-				a.log.Error("galera: mariadbd exited; bringing it up again", "event", "galera_degraded")
+				degraded = true
+				a.alert("galera_degraded", report.SeverityWarning, "", 0, "galera: mariadbd exited; bringing it up again", nil)
 			}
 		}
 	}()
@@ -363,7 +376,7 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.Wa
 
 // runArbitrator is the whole agent of an arbitrator node: garbd, kept running, and nothing else. It never
 // bootstraps and never becomes MASTER (it runs no keepalived).
-func runArbitrator(ctx context.Context, c config.Config, self config.Member, o Options) error {
+func runArbitrator(ctx context.Context, c config.Config, self config.Member, o Options, alerts *report.Alerter) error {
 	var members []string
 	for _, m := range c.Cluster.Nodes {
 		if !m.IsArbitrator() {
@@ -382,7 +395,8 @@ func runArbitrator(ctx context.Context, c config.Config, self config.Member, o O
 			g.Stop(30 * time.Second)
 			return nil
 		case <-g.Done():
-			o.Log.Error("garbd exited; restarting it in 5s", "event", "galera_degraded")
+			o.Log.Error("garbd exited; restarting it in 5s", "event", "galera_degraded", "severity", "warning")
+			alerts.Send(report.Event{Event: "galera_degraded", Severity: report.SeverityWarning, Message: "garbd exited; restarting it in 5s"})
 		}
 		select {
 		case <-ctx.Done():
@@ -444,7 +458,7 @@ func (a *Agent) reload() {
 	}
 	c, err := a.o.LoadConfig()
 	if err != nil {
-		a.log.Error("reload: configuration refused, keeping the running one", "event", "config_invalid", "err", err)
+		a.alert("config_invalid", report.SeverityCritical, "", 0, "reload: configuration refused, keeping the running one: "+err.Error(), nil)
 		return
 	}
 	self, _ := c.Self()
@@ -474,10 +488,10 @@ func (a *Agent) reload() {
 			a.log.Error("reload: keepalived", "err", err)
 			return
 		}
-		a.log.Info("reload: keepalived configuration changed; keepalived reloaded")
+		a.alert("config_reloaded", report.SeverityInfo, "", 0, "reload: configuration applied; keepalived reloaded", nil)
 		return
 	}
-	a.log.Info("reload: configuration applied")
+	a.alert("config_reloaded", report.SeverityInfo, "", 0, "reload: configuration applied", nil)
 }
 
 func isExecutable(path string) bool {
@@ -640,14 +654,11 @@ func (a *Agent) verdict() (bool, string) {
 }
 
 func (a *Agent) report(act failover.Action) {
-	lvl := slog.LevelInfo
-	switch act.Severity {
-	case "warning":
-		lvl = slog.LevelWarn
-	case "critical":
-		lvl = slog.LevelError
-	}
-	a.log.Log(context.Background(), lvl, act.Detail, "event", act.Event, "severity", act.Severity, "transition_id", act.TID)
+	a.mu.Lock()
+	peer := a.p.Peers[act.Server]
+	role := string(a.s.Role)
+	a.mu.Unlock()
+	a.alert(act.Event, act.Severity, peer, act.TID, act.Detail, map[string]string{"role": role})
 }
 
 // Demote implements the peer API's demote request: it waits until the brain confirmed the demotion.
@@ -681,8 +692,14 @@ func (a *Agent) State() api.PeerState {
 	s, p := a.s, a.p
 	a.mu.Unlock()
 	ok, why := failover.Verdict(p, s, time.Now())
+	n := 0
+	for _, t := range s.Takeovers {
+		if time.Since(t) < p.BreakerWindow {
+			n++
+		}
+	}
 	return api.PeerState{Node: p.Name, Role: string(s.Role), VRRP: s.VRRP, GaleraOK: s.GaleraOK, Galera: s.GaleraDetail,
-		Verdict: ok, Reason: why}
+		Verdict: ok, Reason: why, StackFailed: s.StackFailed, Breaker: s.Breaker, Maintenance: s.Maintenance, Takeovers: n}
 }
 
 // Switchover implements the peer API's switchover.

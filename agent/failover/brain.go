@@ -34,8 +34,10 @@ type State struct {
 	RefuseWhy   string
 	YieldUntil  time.Time // after a peer asked us to demote
 	Maintenance bool
-	SwitchTo    string
-	SwitchUntil time.Time
+	// FaultReported: a "fault" event went out and its "fault_cleared" is due.
+	FaultReported bool
+	SwitchTo      string
+	SwitchUntil   time.Time
 }
 
 // Initial is the state before Boot.
@@ -61,7 +63,12 @@ func (b *step) act(kind string, server int64) {
 }
 
 func (b *step) report(severity, event, format string, args ...any) {
-	b.out = append(b.out, Action{Kind: ActReport, TID: b.s.TID, Severity: severity, Event: event, Detail: fmt.Sprintf(format, args...)})
+	b.reportPeer(0, severity, event, format, args...)
+}
+
+// reportPeer reports an event about a peer (its server id goes into the action).
+func (b *step) reportPeer(server int64, severity, event, format string, args ...any) {
+	b.out = append(b.out, Action{Kind: ActReport, TID: b.s.TID, Server: server, Severity: severity, Event: event, Detail: fmt.Sprintf(format, args...)})
 }
 
 func (b *step) apply(o Observation) {
@@ -84,7 +91,7 @@ func (b *step) apply(o Observation) {
 	case PeerAnswer:
 		if o.TID == s.TID && s.Role == RolePromoting && s.Phase == "fence_ask" && o.Server == s.Old {
 			if o.Demoted {
-				b.report("info", "peer_demoted", "%s confirmed its demotion", b.name(s.Old))
+				b.reportPeer(s.Old, "info", "peer_demoted", "%s confirmed its demotion", b.name(s.Old))
 				b.startMove()
 			} else {
 				b.powerOff(fmt.Sprintf("%s did not confirm its demotion: %s", b.name(s.Old), o.Err))
@@ -196,6 +203,15 @@ func (b *step) vrrp(state string) {
 			b.act(ActCancel, 0)
 			b.startDemote(RoleDemoting, after, "takeover cancelled")
 		case RoleFault, RoleBackup:
+			// A FAULT for a reason the check knows (quorum, stack, breaker…) was reported with that reason; one
+			// while the check passes is keepalived's own (its interface is down, or the check timed out).
+			if ok, _ := Verdict(b.p, *s, b.now); ok && s.Role == RoleBackup && after == RoleFault {
+				b.report("warning", "fault", "keepalived says %s while the check passes: its interface is down or the check timed out", state)
+				s.FaultReported = true
+			} else if s.FaultReported && after == RoleBackup {
+				b.report("info", "fault_cleared", "keepalived says BACKUP: standing by again")
+				s.FaultReported = false
+			}
 			s.Role = after
 		case RoleDemoting, RoleBooting:
 			if s.After != RoleStopped {
@@ -271,7 +287,7 @@ func (b *step) owners(o Owners) {
 func (b *step) powerOff(why string) {
 	s := &b.s
 	s.Phase = "fence_poweroff"
-	b.report("warning", "fencing", "%s: powering it off", why)
+	b.reportPeer(s.Old, "warning", "fencing", "%s: powering it off", why)
 	b.act(ActPowerOff, s.Old)
 }
 
@@ -313,14 +329,14 @@ func (b *step) done(o Done) {
 	case RolePromoting:
 		if o.Err != "" {
 			if o.Action == ActPowerOff {
-				b.report("critical", "fence_failed", "could not power off %s: %s", b.name(s.Old), o.Err)
+				b.reportPeer(s.Old, "critical", "fence_failed", "could not power off %s: %s", b.name(s.Old), o.Err)
 			}
 			b.abort(o.Kind, o.Action, o.Err)
 			return
 		}
 		switch {
 		case o.Action == ActPowerOff && s.Phase == "fence_poweroff":
-			b.report("warning", "peer_fenced", "%s is powered off", b.name(s.Old))
+			b.reportPeer(s.Old, "warning", "peer_fenced", "%s is powered off", b.name(s.Old))
 			b.startMove()
 		case o.Action == ActDetachVolume && s.VolPhase == "detach":
 			s.VolPhase = "attach"
@@ -340,6 +356,9 @@ func (b *step) done(o Done) {
 		case o.Action == ActStartStack && s.Phase == "start":
 			s.Role, s.Phase = RoleMaster, ""
 			s.StackFailed, s.StackBadSince = "", time.Time{}
+			if s.Old != 0 {
+				b.reportPeer(s.Old, "info", "failover_succeeded", "took over from %s in %s", b.name(s.Old), b.now.Sub(s.Started))
+			}
 			b.report("info", "promoted", "MASTER after %s", b.now.Sub(s.Started))
 		}
 	case RoleMaster, RoleBackup, RoleFault:
@@ -481,7 +500,7 @@ func (b *step) retryDemote() bool {
 
 func (b *step) demoteRequest(from int64) {
 	s := &b.s
-	b.report("warning", "demote_requested", "%s asks this node to demote", b.name(from))
+	b.reportPeer(from, "warning", "demote_requested", "%s asks this node to demote", b.name(from))
 	s.YieldUntil = b.now.Add(b.p.FenceTimeout)
 	switch s.Role {
 	case RoleMaster, RolePromoting:

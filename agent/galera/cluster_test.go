@@ -301,7 +301,7 @@ func TestGaleraManagers(t *testing.T) {
 			}
 		}
 		mgrs[m.name] = &Manager{Name: m.name, Bootstrap: i == 0, Peers: peers, Server: m.srv, Socket: m.sock,
-			Log: slog.New(slog.DiscardHandler), Retry: 500 * time.Millisecond,
+			Log: slog.New(slog.DiscardHandler), Retry: 500 * time.Millisecond, AlertAfter: 2 * time.Second,
 			Alert: func(event, detail string) {
 				mu.Lock()
 				alerts = append(alerts, m.name+": "+event+": "+detail)

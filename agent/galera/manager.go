@@ -25,6 +25,9 @@ type Manager struct {
 	Alert  func(event, detail string)
 	Log    *slog.Logger
 	Retry  time.Duration // between rounds while waiting; default 5 s
+	// AlertAfter is how long a wait lasts before it alerts (default 1 min): peers that start a little later, as at
+	// every first boot, are no news.
+	AlertAfter time.Duration
 	// OnFirstBootstrap runs once the node that bootstrapped a new cluster is Synced (mailcow's database and user).
 	OnFirstBootstrap func(ctx context.Context) error
 	// Progress is called every few seconds while the node waits or transfers state (EXTEND_TIMEOUT_USEC).
@@ -86,6 +89,11 @@ func (m *Manager) Run(ctx context.Context) error {
 		retry = 5 * time.Second
 	}
 	lastAlert := ""
+	alertAfter := m.AlertAfter
+	if alertAfter <= 0 {
+		alertAfter = time.Minute
+	}
+	var waitSince time.Time
 	for {
 		d, err := m.decide(ctx)
 		if err != nil {
@@ -115,10 +123,16 @@ func (m *Manager) Run(ctx context.Context) error {
 			}
 			started = true
 		case Wait:
-			if d.Reason != lastAlert && m.Alert != nil {
-				m.Alert("galera_recovery_blocked", d.Reason)
+			if waitSince.IsZero() {
+				waitSince = time.Now()
 			}
-			lastAlert = d.Reason
+			if time.Since(waitSince) >= alertAfter && d.Reason != lastAlert && m.Alert != nil {
+				m.Alert("galera_recovery_blocked", fmt.Sprintf("%s (waiting for %s)", d.Reason, time.Since(waitSince).Round(time.Second)))
+				lastAlert = d.Reason
+			}
+		}
+		if d.Action != Wait {
+			waitSince, lastAlert = time.Time{}, ""
 		}
 		if started {
 			m.mu.Lock()

@@ -165,10 +165,14 @@ func (c *Client) await(ctx context.Context, a *hc.Action) error {
 	}
 	err := c.api.Action.WaitFor(ctx, a)
 	if err != nil && ctx.Err() != nil {
+		c.log.Warn("hcloud action still running", "hcloud_action_id", a.ID, "command", a.Command)
 		return fmt.Errorf("action %d (%s): %w", a.ID, a.Command, ErrActionRunning)
 	}
 	if err == nil {
 		c.rec.action(time.Since(a.Started))
+		c.log.Info("hcloud action done", "hcloud_action_id", a.ID, "command", a.Command, "took", time.Since(a.Started).Round(time.Millisecond))
+	} else {
+		c.log.Warn("hcloud action failed", "hcloud_action_id", a.ID, "command", a.Command, "err", err)
 	}
 	return err
 }
