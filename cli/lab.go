@@ -62,7 +62,7 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 	nodes := fs.Int("nodes", 3, "members (up): 3 or 5")
 	jsonOut := fs.Bool("json", false, "JSON output (status)")
 	how := fs.String("how", "", "how to break the node (kill)")
-	runs := fs.Int("runs", 3, "failovers to measure (bench)")
+	runs := fs.Int("runs", 5, "failovers to measure in each order (bench)")
 	since := fs.Duration("since", 0, "alerts: only those received within this long (default: all)")
 	stub := fs.String("stub", "", "the mailcow-stub binary (default: next to this one)")
 	dockerHost := fs.String("docker-host", "", "create-stub: the node's dockerd")
@@ -136,7 +136,7 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 			fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha lab bench failover [--runs N]")
 			return ExitUsage
 		}
-		return call(lab.Request{Cmd: "bench", Args: []string{strconv.Itoa(*runs)}}, time.Duration(*runs)*5*time.Minute)
+		return call(lab.Request{Cmd: "bench", Args: []string{strconv.Itoa(*runs)}}, time.Duration(*runs)*10*time.Minute)
 	case "exec":
 		return labExec(d, pos, cmdArgs, stdio)
 	case "create-stub":

@@ -3,6 +3,7 @@ package lab
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -180,40 +181,83 @@ func agentActions(path string, t0 time.Time) map[string]span {
 
 // BenchResult is the failover benchmark.
 type BenchResult struct {
-	Runs      []Timeline
+	Runs      []Timeline // the agent's order: fencing, then the Volume and the Floating IP in parallel
+	SeqRuns   []Timeline // the original scripts' order (failover.sequential): detach, attach, assign, start
 	Floor     time.Duration
 	FloorWhy  string
+	SeqFloor  time.Duration
 	Latencies hcloudsim.Latencies
 }
 
-// BenchFailover powers off the master runs times (the old master is powered on again between runs) and reports
-// each phase's median and spread against the floor that the simulated API latencies impose.
-func (l *Lab) BenchFailover(ctx context.Context, runs int, progress io.Writer) (BenchResult, error) {
+// BenchFailover powers off the master runs times (the old master is powered on again between runs), and as many
+// times with the agents switched to the original scripts' sequential order (failover.sequential, through a
+// reload), taking turns, and reports each phase's median and spread against the floor that the simulated API latencies impose.
+// The breaker is raised for the benchmark and put back afterwards: so many takeovers within the hour would
+// rightly trip it.
+func (l *Lab) BenchFailover(ctx context.Context, runs int, progress io.Writer) (r BenchResult, err error) {
 	lat := hcloudsim.DefaultLatencies()
 	if l.o.Latencies != nil {
 		lat = *l.o.Latencies
 	}
 	// Fencing a powered-off master: poweroff, then (detach + attach) in parallel with assign.
-	floor := lat[hcloudsim.CmdStopServer] + max(lat[hcloudsim.CmdDetachVolume]+lat[hcloudsim.CmdAttachVolume], lat[hcloudsim.CmdAssignFloatingIP])
-	r := BenchResult{Floor: floor, Latencies: lat,
-		FloorWhy: fmt.Sprintf("poweroff %s + max(detach %s + attach %s, assign %s)", lat[hcloudsim.CmdStopServer],
-			lat[hcloudsim.CmdDetachVolume], lat[hcloudsim.CmdAttachVolume], lat[hcloudsim.CmdAssignFloatingIP])}
+	stop, det, att, asg := lat[hcloudsim.CmdStopServer], lat[hcloudsim.CmdDetachVolume], lat[hcloudsim.CmdAttachVolume], lat[hcloudsim.CmdAssignFloatingIP]
+	r = BenchResult{Floor: stop + max(det+att, asg), SeqFloor: stop + det + att + asg, Latencies: lat,
+		FloorWhy: fmt.Sprintf("poweroff %s + max(detach %s + attach %s, assign %s)", stop, det, att, asg)}
+	breaker := l.o.BreakerMax
+	if err := l.setAndWait(ctx, func() error { return l.SetBreaker(1000) }); err != nil {
+		return r, err
+	}
+	defer func() {
+		err = errors.Join(err, l.setAndWait(ctx, func() error { return l.SetSequential(false) }),
+			l.setAndWait(ctx, func() error { return l.SetBreaker(breaker) }))
+	}()
+	// The two orders take turns, so that both meet the same nodes in the same states (a node's first takeover
+	// also creates its containers: about 1 s more, measured).
 	for i := 0; i < runs; i++ {
-		tl, err := l.Failover(ctx, "power")
-		if err != nil {
-			return r, err
-		}
-		fmt.Fprintf(progress, "run %d: %s → %s in %s\n", i+1, tl.Old, tl.New, tl.Total.Round(10*time.Millisecond))
-		r.Runs = append(r.Runs, tl)
-		if err := l.SimPower(l.Node(tl.Old), true); err != nil {
-			return r, err
-		}
-		// Let the old master come back as BACKUP and Galera resync before the next run.
-		if err := l.waitRole(ctx, tl.Old, "BACKUP", 180*time.Second); err != nil {
-			return r, err
+		for _, seq := range []bool{false, true} {
+			if err := l.setAndWait(ctx, func() error { return l.SetSequential(seq) }); err != nil {
+				return r, err
+			}
+			tl, err := l.Failover(ctx, "power")
+			if err != nil {
+				return r, err
+			}
+			order := "parallel"
+			if seq {
+				order = "sequential"
+				r.SeqRuns = append(r.SeqRuns, tl)
+			} else {
+				r.Runs = append(r.Runs, tl)
+			}
+			fmt.Fprintf(progress, "run %d %s: %s → %s in %s\n", i+1, order, tl.Old, tl.New, tl.Total.Round(10*time.Millisecond))
+			if err := l.SimPower(l.Node(tl.Old), true); err != nil {
+				return r, err
+			}
+			// Let the old master come back as BACKUP and Galera resync before the next run.
+			if err := l.waitRole(ctx, tl.Old, "BACKUP", 180*time.Second); err != nil {
+				return r, err
+			}
 		}
 	}
 	return r, nil
+}
+
+// setAndWait applies a configuration change and waits until every powered agent reported that it reloaded.
+func (l *Lab) setAndWait(ctx context.Context, change func() error) error {
+	t0 := time.Now()
+	if err := change(); err != nil {
+		return err
+	}
+	var want []Want
+	for _, n := range l.Nodes {
+		if n.Powered() {
+			want = append(want, Want{Event: "config_reloaded", Node: n.Name})
+		}
+	}
+	if missing := l.Alerts.WaitAlerts(t0, 30*time.Second, want...); len(missing) > 0 {
+		return fmt.Errorf("lab: reload not confirmed: %v", missing)
+	}
+	return nil
 }
 
 func (l *Lab) waitRole(ctx context.Context, node, role string, within time.Duration) error {
@@ -232,12 +276,27 @@ func (l *Lab) waitRole(ctx context.Context, node, role string, within time.Durat
 	return fmt.Errorf("lab: %s not %s with Galera synced within %s", node, role, within)
 }
 
-// Print writes each phase's median and spread and the total against the floor.
+// Print writes each phase's median and spread and the total against the floor, for the agent's order and, when
+// measured, the original scripts' sequential order.
 func (r BenchResult) Print(w io.Writer) {
+	fmt.Fprintf(w, "failover benchmark: master powered off; simulated API latencies %s\n", r.FloorWhy)
+	med := printRuns(w, fmt.Sprintf("agent (fence, then Volume ∥ Floating IP): %d runs", len(r.Runs)), r.Runs)
+	fmt.Fprintf(w, "floor %s; median total / floor = %.2f\n", r.Floor, med.Seconds()/r.Floor.Seconds())
+	if len(r.SeqRuns) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	seq := printRuns(w, fmt.Sprintf("original scripts' order (detach, attach, assign, start): %d runs", len(r.SeqRuns)), r.SeqRuns)
+	fmt.Fprintf(w, "its floor %s; median total / floor = %.2f\n", r.SeqFloor, seq.Seconds()/r.SeqFloor.Seconds())
+	fmt.Fprintf(w, "\nagent / original order = %.2f (median total %.2fs vs %.2fs)\n", med.Seconds()/seq.Seconds(), med.Seconds(), seq.Seconds())
+}
+
+// printRuns prints one table of phases (done at, from the kill) and returns the median total.
+func printRuns(w io.Writer, title string, runs []Timeline) time.Duration {
 	phases := map[string][]time.Duration{}
 	var order []string
 	var totals []time.Duration
-	for _, t := range r.Runs {
+	for _, t := range runs {
 		totals = append(totals, t.Total)
 		for _, p := range t.Phases {
 			if _, ok := phases[p.Name]; !ok {
@@ -246,7 +305,7 @@ func (r BenchResult) Print(w io.Writer) {
 			phases[p.Name] = append(phases[p.Name], p.End)
 		}
 	}
-	fmt.Fprintf(w, "failover benchmark: %d runs (master powered off), simulated API latencies %s\n", len(r.Runs), r.FloorWhy)
+	fmt.Fprintln(w, title)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PHASE (done at, from the kill)\tMEDIAN\tMIN\tMAX")
 	for _, name := range order {
@@ -256,7 +315,7 @@ func (r BenchResult) Print(w io.Writer) {
 	med, lo, hi := stats(totals)
 	fmt.Fprintf(tw, "TOTAL (first SMTP banner)\t%6.2fs\t%6.2fs\t%6.2fs\n", med.Seconds(), lo.Seconds(), hi.Seconds())
 	tw.Flush()
-	fmt.Fprintf(w, "floor %s; median total / floor = %.2f\n", r.Floor, med.Seconds()/r.Floor.Seconds())
+	return med
 }
 
 func stats(ds []time.Duration) (med, lo, hi time.Duration) {

@@ -12,7 +12,7 @@ import (
 )
 
 // BenchmarkLabFailover brings up a 3-node lab with the simulator's default latencies and powers off the MASTER
-// three times, printing each phase's median and spread against the floor the API latencies impose.
+// five times in the agent's order and five times in the original scripts' sequential order, printing each phase's median and spread against the floor the API latencies impose.
 func BenchmarkLabFailover(b *testing.B) {
 	if why := Preflight(); why != "" {
 		b.Skip(why)
@@ -34,7 +34,7 @@ func BenchmarkLabFailover(b *testing.B) {
 	up := time.Since(began)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		r, err := l.BenchFailover(ctx, 3, os.Stdout)
+		r, err := l.BenchFailover(ctx, 5, os.Stdout)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -46,6 +46,13 @@ func BenchmarkLabFailover(b *testing.B) {
 		med, _, _ := stats(totals)
 		b.ReportMetric(med.Seconds(), "failover-s")
 		b.ReportMetric(med.Seconds()/r.Floor.Seconds(), "x-floor")
+		var seq []time.Duration
+		for _, run := range r.SeqRuns {
+			seq = append(seq, run.Total)
+		}
+		smed, _, _ := stats(seq)
+		b.ReportMetric(smed.Seconds(), "sequential-failover-s")
+		b.ReportMetric(med.Seconds()/smed.Seconds(), "x-sequential")
 	}
 	b.ReportMetric(up.Seconds(), "lab-up-s")
 	b.ReportMetric(float64(l.RSS())/(1<<20), "lab-rss-MiB")

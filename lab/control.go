@@ -197,7 +197,7 @@ func (l *Lab) Do(ctx context.Context, req Request, w io.Writer) int {
 			return 1
 		}
 	case "bench":
-		runs := 3
+		runs := 5
 		if len(req.Args) > 0 {
 			runs, _ = strconv.Atoi(req.Args[0])
 		}

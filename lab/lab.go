@@ -32,7 +32,10 @@ const (
 	FloatingIP = "203.0.113.100"
 	Gateway    = "203.0.113.1" // the router's address on every public link, like Hetzner's gateway
 	SimAddr    = "10.99.0.1:8480"
+	HealthPort = 7480 // the agents' public API (/health, /primary, /replica, /status, /metrics)
 	ClientIP   = "10.99.1.2"
+	ClientNet  = "10.99.1.0/24"
+	PublicNet  = "203.0.113.0/24"
 	RouterIP   = "10.99.1.1"
 	Mailbox    = "lab@example.org"
 	VolumeID   = 3001
@@ -50,6 +53,7 @@ type Options struct {
 	// Failover settings written into every node's configuration.
 	CheckGrace, QuorumGrace, FenceTimeout time.Duration
 	BreakerMax                            int
+	Sequential                            bool   // failover.sequential: the original scripts' order
 	Webhook                               string // alerts.webhooks URL, optional
 }
 
@@ -231,8 +235,10 @@ func (l *Lab) topology() error {
 	must(sysctl(l.rt, "net.ipv4.ip_forward", "1"))
 	must(netns.Veth(l.client, "eth0", l.rt, "cl"))
 	must(l.client.IP("addr", "add", ClientIP+"/24", "dev", "eth0"))
-	must(l.client.IP("route", "add", "default", "via", RouterIP))
+	must(l.client.IP("route", "add", PublicNet, "via", RouterIP))
+	must(l.client.IP("route", "add", "unreachable", "default")) // nothing leaves the lab (Node.publicRoutes)
 	must(l.rt.IP("addr", "add", RouterIP+"/24", "dev", "cl"))
+	must(l.rt.IP("route", "add", "unreachable", "default"))
 	if err != nil {
 		return fmt.Errorf("lab: network: %w", err)
 	}
@@ -249,8 +255,7 @@ func (l *Lab) topology() error {
 		must(n.NS.IP("addr", "add", n.PrivIP+"/24", "dev", "eth1"))
 		must(netns.Veth(n.NS, "eth0", l.rt, name))
 		must(n.NS.IP("addr", "add", n.PubIP+"/32", "dev", "eth0"))
-		must(n.NS.IP("route", "add", Gateway+"/32", "dev", "eth0"))
-		must(n.NS.IP("route", "add", "default", "via", Gateway, "dev", "eth0", "onlink"))
+		must(n.publicRoutes())
 		must(l.rt.IP("addr", "add", Gateway+"/32", "dev", name))
 		must(l.rt.IP("route", "add", n.PubIP+"/32", "dev", name))
 		if err != nil {

@@ -2,11 +2,13 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -235,6 +237,97 @@ func TestLab(t *testing.T) {
 			}
 		}
 	}
+	t.Run("health endpoints and metrics", func(t *testing.T) {
+		m, err := l.WaitSettled(ctx, 240*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Through the Floating IP, /primary answers 200 from the MASTER, as Uptime Kuma would see it.
+		code, body, err := l.Probe(ctx, FloatingIP, "/primary")
+		var ans struct{ Node string }
+		json.Unmarshal(body, &ans)
+		if err != nil || code != 200 || ans.Node != m {
+			t.Errorf("/primary via the Floating IP: %d %s %v", code, body, err)
+		}
+		for _, n := range l.Nodes {
+			want := map[string]int{"/health": 200, "/primary": 503, "/replica": 200}
+			if n.Name == m {
+				want["/primary"], want["/replica"] = 200, 503
+			}
+			for path, w := range want {
+				if code, body, err := l.Probe(ctx, n.PubIP, path); err != nil || code != w {
+					t.Errorf("%s %s: %d (want %d) %s %v", n.Name, path, code, w, body, err)
+				}
+			}
+			_, body, err := l.Probe(ctx, n.PubIP, "/status")
+			var st struct {
+				Role   string
+				Galera struct{ OK bool }
+				Volume struct{ Mounted bool }
+				Stack  struct {
+					Healthy  bool
+					Services map[string]bool
+				}
+				Transitions []struct {
+					Kind, Result string
+					Phases       []struct{ Name string }
+				}
+			}
+			if err := json.Unmarshal(body, &st); err != nil {
+				t.Fatalf("%s /status: %v %s", n.Name, err, body)
+			}
+			if !st.Galera.OK || (n.Name == m) != (st.Role == "master") || (n.Name == m) != st.Volume.Mounted {
+				t.Errorf("%s /status: %s", n.Name, body)
+			}
+			if n.Name == m && (!st.Stack.Healthy || len(st.Stack.Services) < 7 || len(st.Transitions) == 0 ||
+				st.Transitions[0].Kind != "takeover" || st.Transitions[0].Result != "master" || len(st.Transitions[0].Phases) < 4) {
+				t.Errorf("%s /status of the MASTER: %s", n.Name, body)
+			}
+			_, body, err = l.Probe(ctx, n.PubIP, "/metrics")
+			role := "backup"
+			if n.Name == m {
+				role = "master"
+			}
+			for _, want := range []string{`mailcow_ha_role{role="` + role + `"} 1`, "mailcow_ha_galera_ok 1", `mailcow_ha_webhook_sent_total{webhook="lab"}`,
+				"mailcow_ha_breaker_max 2"} {
+				if err != nil || !strings.Contains(string(body), want) {
+					t.Errorf("%s /metrics lacks %q (%v)", n.Name, want, err)
+				}
+			}
+			if n.Name == m {
+				for _, want := range []string{`mailcow_ha_transition_phase_seconds_count{phase="attach_volume"}`, `mailcow_ha_transitions_total{kind="takeover",result="master"} 1`,
+					`mailcow_ha_hcloud_requests_total{code="ok",operation="attach_volume"}`, `mailcow_ha_stack_service_healthy{service="postfix-mailcow"} 1`,
+					"mailcow_ha_hcloud_action_seconds_count", "mailcow_ha_hcloud_ratelimit_remaining"} {
+					if !strings.Contains(string(body), want) {
+						t.Errorf("%s /metrics lacks %q", n.Name, want)
+					}
+				}
+			}
+		}
+	})
+	t.Run("mailcow-ha status", func(t *testing.T) {
+		m, err := l.WaitSettled(ctx, 240*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// On a node, over the private network, as an operator would run it.
+		n := l.Nodes[len(l.Nodes)-1]
+		cmd := exec.Command("nsenter", "--net=/run/netns/"+n.NS.Name, l.o.Bin, "status", "--config", filepath.Join(n.Dir, "config.toml"))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("status: %v\n%s", err, out)
+		}
+		for _, node := range l.Nodes {
+			role := "BACKUP"
+			if node.Name == m {
+				role = "MASTER"
+			}
+			if !regexp.MustCompile(`(?m)^` + node.Name + `\s+` + role + `\s+Primary Synced`).Match(out) {
+				t.Errorf("status lacks %s as %s:\n%s", node.Name, role, out)
+			}
+		}
+		t.Logf("mailcow-ha status on %s:\n%s", n.Name, out)
+	})
 	t.Run("flapping: the breaker stops the third takeover", func(t *testing.T) {
 		// postfix keeps dying on whichever node is MASTER. Each node may take over twice within the hour (the
 		// first master's election counts); the node elected a third time refuses, stays FAULT and alerts, and

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/smtp"
 	"os"
 	"path/filepath"
@@ -60,6 +61,25 @@ func (l *Lab) dialClient(addr string, timeout time.Duration) (net.Conn, error) {
 		return err
 	})
 	return c, err
+}
+
+// Probe GETs http://addr:HealthPort/path from the client namespace, as a monitor or a load balancer would, and
+// returns the status code and the body.
+func (l *Lab) Probe(ctx context.Context, addr, path string) (int, []byte, error) {
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, a string) (net.Conn, error) { return l.dialClient(a, 2*time.Second) },
+	}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(addr, strconv.Itoa(HealthPort))+path, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	return resp.StatusCode, b, err
 }
 
 // SendOne sends one message to the Floating IP from the client and records it when the answer is 250.

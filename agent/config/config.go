@@ -133,6 +133,7 @@ type Failover struct {
 	ReconcileInterval Duration `toml:"reconcile_interval"`
 	StateDir          string   `toml:"state_dir"`
 	Breaker           Breaker  `toml:"breaker"`
+	Sequential        bool     `toml:"sequential"`
 }
 
 // Breaker is the circuit breaker of the original scripts' security_wait: at most Max takeovers within Window.

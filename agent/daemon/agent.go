@@ -56,24 +56,29 @@ type Options struct {
 
 // Agent is a running node agent.
 type Agent struct {
-	o      Options
-	c      config.Config
-	ka     *keepalived.Process
-	mgr    *galera.Manager
-	privIf string
-	p      failover.Params
-	log    *slog.Logger
-	obs    chan failover.Observation
-	exec   *Executor
-	peers  map[int64]string // server id -> peer API base URL
-	client *api.PeerClient
-	alerts *report.Alerter
+	o       Options
+	c       config.Config
+	ka      *keepalived.Process
+	mgr     *galera.Manager
+	privIf  string
+	p       failover.Params
+	log     *slog.Logger
+	obs     chan failover.Observation
+	exec    *Executor
+	peers   map[int64]string // server id -> peer API base URL
+	client  *api.PeerClient
+	alerts  *report.Alerter
+	hist    *history
+	metrics *report.Metrics
 
 	mu       sync.Mutex
 	s        failover.State
 	waiters  map[int64][]chan struct{}
 	ready    bool
 	lastRole failover.Role
+	services map[string]bool   // each critical service's health, from the last check
+	seen     failover.Observed // the reconcile loop's last look
+	loopAt   time.Time         // when the loop last ran its tick
 }
 
 // Run runs the agent until ctx ends, then demotes gracefully and returns.
@@ -132,12 +137,15 @@ func Run(ctx context.Context, o Options) error {
 		waiters: map[int64][]chan struct{}{},
 		s:       failover.Initial(),
 		alerts:  alerts,
+		loopAt:  time.Now(),
 	}
+	a.metrics = report.NewMetrics(a.snapshot)
+	a.hist = &history{metrics: a.metrics}
 	a.p = failover.Params{
 		Self: self.ServerID, Name: self.Name, Peers: map[int64]string{},
 		CheckGrace: c.Failover.CheckGrace.D(), QuorumGrace: c.Failover.QuorumGrace.D(),
 		FenceTimeout: c.Failover.FenceTimeout.D(), BreakerMax: c.Failover.Breaker.Max,
-		BreakerWindow: c.Failover.Breaker.Window.D(),
+		BreakerWindow: c.Failover.Breaker.Window.D(), Sequential: c.Failover.Sequential,
 	}
 	nodes := map[string]bool{}
 	var peerIPs []string
@@ -190,6 +198,9 @@ func Run(ctx context.Context, o Options) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); srv.Serve(ln) }()
 	defer srv.Close()
+	if err := a.servePublic(ctx, self, &wg); err != nil {
+		return err
+	}
 
 	// keepalived, rendered from the configuration, with this agent as the only reader of its fifo.
 	a.privIf = privIf
@@ -469,6 +480,7 @@ func (a *Agent) reload() {
 	a.mu.Lock()
 	a.p.CheckGrace, a.p.QuorumGrace = c.Failover.CheckGrace.D(), c.Failover.QuorumGrace.D()
 	a.p.FenceTimeout, a.p.BreakerMax, a.p.BreakerWindow = c.Failover.FenceTimeout.D(), c.Failover.Breaker.Max, c.Failover.Breaker.Window.D()
+	a.p.Sequential = c.Failover.Sequential
 	a.c.Failover, a.c.Keepalived = c.Failover, c.Keepalived
 	for i := range a.c.Cluster.Nodes {
 		if m, ok := c.Member(a.c.Cluster.Nodes[i].Name); ok {
@@ -534,7 +546,7 @@ func (a *Agent) loop(ctx context.Context) error {
 			detail = err.Error()
 		}
 		a.step(ctx, failover.Galera{Primary: primary, Synced: synced, Detail: detail})
-		if failed, err := a.o.Stack.Failed(pctx); err == nil {
+		if failed, err := a.stackFailed(pctx); err == nil {
 			a.step(ctx, failover.Stack{Failed: failed})
 		}
 	}
@@ -563,6 +575,9 @@ func (a *Agent) loop(ctx context.Context) error {
 		case o := <-a.obs:
 			a.step(ctx, o)
 		case <-t.C:
+			a.mu.Lock()
+			a.loopAt = time.Now()
+			a.mu.Unlock()
 			probe()
 			a.step(ctx, failover.Tick{})
 			a.o.Notifier.Watchdog()
@@ -612,8 +627,12 @@ func (a *Agent) step(ctx context.Context, o failover.Observation) {
 	a.mu.Lock()
 	before := len(a.s.Takeovers)
 	p := a.p
+	prev := a.s.Role
 	s, acts := failover.Step(p, a.s, o, now)
 	a.s = s
+	if seen, ok := o.(failover.Observed); ok && seen.TID == s.TID {
+		a.seen = seen
+	}
 	role := s.Role
 	changed := role != a.lastRole
 	a.lastRole = role
@@ -621,6 +640,15 @@ func (a *Agent) step(ctx context.Context, o failover.Observation) {
 	a.mu.Unlock()
 	if breakerChanged {
 		a.saveBreaker(s.Takeovers)
+	}
+	if d, ok := o.(failover.Done); ok {
+		a.hist.done(d, now)
+	}
+	a.hist.role(s.TID, prev, role, now)
+	for _, act := range acts {
+		if act.Kind != failover.ActReport && act.Kind != failover.ActCancel && act.Kind != failover.ActConfirm {
+			a.hist.act(act, now)
+		}
 	}
 	a.exec.Apply(ctx, acts)
 	if changed {

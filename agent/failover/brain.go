@@ -291,7 +291,8 @@ func (b *step) powerOff(why string) {
 	b.act(ActPowerOff, s.Old)
 }
 
-// startMove moves the Volume and the Floating IP in parallel (DESIGN.md §3, step 5).
+// startMove moves the Volume and the Floating IP in parallel (DESIGN.md §3, step 5); with Params.Sequential, in
+// the original scripts' order instead: the Volume first (detach, attach), then the Floating IP.
 func (b *step) startMove() {
 	s := &b.s
 	s.Phase = "move"
@@ -305,6 +306,17 @@ func (b *step) startMove() {
 		s.VolPhase = "detach"
 		b.act(ActDetachVolume, s.VolOwner)
 	}
+	if b.p.Sequential && s.VolPhase != "" {
+		s.FIPPhase = "queued"
+	} else {
+		b.startFIP()
+	}
+	b.afterMove()
+}
+
+// startFIP assigns the Floating IP here (unless it already routes here), then adds the address.
+func (b *step) startFIP() {
+	s := &b.s
 	if s.FIPOwner == b.p.Self {
 		s.FIPPhase = "address"
 		b.act(ActAddAddress, 0)
@@ -312,7 +324,6 @@ func (b *step) startMove() {
 		s.FIPPhase = "assign"
 		b.act(ActAssignFIP, 0)
 	}
-	b.afterMove()
 }
 
 func (b *step) afterMove() {
@@ -343,6 +354,9 @@ func (b *step) done(o Done) {
 			b.act(ActAttachVolume, 0)
 		case o.Action == ActAttachVolume && s.VolPhase == "attach":
 			s.VolPhase = ""
+			if s.FIPPhase == "queued" {
+				b.startFIP()
+			}
 			b.afterMove()
 		case o.Action == ActAssignFIP && s.FIPPhase == "assign":
 			s.FIPPhase = "address"
@@ -357,9 +371,9 @@ func (b *step) done(o Done) {
 			s.Role, s.Phase = RoleMaster, ""
 			s.StackFailed, s.StackBadSince = "", time.Time{}
 			if s.Old != 0 {
-				b.reportPeer(s.Old, "info", "failover_succeeded", "took over from %s in %s", b.name(s.Old), b.now.Sub(s.Started))
+				b.reportPeer(s.Old, "info", "failover_succeeded", "took over from %s in %s", b.name(s.Old), b.now.Sub(s.Started).Round(time.Millisecond))
 			}
-			b.report("info", "promoted", "MASTER after %s", b.now.Sub(s.Started))
+			b.report("info", "promoted", "MASTER after %s", b.now.Sub(s.Started).Round(time.Millisecond))
 		}
 	case RoleMaster, RoleBackup, RoleFault:
 		if o.Err != "" {
@@ -476,7 +490,7 @@ func (b *step) nextDemoteStep() {
 	case s.Role == RoleStopped:
 		b.report("info", "stopped", "demoted; the agent stops")
 	default:
-		b.report("warning", "demoted", "now %s after %s", s.Role, b.now.Sub(s.Started))
+		b.report("warning", "demoted", "now %s after %s", s.Role, b.now.Sub(s.Started).Round(time.Millisecond))
 	}
 	// keepalived may still want this node as MASTER (its FAULT is yet to come, or the demotion was a peer's
 	// request): take it up only when the check would pass, else wait for keepalived.

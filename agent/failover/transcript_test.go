@@ -139,6 +139,8 @@ func parseParams(line string) (Params, error) {
 			p.BreakerWindow, err = time.ParseDuration(v)
 		case "api_backoff":
 			p.APIBackoff, err = time.ParseDuration(v)
+		case "sequential":
+			p.Sequential, err = strconv.ParseBool(v)
 		default:
 			return p, fmt.Errorf("params: unknown %q", k)
 		}

@@ -22,6 +22,9 @@ type Params struct {
 	BreakerMax    int              // takeovers allowed within BreakerWindow
 	BreakerWindow time.Duration
 	APIBackoff    time.Duration // how long to refuse MASTER after the API failed us; default 30s
+	// Sequential moves the Volume, then the Floating IP, one after the other: the original scripts' order, kept
+	// only so that the benchmark can compare (failover.sequential).
+	Sequential bool
 }
 
 // Role is what the node is doing.

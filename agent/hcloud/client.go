@@ -129,6 +129,7 @@ func (c *Client) call(ctx context.Context, op string, fn func(ctx context.Contex
 	var err error
 	for attempt := 1; ; attempt++ {
 		err = classify(op, fn(ctx))
+		c.rec.attempt(op, err)
 		if err == nil {
 			break
 		}

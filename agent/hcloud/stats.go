@@ -19,6 +19,20 @@ type Stats struct {
 	ErrorsByCode   map[string]int     // classified errors by code
 	ActionLatency  time.Duration      // the sum of awaited actions' durations
 	ActionsAwaited int
+	// Attempts counts every attempt of every operation by its outcome: the error code, or "ok".
+	Attempts map[OpCode]int
+	// ActionBuckets counts awaited actions by duration: ActionBuckets[i] counts those ≤ ActionBucketBounds[i]
+	// (cumulative, as Prometheus histograms are).
+	ActionBuckets []int
+}
+
+// OpCode is an operation and the outcome of one attempt.
+type OpCode struct{ Op, Code string }
+
+// ActionBucketBounds are the upper bounds of Stats.ActionBuckets.
+func ActionBucketBounds() []time.Duration {
+	return []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 3 * time.Second,
+		5 * time.Second, 10 * time.Second, 20 * time.Second, 30 * time.Second, 60 * time.Second}
 }
 
 // OpStats is one operation's count and latency.
@@ -35,7 +49,8 @@ type statsRecorder struct {
 }
 
 func newStatsRecorder() *statsRecorder {
-	return &statsRecorder{s: Stats{ByOp: map[string]OpStats{}, ErrorsByCode: map[string]int{}}}
+	return &statsRecorder{s: Stats{ByOp: map[string]OpStats{}, ErrorsByCode: map[string]int{}, Attempts: map[OpCode]int{},
+		ActionBuckets: make([]int, len(ActionBucketBounds()))}}
 }
 
 func (r *statsRecorder) snapshot() Stats {
@@ -50,6 +65,11 @@ func (r *statsRecorder) snapshot() Stats {
 	for k, v := range r.s.ErrorsByCode {
 		out.ErrorsByCode[k] = v
 	}
+	out.Attempts = make(map[OpCode]int, len(r.s.Attempts))
+	for k, v := range r.s.Attempts {
+		out.Attempts[k] = v
+	}
+	out.ActionBuckets = append([]int(nil), r.s.ActionBuckets...)
 	return out
 }
 
@@ -71,6 +91,27 @@ func (r *statsRecorder) action(took time.Duration) {
 	defer r.mu.Unlock()
 	r.s.ActionLatency += took
 	r.s.ActionsAwaited++
+	for i, b := range ActionBucketBounds() {
+		if took <= b {
+			r.s.ActionBuckets[i]++
+		}
+	}
+}
+
+// attempt counts one attempt of op by its outcome.
+func (r *statsRecorder) attempt(op string, err error) {
+	code := "ok"
+	if e, ok := err.(*Error); ok {
+		code = e.Code
+		if code == "" {
+			code = e.Kind.String()
+		}
+	} else if err != nil {
+		code = "error"
+	}
+	r.mu.Lock()
+	r.s.Attempts[OpCode{op, code}]++
+	r.mu.Unlock()
 }
 
 type opKey struct{}

@@ -1,0 +1,170 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// NodeStatus is the public /status document: read-only, with no secrets, for operators, `mailcow-ha status`,
+// Uptime Kuma and load balancers.
+type NodeStatus struct {
+	Node        string       `json:"node"`
+	Cluster     string       `json:"cluster"`
+	ServerID    int64        `json:"server_id"`
+	Role        string       `json:"role"` // booting, backup, fault, promoting, master, demoting, stopped
+	VRRP        string       `json:"vrrp"` // keepalived's last state
+	Verdict     bool         `json:"check_ok"`
+	Reason      string       `json:"check_reason"`
+	Galera      GaleraStatus `json:"galera"`
+	Stack       StackStatus  `json:"stack"`
+	Volume      VolumeStatus `json:"volume"`
+	FloatingIP  FIPStatus    `json:"floating_ip"`
+	Breaker     Breaker      `json:"breaker"`
+	Maintenance bool         `json:"maintenance"`
+	// LoopAge is how long ago the agent's reconcile loop last ran: a stuck agent is not healthy.
+	LoopAge     Duration     `json:"loop_age"`
+	Transitions []Transition `json:"transitions"` // the last ones, newest first
+}
+
+// GaleraStatus is the local member's state.
+type GaleraStatus struct {
+	OK     bool   `json:"ok"` // Primary and Synced
+	Detail string `json:"detail"`
+}
+
+// StackStatus is the mailcow stack's health on this node.
+type StackStatus struct {
+	Healthy  bool            `json:"healthy"` // every critical service up (only meaningful on the MASTER)
+	Failed   string          `json:"failed,omitempty"`
+	Services map[string]bool `json:"services,omitempty"`
+}
+
+// VolumeStatus says whether the shared Volume is mounted here, and the owner the API last named.
+type VolumeStatus struct {
+	ID      int64  `json:"id"`
+	Mounted bool   `json:"mounted"`
+	Owner   string `json:"owner,omitempty"` // last known from the API; "" when not read yet
+}
+
+// FIPStatus says whether the Floating IP is on this node's interface, and where the API last said it routes.
+type FIPStatus struct {
+	ID          int64  `json:"id"`
+	Address     string `json:"address,omitempty"`
+	OnInterface bool   `json:"on_interface"`
+	Owner       string `json:"owner,omitempty"`
+}
+
+// Breaker is the circuit breaker's state.
+type Breaker struct {
+	Tripped   bool     `json:"tripped"`
+	Takeovers int      `json:"takeovers"`
+	Max       int      `json:"max"`
+	Window    Duration `json:"window"`
+}
+
+// Transition is one takeover or demotion with its steps' times.
+type Transition struct {
+	ID       int       `json:"id"`
+	Kind     string    `json:"kind"` // takeover, demotion, boot
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished,omitzero"`
+	Result   string    `json:"result,omitempty"` // the role it ended in, or failed
+	Phases   []Phase   `json:"phases"`
+}
+
+// Phase is one step of a transition.
+type Phase struct {
+	Name  string   `json:"name"`
+	Start Duration `json:"start"` // from the transition's start
+	Took  Duration `json:"took"`
+	Err   string   `json:"error,omitempty"`
+}
+
+// Duration marshals as a Go duration string ("1.5s").
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	*d = Duration(v)
+	return err
+}
+
+// StaleLoop is how old the reconcile loop's last run may be before the node counts as unhealthy.
+const StaleLoop = 15 * time.Second
+
+// Healthy is /health: a member in the Primary component and Synced, with its agent loop alive.
+func (s NodeStatus) Healthy() (bool, string) {
+	switch {
+	case time.Duration(s.LoopAge) > StaleLoop:
+		return false, "agent loop stalled for " + time.Duration(s.LoopAge).Round(time.Second).String()
+	case !s.Galera.OK:
+		return false, "galera: " + s.Galera.Detail
+	}
+	return true, "ok"
+}
+
+// Primary is /primary: the MASTER with everything up.
+func (s NodeStatus) Primary() (bool, string) {
+	if ok, why := s.Healthy(); !ok {
+		return false, why
+	}
+	switch {
+	case s.Role != "master":
+		return false, "role " + s.Role
+	case !s.Stack.Healthy:
+		return false, "stack: " + s.Stack.Failed
+	case !s.Volume.Mounted:
+		return false, "volume not mounted"
+	case !s.FloatingIP.OnInterface:
+		return false, "floating ip not on the interface"
+	}
+	return true, "ok"
+}
+
+// Replica is /replica: a healthy BACKUP, ready to take over.
+func (s NodeStatus) Replica() (bool, string) {
+	if ok, why := s.Healthy(); !ok {
+		return false, why
+	}
+	if s.Role != "backup" {
+		return false, "role " + s.Role
+	}
+	if !s.Verdict {
+		return false, "check failing: " + s.Reason
+	}
+	return true, "ok"
+}
+
+// PublicHandler serves the read-only endpoints: /health, /primary, /replica (200 or 503 with a one-line JSON
+// reason), /status (the NodeStatus) and, when metrics is not nil, /metrics. Only GET and HEAD.
+func PublicHandler(status func(ctx context.Context) NodeStatus, metrics http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	probe := func(check func(NodeStatus) (bool, string)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			s := status(r.Context())
+			ok, why := check(s)
+			code := http.StatusOK
+			if !ok {
+				code = http.StatusServiceUnavailable
+			}
+			w.Header().Set("Cache-Control", "no-store")
+			writeJSON(w, code, map[string]any{"ok": ok, "role": s.Role, "node": s.Node, "reason": why})
+		}
+	}
+	mux.HandleFunc("GET /health", probe(NodeStatus.Healthy))
+	mux.HandleFunc("GET /primary", probe(NodeStatus.Primary))
+	mux.HandleFunc("GET /replica", probe(NodeStatus.Replica))
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, http.StatusOK, status(r.Context()))
+	})
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
+	return mux
+}

@@ -1,0 +1,51 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/api"
+)
+
+// The table shows every node, an unreachable one as such. (The lab's end-to-end test runs `mailcow-ha status`
+// against real agents in network namespaces.)
+func TestStatusTable(t *testing.T) {
+	now := time.Now()
+	replies := []StatusReply{
+		{Node: "mx1", Status: &api.NodeStatus{Node: "mx1", Role: "master", Galera: api.GaleraStatus{OK: true, Detail: "Primary Synced size=2 seqno=42"},
+			Stack: api.StackStatus{Healthy: true}, Volume: api.VolumeStatus{Mounted: true}, FloatingIP: api.FIPStatus{OnInterface: true, Address: "203.0.113.100"},
+			Breaker:     api.Breaker{Takeovers: 1, Max: 2},
+			Transitions: []api.Transition{{ID: 4, Kind: "takeover", Started: now.Add(-70 * time.Second), Finished: now.Add(-60 * time.Second), Result: "master"}}}},
+		{Node: "mx2", Status: &api.NodeStatus{Node: "mx2", Role: "backup", Galera: api.GaleraStatus{OK: true, Detail: "Primary Synced size=2 seqno=42"},
+			Breaker: api.Breaker{Max: 2, Tripped: true}, Maintenance: true}},
+		{Node: "mx3", Error: "unreachable: connect: connection refused"},
+	}
+	var b bytes.Buffer
+	printStatus(&b, replies, now)
+	out := b.String()
+	for _, want := range []string{"NODE", "mx1   MASTER", "Primary Synced size=2 seqno=42", "healthy", "203.0.113.100",
+		"#4 takeover → master in 10s, 1m0s ago", "1/2", "mx2   BACKUP", "0/2 TRIPPED", "mx3   unreachable", "connection refused"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestStatusPort(t *testing.T) {
+	for _, tc := range []struct {
+		listen []string
+		port   string
+	}{
+		{[]string{"127.0.0.1:7480", "private:7490"}, "7490"},
+		{[]string{":7480"}, "7480"},
+		{[]string{"0.0.0.0:7481"}, "7481"},
+		{[]string{"127.0.0.1:7480"}, ""},
+	} {
+		p, err := statusPort(tc.listen)
+		if p != tc.port || (tc.port == "") != (err != nil) {
+			t.Errorf("%v: %q %v", tc.listen, p, err)
+		}
+	}
+}
