@@ -218,6 +218,13 @@ func TestLab(t *testing.T) {
 			want = append(want, Want{w.Event, r.Replace(w.Node), r.Replace(w.Subject)})
 		}
 		alerts(t, t0, want...)
+		// Uptime Kuma's view: /primary through the Floating IP answers 200 from the new master.
+		var ans struct{ Node string }
+		code, body, err := l.Probe(ctx, FloatingIP, "/primary")
+		json.Unmarshal(body, &ans)
+		if err != nil || code != 200 || ans.Node != nm {
+			t.Errorf("/primary via the Floating IP after the failover: %d %s %v", code, body, err)
+		}
 		time.Sleep(time.Second) // mail through the new master
 		s.end(t, ctx)
 		if err := repair(l.Node(old)); err != nil {

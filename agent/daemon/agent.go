@@ -166,6 +166,7 @@ func Run(ctx context.Context, o Options) error {
 		Log: log, Self: self.ServerID, FloatingID: c.Hcloud.FloatingIPID, VolumeID: c.Hcloud.VolumeID,
 		AddressCache: filepath.Join(c.Failover.StateDir, "floating-ip"),
 		FenceTimeout: c.Failover.FenceTimeout.D(), Confirm: a.confirm, Report: a.report, Observe: a.observe,
+		Extend: func(d time.Duration) { o.Notifier.ExtendTimeout(d) },
 	}
 	if o.Stack == nil {
 		st, err := newStack(c, log, mountedGuard(o.Storage), a.exec.address)
@@ -559,6 +560,7 @@ func (a *Agent) loop(ctx context.Context) error {
 	looks := 0
 	looking := false
 	lookDone := make(chan struct{}, 1)
+	var lookStarted, lastSelfWarn time.Time
 	stopping := false
 	var stopDeadline <-chan time.Time
 	for {
@@ -580,7 +582,14 @@ func (a *Agent) loop(ctx context.Context) error {
 			a.mu.Unlock()
 			probe()
 			a.step(ctx, failover.Tick{})
-			a.o.Notifier.Watchdog()
+			// WATCHDOG=1 only when the loop's self-check passes: observations are not piling up and the last look
+			// at the world came back. Otherwise systemd restarts the agent after WatchdogSec.
+			if why := a.selfCheck(looking, lookStarted); why == "" {
+				a.o.Notifier.Watchdog()
+			} else if time.Since(lastSelfWarn) > 10*time.Second {
+				lastSelfWarn = time.Now()
+				a.log.Warn("self-check failed: not petting the watchdog", "reason", why)
+			}
 		case <-rec.C:
 			if looking || stopping {
 				break
@@ -590,7 +599,7 @@ func (a *Agent) loop(ctx context.Context) error {
 			a.mu.Unlock()
 			looks++
 			withAPI := role == failover.RoleMaster && looks%apiEvery == 0
-			looking = true
+			looking, lookStarted = true, time.Now()
 			go func() {
 				lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 				defer cancel()
@@ -614,6 +623,17 @@ func (a *Agent) loop(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// selfCheck is the reconcile loop's look at itself: "" when healthy, else why not.
+func (a *Agent) selfCheck(looking bool, lookStarted time.Time) string {
+	if n := len(a.obs); n >= cap(a.obs)-cap(a.obs)/4 {
+		return fmt.Sprintf("%d observations waiting", n)
+	}
+	if looking && time.Since(lookStarted) > 2*time.Minute {
+		return fmt.Sprintf("the reconcile look started %s ago has not come back", time.Since(lookStarted).Round(time.Second))
+	}
+	return ""
 }
 
 func (a *Agent) role() failover.Role {
@@ -651,11 +671,18 @@ func (a *Agent) step(ctx context.Context, o failover.Observation) {
 		}
 	}
 	a.exec.Apply(ctx, acts)
-	if changed {
+	// READY=1 once the agent works: the boot cleanup done and the Galera member Synced (not when it becomes
+	// MASTER, which may never happen on this node).
+	a.mu.Lock()
+	ready := !a.ready && role != failover.RoleBooting && s.GaleraOK
+	if ready {
+		a.ready = true
+	}
+	a.mu.Unlock()
+	if changed || ready {
 		ok, why := failover.Verdict(p, s, now)
 		status := fmt.Sprintf("%s; check %s: %s", role, map[bool]string{true: "ok", false: "failing"}[ok], why)
-		if role == failover.RoleBackup && s.GaleraOK && !a.ready {
-			a.ready = true
+		if ready {
 			a.o.Notifier.Ready(status)
 		} else {
 			a.o.Notifier.Status(status)

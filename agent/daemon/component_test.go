@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -44,6 +45,41 @@ type node struct {
 	dir    string
 	cmd    *exec.Cmd
 	exited chan struct{}
+	notify *notifyLog // what the agent sent to $NOTIFY_SOCKET
+}
+
+// notifyLog is a $NOTIFY_SOCKET, as systemd offers a Type=notify unit, that keeps every message.
+type notifyLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func listenNotify(t testing.TB, path string) *notifyLog {
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	l := &notifyLog{}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			l.mu.Lock()
+			l.msgs = append(l.msgs, string(buf[:n]))
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+func (l *notifyLog) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.msgs...)
 }
 
 const fip = "203.0.113.100"
@@ -178,6 +214,10 @@ func (c *cluster) start(n *node) {
 	n.cmd = n.ns.Command(c.bin, append(append([]string{"agent", "--config", filepath.Join(d, "config.toml")}, galeraArgs...),
 		"--test-stack-file", filepath.Join(d, "stack"), "--test-storage-dir", filepath.Join(d, "volume"))...)
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	if n.notify == nil {
+		n.notify = listenNotify(c.t, filepath.Join(d, "notify.sock"))
+	}
+	n.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+filepath.Join(d, "notify.sock"))
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	must(c.t, n.cmd.Start())
 	n.exited = make(chan struct{})
@@ -329,6 +369,23 @@ func TestClusterFailover(t *testing.T) {
 
 	m1, took := c.master(60 * time.Second)
 	t.Logf("initial MASTER %s after %s", m1.name, took)
+	// Every agent told systemd READY=1 once it worked (boot cleanup done, Galera Synced), whether or not it became
+	// MASTER, with a STATUS= line; the MASTER's status says so afterwards.
+	for _, n := range c.nodes {
+		msgs := n.notify.all()
+		i := slices.IndexFunc(msgs, func(m string) bool { return strings.Contains(m, "READY=1") })
+		if i < 0 || !strings.Contains(msgs[i], "STATUS=") || strings.Contains(msgs[i], "STATUS=master") {
+			t.Errorf("%s: no READY=1 before MASTER: %q", n.name, msgs)
+		}
+		for end := time.Now().Add(5 * time.Second); n == m1 && time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+			if msgs = n.notify.all(); slices.ContainsFunc(msgs[i+1:], func(m string) bool { return strings.HasPrefix(m, "STATUS=master") }) {
+				break
+			}
+		}
+		if n == m1 && !slices.ContainsFunc(msgs[i+1:], func(m string) bool { return strings.HasPrefix(m, "STATUS=master") }) {
+			t.Errorf("%s: no STATUS=master: %q", n.name, msgs)
+		}
+	}
 
 	// 1. Kill the MASTER's keepalived (by its PID).
 	must(t, syscall.Kill(keepalivedPID(t, m1), syscall.SIGKILL))

@@ -84,6 +84,9 @@ type Executor struct {
 	Confirm      func(server int64)           // answers a peer's pending demote request
 	Report       func(a failover.Action)      // journal and webhook
 	Observe      func(o failover.Observation) // feeds results back to the loop
+	// Extend, when set, is called before a step that may take long (attach, stack start and stop, unmount) with
+	// its timeout: the agent asks systemd for that much more time if it is starting or stopping.
+	Extend func(d time.Duration)
 
 	mu      sync.Mutex
 	cancels map[int]context.CancelFunc
@@ -177,6 +180,12 @@ func (e *Executor) run(ctx context.Context, a failover.Action) {
 	}
 	sctx, cancel := context.WithTimeout(ctx, e.step())
 	defer cancel()
+	if e.Extend != nil {
+		switch a.Kind {
+		case failover.ActAttachVolume, failover.ActStartStack, failover.ActStopStack, failover.ActUnmount, failover.ActMount:
+			e.Extend(e.step())
+		}
+	}
 	switch a.Kind {
 	case failover.ActReadOwners:
 		o := failover.Owners{TID: a.TID}

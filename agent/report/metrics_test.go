@@ -3,6 +3,7 @@ package report
 import (
 	"io"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -48,5 +49,28 @@ func TestMetricsExposition(t *testing.T) {
 	got, err := m.Gather()
 	if err != nil || got["mailcow_ha_role,role=master"] != 1 || got["mailcow_ha_transition_phase_seconds,phase=attach_volume,count"] != 1 {
 		t.Errorf("Gather: %v %v", err, got)
+	}
+}
+
+// Prometheus's own linter accepts the exposition.
+func TestMetricsPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool is not installed (Debian package prometheus)")
+	}
+	m := NewMetrics(func() Snapshot {
+		return Snapshot{Role: "backup", GaleraState: "Synced", Services: map[string]bool{"postfix-mailcow": true},
+			Hcloud:   HcloudStats{Attempts: map[[2]string]int{{"volume", "ok"}: 3}, RateLimit: 3600, RateRemaining: 3597},
+			Webhooks: []WebhookStats{{Name: "ops", Dropped: map[string]int64{}}}}
+	})
+	m.Transition("boot", "backup")
+	m.Phase("stop_stack", time.Second)
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(rec.Body.String())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }
