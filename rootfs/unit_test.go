@@ -69,31 +69,37 @@ func TestAgentUnit(t *testing.T) {
 	}
 }
 
-// systemd itself accepts the unit.
-func TestAgentUnitVerifies(t *testing.T) {
+// systemd itself accepts the units.
+func TestUnitsVerify(t *testing.T) {
 	sa, err := exec.LookPath("systemd-analyze")
 	if err != nil {
 		t.Skip("systemd-analyze is not installed (Debian package systemd)")
 	}
-	dir := t.TempDir()
-	b, err := os.ReadFile(unit)
-	if err != nil {
-		t.Fatal(err)
+	units, _ := filepath.Glob("usr/lib/systemd/system/*.service")
+	if len(units) < 2 {
+		t.Fatalf("units: %v", units)
 	}
-	// The binary is not installed here: point ExecStart at one that exists, everything else as shipped.
-	b = []byte(strings.ReplaceAll(string(b), "/usr/local/bin/mailcow-ha", "/bin/true"))
-	path := filepath.Join(dir, "mailcow-ha.service")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(sa, "verify", path).CombinedOutput()
-	var ours []string
-	for _, line := range strings.Split(string(out), "\n") {
-		if strings.Contains(line, "mailcow-ha.service") {
-			ours = append(ours, line)
+	for _, u := range units {
+		dir := t.TempDir()
+		b, err := os.ReadFile(u)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if len(ours) > 0 {
-		t.Errorf("systemd-analyze verify: %v\n%s", err, strings.Join(ours, "\n"))
+		// The binaries are not installed here: point ExecStart at one that exists, everything else as shipped.
+		s := strings.NewReplacer("/usr/local/bin/mailcow-ha", "/bin/true", "/usr/local/bin/mailcow-signup", "/bin/true").Replace(string(b))
+		path := filepath.Join(dir, filepath.Base(u))
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(sa, "verify", path).CombinedOutput()
+		var ours []string
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, filepath.Base(u)) {
+				ours = append(ours, line)
+			}
+		}
+		if len(ours) > 0 {
+			t.Errorf("systemd-analyze verify %s: %v\n%s", u, err, strings.Join(ours, "\n"))
+		}
 	}
 }

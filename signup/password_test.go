@@ -1,6 +1,8 @@
 package signup
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -74,5 +76,34 @@ func TestValidateUser(t *testing.T) {
 	}
 	if got := ValidateUser("team", []string{"team"}); got != "user_reserved" {
 		t.Errorf("configured list: %q", got)
+	}
+}
+
+func TestConfigFiles(t *testing.T) {
+	c, err := LoadConfig("../rootfs/etc/mailcow-ha/signup.toml.example")
+	if err != nil {
+		t.Fatalf("example: %v", err)
+	}
+	if c.Domain != "example.org" || c.SendLimit != 50 || c.Difficulty != DefaultConfig().Difficulty {
+		t.Errorf("example: %+v", c)
+	}
+	dir := t.TempDir()
+	for name, tc := range map[string]struct{ src, want string }{
+		"unknown key": {"domain = \"example.org\"\ndomian = \"x\"\n", "unknown key domian"},
+		"bad values": {"domain = \"example\"\nmailcow_url = \"ftp://x\"\nhostname = \"m\"\napi_key_file = \"/k\"\ncaptcha_key_file = \"/c\"\ndifficulty = 5\n",
+			"signup.domain: a mail domain"},
+		"table":  {"[signup]\ndomain = \"example.org\"\nhostname = \"mail.example.org\"\nmailcow_url = \"https://mail.example.org\"\napi_key_file = \"/k\"\ncaptcha_key_file = \"/c\"\n[other]\nx = 1\n", ""},
+		"syntax": {"domain = \n", "toml"},
+	} {
+		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".toml")
+		os.WriteFile(p, []byte(tc.src), 0o600)
+		_, err := LoadConfig(p)
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		} else if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", name, err, tc.want)
+		}
 	}
 }

@@ -68,7 +68,7 @@ func (d *mailcowDouble) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *httptest.Server
 	mc    *mailcowDouble
 	log   *bytes.Buffer
@@ -80,7 +80,7 @@ type env struct {
 	apiMC *Mailcow
 }
 
-func newEnv(t *testing.T, mutate ...func(*Config)) *env {
+func newEnv(t testing.TB, mutate ...func(*Config)) *env {
 	t.Helper()
 	mc := &mailcowDouble{key: "good-key", mailboxes: map[string]bool{"taken@example.org": true}}
 	api := httptest.NewServer(mc)

@@ -123,6 +123,7 @@ type Mailcow struct {
 	CreateCommand    []string `toml:"create_command"`
 	StartTimeout     Duration `toml:"start_timeout"`
 	DeviceDir        string   `toml:"device_dir"`
+	WithUnits        []string `toml:"with_units"`
 }
 
 // Failover tunes the takeover protocol (DESIGN.md §3).

@@ -25,6 +25,7 @@ var (
 	ifaceRE   = regexp.MustCompile(`^[A-Za-z0-9_.:@-]{1,15}$`)
 	serviceRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 	instRE    = regexp.MustCompile(`^[A-Za-z0-9_]{1,32}$`)
+	unitRE    = regexp.MustCompile(`^[A-Za-z0-9:_.@-]+\.(service|target|socket|timer)$`)
 )
 
 // validator collects problems with their lines.
@@ -51,6 +52,7 @@ func validate(file string, c *Config, idx lineIndex, fsys FileChecker) Problems 
 	v.mailcow(c)
 	v.failover(c)
 	v.alerts(c)
+	v.units(c)
 	v.api(c)
 	if fsys != nil {
 		v.secretFiles(c, fsys)
@@ -330,6 +332,14 @@ func (v *validator) alerts(c *Config) {
 			case !httpguts.ValidHeaderFieldValue(w.Headers[name]):
 				v.add(hk, "the value holds a control character")
 			}
+		}
+	}
+}
+
+func (v *validator) units(c *Config) {
+	for i, u := range c.Mailcow.WithUnits {
+		if !unitRE.MatchString(u) {
+			v.add(fmt.Sprintf("mailcow.with_units[%d]", i), "%q is not a systemd unit name such as mailcow-signup.service", u)
 		}
 	}
 }

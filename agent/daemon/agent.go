@@ -175,6 +175,11 @@ func Run(ctx context.Context, o Options) error {
 		}
 		a.o.Stack, a.exec.Stack = st, st
 	}
+	if units := c.Mailcow.WithUnits; len(units) > 0 {
+		us := unitStack{Stack: a.o.Stack, Units: units, Log: log.With("component", "units"),
+			Alert: func(event, msg string) { a.alert(event, report.SeverityWarning, "", 0, msg, nil) }}
+		a.o.Stack, a.exec.Stack = us, us
+	}
 
 	var wg sync.WaitGroup
 	defer wg.Wait()

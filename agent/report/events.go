@@ -62,6 +62,7 @@ func Catalog() []EventInfo {
 		{"address_missing", SeverityWarning, "the Floating IP is missing on the MASTER's interface: added again."},
 		{"stale_mount", SeverityWarning, "the Volume is mounted on a node that is not MASTER: stopping and unmounting."},
 		{"stale_address", SeverityWarning, "the Floating IP is on a node that is not MASTER: removed."},
+		{"stack_unit_failed", SeverityWarning, "mailcow started, but a unit of mailcow.with_units (the sign-up portal) did not."},
 		{"keepalived_exited", SeverityWarning, "keepalived died: the node is out of the election until it runs again (restarted after 2 s)."},
 		// Operator and lifecycle.
 		{"ready", SeverityInfo, "the boot cleanup finished: standing by as BACKUP."},
