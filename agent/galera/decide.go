@@ -13,6 +13,10 @@ type Report struct {
 	Answered bool     `json:"answered"`
 	Primary  bool     `json:"primary"`
 	Pos      Position `json:"position"`
+	// Joining: mariadbd runs there but is not Primary and Synced yet (a state transfer, or a start): a node that
+	// would join after it waits, so that joiners go one at a time (concurrent joiners broke an IST in a
+	// five-node lab: "IST didn't contain all write sets").
+	Joining bool `json:"joining,omitempty"`
 }
 
 // Action is what a node does at start.

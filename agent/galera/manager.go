@@ -50,19 +50,21 @@ func (m *Manager) Report(ctx context.Context) Report {
 	}
 	r := Report{Node: m.Name, Answered: true, Pos: pos}
 	if running {
-		// The live server answers for itself; when it does not, this node knows nothing it may report.
+		// The live server answers for itself; when it does not, this node knows nothing it may report, except
+		// that it is on its way in.
 		db, err := Open(m.Socket)
 		if err != nil {
-			return Report{Node: m.Name}
+			return Report{Node: m.Name, Joining: true}
 		}
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		st, err := Query(qctx, db)
 		cancel()
 		db.Close()
 		if err != nil || st.StateUUID == "" {
-			return Report{Node: m.Name}
+			return Report{Node: m.Name, Joining: true}
 		}
 		r.Primary = st.ClusterStatus == "Primary" && st.LocalState == "Synced"
+		r.Joining = !r.Primary
 		r.Pos = Position{UUID: st.StateUUID, Seqno: st.LastCommitted}
 	}
 	return r
@@ -205,6 +207,11 @@ func (m *Manager) decide(ctx context.Context) (Decision, error) {
 			return Decision{Action: Join, Winner: "?", Reason: "no Primary component yet: waiting for the bootstrap node"}, nil
 		}
 		for _, p := range peers {
+			if p.Joining {
+				return Decision{Action: Join, Winner: p.Node, Reason: p.Node + " is joining: one joiner at a time"}, nil
+			}
+		}
+		for _, p := range peers {
 			if !p.Primary && p.Answered && p.Node < m.Name {
 				return Decision{Action: Join, Winner: p.Node, Reason: p.Node + " joins first"}, nil
 			}
@@ -213,8 +220,13 @@ func (m *Manager) decide(ctx context.Context) (Decision, error) {
 	return d, nil
 }
 
+// StuckAfter is how long a started member may report itself Disconnected before it is restarted: after a failed
+// state transfer ("node restart required") mariadbd stays up but never joins.
+const StuckAfter = 30 * time.Second
+
 func (m *Manager) waitSynced(ctx context.Context) error {
 	deadline := time.Now().Add(10 * time.Minute)
+	var disconnectedSince time.Time
 	for time.Now().Before(deadline) {
 		select {
 		case <-m.Server.Done():
@@ -236,6 +248,16 @@ func (m *Manager) waitSynced(ctx context.Context) error {
 		db.Close()
 		if err == nil && st.PrimarySynced() {
 			return nil
+		}
+		if err == nil && st.ClusterStatus == "Disconnected" && !st.Connected {
+			if disconnectedSince.IsZero() {
+				disconnectedSince = time.Now()
+			}
+			if time.Since(disconnectedSince) > StuckAfter {
+				return fmt.Errorf("mariadbd left the cluster (%s) and stays out for %s: restarting it", st.Detail(), StuckAfter)
+			}
+		} else {
+			disconnectedSince = time.Time{}
 		}
 	}
 	return fmt.Errorf("not Synced after 10 minutes")
