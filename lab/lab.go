@@ -314,29 +314,31 @@ func (l *Lab) simulator() error {
 	if err != nil {
 		return fmt.Errorf("lab: simulator: %w", err)
 	}
-	var ln net.Listener
-	if err := l.sw.Do(func() error {
-		var err error
-		ln, err = net.Listen("tcp", SimAddr)
-		return err
-	}); err != nil {
+	if l.srv, err = l.serveInSwitch(SimAddr, l.Sim.Handler()); err != nil {
 		return fmt.Errorf("lab: simulator: %w", err)
 	}
-	l.srv = &http.Server{Handler: l.Sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go l.srv.Serve(ln)
 	secret := make([]byte, 24)
 	rand.Read(secret)
 	l.Alerts = &Alerts{secret: []byte(hex.EncodeToString(secret))}
-	if err := l.sw.Do(func() error {
-		var err error
-		ln, err = net.Listen("tcp", AlertsAddr)
-		return err
-	}); err != nil {
+	if l.asrv, err = l.serveInSwitch(AlertsAddr, l.Alerts); err != nil {
 		return fmt.Errorf("lab: webhook receiver: %w", err)
 	}
-	l.asrv = &http.Server{Handler: l.Alerts, ReadHeaderTimeout: 10 * time.Second}
-	go l.asrv.Serve(ln)
 	return nil
+}
+
+// serveInSwitch serves h on addr inside the switch namespace, where every node reaches it.
+func (l *Lab) serveInSwitch(addr string, h http.Handler) (*http.Server, error) {
+	var ln net.Listener
+	if err := l.sw.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return srv, nil
 }
 
 // Node returns the node with the name, or nil.
