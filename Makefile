@@ -6,7 +6,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BUILDFLAGS := -buildvcs=auto -trimpath
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build test bench lint verify demo image test-vm clean
+.PHONY: help deps build test bench lint verify demo image image-hetzner test-vm clean
 
 help: ## list the targets
 	@echo "mailcow-ha: make TARGET"
@@ -42,11 +42,21 @@ verify: ## fail if go mod tidy would change go.mod or go.sum
 demo: deps build ## run the local 3-node lab, mail, a master power-off and its timeline (root)
 	@bash scripts/demo.sh
 
-image: ## build the local appliance disk image (needs the image build)
-	@echo "make image: not yet available: the appliance image build has not landed yet" >&2; exit 1
+image: deps build ## build the local appliance image (build/image/<hash>/; reused while its inputs are unchanged)
+	@bin/mailcow-ha image build-local
 
-test-vm: ## boot the image in QEMU and fail over between VMs (needs the VM tests)
-	@echo "make test-vm: not yet available: the VM tests have not landed yet" >&2; exit 1
+image-hetzner: build ## build the Hetzner snapshot with packer (HCLOUD_TOKEN from the environment)
+	@if [ -z "$$HCLOUD_TOKEN" ]; then echo "make image-hetzner: set HCLOUD_TOKEN (a read/write API token of the project)" >&2; exit 1; fi
+	@rm -rf build/packer && mkdir -p build/packer
+	@bin/mailcow-ha image payload --target hetzner --out build/packer/payload
+	@cp packer/mailcow-ha.pkr.hcl build/packer/
+	@if ! packer version | grep -q '^Packer v1\.6\.'; then cp packer/newer/plugins.pkr.hcl build/packer/ && cd build/packer && packer init .; fi
+	cd build/packer && packer build -var payload=payload -var "version=$$(../../bin/mailcow-ha version | cut -d' ' -f2)" \
+		-var "build=$$(git rev-parse --short HEAD)" -var "channel=$${CHANNEL:-testing}" .
+	@echo "snapshot: $$(jq -r '.builds[-1].artifact_id' build/packer/packer-manifest.json 2>/dev/null)"
+
+test-vm: deps build ## boot the image in QEMU: one VM, bad user-data, three VMs and a failover (root)
+	@go test -count=1 -v -timeout 40m ./test/vm 2>&1 | grep -vE '^\s*=== (RUN|PAUSE|CONT|NAME)'; rc=$${PIPESTATUS[0]}; exit $$rc
 
 clean: ## remove build output
 	rm -rf bin build

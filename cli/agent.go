@@ -30,13 +30,16 @@ func Agent(ctx context.Context, args []string, stdio Stdio) int {
 	}
 	log := report.NewLogger(report.LogOptions{Stderr: stdio.Stderr})
 	src.Stdin = stdio.Stdin
-	cfg, _, err := loadConfig(ctx, *src)
+	cfg, pl, err := loadConfig(ctx, *src)
 	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			log.Error("invalid configuration: "+line, "event", "config_invalid")
 		}
 		return ExitUsage
 	}
+	// Which file the configuration came from (cloud-init's copy of the user-data on a node) and what it says.
+	log.Info("configuration read from "+pl.Name+" for node "+cfg.Node.Name, "source", pl.Name, "node", cfg.Node.Name, "cluster", cfg.Cluster.Name,
+		"members", len(cfg.Cluster.Nodes))
 	reload := make(chan struct{}, 1)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

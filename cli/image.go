@@ -2,26 +2,116 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/hcloud"
+	"github.com/mailcow-ha/mailcow-ha/imagebuild"
+	"github.com/mailcow-ha/mailcow-ha/mailcowstub/deploy"
 )
 
-// Image runs the image subcommands. "latest" prints the id of the newest appliance snapshot, for
-// hcloud server create --image $(mailcow-ha image latest) ...
+const imageUsage = `Usage:
+  mailcow-ha image latest [--selector LABELS] [--endpoint URL] [--token-file FILE]
+      print the id of the newest appliance snapshot (hcloud server create --image $(mailcow-ha image latest))
+  mailcow-ha image build-local [--top DIR] [--bin DIR] [--out DIR] [--force]
+      build the local QEMU image (mmdebstrap, mkfs.ext4 -d, qcow2), or reuse the one with the same input hash
+  mailcow-ha image payload --target hetzner|local --out DIR [--top DIR] [--bin DIR]
+      assemble what the provisioning steps work from (packer uploads it on Hetzner)
+`
+
+// Image runs the image subcommands.
 func Image(ctx context.Context, args []string, stdio Stdio) int {
-	if len(args) == 0 || args[0] != "latest" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-			fmt.Fprintln(stdio.Stdout, "Usage: mailcow-ha image latest [--selector LABELS] [--endpoint URL] [--token-file FILE]")
-			return ExitOK
-		}
-		fmt.Fprintln(stdio.Stderr, "Usage: mailcow-ha image latest [--selector LABELS] [--endpoint URL] [--token-file FILE]")
+	if len(args) == 0 {
+		fmt.Fprint(stdio.Stderr, imageUsage)
 		return ExitUsage
 	}
-	return imageLatest(ctx, args[1:], stdio)
+	switch args[0] {
+	case "latest":
+		return imageLatest(ctx, args[1:], stdio)
+	case "build-local":
+		return imageBuildLocal(ctx, args[1:], stdio)
+	case "payload":
+		return imagePayload(ctx, args[1:], stdio)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdio.Stdout, imageUsage)
+		return ExitOK
+	}
+	fmt.Fprintf(stdio.Stderr, "mailcow-ha image: unknown command %q\n\n%s", args[0], imageUsage)
+	return ExitUsage
+}
+
+// imageInputs reads the common flags of build-local and payload.
+func imageInputs(fs *flag.FlagSet) func() (imagebuild.Inputs, error) {
+	top := fs.String("top", ".", "the repository's top directory")
+	bin := fs.String("bin", "", "the built binaries (default TOP/bin, as make build leaves them)")
+	return func() (imagebuild.Inputs, error) {
+		t, err := filepath.Abs(*top)
+		if err != nil {
+			return imagebuild.Inputs{}, err
+		}
+		b := *bin
+		if b == "" {
+			b = filepath.Join(t, "bin")
+		}
+		in := imagebuild.Inputs{Top: t, BinDir: b}
+		in.Version, err = imagebuild.BinaryVersion(filepath.Join(b, "mailcow-ha"))
+		return in, err
+	}
+}
+
+func imageBuildLocal(ctx context.Context, args []string, stdio Stdio) int {
+	fs := newFlags("image build-local", "image build-local [--top DIR] [--bin DIR] [--out DIR] [--force]", stdio)
+	inputs := imageInputs(fs)
+	out := fs.String("out", "", "images go to OUT/<hash>/ (default TOP/build/image)")
+	cache := fs.String("deb-cache", "", "downloaded .debs kept between builds (default TOP/build/cache/debs)")
+	force := fs.Bool("force", false, "build even when an image with the same input hash exists")
+	if code, done := parseFlags(fs, args, stdio); done {
+		return code
+	}
+	in, err := inputs()
+	if err != nil {
+		fmt.Fprintln(stdio.Stderr, "mailcow-ha image build-local:", err)
+		return ExitUsage
+	}
+	im, err := imagebuild.BuildLocal(ctx, imagebuild.LocalOptions{Inputs: in, Out: *out, DebCache: *cache, Force: *force, Log: stdio.Stdout,
+		SaveStub: func(w io.Writer, binary string) error { return deploy.SaveImage(w, binary, deploy.Image) }})
+	if err != nil {
+		fmt.Fprintln(stdio.Stderr, "mailcow-ha image build-local:", err)
+		return ExitFailure
+	}
+	fmt.Fprintln(stdio.Stdout, im.Dir)
+	return ExitOK
+}
+
+func imagePayload(_ context.Context, args []string, stdio Stdio) int {
+	fs := newFlags("image payload", "image payload --target hetzner|local --out DIR [--top DIR] [--bin DIR]", stdio)
+	inputs := imageInputs(fs)
+	target := fs.String("target", "hetzner", "hetzner (packer) or local (mmdebstrap)")
+	out := fs.String("out", "", "the payload folder to create (must not exist)")
+	if code, done := parseFlags(fs, args, stdio); done {
+		return code
+	}
+	t := imagebuild.Target(*target)
+	if (t != imagebuild.Hetzner && t != imagebuild.Local) || *out == "" {
+		fmt.Fprintln(stdio.Stderr, "mailcow-ha image payload: --target hetzner|local and --out DIR are required")
+		return ExitUsage
+	}
+	in, err := inputs()
+	if err != nil {
+		fmt.Fprintln(stdio.Stderr, "mailcow-ha image payload:", err)
+		return ExitUsage
+	}
+	if _, err := in.WritePayload(*out, t, func(w io.Writer, binary string) error { return deploy.SaveImage(w, binary, deploy.Image) }); err != nil {
+		fmt.Fprintln(stdio.Stderr, "mailcow-ha image payload:", err)
+		return ExitFailure
+	}
+	fmt.Fprintln(stdio.Stdout, *out)
+	return ExitOK
 }
 
 func imageLatest(ctx context.Context, args []string, stdio Stdio) int {

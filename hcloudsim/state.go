@@ -86,7 +86,7 @@ type Network struct {
 }
 
 // DemoToken is the demo project's API token: 64 characters, as real tokens and the official CLI expect.
-const DemoToken = "mailcowhademo0000000000000000000000000000000000000000000000000000"
+const DemoToken = "mailcowhademo000000000000000000000000000000000000000000000000000"
 
 // DemoState is the project the simulator starts with when it has no state file: three servers mx1..mx3 on a
 // private network, one IPv4 Floating IP and one Volume, both unassigned, and two snapshots labelled

@@ -55,6 +55,9 @@ func TestAgentUnit(t *testing.T) {
 			t.Errorf("%s: want %s, got %v", key, want, k[key])
 		}
 	}
+	if u := k["Service.UMask"]; len(u) != 1 || u[0] != "0022" {
+		t.Errorf("UMask %v: 0022, or mariadbd (user mysql) cannot read the rendered Galera drop-in", u)
+	}
 	if len(k["Service.WatchdogSec"]) != 1 {
 		t.Errorf("no WatchdogSec")
 	}

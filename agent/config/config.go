@@ -92,6 +92,8 @@ type Galera struct {
 	ISTPort      int    `toml:"ist_port"`
 	SSTPort      int    `toml:"sst_port"`
 	PasswordFile string `toml:"password_file"`
+	// Password given inline (user-data): written to PasswordFile with mode 0600 at start, like hcloud.token.
+	Password Secret `toml:"password"`
 }
 
 // Preempt policies for keepalived.

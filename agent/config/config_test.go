@@ -264,12 +264,14 @@ func TestMaterializeSecrets(t *testing.T) {
 	}
 	cfg.Hcloud.TokenFile = filepath.Join(dir, "sub", "hcloud.token")
 	cfg.Cluster.SecretFile = filepath.Join(dir, "sub", "cluster.secret")
+	cfg.Galera.PasswordFile = filepath.Join(dir, "sub", "db.password")
+	cfg.Galera.Password = "inline-db-password"
 	var logs bytes.Buffer
 	must(t, MaterializeSecrets(&cfg, slog.New(slog.NewTextHandler(&logs, nil))))
-	if cfg.Hcloud.Token.Set() || cfg.Cluster.Secret.Set() {
+	if cfg.Hcloud.Token.Set() || cfg.Cluster.Secret.Set() || cfg.Galera.Password.Set() {
 		t.Error("inline secrets kept in memory after writing them")
 	}
-	for _, p := range []string{cfg.Hcloud.TokenFile, cfg.Cluster.SecretFile} {
+	for _, p := range []string{cfg.Hcloud.TokenFile, cfg.Cluster.SecretFile, cfg.Galera.PasswordFile} {
 		if err := (SecretFiles{Owner: os.Getuid()}).CheckSecretFile(p); err != nil {
 			t.Error(err)
 		}

@@ -59,7 +59,8 @@ func (s SecretFiles) ReadSecret(path string) (Secret, error) {
 	return Secret(b), nil
 }
 
-// MaterializeSecrets writes the secrets that the configuration carries inline (hcloud.token, cluster.secret) to
+// MaterializeSecrets writes the secrets that the configuration carries inline (hcloud.token, cluster.secret,
+// galera.password) to
 // their files with mode 0600, then forgets them, so that the rest of the agent reads every secret from a file.
 // It warns once when it wrote anything, since user-data stays readable from the metadata service.
 func MaterializeSecrets(c *Config, log *slog.Logger) error {
@@ -70,6 +71,7 @@ func MaterializeSecrets(c *Config, log *slog.Logger) error {
 	}{
 		{"hcloud.token", c.Hcloud.TokenFile, &c.Hcloud.Token},
 		{"cluster.secret", c.Cluster.SecretFile, &c.Cluster.Secret},
+		{"galera.password", c.Galera.PasswordFile, &c.Galera.Password},
 	} {
 		if !s.val.Set() {
 			continue

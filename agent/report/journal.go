@@ -160,7 +160,7 @@ func (h *JournalHandler) WithGroup(name string) slog.Handler {
 // Handle implements slog.Handler.
 func (h *JournalHandler) Handle(_ context.Context, r slog.Record) error {
 	var b []byte
-	b = appendField(b, "MESSAGE", r.Message)
+	b = appendField(b, "MESSAGE", messageText(r))
 	b = appendField(b, "PRIORITY", strconv.Itoa(priority(r.Level)))
 	b = appendField(b, "SYSLOG_IDENTIFIER", h.s.ident)
 	if !r.Time.IsZero() {
@@ -181,6 +181,41 @@ func (h *JournalHandler) Handle(_ context.Context, r slog.Record) error {
 		return fmt.Errorf("journal: %w", err)
 	}
 	return nil
+}
+
+// messageText is the record's message followed by its attributes as key=value, so that plain journalctl (and a
+// console that journald forwards to) shows the error and the subject, not only "galera start". The attributes are
+// also fields of their own. message_id is left out: it is the entry's MESSAGE_ID.
+func messageText(r slog.Record) string {
+	var sb strings.Builder
+	sb.WriteString(r.Message)
+	var walk func(prefix string, a slog.Attr)
+	walk = func(prefix string, a slog.Attr) {
+		v := a.Value.Resolve()
+		if a.Key == "message_id" || (a.Key == "" && v.Kind() != slog.KindGroup) {
+			return
+		}
+		if v.Kind() == slog.KindGroup {
+			p := prefix
+			if a.Key != "" {
+				p += a.Key + "."
+			}
+			for _, g := range v.Group() {
+				walk(p, g)
+			}
+			return
+		}
+		s := v.String()
+		if s == "" || strings.ContainsAny(s, " \t\"=") {
+			s = strconv.Quote(s)
+		}
+		sb.WriteString(" " + prefix + a.Key + "=" + s)
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		walk("", a)
+		return true
+	})
+	return sb.String()
 }
 
 func isTooLarge(err error) bool {

@@ -74,7 +74,8 @@ func TestJournalHandler(t *testing.T) {
 		"phase_ms", 1234, slog.Group("peer", "name", "mx2", "server_id", 1002), "err", errors.New("line one\nline two"))
 	f := readEntry(t, conn)
 	want := map[string]string{
-		"MESSAGE":           "promoted to MASTER",
+		// The attributes follow the message as key=value (plain journalctl shows MESSAGE only); message_id not.
+		"MESSAGE":           `promoted to MASTER transition_id=t-42 phase_ms=1234 peer.name=mx2 peer.server_id=1002 err="line one\nline two"`,
 		"PRIORITY":          "4",
 		"SYSLOG_IDENTIFIER": "mailcow-ha",
 		"NODE":              "mx1",
@@ -104,7 +105,7 @@ func TestJournalHandler(t *testing.T) {
 	big := strings.Repeat("x", 1<<20-4096)
 	log.Info(big, "n", 1)
 	f = readEntry(t, conn)
-	if f["MESSAGE"] != big || f["N"] != "1" {
+	if f["MESSAGE"] != big+" n=1" || f["N"] != "1" {
 		t.Errorf("large entry: message of %d bytes, N=%q", len(f["MESSAGE"]), f["N"])
 	}
 }

@@ -1,0 +1,219 @@
+package imagebuild
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const top = ".."
+
+// The shipped manifest is valid and says what the issue asks for.
+func TestShippedManifest(t *testing.T) {
+	m, err := LoadManifest("manifest.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"docker.io", "mariadb-server", "galera-4", "mariadb-backup", "keepalived", "cloud-init", "nftables", "iproute2", "apparmor", "rsync", "udev", "dbus"} {
+		if !has(m.Debian.Packages, p) {
+			t.Errorf("packages lack %s", p)
+		}
+	}
+	for _, u := range m.Units.Enable {
+		if !unitExists(u) {
+			t.Errorf("units.enable: %s is neither in rootfs/ nor a unit of the manifest's packages we know", u)
+		}
+	}
+	env := string(m.Env("v1.2.3"))
+	for _, want := range []string{"MCHA_VERSION='v1.2.3'", "MCHA_DISABLE='mariadb.service keepalived.service", "MCHA_MAILCOW_TAG='" + m.Mailcow.Tag + "'"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("manifest.env lacks %q:\n%s", want, env)
+		}
+	}
+	// The rendered file is valid shell that sets every variable the provisioning scripts use.
+	cmd := exec.Command("bash", "-c", "set -eu; set -a; . /dev/stdin; set +a; env | grep ^MCHA_ | sort")
+	cmd.Stdin = strings.NewReader(env)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	scripts, _ := filepath.Glob("provision/*.sh")
+	for _, s := range scripts {
+		b, _ := os.ReadFile(s)
+		for _, word := range strings.FieldsFunc(string(b), func(r rune) bool { return !(r == '_' || r >= 'A' && r <= 'Z') }) {
+			if strings.HasPrefix(word, "MCHA_") && word != "MCHA_TARGET" && word != "MCHA_PAYLOAD" && !strings.Contains(string(out), word+"=") {
+				t.Errorf("%s uses %s, which manifest.env does not set", s, word)
+			}
+		}
+	}
+}
+
+func unitExists(u string) bool {
+	if _, err := os.Stat(filepath.Join(top, "rootfs/usr/lib/systemd/system", u)); err == nil {
+		return true
+	}
+	// Units that Debian's packages of the manifest ship.
+	return has([]string{"docker.service", "nftables.service", "systemd-networkd.service", "systemd-timesyncd.service", "ssh.service",
+		"cloud-init-local.service", "cloud-init.service", "cloud-config.service", "cloud-final.service"}, u)
+}
+
+// Bad manifests are refused with the key or the line.
+func TestManifestErrors(t *testing.T) {
+	good, err := os.ReadFile("manifest.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, from, to, want string }{
+		{"syntax", "[mailcow]", "[mailcow", "bad.toml:"},
+		{"unknown key", "[mailcow]\n", "[mailcow]\nflavour = \"x\"\n", "mailcow.flavour: unknown key"},
+		{"agent not enabled", `"mailcow-ha.service", `, "", "units.enable: must enable mailcow-ha.service"},
+		{"keepalived enabled", `disable = ["mariadb.service", "keepalived.service", `, `disable = ["mariadb.service", `, "must disable keepalived.service"},
+		{"bad package", `"jq", `, `"jq; rm -rf /", `, `is not a Debian package name`},
+		{"bad size", `size = "8G"`, `size = "huge"`, "local.size"},
+		{"quote in tag", `tag = "`, `tag = "x'`, "mailcow.tag"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := bytes.Replace(good, []byte(c.from), []byte(c.to), 1)
+			if bytes.Equal(b, good) {
+				t.Fatalf("%q not in the manifest", c.from)
+			}
+			_, err := ParseManifest("bad.toml", b)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("err = %v, want %q", err, c.want)
+			}
+		})
+	}
+}
+
+func fakeBins(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, b := range []string{"mailcow-ha", "mailcow-signup", "mailcow-stub"} {
+		if err := os.WriteFile(filepath.Join(dir, b), []byte("binary "+b), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// The input hash is stable, and changes with any input: a script, a rootfs file, a binary; Go test files in
+// rootfs/ are not inputs.
+func TestHash(t *testing.T) {
+	bin := fakeBins(t)
+	in := Inputs{Top: top, BinDir: bin, Version: "v1"}
+	h1, _, err := in.Hash(Local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2, _, _ := in.Hash(Local)
+	hz, _, _ := in.Hash(Hetzner)
+	if h1 != h2 || h1 == hz || len(h1) != 16 {
+		t.Fatalf("hashes %s %s %s", h1, h2, hz)
+	}
+	os.WriteFile(filepath.Join(bin, "mailcow-ha"), []byte("other"), 0o755)
+	if h3, _, _ := in.Hash(Local); h3 == h1 {
+		t.Error("a changed binary keeps the hash")
+	}
+	os.WriteFile(filepath.Join(bin, "mailcow-ha"), []byte("binary mailcow-ha"), 0o755)
+	if h4, _, _ := in.Hash(Local); h4 != h1 {
+		t.Error("the same binary again: another hash")
+	}
+	files, err := in.files(mustManifest(t), Local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f.dst, ".go") {
+			t.Errorf("input %s: Go files are not laid onto the image", f.dst)
+		}
+	}
+}
+
+func mustManifest(t *testing.T) *Manifest {
+	m, err := LoadManifest("manifest.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// The payload has what run.sh expects, with modes kept; a local one carries the stub images, a Hetzner one not.
+func TestPayload(t *testing.T) {
+	bin := fakeBins(t)
+	in := Inputs{Top: top, BinDir: bin, Version: "v1"}
+	for _, tg := range []Target{Local, Hetzner} {
+		dir := filepath.Join(t.TempDir(), "p")
+		var saved int
+		if _, err := in.WritePayload(dir, tg, func(w io.Writer, binary string) error { saved++; _, err := io.WriteString(w, "tar"); return err }); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{"manifest.env", "provision/run.sh", "provision/90-cleanup.sh", "rootfs/etc/nftables.conf",
+			"rootfs/usr/lib/systemd/system/mailcow-ha.service", "cloud.cfg.d/90-mailcow-ha.cfg", "bin/mailcow-ha", "bin/mailcow-signup", "mailcow/site.signup.custom", "doc/README.md"} {
+			if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+				t.Errorf("%s payload: %v", tg, err)
+			}
+		}
+		if st, err := os.Stat(filepath.Join(dir, "provision/run.sh")); err != nil || st.Mode().Perm()&0o100 == 0 {
+			t.Errorf("%s: run.sh not executable", tg)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "rootfs/unit_test.go")); err == nil {
+			t.Errorf("%s: Go test file in the payload", tg)
+		}
+		_, err := os.Stat(filepath.Join(dir, "images/mailcow-stub.tar"))
+		if (tg == Local) != (err == nil) || (tg == Local) != (saved == 1) {
+			t.Errorf("%s: stub images present=%v saved=%d", tg, err == nil, saved)
+		}
+	}
+}
+
+// The provisioning scripts are valid bash, strict, and each runs without the others' leftovers.
+func TestScripts(t *testing.T) {
+	scripts, _ := filepath.Glob("provision/*.sh")
+	if len(scripts) < 6 {
+		t.Fatalf("scripts: %v", scripts)
+	}
+	for _, s := range scripts {
+		if out, err := exec.Command("bash", "-n", s).CombinedOutput(); err != nil {
+			t.Errorf("%s: %v %s", s, err, out)
+		}
+		b, _ := os.ReadFile(s)
+		if !strings.Contains(string(b), "set -euo pipefail") {
+			t.Errorf("%s: not strict (set -euo pipefail)", s)
+		}
+	}
+	// run.sh refuses an unknown target with a clear message.
+	cmd := exec.Command("bash", "provision/run.sh")
+	cmd.Env = append(os.Environ(), "MCHA_TARGET=elsewhere")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "must be hetzner or local") {
+		t.Errorf("run.sh with a bad target: %v %s", err, out)
+	}
+}
+
+// Old images are pruned to Keep, the current one and unrelated folders never.
+func TestPrune(t *testing.T) {
+	dir := t.TempDir()
+	names := []string{"0000000000000001", "0000000000000002", "0000000000000003", "0000000000000004", "0000000000000005"}
+	for i, n := range names {
+		os.MkdirAll(filepath.Join(dir, n), 0o755)
+		tm := time.Now().Add(time.Duration(i) * time.Minute)
+		os.Chtimes(filepath.Join(dir, n), tm, tm)
+	}
+	os.MkdirAll(filepath.Join(dir, "cache"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "0000000000000009.work"), 0o755)
+	removed := prune(dir, "0000000000000001", 3)
+	left, _ := os.ReadDir(dir)
+	var got []string
+	for _, e := range left {
+		got = append(got, e.Name())
+	}
+	want := "0000000000000001 0000000000000004 0000000000000005 cache"
+	if strings.Join(got, " ") != want {
+		t.Errorf("left %v, want %s (removed %v)", got, want, removed)
+	}
+}

@@ -1,0 +1,213 @@
+package imagebuild
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Target says which path a payload is for.
+type Target string
+
+const (
+	Hetzner Target = "hetzner" // packer on Hetzner's debian-12
+	Local   Target = "local"   // mmdebstrap, for QEMU
+)
+
+// Inputs are the files an image is made of: the repository (manifest, scripts, rootfs, cloud-init, docs) and the
+// built binaries.
+type Inputs struct {
+	Top      string // the repository's top directory
+	Manifest string // default Top/imagebuild/manifest.toml
+	BinDir   string // mailcow-ha, mailcow-signup (and for local images mailcow-stub), built static
+	Version  string // the agent's version, recorded in the image
+}
+
+func (in Inputs) manifestPath() string {
+	if in.Manifest != "" {
+		return in.Manifest
+	}
+	return filepath.Join(in.Top, "imagebuild", "manifest.toml")
+}
+
+// file is one input: where it comes from and where it goes in the payload.
+type file struct {
+	src, dst string
+	mode     fs.FileMode
+}
+
+// files lists every input of the payload in a fixed order.
+func (in Inputs) files(m *Manifest, t Target) ([]file, error) {
+	var out []file
+	add := func(src, dst string) error {
+		st, err := os.Stat(src)
+		if err != nil {
+			return fmt.Errorf("image input: %w", err)
+		}
+		out = append(out, file{src, dst, st.Mode().Perm()})
+		return nil
+	}
+	tree := func(dir, dst string, skip func(rel string) bool) error {
+		root := filepath.Join(in.Top, dir)
+		return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return fmt.Errorf("image input: %w", err)
+			}
+			if d.IsDir() {
+				return nil
+			}
+			rel, _ := filepath.Rel(root, p)
+			if skip != nil && skip(rel) {
+				return nil
+			}
+			if !d.Type().IsRegular() {
+				return fmt.Errorf("image input %s: not a regular file", p)
+			}
+			return add(p, filepath.Join(dst, rel))
+		})
+	}
+	if err := add(in.manifestPath(), "manifest.toml"); err != nil {
+		return nil, err
+	}
+	if err := tree("imagebuild/provision", "provision", nil); err != nil {
+		return nil, err
+	}
+	// rootfs/ holds Go files for its tests; they are not laid onto the image.
+	if err := tree(m.Files.Rootfs, "rootfs", func(rel string) bool { return strings.HasSuffix(rel, ".go") }); err != nil {
+		return nil, err
+	}
+	if err := tree(m.Files.CloudCfg, "cloud.cfg.d", func(rel string) bool { return !strings.HasSuffix(rel, ".cfg") }); err != nil {
+		return nil, err
+	}
+	if err := add(filepath.Join(in.Top, "README.md"), "doc/README.md"); err != nil {
+		return nil, err
+	}
+	if err := tree("docs", "doc", func(rel string) bool { return !strings.HasSuffix(rel, ".md") && !strings.HasSuffix(rel, ".toml") }); err != nil {
+		return nil, err
+	}
+	if err := add(filepath.Join(in.Top, "signup", "nginx", "site.signup.custom"), "mailcow/site.signup.custom"); err != nil {
+		return nil, err
+	}
+	bins := append([]string{}, m.Files.Binaries...)
+	if t == Local {
+		bins = append(bins, "mailcow-stub") // becomes the stub image, not a file of its own
+	}
+	for _, b := range bins {
+		if err := add(filepath.Join(in.BinDir, b), "bin/"+b); err != nil {
+			return nil, fmt.Errorf("%w (make build puts the binaries into bin/)", err)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].dst < out[j].dst })
+	return out, nil
+}
+
+// Hash is the content hash of everything that goes into an image for target t: every input file's payload path,
+// mode and content, plus the target. Two builds with the same hash would lay the same files.
+func (in Inputs) Hash(t Target) (string, *Manifest, error) {
+	m, err := LoadManifest(in.manifestPath())
+	if err != nil {
+		return "", nil, err
+	}
+	files, err := in.files(m, t)
+	if err != nil {
+		return "", nil, err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "mailcow-ha image v1\x00%s\x00%s\x00", t, in.Version)
+	for _, f := range files {
+		fmt.Fprintf(h, "%s\x00%o\x00", f.dst, f.mode)
+		r, err := os.Open(f.src)
+		if err != nil {
+			return "", nil, err
+		}
+		n, err := io.Copy(h, r)
+		r.Close()
+		if err != nil {
+			return "", nil, err
+		}
+		fmt.Fprintf(h, "\x00%d\x00", n)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], m, nil
+}
+
+// WritePayload assembles the payload that provision/run.sh works from into dir (created; must not exist):
+// manifest.env, provision/, rootfs/, cloud.cfg.d/, bin/, doc/, mailcow/, and for local images images/ with the stub
+// images as a docker save tarball (made by saveStub from the mailcow-stub binary).
+func (in Inputs) WritePayload(dir string, t Target, saveStub func(w io.Writer, binary string) error) (*Manifest, error) {
+	m, err := LoadManifest(in.manifestPath())
+	if err != nil {
+		return nil, err
+	}
+	files, err := in.files(m, t)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("payload: %w", err)
+	}
+	for _, f := range files {
+		if f.dst == "bin/mailcow-stub" {
+			if saveStub == nil {
+				return nil, fmt.Errorf("payload: a local image needs the stub images")
+			}
+			if err := writeWith(filepath.Join(dir, "images", "mailcow-stub.tar"), 0o644, func(w io.Writer) error { return saveStub(w, f.src) }); err != nil {
+				return nil, fmt.Errorf("payload: stub images: %w", err)
+			}
+			continue
+		}
+		if err := copyFile(f.src, filepath.Join(dir, f.dst), f.mode); err != nil {
+			return nil, fmt.Errorf("payload: %w", err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "manifest.env"), m.Env(in.Version), 0o644); err != nil {
+		return nil, fmt.Errorf("payload: %w", err)
+	}
+	return m, nil
+}
+
+func copyFile(src, dst string, mode fs.FileMode) error {
+	r, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return writeWith(dst, mode, func(w io.Writer) error {
+		_, err := io.Copy(w, r)
+		return err
+	})
+}
+
+func writeWith(dst string, mode fs.FileMode, fill func(io.Writer) error) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	w, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	if err := fill(w); err != nil {
+		w.Close()
+		return err
+	}
+	if err := w.Chmod(mode); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+// BinaryVersion asks a built mailcow-ha binary for its version (the one the image will carry).
+func BinaryVersion(bin string) (string, error) {
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s version: %w (make build puts the binaries into bin/)", bin, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}

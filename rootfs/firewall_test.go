@@ -1,0 +1,221 @@
+package rootfs
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/lab/netns"
+)
+
+const firewall = "etc/nftables.conf"
+
+// The ports the test listens on inside the firewalled namespace.
+var (
+	publicTCP  = []int{25, 80, 110, 143, 443, 465, 587, 993, 995, 4190}
+	privateTCP = []int{22, 4444, 4567, 4568, 7480, 7481}
+	neverTCP   = []int{3306, 6379, 8080, 13306, 19991}
+	// Published by the "container" through a Docker-like DNAT: one mailcow port, one that must stay internal.
+	dnatTCP = []int{25, 6379}
+)
+
+// The appliance's firewall, loaded with the real nft into a namespace that plays the node: eth0 public, eth1 on
+// the private network, and a "container" behind a Docker-style DNAT. From the public side only mail and web
+// answer (also for a private-looking source arriving on eth0); from the private side Galera, the agent's APIs and
+// SSH answer too; nothing else does, and a published container port that is not public is dropped in forward.
+func TestFirewall(t *testing.T) {
+	if why := netns.Available(); why != "" {
+		t.Skip(why)
+	}
+	nft, err := exec.LookPath("nft")
+	if err != nil {
+		t.Skip("nft is not installed (Debian package nftables)")
+	}
+	if out, err := exec.Command(nft, "-c", "-f", firewall).CombinedOutput(); err != nil {
+		t.Fatalf("nft -c: %v\n%s", err, out)
+	}
+	mk := func(role string) *netns.NS {
+		ns, err := netns.Add(netns.Unique("fw" + role))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ns.Del() })
+		return ns
+	}
+	node, pub, priv, ctr := mk("n"), mk("p"), mk("q"), mk("c")
+	steps := [][]string{
+		{"node", "addr", "add", "203.0.113.10/24", "dev", "eth0"},
+		{"pub", "addr", "add", "203.0.113.20/24", "dev", "eth0"},
+		// A private-looking source that arrives on the public interface must be treated as public.
+		{"pub", "addr", "add", "10.99.5.20/24", "dev", "eth0"},
+		{"node", "addr", "add", "10.99.5.10/24", "dev", "eth0"},
+		{"node", "addr", "add", "10.99.0.10/24", "dev", "eth1"},
+		{"priv", "addr", "add", "10.99.0.20/24", "dev", "eth0"},
+		{"node", "addr", "add", "10.99.7.1/24", "dev", "docker0"},
+		{"ctr", "addr", "add", "10.99.7.2/24", "dev", "eth0"},
+		{"ctr", "route", "add", "default", "via", "10.99.7.1"},
+	}
+	byName := map[string]*netns.NS{"node": node, "pub": pub, "priv": priv, "ctr": ctr}
+	for _, v := range []struct {
+		a  *netns.NS
+		an string
+		b  *netns.NS
+		bn string
+	}{{node, "eth0", pub, "eth0"}, {node, "eth1", priv, "eth0"}, {node, "docker0", ctr, "eth0"}} {
+		if err := netns.Veth(v.a, v.an, v.b, v.bn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range steps {
+		if err := byName[s[0]].IP(s[1:]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := node.Do(func() error { return sysctlW("net/ipv4/ip_forward", "1") }); err != nil {
+		t.Fatal(err)
+	}
+	// Docker's side, as dockerd (iptables-nft) would have it: its own tables, a DNAT for published ports, and a
+	// DOCKER-USER chain. Loaded first, so the test also shows that (re)loading the firewall leaves them alone.
+	docker := `table ip nat {
+	chain PREROUTING { type nat hook prerouting priority dstnat; policy accept; tcp dport { 25, 6379 } dnat to 10.99.7.2; }
+}
+table ip filter {
+	chain DOCKER-USER { }
+	chain FORWARD { type filter hook forward priority filter; policy drop; jump DOCKER-USER; ip daddr 10.99.7.2 accept; ip saddr 10.99.7.2 accept; }
+}
+`
+	if out, err := nftIn(node, nft, "-f", "-", docker); err != nil {
+		t.Fatalf("docker tables: %v\n%s", err, out)
+	}
+	for range 2 { // twice: a reload must work and must keep Docker's tables
+		if out, err := nftIn(node, nft, "-f", firewall, ""); err != nil {
+			t.Fatalf("nft -f %s: %v\n%s", firewall, err, out)
+		}
+	}
+	if out, err := nftIn(node, nft, "list", "tables", ""); err != nil || !strings.Contains(out, "table ip filter") || !strings.Contains(out, "table ip nat") {
+		t.Fatalf("Docker's tables gone after loading the firewall: %v\n%s", err, out)
+	}
+
+	// Listeners: every port on the node, the published ones in the container.
+	all := append(append(append([]int{}, publicTCP...), privateTCP...), neverTCP...)
+	listen(t, node, "0.0.0.0", all)
+	listen(t, ctr, "10.99.7.2", dnatTCP)
+
+	type probe struct {
+		from     *netns.NS
+		src, dst string
+		port     int
+		open     bool
+	}
+	var probes []probe
+	for _, side := range []struct {
+		ns       *netns.NS
+		src, dst string
+		private  bool
+	}{
+		{pub, "203.0.113.20", "203.0.113.10", false},
+		{pub, "10.99.5.20", "10.99.5.10", false},
+		{priv, "10.99.0.20", "10.99.0.10", true},
+	} {
+		for _, p := range publicTCP {
+			probes = append(probes, probe{side.ns, side.src, side.dst, p, true})
+		}
+		for _, p := range privateTCP {
+			probes = append(probes, probe{side.ns, side.src, side.dst, p, side.private})
+		}
+		for _, p := range neverTCP {
+			if p == 6379 {
+				continue // published: below
+			}
+			probes = append(probes, probe{side.ns, side.src, side.dst, p, false})
+		}
+		// Published container ports: mailcow's 25 from everywhere; 6379 only from the private side, whose
+		// forward path the firewall leaves to Docker.
+		probes = append(probes, probe{side.ns, side.src, side.dst, 6379, side.private})
+	}
+	var wg sync.WaitGroup
+	errs := make([]string, len(probes))
+	for i, p := range probes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := dialFrom(p.from, p.src, net.JoinHostPort(p.dst, fmt.Sprint(p.port)))
+			if open := err == nil; open != p.open {
+				errs[i] = fmt.Sprintf("%s → %s:%d: open=%v, want %v (%v)", p.src, p.dst, p.port, open, p.open, err)
+			}
+		}()
+	}
+	wg.Wait()
+	n := 0
+	for _, e := range errs {
+		if e != "" {
+			t.Error(e)
+			n++
+		}
+	}
+	t.Logf("%d probes, %d wrong", len(probes), n)
+	// The drops were the firewall's: its counters moved.
+	out, _ := nftIn(node, nft, "list", "table", "inet", "mailcow_ha", "")
+	if !strings.Contains(out, "published port not public") || strings.Contains(out, "counter packets 0 bytes 0 drop") {
+		t.Errorf("the forward chain's drop counter did not move:\n%s", out)
+	}
+}
+
+func nftIn(ns *netns.NS, nft string, args ...string) (string, error) {
+	stdin := args[len(args)-1]
+	cmd := ns.Command(nft, args[:len(args)-1]...)
+	cmd.Stdin = strings.NewReader(stdin)
+	b, err := cmd.CombinedOutput()
+	return string(b), err
+}
+
+func sysctlW(key, v string) error { return os.WriteFile("/proc/sys/"+key, []byte(v), 0o644) }
+
+// listen accepts (and closes) connections on the ports inside ns until the test ends.
+func listen(t *testing.T, ns *netns.NS, addr string, ports []int) {
+	t.Helper()
+	for _, p := range ports {
+		var ln net.Listener
+		if err := ns.Do(func() error {
+			var err error
+			ln, err = net.Listen("tcp4", net.JoinHostPort(addr, fmt.Sprint(p)))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
+}
+
+// dialFrom connects from src inside ns; a dropped SYN shows as a timeout.
+func dialFrom(ns *netns.NS, src, addr string) error {
+	var conn net.Conn
+	err := ns.Do(func() error {
+		d := net.Dialer{Timeout: 700 * time.Millisecond, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		var err error
+		conn, err = d.DialContext(ctx, "tcp4", addr)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	conn.Close()
+	return nil
+}

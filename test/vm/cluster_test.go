@@ -1,0 +1,250 @@
+package vm
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/smtp"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/api"
+)
+
+const mailbox = "lab@example.org"
+
+var galeraSize = regexp.MustCompile(`size=(\d+)`)
+
+// Three VMs form the cluster: Galera of size 3 and exactly one MASTER, which holds the Floating IP on eth0, has the
+// hot-plugged Volume mounted (with the agent's marker) and runs the stub stack, answering SMTP on the Floating
+// IP. Then the MASTER VM is killed (QMP quit): another VM takes over, hot-plugs the Volume, mounts it, and the
+// mail written before is readable through the Floating IP.
+func TestCluster(t *testing.T) {
+	h := harness(t, 3)
+	ctx := context.Background()
+	t0 := time.Now()
+	for _, v := range h.VMs {
+		if err := v.Boot(userData(h, v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(h.VMs))
+	for i, v := range h.VMs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := v.WaitConsole(ctx, ready, DefaultFailures, 12*time.Minute); err != nil {
+				errs[i] = fmt.Errorf("%w\n%s", err, v.ConsoleTail(40))
+				return
+			}
+			t.Logf("%s: READY=1 %.1f s after QEMU started", v.Name, time.Since(v.Booted).Seconds())
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var master *VM
+	t.Run("three VMs", func(t *testing.T) {
+		m, sts, err := h.waitMaster(ctx, nil, 6*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		master = m
+		t.Logf("MASTER %s %.1f s after the first QEMU started", m.Name, time.Since(t0).Seconds())
+		for _, st := range sts {
+			if g := galeraSize.FindStringSubmatch(st.Galera.Detail); g == nil || g[1] != "3" || !st.Galera.OK {
+				t.Errorf("%s: Galera %q, want Primary Synced size=3", st.Node, st.Galera.Detail)
+			}
+			if st.Node != m.Name && (st.Role != "backup" || st.Volume.Mounted || st.FloatingIP.OnInterface) {
+				t.Errorf("%s: role %s, volume mounted %v, FIP on eth0 %v; want a plain BACKUP", st.Node, st.Role, st.Volume.Mounted, st.FloatingIP.OnInterface)
+			}
+		}
+		banner, err := h.banner(FloatingIP + ":25")
+		if err != nil || !strings.Contains(banner, m.Name) {
+			t.Fatalf("SMTP on the Floating IP: %q %v; want %s's stub postfix", banner, err, m.Name)
+		}
+		if err := h.sendMail("<before-failover@vm.test>"); err != nil {
+			t.Fatalf("send: %v", err)
+		}
+	})
+	if master == nil {
+		t.Fatal("no MASTER")
+	}
+	t.Run("failover", func(t *testing.T) {
+		kill := time.Now()
+		master.Quit()
+		t.Logf("killed %s (QMP quit)", master.Name)
+		var firstBanner time.Duration
+		var nm string
+		for time.Since(kill) < 6*time.Minute {
+			if b, err := h.banner(FloatingIP + ":25"); err == nil && !strings.Contains(b, master.Name) {
+				firstBanner, nm = time.Since(kill), b
+				break
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if firstBanner == 0 {
+			t.Fatalf("no SMTP answer on the Floating IP within 6 minutes of killing %s", master.Name)
+		}
+		t.Logf("first SMTP banner on the Floating IP %.1f s after the kill: %q", firstBanner.Seconds(), strings.TrimSpace(nm))
+		m, _, err := h.waitMaster(ctx, master, 3*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("new MASTER %s complete (volume mounted, FIP on eth0, stack healthy) %.1f s after the kill", m.Name, time.Since(kill).Seconds())
+		ids, err := h.readMail()
+		if err != nil {
+			t.Fatalf("IMAP: %v", err)
+		}
+		if !strings.Contains(strings.Join(ids, " "), "<before-failover@vm.test>") {
+			t.Errorf("the mail written before the failover is gone: %v", ids)
+		}
+		for _, v := range h.VMs {
+			if v != m && v != master {
+				st, err := h.Status(ctx, v)
+				if err != nil || st.Role != "backup" {
+					t.Errorf("%s: %v %v; want BACKUP", v.Name, st.Role, err)
+				}
+			}
+		}
+		for _, fip := range h.Sim.State().FloatingIPs {
+			if fip.Server != m.ID {
+				t.Errorf("the API has the Floating IP at %d, want %d", fip.Server, m.ID)
+			}
+		}
+	})
+}
+
+// waitMaster waits until exactly one running VM (not skip) is a complete MASTER: role master, Volume mounted,
+// Floating IP on its interface, stack healthy. It returns it and every running VM's status.
+func (h *Harness) waitMaster(ctx context.Context, skip *VM, within time.Duration) (*VM, []api.NodeStatus, error) {
+	deadline := time.Now().Add(within)
+	var last []string
+	for time.Now().Before(deadline) {
+		var masters []*VM
+		var sts []api.NodeStatus
+		last = last[:0]
+		for _, v := range h.VMs {
+			if v == skip || !v.Running() {
+				continue
+			}
+			st, err := h.Status(ctx, v)
+			if err != nil {
+				last = append(last, fmt.Sprintf("%s: %v", v.Name, err))
+				continue
+			}
+			sts = append(sts, st)
+			last = append(last, fmt.Sprintf("%s: %s galera=%q volume=%v fip=%v stack=%v %s", v.Name, st.Role, st.Galera.Detail, st.Volume.Mounted, st.FloatingIP.OnInterface, st.Stack.Healthy, st.Stack.Failed))
+			if st.Role == "master" && st.Volume.Mounted && st.FloatingIP.OnInterface && st.Stack.Healthy {
+				masters = append(masters, v)
+			}
+		}
+		if len(masters) == 1 && len(sts) == len(h.VMs)-boolInt(skip != nil) {
+			return masters[0], sts, nil
+		}
+		if len(masters) > 1 {
+			return nil, nil, fmt.Errorf("two MASTERs: %v", last)
+		}
+		time.Sleep(2 * time.Second)
+	}
+	return nil, nil, fmt.Errorf("no complete MASTER within %s: %s", within, strings.Join(last, "; "))
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (h *Harness) banner(addr string) (string, error) {
+	c, err := h.dial(addr, 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	return bufio.NewReader(c).ReadString('\n')
+}
+
+func (h *Harness) sendMail(id string) error {
+	conn, err := h.dial(FloatingIP+":25", 3*time.Second)
+	if err != nil {
+		return err
+	}
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	c, err := smtp.NewClient(conn, FloatingIP)
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	defer c.Close()
+	if err := c.Mail("probe@client.vm"); err != nil {
+		return err
+	}
+	if err := c.Rcpt(mailbox); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "From: probe@client.vm\r\nTo: %s\r\nMessage-ID: %s\r\nSubject: before the failover\r\n\r\nwritten on the first MASTER\r\n", mailbox, id)
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return c.Quit()
+}
+
+var msgID = regexp.MustCompile(`(?i)Message-ID:\s*(<[^>]+>)`)
+
+// readMail returns the Message-IDs in the mailbox, over IMAP through the Floating IP.
+func (h *Harness) readMail() ([]string, error) {
+	var conn net.Conn
+	var err error
+	for end := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
+		if conn, err = h.dial(FloatingIP+":143", 3*time.Second); err == nil || time.Now().After(end) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(conn)
+	if _, err := r.ReadString('\n'); err != nil {
+		return nil, err
+	}
+	var all strings.Builder
+	for _, c := range []string{"a LOGIN " + mailbox + " lab", "b SELECT INBOX", "c FETCH 1:* BODY[HEADER.FIELDS (MESSAGE-ID)]", "d LOGOUT"} {
+		fmt.Fprintf(conn, "%s\r\n", c)
+		tag := strings.Fields(c)[0] + " "
+		for {
+			s, err := r.ReadString('\n')
+			if err != nil {
+				return nil, err
+			}
+			all.WriteString(s)
+			if strings.HasPrefix(s, tag) {
+				if !strings.HasPrefix(s, tag+"OK") {
+					return nil, fmt.Errorf("imap %s: %s", c, strings.TrimSpace(s))
+				}
+				break
+			}
+		}
+	}
+	var ids []string
+	for _, m := range msgID.FindAllStringSubmatch(all.String(), -1) {
+		ids = append(ids, m[1])
+	}
+	return ids, nil
+}

@@ -1,0 +1,242 @@
+package vm
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/api"
+	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
+	"github.com/mailcow-ha/mailcow-ha/imagebuild"
+	"github.com/mailcow-ha/mailcow-ha/mailcowstub/deploy"
+)
+
+var image *imagebuild.Image
+
+// The image is built once (or found in build/image by its input hash) for every scenario.
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if why := Preflight(); why != "" {
+		fmt.Println("vm: skipping the VM tier:", why)
+		skipWhy = why
+		return m.Run()
+	}
+	top, _ := filepath.Abs("../..")
+	bin := filepath.Join(top, "build", "vm", "bin")
+	os.MkdirAll(bin, 0o755)
+	for _, c := range []string{"mailcow-ha", "mailcow-signup", "mailcow-stub"} {
+		// No VCS stamp: the binaries (and so the image's hash) change only when the code does.
+		cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-o", filepath.Join(bin, c), "github.com/mailcow-ha/mailcow-ha/cmd/"+c)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Printf("vm: go build %s: %v\n%s", c, err, out)
+			return 1
+		}
+	}
+	version, err := imagebuild.BinaryVersion(filepath.Join(bin, "mailcow-ha"))
+	if err != nil {
+		fmt.Println("vm:", err)
+		return 1
+	}
+	t0 := time.Now()
+	image, err = imagebuild.BuildLocal(context.Background(), imagebuild.LocalOptions{
+		Inputs: imagebuild.Inputs{Top: top, BinDir: bin, Version: version}, Log: os.Stdout,
+		SaveStub: func(w io.Writer, binary string) error { return deploy.SaveImage(w, binary, deploy.Image) },
+	})
+	if err != nil {
+		fmt.Println("vm: image:", err)
+		return 1
+	}
+	fmt.Printf("vm: image %s (cached: %v) in %.1f s\n", image.Hash, image.Cached, time.Since(t0).Seconds())
+	return m.Run()
+}
+
+var skipWhy string
+
+// harness makes a harness for n VMs; artefacts stay under build/vm/<test>/ when the test fails.
+func harness(t *testing.T, n int) *Harness {
+	t.Helper()
+	if skipWhy != "" {
+		t.Skip(skipWhy)
+	}
+	dir, _ := filepath.Abs(filepath.Join("../../build/vm", t.Name()))
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if f, err := os.Create(filepath.Join(os.TempDir(), "vm-"+t.Name()+".log")); err == nil {
+		log = slog.New(slog.NewTextHandler(f, nil))
+		t.Cleanup(func() { f.Close() })
+	}
+	h, err := New(dir, image, n, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		h.Close()
+		if t.Failed() {
+			t.Logf("artefacts (consoles, QEMU logs, seeds) kept in %s", dir)
+			return
+		}
+		for _, v := range h.VMs { // the overlays are large; the consoles stay
+			os.Remove(filepath.Join(v.Dir, "disk.qcow2"))
+		}
+		os.Remove(h.Volume)
+	})
+	return h
+}
+
+const clusterSecret = "vm-cluster-secret-0123456789abcdef0123456789"
+
+// userData is the TOML a node boots with, as an operator would write it for Hetzner, with the simulator's
+// addresses and the stub stack's create command.
+func userData(h *Harness, v *VM) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# mailcow-ha\nversion = 1\n[node]\nname = %q\n[cluster]\nname = \"vmtest\"\nsecret = %q\n", v.Name, clusterSecret)
+	for i, m := range h.VMs {
+		fmt.Fprintf(&b, "[[cluster.nodes]]\nname = %q\nprivate_ip = %q\nserver_id = %d\npriority = %d\nbootstrap = %v\n",
+			m.Name, m.PrivIP, m.ID, 150-20*i, i == 0)
+	}
+	fmt.Fprintf(&b, "[hcloud]\ntoken = %q\nendpoint = \"http://%s/v1\"\nmetadata_url = \"http://%s/_metadata/%s/hetzner/v1\"\nfloating_ip_id = 2001\nvolume_id = %d\n",
+		hcloudsim.DemoToken, SimAddr, SimAddr, v.Name, VolumeID)
+	b.WriteString("[network]\npublic_interface = \"eth0\"\nprivate_interface = \"eth1\"\n")
+	b.WriteString("[galera]\npassword = \"vm-mailcow-db-password\"\n")
+	fmt.Fprintf(&b, "[mailcow]\ncreate_command = [\"/usr/local/bin/mailcow-ha\", \"lab\", \"create-stub\", \"--docker-host\", \"unix:///var/run/docker.sock\", \"--data\", \"/var/lib/mailcow-ha/data\", \"--socket-dir\", \"/run/mysqld\", \"--hostname\", %q]\nstart_timeout = \"3m\"\n", v.Name)
+	b.WriteString("[failover]\ncheck_grace = \"20s\"\nquorum_grace = \"10s\"\nfence_timeout = \"10s\"\nreconcile_interval = \"2s\"\n")
+	b.WriteString("[api]\nlisten = [\"private:7480\"]\n")
+	return b.String()
+}
+
+var (
+	configRead = regexp.MustCompile(`mailcow-ha\[\d+\]: configuration read from /var/lib/cloud/instance/user-data.txt for node (\w+)`)
+	ready      = regexp.MustCompile(`Started mailcow-ha\.service`)
+)
+
+// One VM boots the image with TOML user-data: cloud-init hands it to the agent (the agent says which file it read,
+// on the console through the journal), it bootstraps Galera (its two peers answer as booted members through the
+// real peer API), and systemd reports the unit started, which for Type=notify means READY=1.
+func TestSingleVM(t *testing.T) {
+	h := harness(t, 3)
+	v := h.VMs[0]
+	if err := v.Boot(userData(h, v)); err != nil {
+		t.Fatal(err)
+	}
+	// The first boot's bootstrap waits until every peer has answered: vm2 and vm3 answer as booted members.
+	if err := h.ServePeers(clusterSecret); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	m, err := v.WaitConsole(ctx, configRead, DefaultFailures, 6*time.Minute)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, v.ConsoleTail(60))
+	}
+	if !strings.HasSuffix(m, "node vm1") {
+		t.Errorf("the agent read another node's configuration: %q", m)
+	}
+	if _, err := v.WaitConsole(ctx, ready, DefaultFailures, 6*time.Minute); err != nil {
+		t.Fatalf("%v\n%s", err, v.ConsoleTail(60))
+	}
+	t.Logf("vm1: READY=1 %.1f s after QEMU started", time.Since(v.Booted).Seconds())
+	// The agent's own status agrees, over the private network.
+	st, err := h.Status(ctx, v)
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	if st.Node != "vm1" || !st.Galera.OK {
+		t.Errorf("status: %+v", st)
+	}
+	// Secrets given inline were written to 0600 files, never to the console.
+	if text := v.ConsoleText(); strings.Contains(text, clusterSecret) || strings.Contains(text, hcloudsim.DemoToken) {
+		t.Errorf("a secret appeared on the console")
+	}
+}
+
+// Bad user-data: a TOML syntax error and a script cloud-init would run. The agent names the problem on the
+// console (its journal) and exits 2, systemd does not restart it, and no cluster service starts.
+func TestBadUserData(t *testing.T) {
+	h := harness(t, 3)
+	cases := []struct {
+		vm   *VM
+		data string
+		want *regexp.Regexp
+	}{
+		{h.VMs[0], "# mailcow-ha\nversion = 1\n[node]\nname = \"vm1\"\n[cluster\nname = \"x\"\n", regexp.MustCompile(`invalid configuration: .*line 5`)},
+		{h.VMs[1], "#!/bin/sh\necho pwned > /root/pwned\n", regexp.MustCompile(`invalid configuration: .*(script|#!)`)},
+	}
+	for _, c := range cases {
+		if err := c.vm.Boot(c.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	for _, c := range cases {
+		v := c.vm
+		m, err := v.WaitConsole(ctx, c.want, []*regexp.Regexp{regexp.MustCompile(`Kernel panic`), ready}, 8*time.Minute)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, v.ConsoleTail(60))
+		}
+		t.Logf("%s: %s", v.Name, m)
+		if _, err := v.WaitConsole(ctx, regexp.MustCompile(`mailcow-ha\.service: Main process exited, code=exited, status=2`), nil, 2*time.Minute); err != nil {
+			t.Errorf("%v\n%s", err, v.ConsoleTail(30))
+		}
+	}
+	time.Sleep(10 * time.Second) // a restart would come after RestartSec=5s
+	for _, c := range cases {
+		text := c.vm.ConsoleText()
+		if n := len(regexp.MustCompile(`mailcow-ha\.service: Main process exited`).FindAllString(text, -1)); n != 1 {
+			t.Errorf("%s: the agent ran %d times; exit 2 must not be restarted", c.vm.Name, n)
+		}
+		for _, svc := range []string{"Keepalived", "keepalived", "mariadb", "mariadbd", "WSREP"} {
+			if strings.Contains(text, svc+"[") || strings.Contains(text, "Starting "+svc) {
+				t.Errorf("%s: %s started with bad user-data", c.vm.Name, svc)
+			}
+		}
+		if strings.Contains(text, "pwned") && !strings.Contains(text, "echo pwned") {
+			t.Errorf("%s: cloud-init ran the user-data script", c.vm.Name)
+		}
+	}
+}
+
+// Status asks a VM's agent for /status over the private network (from the harness's namespace).
+func (h *Harness) Status(ctx context.Context, v *VM) (api.NodeStatus, error) {
+	var st api.NodeStatus
+	body, err := h.get(ctx, "http://"+v.PrivIP+":7480/status")
+	if err != nil {
+		return st, err
+	}
+	err = json.Unmarshal(body, &st)
+	return st, err
+}
+
+func (h *Harness) dial(addr string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := h.NS.Do(func() error {
+		var err error
+		c, err = net.DialTimeout("tcp", addr, timeout)
+		return err
+	})
+	return c, err
+}
+
+func (h *Harness) get(ctx context.Context, url string) ([]byte, error) {
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return h.dial(addr, 5*time.Second) }}}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}
