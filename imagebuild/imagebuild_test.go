@@ -93,7 +93,7 @@ func TestManifestErrors(t *testing.T) {
 func fakeBins(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, b := range []string{"mailcow-ha", "mailcow-signup", "mailcow-stub"} {
+	for _, b := range []string{"mailcow-ha", "mailcow-ha-check", "mailcow-signup", "mailcow-stub"} {
 		if err := os.WriteFile(filepath.Join(dir, b), []byte("binary "+b), 0o755); err != nil {
 			t.Fatal(err)
 		}

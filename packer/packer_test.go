@@ -12,7 +12,7 @@ import (
 func payload(t *testing.T) string {
 	t.Helper()
 	bin := t.TempDir()
-	for _, c := range []string{"mailcow-ha", "mailcow-signup"} {
+	for _, c := range []string{"mailcow-ha", "mailcow-ha-check", "mailcow-signup"} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, c), "github.com/mailcow-ha/mailcow-ha/cmd/"+c)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -309,10 +309,16 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.Wa
 			bases[m.Name] = "http://" + net.JoinHostPort(m.PrivateIP, strconv.Itoa(c.API.PeerPort))
 		}
 	}
+	// Under mariadb.service mariadbd logs to the journal (journalctl -u mariadb, persistent on the image) beside the
+	// agent's own story; as the agent's child it keeps a file in its datadir.
+	errorLog := filepath.Join(c.Galera.DataDir, "mariadb-error.log")
+	if a.o.GaleraSystemd {
+		errorLog = ""
+	}
 	conf, err := galera.Render(galera.Spec{ClusterName: c.Cluster.Name, NodeName: self.Name, NodeIP: self.PrivateIP,
 		Members: members, DataDir: c.Galera.DataDir, Socket: c.Galera.Socket,
 		PidFile:   filepath.Join(filepath.Dir(c.Galera.Socket), "mysqld.pid"),
-		ErrorLog:  filepath.Join(c.Galera.DataDir, "mariadb-error.log"),
+		ErrorLog:  errorLog,
 		GroupPort: c.Galera.GroupPort, ISTPort: c.Galera.ISTPort, SSTPort: c.Galera.SSTPort, SSTMethod: c.Galera.SSTMethod})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -551,7 +557,7 @@ func (a *Agent) loop(ctx context.Context) error {
 		if err != nil {
 			detail = err.Error()
 		}
-		a.step(ctx, failover.Galera{Primary: primary, Synced: synced, Detail: detail})
+		a.step(ctx, failover.Galera{Primary: primary, Synced: synced, Detail: detail, Unknown: err != nil})
 		if failed, err := a.stackFailed(pctx); err == nil {
 			a.step(ctx, failover.Stack{Failed: failed})
 		}

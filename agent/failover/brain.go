@@ -25,8 +25,10 @@ type State struct {
 	GaleraOK       bool
 	GaleraDetail   string
 	GaleraBadSince time.Time
-	StackFailed    string
-	StackBadSince  time.Time
+	// GaleraUnknownSince: since when the probes of a MASTER got no answer (zero: the last one answered).
+	GaleraUnknownSince time.Time
+	StackFailed        string
+	StackBadSince      time.Time
 	// Refusals.
 	Takeovers   []time.Time // breaker history (persisted by the executor)
 	Breaker     bool        // tripped
@@ -532,6 +534,19 @@ func (b *step) demoteRequest(from int64) {
 
 func (b *step) galera(g Galera) {
 	s := &b.s
+	if !g.Unknown {
+		s.GaleraUnknownSince = time.Time{}
+	} else if s.GaleraOK && (s.Role == RoleMaster || s.Role == RolePromoting) {
+		// No answer is not a lost quorum: under load (a donor's state transfer, a busy disk) the probe can time
+		// out while the member is fine. Keep the last answer for quorum_grace, then count it as lost from the
+		// first unanswered probe.
+		if s.GaleraUnknownSince.IsZero() {
+			s.GaleraUnknownSince = b.now
+		}
+		if b.now.Sub(s.GaleraUnknownSince) < b.p.QuorumGrace {
+			return
+		}
+	}
 	ok := g.Primary && g.Synced
 	s.GaleraDetail = g.Detail
 	if ok == s.GaleraOK {
@@ -546,6 +561,9 @@ func (b *step) galera(g Galera) {
 		return
 	}
 	s.GaleraBadSince = b.now
+	if !s.GaleraUnknownSince.IsZero() {
+		s.GaleraBadSince = s.GaleraUnknownSince
+	}
 	b.report("warning", "quorum_lost", "galera %s", g.Detail)
 }
 

@@ -192,7 +192,7 @@ func parseEvent(line string, s State) (time.Time, Observation, error) {
 	case "vrrp":
 		return now, VRRP{State: arg(0)}, nil
 	case "galera":
-		return now, Galera{Primary: arg(0) == "ok", Synced: arg(0) == "ok", Detail: strings.Join(args[min(1, len(args)):], " ")}, nil
+		return now, Galera{Primary: arg(0) == "ok", Synced: arg(0) == "ok", Unknown: arg(0) == "unknown", Detail: strings.Join(args[min(1, len(args)):], " ")}, nil
 	case "stack":
 		if arg(0) == "ok" {
 			return now, Stack{}, nil

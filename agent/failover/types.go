@@ -76,6 +76,9 @@ type VRRP struct{ State string }
 type Galera struct {
 	Primary, Synced bool
 	Detail          string // wsrep_cluster_status / wsrep_local_state_comment, for reports
+	// Unknown: the probe got no answer (a timeout, no socket), which is not a "no". A MASTER (or a node in its
+	// takeover) keeps its last answer for up to quorum_grace; every other role takes it as not Synced at once.
+	Unknown bool
 }
 
 // Stack is the mailcow stack's health: Failed names the first failed critical service, "" when healthy.

@@ -77,7 +77,9 @@ func Render(s Spec) ([]byte, error) {
 	w("datadir = %s", plain("datadir", s.DataDir))
 	w("socket = %s", plain("socket", s.Socket))
 	w("pid-file = %s", plain("pid-file", s.PidFile))
-	w("log-error = %s", plain("log-error", s.ErrorLog))
+	if s.ErrorLog != "" { // none: mariadbd logs to stderr, which systemd puts into the journal
+		w("log-error = %s", plain("log-error", s.ErrorLog))
+	}
 	w("bind-address = %s", self)
 	w("port = %d", s.Port)
 	w("")

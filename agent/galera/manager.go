@@ -171,7 +171,10 @@ func (m *Manager) Run(ctx context.Context) error {
 func (m *Manager) decide(ctx context.Context) (Decision, error) {
 	pos, err := m.Server.Position(ctx)
 	if err != nil {
-		return Decision{}, err
+		// An unreadable position (a grastate.dat without uuid after an aborted state transfer, say) must not stop
+		// the member forever: it counts as unknown, which never wins a bootstrap and joins like a new node.
+		m.Log.Warn("galera: position unknown", "err", err)
+		pos = Position{UUID: ZeroUUID, Seqno: -1}
 	}
 	if _, err := os.Stat(filepath.Join(m.Server.Dir(), "sst_in_progress")); err == nil {
 		// An aborted state transfer leaves a datadir that must never win.
