@@ -112,6 +112,10 @@ type Keepalived struct {
 	PreemptDelay   Duration `toml:"preempt_delay"`
 	ConfigFile     string   `toml:"config_file"`
 	NotifyFIFO     string   `toml:"notify_fifo"`
+	// The vrrp_script that asks the agent: how long one check may take, and how many failures in a row put the
+	// instance in FAULT.
+	CheckTimeout Duration `toml:"check_timeout"`
+	CheckFall    int      `toml:"check_fall"`
 }
 
 // Mailcow locates the mailcow-dockerized installation and its data.
@@ -205,6 +209,8 @@ func Defaults() Config {
 			PreemptDelay:   Duration(60 * time.Second),
 			ConfigFile:     "/etc/keepalived/keepalived.conf",
 			NotifyFIFO:     "/run/mailcow-ha/keepalived.fifo",
+			CheckTimeout:   Duration(time.Second),
+			CheckFall:      2,
 		},
 		Mailcow: Mailcow{
 			Dir:            "/opt/mailcow-dockerized",

@@ -226,6 +226,12 @@ func (v *validator) keepalived(c *Config) {
 	default:
 		v.add("keepalived.preempt", "must be %q, %q or %q, got %q", PreemptOff, PreemptOn, PreemptDelay, k.Preempt)
 	}
+	if d := k.CheckTimeout.D(); d < time.Second || d > 30*time.Second || d%time.Second != 0 {
+		v.add("keepalived.check_timeout", "must be whole seconds from 1s to 30s, got %s", d)
+	}
+	if k.CheckFall < 1 || k.CheckFall > 10 {
+		v.add("keepalived.check_fall", "must be 1..10, got %d", k.CheckFall)
+	}
 	v.absPath("keepalived.config_file", k.ConfigFile)
 	v.absPath("keepalived.notify_fifo", k.NotifyFIFO)
 }

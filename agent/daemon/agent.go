@@ -463,6 +463,7 @@ func (a *Agent) writeKeepalivedConfig(c config.Config) (changed bool, err error)
 		VirtualRouter: c.Keepalived.RouterID, Priority: self.Priority, AdvertInterval: c.Keepalived.AdvertInterval.D(),
 		Preempt: c.Keepalived.Preempt, PreemptDelay: c.Keepalived.PreemptDelay.D(), SourceIP: self.PrivateIP,
 		Peers: peerIPs, CheckCommand: checkCmd, NotifyFIFO: c.Keepalived.NotifyFIFO,
+		CheckTimeout: c.Keepalived.CheckTimeout.D(), Fall: c.Keepalived.CheckFall,
 	})
 	if err != nil {
 		return false, fmt.Errorf("agent: %w", err)

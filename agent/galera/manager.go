@@ -102,6 +102,11 @@ func (m *Manager) Run(ctx context.Context) error {
 			return err
 		}
 		m.Log.Info("galera start", "action", string(d.Action), "reason", d.Reason)
+		// Waiting for a peer, or for this node's turn to join, is work in progress: systemd's start timeout must not
+		// end an agent that is queued behind another joiner's long state transfer (seen with three emulated VMs).
+		if m.Progress != nil {
+			m.Progress()
+		}
 		first := m.firstBoot() && d.Action == Bootstrap
 		started := false
 		switch d.Action {

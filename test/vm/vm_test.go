@@ -111,6 +111,9 @@ func userData(h *Harness, v *VM) string {
 	fmt.Fprintf(&b, "[hcloud]\ntoken = %q\nendpoint = \"http://%s/v1\"\nmetadata_url = \"http://%s/_metadata/%s/hetzner/v1\"\nfloating_ip_id = 2001\nvolume_id = %d\n",
 		hcloudsim.DemoToken, SimAddr, SimAddr, v.Name, VolumeID)
 	b.WriteString("[network]\npublic_interface = \"eth0\"\nprivate_interface = \"eth1\"\n")
+	// Emulated guests on two shared cores stall for seconds under load (containers being created, a state
+	// transfer): keepalived's check gets 5 s and three tries, adverts every 2 s.
+	b.WriteString("[keepalived]\nadvert_interval = \"2s\"\ncheck_timeout = \"5s\"\ncheck_fall = 3\n")
 	b.WriteString("[galera]\npassword = \"vm-mailcow-db-password\"\n")
 	fmt.Fprintf(&b, "[mailcow]\ncreate_command = [\"/usr/local/bin/mailcow-ha\", \"lab\", \"create-stub\", \"--docker-host\", \"unix:///var/run/docker.sock\", \"--data\", \"/var/lib/mailcow-ha/data\", \"--socket-dir\", \"/run/mysqld\", \"--hostname\", %q]\nstart_timeout = \"3m\"\n", v.Name)
 	// Emulated CPUs are ten times slower than a server: a longer breaker limit than production's 2 per hour, so
