@@ -166,7 +166,8 @@ func Run(ctx context.Context, o Options) error {
 		Log: log, Self: self.ServerID, FloatingID: c.Hcloud.FloatingIPID, VolumeID: c.Hcloud.VolumeID,
 		AddressCache: filepath.Join(c.Failover.StateDir, "floating-ip"),
 		FenceTimeout: c.Failover.FenceTimeout.D(), Confirm: a.confirm, Report: a.report, Observe: a.observe,
-		Extend: func(d time.Duration) { o.Notifier.ExtendTimeout(d) },
+		Extend:       func(d time.Duration) { o.Notifier.ExtendTimeout(d) },
+		StartTimeout: c.Mailcow.StartTimeout.D(),
 	}
 	if o.Stack == nil {
 		st, err := newStack(c, log, mountedGuard(o.Storage), a.exec.address)

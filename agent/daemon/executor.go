@@ -80,7 +80,10 @@ type Executor struct {
 	FloatingID   int64
 	VolumeID     int64
 	FenceTimeout time.Duration
-	StepTimeout  time.Duration                // for each API and local step; default 2 minutes
+	StepTimeout  time.Duration // for each API and local step; default 2 minutes
+	// StartTimeout is mailcow.start_timeout, the wait for healthy services after a start: the start step gets it on
+	// top of StepTimeout, which is left for creating and starting the containers (a first takeover creates them).
+	StartTimeout time.Duration
 	Confirm      func(server int64)           // answers a peer's pending demote request
 	Report       func(a failover.Action)      // journal and webhook
 	Observe      func(o failover.Observation) // feeds results back to the loop
@@ -178,12 +181,16 @@ func (e *Executor) run(ctx context.Context, a failover.Action) {
 		}
 		e.Observe(d)
 	}
-	sctx, cancel := context.WithTimeout(ctx, e.step())
+	limit := e.step()
+	if a.Kind == failover.ActStartStack {
+		limit += e.StartTimeout
+	}
+	sctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	if e.Extend != nil {
 		switch a.Kind {
 		case failover.ActAttachVolume, failover.ActStartStack, failover.ActStopStack, failover.ActUnmount, failover.ActMount:
-			e.Extend(e.step())
+			e.Extend(limit)
 		}
 	}
 	switch a.Kind {

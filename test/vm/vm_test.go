@@ -115,10 +115,11 @@ func userData(h *Harness, v *VM) string {
 	// transfer): keepalived's check gets 5 s and three tries, adverts every 2 s.
 	b.WriteString("[keepalived]\nadvert_interval = \"2s\"\ncheck_timeout = \"5s\"\ncheck_fall = 3\n")
 	b.WriteString("[galera]\npassword = \"vm-mailcow-db-password\"\n")
-	fmt.Fprintf(&b, "[mailcow]\ncreate_command = [\"/usr/local/bin/mailcow-ha\", \"lab\", \"create-stub\", \"--docker-host\", \"unix:///var/run/docker.sock\", \"--data\", \"/var/lib/mailcow-ha/data\", \"--socket-dir\", \"/run/mysqld\", \"--hostname\", %q]\nstart_timeout = \"3m\"\n", v.Name)
+	fmt.Fprintf(&b, "[mailcow]\ncreate_command = [\"/usr/local/bin/mailcow-ha\", \"lab\", \"create-stub\", \"--docker-host\", \"unix:///var/run/docker.sock\", \"--data\", \"/var/lib/mailcow-ha/data\", \"--socket-dir\", \"/run/mysqld\", \"--hostname\", %q, \"--health-interval\", \"15s\"]\nstart_timeout = \"3m\"\n", v.Name)
 	// Emulated CPUs are ten times slower than a server: a longer breaker limit than production's 2 per hour, so
-	// that a slow first election (Galera still streaming to the joiners) does not stop the scenarios.
-	b.WriteString("[failover]\ncheck_grace = \"30s\"\nquorum_grace = \"20s\"\nfence_timeout = \"20s\"\n[failover.breaker]\nmax = 6\n")
+	// that a slow first election (Galera still streaming to the joiners) does not stop the scenarios, and a minute
+	// for a demotion asked by a peer (stopping 18 containers took over 20 s) before it powers the old MASTER off.
+	b.WriteString("[failover]\ncheck_grace = \"30s\"\nquorum_grace = \"20s\"\nfence_timeout = \"60s\"\n[failover.breaker]\nmax = 6\n")
 	b.WriteString("[api]\nlisten = [\"private:7480\"]\n")
 	return b.String()
 }
