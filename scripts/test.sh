@@ -20,7 +20,8 @@ failed=$(grep -cE '^\s*--- FAIL' build/test.log)
 skipped=$(grep -cE '^\s*--- SKIP' build/test.log)
 if ((skipped > 0)); then
 	echo "skipped tests and why:"
-	grep -A1 -E '^\s*--- SKIP' build/test.log | grep -vE '^\s*--- SKIP|^--$' | sed 's/^/  /'
+	# go test -v prints a test's skip message just before its "--- SKIP" line.
+	grep -vE '^\s*=== (RUN|PAUSE|CONT|NAME)' build/test.log | grep -B1 -E '^\s*--- SKIP' | grep -vE '^\s*--- SKIP|^--$' | sed 's/^/  /'
 fi
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 exit "$rc"
