@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ func TestShippedManifest(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"docker.io", "mariadb-server", "galera-4", "mariadb-backup", "keepalived", "cloud-init", "nftables", "iproute2", "apparmor", "rsync", "udev", "dbus"} {
-		if !has(m.Debian.Packages, p) {
+		if !slices.Contains(m.Debian.Packages, p) {
 			t.Errorf("packages lack %s", p)
 		}
 	}
@@ -58,7 +59,7 @@ func unitExists(u string) bool {
 		return true
 	}
 	// Units that Debian's packages of the manifest ship.
-	return has([]string{"docker.service", "nftables.service", "systemd-networkd.service", "systemd-timesyncd.service", "ssh.service",
+	return slices.Contains([]string{"docker.service", "nftables.service", "systemd-networkd.service", "systemd-timesyncd.service", "ssh.service",
 		"cloud-init-local.service", "cloud-init.service", "cloud-config.service", "cloud-final.service"}, u)
 }
 

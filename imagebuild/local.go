@@ -1,6 +1,7 @@
 package imagebuild
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -317,7 +318,7 @@ type prefixFilter struct {
 func (p *prefixFilter) Write(b []byte) (int, error) {
 	p.buf = append(p.buf, b...)
 	for {
-		i := strings.IndexByte(string(p.buf), '\n')
+		i := bytes.IndexByte(p.buf, '\n')
 		if i < 0 {
 			break
 		}

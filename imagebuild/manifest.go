@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -144,11 +145,11 @@ func (m *Manifest) check() []string {
 			}
 		}
 	}
-	if !has(m.Units.Enable, "mailcow-ha.service") {
+	if !slices.Contains(m.Units.Enable, "mailcow-ha.service") {
 		p = append(p, "units.enable: must enable mailcow-ha.service")
 	}
 	for _, u := range []string{"keepalived.service", "mariadb.service"} {
-		if !has(m.Units.Disable, u) {
+		if !slices.Contains(m.Units.Disable, u) {
 			p = append(p, fmt.Sprintf("units.disable: must disable %s (the agent starts it)", u))
 		}
 	}
@@ -157,7 +158,7 @@ func (m *Manifest) check() []string {
 			p = append(p, fmt.Sprintf("files.binaries[%d]: %q is not a command name", i, b))
 		}
 	}
-	if !has(m.Files.Binaries, "mailcow-ha") {
+	if !slices.Contains(m.Files.Binaries, "mailcow-ha") {
 		p = append(p, "files.binaries: must contain mailcow-ha")
 	}
 	if !sizeRe.MatchString(m.Local.Size) {
@@ -170,15 +171,6 @@ func (m *Manifest) check() []string {
 		p = append(p, "local.source_date_epoch: required (seconds since 1970)")
 	}
 	return p
-}
-
-func has(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // Env renders the manifest for the provisioning scripts: one VAR='value' line per setting.
