@@ -70,6 +70,7 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 	sockDir := fs.String("socket-dir", "", "create-stub: the MariaDB socket directory")
 	hostname := fs.String("hostname", "", "create-stub: the name the stub services greet with")
 	healthEvery := fs.Duration("health-interval", time.Second, "create-stub: Docker health check interval of postfix, dovecot and nginx")
+	healthTimeout := fs.Duration("health-timeout", 2*time.Second, "create-stub: how long one Docker health check may take")
 	var cmdArgs []string
 	if i := indexOf(rest, "--"); i >= 0 {
 		rest, cmdArgs = rest[:i], rest[i+1:]
@@ -141,7 +142,7 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 	case "exec":
 		return labExec(d, pos, cmdArgs, stdio)
 	case "create-stub":
-		return labCreateStub(ctx, *dockerHost, *data, *sockDir, *hostname, *healthEvery, stdio)
+		return labCreateStub(ctx, *dockerHost, *data, *sockDir, *hostname, *healthEvery, *healthTimeout, stdio)
 	}
 	fmt.Fprintf(stdio.Stderr, "mailcow-ha lab: unknown command %q\n\n%s", sub, labUsage)
 	return ExitUsage
@@ -331,7 +332,7 @@ func labExec(dir string, pos, cmdArgs []string, stdio Stdio) int {
 }
 
 // labCreateStub is the lab nodes' mailcow.create_command: the stub stack's `docker compose create`.
-func labCreateStub(ctx context.Context, host, data, sockDir, hostname string, healthEvery time.Duration, stdio Stdio) int {
+func labCreateStub(ctx context.Context, host, data, sockDir, hostname string, healthEvery, healthTimeout time.Duration, stdio Stdio) int {
 	if host == "" || data == "" || sockDir == "" {
 		fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha lab create-stub --docker-host URL --data DIR --socket-dir DIR [--hostname NAME]")
 		return ExitUsage
@@ -343,7 +344,7 @@ func labCreateStub(ctx context.Context, host, data, sockDir, hostname string, he
 	}
 	defer c.Close()
 	n, err := deploy.Create(ctx, c, deploy.Options{Project: "mailcowdockerized", DataMount: data, SocketDir: sockDir, Hostname: hostname,
-		HealthInterval: healthEvery})
+		HealthInterval: healthEvery, HealthTimeout: healthTimeout})
 	if err != nil {
 		fmt.Fprintln(stdio.Stderr, err)
 		return ExitFailure

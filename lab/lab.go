@@ -87,6 +87,10 @@ type Node struct {
 	agent   *proc
 	mu      sync.Mutex
 	powered bool
+	bootErr error // the last power-on that failed (after its retries), until one succeeds
+	// pmu serializes power transitions: the simulator's power hooks run in goroutines, and a late power-off must
+	// never interleave with a power-on (it would kill the new dockerd halfway through the boot).
+	pmu sync.Mutex
 }
 
 func (o *Options) defaults() {
@@ -374,7 +378,12 @@ func (l *Lab) Down() error {
 	var wg sync.WaitGroup
 	for i, n := range l.Nodes {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = n.shutdown(false) }()
+		go func() {
+			defer wg.Done()
+			n.pmu.Lock()
+			defer n.pmu.Unlock()
+			errs[i] = n.shutdown(false)
+		}()
 	}
 	wg.Wait()
 	if l.srv != nil {

@@ -166,6 +166,13 @@ func TestLab(t *testing.T) {
 				b, _ := os.ReadFile(filepath.Join(n.Dir, "agent.log"))
 				t.Logf("=== %s agent log (last 5000 bytes)\n%s", n.Name, tailStr(filterLog(string(b)), 5000))
 			}
+			// Last, where a CI summary's tail shows it: the lab's own log and how every node stands now.
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("=== lab log (last 3000 bytes)\n%s", tailStr(string(b), 3000))
+			var st strings.Builder
+			l.Status(ctx).Print(&st)
+			_, why := l.Master(ctx)
+			t.Logf("=== lab status at the end (master: %s)\n%s", why, st.String())
 		}
 		if n := l.Alerts.Rejected(); n > 0 {
 			t.Errorf("the webhook receiver rejected %d deliveries (signature or schema)", n)

@@ -1,21 +1,20 @@
 package lab
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/smtp"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/mailcowstub"
 )
 
 // Ledger records every message that the cluster acknowledged with 250: each must be readable later.
@@ -90,31 +89,12 @@ func (l *Lab) SendOne(ctx context.Context, seq int) (string, error) {
 		return "", err
 	}
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	c, err := smtp.NewClient(conn, FloatingIP)
-	if err != nil {
-		conn.Close()
-		return "", err
-	}
-	defer c.Close()
-	if err := c.Mail("probe@client.lab"); err != nil {
-		return "", err
-	}
-	if err := c.Rcpt(Mailbox); err != nil {
-		return "", err
-	}
-	w, err := c.Data()
-	if err != nil {
-		return "", err
-	}
-	fmt.Fprintf(w, "From: probe@client.lab\r\nTo: %s\r\nMessage-ID: %s\r\nSubject: lab mail %d\r\n\r\nsent at %s\r\n",
-		Mailbox, id, seq, time.Now().UTC().Format(time.RFC3339Nano))
-	if err := w.Close(); err != nil { // the 250 (or not) arrives here
+	if err := mailcowstub.Send(conn, FloatingIP, "probe@client.lab", Mailbox, id, fmt.Sprintf("lab mail %d", seq)); err != nil {
 		return "", err
 	}
 	if err := l.Ledger().add(id); err != nil {
 		return "", fmt.Errorf("ledger: %w", err)
 	}
-	c.Quit()
 	return id, nil
 }
 
@@ -131,10 +111,6 @@ func (l *Lab) SendMail(ctx context.Context, n int) (int, error) {
 	}
 	return ok, last
 }
-
-var literal = regexp.MustCompile(`\{(\d+)\}\r\n$`)
-
-var messageID = regexp.MustCompile(`(?im)^Message-ID:\s*(<[^>]+>)`)
 
 // ReadMail fetches every message in the lab mailbox over IMAP through the Floating IP and returns their
 // Message-IDs.
@@ -153,65 +129,7 @@ func (l *Lab) ReadMail(ctx context.Context) ([]string, error) {
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	r := bufio.NewReader(conn)
-	if _, err := r.ReadString('\n'); err != nil {
-		return nil, err
-	}
-	cmd := func(tag, line string) ([]string, error) {
-		if _, err := fmt.Fprintf(conn, "%s %s\r\n", tag, line); err != nil {
-			return nil, err
-		}
-		var lines []string
-		for {
-			s, err := r.ReadString('\n')
-			if err != nil {
-				return nil, err
-			}
-			if m := literal.FindStringSubmatch(s); m != nil {
-				n, _ := strconv.Atoi(m[1])
-				buf := make([]byte, n)
-				if _, err := io.ReadFull(r, buf); err != nil {
-					return nil, err
-				}
-				s += string(buf)
-			}
-			lines = append(lines, s)
-			if strings.HasPrefix(s, tag+" ") {
-				if !strings.HasPrefix(s, tag+" OK") {
-					return lines, fmt.Errorf("imap %s: %s", line, strings.TrimSpace(s))
-				}
-				return lines, nil
-			}
-		}
-	}
-	if _, err := cmd("a", "LOGIN "+Mailbox+" lab"); err != nil {
-		return nil, err
-	}
-	lines, err := cmd("b", "SELECT INBOX")
-	if err != nil {
-		return nil, err
-	}
-	exists := 0
-	for _, s := range lines {
-		var n int
-		if _, err := fmt.Sscanf(s, "* %d EXISTS", &n); err == nil {
-			exists = n
-		}
-	}
-	var ids []string
-	for i := 1; i <= exists; i++ {
-		lines, err := cmd("c"+strconv.Itoa(i), fmt.Sprintf("FETCH %d BODY[]", i))
-		if err != nil {
-			return nil, err
-		}
-		for _, s := range lines {
-			if m := messageID.FindStringSubmatch(s); m != nil {
-				ids = append(ids, m[1])
-			}
-		}
-	}
-	cmd("z", "LOGOUT")
-	return ids, nil
+	return mailcowstub.Mailbox(conn, Mailbox, "lab")
 }
 
 // CheckMail compares the ledger with the mailbox: every acknowledged message must be there.

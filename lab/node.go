@@ -127,35 +127,75 @@ func (b backend) ServerPower(s hcloudsim.Server, on bool) error {
 	if n == nil {
 		return nil
 	}
+	// The hook must not block the simulator; the node's power lock keeps the transitions in order, and a failure
+	// is kept (BootErr, the lab's log), never dropped.
 	if on {
 		go n.Boot(context.Background())
 	} else {
-		go n.PowerOff()
+		go func() {
+			if err := n.PowerOff(); err != nil {
+				b.l.log.Warn("power off", "node", n.Name, "err", err)
+			}
+		}()
 	}
 	return nil
 }
 
 // PowerOff cuts the node's power: every process in its namespace is killed and its mounts go.
 func (n *Node) PowerOff() error {
+	n.pmu.Lock()
+	defer n.pmu.Unlock()
 	n.lab.log.Info("power off", "node", n.Name)
 	return n.shutdown(true)
 }
 
-// Boot powers the node on: links up, dockerd, the agent (which boots as BACKUP with a cleanup pass).
+// bootTries is how often a power-on is tried before the node is left off with its error.
+const bootTries = 3
+
+// Boot powers the node on: links up, dockerd, the agent (which boots as BACKUP with a cleanup pass). A boot that
+// fails is cleaned up (as a power cut) and tried again; after bootTries the node stays off and BootErr says why.
 func (n *Node) Boot(ctx context.Context) error {
-	n.mu.Lock()
-	if n.powered {
-		n.mu.Unlock()
+	n.pmu.Lock()
+	defer n.pmu.Unlock()
+	if n.Powered() {
 		return nil
 	}
+	var err error
+	for try := 1; try <= bootTries; try++ {
+		if err = n.boot(ctx); err == nil {
+			break
+		}
+		n.lab.log.Error("power on failed", "node", n.Name, "try", try, "err", err)
+		n.shutdown(true)
+		if try < bootTries {
+			time.Sleep(2 * time.Second)
+		}
+	}
+	n.mu.Lock()
+	n.bootErr = err
+	n.mu.Unlock()
+	return err
+}
+
+func (n *Node) boot(ctx context.Context) error {
+	n.mu.Lock()
 	n.powered = true
 	n.mu.Unlock()
 	n.lab.log.Info("power on", "node", n.Name)
-	n.SetLinks(true)
+	if err := n.SetLinks(true); err != nil {
+		return err
+	}
 	if err := n.startDocker(ctx); err != nil {
 		return err
 	}
 	return n.startAgent()
+}
+
+// BootErr is why the last power-on failed, or nil.
+func (n *Node) BootErr() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.bootErr
 }
 
 // Powered reports whether the node runs.

@@ -28,6 +28,7 @@ type NodeStatus struct {
 	HasAddress   bool   `json:"has_floating_ip"`
 	Breaker      bool   `json:"breaker"`
 	Maintenance  bool   `json:"maintenance"`
+	BootError    string `json:"boot_error,omitempty"`
 }
 
 // Status is the whole lab.
@@ -63,6 +64,9 @@ func (l *Lab) Status(ctx context.Context) Status {
 	}
 	for _, n := range l.Nodes {
 		ns := NodeStatus{Name: n.Name, ServerID: n.ID, Powered: n.Powered(), Role: "-", Galera: "-"}
+		if err := n.BootErr(); err != nil {
+			ns.BootError = err.Error()
+		}
 		if ns.Powered {
 			if a, err := n.AgentState(); err == nil {
 				ns.Role, ns.StackFailed = strings.ToUpper(a.Role), a.StackFailed
@@ -128,6 +132,9 @@ func (s Status) Print(w io.Writer) {
 		if n.Maintenance {
 			notes = append(notes, "maintenance")
 		}
+		if n.BootError != "" {
+			notes = append(notes, "power-on failed: "+n.BootError)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, power, n.Role, n.Galera, stack, vol, fip, strings.Join(notes, ", "))
 	}
 	tw.Flush()
@@ -170,6 +177,10 @@ func (l *Lab) WaitSettled(ctx context.Context, within time.Duration) (string, er
 		if m != "" {
 			ok := true
 			for _, n := range l.Nodes {
+				if err := n.BootErr(); err != nil {
+					ok, why = false, fmt.Sprintf("%s did not power on: %v", n.Name, err)
+					break
+				}
 				if n.Name == m || !n.Powered() {
 					continue
 				}

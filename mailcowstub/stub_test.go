@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/smtp"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -132,4 +134,41 @@ func TestMainUsage(t *testing.T) {
 
 func stdioFor(w io.Writer) stdio.Stdio {
 	return stdio.Stdio{Stdin: strings.NewReader(""), Stdout: w, Stderr: w}
+}
+
+// The client helpers the lab and the VM tests share: Send stores two messages, Mailbox reads both Message-IDs
+// back over IMAP.
+func TestClientSendAndMailbox(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	vmail := t.TempDir()
+	base := freeBase(t)
+	for _, role := range []string{RolePostfix, RoleDovecot} {
+		startRole(t, ctx, Options{Role: role, Bind: "127.0.0.1", PortBase: base, VmailDir: vmail, Hostname: "mx1.test"})
+	}
+	dial := func(port int) net.Conn {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", base+port), 3*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		return c
+	}
+	want := []string{"<one@client.test>", "<two@client.test>"}
+	for _, id := range want {
+		if err := Send(dial(25), "mx1.test", "probe@client.test", "lab@example.org", id, "client test"); err != nil {
+			t.Fatalf("send %s: %v", id, err)
+		}
+	}
+	got, err := Mailbox(dial(143), "lab@example.org", "lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(got)
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("mailbox %v, want %v", got, want)
+	}
+	if got, err := Mailbox(dial(143), "empty@example.org", "x"); err != nil || len(got) != 0 {
+		t.Errorf("an empty mailbox: %v %v", got, err)
+	}
 }

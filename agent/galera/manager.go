@@ -116,7 +116,7 @@ func (m *Manager) Run(ctx context.Context) error {
 					return err
 				}
 			}
-			if err := m.Server.Start(true, d.From); err != nil {
+			if err := whileProgress(func() error { return m.Server.Start(true, d.From) }, m.Progress, progressEvery); err != nil {
 				return err
 			}
 			started = true
@@ -125,7 +125,7 @@ func (m *Manager) Run(ctx context.Context) error {
 				// The winner has to bootstrap first; the next round finds its Primary component.
 				break
 			}
-			if err := m.Server.Start(false, Position{}); err != nil {
+			if err := whileProgress(func() error { return m.Server.Start(false, Position{}) }, m.Progress, progressEvery); err != nil {
 				return err
 			}
 			started = true
@@ -226,6 +226,38 @@ func (m *Manager) decide(ctx context.Context) (Decision, error) {
 		}
 	}
 	return d, nil
+}
+
+// progressEvery is how often a start that blocks reports progress.
+const progressEvery = 5 * time.Second
+
+// whileProgress runs start and calls progress every so often until it returns. Under systemd, starting
+// mariadb.service blocks until mariadbd is ready, which for a joiner is after its whole state transfer: without
+// progress, systemd's start timeout ended the agent (and the transfer) of the third of three emulated VMs.
+func whileProgress(start func() error, progress func(), every time.Duration) error {
+	if progress == nil {
+		return start()
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				progress()
+			}
+		}
+	}()
+	err := start()
+	close(stop)
+	wg.Wait()
+	return err
 }
 
 // StuckAfter is how long a started member may report itself Disconnected before it is restarted: after a failed

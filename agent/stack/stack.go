@@ -288,19 +288,32 @@ func (s *Stack) Start(ctx context.Context) error {
 	return nil
 }
 
-// WaitHealthy polls the critical services until all are up or d passes; it returns the last failure.
+// WaitHealthy polls the critical services until all are up or d passes; it returns the last failure. A Docker
+// Engine that does not answer (busy starting the containers, or restarting) is a failure like a service that is
+// down, not the end of the wait: only ctx ends it early. No call outlives d, and the polls back off from 100 ms to
+// a second, so that a long wait does not keep a busy dockerd listing containers ten times a second.
 func (s *Stack) WaitHealthy(ctx context.Context, d time.Duration) (string, error) {
 	deadline := time.Now().Add(d)
+	pause := 100 * time.Millisecond
 	for {
-		failed, err := s.Failed(ctx)
-		if err != nil || failed == "" || !time.Now().Before(deadline) {
-			return failed, err
+		cctx, cancel := context.WithDeadline(ctx, deadline)
+		failed, err := s.Failed(cctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return "", ctx.Err()
+			}
+			failed = err.Error()
+		}
+		if failed == "" || !time.Now().Before(deadline) {
+			return failed, nil
 		}
 		select {
 		case <-ctx.Done():
 			return failed, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(min(pause, time.Until(deadline))):
 		}
+		pause = min(2*pause, time.Second)
 	}
 }
 

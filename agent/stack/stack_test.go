@@ -93,7 +93,7 @@ func newEnv(tb testing.TB) *env {
 	os.MkdirAll(sock, 0o755)
 	e.mountVolume(tb)
 	e.opts = deploy.Options{Project: e.project, Image: imageTag, DataMount: e.vol.MountPoint, SocketDir: sock,
-		Hostname: "mx1.test", PortBase: e.base, HealthInterval: time.Second}
+		Hostname: "mx1.test", PortBase: e.base, HealthInterval: time.Second, HealthTimeout: 3 * time.Second}
 	ctx := context.Background()
 	n, err := deploy.Create(ctx, c, e.opts)
 	if err != nil {
@@ -389,5 +389,20 @@ func TestCreateRunsOnlyWhenNeeded(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(count); strings.Count(string(b), "run") != 2 {
 		t.Fatalf("create after an override change: ran %q", b)
+	}
+}
+
+// The stub's Docker health checks run at the interval and with the time limit the deployment asked for (emulated
+// VMs need longer than the default 2 s for one exec).
+func TestStubHealthCheckSettings(t *testing.T) {
+	e := newEnv(t)
+	name := e.project + "-postfix-mailcow-1"
+	ci, err := e.docker.ContainerInspect(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := ci.Config.Healthcheck
+	if hc == nil || hc.Interval != time.Second || hc.Timeout != 3*time.Second || hc.Retries != 2 {
+		t.Fatalf("%s health check: %+v; want every 1s, 3s limit, 2 retries", name, hc)
 	}
 }

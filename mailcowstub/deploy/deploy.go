@@ -41,6 +41,9 @@ type Options struct {
 	PortBase  int    // added to every port (tests on a shared host); 0 in the lab
 	// HealthInterval is the Docker health check's interval for postfix, dovecot and nginx.
 	HealthInterval time.Duration
+	// HealthTimeout is how long one health check may take (default 2 s). Under emulation (TCG) an exec into a
+	// container alone takes longer than that.
+	HealthTimeout time.Duration
 }
 
 // Role returns the stub role that plays a mailcow service.
@@ -144,6 +147,9 @@ func Create(ctx context.Context, c *client.Client, o Options) (int, error) {
 	if o.HealthInterval == 0 {
 		o.HealthInterval = 2 * time.Second
 	}
+	if o.HealthTimeout == 0 {
+		o.HealthTimeout = 2 * time.Second
+	}
 	have, err := existing(ctx, c, o.Project)
 	if err != nil {
 		return 0, err
@@ -187,7 +193,7 @@ func createOne(ctx context.Context, c *client.Client, o Options, svc stack.Servi
 	if role != mailcowstub.RoleSleep {
 		cfg.Healthcheck = &container.HealthConfig{
 			Test:     []string{"CMD", "/mailcow-stub", "health", role, "--port-base", strconv.Itoa(o.PortBase)},
-			Interval: o.HealthInterval, Timeout: 2 * time.Second, Retries: 2,
+			Interval: o.HealthInterval, Timeout: o.HealthTimeout, Retries: 2,
 		}
 	}
 	hc := &container.HostConfig{

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/smtp"
 	"os"
 	"regexp"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/api"
+	"github.com/mailcow-ha/mailcow-ha/mailcowstub"
 )
 
 const mailbox = "lab@example.org"
@@ -129,8 +129,9 @@ func TestCluster(t *testing.T) {
 	})
 }
 
-// waitMaster waits until exactly one running VM (not skip) is a complete MASTER: role master, Volume mounted,
-// Floating IP on its interface, stack healthy. It returns it and every running VM's status.
+// waitMaster waits until exactly one running VM (not skip) is a complete MASTER (role master, Volume mounted,
+// Floating IP on its interface, stack healthy) and every other running VM a BACKUP with Galera Primary and Synced.
+// It returns the MASTER and every running VM's status.
 func (h *Harness) waitMaster(ctx context.Context, skip *VM, within time.Duration) (*VM, []api.NodeStatus, error) {
 	deadline := time.Now().Add(within)
 	var last []string
@@ -138,10 +139,12 @@ func (h *Harness) waitMaster(ctx context.Context, skip *VM, within time.Duration
 		var masters []*VM
 		var sts []api.NodeStatus
 		last = last[:0]
+		running, settling := 0, 0
 		for _, v := range h.VMs {
 			if v == skip || !v.Running() {
 				continue
 			}
+			running++
 			st, err := h.Status(ctx, v)
 			if err != nil {
 				last = append(last, fmt.Sprintf("%s: %v", v.Name, err))
@@ -151,9 +154,11 @@ func (h *Harness) waitMaster(ctx context.Context, skip *VM, within time.Duration
 			last = append(last, fmt.Sprintf("%s: %s galera=%q volume=%v fip=%v stack=%v %s", v.Name, st.Role, st.Galera.Detail, st.Volume.Mounted, st.FloatingIP.OnInterface, st.Stack.Healthy, st.Stack.Failed))
 			if st.Role == "master" && st.Volume.Mounted && st.FloatingIP.OnInterface && st.Stack.Healthy {
 				masters = append(masters, v)
+			} else if st.Role != "backup" || !st.Galera.OK {
+				settling++ // keepalived moves a member that just became Synced from FAULT to BACKUP seconds later
 			}
 		}
-		if len(masters) == 1 && len(sts) == len(h.VMs)-boolInt(skip != nil) {
+		if len(masters) == 1 && len(sts) == running && settling == 0 {
 			return masters[0], sts, nil
 		}
 		if len(masters) > 1 {
@@ -162,13 +167,6 @@ func (h *Harness) waitMaster(ctx context.Context, skip *VM, within time.Duration
 		time.Sleep(2 * time.Second)
 	}
 	return nil, nil, fmt.Errorf("no complete MASTER within %s: %s", within, strings.Join(last, "; "))
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 func (h *Harness) banner(addr string) (string, error) {
@@ -187,30 +185,8 @@ func (h *Harness) sendMail(id string) error {
 		return err
 	}
 	conn.SetDeadline(time.Now().Add(20 * time.Second))
-	c, err := smtp.NewClient(conn, FloatingIP)
-	if err != nil {
-		conn.Close()
-		return err
-	}
-	defer c.Close()
-	if err := c.Mail("probe@client.vm"); err != nil {
-		return err
-	}
-	if err := c.Rcpt(mailbox); err != nil {
-		return err
-	}
-	w, err := c.Data()
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "From: probe@client.vm\r\nTo: %s\r\nMessage-ID: %s\r\nSubject: before the failover\r\n\r\nwritten on the first MASTER\r\n", mailbox, id)
-	if err := w.Close(); err != nil {
-		return err
-	}
-	return c.Quit()
+	return mailcowstub.Send(conn, FloatingIP, "probe@client.vm", mailbox, id, "before the failover")
 }
-
-var msgID = regexp.MustCompile(`(?i)Message-ID:\s*(<[^>]+>)`)
 
 // readMail returns the Message-IDs in the mailbox, over IMAP through the Floating IP.
 func (h *Harness) readMail() ([]string, error) {
@@ -224,33 +200,6 @@ func (h *Harness) readMail() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	r := bufio.NewReader(conn)
-	if _, err := r.ReadString('\n'); err != nil {
-		return nil, err
-	}
-	var all strings.Builder
-	for _, c := range []string{"a LOGIN " + mailbox + " lab", "b SELECT INBOX", "c FETCH 1:* BODY[HEADER.FIELDS (MESSAGE-ID)]", "d LOGOUT"} {
-		fmt.Fprintf(conn, "%s\r\n", c)
-		tag := strings.Fields(c)[0] + " "
-		for {
-			s, err := r.ReadString('\n')
-			if err != nil {
-				return nil, err
-			}
-			all.WriteString(s)
-			if strings.HasPrefix(s, tag) {
-				if !strings.HasPrefix(s, tag+"OK") {
-					return nil, fmt.Errorf("imap %s: %s", c, strings.TrimSpace(s))
-				}
-				break
-			}
-		}
-	}
-	var ids []string
-	for _, m := range msgID.FindAllStringSubmatch(all.String(), -1) {
-		ids = append(ids, m[1])
-	}
-	return ids, nil
+	return mailcowstub.Mailbox(conn, mailbox, "lab")
 }

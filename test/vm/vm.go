@@ -223,8 +223,10 @@ func (v *VM) Boot(userData string) error {
 	files := map[string]string{
 		"user-data": userData,
 		"meta-data": fmt.Sprintf("instance-id: iid-%s-%d\nlocal-hostname: %s\n", v.Name, time.Now().UnixNano(), v.Name),
-		// Like Hetzner: the public address as a /32 with an on-link gateway; the private network on eth1.
-		"network-config": fmt.Sprintf("version: 2\nethernets:\n  eth0:\n    addresses: [%s/32]\n    routes:\n      - to: 0.0.0.0/0\n        via: %s\n        on-link: true\n  eth1:\n    addresses: [%s/24]\n",
+		// The public address in a /24 with its gateway, the private network on eth1. (Hetzner hands out a /32 with an
+		// on-link gateway by DHCP; a static on-link route is not rendered by Debian 12's cloud-init 22.4 for networkd:
+		// the VM had no default route and, with rp_filter, answered no ARP on eth0 at all.)
+		"network-config": fmt.Sprintf("version: 2\nethernets:\n  eth0:\n    addresses: [%s/24]\n    routes:\n      - to: 0.0.0.0/0\n        via: %s\n  eth1:\n    addresses: [%s/24]\n",
 			v.PubIP, Gateway, v.PrivIP),
 	}
 	for name, content := range files {

@@ -84,6 +84,11 @@ func harness(t *testing.T, n int) *Harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		if d, err := time.ParseDuration(os.Getenv("MAILCOW_HA_VM_HOLD")); err == nil && t.Failed() {
+			// For a look from the outside before the VMs go: ip netns exec <ns> …, the consoles, QMP.
+			t.Logf("holding the failed VMs for %s (MAILCOW_HA_VM_HOLD), namespace %s", d, h.NS.Name)
+			time.Sleep(d)
+		}
 		h.Close()
 		if t.Failed() {
 			t.Logf("artefacts (consoles, QEMU logs, seeds) kept in %s", dir)
@@ -115,11 +120,11 @@ func userData(h *Harness, v *VM) string {
 	// transfer): keepalived's check gets 5 s and three tries, adverts every 2 s.
 	b.WriteString("[keepalived]\nadvert_interval = \"2s\"\ncheck_timeout = \"5s\"\ncheck_fall = 3\n")
 	b.WriteString("[galera]\npassword = \"vm-mailcow-db-password\"\n")
-	fmt.Fprintf(&b, "[mailcow]\ncreate_command = [\"/usr/local/bin/mailcow-ha\", \"lab\", \"create-stub\", \"--docker-host\", \"unix:///var/run/docker.sock\", \"--data\", \"/var/lib/mailcow-ha/data\", \"--socket-dir\", \"/run/mysqld\", \"--hostname\", %q, \"--health-interval\", \"15s\"]\nstart_timeout = \"3m\"\n", v.Name)
+	fmt.Fprintf(&b, "[mailcow]\ncreate_command = [\"/usr/local/bin/mailcow-ha\", \"lab\", \"create-stub\", \"--docker-host\", \"unix:///var/run/docker.sock\", \"--data\", \"/var/lib/mailcow-ha/data\", \"--socket-dir\", \"/run/mysqld\", \"--hostname\", %q, \"--health-interval\", \"15s\", \"--health-timeout\", \"20s\"]\nstart_timeout = \"3m\"\n", v.Name)
 	// Emulated CPUs are ten times slower than a server: a longer breaker limit than production's 2 per hour, so
 	// that a slow first election (Galera still streaming to the joiners) does not stop the scenarios, and a minute
 	// for a demotion asked by a peer (stopping 18 containers took over 20 s) before it powers the old MASTER off.
-	b.WriteString("[failover]\ncheck_grace = \"30s\"\nquorum_grace = \"20s\"\nfence_timeout = \"60s\"\n[failover.breaker]\nmax = 6\n")
+	b.WriteString("[failover]\ncheck_grace = \"90s\"\nquorum_grace = \"20s\"\nfence_timeout = \"60s\"\n[failover.breaker]\nmax = 6\n")
 	b.WriteString("[api]\nlisten = [\"private:7480\"]\n")
 	return b.String()
 }
@@ -161,6 +166,20 @@ func TestSingleVM(t *testing.T) {
 	}
 	if st.Node != "vm1" || !st.Galera.OK {
 		t.Errorf("status: %+v", st)
+	}
+	// Alone in the election (its stand-in peers run no keepalived), it takes over: the Volume hot-plugged over
+	// QMP and mounted, the Floating IP on eth0, the stub stack created, started and healthy, SMTP on the Floating IP.
+	readyAt := time.Now()
+	mv, _, err := h.waitMaster(ctx, nil, 8*time.Minute)
+	if err != nil {
+		t.Fatalf("takeover: %v\n%s", err, v.ConsoleTail(60))
+	}
+	t.Logf("%s: a complete MASTER %.1f s after READY=1 (a first takeover: formatting the Volume, creating 18 containers)", mv.Name, time.Since(readyAt).Seconds())
+	if banner, err := h.banner(FloatingIP + ":25"); err != nil || !strings.Contains(banner, "vm1") {
+		t.Errorf("SMTP on the Floating IP: %q %v", banner, err)
+	}
+	if att := h.Sim.State().Volumes[0].Server; att != v.ID {
+		t.Errorf("the API has the Volume at server %d, want %d", att, v.ID)
 	}
 	// Secrets given inline were written to 0600 files, never to the console.
 	if text := v.ConsoleText(); strings.Contains(text, clusterSecret) || strings.Contains(text, hcloudsim.DemoToken) {
