@@ -26,9 +26,9 @@ var galeraSize = regexp.MustCompile(`size=(\d+)`)
 // mail written before is readable through the Floating IP.
 func TestCluster(t *testing.T) {
 	if os.Getenv("MAILCOW_HA_VM_CLUSTER") != "1" {
-		t.Skip("the three-VM cluster runs only with MAILCOW_HA_VM_CLUSTER=1 (make test-vm sets it): under TCG on two " +
-			"cores the first takeover (creating and starting 18 containers while Galera streams to the joiners) has not " +
-			"finished within the start step's 5 minutes yet, so it is not part of make test (issue 11 stays open)")
+		t.Skip("the three-VM cluster runs only with MAILCOW_HA_VM_CLUSTER=1 (make test-vm sets it): it passes under TCG " +
+			"on two cores (14 min), but the third VM reached READY within a minute of its limit, and one pass is no " +
+			"evidence that it holds in CI yet (issue 11 stays open)")
 	}
 	h := harness(t, 3)
 	ctx := context.Background()
@@ -44,7 +44,7 @@ func TestCluster(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := v.WaitConsole(ctx, ready, DefaultFailures, 12*time.Minute); err != nil {
+			if _, err := v.WaitConsole(ctx, ready, DefaultFailures, 15*time.Minute); err != nil {
 				errs[i] = fmt.Errorf("%w\n%s", err, v.ConsoleTail(40))
 				return
 			}
