@@ -127,9 +127,8 @@ func (l *Lab) ReadMail(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	return mailcowstub.Mailbox(conn, Mailbox, "lab")
+	return mailcowstub.Mailbox(conn, Mailbox, "lab") // it closes conn
 }
 
 // CheckMail compares the ledger with the mailbox: every acknowledged message must be there.

@@ -13,7 +13,7 @@ import (
 )
 
 // The client side of the stub's protocols, for the lab and the VM tests: they dial (each in its own network) and
-// hand over the connection with its deadline set.
+// hand over the connection with its deadline set; Send and Mailbox close it.
 
 // Send sends one message over SMTP on conn from from to rcpt, with the Message-ID id. nil means that the server
 // answered 250 to the data: the message is stored (the stub's postfix fsyncs before it answers).
