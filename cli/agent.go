@@ -52,7 +52,13 @@ func Agent(ctx context.Context, args []string, stdio Stdio) int {
 			}
 		}
 	}()
-	o := daemon.Options{Config: cfg, Log: log, SecretOwner: os.Geteuid(), KeepalivedBin: *keepalivedBin,
+	// Taken out of the environment before any child starts: keepalived, mariadbd and the stack's commands are not
+	// the unit's main process.
+	notifier, err := report.NotifierFromEnv()
+	if err != nil {
+		log.Warn("systemd watchdog setting ignored", "err", err)
+	}
+	o := daemon.Options{Config: cfg, Log: log, SecretOwner: os.Geteuid(), KeepalivedBin: *keepalivedBin, Notifier: notifier,
 		Reload: reload,
 		LoadConfig: func() (config.Config, error) {
 			c, _, err := loadConfig(ctx, *src)

@@ -274,6 +274,9 @@ func TestLab(t *testing.T) {
 				}
 			}
 			_, body, err := l.Probe(ctx, n.PubIP, "/status")
+			if err != nil {
+				t.Fatalf("%s /status: %v", n.Name, err)
+			}
 			var st struct {
 				Role   string
 				Galera struct{ OK bool }

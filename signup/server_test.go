@@ -74,7 +74,6 @@ type env struct {
 	log   *bytes.Buffer
 	s     *Server
 	cfg   Config
-	jar   http.CookieJar
 	hc    *http.Client
 	base  string
 	apiMC *Mailcow

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -140,7 +141,21 @@ func TestFieldName(t *testing.T) {
 func TestNotifier(t *testing.T) {
 	conn, path := listen(t)
 	t.Setenv("NOTIFY_SOCKET", path)
-	var n Notifier
+	t.Setenv("WATCHDOG_USEC", "2000000")
+	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
+	n, err := NotifierFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The agent's children do not inherit systemd's variables.
+	for _, k := range []string{"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"} {
+		if v, ok := os.LookupEnv(k); ok {
+			t.Errorf("%s=%q still in the environment", k, v)
+		}
+	}
+	if out, err := exec.Command("env").Output(); err != nil || strings.Contains(string(out), "NOTIFY_SOCKET") {
+		t.Errorf("a child's environment: %v\n%s", err, out)
+	}
 	read := func() map[string]string {
 		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 		buf := make([]byte, 4096)
@@ -183,14 +198,29 @@ func TestNotifier(t *testing.T) {
 	check(sent, err, map[string]string{"EXTEND_TIMEOUT_USEC": "90000000"})
 	sent, err = n.Stopping("demoting")
 	check(sent, err, map[string]string{"STOPPING": "1", "STATUS": "demoting"})
-
-	t.Setenv("WATCHDOG_USEC", "2000000")
-	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
-	if d, err := n.WatchdogInterval(); err != nil || d != time.Second {
-		t.Errorf("WatchdogInterval = %v, %v", d, err)
+	if d := n.WatchdogInterval(); d != time.Second {
+		t.Errorf("WatchdogInterval = %v, want 1s", d)
 	}
-	t.Setenv("NOTIFY_SOCKET", "")
-	if sent, err := n.Ready("x"); sent || err != nil {
+
+	// A watchdog meant for another process is not ours; a bad value is an error that names it.
+	t.Setenv("WATCHDOG_USEC", "2000000")
+	t.Setenv("WATCHDOG_PID", "1")
+	if n, err := NotifierFromEnv(); err != nil || n.WatchdogInterval() != 0 {
+		t.Errorf("another PID's watchdog: %v %v", n.WatchdogInterval(), err)
+	}
+	t.Setenv("WATCHDOG_USEC", "soon")
+	t.Setenv("WATCHDOG_PID", "")
+	if _, err := NotifierFromEnv(); err == nil || !strings.Contains(err.Error(), "WATCHDOG_USEC") {
+		t.Errorf("bad WATCHDOG_USEC: %v", err)
+	}
+	// Outside systemd nothing is sent.
+	var none Notifier
+	if sent, err := none.Ready("x"); sent || err != nil {
 		t.Errorf("outside systemd: sent=%v err=%v", sent, err)
+	}
+	// A socket that went away is an error, not a silent loss.
+	gone := Notifier{socket: filepath.Join(t.TempDir(), "gone.sock")}
+	if sent, err := gone.Status("x"); sent || err == nil {
+		t.Errorf("missing socket: sent=%v err=%v", sent, err)
 	}
 }

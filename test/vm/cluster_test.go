@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -25,11 +24,6 @@ var galeraSize = regexp.MustCompile(`size=(\d+)`)
 // IP. Then the MASTER VM is killed (QMP quit): another VM takes over, hot-plugs the Volume, mounts it, and the
 // mail written before is readable through the Floating IP.
 func TestCluster(t *testing.T) {
-	if os.Getenv("MAILCOW_HA_VM_CLUSTER") != "1" {
-		t.Skip("the three-VM cluster runs only with MAILCOW_HA_VM_CLUSTER=1 (make test-vm sets it): it passed twice under " +
-			"TCG on two cores (12 and 14 min), but its third VM once reached READY within a minute of the limit it had " +
-			"then, and it has not run in CI yet (issue 11 stays open)")
-	}
 	h := harness(t, 3)
 	ctx := context.Background()
 	t0 := time.Now()
@@ -77,6 +71,9 @@ func TestCluster(t *testing.T) {
 		if err != nil || !strings.Contains(banner, m.Name) {
 			t.Fatalf("SMTP on the Floating IP: %q %v; want %s's stub postfix", banner, err, m.Name)
 		}
+		if att := h.Sim.State().Volumes[0].Server; att != m.ID {
+			t.Errorf("the API has the Volume at server %d, want %d", att, m.ID)
+		}
 		if err := h.sendMail("<before-failover@vm.test>"); err != nil {
 			t.Fatalf("send: %v", err)
 		}
@@ -120,6 +117,9 @@ func TestCluster(t *testing.T) {
 					t.Errorf("%s: %v %v; want BACKUP", v.Name, st.Role, err)
 				}
 			}
+		}
+		if att := h.Sim.State().Volumes[0].Server; att != m.ID {
+			t.Errorf("the API has the Volume at server %d, want %d", att, m.ID)
 		}
 		for _, fip := range h.Sim.State().FloatingIPs {
 			if fip.Server != m.ID {
