@@ -17,7 +17,14 @@ type Report struct {
 	// would join after it waits, so that joiners go one at a time (concurrent joiners broke an IST in a
 	// five-node lab: "IST didn't contain all write sets").
 	Joining bool `json:"joining,omitempty"`
+	// State is the live member's wsrep_local_state_comment (Synced, Donor/Desynced, Joiner…), for the reasons
+	// the others log; empty when mariadbd is not running or does not answer.
+	State string `json:"state,omitempty"`
 }
+
+// DonorState is the local state of a member that sends a state transfer: still in the Primary component, but
+// not Synced until the transfer ends.
+const DonorState = "Donor/Desynced"
 
 // Action is what a node does at start.
 type Action string

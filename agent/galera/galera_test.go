@@ -123,3 +123,35 @@ func TestRecover(t *testing.T) {
 		}
 	}
 }
+
+// Joiners go one at a time, and the reason says whom a node waits for and why.
+func TestQueue(t *testing.T) {
+	synced := Report{Node: "mx1", Answered: true, Primary: true, State: "Synced"}
+	donor := Report{Node: "mx1", Answered: true, Joining: true, State: DonorState}
+	joiner := Report{Node: "mx2", Joining: true} // its mariadbd does not answer during the transfer
+	fresh := Report{Node: "mx2", Answered: true, Pos: Position{UUID: ZeroUUID, Seqno: -1}}
+	for _, tc := range []struct {
+		name   string
+		self   string
+		peers  []Report
+		wait   bool
+		winner string
+		reason string
+	}{
+		{"no Primary anywhere", "mx3", []Report{{Node: "mx1", Joining: true}, fresh}, true, "?", "no Primary component yet"},
+		{"the only Primary member donates", "mx3", []Report{donor, joiner}, true, "mx1", "mx1 is Donor/Desynced: a state transfer is under way"},
+		{"a peer joins", "mx3", []Report{synced, joiner}, true, "mx2", "mx2 is joining"},
+		{"a second member donates", "mx3", []Report{synced, {Node: "mx2", Answered: true, Joining: true, State: DonorState}}, true, "mx2", "mx2 is Donor/Desynced: one joiner at a time"},
+		{"a smaller name goes first", "mx3", []Report{synced, fresh}, true, "mx2", "mx2 joins first"},
+		{"a larger name waits for us", "mx2", []Report{synced, {Node: "mx3", Answered: true}}, false, "", ""},
+		{"all others Synced", "mx3", []Report{synced, {Node: "mx2", Answered: true, Primary: true, State: "Synced"}}, false, "", ""},
+	} {
+		d, wait := queue(tc.self, tc.peers)
+		if wait != tc.wait || d.Winner != tc.winner || !strings.Contains(d.Reason, tc.reason) {
+			t.Errorf("%s: wait=%v %+v", tc.name, wait, d)
+		}
+		if wait && d.Action != Join {
+			t.Errorf("%s: a waiting joiner must stay a joiner: %+v", tc.name, d)
+		}
+	}
+}

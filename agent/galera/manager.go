@@ -65,6 +65,7 @@ func (m *Manager) Report(ctx context.Context) Report {
 		}
 		r.Primary = st.ClusterStatus == "Primary" && st.LocalState == "Synced"
 		r.Joining = !r.Primary
+		r.State = st.LocalState
 		r.Pos = Position{UUID: st.StateUUID, Seqno: st.LastCommitted}
 	}
 	return r
@@ -207,25 +208,45 @@ func (m *Manager) decide(ctx context.Context) (Decision, error) {
 		d = Recover(self, peers)
 	}
 	if d.Action == Join && d.Winner == "" {
-		primary := false
-		for _, p := range peers {
-			primary = primary || p.Primary
-		}
-		if !primary {
-			return Decision{Action: Join, Winner: "?", Reason: "no Primary component yet: waiting for the bootstrap node"}, nil
-		}
-		for _, p := range peers {
-			if p.Joining {
-				return Decision{Action: Join, Winner: p.Node, Reason: p.Node + " is joining: one joiner at a time"}, nil
-			}
-		}
-		for _, p := range peers {
-			if !p.Primary && p.Answered && p.Node < m.Name {
-				return Decision{Action: Join, Winner: p.Node, Reason: p.Node + " joins first"}, nil
-			}
+		if w, wait := queue(m.Name, peers); wait {
+			return w, nil
 		}
 	}
 	return d, nil
+}
+
+// queue applies "joiners go one at a time" to a node that is to join: it returns the decision to wait behind
+// another member and wait = true, or wait = false when this node may go now.
+func queue(self string, peers []Report) (d Decision, wait bool) {
+	primary := false
+	for _, p := range peers {
+		primary = primary || p.Primary
+	}
+	if !primary {
+		// A donor is in the Primary component but Desynced, so it does not report Primary: say so, rather than
+		// "no Primary component" while one runs.
+		for _, p := range peers {
+			if p.State == DonorState {
+				return Decision{Action: Join, Winner: p.Node, Reason: p.Node + " is " + DonorState + ": a state transfer is under way; one joiner at a time"}, true
+			}
+		}
+		return Decision{Action: Join, Winner: "?", Reason: "no Primary component yet: waiting for the bootstrap node"}, true
+	}
+	for _, p := range peers {
+		if p.Joining {
+			what := "is joining"
+			if p.State != "" {
+				what = "is " + p.State
+			}
+			return Decision{Action: Join, Winner: p.Node, Reason: p.Node + " " + what + ": one joiner at a time"}, true
+		}
+	}
+	for _, p := range peers {
+		if !p.Primary && p.Answered && p.Node < self {
+			return Decision{Action: Join, Winner: p.Node, Reason: p.Node + " joins first"}, true
+		}
+	}
+	return Decision{}, false
 }
 
 // progressEvery is how often a start that blocks reports progress.

@@ -25,7 +25,7 @@ type Status struct {
 // (Donor/Desynced) also has. Without the donor case, a MASTER chosen as donor for a node that rejoins would fail
 // its check and hand MASTER over (seen in the lab after every power-on of an old master).
 func (s Status) Serving() bool {
-	return s.ClusterStatus == "Primary" && (s.LocalState == "Synced" || s.LocalState == "Donor/Desynced") && s.Ready && s.Connected
+	return s.ClusterStatus == "Primary" && (s.LocalState == "Synced" || s.LocalState == DonorState) && s.Ready && s.Connected
 }
 
 // PrimarySynced is Primary and Synced: the state a joining member waits for.

@@ -59,6 +59,7 @@ type Harness struct {
 	extra  []*http.Server // stand-ins (ServePeers)
 	mu     sync.Mutex
 	VMs    []*VM
+	Accel  []string // QEMU's accelerator arguments: TCG unless set
 }
 
 // VM is one QEMU guest.
@@ -85,7 +86,7 @@ func New(dir string, im *imagebuild.Image, n int, log *slog.Logger) (*Harness, e
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	h := &Harness{Dir: dir, Image: im, Log: log, Volume: filepath.Join(dir, "volume.raw")}
+	h := &Harness{Dir: dir, Image: im, Log: log, Volume: filepath.Join(dir, "volume.raw"), Accel: TCG}
 	var err error
 	if h.NS, err = netns.Add(netns.Unique("vm")); err != nil {
 		return nil, err
@@ -244,21 +245,22 @@ func (v *VM) Boot(userData string) error {
 		smp = "1" // three emulated CPUs on two cores: one each
 	}
 	cmdline := im.KernelCmdline + " systemd.journald.forward_to_console=1 systemd.journald.max_level_console=info"
-	v.args = []string{"netns", "exec", v.h.NS.Name, "qemu-system-x86_64",
-		"-name", v.Name, "-accel", "tcg,tb-size=256", "-cpu", "max", "-smp", smp, "-m", "2048",
+	v.args = []string{"netns", "exec", v.h.NS.Name, "qemu-system-x86_64", "-name", v.Name}
+	v.args = append(v.args, v.h.Accel...)
+	v.args = append(v.args, "-smp", smp, "-m", "2048",
 		"-nodefaults", "-no-user-config", "-display", "none",
 		"-kernel", im.Path(im.Kernel), "-initrd", im.Path(im.Initrd), "-append", cmdline,
-		"-drive", "file=" + overlay + ",if=virtio,format=qcow2,cache=unsafe,discard=unmap",
-		"-drive", "file=" + iso + ",if=virtio,format=raw,readonly=on",
+		"-drive", "file="+overlay+",if=virtio,format=qcow2,cache=unsafe,discard=unmap",
+		"-drive", "file="+iso+",if=virtio,format=raw,readonly=on",
 		"-device", "virtio-rng-pci",
 		"-device", "virtio-scsi-pci,id=scsi0",
-		"-netdev", "tap,id=pub,ifname=" + v.tap("pub") + ",script=no,downscript=no",
+		"-netdev", "tap,id=pub,ifname="+v.tap("pub")+",script=no,downscript=no",
 		"-device", fmt.Sprintf("virtio-net-pci,netdev=pub,mac=52:54:00:99:01:%02x", v.Index),
-		"-netdev", "tap,id=priv,ifname=" + v.tap("priv") + ",script=no,downscript=no",
+		"-netdev", "tap,id=priv,ifname="+v.tap("priv")+",script=no,downscript=no",
 		"-device", fmt.Sprintf("virtio-net-pci,netdev=priv,mac=52:54:00:99:02:%02x", v.Index),
-		"-serial", "file:" + v.Console(),
-		"-qmp", "unix:" + v.qmpPath() + ",server=on,wait=off",
-	}
+		"-serial", "file:"+v.Console(),
+		"-qmp", "unix:"+v.qmpPath()+",server=on,wait=off",
+	)
 	return v.start()
 }
 

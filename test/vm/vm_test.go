@@ -62,10 +62,16 @@ func run(m *testing.M) int {
 		return 1
 	}
 	fmt.Printf("vm: image %s (cached: %v) in %.1f s\n", image.Hash, image.Cached, time.Since(t0).Seconds())
+	var why string
+	accel, why = Accel(context.Background(), image.Path(image.Kernel), os.Getenv("MAILCOW_HA_VM_ACCEL"))
+	fmt.Println("vm: accelerator:", why)
 	return m.Run()
 }
 
-var skipWhy string
+var (
+	skipWhy string
+	accel   []string // QEMU's accelerator, probed once
+)
 
 // harness makes a harness for n VMs; artefacts stay under build/vm/<test>/ when the test fails.
 func harness(t *testing.T, n int) *Harness {
@@ -83,6 +89,7 @@ func harness(t *testing.T, n int) *Harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.Accel = accel
 	t.Cleanup(func() {
 		if d, err := time.ParseDuration(os.Getenv("MAILCOW_HA_VM_HOLD")); err == nil && t.Failed() {
 			// For a look from the outside before the VMs go: ip netns exec <ns> …, the consoles, QMP.
@@ -217,6 +224,24 @@ func TestBadUserData(t *testing.T) {
 		if strings.Contains(text, "pwned") && !strings.Contains(text, "echo pwned") {
 			t.Errorf("%s: cloud-init ran the user-data script", c.vm.Name)
 		}
+	}
+}
+
+// The accelerator probe sees a kernel that boots (TCG works everywhere) and fails, with a reason, for one that
+// cannot start.
+func TestProbeBoot(t *testing.T) {
+	if skipWhy != "" {
+		t.Skip(skipWhy)
+	}
+	ctx := context.Background()
+	if err := ProbeBoot(ctx, TCG, image.Path(image.Kernel), time.Minute); err != nil {
+		t.Errorf("TCG: %v", err)
+	}
+	if err := ProbeBoot(ctx, TCG, filepath.Join(t.TempDir(), "no-such-kernel"), time.Minute); err == nil || !strings.Contains(err.Error(), "qemu") {
+		t.Errorf("a missing kernel: %v", err)
+	}
+	if a, why := Accel(ctx, image.Path(image.Kernel), "tcg"); a[1] != TCG[1] || !strings.Contains(why, "MAILCOW_HA_VM_ACCEL") {
+		t.Errorf("forced TCG: %v %q", a, why)
 	}
 }
 
