@@ -326,9 +326,19 @@ func TestStuckAction(t *testing.T) {
 	if !errors.Is(e, ErrActionRunning) {
 		t.Fatal(err)
 	}
-	// While it is stuck the volume is locked: another attach is refused as locked.
-	err = f.c.AttachVolume(ctxT(t, 100*time.Millisecond), 3001, 1001)
-	wantKind(t, err, RetryFast, "")
+	// While it is stuck the volume is locked: another attach is refused as locked, and retried until its deadline.
+	// Which error the call ends with depends on where the deadline falls (after a "locked" answer, or during the
+	// next request: a timeout), so the attempts count the refusals; a 100 ms deadline once ended before the first
+	// answer in CI (-race, a loaded machine).
+	lockedKey := OpCode{"attach_volume", "locked"}
+	before := f.c.Stats().Attempts[lockedKey]
+	err = f.c.AttachVolume(ctxT(t, time.Second), 3001, 1001)
+	if e := (*Error)(nil); !errors.As(err, &e) || e.Kind == Fatal {
+		t.Fatalf("want a retryable error while the Volume is locked, got %v", err)
+	}
+	if n := f.c.Stats().Attempts[lockedKey] - before; n < 1 {
+		t.Fatalf("no attempt was refused as locked: %v (attempts %v)", err, f.c.Stats().Attempts)
+	}
 	f.sim.SetFaults(hcloudsim.Faults{})
 	if err := f.c.AttachVolume(ctxT(t, 5*time.Second), 3001, 1001); err != nil {
 		t.Fatalf("after the action came unstuck: %v", err)
