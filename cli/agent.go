@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -96,22 +97,35 @@ func Check(ctx context.Context, args []string, stdio Stdio) int { return check.M
 
 // Maintenance switches maintenance mode on every node: automatic actions pause, reporting goes on.
 func Maintenance(_ context.Context, args []string, stdio Stdio) int {
-	fs := newFlags("maintenance", "maintenance on|off [--socket PATH]", stdio)
+	return agentVerb("maintenance", []string{"on", "off"}, args, stdio)
+}
+
+// Breaker resets this node's breaker: its takeover history is forgotten, and a tripped breaker lets it take
+// MASTER again.
+func Breaker(_ context.Context, args []string, stdio Stdio) int {
+	return agentVerb("breaker", []string{"reset"}, args, stdio)
+}
+
+// agentVerb runs `mailcow-ha NAME WORD [--socket PATH]`, WORD one of words, as the local command "NAME WORD" on
+// the agent's socket.
+func agentVerb(name string, words, args []string, stdio Stdio) int {
+	usage := name + " " + strings.Join(words, "|") + " [--socket PATH]"
+	fs := newFlags(name, usage, stdio)
 	socket := fs.String("socket", config.Defaults().API.Socket, "the local agent's socket")
-	if len(args) == 0 || (args[0] != "on" && args[0] != "off") {
+	if len(args) == 0 || !slices.Contains(words, args[0]) {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			fs.SetOutput(stdio.Stdout)
 			fs.Usage()
 			return ExitOK
 		}
-		fmt.Fprintln(stdio.Stderr, "Usage: mailcow-ha maintenance on|off [--socket PATH]")
+		fmt.Fprintln(stdio.Stderr, "Usage: mailcow-ha "+usage)
 		return ExitUsage
 	}
-	mode := args[0]
+	word := args[0]
 	if code, done := parseFlags(fs, args[1:], stdio); done {
 		return code
 	}
-	return askAgent(*socket, "maintenance "+mode, stdio)
+	return askAgent(*socket, name+" "+word, stdio)
 }
 
 // Switchover hands MASTER to another node: the old master demotes, then the new one takes over.

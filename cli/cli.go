@@ -39,6 +39,7 @@ func commands() map[string]command {
 		"check":       {"answer keepalived's health check from the agent's verdict", Check},
 		"maintenance": {"pause (on) or resume (off) automatic actions on every node", Maintenance},
 		"switchover":  {"hand MASTER over to another node", Switchover},
+		"breaker":     {"reset this node's breaker: forget its takeover history", Breaker},
 		"status":      {"ask every node's agent and print the cluster in one table", Status},
 		"validate":    {"check a configuration and summarise the cluster it describes", Validate},
 		"lab":         {"a real cluster on this machine: up, status, kill, failover, bench, down", Lab},

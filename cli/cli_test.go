@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/check"
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 )
 
@@ -258,5 +259,41 @@ func TestHcloudsimCommand(t *testing.T) {
 	}
 	if code := Hcloudsim(context.Background(), []string{"--state", "/nonexistent.json"}, Stdio{Stdout: &out, Stderr: &errb}); code != 2 {
 		t.Fatalf("bad state file: exit %d", code)
+	}
+}
+
+// The agent verbs send their word over the local socket and print the agent's answer; a wrong word is a usage error
+// that never reaches the agent.
+func TestAgentVerbs(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	var got []string
+	go check.Serve(ctx, sock, func() (bool, string) { return true, "ok" }, func(_ context.Context, verb string, args []string) string {
+		mu.Lock()
+		got = append(got, strings.TrimSpace(verb+" "+strings.Join(args, " ")))
+		mu.Unlock()
+		return "ok done " + verb
+	}, nil)
+	for i := 0; i < 50; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, out, errs := run(t, "", "breaker", "reset", "--socket", sock); code != ExitOK || !strings.Contains(out, "done breaker") {
+		t.Errorf("breaker reset: %d %q %q", code, out, errs)
+	}
+	if code, out, errs := run(t, "", "maintenance", "off", "--socket", sock); code != ExitOK || !strings.Contains(out, "done maintenance") {
+		t.Errorf("maintenance off: %d %q %q", code, out, errs)
+	}
+	if code, _, errs := run(t, "", "breaker", "trip", "--socket", sock); code != ExitUsage || !strings.Contains(errs, "Usage: mailcow-ha breaker reset [--socket PATH]") {
+		t.Errorf("breaker trip: %d %q", code, errs)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(got, ";") != "breaker reset;maintenance off" {
+		t.Errorf("the agent was asked: %q", got)
 	}
 }

@@ -10,12 +10,14 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/lab"
+	"github.com/mailcow-ha/mailcow-ha/lab/reap"
 	"github.com/mailcow-ha/mailcow-ha/mailcowstub/deploy"
 )
 
@@ -39,6 +41,9 @@ Commands:
   alerts [--since 5m] [--json]     the webhook alerts every agent sent to the lab's receiver
   maintenance on|off               pause (or resume) automatic actions on every node
   bench failover [--runs N]        the failover benchmark
+  sweep [--check] [--below DIR]    remove what labs and tests whose process died left behind (namespaces and
+                                   their processes, mounts, loop devices); --check: fail when anything of ours
+                                   remains (records, or loop devices and mounts below DIR)
 
 Every command takes --dir DIR (default build/lab).
 `
@@ -71,6 +76,8 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 	hostname := fs.String("hostname", "", "create-stub: the name the stub services greet with")
 	healthEvery := fs.Duration("health-interval", time.Second, "create-stub: Docker health check interval of postfix, dovecot and nginx")
 	healthTimeout := fs.Duration("health-timeout", 2*time.Second, "create-stub: how long one Docker health check may take")
+	check := fs.Bool("check", false, "sweep: fail when anything of ours remains afterwards")
+	below := fs.String("below", "", "sweep --check: also look for loop devices and mounts below this directory")
 	var cmdArgs []string
 	if i := indexOf(rest, "--"); i >= 0 {
 		rest, cmdArgs = rest[:i], rest[i+1:]
@@ -141,6 +148,8 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 		return call(lab.Request{Cmd: "bench", Args: []string{strconv.Itoa(*runs)}}, time.Duration(*runs)*10*time.Minute)
 	case "exec":
 		return labExec(d, pos, cmdArgs, stdio)
+	case "sweep":
+		return labSweep(*check, *below, stdio)
 	case "create-stub":
 		return labCreateStub(ctx, *dockerHost, *data, *sockDir, *hostname, *healthEvery, *healthTimeout, stdio)
 	}
@@ -300,6 +309,67 @@ func labDown(dir string, stdio Stdio) int {
 		fmt.Fprintln(stdio.Stderr, err)
 		return ExitFailure
 	}
+	return ExitOK
+}
+
+// labSweep removes what dead owners left (reap.Sweep) and, with check, fails when anything of ours remains: a
+// record that could not be cleaned up, or a loop device or mount below below.
+func labSweep(check bool, below string, stdio Stdio) int {
+	gone, err := reap.Sweep(nil)
+	for _, r := range gone {
+		fmt.Fprintf(stdio.Stdout, "removed a leftover: %s\n", r)
+	}
+	if err != nil {
+		fmt.Fprintln(stdio.Stderr, err)
+	}
+	if !check {
+		if err != nil {
+			return ExitFailure
+		}
+		return ExitOK
+	}
+	var left []string
+	var inUse []string // the mount roots and loop devices of running labs
+	recs, rerr := reap.Records()
+	if rerr != nil {
+		left = append(left, rerr.Error())
+	}
+	for _, r := range recs {
+		if r.Alive() {
+			// A lab that still runs (make demo, lab up) is not a leftover.
+			fmt.Fprintf(stdio.Stdout, "still in use: %s\n", r)
+			inUse = append(inUse, r.Value)
+			continue
+		}
+		left = append(left, fmt.Sprintf("%s: its owner is dead and it could not be removed", r))
+	}
+	if below != "" {
+		abs, err := filepath.Abs(below)
+		if err != nil {
+			fmt.Fprintln(stdio.Stderr, err)
+			return ExitUsage
+		}
+		used := func(p string) bool {
+			return slices.ContainsFunc(inUse, func(u string) bool { return p == u || strings.HasPrefix(p, u+"/") })
+		}
+		mps, _ := reap.MountsBelow(abs)
+		for _, m := range mps {
+			if !used(m) {
+				left = append(left, "mount "+m)
+			}
+		}
+		out, _ := exec.Command("losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE").Output()
+		for _, line := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && strings.HasPrefix(f[1], abs+"/") && !used(f[0]) {
+				left = append(left, "loop device "+line)
+			}
+		}
+	}
+	if len(left) > 0 {
+		fmt.Fprintf(stdio.Stderr, "left behind:\n  %s\n", strings.Join(left, "\n  "))
+		return ExitFailure
+	}
+	fmt.Fprintln(stdio.Stdout, "nothing of ours is left: no namespace, process in one, mount or loop device")
 	return ExitOK
 }
 

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/lab/reap"
 )
 
 // Image is a built local image: the files in Dir and what they were made from.
@@ -91,6 +93,11 @@ func BuildLocal(ctx context.Context, o LocalOptions) (*Image, error) {
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return nil, err
 	}
+	// A module file of its own keeps the go command's ./... out of the output folder: a rootfs being built has
+	// /proc mounted, and go build ./... would walk into it.
+	if err := os.WriteFile(filepath.Join(o.Out, "go.mod"), []byte("// Build output: not Go code. This file keeps ./... out of it.\nmodule ignore\n"), 0o644); err != nil {
+		return nil, err
+	}
 	// One build at a time per output folder (make image and the VM tests may race).
 	lock, err := os.OpenFile(filepath.Join(o.Out, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
@@ -113,12 +120,25 @@ func BuildLocal(ctx context.Context, o LocalOptions) (*Image, error) {
 	}
 	fmt.Fprintf(o.Log, "image %s: building into %s\n", hash, dir)
 	work := dir + ".work"
+	// Nothing mounted may stay below the work folder when it is removed: RemoveAll would walk into the mount.
+	if err := reap.UnmountBelow(work); err != nil {
+		return nil, fmt.Errorf("image: %w", err)
+	}
 	os.RemoveAll(work)
 	os.RemoveAll(dir)
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(work)
+	// A build that dies leaves its mounts to the next sweep (lab/reap).
+	if err := reap.Claim(reap.Mounts, work, "", "image build"); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if reap.UnmountBelow(work) == nil {
+			os.RemoveAll(work)
+			reap.Release(reap.Mounts, work)
+		}
+	}()
 	im := &Image{Dir: dir, Hash: hash, Version: o.Version, Disk: "disk.qcow2", Kernel: "vmlinuz", Initrd: "initrd.img",
 		KernelCmdline: m.Local.KernelCmdline, Label: m.Local.Label}
 	stage := func(name string, f func() error) error {
@@ -224,7 +244,9 @@ func prune(out, current string, keep int) []string {
 			continue
 		}
 		if strings.HasSuffix(e.Name(), ".work") {
-			os.RemoveAll(filepath.Join(out, e.Name()))
+			if reap.UnmountBelow(filepath.Join(out, e.Name())) == nil {
+				os.RemoveAll(filepath.Join(out, e.Name()))
+			}
 			continue
 		}
 		if !hashName.MatchString(e.Name()) || e.Name() == current {

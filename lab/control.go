@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/lab/reap"
 )
 
 // The supervisor (`mailcow-ha lab supervise`) owns the lab and answers the other lab commands on a unix socket in
@@ -281,7 +283,7 @@ func Cleanup(dir string) error {
 	var errs []error
 	for name, ns := range in.Namespaces {
 		if name != "sw" && name != "rt" && name != "client" {
-			errs = append(errs, killNS(ns))
+			errs = append(errs, reap.KillNS(ns))
 		}
 	}
 	n := &Node{Dir: dir}

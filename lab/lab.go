@@ -22,8 +22,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
+	"github.com/mailcow-ha/mailcow-ha/lab/reap"
 	"github.com/mailcow-ha/mailcow-ha/mailcowstub/deploy"
 )
 
@@ -104,7 +106,10 @@ func (o *Options) defaults() {
 		o.QuorumGrace = 5 * time.Second
 	}
 	if o.FenceTimeout == 0 {
-		o.FenceTimeout = 3 * time.Second
+		// The production default: no scenario needs it short (a dead or powered-off master refuses the peer API
+		// at once and is fenced at once), and a short one fenced a master whose stack stop took 3.8 s on a busy
+		// machine in the middle of its demotion.
+		o.FenceTimeout = config.Defaults().Failover.FenceTimeout.D()
 	}
 	if o.BreakerMax == 0 {
 		o.BreakerMax = 2
@@ -140,7 +145,18 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, err
 	}
+	// What an earlier lab or test left when its process died goes first (its namespaces, processes, mounts, loop
+	// device), wherever its directory was.
+	if gone, err := reap.Sweep(o.Logger); err != nil {
+		return nil, fmt.Errorf("lab: leftovers of an earlier run: %w", err)
+	} else if len(gone) > 0 {
+		o.Logger.Warn("removed the leftovers of an earlier run", "things", len(gone))
+	}
 	if err := clean(o.Dir); err != nil {
+		return nil, err
+	}
+	// Every mount below the directory (dockerd's, the Volume) goes with the lab, even when this process dies.
+	if err := reap.Claim(reap.Mounts, o.Dir, "", "lab"); err != nil {
 		return nil, err
 	}
 	l = &Lab{o: o, id: netns.Unique("mhl"), log: o.Logger}
@@ -191,7 +207,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 // clean removes what an earlier lab left in dir (node directories, the Volume image, the mail ledger), refusing
 // while anything is still mounted below it.
 func clean(dir string) error {
-	mps, err := mountsBelow(dir)
+	mps, err := reap.MountsBelow(dir)
 	if err != nil {
 		return err
 	}
@@ -289,7 +305,7 @@ func (l *Lab) volume() error {
 		return fmt.Errorf("lab: losetup: %w", err)
 	}
 	l.loop = strings.TrimSpace(string(out))
-	return nil
+	return reap.Claim(reap.Loop, l.loop, img, "lab")
 }
 
 func (l *Lab) simulator() error {
@@ -409,9 +425,17 @@ func (l *Lab) Down() error {
 	if l.loop != "" {
 		if out, err := exec.Command("losetup", "-d", l.loop).CombinedOutput(); err != nil {
 			errs = append(errs, fmt.Errorf("losetup -d %s: %w: %s", l.loop, err, out))
+		} else {
+			reap.Release(reap.Loop, l.loop)
 		}
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if mps, err := reap.MountsBelow(l.o.Dir); err == nil && len(mps) == 0 {
+		reap.Release(reap.Mounts, l.o.Dir)
+	}
+	return nil
 }
 
 // shutdown stops a node: gracefully (SIGTERM to the agent, which demotes; then dockerd) unless hard, which is a
@@ -428,7 +452,7 @@ func (n *Node) shutdown(hard bool) error {
 			n.dockerd.stop(syscall.SIGTERM, 20*time.Second)
 		}
 	}
-	err := killNS(n.NS.Name)
+	err := reap.KillNS(n.NS.Name)
 	if n.agent != nil {
 		n.agent.stop(syscall.SIGKILL, 5*time.Second)
 	}
@@ -439,34 +463,7 @@ func (n *Node) shutdown(hard bool) error {
 }
 
 // unmountAll forces off every mount below the node's directory (the Volume, dockerd's), as a hot-unplug would.
-func (n *Node) unmountAll() error {
-	mps, err := mountsBelow(n.Dir)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for i := len(mps) - 1; i >= 0; i-- {
-		if err := syscall.Unmount(mps[i], syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
-			errs = append(errs, fmt.Errorf("umount %s: %w", mps[i], err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// mountsBelow lists the mount points below dir, in mount order (per /proc/self/mountinfo).
-func mountsBelow(dir string) ([]string, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
-			out = append(out, f[4])
-		}
-	}
-	return out, nil
-}
+func (n *Node) unmountAll() error { return reap.UnmountBelow(n.Dir) }
 
 // Docker is the node's dockerd socket.
 func (n *Node) Docker() string { return "unix://" + filepath.Join(n.Dir, "docker", "docker.sock") }

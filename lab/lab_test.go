@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/check"
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
+	"github.com/mailcow-ha/mailcow-ha/lab/reap"
 )
 
 // buildBins builds mailcow-ha and mailcow-stub (static) into a directory that only root can write: keepalived's
@@ -143,15 +145,39 @@ func TestLab(t *testing.T) {
 	dir := filepath.Join(root, "build", "test-lab", netns.Unique("lab-"))
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	lat := hcloudsim.DefaultLatencies().Scale(0.5)
+	// The test ends itself well before go test's own timeout would kill the process: that kill runs no clean-up
+	// (reap.Sweep removes its leftovers all the same, but the reasons of the failure would be lost).
 	ctx := context.Background()
+	if dl, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-3*time.Minute))
+		defer cancel()
+	}
 	logf, _ := os.Create(filepath.Join(t.TempDir(), "lab.log"))
 	began := time.Now()
-	// The breaker starts at its production default (2 takeovers per node within the hour); the flapping scenario
-	// trips it, then a reload raises it for the many takeovers that follow.
-	l, err := Up(ctx, Options{Dir: dir, Bin: bin, StubBin: stub, Latencies: &lat, CheckGrace: 6 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(logf, nil))})
+	// The breaker is at its production default (2 takeovers per node within the hour); the flapping scenario trips
+	// it. Every scenario starts from Reset, which clears every node's takeover history.
+	opts := Options{Dir: dir, Bin: bin, StubBin: stub, Latencies: &lat, CheckGrace: 6 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(logf, nil))}
+	l, err := Up(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var demotions []time.Duration // every demotion the agents reported, for the fence_timeout margin
+	var slow []Alert
+	collect := func() {
+		for _, a := range l.Alerts.Since(time.Time{}) {
+			switch a.Event.Event {
+			case "demoted":
+				if i := strings.LastIndex(a.Message, " after "); i >= 0 {
+					if d, err := time.ParseDuration(a.Message[i+7:]); err == nil {
+						demotions = append(demotions, d)
+					}
+				}
+			case "demotion_slow":
+				slow = append(slow, a)
+			}
+		}
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -162,20 +188,20 @@ func TestLab(t *testing.T) {
 				exec.Command("cp", filepath.Join(n.Dir, "agent.log"), filepath.Join(n.Dir, "dockerd.log"), filepath.Join(keep, n.Name)).Run()
 			}
 			t.Logf("logs kept in %s", keep)
-			for _, n := range l.Nodes {
-				b, _ := os.ReadFile(filepath.Join(n.Dir, "agent.log"))
-				t.Logf("=== %s agent log (last 5000 bytes)\n%s", n.Name, tailStr(filterLog(string(b)), 5000))
-			}
-			// Last, where a CI summary's tail shows it: the lab's own log and how every node stands now.
+			// Last, where a CI summary's tail shows it: the lab's own log.
 			b, _ := os.ReadFile(logf.Name())
 			t.Logf("=== lab log (last 3000 bytes)\n%s", tailStr(string(b), 3000))
-			var st strings.Builder
-			l.Status(ctx).Print(&st)
-			_, why := l.Master(ctx)
-			t.Logf("=== lab status at the end (master: %s)\n%s", why, st.String())
 		}
 		if n := l.Alerts.Rejected(); n > 0 {
 			t.Errorf("the webhook receiver rejected %d deliveries (signature or schema)", n)
+		}
+		collect()
+		if len(demotions) > 0 {
+			t.Logf("demotions: %d, the slowest %s, fence_timeout %s (%.0f%% of it); demotion_slow alerts: %d",
+				len(demotions), slices.Max(demotions), l.o.FenceTimeout, 100*slices.Max(demotions).Seconds()/l.o.FenceTimeout.Seconds(), len(slow))
+		}
+		for _, a := range slow {
+			t.Logf("demotion_slow on %s: %s", a.Node, a.Message)
 		}
 		if err := l.Down(); err != nil {
 			t.Errorf("lab down: %v", err)
@@ -187,6 +213,54 @@ func TestLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("lab settled with MASTER %s after %s", m, time.Since(began).Round(100*time.Millisecond))
+
+	// scenario runs one scenario from the lab's known state: Reset repairs whatever the last one left (within 5
+	// minutes), else the lab is built anew. A failed scenario logs the lab's status and every agent's log lines
+	// since it began; the next one starts from the known state all the same.
+	scenario := func(name string, reset bool, fn func(t *testing.T)) {
+		t.Run(name, func(t *testing.T) {
+			if ctx.Err() != nil {
+				t.Fatalf("not run: the test's time is up (%v)", ctx.Err())
+			}
+			if reset {
+				t0 := time.Now()
+				m, repaired, err := l.Reset(ctx, 5*time.Minute)
+				if err != nil {
+					var st strings.Builder
+					l.Status(ctx).Print(&st)
+					t.Logf("the lab did not come back to its known state (%v):\n%s\nbuilding it anew", err, st.String())
+					collect()
+					if err := l.Down(); err != nil {
+						t.Logf("lab down: %v", err)
+					}
+					if l, err = Up(ctx, opts); err != nil {
+						t.Fatalf("building the lab anew: %v", err)
+					}
+					if m, err = l.WaitSettled(ctx, 240*time.Second); err != nil {
+						t.Fatalf("the new lab: %v", err)
+					}
+					repaired = []string{"built anew"}
+				}
+				if len(repaired) > 0 {
+					t.Logf("known state after %s (MASTER %s); repaired: %s", time.Since(t0).Round(100*time.Millisecond), m, strings.Join(repaired, ", "))
+				}
+			}
+			mark := l.MarkLogs()
+			defer func() {
+				if t.Failed() {
+					var st strings.Builder
+					l.Status(ctx).Print(&st)
+					m, why := l.Master(ctx)
+					if m == "" {
+						m = "none: " + why
+					}
+					t.Logf("=== lab status when %q failed (master: %s)\n%s", name, m, st.String())
+					t.Logf("%s", l.LogsSince(mark, 6000))
+				}
+			}()
+			fn(t)
+		})
+	}
 
 	// failover breaks the master, waits for another node to hold everything, then repairs the old one.
 	var before func() // runs just before the kill
@@ -251,7 +325,7 @@ func TestLab(t *testing.T) {
 			}
 		}
 	}
-	t.Run("health endpoints and metrics", func(t *testing.T) {
+	scenario("health endpoints and metrics", true, func(t *testing.T) {
 		m, err := l.WaitSettled(ctx, 240*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -322,7 +396,7 @@ func TestLab(t *testing.T) {
 			}
 		}
 	})
-	t.Run("mailcow-ha status", func(t *testing.T) {
+	scenario("mailcow-ha status", true, func(t *testing.T) {
 		m, err := l.WaitSettled(ctx, 240*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -345,14 +419,14 @@ func TestLab(t *testing.T) {
 		}
 		t.Logf("mailcow-ha status on %s:\n%s", n.Name, out)
 	})
-	t.Run("flapping: the breaker stops the third takeover", func(t *testing.T) {
-		// postfix keeps dying on whichever node is MASTER. Each node may take over twice within the hour (the
-		// first master's election counts); the node elected a third time refuses, stays FAULT and alerts, and
-		// another node takes over.
+	scenario("flapping: the breaker stops the third takeover", true, func(t *testing.T) {
+		// postfix keeps dying on whichever node is MASTER. Each node may take over twice within the hour; the node
+		// elected a third time refuses, stays FAULT and alerts, and another node takes over. Reset cleared every
+		// history, so it takes at most five rounds on three nodes.
 		s := l.watch(ctx)
 		t0 := time.Now()
 		var tripped []Alert
-		for round := 1; round <= 6 && len(tripped) == 0; round++ {
+		for round := 1; round <= 8 && len(tripped) == 0; round++ {
 			m, err := l.WaitSettled(ctx, 240*time.Second)
 			if err != nil {
 				t.Fatal(err)
@@ -372,7 +446,7 @@ func TestLab(t *testing.T) {
 			}
 		}
 		if len(tripped) == 0 {
-			t.Fatalf("six takeovers and no breaker_tripped alert:\n%s", FormatAlerts(l.Alerts.Since(t0), t0))
+			t.Fatalf("eight takeovers and no breaker_tripped alert:\n%s", FormatAlerts(l.Alerts.Since(t0), t0))
 		}
 		a := tripped[0]
 		if a.Severity != "critical" || !strings.Contains(a.Message, "2 takeovers within 1h0m0s") {
@@ -386,36 +460,101 @@ func TestLab(t *testing.T) {
 		}
 		t.Logf("breaker tripped on %s after %s: %s", a.Node, a.Received.Sub(t0).Round(100*time.Millisecond), a.Message)
 		s.end(t, ctx)
-		// The operator raises the limit (SIGHUP reload) for the scenarios that follow; the breaker resets.
-		t1 := time.Now()
-		if err := l.SetBreaker(50); err != nil {
+		// The breaker stays tripped: the next scenario finds it so.
+	})
+	scenario("a wrecked lab comes back to its known state", false, func(t *testing.T) {
+		// No Reset first: the breaker the flapping scenario tripped is still tripped. On top of it: maintenance on,
+		// a BACKUP powered off, the other hung (agent and keepalived stopped). Reset must repair all of it, and the
+		// cluster must settle.
+		var trippedOn string
+		for _, n := range l.Nodes {
+			if a, err := n.AgentState(); err == nil && a.Breaker {
+				trippedOn = n.Name
+			}
+		}
+		if trippedOn == "" {
+			t.Logf("no breaker is tripped (the flapping scenario failed or was not run): the rest of the wreck only")
+		}
+		// Not WaitSettled: the node with the tripped breaker is FAULT, not BACKUP.
+		m, err := l.WaitMaster(ctx, 120*time.Second, "")
+		if err != nil {
 			t.Fatal(err)
 		}
-		alerts(t, t1, Want{"config_reloaded", "n1", ""}, Want{"config_reloaded", "n2", ""}, Want{"config_reloaded", "n3", ""},
-			Want{"breaker_reset", a.Node, ""})
+		if _, err := l.Maintenance(true); err != nil {
+			t.Fatal(err)
+		}
+		var backups []*Node
+		for _, n := range l.Nodes {
+			if n.Name != m {
+				backups = append(backups, n)
+			}
+		}
+		if err := l.SimPower(backups[0], false); err != nil {
+			t.Fatal(err)
+		}
+		if err := backups[1].Kill(ctx, "hang"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * time.Second)
+		t0 := time.Now()
+		nm, repaired, err := l.Reset(ctx, 5*time.Minute)
+		if err != nil {
+			t.Fatalf("reset: %v (repaired: %v)", err, repaired)
+		}
+		t.Logf("known state after %s, MASTER %s; repaired: %s", time.Since(t0).Round(100*time.Millisecond), nm, strings.Join(repaired, ", "))
+		for _, want := range []string{backups[0].Name + " powered on", backups[1].Name + " resumed", "maintenance off"} {
+			if !slices.Contains(repaired, want) {
+				t.Errorf("reset did not report %q: %v", want, repaired)
+			}
+		}
+		if trippedOn != "" && !slices.Contains(repaired, trippedOn+" breaker reset") {
+			t.Errorf("reset did not reset the breaker on %s: %v", trippedOn, repaired)
+		}
+		if trippedOn != "" {
+			alerts(t, t0, Want{"breaker_reset", trippedOn, ""})
+		}
+		for _, n := range l.Status(ctx).Nodes {
+			if !n.Powered || n.Breaker || n.Maintenance {
+				t.Errorf("after reset: %+v", n)
+			}
+		}
+	})
+	scenario("configuration reload (SIGHUP)", true, func(t *testing.T) {
+		// The operator raises the breaker's limit: every agent reloads, and the metric shows the new limit.
+		t0 := time.Now()
+		if err := l.SetBreaker(3); err != nil {
+			t.Fatal(err)
+		}
+		defer l.SetBreaker(2)
+		alerts(t, t0, Want{"config_reloaded", "n1", ""}, Want{"config_reloaded", "n2", ""}, Want{"config_reloaded", "n3", ""})
+		for _, n := range l.Nodes {
+			if _, body, err := l.Probe(ctx, n.PubIP, "/metrics"); err != nil || !strings.Contains(string(body), "mailcow_ha_breaker_max 3") {
+				t.Errorf("%s /metrics after the reload lacks mailcow_ha_breaker_max 3 (%v)", n.Name, err)
+			}
+		}
 	})
 	powerOn := func(n *Node) error { return l.SimPower(n, true) }
 	fenced := Want{"peer_fenced", "NEW", "OLD"}
-	t.Run("master power-off", func(t *testing.T) { failover(t, "power", powerOn, fenced) })
-	t.Run("master link cut", func(t *testing.T) {
+	scenario("master power-off", true, func(t *testing.T) { failover(t, "power", powerOn, fenced) })
+	scenario("master link cut", true, func(t *testing.T) {
 		failover(t, "link", func(n *Node) error {
 			// The cut node was fenced by poweroff; its links come back with its power.
 			return powerOn(n)
 		}, fenced)
 	})
-	t.Run("agent kill -9", func(t *testing.T) { failover(t, "agent", powerOn, fenced) })
-	t.Run("keepalived kill -9", func(t *testing.T) { failover(t, "keepalived", powerOn, Want{"demoted", "OLD", ""}) })
-	t.Run("hung master", func(t *testing.T) { failover(t, "hang", powerOn, fenced) })
-	t.Run("master isolated from both peers", func(t *testing.T) {
+	scenario("agent kill -9", true, func(t *testing.T) { failover(t, "agent", powerOn, fenced) })
+	scenario("keepalived kill -9", true, func(t *testing.T) { failover(t, "keepalived", powerOn, Want{"demoted", "OLD", ""}) })
+	scenario("hung master", true, func(t *testing.T) { failover(t, "hang", powerOn, fenced) })
+	scenario("master isolated from both peers", true, func(t *testing.T) {
 		failover(t, "isolate", func(n *Node) error {
 			l.Heal()
 			return powerOn(n)
 		}, fenced)
 	})
-	t.Run("postfix killed beyond the grace period", func(t *testing.T) {
+	scenario("postfix killed beyond the grace period", true, func(t *testing.T) {
 		failover(t, "postfix", func(n *Node) error { return nil }, Want{"stack_degraded", "OLD", ""}, Want{"demoted", "OLD", ""})
 	})
-	t.Run("maintenance mode", func(t *testing.T) {
+	scenario("maintenance mode", true, func(t *testing.T) {
 		// Maintenance pauses automatic actions: postfix down beyond the grace period moves nothing; the operator
 		// repairs it, ends maintenance, and the same node stays MASTER.
 		m, err := l.WaitSettled(ctx, 240*time.Second)
@@ -459,7 +598,7 @@ func TestLab(t *testing.T) {
 		}
 		s.end(t, ctx)
 	})
-	t.Run("all three mariadbd killed", func(t *testing.T) {
+	scenario("all three mariadbd killed", true, func(t *testing.T) {
 		// Every mariadbd dies at once: the master loses quorum and demotes; the agents recover the cluster (the
 		// highest position bootstraps, the others join) and a master takes over again.
 		if _, err := l.WaitSettled(ctx, 240*time.Second); err != nil {
@@ -487,7 +626,7 @@ func TestLab(t *testing.T) {
 		t.Logf("%s MASTER with everything %s after the kill", m, time.Since(t0).Round(100*time.Millisecond))
 		s.end(t, ctx)
 	})
-	t.Run("API down during a failover", func(t *testing.T) {
+	scenario("API down during a failover", true, func(t *testing.T) {
 		old, err := l.WaitSettled(ctx, 240*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -521,14 +660,14 @@ func TestLab(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	t.Run("API answering 503 for a while", func(t *testing.T) {
+	scenario("API answering 503 for a while", true, func(t *testing.T) {
 		before = func() { l.Sim.SetFaults(hcloudsim.Faults{Fail5xx: 8, FailStatus: 503}) }
 		failover(t, "power", powerOn)
 		if f := l.Sim.Faults(); f.Fail5xx != 0 {
 			t.Errorf("the takeover did not meet the injected 503s: %d left", f.Fail5xx)
 		}
 	})
-	t.Run("switchover", func(t *testing.T) {
+	scenario("switchover", true, func(t *testing.T) {
 		old, err := l.WaitSettled(ctx, 240*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -547,7 +686,7 @@ func TestLab(t *testing.T) {
 		alerts(t, t0, Want{"switchover", old, ""}, Want{"promoted", nm, ""})
 		s.end(t, ctx)
 	})
-	t.Run("postfix restarted inside the grace period", func(t *testing.T) {
+	scenario("postfix restarted inside the grace period", true, func(t *testing.T) {
 		m, err := l.WaitSettled(ctx, 240*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -562,16 +701,6 @@ func TestLab(t *testing.T) {
 		}
 		s.end(t, ctx)
 	})
-}
-
-func filterLog(s string) string {
-	var b strings.Builder
-	for _, line := range strings.Split(s, "\n") {
-		if !strings.Contains(line, "mariadbd:") && !strings.Contains(line, "keepalived: ") {
-			b.WriteString(line + "\n")
-		}
-	}
-	return b.String()
 }
 
 func tailStr(s string, n int) string {
@@ -596,7 +725,7 @@ func assertClean(t *testing.T, l *Lab) {
 		t.Errorf("mounts left below %s", l.o.Dir)
 	}
 	for _, n := range l.Nodes {
-		if pids, _ := nsPIDs(n.NS.Name); len(pids) > 0 {
+		if pids, _ := reap.PIDsIn(n.NS.Name); len(pids) > 0 {
 			t.Errorf("processes left in %s: %v", n.Name, pids)
 		}
 	}

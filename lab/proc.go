@@ -4,12 +4,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/lab/reap"
 )
 
 // proc is a daemon that the lab supervises: its child, started in a node's network namespace (nsenter --net, so
@@ -113,6 +114,9 @@ func (p *proc) signal(sig syscall.Signal) error {
 	return syscall.Kill(pid, sig)
 }
 
+// Gone reports whether a process has ended (or is a zombie its parent has not reaped yet).
+func Gone(pid int) bool { return reap.Gone(pid) }
+
 // pidFile reads a daemon's pid file.
 func pidFile(path string) (int, error) {
 	b, err := os.ReadFile(path)
@@ -126,80 +130,12 @@ func pidFile(path string) (int, error) {
 	return pid, nil
 }
 
-// nsPIDs lists every process whose network namespace is ns: a node's whole "machine", its containers included
-// (they use host networking inside the node's namespace).
-func nsPIDs(ns string) ([]int, error) {
-	var want syscall.Stat_t
-	if err := syscall.Stat("/run/netns/"+ns, &want); err != nil {
-		return nil, err
-	}
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, err
-	}
-	var out []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		var st syscall.Stat_t
-		if syscall.Stat(filepath.Join("/proc", e.Name(), "ns", "net"), &st) == nil && st.Ino == want.Ino && st.Dev == want.Dev {
-			out = append(out, pid)
-		}
-	}
-	return out, nil
-}
-
-// killNS SIGKILLs every process in the namespace, as pulling a server's power would, and waits until they are
-// gone (or zombies) for up to 5 s. Everything is frozen first (SIGSTOP), so that no process sees another die and
-// reacts: a keepalived that got SIGTERM from its dying parent would send a priority-0 advert, which a power cut
-// never does.
-func killNS(ns string) error {
-	if pids, err := nsPIDs(ns); err == nil {
-		for _, pid := range pids {
-			syscall.Kill(pid, syscall.SIGSTOP)
-		}
-	}
-	for i := 0; i < 50; i++ {
-		pids, err := nsPIDs(ns)
-		if err != nil {
-			return err
-		}
-		alive := 0
-		for _, pid := range pids {
-			if !zombie(pid) {
-				syscall.Kill(pid, syscall.SIGKILL)
-				alive++
-			}
-		}
-		if alive == 0 {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("lab: processes in %s survive SIGKILL", ns)
-}
-
-// Gone reports whether a process has ended (or is a zombie its parent has not reaped yet).
-func Gone(pid int) bool { return zombie(pid) }
-
-func zombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z' || s[i+2] == 'X'
-}
-
 // RSS sums the resident memory of every process in the lab's node namespaces (shared pages are counted once per
 // process, so this is an upper bound).
 func (l *Lab) RSS() int64 {
 	var kb int64
 	for _, n := range l.Nodes {
-		pids, _ := nsPIDs(n.NS.Name)
+		pids, _ := reap.PIDsIn(n.NS.Name)
 		for _, pid := range pids {
 			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 			if err != nil {

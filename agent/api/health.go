@@ -141,7 +141,9 @@ func (s NodeStatus) Replica() (bool, string) {
 }
 
 // PublicHandler serves the read-only endpoints: /health, /primary, /replica (200 or 503 with a one-line JSON
-// reason), /status (the NodeStatus) and, when metrics is not nil, /metrics. Only GET and HEAD.
+// reason), /status (the NodeStatus) and, when metrics is not nil, /metrics. Only GET and HEAD, and OPTIONS on the
+// three probes: it is HAProxy's default health-check method (option httpchk), and it answers with the same status
+// code as GET.
 func PublicHandler(status func(ctx context.Context) NodeStatus, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	probe := func(check func(NodeStatus) (bool, string)) http.HandlerFunc {
@@ -156,9 +158,11 @@ func PublicHandler(status func(ctx context.Context) NodeStatus, metrics http.Han
 			writeJSON(w, code, map[string]any{"ok": ok, "role": s.Role, "node": s.Node, "reason": why})
 		}
 	}
-	mux.HandleFunc("GET /health", probe(NodeStatus.Healthy))
-	mux.HandleFunc("GET /primary", probe(NodeStatus.Primary))
-	mux.HandleFunc("GET /replica", probe(NodeStatus.Replica))
+	for path, check := range map[string]func(NodeStatus) (bool, string){
+		"/health": NodeStatus.Healthy, "/primary": NodeStatus.Primary, "/replica": NodeStatus.Replica} {
+		mux.HandleFunc("GET "+path, probe(check))
+		mux.HandleFunc("OPTIONS "+path, probe(check))
+	}
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		writeJSON(w, http.StatusOK, status(r.Context()))

@@ -66,6 +66,37 @@ func TestPublicEndpoints(t *testing.T) {
 	}
 }
 
+// HAProxy checks with OPTIONS by default (option httpchk): the probes answer it as they answer GET.
+func TestProbesAnswerOptions(t *testing.T) {
+	srv := httptest.NewServer(PublicHandler(func(context.Context) NodeStatus { return NodeStatus{Role: "backup"} }, nil))
+	defer srv.Close()
+	for path, want := range map[string]int{"/primary": http.StatusServiceUnavailable, "/health": 0, "/replica": 0} {
+		get, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		get.Body.Close()
+		req, _ := http.NewRequest(http.MethodOptions, srv.URL+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != get.StatusCode || (want != 0 && resp.StatusCode != want) {
+			t.Errorf("OPTIONS %s: %d, GET: %d", path, resp.StatusCode, get.StatusCode)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodOptions, srv.URL+"/status", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("OPTIONS /status: %d, want 405", resp.StatusCode)
+	}
+}
+
 func TestPublicEndpointsReadOnly(t *testing.T) {
 	srv := httptest.NewServer(PublicHandler(func(context.Context) NodeStatus { return NodeStatus{Role: "backup"} }, nil))
 	defer srv.Close()

@@ -132,7 +132,7 @@ type Mailcow struct {
 	WithUnits        []string `toml:"with_units"`
 }
 
-// Failover tunes the takeover protocol (DESIGN.md §3).
+// Failover tunes the takeover protocol (docs/design.md §4).
 type Failover struct {
 	CheckGrace        Duration `toml:"check_grace"`
 	QuorumGrace       Duration `toml:"quorum_grace"`

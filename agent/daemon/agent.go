@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -218,7 +217,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 		defer srv.Stop(2 * time.Minute)
 	}
-	ka, err := a.startKeepalived(ctx, privIf, self, peerIPs, &wg)
+	ka, err := a.startKeepalived(ctx, &wg)
 	if err != nil {
 		return err
 	}
@@ -230,7 +229,7 @@ func Run(ctx context.Context, o Options) error {
 	return a.loop(ctx)
 }
 
-func (a *Agent) startKeepalived(ctx context.Context, privIf string, self config.Member, peerIPs []string, wg *sync.WaitGroup) (*keepalived.Process, error) {
+func (a *Agent) startKeepalived(ctx context.Context, wg *sync.WaitGroup) (*keepalived.Process, error) {
 	c := a.c
 	if _, err := a.writeKeepalivedConfig(c); err != nil {
 		return nil, err
@@ -264,7 +263,7 @@ func (a *Agent) startKeepalived(ctx context.Context, privIf string, self config.
 		}
 	}()
 	p := &keepalived.Process{Bin: a.o.KeepalivedBin, Config: c.Keepalived.ConfigFile,
-		RunDir: filepath.Join(c.Failover.StateDir, "keepalived"), Output: logWriter{a.log}}
+		RunDir: filepath.Join(c.Failover.StateDir, "keepalived"), Output: newLogWriter(a.log, "keepalived")}
 	if err := p.Start(); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
@@ -335,7 +334,7 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.Wa
 		// mariadb.service reads the drop-in through /etc/mysql/my.cnf; the appliance image prepares the datadir.
 		srv = &galera.Systemd{DataDir: c.Galera.DataDir}
 	} else {
-		child := &galera.Server{DefaultsFile: c.Galera.ConfigFile, DataDir: c.Galera.DataDir, Output: logWriter{a.log}}
+		child := &galera.Server{DefaultsFile: c.Galera.ConfigFile, DataDir: c.Galera.DataDir, Output: newLogWriter(a.log, "mariadbd")}
 		if err := child.InitDataDir(ctx, "mysql"); err != nil {
 			return nil, fmt.Errorf("agent: %w", err)
 		}
@@ -408,7 +407,7 @@ func runArbitrator(ctx context.Context, c config.Config, self config.Member, o O
 		}
 	}
 	g := &galera.Arbitrator{ClusterName: c.Cluster.Name, NodeName: self.Name, NodeIP: self.PrivateIP,
-		Members: members, GroupPort: c.Galera.GroupPort, Output: logWriter{o.Log}}
+		Members: members, GroupPort: c.Galera.GroupPort, Output: newLogWriter(o.Log, "garbd")}
 	o.Notifier.Ready("arbitrator: garbd")
 	for {
 		if err := g.Start(); err != nil {
@@ -527,18 +526,6 @@ func isExecutable(path string) bool {
 
 func sameAPI(x, y config.API) bool {
 	return slices.Equal(x.Listen, y.Listen) && x.PeerPort == y.PeerPort && x.Socket == y.Socket
-}
-
-// logWriter sends keepalived's console lines to the journal.
-type logWriter struct{ log *slog.Logger }
-
-func (w logWriter) Write(b []byte) (int, error) {
-	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
-		if l != "" {
-			w.log.Info("keepalived: " + l)
-		}
-	}
-	return len(b), nil
 }
 
 func (a *Agent) observe(o failover.Observation) { a.obs <- o }
@@ -669,7 +656,8 @@ func (a *Agent) step(ctx context.Context, o failover.Observation) {
 	role := s.Role
 	changed := role != a.lastRole
 	a.lastRole = role
-	breakerChanged := len(s.Takeovers) != before
+	_, reset := o.(failover.BreakerReset)
+	breakerChanged := len(s.Takeovers) != before || reset
 	a.mu.Unlock()
 	if breakerChanged {
 		a.saveBreaker(s.Takeovers)
@@ -759,13 +747,9 @@ func (a *Agent) State() api.PeerState {
 	a.mu.Lock()
 	s, p := a.s, a.p
 	a.mu.Unlock()
-	ok, why := failover.Verdict(p, s, time.Now())
-	n := 0
-	for _, t := range s.Takeovers {
-		if time.Since(t) < p.BreakerWindow {
-			n++
-		}
-	}
+	now := time.Now()
+	ok, why := failover.Verdict(p, s, now)
+	n := failover.RecentTakeovers(p, s, now)
 	return api.PeerState{Node: p.Name, Role: string(s.Role), VRRP: s.VRRP, GaleraOK: s.GaleraOK, Galera: s.GaleraDetail,
 		Verdict: ok, Reason: why, StackFailed: s.StackFailed, Breaker: s.Breaker, Maintenance: s.Maintenance, Takeovers: n}
 }
@@ -787,7 +771,8 @@ func (a *Agent) AskDemote(ctx context.Context, server int64) error {
 	return a.client.Demote(ctx, base, a.p.Self)
 }
 
-// command answers the local commands on the check socket: maintenance on|off, switchover [NODE], status.
+// command answers the local commands on the check socket: maintenance on|off, switchover [NODE], status,
+// breaker reset.
 func (a *Agent) command(ctx context.Context, verb string, args []string) string {
 	switch verb {
 	case "maintenance":
@@ -807,13 +792,23 @@ func (a *Agent) command(ctx context.Context, verb string, args []string) string 
 		if err != nil {
 			return "error " + err.Error()
 		}
-		until := time.Now().Add(a.p.FenceTimeout + a.p.QuorumGrace + 30*time.Second)
+		a.mu.Lock() // reload() writes the failover parameters under the lock
+		hold := a.p.FenceTimeout + a.p.QuorumGrace + 30*time.Second
+		a.mu.Unlock()
+		until := time.Now().Add(hold)
 		a.Switchover(target, until)
 		errs := a.broadcast(ctx, func(ctx context.Context, base string) error { return a.client.Switchover(ctx, base, target, until) })
 		return "ok switchover to " + target + " until " + until.UTC().Format(time.RFC3339) + errs
 	case "status":
 		b, _ := json.Marshal(a.State())
 		return "ok " + string(b)
+	case "breaker":
+		if len(args) != 1 || args[0] != "reset" {
+			return "error usage: breaker reset"
+		}
+		// This node only: the breaker is each node's own history.
+		a.observe(failover.BreakerReset{})
+		return "ok breaker reset on " + a.p.Name
 	}
 	return "error unknown command " + strconv.Quote(verb)
 }
@@ -882,10 +877,12 @@ func (a *Agent) saveBreaker(ts []time.Time) {
 	}
 	b, _ := json.Marshal(ts)
 	tmp := filepath.Join(dir, ".breaker.json.tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err == nil {
+	err := os.WriteFile(tmp, b, 0o644)
+	if err == nil {
 		err = os.Rename(tmp, filepath.Join(dir, "breaker.json"))
-		if err != nil {
-			a.log.Error("breaker history", "err", err)
-		}
+	}
+	if err != nil {
+		// The history in memory still counts; only a restart would forget it.
+		a.log.Error("breaker history not saved", "err", fmt.Errorf("breaker history: %w", err))
 	}
 }

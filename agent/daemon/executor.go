@@ -265,8 +265,6 @@ func (e *Executor) run(ctx context.Context, a failover.Action) {
 	}
 }
 
-// address returns the Floating IP's address: known, cached in AddressCache, or read from the API (and cached).
-// A node that boots while the API is down still removes a stale address, from the cache.
 // cachedAddress is the Floating IP's address if it is known already (no API call).
 func (e *Executor) cachedAddress() (netip.Addr, bool) {
 	e.mu.Lock()
@@ -274,6 +272,8 @@ func (e *Executor) cachedAddress() (netip.Addr, bool) {
 	return e.FloatingIP, e.FloatingIP.IsValid()
 }
 
+// address returns the Floating IP's address: known, cached in AddressCache, or read from the API (and cached).
+// A node that boots while the API is down still removes a stale address, from the cache.
 func (e *Executor) address(ctx context.Context) (netip.Addr, error) {
 	e.mu.Lock()
 	ip := e.FloatingIP

@@ -169,7 +169,7 @@ func (a *Agent) nodeStatus(context.Context) api.NodeStatus {
 		Stack:       api.StackStatus{Healthy: s.Role == failover.RoleMaster && s.StackFailed == "", Failed: s.StackFailed, Services: services},
 		Volume:      api.VolumeStatus{ID: c.Hcloud.VolumeID, Mounted: seen.Mounted, Owner: name(s.VolOwner)},
 		FloatingIP:  api.FIPStatus{ID: c.Hcloud.FloatingIPID, OnInterface: seen.Address},
-		Breaker:     api.Breaker{Tripped: s.Breaker, Takeovers: recent(s.Takeovers, p.BreakerWindow), Max: p.BreakerMax, Window: api.Duration(p.BreakerWindow)},
+		Breaker:     api.Breaker{Tripped: s.Breaker, Takeovers: failover.RecentTakeovers(p, s, time.Now()), Max: p.BreakerMax, Window: api.Duration(p.BreakerWindow)},
 		Maintenance: s.Maintenance,
 		LoopAge:     api.Duration(time.Since(loop)),
 		Transitions: a.hist.transitions(),
@@ -191,16 +191,6 @@ func (a *Agent) nodeStatus(context.Context) api.NodeStatus {
 		st.FloatingIP.Address = ip.String()
 	}
 	return st
-}
-
-func recent(ts []time.Time, window time.Duration) int {
-	n := 0
-	for _, t := range ts {
-		if time.Since(t) < window {
-			n++
-		}
-	}
-	return n
 }
 
 // snapshot is what the metrics read at each scrape.

@@ -125,6 +125,15 @@ func (b *step) apply(o Observation) {
 		b.report("info", "switchover", "handing MASTER to %s until %s", o.To, o.Until.UTC().Format(time.RFC3339))
 	case DemoteRequest:
 		b.demoteRequest(o.From)
+	case BreakerReset:
+		n := len(s.Takeovers)
+		s.Takeovers = nil
+		if s.Breaker {
+			s.Breaker = false
+			b.report("info", "breaker_reset", "reset by an operator (%d takeovers forgotten)", n)
+		} else {
+			b.report("info", "breaker_reset", "history cleared by an operator (%d takeovers forgotten; it had not tripped)", n)
+		}
 	case Observed:
 		if o.TID == s.TID {
 			b.reconcile(o)
@@ -224,17 +233,21 @@ func (b *step) vrrp(state string) {
 }
 
 // recentTakeovers counts the takeovers within the breaker window.
-func (b *step) recentTakeovers() int {
+func (b *step) recentTakeovers() int { return RecentTakeovers(b.p, b.s, b.now) }
+
+// RecentTakeovers counts the takeovers of s within the breaker window before now: what the breaker compares with
+// Params.BreakerMax.
+func RecentTakeovers(p Params, s State, now time.Time) int {
 	n := 0
-	for _, t := range b.s.Takeovers {
-		if b.now.Sub(t) < b.p.BreakerWindow {
+	for _, t := range s.Takeovers {
+		if now.Sub(t) < p.BreakerWindow {
 			n++
 		}
 	}
 	return n
 }
 
-// tryPromote checks everything that may forbid a takeover, then starts one (DESIGN.md §3, steps 1–3).
+// tryPromote checks everything that may forbid a takeover, then starts one (docs/design.md §4, steps 1–3).
 func (b *step) tryPromote() {
 	s := &b.s
 	if v, why := Verdict(b.p, *s, b.now); !v {
@@ -293,7 +306,7 @@ func (b *step) powerOff(why string) {
 	b.act(ActPowerOff, s.Old)
 }
 
-// startMove moves the Volume and the Floating IP in parallel (DESIGN.md §3, step 5); with Params.Sequential, in
+// startMove moves the Volume and the Floating IP in parallel (docs/design.md §4, step 5); with Params.Sequential, in
 // the original scripts' order instead: the Volume first (detach, attach), then the Floating IP.
 func (b *step) startMove() {
 	s := &b.s
@@ -492,7 +505,14 @@ func (b *step) nextDemoteStep() {
 	case s.Role == RoleStopped:
 		b.report("info", "stopped", "demoted; the agent stops")
 	default:
-		b.report("warning", "demoted", "now %s after %s", s.Role, b.now.Sub(s.Started).Round(time.Millisecond))
+		took := b.now.Sub(s.Started)
+		b.report("warning", "demoted", "now %s after %s", s.Role, took.Round(time.Millisecond))
+		// A peer that asked for this demotion powers the node off after fence_timeout: a demotion that needs half
+		// of it leaves too thin a margin on a slower day.
+		if b.p.FenceTimeout > 0 && took > b.p.FenceTimeout/2 {
+			b.report("warning", "demotion_slow", "the demotion took %s, more than half of failover.fence_timeout (%s): a peer may power this node off in the middle of one; raise fence_timeout",
+				took.Round(time.Millisecond), b.p.FenceTimeout)
+		}
 	}
 	// keepalived may still want this node as MASTER (its FAULT is yet to come, or the demotion was a peer's
 	// request): take it up only when the check would pass, else wait for keepalived.

@@ -228,6 +228,8 @@ func parseEvent(line string, s State) (time.Time, Observation, error) {
 		return now, o, nil
 	case "demote-request":
 		return now, DemoteRequest{From: num(kv["from"])}, nil
+	case "breaker-reset":
+		return now, BreakerReset{}, nil
 	}
 	return now, nil, fmt.Errorf("unknown observation %q", f[2])
 }

@@ -125,6 +125,10 @@ type DemoteRequest struct{ From int64 }
 // Stop is the agent shutting down: demote gracefully.
 type Stop struct{}
 
+// BreakerReset is an operator clearing the breaker: the takeover history is forgotten, and a tripped breaker lets
+// the node take MASTER again (mailcow-ha breaker reset).
+type BreakerReset struct{}
+
 // Observed is the reconcile loop's look at the world: is the Floating IP on the interface, is the Volume
 // mounted, and (when FIPKnown, read from the API now and then) where does the Floating IP route.
 // TID is the transition current when the look started: a look that began before a transition is stale.
@@ -148,6 +152,7 @@ func (Maintenance) obs()   {}
 func (Switchover) obs()    {}
 func (DemoteRequest) obs() {}
 func (Stop) obs()          {}
+func (BreakerReset) obs()  {}
 func (Observed) obs()      {}
 
 // Action kinds. The executor implements each through a small interface.

@@ -66,7 +66,7 @@ func BenchmarkTakeover(b *testing.B) {
 	}
 }
 
-// takeover is the API part of DESIGN.md §3, steps 3–5, as the executor will run it.
+// takeover is the API part of docs/design.md §4, steps 3–5, as the executor will run it.
 func takeover(ctx context.Context, c *Client, old, self int64, parallel bool) error {
 	if _, err := c.FloatingIPOwner(ctx, 2001); err != nil {
 		return err

@@ -17,7 +17,7 @@ import (
 // Kind says what to do about an error from the API.
 type Kind int
 
-// The three kinds of errors (DESIGN.md §3).
+// The three kinds of errors (docs/design.md §4).
 const (
 	// RetryFast: the resource is busy (locked, conflict) or an action is still running: try again soon.
 	RetryFast Kind = iota + 1

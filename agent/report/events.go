@@ -35,11 +35,12 @@ func Catalog() []EventInfo {
 		{"promoted", SeverityInfo, "this node is MASTER with everything: Volume, Floating IP, stack."},
 		{"demoting", SeverityWarning, "keepalived moved MASTER away: stopping mailcow, unmounting, removing the address."},
 		{"demoted", SeverityWarning, "the demotion finished; the node is BACKUP or FAULT."},
+		{"demotion_slow", SeverityWarning, "a demotion took more than half of failover.fence_timeout: a peer could power the node off in the middle of the next one."},
 		{"demote_step_failed", SeverityCritical, "a step of the demotion failed; it is retried."},
 		{"fault", SeverityWarning, "keepalived put this BACKUP into FAULT: its check fails, it is out of the election."},
 		{"fault_cleared", SeverityInfo, "the check passes again: back to BACKUP."},
 		{"breaker_tripped", SeverityCritical, "failover.breaker.max takeovers within the window already: this node refuses MASTER."},
-		{"breaker_reset", SeverityInfo, "the breaker's window passed (or its limit was raised): takeovers allowed again."},
+		{"breaker_reset", SeverityInfo, "the breaker's window passed, its limit was raised, or an operator reset it: takeovers allowed again."},
 		// Fencing.
 		{"fencing", SeverityWarning, "the old owner (the subject) did not confirm its demotion: powering it off through the API."},
 		{"peer_fenced", SeverityWarning, "the old owner (the subject) is powered off."},

@@ -1,5 +1,6 @@
 // Package report is how the agent tells the world what it does: log records as native journald entries (or text on
-// stderr), and sd_notify messages to systemd. Webhooks and metrics join it later.
+// stderr), sd_notify messages to systemd, signed webhooks with their queues, the event catalog with its journald
+// MESSAGE_IDs, and the Prometheus metrics.
 package report
 
 import (

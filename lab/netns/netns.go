@@ -6,11 +6,15 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/mailcow-ha/mailcow-ha/lab/reap"
 )
 
 // NS is a named network namespace (ip netns).
@@ -37,9 +41,18 @@ func Unique(prefix string) string {
 	return prefix + hex.EncodeToString(b)
 }
 
-// Add creates a namespace with its loopback up.
+// Add creates a namespace with its loopback up. It first removes what dead owners left behind (reap.Sweep), and
+// records the namespace as this process's (reap.Claim), so that it goes, with every process inside, even when this
+// process dies before Del.
 func Add(name string) (*NS, error) {
+	if _, err := reap.Sweep(nil); err != nil {
+		return nil, fmt.Errorf("netns: leftovers of an earlier run: %w", err)
+	}
 	if err := ip("netns", "add", name); err != nil {
+		return nil, err
+	}
+	if err := reap.Claim(reap.Netns, name, "", filepath.Base(os.Args[0])); err != nil {
+		ip("netns", "del", name)
 		return nil, err
 	}
 	n := &NS{Name: name}
@@ -51,7 +64,13 @@ func Add(name string) (*NS, error) {
 }
 
 // Del removes the namespace and, with it, every link inside.
-func (n *NS) Del() error { return ip("netns", "del", n.Name) }
+func (n *NS) Del() error {
+	if err := ip("netns", "del", n.Name); err != nil {
+		return err
+	}
+	reap.Release(reap.Netns, n.Name)
+	return nil
+}
 
 // IP runs ip -n NAME args...
 func (n *NS) IP(args ...string) error { return ip(append([]string{"-n", n.Name}, args...)...) }

@@ -19,6 +19,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/imagebuild"
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
+	"github.com/mailcow-ha/mailcow-ha/lab/reap"
 )
 
 // Addresses inside the harness's namespace (which plays Hetzner's network: the router for the public side and
@@ -77,11 +78,20 @@ type VM struct {
 	cmd    *exec.Cmd
 	qmp    *QMP
 	done   chan struct{}
+	// The console's progress: its size when last read, since when it has had that size, and the longest silence
+	// seen (for the notes on how much slower a machine may be).
+	conSize    int64
+	conSince   time.Time
+	conLongest time.Duration
 }
 
 // New makes the network namespace, the simulated project with n servers, and the Volume's file.
 func New(dir string, im *imagebuild.Image, n int, log *slog.Logger) (*Harness, error) {
-	reap(dir)
+	// An earlier run that died before its clean-up (a timeout, a signal) left its namespace with its QEMUs in it:
+	// they go first (QEMU runs inside the harness's namespace, so the namespace's record covers it).
+	if _, err := reap.Sweep(log); err != nil {
+		return nil, fmt.Errorf("vm: leftovers of an earlier run: %w", err)
+	}
 	os.RemoveAll(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -91,7 +101,6 @@ func New(dir string, im *imagebuild.Image, n int, log *slog.Logger) (*Harness, e
 	if h.NS, err = netns.Add(netns.Unique("vm")); err != nil {
 		return nil, err
 	}
-	h.remember("netns " + h.NS.Name)
 	ns := h.NS
 	must := func(args ...string) {
 		if err == nil {
@@ -155,41 +164,6 @@ func New(dir string, im *imagebuild.Image, n int, log *slog.Logger) (*Harness, e
 	h.srv = &http.Server{Handler: h.Sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go h.srv.Serve(ln)
 	return h, nil
-}
-
-// remember notes a namespace or QEMU PID in dir/harness.state, so that a run that was killed before its clean-up
-// (a timeout, a signal) is cleaned up by the next run in the same folder.
-func (h *Harness) remember(line string) {
-	f, err := os.OpenFile(filepath.Join(h.Dir, "harness.state"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err == nil {
-		fmt.Fprintln(f, line)
-		f.Close()
-	}
-}
-
-// reap ends what an earlier, interrupted run in dir left: its QEMU processes (by PID, only when that PID still runs
-// QEMU on a file of dir) and its namespace.
-func reap(dir string) {
-	b, err := os.ReadFile(filepath.Join(dir, "harness.state"))
-	if err != nil {
-		return
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		kind, val, _ := strings.Cut(line, " ")
-		switch kind {
-		case "pid":
-			var pid int
-			fmt.Sscan(val, &pid)
-			cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-			if pid > 0 && err == nil && strings.Contains(string(cmdline), "qemu-system") && strings.Contains(string(cmdline), dir) {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		case "netns":
-			if val != "" {
-				exec.Command("ip", "netns", "del", val).Run()
-			}
-		}
-	}
 }
 
 func (v *VM) tap(kind string) string { return fmt.Sprintf("%s%d", kind, v.Index) }
@@ -288,7 +262,6 @@ func (v *VM) start() error {
 	done := make(chan struct{})
 	go func() { cmd.Wait(); logf.Close(); close(done) }()
 	v.cmd, v.done, v.Booted = cmd, done, time.Now()
-	v.h.remember(fmt.Sprintf("pid %d", cmd.Process.Pid))
 	q, err := DialQMP(v.qmpPath(), 10*time.Second)
 	if err != nil {
 		cmd.Process.Kill()
@@ -371,10 +344,47 @@ var DefaultFailures = []*regexp.Regexp{
 	regexp.MustCompile(`Failed to start .*(mailcow-ha|docker|nftables|cloud-init|systemd-networkd)`),
 }
 
-// WaitConsole waits until want matches the console, a failure pattern matches, QEMU ends, or the time is up.
-func (v *VM) WaitConsole(ctx context.Context, want *regexp.Regexp, failures []*regexp.Regexp, within time.Duration) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, within)
-	defer cancel()
+// Quiet is how long the VM's console has printed nothing, as of now.
+func (v *VM) Quiet() time.Duration {
+	var size int64
+	if fi, err := os.Stat(v.Console()); err == nil {
+		size = fi.Size()
+	}
+	now := time.Now()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if size != v.conSize || v.conSince.IsZero() {
+		v.conSize, v.conSince = size, now
+	}
+	q := now.Sub(v.conSince)
+	v.conLongest = max(v.conLongest, q)
+	return q
+}
+
+// LongestQuiet is the longest the console was silent while someone waited on it.
+func (v *VM) LongestQuiet() time.Duration {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.conLongest
+}
+
+// Quiet is the shortest silence of the running VMs' consoles: how long no running VM has printed anything.
+func (h *Harness) Quiet() time.Duration {
+	q := time.Duration(-1)
+	for _, v := range h.VMs {
+		if v.Running() {
+			if vq := v.Quiet(); q < 0 || vq < q {
+				q = vq
+			}
+		}
+	}
+	return max(q, 0)
+}
+
+// WaitConsole waits until want matches the console. It fails when a failure pattern matches, QEMU ends, the
+// console printed nothing for quiet (the guest is stuck), or ctx ends. It sets no bound of its own on how long a
+// guest that makes progress may take: under emulation that is the machine's speed, not the product's.
+func (v *VM) WaitConsole(ctx context.Context, want *regexp.Regexp, failures []*regexp.Regexp, quiet time.Duration) (string, error) {
 	for {
 		text := v.ConsoleText()
 		if m := want.FindString(text); m != "" {
@@ -388,9 +398,12 @@ func (v *VM) WaitConsole(ctx context.Context, want *regexp.Regexp, failures []*r
 		if !v.Running() {
 			return "", fmt.Errorf("%s: QEMU ended before %q", v.Name, want)
 		}
+		if q := v.Quiet(); q > quiet {
+			return "", fmt.Errorf("%s: no %q, and the console printed nothing for %s", v.Name, want, q.Round(time.Second))
+		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("%s: no %q on the console within %s", v.Name, want, within)
+			return "", fmt.Errorf("%s: no %q within the test's time: %w", v.Name, want, ctx.Err())
 		case <-time.After(500 * time.Millisecond):
 		}
 	}

@@ -96,6 +96,11 @@ func harness(t *testing.T, n int) *Harness {
 			t.Logf("holding the failed VMs for %s (MAILCOW_HA_VM_HOLD), namespace %s", d, h.NS.Name)
 			time.Sleep(d)
 		}
+		for _, v := range h.VMs {
+			if q := v.LongestQuiet(); q > 0 {
+				t.Logf("%s: the longest its console was silent during a wait: %.1f s (a wait calls a guest stuck after %s)", v.Name, q.Seconds(), quiet)
+			}
+		}
 		h.Close()
 		if t.Failed() {
 			t.Logf("artefacts (consoles, QEMU logs, seeds) kept in %s", dir)
@@ -107,6 +112,23 @@ func harness(t *testing.T, n int) *Harness {
 		os.Remove(h.Volume)
 	})
 	return h
+}
+
+// quiet is how long a guest may print nothing on its console before a wait calls it stuck. The VM tests set no
+// other bound on a guest that makes progress: how fast an emulated guest goes is the machine's speed. The longest
+// silence each VM had is logged at the end of a test, to tell how much slower a machine may be.
+const quiet = 5 * time.Minute
+
+// budget is the test's own deadline: the shorter of most and go test's -timeout less three minutes, so that a
+// stuck test fails by itself with its clean-up and leaves the package's time to the tests after it.
+func budget(t *testing.T, most time.Duration) context.Context {
+	dl := time.Now().Add(most)
+	if d, ok := t.Deadline(); ok && d.Add(-3*time.Minute).Before(dl) {
+		dl = d.Add(-3 * time.Minute)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), dl)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 const clusterSecret = "vm-cluster-secret-0123456789abcdef0123456789"
@@ -155,15 +177,15 @@ func TestSingleVM(t *testing.T) {
 	if err := h.ServePeers(clusterSecret); err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	m, err := v.WaitConsole(ctx, configRead, DefaultFailures, 6*time.Minute)
+	ctx := budget(t, 15*time.Minute)
+	m, err := v.WaitConsole(ctx, configRead, DefaultFailures, quiet)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, v.ConsoleTail(60))
 	}
 	if !strings.HasSuffix(m, "node vm1") {
 		t.Errorf("the agent read another node's configuration: %q", m)
 	}
-	if _, err := v.WaitConsole(ctx, ready, DefaultFailures, 6*time.Minute); err != nil {
+	if _, err := v.WaitConsole(ctx, ready, DefaultFailures, quiet); err != nil {
 		t.Fatalf("%v\n%s", err, v.ConsoleTail(60))
 	}
 	t.Logf("vm1: READY=1 %.1f s after QEMU started", time.Since(v.Booted).Seconds())
@@ -198,15 +220,15 @@ func TestBadUserData(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ctx := context.Background()
+	ctx := budget(t, 15*time.Minute)
 	for _, c := range cases {
 		v := c.vm
-		m, err := v.WaitConsole(ctx, c.want, []*regexp.Regexp{regexp.MustCompile(`Kernel panic`), ready}, 8*time.Minute)
+		m, err := v.WaitConsole(ctx, c.want, []*regexp.Regexp{regexp.MustCompile(`Kernel panic`), ready}, quiet)
 		if err != nil {
 			t.Fatalf("%v\n%s", err, v.ConsoleTail(60))
 		}
 		t.Logf("%s: %s", v.Name, m)
-		if _, err := v.WaitConsole(ctx, regexp.MustCompile(`mailcow-ha\.service: Main process exited, code=exited, status=2`), nil, 2*time.Minute); err != nil {
+		if _, err := v.WaitConsole(ctx, regexp.MustCompile(`mailcow-ha\.service: Main process exited, code=exited, status=2`), nil, quiet); err != nil {
 			t.Errorf("%v\n%s", err, v.ConsoleTail(30))
 		}
 	}
