@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -19,13 +20,24 @@ import (
 
 // Agent runs the node agent (the systemd unit's ExecStart).
 func Agent(ctx context.Context, args []string, stdio Stdio) int {
+	return AgentWith(ctx, args, stdio, nil)
+}
+
+// AgentExtension adds flags to the agent command; the function it returns changes the agent's options after the
+// flags are parsed. The component tests' own command (test/agentdouble) hands in its test doubles this way; the
+// shipped command has none.
+type AgentExtension func(fs *flag.FlagSet) func(o *daemon.Options)
+
+// AgentWith is Agent with an extension (nil: none).
+func AgentWith(ctx context.Context, args []string, stdio Stdio, extend AgentExtension) int {
 	fs := newFlags("agent", "agent [--config PATH] [flags]", stdio)
 	src := sourceFlags(fs)
 	keepalivedBin := fs.String("keepalived", "keepalived", "keepalived binary")
 	galeraMode := fs.String("galera", "", "\"systemd\": control mariadb.service (a node); \"child\": run mariadbd as the agent's child (the lab and the tests)")
-	galeraFile := fs.String("test-galera-file", "", "test double: a file holding \"Primary Synced\" while Galera is healthy")
-	stackFile := fs.String("test-stack-file", "", "test double: a file naming the failed critical service (empty: healthy)")
-	storageDir := fs.String("test-storage-dir", "", "test double: a directory that stands for the mounted Volume")
+	var apply func(o *daemon.Options)
+	if extend != nil {
+		apply = extend(fs)
+	}
 	if code, done := parseFlags(fs, args, stdio); done {
 		return code
 	}
@@ -65,24 +77,20 @@ func Agent(ctx context.Context, args []string, stdio Stdio) int {
 			c, _, err := loadConfig(ctx, *src)
 			return c, err
 		}}
-	switch *galeraMode {
-	case "":
-	case "child":
-		o.GaleraChild = true
-	case "systemd":
-		o.GaleraSystemd = true
+	switch m := daemon.GaleraMode(*galeraMode); m {
+	case daemon.GaleraChild, daemon.GaleraSystemd:
+		o.GaleraMode = m
+	case daemon.GaleraNone:
+		if apply == nil {
+			log.Error("--galera: \"systemd\" (a node) or \"child\" (the lab)", "value", *galeraMode)
+			return ExitUsage
+		}
 	default:
 		log.Error("--galera: \"systemd\" or \"child\"", "value", *galeraMode)
 		return ExitUsage
 	}
-	if *galeraFile != "" {
-		o.Galera = daemon.FileGalera{Path: *galeraFile}
-	}
-	if *stackFile != "" {
-		o.Stack = daemon.FileStack{Path: *stackFile}
-	}
-	if *storageDir != "" {
-		o.Storage = daemon.DirStorage{Dir: *storageDir}
+	if apply != nil {
+		apply(&o)
 	}
 	if err := daemon.Run(ctx, o); err != nil {
 		log.Error("agent stopped", "err", err)

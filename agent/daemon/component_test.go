@@ -84,8 +84,9 @@ func (l *notifyLog) all() []string {
 
 const fip = "203.0.113.100"
 
-// buildAgent builds mailcow-ha into a directory that only root can write: keepalived's script security refuses
-// check scripts below world-writable directories such as /tmp.
+// buildAgent builds the agent with its test doubles (test/agentdouble: mailcow-ha plus the --test-* flags, which
+// the shipped binary does not have) and mailcow-ha-check into a directory that only root can write: keepalived's
+// script security refuses check scripts below world-writable directories such as /tmp.
 func buildAgent(t testing.TB) string {
 	t.Helper()
 	root, err := filepath.Abs("../..")
@@ -97,13 +98,13 @@ func buildAgent(t testing.TB) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	for _, cmd := range []string{"mailcow-ha", "mailcow-ha-check"} {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, cmd), "../../cmd/"+cmd).CombinedOutput()
+	for cmd, pkg := range map[string]string{"agentdouble": "../../test/agentdouble", "mailcow-ha-check": "../../cmd/mailcow-ha-check"} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, cmd), pkg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go build %s: %v\n%s", cmd, err, out)
 		}
 	}
-	return filepath.Join(dir, "mailcow-ha")
+	return filepath.Join(dir, "agentdouble")
 }
 
 func newCluster(t testing.TB, breakerMax int, realGalera ...bool) *cluster {

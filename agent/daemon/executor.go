@@ -30,6 +30,9 @@ type Cloud interface {
 	PowerOff(ctx context.Context, id int64) error
 }
 
+// The consumer owns the interface (the executor's Cloud); the adapter must keep fitting it.
+var _ Cloud = (*hcloud.Client)(nil)
+
 // Address is the Floating IP on the public interface (agent/vip.VIP).
 type Address interface {
 	Present(ip netip.Addr) (bool, error)

@@ -17,17 +17,6 @@ import (
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
 )
 
-// Cloud is what the failover executor needs from Hetzner. *Client implements it.
-type Cloud interface {
-	FloatingIPOwner(ctx context.Context, id int64) (server int64, err error)
-	AssignFloatingIP(ctx context.Context, id, server int64) error
-	Volume(ctx context.Context, id int64) (VolumeInfo, error)
-	DetachVolume(ctx context.Context, id, from int64) error
-	AttachVolume(ctx context.Context, id, to int64) error
-	ServerStatus(ctx context.Context, id int64) (string, error)
-	PowerOff(ctx context.Context, id int64) error
-}
-
 // VolumeInfo is what the agent needs to know of a Volume.
 type VolumeInfo struct {
 	ID          int64
@@ -66,8 +55,6 @@ type Client struct {
 	log  *slog.Logger
 	opts Options
 }
-
-var _ Cloud = (*Client)(nil)
 
 // New returns a client. The token is handed to hcloud-go and kept nowhere else.
 func New(o Options) (*Client, error) {

@@ -1,4 +1,4 @@
-package daemon
+package main
 
 import (
 	"context"
@@ -10,9 +10,9 @@ import (
 	"strings"
 )
 
-// Test doubles for the integrations whose issues are still open (Galera, the mailcow stack, the Volume on the
-// node). Each is driven by files, so that a test or an operator can flip its state from outside the agent. They
-// are selected with the agent's --test-* flags only.
+// Test doubles for Galera, the mailcow stack and the Volume, for the agent's component tests. Each is driven by
+// files, so that a test can flip its state from outside the agent. They live in this test-only command and never
+// in the shipped one: DirStorage's "mount" is a file, and a real stack must never start on it.
 
 // FileGalera reports Primary and Synced while its file holds "Primary Synced"; anything else, or no file, is
 // reported as not Primary.

@@ -1,0 +1,160 @@
+package daemon
+
+// The local Galera member (or garbd arbitrator) as the agent runs it, and its answer to peers.
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/config"
+	"github.com/mailcow-ha/mailcow-ha/agent/galera"
+	"github.com/mailcow-ha/mailcow-ha/agent/report"
+)
+
+// startGalera renders my.cnf, prepares the datadir and keeps the local member up: galera.Manager decides how to
+// start it (with the peers' reports), and when mariadbd dies the manager runs again.
+func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.WaitGroup) (galera.Control, error) {
+	c := a.c
+	var members []string
+	var peers []string
+	bases := map[string]string{}
+	for _, m := range c.Cluster.Nodes {
+		members = append(members, m.PrivateIP)
+		if m.Name != self.Name && !m.IsArbitrator() {
+			peers = append(peers, m.Name)
+			bases[m.Name] = "http://" + net.JoinHostPort(m.PrivateIP, strconv.Itoa(c.API.PeerPort))
+		}
+	}
+	// Under mariadb.service mariadbd logs to the journal (journalctl -u mariadb, persistent on the image) beside the
+	// agent's own story; as the agent's child it keeps a file in its datadir.
+	errorLog := filepath.Join(c.Galera.DataDir, "mariadb-error.log")
+	if a.o.GaleraMode == GaleraSystemd {
+		errorLog = ""
+	}
+	conf, err := galera.Render(galera.Spec{ClusterName: c.Cluster.Name, NodeName: self.Name, NodeIP: self.PrivateIP,
+		Members: members, DataDir: c.Galera.DataDir, Socket: c.Galera.Socket,
+		PidFile:   filepath.Join(filepath.Dir(c.Galera.Socket), "mysqld.pid"),
+		ErrorLog:  errorLog,
+		GroupPort: c.Galera.GroupPort, ISTPort: c.Galera.ISTPort, SSTPort: c.Galera.SSTPort, SSTMethod: c.Galera.SSTMethod})
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(c.Galera.ConfigFile), 0o755); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if err := os.WriteFile(c.Galera.ConfigFile, conf, 0o644); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	var srv galera.Control
+	if a.o.GaleraMode == GaleraSystemd {
+		// mariadb.service reads the drop-in through /etc/mysql/my.cnf; the appliance image prepares the datadir.
+		srv = &galera.Systemd{DataDir: c.Galera.DataDir}
+	} else {
+		child := &galera.Server{DefaultsFile: c.Galera.ConfigFile, DataDir: c.Galera.DataDir, Output: newLogWriter(a.log, "mariadbd")}
+		if err := child.InitDataDir(ctx, "mysql"); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		srv = child
+	}
+	owner := config.SecretFiles{Owner: a.o.SecretOwner}
+	a.mgr = &galera.Manager{
+		Name: self.Name, Bootstrap: self.Bootstrap, Peers: peers, Server: srv, Socket: c.Galera.Socket, Log: a.log,
+		Ask: func(ctx context.Context, peer string) (galera.Report, error) {
+			return a.client.GaleraReport(ctx, bases[peer])
+		},
+		Alert:    func(event, detail string) { a.alert(event, report.SeverityCritical, "", 0, detail, nil) },
+		Progress: func() { a.o.Notifier.ExtendTimeout(30 * time.Second) },
+		OnFirstBootstrap: func(ctx context.Context) error {
+			pw, err := owner.ReadSecret(c.Galera.PasswordFile)
+			if err != nil {
+				return fmt.Errorf("galera.password_file: %w", err)
+			}
+			db, err := galera.Open(c.Galera.Socket)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			return galera.CreateMailcowDB(ctx, db, "mailcow", "mailcow", pw.Reveal())
+		},
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		degraded := false
+		for ctx.Err() == nil {
+			if err := a.mgr.Run(ctx); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				a.log.Error("galera: could not bring the member up; trying again in 5s", "err", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(5 * time.Second):
+				}
+				continue
+			}
+			if degraded {
+				a.alert("galera_recovered", report.SeverityInfo, "", 0, "galera: mariadbd is back and Synced", nil)
+				degraded = false
+			} else {
+				a.log.Info("galera: member Synced")
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-srv.Done():
+				a.mgr.Down()
+				degraded = true
+				a.alert("galera_degraded", report.SeverityWarning, "", 0, "galera: mariadbd exited; bringing it up again", nil)
+			}
+		}
+	}()
+	return srv, nil
+}
+
+// runArbitrator is the whole agent of an arbitrator node: garbd, kept running, and nothing else. It never
+// bootstraps and never becomes MASTER (it runs no keepalived).
+func runArbitrator(ctx context.Context, c config.Config, self config.Member, o Options, alerts *report.Alerter) error {
+	var members []string
+	for _, m := range c.Cluster.Nodes {
+		if !m.IsArbitrator() {
+			members = append(members, m.PrivateIP)
+		}
+	}
+	g := &galera.Arbitrator{ClusterName: c.Cluster.Name, NodeName: self.Name, NodeIP: self.PrivateIP,
+		Members: members, GroupPort: c.Galera.GroupPort, Output: newLogWriter(o.Log, "garbd")}
+	o.Notifier.Ready("arbitrator: garbd")
+	for {
+		if err := g.Start(); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			g.Stop(30 * time.Second)
+			return nil
+		case <-g.Done():
+			o.Log.Error("garbd exited; restarting it in 5s", "event", "galera_degraded", "severity", "warning")
+			alerts.Send(report.Event{Event: "galera_degraded", Severity: report.SeverityWarning, Message: "garbd exited; restarting it in 5s"})
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+// GaleraReport implements the peer API's Galera question.
+func (a *Agent) GaleraReport(ctx context.Context) galera.Report {
+	if a.mgr == nil {
+		return galera.Report{Node: a.c.Node.Name}
+	}
+	return a.mgr.Report(ctx)
+}

@@ -1,0 +1,64 @@
+package daemon
+
+// SIGHUP: the configuration read again and applied where it can be live.
+
+import (
+	"os"
+	"slices"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/config"
+	"github.com/mailcow-ha/mailcow-ha/agent/report"
+)
+
+// reload re-reads the configuration (SIGHUP) and applies what can change while running.
+func (a *Agent) reload() {
+	if a.o.LoadConfig == nil {
+		return
+	}
+	c, err := a.o.LoadConfig()
+	if err != nil {
+		a.alert("config_invalid", report.SeverityCritical, "", 0, "reload: configuration refused, keeping the running one: "+err.Error(), nil)
+		return
+	}
+	self, _ := c.Self()
+	if c.Node.Name != a.c.Node.Name || self.ServerID != a.p.Self || c.Cluster.Name != a.c.Cluster.Name ||
+		len(c.Cluster.Nodes) != len(a.c.Cluster.Nodes) || !sameAPI(c.API, a.c.API) {
+		a.log.Warn("reload: the node, the cluster's membership or the API settings changed: restart the agent to apply them")
+	}
+	a.mu.Lock()
+	a.p.CheckGrace, a.p.QuorumGrace = c.Failover.CheckGrace.D(), c.Failover.QuorumGrace.D()
+	a.p.FenceTimeout, a.p.BreakerMax, a.p.BreakerWindow = c.Failover.FenceTimeout.D(), c.Failover.Breaker.Max, c.Failover.Breaker.Window.D()
+	a.p.Sequential = c.Failover.Sequential
+	a.c.Failover, a.c.Keepalived = c.Failover, c.Keepalived
+	for i := range a.c.Cluster.Nodes {
+		if m, ok := c.Member(a.c.Cluster.Nodes[i].Name); ok {
+			a.c.Cluster.Nodes[i].Priority = m.Priority
+		}
+	}
+	cur := a.c
+	a.mu.Unlock()
+	a.exec.SetFenceTimeout(c.Failover.FenceTimeout.D())
+	changed, err := a.writeKeepalivedConfig(cur)
+	if err != nil {
+		a.log.Error("reload: keepalived configuration", "err", err)
+		return
+	}
+	if changed && a.ka != nil {
+		if err := a.ka.Reload(); err != nil {
+			a.log.Error("reload: keepalived", "err", err)
+			return
+		}
+		a.alert("config_reloaded", report.SeverityInfo, "", 0, "reload: configuration applied; keepalived reloaded", nil)
+		return
+	}
+	a.alert("config_reloaded", report.SeverityInfo, "", 0, "reload: configuration applied", nil)
+}
+
+func isExecutable(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+}
+
+func sameAPI(x, y config.API) bool {
+	return slices.Equal(x.Listen, y.Listen) && x.PeerPort == y.PeerPort && x.Socket == y.Socket
+}
