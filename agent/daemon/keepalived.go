@@ -43,8 +43,9 @@ func (a *Agent) startKeepalived(ctx context.Context, wg *sync.WaitGroup) (*keepa
 				return
 			case e := <-events:
 				a.log.Info("keepalived transition", "vrrp_state", e.State, "priority", e.Priority)
-				if e.State == failover.VRRPMaster || e.State == failover.VRRPBackup || e.State == failover.VRRPFault || e.State == failover.VRRPStop {
-					a.observe(failover.VRRP{State: e.State})
+				switch st := failover.VRRPState(e.State); st {
+				case failover.VRRPMaster, failover.VRRPBackup, failover.VRRPFault, failover.VRRPStop:
+					a.observe(failover.VRRP{State: st})
 				}
 			}
 		}

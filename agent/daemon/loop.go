@@ -165,7 +165,11 @@ func (a *Agent) step(ctx context.Context, o failover.Observation) {
 	a.mu.Unlock()
 	if changed || ready {
 		ok, why := failover.Verdict(p, s, now)
-		status := fmt.Sprintf("%s; check %s: %s", role, map[bool]string{true: "ok", false: "failing"}[ok], why)
+		check := "failing"
+		if ok {
+			check = "ok"
+		}
+		status := fmt.Sprintf("%s; check %s: %s", role, check, why)
 		if ready {
 			a.o.Notifier.Ready(status)
 		} else {
@@ -197,5 +201,5 @@ func (a *Agent) report(act failover.Action) {
 	peer := a.p.Peers[act.Server]
 	role := string(a.s.Role)
 	a.mu.Unlock()
-	a.alert(act.Event, act.Severity, peer, act.TID, act.Detail, map[string]string{"role": role})
+	a.alert(act.Event, string(act.Severity), peer, act.TID, act.Detail, map[string]string{"role": role})
 }

@@ -45,7 +45,7 @@ func (a *Agent) State() api.PeerState {
 	now := time.Now()
 	ok, why := failover.Verdict(p, s, now)
 	n := failover.RecentTakeovers(p, s, now)
-	return api.PeerState{Node: p.Name, Role: string(s.Role), VRRP: s.VRRP, GaleraOK: s.GaleraOK, Galera: s.GaleraDetail,
+	return api.PeerState{Node: p.Name, Role: string(s.Role), VRRP: string(s.VRRP), GaleraOK: s.GaleraOK, Galera: s.GaleraDetail,
 		Verdict: ok, Reason: why, StackFailed: s.StackFailed, Breaker: s.Breaker, Maintenance: s.Maintenance, Takeovers: n}
 }
 

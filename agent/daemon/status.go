@@ -89,12 +89,12 @@ func (h *history) done(d failover.Done, at time.Time) {
 	delete(h.started, key)
 	took := at.Sub(start)
 	if d.Err == "" {
-		h.metrics.Phase(d.Action, took)
+		h.metrics.Phase(string(d.Action), took)
 	}
 	for i := len(h.list) - 1; i >= 0; i-- {
 		if h.list[i].ID == d.TID {
 			t := &h.list[i]
-			t.Phases = append(t.Phases, api.Phase{Name: d.Action, Start: api.Duration(start.Sub(t.Started)), Took: api.Duration(took), Err: d.Err})
+			t.Phases = append(t.Phases, api.Phase{Name: string(d.Action), Start: api.Duration(start.Sub(t.Started)), Took: api.Duration(took), Err: d.Err})
 			return
 		}
 	}
@@ -163,7 +163,7 @@ func (a *Agent) nodeStatus(context.Context) api.NodeStatus {
 		return "server " + strconv.FormatInt(id, 10)
 	}
 	st := api.NodeStatus{
-		Node: p.Name, Cluster: c.Cluster.Name, ServerID: p.Self, Role: string(s.Role), VRRP: s.VRRP,
+		Node: p.Name, Cluster: c.Cluster.Name, ServerID: p.Self, Role: string(s.Role), VRRP: string(s.VRRP),
 		Verdict: ok, Reason: why,
 		Galera:      api.GaleraStatus{OK: s.GaleraOK, Detail: s.GaleraDetail},
 		Stack:       api.StackStatus{Healthy: s.Role == failover.RoleMaster && s.StackFailed == "", Failed: s.StackFailed, Services: services},

@@ -9,12 +9,14 @@ import (
 // State is everything the brain remembers. It is a value: Step never changes the State it is given.
 type State struct {
 	Role  Role
-	VRRP  string // keepalived's last reported state
-	TID   int    // the current transition's id
-	Phase string // the step of the current transition
+	VRRP  VRRPState // keepalived's last reported state
+	TID   int       // the current transition's id
+	Phase Phase     // the step of the current transition
+	// Retry: the demotion's current step failed and is issued again at the next tick.
+	Retry bool
 	// Takeover in progress.
 	Old, VolOwner, FIPOwner int64     // servers found by ReadOwners
-	VolPhase, FIPPhase      string    // the two parallel branches of the move; "" when done
+	VolPhase, FIPPhase      Branch    // the two parallel branches of the move; "" when done
 	FenceDeadline           time.Time //
 	Started                 time.Time // when the transition started
 	// Demotion in progress.
@@ -60,16 +62,16 @@ type step struct {
 	out []Action
 }
 
-func (b *step) act(kind string, server int64) {
+func (b *step) act(kind ActionKind, server int64) {
 	b.out = append(b.out, Action{Kind: kind, TID: b.s.TID, Server: server})
 }
 
-func (b *step) report(severity, event, format string, args ...any) {
+func (b *step) report(severity Severity, event, format string, args ...any) {
 	b.reportPeer(0, severity, event, format, args...)
 }
 
 // reportPeer reports an event about a peer (its server id goes into the action).
-func (b *step) reportPeer(server int64, severity, event, format string, args ...any) {
+func (b *step) reportPeer(server int64, severity Severity, event, format string, args ...any) {
 	b.out = append(b.out, Action{Kind: ActReport, TID: b.s.TID, Server: server, Severity: severity, Event: event, Detail: fmt.Sprintf(format, args...)})
 }
 
@@ -87,13 +89,13 @@ func (b *step) apply(o Observation) {
 	case Stack:
 		b.stack(o.Failed)
 	case Owners:
-		if o.TID == s.TID && s.Role == RolePromoting && s.Phase == "owners" {
+		if o.TID == s.TID && s.Role == RolePromoting && s.Phase == PhaseOwners {
 			b.owners(o)
 		}
 	case PeerAnswer:
-		if o.TID == s.TID && s.Role == RolePromoting && s.Phase == "fence_ask" && o.Server == s.Old {
+		if o.TID == s.TID && s.Role == RolePromoting && s.Phase == PhaseFenceAsk && o.Server == s.Old {
 			if o.Demoted {
-				b.reportPeer(s.Old, "info", "peer_demoted", "%s confirmed its demotion", b.name(s.Old))
+				b.reportPeer(s.Old, SevInfo, "peer_demoted", "%s confirmed its demotion", b.name(s.Old))
 				b.startMove()
 			} else {
 				b.powerOff(fmt.Sprintf("%s did not confirm its demotion: %s", b.name(s.Old), o.Err))
@@ -106,8 +108,11 @@ func (b *step) apply(o Observation) {
 	case Maintenance:
 		if s.Maintenance != o.On {
 			s.Maintenance = o.On
-			b.report("warning", map[bool]string{true: "maintenance_on", false: "maintenance_off"}[o.On],
-				"%s", map[bool]string{true: "automatic actions paused", false: "automatic actions resumed"}[o.On])
+			if o.On {
+				b.report(SevWarning, "maintenance_on", "automatic actions paused")
+			} else {
+				b.report(SevWarning, "maintenance_off", "automatic actions resumed")
+			}
 			if !o.On {
 				// Catch up with what keepalived said meanwhile.
 				b.vrrp(s.VRRP)
@@ -116,13 +121,13 @@ func (b *step) apply(o Observation) {
 	case Switchover:
 		if o.To == "" {
 			if s.SwitchTo != "" {
-				b.report("info", "switchover_done", "%s is MASTER: the hand-over hold ends", s.SwitchTo)
+				b.report(SevInfo, "switchover_done", "%s is MASTER: the hand-over hold ends", s.SwitchTo)
 			}
 			s.SwitchTo, s.SwitchUntil = "", time.Time{}
 			return
 		}
 		s.SwitchTo, s.SwitchUntil = o.To, o.Until
-		b.report("info", "switchover", "handing MASTER to %s until %s", o.To, o.Until.UTC().Format(time.RFC3339))
+		b.report(SevInfo, "switchover", "handing MASTER to %s until %s", o.To, o.Until.UTC().Format(time.RFC3339))
 	case DemoteRequest:
 		b.demoteRequest(o.From)
 	case BreakerReset:
@@ -130,9 +135,9 @@ func (b *step) apply(o Observation) {
 		s.Takeovers = nil
 		if s.Breaker {
 			s.Breaker = false
-			b.report("info", "breaker_reset", "reset by an operator (%d takeovers forgotten)", n)
+			b.report(SevInfo, "breaker_reset", "reset by an operator (%d takeovers forgotten)", n)
 		} else {
-			b.report("info", "breaker_reset", "history cleared by an operator (%d takeovers forgotten; it had not tripped)", n)
+			b.report(SevInfo, "breaker_reset", "history cleared by an operator (%d takeovers forgotten; it had not tripped)", n)
 		}
 	case Observed:
 		if o.TID == s.TID {
@@ -140,7 +145,7 @@ func (b *step) apply(o Observation) {
 		}
 	case Stop:
 		if s.Role != RoleStopped {
-			b.report("info", "stopping", "agent stopping: demoting")
+			b.report(SevInfo, "stopping", "agent stopping: demoting")
 			b.startDemote(RoleDemoting, RoleStopped, "agent stop")
 		}
 	}
@@ -163,7 +168,7 @@ func (b *step) tick() {
 	}
 	if s.Breaker && b.recentTakeovers() < b.p.BreakerMax {
 		s.Breaker = false
-		b.report("info", "breaker_reset", "fewer than %d takeovers within the last %s", b.p.BreakerMax, b.p.BreakerWindow)
+		b.report(SevInfo, "breaker_reset", "fewer than %d takeovers within the last %s", b.p.BreakerMax, b.p.BreakerWindow)
 	}
 	if !s.RefuseUntil.IsZero() && !b.now.Before(s.RefuseUntil) {
 		s.RefuseUntil, s.RefuseWhy = time.Time{}, ""
@@ -172,10 +177,10 @@ func (b *step) tick() {
 		s.SwitchTo, s.SwitchUntil = "", time.Time{}
 	}
 	switch {
-	case s.Role == RolePromoting && s.Phase == "fence_ask" && !b.now.Before(s.FenceDeadline):
+	case s.Role == RolePromoting && s.Phase == PhaseFenceAsk && !b.now.Before(s.FenceDeadline):
 		b.powerOff(fmt.Sprintf("%s did not confirm its demotion within %s", b.name(s.Old), b.p.FenceTimeout))
 	case s.Role == RoleMaster && !s.GaleraBadSince.IsZero() && b.now.Sub(s.GaleraBadSince) >= b.p.QuorumGrace && !s.Maintenance:
-		b.report("critical", "quorum_timeout", "out of the Primary component for %s: demoting", b.now.Sub(s.GaleraBadSince))
+		b.report(SevCritical, "quorum_timeout", "out of the Primary component for %s: demoting", b.now.Sub(s.GaleraBadSince))
 		b.startDemote(RoleDemoting, RoleFault, "quorum lost beyond grace")
 	case (s.Role == RoleBackup || s.Role == RoleFault) && s.VRRP == VRRPMaster && s.RefuseUntil.IsZero() && !s.Breaker && !s.Maintenance:
 		// keepalived still wants us as MASTER after a refusal that has expired: try again.
@@ -185,13 +190,13 @@ func (b *step) tick() {
 	}
 }
 
-func (b *step) vrrp(state string) {
+func (b *step) vrrp(state VRRPState) {
 	s := &b.s
 	prev := s.VRRP
 	s.VRRP = state
 	if s.Maintenance {
 		if prev != state {
-			b.report("warning", "vrrp_ignored", "keepalived says %s; maintenance: no action", state)
+			b.report(SevWarning, "vrrp_ignored", "keepalived says %s; maintenance: no action", state)
 		}
 		return
 	}
@@ -207,20 +212,20 @@ func (b *step) vrrp(state string) {
 		}
 		switch s.Role {
 		case RoleMaster:
-			b.report("warning", "demoting", "keepalived says %s", state)
-			b.startDemote(RoleDemoting, after, "keepalived "+state)
+			b.report(SevWarning, "demoting", "keepalived says %s", state)
+			b.startDemote(RoleDemoting, after, "keepalived "+string(state))
 		case RolePromoting:
-			b.report("critical", "failover_cancelled", "keepalived says %s during the takeover at %s: undoing", state, s.Phase)
+			b.report(SevCritical, "failover_cancelled", "keepalived says %s during the takeover at %s: undoing", state, s.Phase)
 			b.act(ActCancel, 0)
 			b.startDemote(RoleDemoting, after, "takeover cancelled")
 		case RoleFault, RoleBackup:
 			// A FAULT for a reason the check knows (quorum, stack, breaker…) was reported with that reason; one
 			// while the check passes is keepalived's own (its interface is down, or the check timed out).
 			if ok, _ := Verdict(b.p, *s, b.now); ok && s.Role == RoleBackup && after == RoleFault {
-				b.report("warning", "fault", "keepalived says %s while the check passes: its interface is down or the check timed out", state)
+				b.report(SevWarning, "fault", "keepalived says %s while the check passes: its interface is down or the check timed out", state)
 				s.FaultReported = true
 			} else if s.FaultReported && after == RoleBackup {
-				b.report("info", "fault_cleared", "keepalived says BACKUP: standing by again")
+				b.report(SevInfo, "fault_cleared", "keepalived says BACKUP: standing by again")
 				s.FaultReported = false
 			}
 			s.Role = after
@@ -252,22 +257,22 @@ func (b *step) tryPromote() {
 	s := &b.s
 	if v, why := Verdict(b.p, *s, b.now); !v {
 		s.Role = RoleFault
-		b.report("warning", "takeover_refused", "%s", why)
+		b.report(SevWarning, "takeover_refused", "%s", why)
 		return
 	}
 	if b.recentTakeovers() >= b.p.BreakerMax {
 		s.Breaker, s.Role = true, RoleFault
-		b.report("critical", "breaker_tripped", "%d takeovers within %s already: refusing until the window passes",
+		b.report(SevCritical, "breaker_tripped", "%d takeovers within %s already: refusing until the window passes",
 			b.recentTakeovers(), b.p.BreakerWindow)
 		return
 	}
 	s.TID++
-	s.Role, s.Phase, s.Started, s.Reason = RolePromoting, "owners", b.now, "keepalived MASTER"
+	s.Role, s.Phase, s.Started, s.Reason = RolePromoting, PhaseOwners, b.now, "keepalived MASTER"
 	s.Old, s.VolOwner, s.FIPOwner, s.VolPhase, s.FIPPhase = 0, 0, 0, "", ""
 	s.Takeovers = append(s.Takeovers, b.now)
 	// Keep only what the window can still count.
 	s.Takeovers = slices.DeleteFunc(s.Takeovers, func(t time.Time) bool { return b.now.Sub(t) >= b.p.BreakerWindow })
-	b.report("info", "failover_started", "keepalived elected this node MASTER")
+	b.report(SevInfo, "failover_started", "keepalived elected this node MASTER")
 	b.act(ActReadOwners, 0)
 }
 
@@ -289,20 +294,20 @@ func (b *step) owners(o Owners) {
 	case fipPeer:
 		s.Old = o.FloatingIP
 	case o.FloatingIP != 0 && o.FloatingIP != b.p.Self:
-		b.report("warning", "unexpected_owner", "the Floating IP routes to server %d, which is not in this cluster: taking it", o.FloatingIP)
+		b.report(SevWarning, "unexpected_owner", "the Floating IP routes to server %d, which is not in this cluster: taking it", o.FloatingIP)
 	}
 	if s.Old == 0 {
 		b.startMove()
 		return
 	}
-	s.Phase, s.FenceDeadline = "fence_ask", b.now.Add(b.p.FenceTimeout)
+	s.Phase, s.FenceDeadline = PhaseFenceAsk, b.now.Add(b.p.FenceTimeout)
 	b.act(ActAskDemote, s.Old)
 }
 
 func (b *step) powerOff(why string) {
 	s := &b.s
-	s.Phase = "fence_poweroff"
-	b.reportPeer(s.Old, "warning", "fencing", "%s: powering it off", why)
+	s.Phase = PhaseFencePowerOff
+	b.reportPeer(s.Old, SevWarning, "fencing", "%s: powering it off", why)
 	b.act(ActPowerOff, s.Old)
 }
 
@@ -310,19 +315,19 @@ func (b *step) powerOff(why string) {
 // the original scripts' order instead: the Volume first (detach, attach), then the Floating IP.
 func (b *step) startMove() {
 	s := &b.s
-	s.Phase = "move"
+	s.Phase = PhaseMove
 	switch s.VolOwner {
 	case b.p.Self:
-		s.VolPhase = ""
+		s.VolPhase = BranchDone
 	case 0:
-		s.VolPhase = "attach"
+		s.VolPhase = BranchAttach
 		b.act(ActAttachVolume, 0)
 	default:
-		s.VolPhase = "detach"
+		s.VolPhase = BranchDetach
 		b.act(ActDetachVolume, s.VolOwner)
 	}
-	if b.p.Sequential && s.VolPhase != "" {
-		s.FIPPhase = "queued"
+	if b.p.Sequential && s.VolPhase != BranchDone {
+		s.FIPPhase = BranchQueued
 	} else {
 		b.startFIP()
 	}
@@ -333,18 +338,18 @@ func (b *step) startMove() {
 func (b *step) startFIP() {
 	s := &b.s
 	if s.FIPOwner == b.p.Self {
-		s.FIPPhase = "address"
+		s.FIPPhase = BranchAddress
 		b.act(ActAddAddress, 0)
 	} else {
-		s.FIPPhase = "assign"
+		s.FIPPhase = BranchAssign
 		b.act(ActAssignFIP, 0)
 	}
 }
 
 func (b *step) afterMove() {
 	s := &b.s
-	if s.Phase == "move" && s.VolPhase == "" && s.FIPPhase == "" {
-		s.Phase = "mount"
+	if s.Phase == PhaseMove && s.VolPhase == BranchDone && s.FIPPhase == BranchDone {
+		s.Phase = PhaseMount
 		b.act(ActMount, 0)
 	}
 }
@@ -355,53 +360,53 @@ func (b *step) done(o Done) {
 	case RolePromoting:
 		if o.Err != "" {
 			if o.Action == ActPowerOff {
-				b.reportPeer(s.Old, "critical", "fence_failed", "could not power off %s: %s", b.name(s.Old), o.Err)
+				b.reportPeer(s.Old, SevCritical, "fence_failed", "could not power off %s: %s", b.name(s.Old), o.Err)
 			}
-			b.abort(o.Kind, o.Action, o.Err)
+			b.abort(o.Kind, string(o.Action), o.Err)
 			return
 		}
 		switch {
-		case o.Action == ActPowerOff && s.Phase == "fence_poweroff":
-			b.reportPeer(s.Old, "warning", "peer_fenced", "%s is powered off", b.name(s.Old))
+		case o.Action == ActPowerOff && s.Phase == PhaseFencePowerOff:
+			b.reportPeer(s.Old, SevWarning, "peer_fenced", "%s is powered off", b.name(s.Old))
 			b.startMove()
-		case o.Action == ActDetachVolume && s.VolPhase == "detach":
-			s.VolPhase = "attach"
+		case o.Action == ActDetachVolume && s.VolPhase == BranchDetach:
+			s.VolPhase = BranchAttach
 			b.act(ActAttachVolume, 0)
-		case o.Action == ActAttachVolume && s.VolPhase == "attach":
-			s.VolPhase = ""
-			if s.FIPPhase == "queued" {
+		case o.Action == ActAttachVolume && s.VolPhase == BranchAttach:
+			s.VolPhase = BranchDone
+			if s.FIPPhase == BranchQueued {
 				b.startFIP()
 			}
 			b.afterMove()
-		case o.Action == ActAssignFIP && s.FIPPhase == "assign":
-			s.FIPPhase = "address"
+		case o.Action == ActAssignFIP && s.FIPPhase == BranchAssign:
+			s.FIPPhase = BranchAddress
 			b.act(ActAddAddress, 0)
-		case o.Action == ActAddAddress && s.FIPPhase == "address":
-			s.FIPPhase = ""
+		case o.Action == ActAddAddress && s.FIPPhase == BranchAddress:
+			s.FIPPhase = BranchDone
 			b.afterMove()
-		case o.Action == ActMount && s.Phase == "mount":
-			s.Phase = "start"
+		case o.Action == ActMount && s.Phase == PhaseMount:
+			s.Phase = PhaseStart
 			b.act(ActStartStack, 0)
-		case o.Action == ActStartStack && s.Phase == "start":
+		case o.Action == ActStartStack && s.Phase == PhaseStart:
 			s.Role, s.Phase = RoleMaster, ""
 			s.StackFailed, s.StackBadSince = "", time.Time{}
 			if s.Old != 0 {
-				b.reportPeer(s.Old, "info", "failover_succeeded", "took over from %s in %s", b.name(s.Old), b.now.Sub(s.Started).Round(time.Millisecond))
+				b.reportPeer(s.Old, SevInfo, "failover_succeeded", "took over from %s in %s", b.name(s.Old), b.now.Sub(s.Started).Round(time.Millisecond))
 			}
-			b.report("info", "promoted", "MASTER after %s", b.now.Sub(s.Started).Round(time.Millisecond))
+			b.report(SevInfo, "promoted", "MASTER after %s", b.now.Sub(s.Started).Round(time.Millisecond))
 		}
 	case RoleMaster, RoleBackup, RoleFault:
 		if o.Err != "" {
-			b.report("warning", "reconcile_failed", "%s: %s", o.Action, o.Err)
+			b.report(SevWarning, "reconcile_failed", "%s: %s", o.Action, o.Err)
 		}
 	case RoleDemoting, RoleBooting:
-		if o.Action != s.Phase {
+		if Phase(o.Action) != s.Phase || s.Retry {
 			return
 		}
 		if o.Err != "" {
 			// Stay in this step; the next tick retries it. Never go on to unmount a Volume that is still in use.
-			b.report("critical", "demote_step_failed", "%s: %s (retrying)", o.Action, o.Err)
-			s.Phase = "retry_" + o.Action
+			b.report(SevCritical, "demote_step_failed", "%s: %s (retrying)", o.Action, o.Err)
+			s.Retry = true
 			return
 		}
 		b.nextDemoteStep()
@@ -413,22 +418,35 @@ func (b *step) done(o Done) {
 // stale address or mount. In maintenance it only reports.
 func (b *step) reconcile(o Observed) {
 	s := &b.s
-	type drift struct{ sev, event, detail, act string }
+	// A drift's remedy: demote (and refuse MASTER for a while), clean up (a demotion that keeps the role), or one
+	// action.
+	type remedy int
+	const (
+		demote remedy = iota
+		cleanup
+		action
+	)
+	type drift struct {
+		sev           Severity
+		event, detail string
+		fix           remedy
+		act           ActionKind
+	}
 	var d []drift
 	switch s.Role {
 	case RoleMaster:
 		if o.FIPKnown && o.FIPOwner != b.p.Self {
-			d = append(d, drift{"critical", "floating_ip_moved", fmt.Sprintf("the Floating IP routes to %s: demoting", b.name(o.FIPOwner)), "demote"})
+			d = append(d, drift{SevCritical, "floating_ip_moved", fmt.Sprintf("the Floating IP routes to %s: demoting", b.name(o.FIPOwner)), demote, ""})
 		} else if !o.Mounted {
-			d = append(d, drift{"critical", "volume_unmounted", "the Volume is not mounted under the running stack: demoting", "demote"})
+			d = append(d, drift{SevCritical, "volume_unmounted", "the Volume is not mounted under the running stack: demoting", demote, ""})
 		} else if !o.Address {
-			d = append(d, drift{"warning", "address_missing", "the Floating IP is not on the interface: adding it again", ActAddAddress})
+			d = append(d, drift{SevWarning, "address_missing", "the Floating IP is not on the interface: adding it again", action, ActAddAddress})
 		}
 	case RoleBackup, RoleFault:
 		if o.Mounted {
-			d = append(d, drift{"warning", "stale_mount", "the Volume is mounted on a node that is not MASTER: stopping and unmounting", "cleanup"})
+			d = append(d, drift{SevWarning, "stale_mount", "the Volume is mounted on a node that is not MASTER: stopping and unmounting", cleanup, ""})
 		} else if o.Address {
-			d = append(d, drift{"warning", "stale_address", "the Floating IP is on the interface of a node that is not MASTER: removing it", ActRemoveAddr})
+			d = append(d, drift{SevWarning, "stale_address", "the Floating IP is on the interface of a node that is not MASTER: removing it", action, ActRemoveAddr})
 		}
 	}
 	for _, x := range d {
@@ -437,14 +455,14 @@ func (b *step) reconcile(o Observed) {
 			continue
 		}
 		b.report(x.sev, x.event, "%s", x.detail)
-		switch x.act {
-		case "demote":
+		switch x.fix {
+		case demote:
 			// Refuse MASTER for a while, so that keepalived moves it and this node does not fight for it.
 			s.RefuseUntil, s.RefuseWhy = b.now.Add(b.apiBackoff()), x.event
 			b.startDemote(RoleDemoting, RoleFault, x.event)
-		case "cleanup":
+		case cleanup:
 			b.startDemote(RoleDemoting, s.Role, x.event)
-		default:
+		case action:
 			b.act(x.act, 0)
 		}
 	}
@@ -459,7 +477,7 @@ func (b *step) abort(kind ErrKind, step, err string) {
 	if kind == ErrRetrySlow {
 		event = "api_unavailable"
 	}
-	b.report("critical", event, "%s: %s (%s); refusing MASTER for %s", step, err, kind, b.apiBackoff())
+	b.report(SevCritical, event, "%s: %s (%s); refusing MASTER for %s", step, err, kind, b.apiBackoff())
 	b.act(ActCancel, 0)
 	b.startDemote(RoleDemoting, RoleFault, "takeover failed")
 }
@@ -472,25 +490,25 @@ func (b *step) apiBackoff() time.Duration {
 }
 
 // demoteSteps is the reverse of the takeover, each step guarded by the executor.
-var demoteSteps = []string{ActStopStack, ActUnmount, ActRemoveAddr}
+var demoteSteps = []ActionKind{ActStopStack, ActUnmount, ActRemoveAddr}
 
 // startDemote begins the demotion (or the boot cleanup) as a new transition.
 func (b *step) startDemote(role, after Role, why string) {
 	s := &b.s
 	s.TID++
 	s.Role, s.After, s.Started = role, after, b.now
-	s.Phase = demoteSteps[0]
-	s.VolPhase, s.FIPPhase = "", ""
+	s.Phase, s.Retry = Phase(demoteSteps[0]), false
+	s.VolPhase, s.FIPPhase = BranchDone, BranchDone
 	s.Reason = why
 	b.act(demoteSteps[0], 0)
 }
 
 func (b *step) nextDemoteStep() {
 	s := &b.s
-	i := slices.Index(demoteSteps, s.Phase)
+	i := slices.Index(demoteSteps, ActionKind(s.Phase))
 	if i >= 0 && i+1 < len(demoteSteps) {
-		s.Phase = demoteSteps[i+1]
-		b.act(s.Phase, 0)
+		s.Phase = Phase(demoteSteps[i+1])
+		b.act(demoteSteps[i+1], 0)
 		return
 	}
 	wasBoot := s.Role == RoleBooting
@@ -501,16 +519,16 @@ func (b *step) nextDemoteStep() {
 	}
 	switch {
 	case wasBoot:
-		b.report("info", "ready", "cleanup done: standing by as BACKUP")
+		b.report(SevInfo, "ready", "cleanup done: standing by as BACKUP")
 	case s.Role == RoleStopped:
-		b.report("info", "stopped", "demoted; the agent stops")
+		b.report(SevInfo, "stopped", "demoted; the agent stops")
 	default:
 		took := b.now.Sub(s.Started)
-		b.report("warning", "demoted", "now %s after %s", s.Role, took.Round(time.Millisecond))
+		b.report(SevWarning, "demoted", "now %s after %s", s.Role, took.Round(time.Millisecond))
 		// A peer that asked for this demotion powers the node off after fence_timeout: a demotion that needs half
 		// of it leaves too thin a margin on a slower day.
 		if b.p.FenceTimeout > 0 && took > b.p.FenceTimeout/2 {
-			b.report("warning", "demotion_slow", "the demotion took %s, more than half of failover.fence_timeout (%s): a peer may power this node off in the middle of one; raise fence_timeout",
+			b.report(SevWarning, "demotion_slow", "the demotion took %s, more than half of failover.fence_timeout (%s): a peer may power this node off in the middle of one; raise fence_timeout",
 				took.Round(time.Millisecond), b.p.FenceTimeout)
 		}
 	}
@@ -526,9 +544,9 @@ func (b *step) nextDemoteStep() {
 // retryDemote re-issues a failed demotion step on the next tick.
 func (b *step) retryDemote() bool {
 	s := &b.s
-	if (s.Role == RoleDemoting || s.Role == RoleBooting) && len(s.Phase) > 6 && s.Phase[:6] == "retry_" {
-		s.Phase = s.Phase[6:]
-		b.act(s.Phase, 0)
+	if (s.Role == RoleDemoting || s.Role == RoleBooting) && s.Retry {
+		s.Retry = false
+		b.act(ActionKind(s.Phase), 0)
 		return true
 	}
 	return false
@@ -536,7 +554,7 @@ func (b *step) retryDemote() bool {
 
 func (b *step) demoteRequest(from int64) {
 	s := &b.s
-	b.reportPeer(from, "warning", "demote_requested", "%s asks this node to demote", b.name(from))
+	b.reportPeer(from, SevWarning, "demote_requested", "%s asks this node to demote", b.name(from))
 	s.YieldUntil = b.now.Add(b.p.FenceTimeout)
 	switch s.Role {
 	case RoleMaster, RolePromoting:
@@ -575,7 +593,7 @@ func (b *step) galera(g Galera) {
 	s.GaleraOK = ok
 	if ok {
 		if !s.GaleraBadSince.IsZero() {
-			b.report("info", "quorum_regained", "galera %s", g.Detail)
+			b.report(SevInfo, "quorum_regained", "galera %s", g.Detail)
 		}
 		s.GaleraBadSince = time.Time{}
 		return
@@ -584,7 +602,7 @@ func (b *step) galera(g Galera) {
 	if !s.GaleraUnknownSince.IsZero() {
 		s.GaleraBadSince = s.GaleraUnknownSince
 	}
-	b.report("warning", "quorum_lost", "galera %s", g.Detail)
+	b.report(SevWarning, "quorum_lost", "galera %s", g.Detail)
 }
 
 func (b *step) stack(failed string) {
@@ -594,7 +612,7 @@ func (b *step) stack(failed string) {
 	}
 	if failed == "" {
 		if s.Role == RoleMaster {
-			b.report("info", "stack_recovered", "%s is healthy again after %s", s.StackFailed, b.now.Sub(s.StackBadSince))
+			b.report(SevInfo, "stack_recovered", "%s is healthy again after %s", s.StackFailed, b.now.Sub(s.StackBadSince))
 		}
 		s.StackFailed, s.StackBadSince = "", time.Time{}
 		return
@@ -604,7 +622,7 @@ func (b *step) stack(failed string) {
 	}
 	s.StackFailed = failed
 	if s.Role == RoleMaster {
-		b.report("warning", "stack_degraded", "%s is down; the check fails after %s", failed, b.p.CheckGrace)
+		b.report(SevWarning, "stack_degraded", "%s is down; the check fails after %s", failed, b.p.CheckGrace)
 	}
 }
 

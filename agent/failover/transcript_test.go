@@ -94,8 +94,11 @@ func replay(src string) (string, error) {
 			}
 			v, why := Verdict(p, s, now)
 			phase := ""
-			if s.Phase != "" {
-				phase = " " + s.Phase
+			if s.Phase != PhaseNone {
+				phase = " " + string(s.Phase)
+				if s.Retry {
+					phase = " retry_" + string(s.Phase)
+				}
 			}
 			fmt.Fprintf(&out, "= %s%s verdict=%v %q\n", s.Role, phase, v, why)
 		default:
@@ -190,7 +193,7 @@ func parseEvent(line string, s State) (time.Time, Observation, error) {
 	case "stop":
 		return now, Stop{}, nil
 	case "vrrp":
-		return now, VRRP{State: arg(0)}, nil
+		return now, VRRP{State: VRRPState(arg(0))}, nil
 	case "galera":
 		return now, Galera{Primary: arg(0) == "ok", Synced: arg(0) == "ok", Unknown: arg(0) == "unknown", Detail: strings.Join(args[min(1, len(args)):], " ")}, nil
 	case "stack":
@@ -206,9 +209,9 @@ func parseEvent(line string, s State) (time.Time, Observation, error) {
 	case "peer":
 		return now, PeerAnswer{TID: tid, Server: num(arg(0)), Demoted: arg(1) == "demoted", Err: arg(2)}, nil
 	case "done":
-		return now, Done{TID: tid, Action: arg(0)}, nil
+		return now, Done{TID: tid, Action: ActionKind(arg(0))}, nil
 	case "failed":
-		return now, Done{TID: tid, Action: arg(0), Kind: ErrKind(arg(1)), Err: arg(2)}, nil
+		return now, Done{TID: tid, Action: ActionKind(arg(0)), Kind: ErrKind(arg(1)), Err: arg(2)}, nil
 	case "maintenance":
 		return now, Maintenance{On: arg(0) == "on"}, nil
 	case "switchover":

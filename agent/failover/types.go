@@ -41,12 +41,54 @@ const (
 	RoleStopped   Role = "stopped"   // the agent stops
 )
 
-// VRRP states as keepalived reports them on its notify fifo.
+// VRRPState is keepalived's state as it reports it on its notify fifo.
+type VRRPState string
+
+// VRRP states.
 const (
-	VRRPMaster = "MASTER"
-	VRRPBackup = "BACKUP"
-	VRRPFault  = "FAULT"
-	VRRPStop   = "STOP"
+	VRRPMaster VRRPState = "MASTER"
+	VRRPBackup VRRPState = "BACKUP"
+	VRRPFault  VRRPState = "FAULT"
+	VRRPStop   VRRPState = "STOP"
+)
+
+// Phase is the step a transition is at. A takeover goes owners → fence_ask (→ fence_poweroff) → move → mount →
+// start; a demotion's phases are its actions (stop_stack, unmount, remove_address).
+type Phase string
+
+// Phases of a takeover.
+const (
+	PhaseNone          Phase = ""
+	PhaseOwners        Phase = "owners"
+	PhaseFenceAsk      Phase = "fence_ask"
+	PhaseFencePowerOff Phase = "fence_poweroff"
+	PhaseMove          Phase = "move"
+	PhaseMount         Phase = "mount"
+	PhaseStart         Phase = "start"
+)
+
+// Branch is where one of the move's two parallel branches is: the Volume's (detach → attach) and the Floating
+// IP's (queued → assign → address); "" when it is done.
+type Branch string
+
+// Branches.
+const (
+	BranchDone    Branch = ""
+	BranchDetach  Branch = "detach"
+	BranchAttach  Branch = "attach"
+	BranchQueued  Branch = "queued" // the original order: the Floating IP after the Volume
+	BranchAssign  Branch = "assign"
+	BranchAddress Branch = "address"
+)
+
+// Severity is how urgent a reported event is.
+type Severity string
+
+// Severities.
+const (
+	SevInfo     Severity = "info"
+	SevWarning  Severity = "warning"
+	SevCritical Severity = "critical"
 )
 
 // ErrKind mirrors the hcloud adapter's error kinds without importing it.
@@ -70,7 +112,7 @@ type Boot struct{}
 type Tick struct{}
 
 // VRRP is a keepalived state transition from the notify fifo.
-type VRRP struct{ State string }
+type VRRP struct{ State VRRPState }
 
 // Galera is the local Galera node's state.
 type Galera struct {
@@ -104,7 +146,7 @@ type PeerAnswer struct {
 // Done reports the outcome of one action of a transition.
 type Done struct {
 	TID    int
-	Action string // the action's Kind
+	Action ActionKind // the action's Kind
 	Err    string
 	Kind   ErrKind
 }
@@ -155,33 +197,36 @@ func (Stop) obs()          {}
 func (BreakerReset) obs()  {}
 func (Observed) obs()      {}
 
+// ActionKind is what an action does.
+type ActionKind string
+
 // Action kinds. The executor implements each through a small interface.
 const (
-	ActReadOwners   = "read_owners"   // read the Floating IP's and the Volume's owners from the API
-	ActAskDemote    = "ask_demote"    // ask a peer's agent to demote and confirm (peer API)
-	ActPowerOff     = "poweroff"      // fence a peer through the API and wait for off
-	ActDetachVolume = "detach_volume" // detach the Volume from Server
-	ActAttachVolume = "attach_volume" // attach the Volume here and wait for the device
-	ActAssignFIP    = "assign_fip"    // assign the Floating IP here
-	ActAddAddress   = "add_address"   // add the Floating IP to the public interface, send gratuitous ARP / NA
-	ActMount        = "mount"         // fsck if needed, mount, check the marker
-	ActStartStack   = "start_stack"   // start mailcow, wait for the critical services
-	ActStopStack    = "stop_stack"    // stop mailcow, disable its restart policy
-	ActUnmount      = "unmount"       //
-	ActRemoveAddr   = "remove_address"
-	ActConfirm      = "confirm_demote" // answer a peer's demote request
-	ActCancel       = "cancel"         // cancel the running actions of transition TID
-	ActReport       = "report"         // journal + webhook event
+	ActReadOwners   ActionKind = "read_owners"   // read the Floating IP's and the Volume's owners from the API
+	ActAskDemote    ActionKind = "ask_demote"    // ask a peer's agent to demote and confirm (peer API)
+	ActPowerOff     ActionKind = "poweroff"      // fence a peer through the API and wait for off
+	ActDetachVolume ActionKind = "detach_volume" // detach the Volume from Server
+	ActAttachVolume ActionKind = "attach_volume" // attach the Volume here and wait for the device
+	ActAssignFIP    ActionKind = "assign_fip"    // assign the Floating IP here
+	ActAddAddress   ActionKind = "add_address"   // add the Floating IP to the public interface, send gratuitous ARP / NA
+	ActMount        ActionKind = "mount"         // fsck if needed, mount, check the marker
+	ActStartStack   ActionKind = "start_stack"   // start mailcow, wait for the critical services
+	ActStopStack    ActionKind = "stop_stack"    // stop mailcow, disable its restart policy
+	ActUnmount      ActionKind = "unmount"       //
+	ActRemoveAddr   ActionKind = "remove_address"
+	ActConfirm      ActionKind = "confirm_demote" // answer a peer's demote request
+	ActCancel       ActionKind = "cancel"         // cancel the running actions of transition TID
+	ActReport       ActionKind = "report"         // journal + webhook event
 )
 
 // Action is one thing for the executor to do, tagged with its transition id.
 type Action struct {
-	Kind     string
+	Kind     ActionKind
 	TID      int
-	Server   int64  // poweroff, ask_demote, detach_volume, confirm_demote
-	Event    string // report: the event name
-	Severity string // report: info, warning, critical
-	Detail   string // report: what happened
+	Server   int64    // poweroff, ask_demote, detach_volume, confirm_demote
+	Event    string   // report: the event name
+	Severity Severity // report: info, warning, critical
+	Detail   string   // report: what happened
 }
 
 // String renders the action for transcripts and logs.

@@ -40,7 +40,7 @@ func TestCatalog(t *testing.T) {
 // is reported somewhere.
 func TestCatalogCoversTheCode(t *testing.T) {
 	patterns := []*regexp.Regexp{
-		regexp.MustCompile(`"(info|warning|critical)", "([a-z_]+)"`),                                // brain: report(sev, event, …), drift{sev, event, …}
+		regexp.MustCompile(`Sev(Info|Warning|Critical), "([a-z_]+)"`),                               // brain: report(sev, event, …), drift{sev, event, …}
 		regexp.MustCompile(`alert\("([a-z_]+)", report\.Severity(Info|Warning|Critical)`),           // daemon: a.alert(event, severity, …)
 		regexp.MustCompile(`Event: "([a-z_]+)", Severity: report\.Severity(Info|Warning|Critical)`), // daemon: alerts.Send(Event{…})
 		regexp.MustCompile(`(?:event :?= |: )"((?:failover_failed|api_unavailable|maintenance_on|maintenance_off))"`),
@@ -68,7 +68,7 @@ func TestCatalogCoversTheCode(t *testing.T) {
 				var name, sev string
 				switch i {
 				case 0:
-					sev, name = m[1], m[2]
+					sev, name = strings.ToLower(m[1]), m[2]
 				case 1, 2:
 					name, sev = m[1], strings.ToLower(m[2])
 				default:
