@@ -111,6 +111,10 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 		fmt.Fprint(stdio.Stdout, r.Out)
 		return r.Code
 	}
+	usage := func(msg string) int {
+		fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha lab "+msg)
+		return ExitUsage
+	}
 	switch sub {
 	case "up":
 		return labUp(ctx, d, *nodes, *stub, stdio)
@@ -119,33 +123,55 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 	case "down":
 		return labDown(d, stdio)
 	case "status":
-		if *jsonOut {
-			return call(lab.Request{Cmd: "status", Args: []string{"--json"}}, 30*time.Second)
-		}
-		return call(lab.Request{Cmd: "status"}, 30*time.Second)
+		return call(lab.Request{Cmd: lab.CmdStatus, JSON: *jsonOut}, 30*time.Second)
 	case "kill":
 		if len(pos) != 1 || *how == "" {
-			fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha lab kill NODE --how power|link|agent|keepalived|db|postfix|postfix-restart|isolate|hang")
-			return ExitUsage
+			return usage("kill NODE --how power|link|agent|keepalived|db|postfix|postfix-restart|isolate|hang")
 		}
-		return call(lab.Request{Cmd: "kill", Args: []string{pos[0], *how}}, 30*time.Second)
-	case "start", "partition", "heal", "send-mail", "check-mail", "failover", "maintenance":
-		return call(lab.Request{Cmd: sub, Args: pos}, 10*time.Minute)
+		return call(lab.Request{Cmd: lab.CmdKill, Node: pos[0], How: *how}, 30*time.Second)
+	case "start":
+		if len(pos) != 1 {
+			return usage("start NODE")
+		}
+		return call(lab.Request{Cmd: lab.CmdStart, Node: pos[0]}, 10*time.Minute)
+	case "partition":
+		a, b, ok := strings.Cut(strings.Join(pos, " "), "/")
+		split := func(s string) []string {
+			return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
+		}
+		if !ok || len(split(a)) == 0 || len(split(b)) == 0 {
+			return usage("partition n1 / n2,n3")
+		}
+		return call(lab.Request{Cmd: lab.CmdPartition, A: split(a), B: split(b)}, 10*time.Minute)
+	case "heal", "check-mail", "failover":
+		if len(pos) != 0 {
+			return usage(sub)
+		}
+		return call(lab.Request{Cmd: lab.Command(sub)}, 10*time.Minute)
+	case "send-mail":
+		n := 1
+		if len(pos) > 1 {
+			return usage("send-mail [N]")
+		}
+		if len(pos) == 1 {
+			var err error
+			if n, err = strconv.Atoi(pos[0]); err != nil || n < 1 {
+				return usage("send-mail [N]: N is a number of mails, not " + strconv.Quote(pos[0]))
+			}
+		}
+		return call(lab.Request{Cmd: lab.CmdSendMail, Count: n}, 10*time.Minute)
+	case "maintenance":
+		if len(pos) != 1 || (pos[0] != "on" && pos[0] != "off") {
+			return usage("maintenance on|off")
+		}
+		return call(lab.Request{Cmd: lab.CmdMaintenance, On: pos[0] == "on"}, 10*time.Minute)
 	case "alerts":
-		args := []string{""}
-		if *since > 0 {
-			args[0] = since.String()
-		}
-		if *jsonOut {
-			args = append(args, "--json")
-		}
-		return call(lab.Request{Cmd: "alerts", Args: args}, 30*time.Second)
+		return call(lab.Request{Cmd: lab.CmdAlerts, Since: *since, JSON: *jsonOut}, 30*time.Second)
 	case "bench":
-		if len(pos) != 1 || pos[0] != "failover" {
-			fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha lab bench failover [--runs N]")
-			return ExitUsage
+		if len(pos) != 1 || pos[0] != "failover" || *runs < 1 {
+			return usage("bench failover [--runs N]")
 		}
-		return call(lab.Request{Cmd: "bench", Args: []string{strconv.Itoa(*runs)}}, time.Duration(*runs)*10*time.Minute)
+		return call(lab.Request{Cmd: lab.CmdBench, Count: *runs}, time.Duration(*runs)*10*time.Minute)
 	case "exec":
 		return labExec(d, pos, cmdArgs, stdio)
 	case "sweep":
@@ -168,7 +194,7 @@ func indexOf(s []string, v string) int {
 
 // labUp starts the supervisor in the background and waits until the lab has a MASTER.
 func labUp(ctx context.Context, dir string, nodes int, stub string, stdio Stdio) int {
-	if _, err := lab.Call(dir, lab.Request{Cmd: "status"}, 5*time.Second); err == nil {
+	if _, err := lab.Call(dir, lab.Request{Cmd: lab.CmdStatus}, 5*time.Second); err == nil {
 		fmt.Fprintf(stdio.Stderr, "a lab already runs in %s (mailcow-ha lab down first)\n", dir)
 		return ExitFailure
 	}
@@ -204,7 +230,7 @@ func labUp(ctx context.Context, dir string, nodes int, stub string, stdio Stdio)
 	go func() { exited <- cmd.Wait() }()
 	fmt.Fprintf(stdio.Stdout, "lab: supervisor pid %d, log %s\n", cmd.Process.Pid, logPath)
 	for {
-		if _, err := lab.Call(dir, lab.Request{Cmd: "status"}, 5*time.Second); err == nil {
+		if _, err := lab.Call(dir, lab.Request{Cmd: lab.CmdStatus}, 5*time.Second); err == nil {
 			break
 		}
 		select {
@@ -217,13 +243,13 @@ func labUp(ctx context.Context, dir string, nodes int, stub string, stdio Stdio)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-	r, err := lab.Call(dir, lab.Request{Cmd: "wait-master", Args: []string{"240s"}}, 5*time.Minute)
+	r, err := lab.Call(dir, lab.Request{Cmd: lab.CmdWaitMaster, Within: 240 * time.Second}, 5*time.Minute)
 	if err != nil || r.Code != 0 {
 		fmt.Fprintf(stdio.Stderr, "lab: no MASTER: %v %s", err, r.Out)
 		return ExitFailure
 	}
 	fmt.Fprintf(stdio.Stdout, "lab: up with MASTER %s after %s\n", strings.TrimSpace(r.Out), time.Since(began).Round(100*time.Millisecond))
-	r, _ = lab.Call(dir, lab.Request{Cmd: "status"}, 30*time.Second)
+	r, _ = lab.Call(dir, lab.Request{Cmd: lab.CmdStatus}, 30*time.Second)
 	fmt.Fprint(stdio.Stdout, r.Out)
 	return ExitOK
 }
@@ -291,7 +317,7 @@ func signalContext(ctx context.Context) (context.Context, context.CancelFunc) {
 // what lab.json names (a crashed supervisor).
 func labDown(dir string, stdio Stdio) int {
 	info, ierr := lab.ReadInfo(dir)
-	r, err := lab.Call(dir, lab.Request{Cmd: "down"}, 30*time.Second)
+	r, err := lab.Call(dir, lab.Request{Cmd: lab.CmdDown}, 30*time.Second)
 	if err == nil {
 		fmt.Fprint(stdio.Stdout, r.Out)
 		for i := 0; i < 600 && ierr == nil && !lab.Gone(info.PID); i++ {

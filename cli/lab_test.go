@@ -27,3 +27,33 @@ func TestLabUsage(t *testing.T) {
 		t.Fatalf("lab down without a lab: %d %q", code, out)
 	}
 }
+
+// The lab's arguments are checked before anything reaches the supervisor: a bad number or word is a usage error
+// that names it, never a silent default.
+func TestLabArguments(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"send-mail", "ten"}, `N is a number of mails, not "ten"`},
+		{[]string{"send-mail", "0"}, `not "0"`},
+		{[]string{"partition", "n1"}, "partition n1 / n2,n3"},
+		{[]string{"partition", "n1", "/"}, "partition n1 / n2,n3"},
+		{[]string{"maintenance", "maybe"}, "maintenance on|off"},
+		{[]string{"start"}, "start NODE"},
+		{[]string{"heal", "now"}, "lab heal"},
+		{[]string{"bench", "failover", "--runs", "0"}, "bench failover [--runs N]"},
+	} {
+		code, _, errOut := run(t, "", append(append([]string{"lab"}, c.args...), "--dir", dir)...)
+		if code != ExitUsage || !strings.Contains(errOut, c.want) {
+			t.Errorf("lab %v: %d %q, want a usage error with %q", c.args, code, errOut, c.want)
+		}
+	}
+	// Well-formed, they reach for the supervisor (none runs here).
+	for _, args := range [][]string{{"send-mail", "3"}, {"partition", "n1", "/", "n2,n3"}, {"maintenance", "on"}, {"alerts", "--since", "5m", "--json"}} {
+		if code, _, errOut := run(t, "", append(append([]string{"lab"}, args...), "--dir", dir)...); code != ExitFailure || !strings.Contains(errOut, "no lab running") {
+			t.Errorf("lab %v: %d %q", args, code, errOut)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,8 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/lab/reap"
@@ -21,10 +20,38 @@ import (
 // The supervisor (`mailcow-ha lab supervise`) owns the lab and answers the other lab commands on a unix socket in
 // the lab directory, one JSON request per connection.
 
-// Request is one command to the supervisor.
+// Command names a request to the supervisor.
+type Command string
+
+// The supervisor's commands (mailcow-ha lab's, less those that need no supervisor).
+const (
+	CmdStatus      Command = "status"
+	CmdWaitMaster  Command = "wait-master"
+	CmdKill        Command = "kill"
+	CmdStart       Command = "start"
+	CmdPartition   Command = "partition"
+	CmdHeal        Command = "heal"
+	CmdSendMail    Command = "send-mail"
+	CmdCheckMail   Command = "check-mail"
+	CmdBench       Command = "bench"
+	CmdFailover    Command = "failover"
+	CmdMaintenance Command = "maintenance"
+	CmdAlerts      Command = "alerts"
+	CmdDown        Command = "down"
+)
+
+// Request is one command to the supervisor, its arguments typed; the command line parses them (cli/lab.go).
 type Request struct {
-	Cmd  string   `json:"cmd"`
-	Args []string `json:"args"`
+	Cmd    Command       `json:"cmd"`
+	Node   string        `json:"node,omitempty"`   // kill, start
+	How    string        `json:"how,omitempty"`    // kill: power, link, agent, …
+	A      []string      `json:"a,omitempty"`      // partition: one side
+	B      []string      `json:"b,omitempty"`      // partition: the other side
+	Count  int           `json:"count,omitempty"`  // send-mail: mails (default 1); bench: runs (default 5)
+	Within time.Duration `json:"within,omitempty"` // wait-master (default 180 s)
+	Since  time.Duration `json:"since,omitempty"`  // alerts: only those received within (0: all)
+	On     bool          `json:"on,omitempty"`     // maintenance
+	JSON   bool          `json:"json,omitempty"`   // status, alerts
 }
 
 // Reply is its answer.
@@ -93,7 +120,7 @@ func (l *Lab) Serve(ctx context.Context) error {
 			var out bytes.Buffer
 			code := l.Do(ctx, req, &out)
 			json.NewEncoder(c).Encode(Reply{Code: code, Out: out.String()})
-			if req.Cmd == "down" {
+			if req.Cmd == CmdDown {
 				cancel()
 			}
 		}()
@@ -104,46 +131,41 @@ func (l *Lab) Serve(ctx context.Context) error {
 func (l *Lab) Do(ctx context.Context, req Request, w io.Writer) int {
 	fail := func(err error) int { fmt.Fprintln(w, err); return 1 }
 	node := func() (*Node, error) {
-		if len(req.Args) == 0 {
+		if req.Node == "" {
 			return nil, errors.New("name a node")
 		}
-		n := l.Node(req.Args[0])
+		n := l.Node(req.Node)
 		if n == nil {
-			return nil, fmt.Errorf("no node %q", req.Args[0])
+			return nil, fmt.Errorf("no node %q", req.Node)
 		}
 		return n, nil
 	}
 	switch req.Cmd {
-	case "status":
+	case CmdStatus:
 		s := l.Status(ctx)
-		if len(req.Args) > 0 && req.Args[0] == "--json" {
+		if req.JSON {
 			b, _ := json.MarshalIndent(s, "", "  ")
 			fmt.Fprintf(w, "%s\n", b)
 		} else {
 			s.Print(w)
 		}
-	case "wait-master":
-		within := 180 * time.Second
-		if len(req.Args) > 0 {
-			if d, err := time.ParseDuration(req.Args[0]); err == nil {
-				within = d
-			}
-		}
+	case CmdWaitMaster:
+		within := cmp.Or(req.Within, 180*time.Second)
 		m, err := l.WaitSettled(ctx, within)
 		if err != nil {
 			return fail(err)
 		}
 		fmt.Fprintln(w, m)
-	case "kill":
+	case CmdKill:
 		n, err := node()
-		if err != nil || len(req.Args) < 2 {
+		if err != nil || req.How == "" {
 			return fail(errors.Join(err, errors.New("usage: kill NODE HOW")))
 		}
-		if err := n.Kill(ctx, req.Args[1]); err != nil {
+		if err := n.Kill(ctx, req.How); err != nil {
 			return fail(err)
 		}
-		fmt.Fprintf(w, "%s: %s\n", n.Name, req.Args[1])
-	case "start":
+		fmt.Fprintf(w, "%s: %s\n", n.Name, req.How)
+	case CmdStart:
 		n, err := node()
 		if err != nil {
 			return fail(err)
@@ -158,26 +180,19 @@ func (l *Lab) Do(ctx context.Context, req Request, w io.Writer) int {
 			return fail(err)
 		}
 		fmt.Fprintf(w, "%s: powered on\n", n.Name)
-	case "partition":
-		a, b, ok := strings.Cut(strings.Join(req.Args, " "), "/")
-		if !ok {
+	case CmdPartition:
+		if len(req.A) == 0 || len(req.B) == 0 {
 			return fail(errors.New("usage: partition n1 / n2,n3"))
 		}
-		split := func(s string) []string {
-			return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
-		}
-		if err := l.Partition(split(a), split(b)); err != nil {
+		if err := l.Partition(req.A, req.B); err != nil {
 			return fail(err)
 		}
-		fmt.Fprintf(w, "partitioned %v from %v\n", split(a), split(b))
-	case "heal":
+		fmt.Fprintf(w, "partitioned %v from %v\n", req.A, req.B)
+	case CmdHeal:
 		l.Heal()
 		fmt.Fprintln(w, "healed")
-	case "send-mail":
-		n := 1
-		if len(req.Args) > 0 {
-			n, _ = strconv.Atoi(req.Args[0])
-		}
+	case CmdSendMail:
+		n := cmp.Or(req.Count, 1)
 		ok, err := l.SendMail(ctx, n)
 		fmt.Fprintf(w, "sent %d, acknowledged %d\n", n, ok)
 		if err != nil {
@@ -186,7 +201,7 @@ func (l *Lab) Do(ctx context.Context, req Request, w io.Writer) int {
 		if ok < n {
 			return 1
 		}
-	case "check-mail":
+	case CmdCheckMail:
 		acked, missing, err := l.CheckMail(ctx)
 		if err != nil {
 			return fail(err)
@@ -198,17 +213,13 @@ func (l *Lab) Do(ctx context.Context, req Request, w io.Writer) int {
 		if len(missing) > 0 {
 			return 1
 		}
-	case "bench":
-		runs := 5
-		if len(req.Args) > 0 {
-			runs, _ = strconv.Atoi(req.Args[0])
-		}
-		r, err := l.BenchFailover(ctx, runs, w)
+	case CmdBench:
+		r, err := l.BenchFailover(ctx, cmp.Or(req.Count, 5), w)
 		if err != nil {
 			return fail(err)
 		}
 		r.Print(w)
-	case "failover":
+	case CmdFailover:
 		tl, err := l.Failover(ctx, "power")
 		if err != nil {
 			return fail(err)
@@ -217,26 +228,19 @@ func (l *Lab) Do(ctx context.Context, req Request, w io.Writer) int {
 		// The new master's last reports reach the receiver a moment after its first banner.
 		l.Alerts.WaitAlerts(tl.Killed, 5*time.Second, Want{Event: "promoted", Node: tl.New})
 		fmt.Fprintf(w, "\nwebhook alerts since the kill (signed, verified by the lab's receiver):\n%s", FormatAlerts(l.Alerts.Since(tl.Killed), tl.Killed))
-	case "maintenance":
-		if len(req.Args) != 1 || (req.Args[0] != "on" && req.Args[0] != "off") {
-			return fail(errors.New("usage: maintenance on|off"))
-		}
-		ans, err := l.Maintenance(req.Args[0] == "on")
+	case CmdMaintenance:
+		ans, err := l.Maintenance(req.On)
 		if err != nil {
 			return fail(err)
 		}
 		fmt.Fprintln(w, ans)
-	case "alerts":
+	case CmdAlerts:
 		var since time.Time
-		if len(req.Args) > 0 && req.Args[0] != "" {
-			d, err := time.ParseDuration(req.Args[0])
-			if err != nil {
-				return fail(fmt.Errorf("alerts --since: %w", err))
-			}
-			since = time.Now().Add(-d)
+		if req.Since > 0 {
+			since = time.Now().Add(-req.Since)
 		}
 		as := l.Alerts.Since(since)
-		if len(req.Args) > 1 && req.Args[1] == "--json" {
+		if req.JSON {
 			b, _ := json.MarshalIndent(as, "", "  ")
 			fmt.Fprintf(w, "%s\n", b)
 			return 0
@@ -249,7 +253,7 @@ func (l *Lab) Do(ctx context.Context, req Request, w io.Writer) int {
 		if n := l.Alerts.Rejected(); n > 0 {
 			fmt.Fprintf(w, "%d deliveries failed the signature or schema check\n", n)
 		}
-	case "down":
+	case CmdDown:
 		fmt.Fprintln(w, "lab going down")
 	default:
 		return fail(fmt.Errorf("unknown lab command %q", req.Cmd))
