@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/mailcow-ha/mailcow-ha/agent/config"
 )
 
 // Config is the portal's configuration: its own TOML file, or the [signup] table of the agent's file.
@@ -35,15 +36,8 @@ type Config struct {
 	PerNet         float64  `toml:"per_64_per_hour"` // per /64 (IPv6) or /24 (IPv4) and hour
 }
 
-// Duration is a TOML duration string.
-type Duration time.Duration
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	*d = Duration(v)
-	return err
-}
+// Duration is a TOML duration string such as "10m"; it is the agent configuration's type (one copy of the code).
+type Duration = config.Duration
 
 // DefaultConfig is the configuration before the file is read.
 func DefaultConfig() Config {

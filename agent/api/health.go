@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/config"
 )
 
 // NodeStatus is the public /status document: read-only, with no secrets, for operators, `mailcow-ha status`,
@@ -81,18 +83,8 @@ type Phase struct {
 	Err   string   `json:"error,omitempty"`
 }
 
-// Duration marshals as a Go duration string ("1.5s").
-type Duration time.Duration
-
-// MarshalText implements encoding.TextMarshaler.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	*d = Duration(v)
-	return err
-}
+// Duration marshals as a Go duration string ("1.5s"); it is the configuration's type (one copy of the code).
+type Duration = config.Duration
 
 // StaleLoop is how old the reconcile loop's last run may be before the node counts as unhealthy.
 const StaleLoop = 15 * time.Second
