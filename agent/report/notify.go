@@ -75,7 +75,5 @@ func (n Notifier) Stopping(status string) (bool, error) {
 	return n.Send("STOPPING=1", "STATUS="+oneLine(status))
 }
 
-// WatchdogInterval returns how often to pet the watchdog (half of WatchdogSec), or 0 when it is off.
-func (n Notifier) WatchdogInterval() time.Duration { return n.watchdog / 2 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }

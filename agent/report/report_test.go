@@ -198,15 +198,15 @@ func TestNotifier(t *testing.T) {
 	check(sent, err, map[string]string{"EXTEND_TIMEOUT_USEC": "90000000"})
 	sent, err = n.Stopping("demoting")
 	check(sent, err, map[string]string{"STOPPING": "1", "STATUS": "demoting"})
-	if d := n.WatchdogInterval(); d != time.Second {
-		t.Errorf("WatchdogInterval = %v, want 1s", d)
+	if n.watchdog != 2*time.Second {
+		t.Errorf("watchdog = %v, want 2s (WATCHDOG_USEC)", n.watchdog)
 	}
 
 	// A watchdog meant for another process is not ours; a bad value is an error that names it.
 	t.Setenv("WATCHDOG_USEC", "2000000")
 	t.Setenv("WATCHDOG_PID", "1")
-	if n, err := NotifierFromEnv(); err != nil || n.WatchdogInterval() != 0 {
-		t.Errorf("another PID's watchdog: %v %v", n.WatchdogInterval(), err)
+	if n, err := NotifierFromEnv(); err != nil || n.watchdog != 0 {
+		t.Errorf("another PID's watchdog: %v %v", n.watchdog, err)
 	}
 	t.Setenv("WATCHDOG_USEC", "soon")
 	t.Setenv("WATCHDOG_PID", "")
