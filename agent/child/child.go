@@ -4,6 +4,7 @@
 package child
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -101,5 +102,68 @@ func (c *Child) Stop(timeout time.Duration) {
 	case <-time.After(timeout):
 		syscall.Kill(-pid, syscall.SIGKILL)
 		<-c.Done()
+	}
+}
+
+// Keeper keeps a daemon up until its context ends: Up brings it up and returns a channel that is closed when it
+// has ended; after it ended, Ended is told and the next Up comes after RestartDelay; when Up fails, Failed is told
+// and decides whether to try again after RetryDelay. Every wait ends at once with the context. The keepalived,
+// mariadbd and garbd loops of the agent are Keepers.
+type Keeper struct {
+	Up           func(ctx context.Context) (<-chan struct{}, error)
+	Running      func()               // optional: the daemon is up
+	Ended        func()               // optional: the daemon ended while the context was still live
+	Failed       func(err error) bool // optional: Up failed; false stops the Keeper with the error (nil: try again)
+	RestartDelay time.Duration        // after the daemon ended
+	RetryDelay   time.Duration        // after Up failed
+}
+
+// Run keeps the daemon up until ctx ends (nil), or until Failed says stop (Up's error).
+func (k Keeper) Run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		done, err := k.Up(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if k.Failed != nil && !k.Failed(err) {
+				return err
+			}
+			if !sleep(ctx, k.RetryDelay) {
+				return nil
+			}
+			continue
+		}
+		if k.Running != nil {
+			k.Running()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-done:
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if k.Ended != nil {
+			k.Ended()
+		}
+		if !sleep(ctx, k.RestartDelay) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// sleep waits d, or less when ctx ends first; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/child"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/galera"
 	"github.com/mailcow-ha/mailcow-ha/agent/report"
@@ -83,38 +84,37 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.Wa
 			return galera.CreateMailcowDB(ctx, db, "mailcow", "mailcow", pw.Reveal())
 		},
 	}
+	// The member is kept up: brought up again (by the manager, asking the peers) whenever mariadbd exits.
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		degraded := false
-		for ctx.Err() == nil {
-			if err := a.mgr.Run(ctx); err != nil {
-				if ctx.Err() != nil {
-					return
+		child.Keeper{
+			Up: func(ctx context.Context) (<-chan struct{}, error) {
+				if err := a.mgr.Run(ctx); err != nil {
+					return nil, err
 				}
-				a.log.Error("galera: could not bring the member up; trying again in 5s", "err", err)
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(5 * time.Second):
+				return srv.Done(), nil
+			},
+			Running: func() {
+				if degraded {
+					a.alert("galera_recovered", report.SeverityInfo, "", 0, "galera: mariadbd is back and Synced", nil)
+					degraded = false
+				} else {
+					a.log.Info("galera: member Synced")
 				}
-				continue
-			}
-			if degraded {
-				a.alert("galera_recovered", report.SeverityInfo, "", 0, "galera: mariadbd is back and Synced", nil)
-				degraded = false
-			} else {
-				a.log.Info("galera: member Synced")
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-srv.Done():
+			},
+			Ended: func() {
 				a.mgr.Down()
 				degraded = true
 				a.alert("galera_degraded", report.SeverityWarning, "", 0, "galera: mariadbd exited; bringing it up again", nil)
-			}
-		}
+			},
+			Failed: func(err error) bool {
+				a.log.Error("galera: could not bring the member up; trying again in 5s", "err", err)
+				return true
+			},
+			RetryDelay: 5 * time.Second,
+		}.Run(ctx)
 	}()
 	return srv, nil
 }
@@ -131,24 +131,22 @@ func runArbitrator(ctx context.Context, c config.Config, self config.Member, o O
 	g := &galera.Arbitrator{ClusterName: c.Cluster.Name, NodeName: self.Name, NodeIP: self.PrivateIP,
 		Members: members, GroupPort: c.Galera.GroupPort, Output: newLogWriter(o.Log, "garbd")}
 	o.Notifier.Ready("arbitrator: garbd")
-	for {
-		if err := g.Start(); err != nil {
-			return fmt.Errorf("agent: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			g.Stop(30 * time.Second)
-			return nil
-		case <-g.Done():
+	err := child.Keeper{
+		Up: func(context.Context) (<-chan struct{}, error) {
+			if err := g.Start(); err != nil {
+				return nil, fmt.Errorf("agent: %w", err)
+			}
+			return g.Done(), nil
+		},
+		Ended: func() {
 			o.Log.Error("garbd exited; restarting it in 5s", "event", "galera_degraded", "severity", "warning")
 			alerts.Send(report.Event{Event: "galera_degraded", Severity: report.SeverityWarning, Message: "garbd exited; restarting it in 5s"})
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(5 * time.Second):
-		}
-	}
+		},
+		Failed:       func(error) bool { return false }, // garbd that cannot start at all is the agent's end
+		RestartDelay: 5 * time.Second,
+	}.Run(ctx)
+	g.Stop(30 * time.Second)
+	return err
 }
 
 // GaleraReport implements the peer API's Galera question.

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/child"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/failover"
 	"github.com/mailcow-ha/mailcow-ha/agent/keepalived"
@@ -59,26 +60,27 @@ func (a *Agent) startKeepalived(ctx context.Context, wg *sync.WaitGroup) (*keepa
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-p.Done():
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			a.alert("keepalived_exited", report.SeverityWarning, "", 0, "keepalived exited; restarting it in 2s", nil)
-			a.observe(failover.VRRP{State: failover.VRRPFault})
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(2 * time.Second):
-			}
-			if err := p.Start(); err != nil {
+		started := true // the first start was the one above
+		child.Keeper{
+			Up: func(context.Context) (<-chan struct{}, error) {
+				if !started {
+					if err := p.Start(); err != nil {
+						return nil, err
+					}
+				}
+				started = false
+				return p.Done(), nil
+			},
+			Ended: func() {
+				a.alert("keepalived_exited", report.SeverityWarning, "", 0, "keepalived exited; restarting it in 2s", nil)
+				a.observe(failover.VRRP{State: failover.VRRPFault})
+			},
+			Failed: func(err error) bool {
 				a.log.Error("keepalived restart", "err", err)
-			}
-		}
+				return true
+			},
+			RestartDelay: 2 * time.Second, RetryDelay: 2 * time.Second,
+		}.Run(ctx)
 	}()
 	return p, nil
 }
