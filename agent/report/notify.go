@@ -75,5 +75,4 @@ func (n Notifier) Stopping(status string) (bool, error) {
 	return n.Send("STOPPING=1", "STATUS="+oneLine(status))
 }
 
-
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
