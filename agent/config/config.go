@@ -6,6 +6,8 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -244,6 +246,11 @@ func Defaults() Config {
 
 // Self returns this node's entry in cluster.nodes.
 func (c *Config) Self() (Member, bool) { return c.Member(c.Node.Name) }
+
+// PeerURL is the base URL of a member's peer API (on its private address and api.peer_port).
+func (c *Config) PeerURL(m Member) string {
+	return "http://" + net.JoinHostPort(m.PrivateIP, strconv.Itoa(c.API.PeerPort))
+}
 
 // Member returns the entry of cluster.nodes with the given name.
 func (c *Config) Member(name string) (Member, bool) {

@@ -166,7 +166,7 @@ func Run(ctx context.Context, o Options) error {
 		peerIPs = append(peerIPs, m.PrivateIP)
 		if !m.IsArbitrator() {
 			a.p.Peers[m.ServerID] = m.Name
-			a.peers[m.ServerID] = "http://" + net.JoinHostPort(m.PrivateIP, strconv.Itoa(c.API.PeerPort))
+			a.peers[m.ServerID] = c.PeerURL(m)
 		}
 	}
 	a.s.Takeovers = a.loadBreaker()

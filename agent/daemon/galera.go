@@ -5,10 +5,8 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
@@ -29,7 +27,7 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.Wa
 		members = append(members, m.PrivateIP)
 		if m.Name != self.Name && !m.IsArbitrator() {
 			peers = append(peers, m.Name)
-			bases[m.Name] = "http://" + net.JoinHostPort(m.PrivateIP, strconv.Itoa(c.API.PeerPort))
+			bases[m.Name] = c.PeerURL(m)
 		}
 	}
 	// Under mariadb.service mariadbd logs to the journal (journalctl -u mariadb, persistent on the image) beside the
