@@ -244,7 +244,7 @@ func (v *Volume) Unmount(ctx context.Context) error {
 		err = unix.Unmount(v.MountPoint, 0)
 		if err == nil {
 			v.log().Info("volume unmounted", "mount_point", v.MountPoint)
-			return nil
+			return released(ctx, v.Device(), ReleaseWait)
 		}
 		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
 			return fmt.Errorf("volume: unmounting %s: %w", v.MountPoint, err)
@@ -252,6 +252,36 @@ func (v *Volume) Unmount(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("volume: unmounting %s: %w", v.MountPoint, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// ReleaseWait is how long Unmount waits for the device to be free after the mount point is gone.
+const ReleaseWait = 10 * time.Second
+
+// released waits until nothing holds the device: an exclusive open (O_EXCL, as e2fsck and mount do) fails with
+// EBUSY while the file system is still mounted anywhere (another mount namespace, a bind mount elsewhere) or a
+// process holds the device exclusively. An unmount that reported success while the file system lived on would let
+// the next MASTER's fsck, or Hetzner's detach, meet a live file system: the demotion fails instead, and is retried
+// (or its node fenced). A device that is gone (detached) is free.
+func released(ctx context.Context, dev string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		f, err := os.OpenFile(dev, os.O_RDONLY|unix.O_EXCL, 0)
+		if err == nil {
+			f.Close()
+			return nil
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return fmt.Errorf("volume: %s is still in use after the unmount (mounted elsewhere, or held open): %w", dev, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("volume: waiting for %s to be free: %w", dev, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

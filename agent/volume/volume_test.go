@@ -221,3 +221,47 @@ func TestUnescape(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+// Unmount reports the Volume unmounted only once its device is free: while the file system is still mounted
+// somewhere else (here a bind mount of it), the device cannot be opened exclusively, and Unmount fails instead of
+// letting a detach or another node's fsck meet a live file system.
+func TestUnmountWaitsForTheDeviceToBeFree(t *testing.T) {
+	needLoop(t)
+	ctx := context.Background()
+	v := newVolume(t, 3002)
+	dev := loop(t)
+	attach(t, v, dev)
+	if err := v.Mount(ctx); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(t.TempDir(), "elsewhere")
+	os.MkdirAll(other, 0o755)
+	if err := unix.Mount(v.MountPoint, other, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(other, unix.MNT_DETACH) })
+	// The bind mount goes away a moment later, as a lingering mount namespace would: Unmount waits for it.
+	go func() { time.Sleep(500 * time.Millisecond); unix.Unmount(other, 0) }()
+	start := time.Now()
+	if err := v.Unmount(ctx); err != nil {
+		t.Fatalf("unmount with a mount that goes away: %v", err)
+	}
+	if took := time.Since(start); took < 400*time.Millisecond {
+		t.Errorf("Unmount returned after %s, before the other mount of the file system was gone", took)
+	}
+	// One that stays: the wait ends with an error that says so.
+	if err := v.Mount(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(v.MountPoint, other, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := released(ctx, v.Device(), 300*time.Millisecond); err == nil || !strings.Contains(err.Error(), "still in use") {
+		t.Errorf("a device held by a mounted file system counts as free: %v", err)
+	}
+	unix.Unmount(v.MountPoint, 0)
+	unix.Unmount(other, 0)
+	if err := released(ctx, v.Device(), time.Second); err != nil {
+		t.Errorf("after both unmounts: %v", err)
+	}
+}
