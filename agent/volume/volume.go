@@ -7,6 +7,7 @@ package volume
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -44,6 +45,9 @@ type Volume struct {
 	// Dirs are created on the Volume after the marker check (mailcow's data directories).
 	Dirs   []string
 	Logger *slog.Logger
+	// ReleaseWait is how long Unmount waits for the device to be free once the mount point is gone (default
+	// DefaultReleaseWait).
+	ReleaseWait time.Duration
 }
 
 // Device is the by-id path of the Volume's device.
@@ -238,13 +242,18 @@ func (v *Volume) Unmount(ctx context.Context) error {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		ok, err := v.Mounted(ctx)
-		if err != nil || !ok {
+		if err != nil {
 			return err
+		}
+		if !ok {
+			// Nothing mounted here (any more): the device must be free all the same, also when this is the retry of
+			// an unmount whose device was still held.
+			return released(ctx, v.Device(), cmp.Or(v.ReleaseWait, DefaultReleaseWait))
 		}
 		err = unix.Unmount(v.MountPoint, 0)
 		if err == nil {
 			v.log().Info("volume unmounted", "mount_point", v.MountPoint)
-			return released(ctx, v.Device(), ReleaseWait)
+			return released(ctx, v.Device(), cmp.Or(v.ReleaseWait, DefaultReleaseWait))
 		}
 		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
 			return fmt.Errorf("volume: unmounting %s: %w", v.MountPoint, err)
@@ -257,8 +266,8 @@ func (v *Volume) Unmount(ctx context.Context) error {
 	}
 }
 
-// ReleaseWait is how long Unmount waits for the device to be free after the mount point is gone.
-const ReleaseWait = 10 * time.Second
+// DefaultReleaseWait is how long Unmount waits for the device to be free after the mount point is gone.
+const DefaultReleaseWait = 10 * time.Second
 
 // released waits until nothing holds the device: an exclusive open (O_EXCL, as e2fsck and mount do) fails with
 // EBUSY while the file system is still mounted anywhere (another mount namespace, a bind mount elsewhere) or a

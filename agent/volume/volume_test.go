@@ -259,9 +259,14 @@ func TestUnmountWaitsForTheDeviceToBeFree(t *testing.T) {
 	if err := released(ctx, v.Device(), 300*time.Millisecond); err == nil || !strings.Contains(err.Error(), "still in use") {
 		t.Errorf("a device held by a mounted file system counts as free: %v", err)
 	}
+	// The mount point is gone but the file system lives on elsewhere: a retried Unmount still says so.
 	unix.Unmount(v.MountPoint, 0)
+	v.ReleaseWait = 300 * time.Millisecond
+	if err := v.Unmount(ctx); err == nil || !strings.Contains(err.Error(), "still in use") {
+		t.Errorf("a retried unmount with the device still held: %v", err)
+	}
 	unix.Unmount(other, 0)
-	if err := released(ctx, v.Device(), time.Second); err != nil {
+	if err := v.Unmount(ctx); err != nil {
 		t.Errorf("after both unmounts: %v", err)
 	}
 }
