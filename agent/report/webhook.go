@@ -3,9 +3,7 @@ package report
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -14,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"text/template"
 	"time"
@@ -69,49 +66,6 @@ type Webhook struct {
 	ContentType string // default application/json, or text/plain for a template
 	Headers     map[string]string
 	DedupWindow time.Duration
-}
-
-// Headers sent with every delivery.
-const (
-	HeaderSignature = "X-Mailcow-HA-Signature" // t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">
-	HeaderEvent     = "X-Mailcow-HA-Event"
-	HeaderDelivery  = "X-Mailcow-HA-Delivery"
-)
-
-// Sign returns the signature header's value for body at time t.
-func Sign(secret, body []byte, t time.Time) string {
-	ts := strconv.FormatInt(t.Unix(), 10)
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(ts + "."))
-	m.Write(body)
-	return "t=" + ts + ",v1=" + hex.EncodeToString(m.Sum(nil))
-}
-
-// Verify checks a signature header against body, and that it is no older than maxAge (0: any age). Receivers
-// written in Go can use it; docs/alerts.md shows the same check in shell.
-func Verify(secret, body []byte, header string, now time.Time, maxAge time.Duration) error {
-	var ts, sig string
-	for _, part := range strings.Split(header, ",") {
-		k, v, _ := strings.Cut(part, "=")
-		switch k {
-		case "t":
-			ts = v
-		case "v1":
-			sig = v
-		}
-	}
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil || sig == "" {
-		return errors.New("signature header: want t=<unix>,v1=<hex>")
-	}
-	want := Sign(secret, body, time.Unix(sec, 0))
-	if !hmac.Equal([]byte(want), []byte("t="+ts+",v1="+sig)) {
-		return errors.New("signature does not match")
-	}
-	if maxAge > 0 && now.Sub(time.Unix(sec, 0)) > maxAge {
-		return fmt.Errorf("signature older than %s", maxAge)
-	}
-	return nil
 }
 
 // WebhookStats counts one webhook's deliveries (the metrics read them).
@@ -172,23 +126,6 @@ type window struct {
 	suppressed int
 	last       Event
 	timer      *time.Timer
-}
-
-// TemplateFuncs are the functions a webhook template may call besides Go's built-ins.
-func TemplateFuncs() template.FuncMap {
-	return template.FuncMap{
-		"json": func(v any) (string, error) {
-			b, err := json.Marshal(v)
-			return string(b), err
-		},
-		"upper": strings.ToUpper,
-		"lower": strings.ToLower,
-	}
-}
-
-// ParseTemplate parses a webhook body template with TemplateFuncs.
-func ParseTemplate(name, text string) (*template.Template, error) {
-	return template.New(name).Funcs(TemplateFuncs()).Option("missingkey=error").Parse(text)
 }
 
 // NewAlerter starts one worker per webhook; Close stops them.
