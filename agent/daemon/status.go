@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -154,13 +153,7 @@ func (a *Agent) nodeStatus(context.Context) api.NodeStatus {
 		if id == 0 {
 			return ""
 		}
-		if id == p.Self {
-			return p.Name
-		}
-		if n, ok := p.Peers[id]; ok {
-			return n
-		}
-		return "server " + strconv.FormatInt(id, 10)
+		return p.NodeName(id)
 	}
 	st := api.NodeStatus{
 		Node: p.Name, Cluster: c.Cluster.Name, ServerID: p.Self, Role: string(s.Role), VRRP: string(s.VRRP),

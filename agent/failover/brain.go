@@ -151,15 +151,7 @@ func (b *step) apply(o Observation) {
 	}
 }
 
-func (b *step) name(server int64) string {
-	if n, ok := b.p.Peers[server]; ok {
-		return n
-	}
-	if server == b.p.Self {
-		return b.p.Name
-	}
-	return fmt.Sprintf("server %d", server)
-}
+func (b *step) name(server int64) string { return b.p.NodeName(server) }
 
 func (b *step) tick() {
 	s := &b.s

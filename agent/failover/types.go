@@ -27,6 +27,17 @@ type Params struct {
 	Sequential bool
 }
 
+// NodeName names a server of the cluster: this node, a peer, or "server ID" for one outside the cluster.
+func (p Params) NodeName(server int64) string {
+	if n, ok := p.Peers[server]; ok {
+		return n
+	}
+	if server == p.Self {
+		return p.Name
+	}
+	return fmt.Sprintf("server %d", server)
+}
+
 // Role is what the node is doing.
 type Role string
 
