@@ -15,6 +15,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/api"
 	"github.com/mailcow-ha/mailcow-ha/agent/check"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
+	"github.com/mailcow-ha/mailcow-ha/agent/event"
 	"github.com/mailcow-ha/mailcow-ha/agent/failover"
 	"github.com/mailcow-ha/mailcow-ha/agent/galera"
 	"github.com/mailcow-ha/mailcow-ha/agent/hcloud"
@@ -187,7 +188,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if units := c.Mailcow.WithUnits; len(units) > 0 {
 		us := unitStack{Stack: a.o.Stack, Units: units, Log: log.With("component", "units"),
-			Alert: func(event, msg string) { a.alert(event, report.SeverityWarning, "", 0, msg, nil) }}
+			Alert: func(name event.Name, msg string) { a.alert(name, report.SeverityWarning, "", 0, msg, nil) }}
 		a.o.Stack, a.exec.Stack = us, us
 	}
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
+	"github.com/mailcow-ha/mailcow-ha/agent/event"
 	"github.com/mailcow-ha/mailcow-ha/agent/report"
 )
 
@@ -34,7 +35,7 @@ func newAlerter(c config.Config, owner config.SecretFiles, log *slog.Logger) (*r
 
 // alert logs an event at its severity and sends it to the webhooks. subject is what it is about: "" for this
 // node, or a peer's name.
-func (a *Agent) alert(event, severity, subject string, tid int, msg string, details map[string]string) {
+func (a *Agent) alert(name event.Name, severity, subject string, tid int, msg string, details map[string]string) {
 	lvl := slog.LevelInfo
 	switch severity {
 	case report.SeverityWarning:
@@ -42,7 +43,7 @@ func (a *Agent) alert(event, severity, subject string, tid int, msg string, deta
 	case report.SeverityCritical:
 		lvl = slog.LevelError
 	}
-	args := []any{"event", event, "severity", severity, "message_id", report.MessageID(event)}
+	args := []any{"event", string(name), "severity", severity, "message_id", report.MessageID(name)}
 	if role := details["role"]; role != "" {
 		args = append(args, "role", role)
 	}
@@ -53,5 +54,5 @@ func (a *Agent) alert(event, severity, subject string, tid int, msg string, deta
 		args = append(args, "peer", subject)
 	}
 	a.log.Log(context.Background(), lvl, msg, args...)
-	a.alerts.Send(report.Event{Event: event, Severity: severity, Subject: subject, TransitionID: tid, Message: msg, Details: details})
+	a.alerts.Send(report.Event{Event: string(name), Severity: severity, Subject: subject, TransitionID: tid, Message: msg, Details: details})
 }

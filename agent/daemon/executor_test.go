@@ -101,7 +101,7 @@ func TestDeadWebhookDoesNotDelayTakeover(t *testing.T) {
 	e := &Executor{Cloud: cloud, Storage: noStorage{}, Log: log, Self: 1001, FloatingID: 1, VolumeID: 2,
 		FloatingIP: netip.MustParseAddr("203.0.113.100"),
 		Report: func(a failover.Action) {
-			alerts.Send(report.Event{Event: a.Event, Severity: string(a.Severity), TransitionID: a.TID, Message: a.Detail})
+			alerts.Send(report.Event{Event: string(a.Event), Severity: string(a.Severity), TransitionID: a.TID, Message: a.Detail})
 		},
 		Observe: func(o failover.Observation) { observed <- o }}
 	var acts []failover.Action

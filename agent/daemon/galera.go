@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailcow-ha/mailcow-ha/agent/child"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
+	"github.com/mailcow-ha/mailcow-ha/agent/event"
 	"github.com/mailcow-ha/mailcow-ha/agent/galera"
 	"github.com/mailcow-ha/mailcow-ha/agent/report"
 )
@@ -67,7 +68,7 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.Wa
 		Ask: func(ctx context.Context, peer string) (galera.Report, error) {
 			return a.client.GaleraReport(ctx, bases[peer])
 		},
-		Alert:    func(event, detail string) { a.alert(event, report.SeverityCritical, "", 0, detail, nil) },
+		Alert:    func(name event.Name, detail string) { a.alert(name, report.SeverityCritical, "", 0, detail, nil) },
 		Progress: func() { a.o.Notifier.ExtendTimeout(30 * time.Second) },
 		OnFirstBootstrap: func(ctx context.Context) error {
 			pw, err := owner.ReadSecret(c.Galera.PasswordFile)
@@ -96,7 +97,7 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.Wa
 			},
 			Running: func() {
 				if degraded {
-					a.alert("galera_recovered", report.SeverityInfo, "", 0, "galera: mariadbd is back and Synced", nil)
+					a.alert(event.GaleraRecovered, report.SeverityInfo, "", 0, "galera: mariadbd is back and Synced", nil)
 					degraded = false
 				} else {
 					a.log.Info("galera: member Synced")
@@ -105,7 +106,7 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.Wa
 			Ended: func() {
 				a.mgr.Down()
 				degraded = true
-				a.alert("galera_degraded", report.SeverityWarning, "", 0, "galera: mariadbd exited; bringing it up again", nil)
+				a.alert(event.GaleraDegraded, report.SeverityWarning, "", 0, "galera: mariadbd exited; bringing it up again", nil)
 			},
 			Failed: func(err error) bool {
 				a.log.Error("galera: could not bring the member up; trying again in 5s", "err", err)
@@ -138,7 +139,7 @@ func runArbitrator(ctx context.Context, c config.Config, self config.Member, o O
 		},
 		Ended: func() {
 			o.Log.Error("garbd exited; restarting it in 5s", "event", "galera_degraded", "severity", "warning")
-			alerts.Send(report.Event{Event: "galera_degraded", Severity: report.SeverityWarning, Message: "garbd exited; restarting it in 5s"})
+			alerts.Send(report.Event{Event: string(event.GaleraDegraded), Severity: report.SeverityWarning, Message: "garbd exited; restarting it in 5s"})
 		},
 		Failed:       func(error) bool { return false }, // garbd that cannot start at all is the agent's end
 		RestartDelay: 5 * time.Second,

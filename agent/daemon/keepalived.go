@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailcow-ha/mailcow-ha/agent/child"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
+	"github.com/mailcow-ha/mailcow-ha/agent/event"
 	"github.com/mailcow-ha/mailcow-ha/agent/failover"
 	"github.com/mailcow-ha/mailcow-ha/agent/keepalived"
 	"github.com/mailcow-ha/mailcow-ha/agent/report"
@@ -72,7 +73,7 @@ func (a *Agent) startKeepalived(ctx context.Context, wg *sync.WaitGroup) (*keepa
 				return p.Done(), nil
 			},
 			Ended: func() {
-				a.alert("keepalived_exited", report.SeverityWarning, "", 0, "keepalived exited; restarting it in 2s", nil)
+				a.alert(event.KeepalivedExited, report.SeverityWarning, "", 0, "keepalived exited; restarting it in 2s", nil)
 				a.observe(failover.VRRP{State: failover.VRRPFault})
 			},
 			Failed: func(err error) bool {

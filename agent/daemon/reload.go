@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
+	"github.com/mailcow-ha/mailcow-ha/agent/event"
 	"github.com/mailcow-ha/mailcow-ha/agent/report"
 )
 
@@ -17,7 +18,7 @@ func (a *Agent) reload() {
 	}
 	c, err := a.o.LoadConfig()
 	if err != nil {
-		a.alert("config_invalid", report.SeverityCritical, "", 0, "reload: configuration refused, keeping the running one: "+err.Error(), nil)
+		a.alert(event.ConfigInvalid, report.SeverityCritical, "", 0, "reload: configuration refused, keeping the running one: "+err.Error(), nil)
 		return
 	}
 	self, _ := c.Self()
@@ -48,10 +49,10 @@ func (a *Agent) reload() {
 			a.log.Error("reload: keepalived", "err", err)
 			return
 		}
-		a.alert("config_reloaded", report.SeverityInfo, "", 0, "reload: configuration applied; keepalived reloaded", nil)
+		a.alert(event.ConfigReloaded, report.SeverityInfo, "", 0, "reload: configuration applied; keepalived reloaded", nil)
 		return
 	}
-	a.alert("config_reloaded", report.SeverityInfo, "", 0, "reload: configuration applied", nil)
+	a.alert(event.ConfigReloaded, report.SeverityInfo, "", 0, "reload: configuration applied", nil)
 }
 
 func isExecutable(path string) bool {

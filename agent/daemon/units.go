@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strings"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/event"
 	"github.com/mailcow-ha/mailcow-ha/agent/stack"
 )
 
@@ -18,7 +19,7 @@ type unitStack struct {
 	Units     []string
 	Systemctl string // default "systemctl"
 	Log       *slog.Logger
-	Alert     func(event, msg string)
+	Alert     func(name event.Name, msg string)
 }
 
 func (u unitStack) systemctl(ctx context.Context, verb string) error {
@@ -39,7 +40,7 @@ func (u unitStack) Start(ctx context.Context) error {
 		return err
 	}
 	if err := u.systemctl(ctx, "start"); err != nil {
-		u.Alert("stack_unit_failed", "mailcow runs, but a unit of mailcow.with_units did not start: "+err.Error())
+		u.Alert(event.StackUnitFailed, "mailcow runs, but a unit of mailcow.with_units did not start: "+err.Error())
 	} else {
 		u.Log.Info("units started with mailcow", "units", u.Units)
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/event"
 )
 
 // seqStack records Start and Stop into a shared sequence.
@@ -38,7 +40,7 @@ func TestUnitStack(t *testing.T) {
 	var mu sync.Mutex
 	var alerts []string
 	u := unitStack{Stack: seqStack{seq: &seq, mu: &mu}, Units: []string{"mailcow-signup.service"}, Systemctl: fake,
-		Log: slog.New(slog.DiscardHandler), Alert: func(e, m string) { alerts = append(alerts, e+": "+m) }}
+		Log: slog.New(slog.DiscardHandler), Alert: func(e event.Name, m string) { alerts = append(alerts, string(e)+": "+m) }}
 	ctx := context.Background()
 	if err := u.Start(ctx); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/event"
 )
 
 // State is everything the brain remembers. It is a value: Step never changes the State it is given.
@@ -66,13 +68,13 @@ func (b *step) act(kind ActionKind, server int64) {
 	b.out = append(b.out, Action{Kind: kind, TID: b.s.TID, Server: server})
 }
 
-func (b *step) report(severity Severity, event, format string, args ...any) {
-	b.reportPeer(0, severity, event, format, args...)
+func (b *step) report(severity Severity, name event.Name, format string, args ...any) {
+	b.reportPeer(0, severity, name, format, args...)
 }
 
 // reportPeer reports an event about a peer (its server id goes into the action).
-func (b *step) reportPeer(server int64, severity Severity, event, format string, args ...any) {
-	b.out = append(b.out, Action{Kind: ActReport, TID: b.s.TID, Server: server, Severity: severity, Event: event, Detail: fmt.Sprintf(format, args...)})
+func (b *step) reportPeer(server int64, severity Severity, name event.Name, format string, args ...any) {
+	b.out = append(b.out, Action{Kind: ActReport, TID: b.s.TID, Server: server, Severity: severity, Event: name, Detail: fmt.Sprintf(format, args...)})
 }
 
 func (b *step) apply(o Observation) {
@@ -95,7 +97,7 @@ func (b *step) apply(o Observation) {
 	case PeerAnswer:
 		if o.TID == s.TID && s.Role == RolePromoting && s.Phase == PhaseFenceAsk && o.Server == s.Old {
 			if o.Demoted {
-				b.reportPeer(s.Old, SevInfo, "peer_demoted", "%s confirmed its demotion", b.name(s.Old))
+				b.reportPeer(s.Old, SevInfo, event.PeerDemoted, "%s confirmed its demotion", b.name(s.Old))
 				b.startMove()
 			} else {
 				b.powerOff(fmt.Sprintf("%s did not confirm its demotion: %s", b.name(s.Old), o.Err))
@@ -109,9 +111,9 @@ func (b *step) apply(o Observation) {
 		if s.Maintenance != o.On {
 			s.Maintenance = o.On
 			if o.On {
-				b.report(SevWarning, "maintenance_on", "automatic actions paused")
+				b.report(SevWarning, event.MaintenanceOn, "automatic actions paused")
 			} else {
-				b.report(SevWarning, "maintenance_off", "automatic actions resumed")
+				b.report(SevWarning, event.MaintenanceOff, "automatic actions resumed")
 			}
 			if !o.On {
 				// Catch up with what keepalived said meanwhile.
@@ -121,13 +123,13 @@ func (b *step) apply(o Observation) {
 	case Switchover:
 		if o.To == "" {
 			if s.SwitchTo != "" {
-				b.report(SevInfo, "switchover_done", "%s is MASTER: the hand-over hold ends", s.SwitchTo)
+				b.report(SevInfo, event.SwitchoverDone, "%s is MASTER: the hand-over hold ends", s.SwitchTo)
 			}
 			s.SwitchTo, s.SwitchUntil = "", time.Time{}
 			return
 		}
 		s.SwitchTo, s.SwitchUntil = o.To, o.Until
-		b.report(SevInfo, "switchover", "handing MASTER to %s until %s", o.To, o.Until.UTC().Format(time.RFC3339))
+		b.report(SevInfo, event.Switchover, "handing MASTER to %s until %s", o.To, o.Until.UTC().Format(time.RFC3339))
 	case DemoteRequest:
 		b.demoteRequest(o.From)
 	case BreakerReset:
@@ -135,9 +137,9 @@ func (b *step) apply(o Observation) {
 		s.Takeovers = nil
 		if s.Breaker {
 			s.Breaker = false
-			b.report(SevInfo, "breaker_reset", "reset by an operator (%d takeovers forgotten)", n)
+			b.report(SevInfo, event.BreakerReset, "reset by an operator (%d takeovers forgotten)", n)
 		} else {
-			b.report(SevInfo, "breaker_reset", "history cleared by an operator (%d takeovers forgotten; it had not tripped)", n)
+			b.report(SevInfo, event.BreakerReset, "history cleared by an operator (%d takeovers forgotten; it had not tripped)", n)
 		}
 	case Observed:
 		if o.TID == s.TID {
@@ -145,7 +147,7 @@ func (b *step) apply(o Observation) {
 		}
 	case Stop:
 		if s.Role != RoleStopped {
-			b.report(SevInfo, "stopping", "agent stopping: demoting")
+			b.report(SevInfo, event.Stopping, "agent stopping: demoting")
 			b.startDemote(RoleDemoting, RoleStopped, "agent stop")
 		}
 	}
@@ -160,7 +162,7 @@ func (b *step) tick() {
 	}
 	if s.Breaker && b.recentTakeovers() < b.p.BreakerMax {
 		s.Breaker = false
-		b.report(SevInfo, "breaker_reset", "fewer than %d takeovers within the last %s", b.p.BreakerMax, b.p.BreakerWindow)
+		b.report(SevInfo, event.BreakerReset, "fewer than %d takeovers within the last %s", b.p.BreakerMax, b.p.BreakerWindow)
 	}
 	if !s.RefuseUntil.IsZero() && !b.now.Before(s.RefuseUntil) {
 		s.RefuseUntil, s.RefuseWhy = time.Time{}, ""
@@ -172,7 +174,7 @@ func (b *step) tick() {
 	case s.Role == RolePromoting && s.Phase == PhaseFenceAsk && !b.now.Before(s.FenceDeadline):
 		b.powerOff(fmt.Sprintf("%s did not confirm its demotion within %s", b.name(s.Old), b.p.FenceTimeout))
 	case s.Role == RoleMaster && !s.GaleraBadSince.IsZero() && b.now.Sub(s.GaleraBadSince) >= b.p.QuorumGrace && !s.Maintenance:
-		b.report(SevCritical, "quorum_timeout", "out of the Primary component for %s: demoting", b.now.Sub(s.GaleraBadSince))
+		b.report(SevCritical, event.QuorumTimeout, "out of the Primary component for %s: demoting", b.now.Sub(s.GaleraBadSince))
 		b.startDemote(RoleDemoting, RoleFault, "quorum lost beyond grace")
 	case (s.Role == RoleBackup || s.Role == RoleFault) && s.VRRP == VRRPMaster && s.RefuseUntil.IsZero() && !s.Breaker && !s.Maintenance:
 		// keepalived still wants us as MASTER after a refusal that has expired: try again.
@@ -188,7 +190,7 @@ func (b *step) vrrp(state VRRPState) {
 	s.VRRP = state
 	if s.Maintenance {
 		if prev != state {
-			b.report(SevWarning, "vrrp_ignored", "keepalived says %s; maintenance: no action", state)
+			b.report(SevWarning, event.VRRPIgnored, "keepalived says %s; maintenance: no action", state)
 		}
 		return
 	}
@@ -204,20 +206,20 @@ func (b *step) vrrp(state VRRPState) {
 		}
 		switch s.Role {
 		case RoleMaster:
-			b.report(SevWarning, "demoting", "keepalived says %s", state)
+			b.report(SevWarning, event.Demoting, "keepalived says %s", state)
 			b.startDemote(RoleDemoting, after, "keepalived "+string(state))
 		case RolePromoting:
-			b.report(SevCritical, "failover_cancelled", "keepalived says %s during the takeover at %s: undoing", state, s.Phase)
+			b.report(SevCritical, event.FailoverCancelled, "keepalived says %s during the takeover at %s: undoing", state, s.Phase)
 			b.act(ActCancel, 0)
 			b.startDemote(RoleDemoting, after, "takeover cancelled")
 		case RoleFault, RoleBackup:
 			// A FAULT for a reason the check knows (quorum, stack, breaker…) was reported with that reason; one
 			// while the check passes is keepalived's own (its interface is down, or the check timed out).
 			if ok, _ := Verdict(b.p, *s, b.now); ok && s.Role == RoleBackup && after == RoleFault {
-				b.report(SevWarning, "fault", "keepalived says %s while the check passes: its interface is down or the check timed out", state)
+				b.report(SevWarning, event.Fault, "keepalived says %s while the check passes: its interface is down or the check timed out", state)
 				s.FaultReported = true
 			} else if s.FaultReported && after == RoleBackup {
-				b.report(SevInfo, "fault_cleared", "keepalived says BACKUP: standing by again")
+				b.report(SevInfo, event.FaultCleared, "keepalived says BACKUP: standing by again")
 				s.FaultReported = false
 			}
 			s.Role = after
@@ -249,12 +251,12 @@ func (b *step) tryPromote() {
 	s := &b.s
 	if v, why := Verdict(b.p, *s, b.now); !v {
 		s.Role = RoleFault
-		b.report(SevWarning, "takeover_refused", "%s", why)
+		b.report(SevWarning, event.TakeoverRefused, "%s", why)
 		return
 	}
 	if b.recentTakeovers() >= b.p.BreakerMax {
 		s.Breaker, s.Role = true, RoleFault
-		b.report(SevCritical, "breaker_tripped", "%d takeovers within %s already: refusing until the window passes",
+		b.report(SevCritical, event.BreakerTripped, "%d takeovers within %s already: refusing until the window passes",
 			b.recentTakeovers(), b.p.BreakerWindow)
 		return
 	}
@@ -264,7 +266,7 @@ func (b *step) tryPromote() {
 	s.Takeovers = append(s.Takeovers, b.now)
 	// Keep only what the window can still count.
 	s.Takeovers = slices.DeleteFunc(s.Takeovers, func(t time.Time) bool { return b.now.Sub(t) >= b.p.BreakerWindow })
-	b.report(SevInfo, "failover_started", "keepalived elected this node MASTER")
+	b.report(SevInfo, event.FailoverStarted, "keepalived elected this node MASTER")
 	b.act(ActReadOwners, 0)
 }
 
@@ -286,7 +288,7 @@ func (b *step) owners(o Owners) {
 	case fipPeer:
 		s.Old = o.FloatingIP
 	case o.FloatingIP != 0 && o.FloatingIP != b.p.Self:
-		b.report(SevWarning, "unexpected_owner", "the Floating IP routes to server %d, which is not in this cluster: taking it", o.FloatingIP)
+		b.report(SevWarning, event.UnexpectedOwner, "the Floating IP routes to server %d, which is not in this cluster: taking it", o.FloatingIP)
 	}
 	if s.Old == 0 {
 		b.startMove()
@@ -299,7 +301,7 @@ func (b *step) owners(o Owners) {
 func (b *step) powerOff(why string) {
 	s := &b.s
 	s.Phase = PhaseFencePowerOff
-	b.reportPeer(s.Old, SevWarning, "fencing", "%s: powering it off", why)
+	b.reportPeer(s.Old, SevWarning, event.Fencing, "%s: powering it off", why)
 	b.act(ActPowerOff, s.Old)
 }
 
@@ -352,14 +354,14 @@ func (b *step) done(o Done) {
 	case RolePromoting:
 		if o.Err != "" {
 			if o.Action == ActPowerOff {
-				b.reportPeer(s.Old, SevCritical, "fence_failed", "could not power off %s: %s", b.name(s.Old), o.Err)
+				b.reportPeer(s.Old, SevCritical, event.FenceFailed, "could not power off %s: %s", b.name(s.Old), o.Err)
 			}
 			b.abort(o.Kind, string(o.Action), o.Err)
 			return
 		}
 		switch {
 		case o.Action == ActPowerOff && s.Phase == PhaseFencePowerOff:
-			b.reportPeer(s.Old, SevWarning, "peer_fenced", "%s is powered off", b.name(s.Old))
+			b.reportPeer(s.Old, SevWarning, event.PeerFenced, "%s is powered off", b.name(s.Old))
 			b.startMove()
 		case o.Action == ActDetachVolume && s.VolPhase == BranchDetach:
 			s.VolPhase = BranchAttach
@@ -383,13 +385,13 @@ func (b *step) done(o Done) {
 			s.Role, s.Phase = RoleMaster, ""
 			s.StackFailed, s.StackBadSince = "", time.Time{}
 			if s.Old != 0 {
-				b.reportPeer(s.Old, SevInfo, "failover_succeeded", "took over from %s in %s", b.name(s.Old), b.now.Sub(s.Started).Round(time.Millisecond))
+				b.reportPeer(s.Old, SevInfo, event.FailoverSucceeded, "took over from %s in %s", b.name(s.Old), b.now.Sub(s.Started).Round(time.Millisecond))
 			}
-			b.report(SevInfo, "promoted", "MASTER after %s", b.now.Sub(s.Started).Round(time.Millisecond))
+			b.report(SevInfo, event.Promoted, "MASTER after %s", b.now.Sub(s.Started).Round(time.Millisecond))
 		}
 	case RoleMaster, RoleBackup, RoleFault:
 		if o.Err != "" {
-			b.report(SevWarning, "reconcile_failed", "%s: %s", o.Action, o.Err)
+			b.report(SevWarning, event.ReconcileFailed, "%s: %s", o.Action, o.Err)
 		}
 	case RoleDemoting, RoleBooting:
 		if Phase(o.Action) != s.Phase || s.Retry {
@@ -397,7 +399,7 @@ func (b *step) done(o Done) {
 		}
 		if o.Err != "" {
 			// Stay in this step; the next tick retries it. Never go on to unmount a Volume that is still in use.
-			b.report(SevCritical, "demote_step_failed", "%s: %s (retrying)", o.Action, o.Err)
+			b.report(SevCritical, event.DemoteStepFailed, "%s: %s (retrying)", o.Action, o.Err)
 			s.Retry = true
 			return
 		}
@@ -419,26 +421,27 @@ func (b *step) reconcile(o Observed) {
 		action
 	)
 	type drift struct {
-		sev           Severity
-		event, detail string
-		fix           remedy
-		act           ActionKind
+		sev    Severity
+		event  event.Name
+		detail string
+		fix    remedy
+		act    ActionKind
 	}
 	var d []drift
 	switch s.Role {
 	case RoleMaster:
 		if o.FIPKnown && o.FIPOwner != b.p.Self {
-			d = append(d, drift{SevCritical, "floating_ip_moved", fmt.Sprintf("the Floating IP routes to %s: demoting", b.name(o.FIPOwner)), demote, ""})
+			d = append(d, drift{SevCritical, event.FloatingIPMoved, fmt.Sprintf("the Floating IP routes to %s: demoting", b.name(o.FIPOwner)), demote, ""})
 		} else if !o.Mounted {
-			d = append(d, drift{SevCritical, "volume_unmounted", "the Volume is not mounted under the running stack: demoting", demote, ""})
+			d = append(d, drift{SevCritical, event.VolumeUnmounted, "the Volume is not mounted under the running stack: demoting", demote, ""})
 		} else if !o.Address {
-			d = append(d, drift{SevWarning, "address_missing", "the Floating IP is not on the interface: adding it again", action, ActAddAddress})
+			d = append(d, drift{SevWarning, event.AddressMissing, "the Floating IP is not on the interface: adding it again", action, ActAddAddress})
 		}
 	case RoleBackup, RoleFault:
 		if o.Mounted {
-			d = append(d, drift{SevWarning, "stale_mount", "the Volume is mounted on a node that is not MASTER: stopping and unmounting", cleanup, ""})
+			d = append(d, drift{SevWarning, event.StaleMount, "the Volume is mounted on a node that is not MASTER: stopping and unmounting", cleanup, ""})
 		} else if o.Address {
-			d = append(d, drift{SevWarning, "stale_address", "the Floating IP is on the interface of a node that is not MASTER: removing it", action, ActRemoveAddr})
+			d = append(d, drift{SevWarning, event.StaleAddress, "the Floating IP is on the interface of a node that is not MASTER: removing it", action, ActRemoveAddr})
 		}
 	}
 	for _, x := range d {
@@ -450,10 +453,10 @@ func (b *step) reconcile(o Observed) {
 		switch x.fix {
 		case demote:
 			// Refuse MASTER for a while, so that keepalived moves it and this node does not fight for it.
-			s.RefuseUntil, s.RefuseWhy = b.now.Add(b.apiBackoff()), x.event
-			b.startDemote(RoleDemoting, RoleFault, x.event)
+			s.RefuseUntil, s.RefuseWhy = b.now.Add(b.apiBackoff()), string(x.event)
+			b.startDemote(RoleDemoting, RoleFault, string(x.event))
 		case cleanup:
-			b.startDemote(RoleDemoting, s.Role, x.event)
+			b.startDemote(RoleDemoting, s.Role, string(x.event))
 		case action:
 			b.act(x.act, 0)
 		}
@@ -465,11 +468,11 @@ func (b *step) abort(kind ErrKind, step, err string) {
 	s := &b.s
 	s.RefuseUntil = b.now.Add(b.apiBackoff())
 	s.RefuseWhy = fmt.Sprintf("takeover failed at %s", step)
-	event := "failover_failed"
+	name := event.FailoverFailed
 	if kind == ErrRetrySlow {
-		event = "api_unavailable"
+		name = event.APIUnavailable
 	}
-	b.report(SevCritical, event, "%s: %s (%s); refusing MASTER for %s", step, err, kind, b.apiBackoff())
+	b.report(SevCritical, name, "%s: %s (%s); refusing MASTER for %s", step, err, kind, b.apiBackoff())
 	b.act(ActCancel, 0)
 	b.startDemote(RoleDemoting, RoleFault, "takeover failed")
 }
@@ -511,16 +514,16 @@ func (b *step) nextDemoteStep() {
 	}
 	switch {
 	case wasBoot:
-		b.report(SevInfo, "ready", "cleanup done: standing by as BACKUP")
+		b.report(SevInfo, event.Ready, "cleanup done: standing by as BACKUP")
 	case s.Role == RoleStopped:
-		b.report(SevInfo, "stopped", "demoted; the agent stops")
+		b.report(SevInfo, event.Stopped, "demoted; the agent stops")
 	default:
 		took := b.now.Sub(s.Started)
-		b.report(SevWarning, "demoted", "now %s after %s", s.Role, took.Round(time.Millisecond))
+		b.report(SevWarning, event.Demoted, "now %s after %s", s.Role, took.Round(time.Millisecond))
 		// A peer that asked for this demotion powers the node off after fence_timeout: a demotion that needs half
 		// of it leaves too thin a margin on a slower day.
 		if b.p.FenceTimeout > 0 && took > b.p.FenceTimeout/2 {
-			b.report(SevWarning, "demotion_slow", "the demotion took %s, more than half of failover.fence_timeout (%s): a peer may power this node off in the middle of one; raise fence_timeout",
+			b.report(SevWarning, event.DemotionSlow, "the demotion took %s, more than half of failover.fence_timeout (%s): a peer may power this node off in the middle of one; raise fence_timeout",
 				took.Round(time.Millisecond), b.p.FenceTimeout)
 		}
 	}
@@ -546,7 +549,7 @@ func (b *step) retryDemote() bool {
 
 func (b *step) demoteRequest(from int64) {
 	s := &b.s
-	b.reportPeer(from, SevWarning, "demote_requested", "%s asks this node to demote", b.name(from))
+	b.reportPeer(from, SevWarning, event.DemoteRequested, "%s asks this node to demote", b.name(from))
 	s.YieldUntil = b.now.Add(b.p.FenceTimeout)
 	switch s.Role {
 	case RoleMaster, RolePromoting:
@@ -585,7 +588,7 @@ func (b *step) galera(g Galera) {
 	s.GaleraOK = ok
 	if ok {
 		if !s.GaleraBadSince.IsZero() {
-			b.report(SevInfo, "quorum_regained", "galera %s", g.Detail)
+			b.report(SevInfo, event.QuorumRegained, "galera %s", g.Detail)
 		}
 		s.GaleraBadSince = time.Time{}
 		return
@@ -594,7 +597,7 @@ func (b *step) galera(g Galera) {
 	if !s.GaleraUnknownSince.IsZero() {
 		s.GaleraBadSince = s.GaleraUnknownSince
 	}
-	b.report(SevWarning, "quorum_lost", "galera %s", g.Detail)
+	b.report(SevWarning, event.QuorumLost, "galera %s", g.Detail)
 }
 
 func (b *step) stack(failed string) {
@@ -604,7 +607,7 @@ func (b *step) stack(failed string) {
 	}
 	if failed == "" {
 		if s.Role == RoleMaster {
-			b.report(SevInfo, "stack_recovered", "%s is healthy again after %s", s.StackFailed, b.now.Sub(s.StackBadSince))
+			b.report(SevInfo, event.StackRecovered, "%s is healthy again after %s", s.StackFailed, b.now.Sub(s.StackBadSince))
 		}
 		s.StackFailed, s.StackBadSince = "", time.Time{}
 		return
@@ -614,7 +617,7 @@ func (b *step) stack(failed string) {
 	}
 	s.StackFailed = failed
 	if s.Role == RoleMaster {
-		b.report(SevWarning, "stack_degraded", "%s is down; the check fails after %s", failed, b.p.CheckGrace)
+		b.report(SevWarning, event.StackDegraded, "%s is down; the check fails after %s", failed, b.p.CheckGrace)
 	}
 }
 

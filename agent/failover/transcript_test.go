@@ -12,11 +12,24 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/event"
+	"github.com/mailcow-ha/mailcow-ha/agent/report"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.txt with the brain's actual output")
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// catalogSeverities is the catalog's severity of each event: every event a transcript reports must be reported
+// at it.
+func catalogSeverities() map[event.Name]string {
+	m := map[event.Name]string{}
+	for _, e := range report.Catalog() {
+		m[e.Name] = e.Severity
+	}
+	return m
+}
 
 // TestTranscripts replays every scenario in testdata/: the lines that start with "at" are observations, the lines
 // that start with ">" (actions) and "=" (role, phase and verdict afterwards) are what the brain must answer.
@@ -71,6 +84,7 @@ func replay(src string) (string, error) {
 	var out strings.Builder
 	var p Params
 	s := Initial()
+	severities := catalogSeverities()
 	for n, line := range strings.Split(strings.TrimRight(src, "\n"), "\n") {
 		switch {
 		case strings.HasPrefix(line, ">"), strings.HasPrefix(line, "="):
@@ -91,6 +105,9 @@ func replay(src string) (string, error) {
 			s, acts = Step(p, s, o, now)
 			for _, a := range acts {
 				out.WriteString("> " + a.String() + "\n")
+				if a.Kind == ActReport && string(a.Severity) != severities[a.Event] {
+					return "", fmt.Errorf("line %d: %s reported as %s, the catalog says %q", n+1, a.Event, a.Severity, severities[a.Event])
+				}
 			}
 			v, why := Verdict(p, s, now)
 			phase := ""
@@ -262,7 +279,8 @@ func splitQuoted(s string) []string {
 
 // TestPure checks that the brain imports nothing that does I/O.
 func TestPure(t *testing.T) {
-	allowed := []string{"fmt", "slices", "strings", "time"}
+	// agent/event is a leaf of constants (the event names): no code, no I/O.
+	allowed := []string{"fmt", "slices", "strings", "time", "github.com/mailcow-ha/mailcow-ha/agent/event"}
 	files, _ := filepath.Glob("*.go")
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") {

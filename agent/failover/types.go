@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/event"
 )
 
 // Params are the configuration values the brain needs (from agent/config, copied so that this package imports
@@ -234,10 +236,10 @@ const (
 type Action struct {
 	Kind     ActionKind
 	TID      int
-	Server   int64    // poweroff, ask_demote, detach_volume, confirm_demote
-	Event    string   // report: the event name
-	Severity Severity // report: info, warning, critical
-	Detail   string   // report: what happened
+	Server   int64      // poweroff, ask_demote, detach_volume, confirm_demote
+	Event    event.Name // report: the event name
+	Severity Severity   // report: info, warning, critical
+	Detail   string     // report: what happened
 }
 
 // String renders the action for transcripts and logs.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/event"
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
 )
 
@@ -302,9 +303,9 @@ func TestGaleraManagers(t *testing.T) {
 		}
 		mgrs[m.name] = &Manager{Name: m.name, Bootstrap: i == 0, Peers: peers, Server: m.srv, Socket: m.sock,
 			Log: slog.New(slog.DiscardHandler), Retry: 500 * time.Millisecond, AlertAfter: 2 * time.Second,
-			Alert: func(event, detail string) {
+			Alert: func(name event.Name, detail string) {
 				mu.Lock()
-				alerts = append(alerts, m.name+": "+event+": "+detail)
+				alerts = append(alerts, m.name+": "+string(name)+": "+detail)
 				mu.Unlock()
 			},
 			Ask: func(ctx context.Context, peer string) (Report, error) {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/event"
 )
 
 // Manager brings the local Galera member up, on first boot and after any stop or crash: it asks every peer for
@@ -22,7 +24,7 @@ type Manager struct {
 	Ask    func(ctx context.Context, peer string) (Report, error)
 	Server Control
 	Socket string
-	Alert  func(event, detail string)
+	Alert  func(name event.Name, detail string)
 	Log    *slog.Logger
 	Retry  time.Duration // between rounds while waiting; default 5 s
 	// AlertAfter is how long a wait lasts before it alerts (default 1 min): peers that start a little later, as at
@@ -135,7 +137,7 @@ func (m *Manager) Run(ctx context.Context) error {
 				waitSince = time.Now()
 			}
 			if time.Since(waitSince) >= alertAfter && d.Reason != lastAlert && m.Alert != nil {
-				m.Alert("galera_recovery_blocked", fmt.Sprintf("%s (waiting for %s)", d.Reason, time.Since(waitSince).Round(time.Second)))
+				m.Alert(event.GaleraRecoveryBlocked, fmt.Sprintf("%s (waiting for %s)", d.Reason, time.Since(waitSince).Round(time.Second)))
 				lastAlert = d.Reason
 			}
 		}

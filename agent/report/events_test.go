@@ -3,19 +3,23 @@ package report
 import (
 	"flag"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
-	"path/filepath"
-	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/event"
 )
 
 var update = flag.Bool("update", false, "rewrite the event table in docs/journal.md")
 
 // The catalog is consistent: unique names and MESSAGE_IDs, known severities.
 func TestCatalog(t *testing.T) {
-	names, ids := map[string]bool{}, map[string]bool{}
+	names, ids := map[event.Name]bool{}, map[string]bool{}
 	for _, e := range Catalog() {
 		if names[e.Name] {
 			t.Errorf("%s twice", e.Name)
@@ -36,57 +40,42 @@ func TestCatalog(t *testing.T) {
 	}
 }
 
-// Every event the agent reports is in the catalog with the severity it is reported at, and every catalog entry
-// is reported somewhere.
-func TestCatalogCoversTheCode(t *testing.T) {
-	patterns := []*regexp.Regexp{
-		regexp.MustCompile(`Sev(Info|Warning|Critical), "([a-z_]+)"`),                               // brain: report(sev, event, …), drift{sev, event, …}
-		regexp.MustCompile(`alert\("([a-z_]+)", report\.Severity(Info|Warning|Critical)`),           // daemon: a.alert(event, severity, …)
-		regexp.MustCompile(`Event: "([a-z_]+)", Severity: report\.Severity(Info|Warning|Critical)`), // daemon: alerts.Send(Event{…})
-		regexp.MustCompile(`(?:event :?= |: )"((?:failover_failed|api_unavailable|maintenance_on|maintenance_off))"`),
-		regexp.MustCompile(`\.Alert\("([a-z_]+)"`), // galera.Manager's and unitStack's alert callbacks
+// Every event name is a constant of agent/event, so the compiler checks each name the code reports. The catalog
+// lists exactly those constants: none missing, none extra (the constants are read from their file with go/ast).
+func TestCatalogListsEveryName(t *testing.T) {
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "../event/names.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	files, _ := filepath.Glob("../failover/*.go")
-	more, _ := filepath.Glob("../daemon/*.go")
-	gal, _ := filepath.Glob("../galera/*.go")
-	files = append(append(files, more...), gal...)
-	cat := map[string]string{}
-	for _, e := range Catalog() {
-		cat[e.Name] = e.Severity
-	}
-	seen := map[string]bool{}
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
+	consts := map[event.Name]bool{}
+	for _, d := range f.Decls {
+		g, ok := d.(*ast.GenDecl)
+		if !ok || g.Tok != token.CONST {
 			continue
 		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, re := range patterns {
-			for _, m := range re.FindAllStringSubmatch(string(b), -1) {
-				var name, sev string
-				switch i {
-				case 0:
-					sev, name = strings.ToLower(m[1]), m[2]
-				case 1, 2:
-					name, sev = m[1], strings.ToLower(m[2])
-				default:
-					name = m[1]
-				}
-				seen[name] = true
-				want, ok := cat[name]
-				if !ok {
-					t.Errorf("%s reports %q, which is not in report.Catalog (nor docs/journal.md)", f, name)
-				} else if sev != "" && sev != want {
-					t.Errorf("%s reports %q as %s, the catalog says %s", f, name, sev, want)
+		for _, spec := range g.Specs {
+			for _, v := range spec.(*ast.ValueSpec).Values {
+				if lit, ok := v.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+					name, _ := strconv.Unquote(lit.Value)
+					consts[event.Name(name)] = true
 				}
 			}
 		}
 	}
+	if len(consts) < 40 {
+		t.Fatalf("only %d constants read from agent/event", len(consts))
+	}
+	listed := map[event.Name]bool{}
 	for _, e := range Catalog() {
-		if !seen[e.Name] {
-			t.Errorf("catalog event %q is reported nowhere", e.Name)
+		listed[e.Name] = true
+		if !consts[e.Name] {
+			t.Errorf("catalog event %q is not a constant of agent/event", e.Name)
+		}
+	}
+	for c := range consts {
+		if !listed[c] {
+			t.Errorf("agent/event names %q, which the catalog does not list", c)
 		}
 	}
 }
