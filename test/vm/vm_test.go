@@ -177,7 +177,7 @@ func TestSingleVM(t *testing.T) {
 	if err := h.ServePeers(clusterSecret); err != nil {
 		t.Fatal(err)
 	}
-	ctx := budget(t, 15*time.Minute)
+	ctx := budget(t, 20*time.Minute)
 	m, err := v.WaitConsole(ctx, configRead, DefaultFailures, quiet)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, v.ConsoleTail(60))
@@ -220,7 +220,7 @@ func TestBadUserData(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ctx := budget(t, 15*time.Minute)
+	ctx := budget(t, 20*time.Minute)
 	for _, c := range cases {
 		v := c.vm
 		m, err := v.WaitConsole(ctx, c.want, []*regexp.Regexp{regexp.MustCompile(`Kernel panic`), ready}, quiet)
