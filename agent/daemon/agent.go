@@ -158,13 +158,11 @@ func Run(ctx context.Context, o Options) error {
 		BreakerWindow: c.Failover.Breaker.Window.D(), Sequential: c.Failover.Sequential,
 	}
 	nodes := map[string]bool{}
-	var peerIPs []string
 	for _, m := range c.Cluster.Nodes {
 		nodes[m.Name] = true
 		if m.Name == self.Name {
 			continue
 		}
-		peerIPs = append(peerIPs, m.PrivateIP)
 		if !m.IsArbitrator() {
 			a.p.Peers[m.ServerID] = m.Name
 			a.peers[m.ServerID] = c.PeerURL(m)
