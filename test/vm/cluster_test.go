@@ -139,6 +139,13 @@ func TestCluster(t *testing.T) {
 func (h *Harness) waitMaster(ctx context.Context, skip *VM, quiet time.Duration) (*VM, []api.NodeStatus, error) {
 	var last []string
 	for ctx.Err() == nil && h.Quiet() <= quiet {
+		// A VM that the test did not end is down: the cluster powered it off (fenced it), and the harness never
+		// powers a fenced VM on again. Say so now rather than wait out the budget.
+		for _, v := range h.VMs {
+			if v != skip && v.args != nil && !v.Running() {
+				return nil, nil, fmt.Errorf("%s is powered off: the cluster fenced it (a false failover?); its console:\n%s", v.Name, v.ConsoleTail(30))
+			}
+		}
 		var masters []*VM
 		var sts []api.NodeStatus
 		last = last[:0]
