@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/check"
+	"github.com/mailcow-ha/mailcow-ha/lab/reap"
 )
 
 // Reset brings the lab back to its known state, however the last scenario left it: no partition, every link up,
@@ -103,16 +104,7 @@ func (l *Lab) Reset(ctx context.Context, within time.Duration) (string, []string
 // stopped reports whether the node's agent is stopped (SIGSTOP, a hung master).
 func (n *Node) stopped() bool {
 	pid := n.agent.pid()
-	if pid == 0 {
-		return false
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && i+2 < len(s) && s[i+2] == 'T'
+	return pid != 0 && reap.Stopped(pid)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

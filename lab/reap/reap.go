@@ -284,6 +284,12 @@ func Gone(pid int) bool {
 	return err != nil || st.state == 'Z' || st.state == 'X'
 }
 
+// Stopped reports whether a process is stopped by a signal (SIGSTOP: state T).
+func Stopped(pid int) bool {
+	st, err := stat(pid)
+	return err == nil && st.state == 'T'
+}
+
 type procStat struct {
 	state byte
 	start uint64

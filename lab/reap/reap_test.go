@@ -151,6 +151,16 @@ func TestAliveNamesTheSameProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := cmd.Process.Pid
+	if reap.Stopped(pid) {
+		t.Errorf("a running process counts as stopped")
+	}
+	syscall.Kill(pid, syscall.SIGSTOP)
+	for i := 0; i < 50 && !reap.Stopped(pid); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !reap.Stopped(pid) {
+		t.Errorf("a SIGSTOPped process does not count as stopped")
+	}
 	// A record with this PID but another start time is a reused PID: its owner is gone.
 	recs := []reap.Record{{PID: pid, Start: 1}}
 	if recs[0].Alive() {
