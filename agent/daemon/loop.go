@@ -22,19 +22,12 @@ func (a *Agent) loop(ctx context.Context) error {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	a.step(ctx, failover.Boot{})
-	probe := func() {
-		pctx, cancel := context.WithTimeout(ctx, tick)
-		defer cancel()
-		primary, synced, detail, err := a.o.Galera.Status(pctx)
-		if err != nil {
-			detail = err.Error()
-		}
-		a.step(ctx, failover.Galera{Primary: primary, Synced: synced, Detail: detail, Unknown: err != nil})
-		if failed, err := a.stackFailed(pctx); err == nil {
-			a.step(ctx, failover.Stack{Failed: failed})
-		}
+	for _, o := range a.probe(ctx, probeWait(tick)) {
+		a.step(ctx, o)
 	}
-	probe()
+	// Later probes run beside the loop, one at a time: see probe.
+	probing := false
+	probeDone := make(chan []failover.Observation, 1)
 	// The reconcile loop: a look at the address and the mount every reconcile interval; the API (the Floating
 	// IP's owner) only on the MASTER and only every apiEvery looks, to spare the rate limit.
 	rec := time.NewTicker(a.c.Failover.ReconcileInterval.D())
@@ -63,7 +56,10 @@ func (a *Agent) loop(ctx context.Context) error {
 			a.mu.Lock()
 			a.loopAt = time.Now()
 			a.mu.Unlock()
-			probe()
+			if !probing {
+				probing = true
+				go func() { probeDone <- a.probe(ctx, probeWait(tick)) }()
+			}
 			a.step(ctx, failover.Tick{})
 			// WATCHDOG=1 only when the loop's self-check passes: observations are not piling up and the last look
 			// at the world came back. Otherwise systemd restarts the agent after WatchdogSec.
@@ -94,6 +90,11 @@ func (a *Agent) loop(ctx context.Context) error {
 				}
 				lookDone <- struct{}{}
 			}()
+		case obs := <-probeDone:
+			probing = false
+			for _, o := range obs {
+				a.step(ctx, o)
+			}
 		case <-lookDone:
 			looking = false
 		case <-a.o.Reload:
@@ -106,6 +107,32 @@ func (a *Agent) loop(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// probeWait is how long one probe waits for mariadbd's and dockerd's answers: five ticks.
+func probeWait(tick time.Duration) time.Duration { return 5 * tick }
+
+// probe asks mariadbd for the Galera state and dockerd for the stack's, each for up to wait, and returns what it
+// saw. Only one probe runs at a time, beside the loop: a slow answer is waited for, not abandoned at the next tick
+// and asked again. An abandoned question is not free: dockerd still lists every container and mariadbd still runs
+// the query, so on a loaded node a probe that gave up every second became the load (an emulated MASTER's dockerd
+// answered a broken pipe to dozens of abandoned listings while it was starting the stack, and the start ran out of
+// time). No answer within wait is an unknown Galera state, which the brain does not count as a lost quorum before
+// quorum_grace; a stack probe without an answer is no observation.
+func (a *Agent) probe(ctx context.Context, wait time.Duration) []failover.Observation {
+	gctx, cancel := context.WithTimeout(ctx, wait)
+	primary, synced, detail, err := a.o.Galera.Status(gctx)
+	cancel()
+	if err != nil {
+		detail = err.Error()
+	}
+	obs := []failover.Observation{failover.Galera{Primary: primary, Synced: synced, Detail: detail, Unknown: err != nil}}
+	sctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if failed, err := a.stackFailed(sctx); err == nil {
+		obs = append(obs, failover.Stack{Failed: failed})
+	}
+	return obs
 }
 
 // selfCheck is the reconcile loop's look at itself: "" when healthy, else why not.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/api"
+	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/mailcowstub"
 )
 
@@ -19,10 +20,13 @@ const mailbox = "lab@example.org"
 
 var galeraSize = regexp.MustCompile(`size=(\d+)`)
 
-// Three VMs form the cluster: Galera of size 3 and exactly one MASTER, which holds the Floating IP on eth0, has the
-// hot-plugged Volume mounted (with the agent's marker) and runs the stub stack, answering SMTP on the Floating
-// IP. Then the MASTER VM is killed (QMP quit): another VM takes over, hot-plugs the Volume, mounts it, and the
-// mail written before is readable through the Floating IP.
+// Three VMs boot the image with TOML user-data: cloud-init hands it to each agent (the agent says which file it
+// read and for which node, on the console through the journal), the agents bootstrap and join Galera, and systemd
+// reports each unit started, which for Type=notify means READY=1. They form the cluster: Galera of size 3 and
+// exactly one MASTER, which holds the Floating IP on eth0, has the hot-plugged Volume mounted (with the agent's
+// marker) and runs the stub stack, answering SMTP on the Floating IP. Secrets given inline never reach a console.
+// Then the MASTER VM is killed (QMP quit): another VM takes over, hot-plugs the Volume, mounts it, and the mail
+// written before is readable through the Floating IP.
 func TestCluster(t *testing.T) {
 	h := harness(t, 3)
 	// 12–14 minutes here on two idle cores, about three times that with both cores kept busy; the budget keeps a
@@ -40,6 +44,15 @@ func TestCluster(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			m, err := v.WaitConsole(ctx, configRead, DefaultFailures, quiet)
+			if err != nil {
+				errs[i] = fmt.Errorf("%w\n%s", err, v.ConsoleTail(40))
+				return
+			}
+			if !strings.HasSuffix(m, "node "+v.Name) {
+				errs[i] = fmt.Errorf("%s: the agent read another node's configuration: %q", v.Name, m)
+				return
+			}
 			if _, err := v.WaitConsole(ctx, ready, DefaultFailures, quiet); err != nil {
 				errs[i] = fmt.Errorf("%w\n%s", err, v.ConsoleTail(40))
 				return
@@ -80,6 +93,12 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("send: %v", err)
 		}
 	})
+	// Secrets given inline were written to 0600 files, never to a console.
+	for _, v := range h.VMs {
+		if text := v.ConsoleText(); strings.Contains(text, clusterSecret) || strings.Contains(text, hcloudsim.DemoToken) {
+			t.Errorf("%s: a secret appeared on the console", v.Name)
+		}
+	}
 	if master == nil {
 		t.Fatal("no MASTER")
 	}

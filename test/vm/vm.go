@@ -57,7 +57,6 @@ type Harness struct {
 	Volume string // the Volume's backing file
 	Log    *slog.Logger
 	srv    *http.Server
-	extra  []*http.Server // stand-ins (ServePeers)
 	mu     sync.Mutex
 	VMs    []*VM
 	Accel  []string // QEMU's accelerator arguments: TCG unless set
@@ -175,9 +174,6 @@ func (h *Harness) Close() {
 	}
 	if h.srv != nil {
 		h.srv.Close()
-	}
-	for _, s := range h.extra {
-		s.Close()
 	}
 	if h.NS != nil {
 		h.NS.Del()
