@@ -99,8 +99,8 @@ func AgentWith(ctx context.Context, args []string, stdio Stdio, extend AgentExte
 	return ExitOK
 }
 
-// Check answers keepalived's vrrp_script from the agent's verdict; see check.Main. The appliance runs the same
-// code as the small mailcow-ha-check command, which starts faster.
+// Check asks the agent for its verdict once, or with --watch keeps keepalived's track file; see check.Main. The
+// appliance runs the same code as the small mailcow-ha-check command, which starts faster.
 func Check(ctx context.Context, args []string, stdio Stdio) int { return check.Main(ctx, args, stdio) }
 
 // Maintenance switches maintenance mode on every node: automatic actions pause, reporting goes on.

@@ -1,5 +1,5 @@
 // Package api serves the agent's HTTP: the peer API that the nodes use among themselves (authenticated with the
-// cluster secret), and the local check socket that keepalived's vrrp_script asks. Health, role and metrics
+// cluster secret), and the local check socket that the check watcher asks. Health, role and metrics
 // endpoints join it with the observability issue.
 package api
 

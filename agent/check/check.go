@@ -1,5 +1,6 @@
-// Package check is the agent's local socket: keepalived's vrrp_script asks it for the verdict through the
-// small mailcow-ha-check command, and the local operator commands (maintenance, switchover, status) use it too.
+// Package check is the agent's local socket and its watcher: the watcher (the small mailcow-ha-check command, run
+// by the agent with --watch) asks the socket for the verdict every second and keeps keepalived's track file; the
+// local operator commands (check, maintenance, switchover, status) use the same socket.
 // It imports little, so that the check command starts in a few milliseconds.
 package check
 
@@ -12,15 +13,16 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/stdio"
 )
 
-// The check socket: keepalived's vrrp_script runs `mailcow-ha check`, which asks the agent over a unix socket
-// (mode 0600) and exits 0 for a passing verdict. The agent answers from its cached verdict, so a check costs a
-// connection and a line. The protocol is one line each way: "check\n", then "ok <reason>\n" or
+// The check socket: the watcher (and `mailcow-ha check`, for operators) asks the agent over a unix socket
+// (mode 0600); `mailcow-ha check` exits 0 for a passing verdict. The agent answers from its cached verdict, so a
+// check costs a connection and a line. The protocol is one line each way: "check\n", then "ok <reason>\n" or
 // "fail <reason>\n". Local commands (maintenance, switchover, status) use the same socket with other verbs.
 
 // VerdictFunc returns the cached verdict.
@@ -123,11 +125,14 @@ func Verdict(path string, timeout time.Duration) (string, error) {
 }
 
 // Main is the mailcow-ha-check command (and mailcow-ha check): exit 0 when the verdict passes, 1 when it
-// fails or the agent does not answer in time (fail closed), 2 for bad arguments.
+// fails or the agent does not answer in time (fail closed), 2 for bad arguments. With --watch it is the watcher
+// that keeps keepalived's track file (see Watch) and runs until it is ended.
 //
 //	mailcow-ha-check [--socket PATH] [--timeout D] [--quiet]
-func Main(_ context.Context, args []string, io stdio.Stdio) int {
+//	mailcow-ha-check --watch FILE [--socket PATH] [--timeout D] [--interval D] [--fall N] [--rise N]
+func Main(ctx context.Context, args []string, io stdio.Stdio) int {
 	socket, timeout, quiet := DefaultSocket, 800*time.Millisecond, false
+	w := WatchOptions{}
 	for i := 0; i < len(args); i++ {
 		a := strings.TrimLeft(args[i], "-")
 		val := func() (string, bool) {
@@ -157,15 +162,58 @@ func Main(_ context.Context, args []string, io stdio.Stdio) int {
 				return 2
 			}
 			timeout = d
+		case "interval":
+			v, ok := val()
+			d, err := time.ParseDuration(v)
+			if !ok || err != nil || d <= 0 {
+				fmt.Fprintln(io.Stderr, "check: --interval needs a duration such as 1s")
+				return 2
+			}
+			w.Interval = d
+		case "fall", "rise":
+			name := a
+			v, ok := val()
+			n, err := strconv.Atoi(v)
+			if !ok || err != nil || n < 1 || n > 10 {
+				fmt.Fprintf(io.Stderr, "check: --%s needs a count from 1 to 10\n", name)
+				return 2
+			}
+			if name == "fall" {
+				w.Fall = n
+			} else {
+				w.Rise = n
+			}
+		case "watch":
+			v, ok := val()
+			if !ok || v == "" {
+				fmt.Fprintln(io.Stderr, "check: --watch needs the track file's path")
+				return 2
+			}
+			w.File = v
 		case "quiet", "q":
 			quiet = true
 		case "h", "help":
-			fmt.Fprintln(io.Stdout, "Usage: mailcow-ha check [--socket PATH] [--timeout D] [--quiet]\n\nExit 0 when the agent's verdict passes, 1 when it fails or the agent does not answer in time.")
+			fmt.Fprintln(io.Stdout, "Usage: mailcow-ha check [--socket PATH] [--timeout D] [--quiet]\n"+
+				"       mailcow-ha check --watch FILE [--socket PATH] [--timeout D] [--interval D] [--fall N] [--rise N]\n\n"+
+				"Exit 0 when the agent's verdict passes, 1 when it fails or the agent does not answer in time.\n"+
+				"With --watch, keep keepalived's track file: 0 while the verdict passes, 1 (FAULT) after --fall failures in a row.")
 			return 0
 		default:
 			fmt.Fprintf(io.Stderr, "check: unknown argument %q\n", args[i])
 			return 2
 		}
+	}
+	if w.File != "" {
+		w.Socket, w.Timeout, w.Log = socket, timeout, io.Stderr
+		if err := Watch(ctx, w); err != nil {
+			fmt.Fprintln(io.Stderr, err)
+			return 1
+		}
+		return 0
+	}
+	if w.Interval != 0 || w.Fall != 0 || w.Rise != 0 {
+		fmt.Fprintln(io.Stderr, "check: --interval, --fall and --rise go with --watch")
+		return 2
 	}
 	reason, err := Verdict(socket, timeout)
 	if err != nil {

@@ -114,8 +114,8 @@ type Keepalived struct {
 	PreemptDelay   Duration `toml:"preempt_delay"`
 	ConfigFile     string   `toml:"config_file"`
 	NotifyFIFO     string   `toml:"notify_fifo"`
-	// The vrrp_script that asks the agent: how long one check may take, and how many failures in a row put the
-	// instance in FAULT.
+	// The check watcher that asks the agent every second and keeps keepalived's track file: how long one answer
+	// may take, and how many failures in a row put the instance in FAULT.
 	CheckTimeout Duration `toml:"check_timeout"`
 	CheckFall    int      `toml:"check_fall"`
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mailcow-ha/mailcow-ha/agent/api"
 	"github.com/mailcow-ha/mailcow-ha/agent/check"
+	"github.com/mailcow-ha/mailcow-ha/agent/child"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/event"
 	"github.com/mailcow-ha/mailcow-ha/agent/failover"
@@ -42,7 +43,7 @@ type Options struct {
 	Log           *slog.Logger
 	Notifier      report.Notifier
 	SecretOwner   int      // uid that must own the secret files; root on a node
-	CheckCommand  []string // keepalived's vrrp_script; default: this binary's "check --socket <api.socket>"
+	CheckCommand  []string // the check watcher's command, without arguments; default: mailcow-ha-check beside this binary, else this binary's "check"
 	KeepalivedBin string
 	Galera        Galera
 	Stack         Stack
@@ -62,17 +63,20 @@ type Agent struct {
 	o       Options
 	c       config.Config
 	ka      *keepalived.Process
-	mgr     *galera.Manager
-	privIf  string
-	p       failover.Params
-	log     *slog.Logger
-	obs     chan failover.Observation
-	exec    *Executor
-	peers   map[int64]string // server id -> peer API base URL
-	client  *api.PeerClient
-	alerts  *report.Alerter
-	hist    *history
-	metrics *report.Metrics
+	watcher *child.Child // the check watcher that keeps keepalived's track file
+	// watchCmd is the running watcher's command line (under mu).
+	watchCmd []string
+	mgr      *galera.Manager
+	privIf   string
+	p        failover.Params
+	log      *slog.Logger
+	obs      chan failover.Observation
+	exec     *Executor
+	peers    map[int64]string // server id -> peer API base URL
+	client   *api.PeerClient
+	alerts   *report.Alerter
+	hist     *history
+	metrics  *report.Metrics
 
 	mu       sync.Mutex
 	s        failover.State
@@ -226,6 +230,12 @@ func Run(ctx context.Context, o Options) error {
 		}
 		defer srv.Stop(2 * time.Minute)
 	}
+	w, err := a.startWatcher(ctx, &wg)
+	if err != nil {
+		return err
+	}
+	a.watcher = w
+	defer w.Stop(5 * time.Second)
 	ka, err := a.startKeepalived(ctx, &wg)
 	if err != nil {
 		return err

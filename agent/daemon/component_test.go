@@ -85,8 +85,7 @@ func (l *notifyLog) all() []string {
 const fip = "203.0.113.100"
 
 // buildAgent builds the agent with its test doubles (test/agentdouble: mailcow-ha plus the --test-* flags, which
-// the shipped binary does not have) and mailcow-ha-check into a directory that only root can write: keepalived's
-// script security refuses check scripts below world-writable directories such as /tmp.
+// the shipped binary does not have) and mailcow-ha-check (the check watcher the agent runs) into build/test-bin.
 func buildAgent(t testing.TB) string {
 	t.Helper()
 	root, err := filepath.Abs("../..")
@@ -549,13 +548,29 @@ func TestClusterReload(t *testing.T) {
 	}
 }
 
-// BenchmarkAgent starts the 3-node cluster and measures what keepalived pays each second for the check (the
-// whole `mailcow-ha check` process, as vrrp_script runs it) and the agents' resident memory.
+// BenchmarkAgent starts the 3-node cluster and measures what a check costs: one question on the socket, as the
+// check watcher asks it every second, against the whole `mailcow-ha check` process that keepalived used to fork
+// every second; and the agents' resident memory.
 func BenchmarkAgent(b *testing.B) {
 	c := newCluster(b, 5)
 	m, _ := c.master(60 * time.Second)
 	sock := filepath.Join(m.dir, "agent.sock")
-	// keepalived runs the small mailcow-ha-check every second; mailcow-ha check does the same in the big binary.
+	// The watcher's question, in-process.
+	{
+		const samples = 300
+		lat := make([]time.Duration, 0, samples)
+		for range samples {
+			t0 := time.Now()
+			if _, err := check.Ask(sock, "check", time.Second); err != nil {
+				b.Fatalf("check socket: %v", err)
+			}
+			lat = append(lat, time.Since(t0))
+		}
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "check_socket_p50_ms")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "check_socket_p99_ms")
+	}
+	// The one-shot check command (an operator's), small and big; what keepalived paid per second before the watcher.
 	for _, v := range []struct {
 		unit string
 		cmd  []string

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,24 +98,11 @@ func (a *Agent) writeKeepalivedConfig(c config.Config) (changed bool, err error)
 			peerIPs = append(peerIPs, m.PrivateIP)
 		}
 	}
-	checkCmd := a.o.CheckCommand
-	if len(checkCmd) == 0 {
-		exe, err := os.Executable()
-		if err != nil {
-			return false, fmt.Errorf("agent: %w", err)
-		}
-		// The small mailcow-ha-check beside this binary starts in a few milliseconds; else this binary's check.
-		checkCmd = []string{exe, "check", "--socket", c.API.Socket}
-		if small := filepath.Join(filepath.Dir(exe), "mailcow-ha-check"); isExecutable(small) {
-			checkCmd = []string{small, "--socket", c.API.Socket}
-		}
-	}
 	conf, err := keepalived.Render(keepalived.Spec{
 		RouterName: self.Name, Instance: c.Keepalived.Instance, Interface: a.privIf,
 		VirtualRouter: c.Keepalived.RouterID, Priority: self.Priority, AdvertInterval: c.Keepalived.AdvertInterval.D(),
 		Preempt: c.Keepalived.Preempt, PreemptDelay: c.Keepalived.PreemptDelay.D(), SourceIP: self.PrivateIP,
-		Peers: peerIPs, CheckCommand: checkCmd, NotifyFIFO: c.Keepalived.NotifyFIFO,
-		CheckTimeout: c.Keepalived.CheckTimeout.D(), Fall: c.Keepalived.CheckFall,
+		Peers: peerIPs, TrackFile: trackFile(c), NotifyFIFO: c.Keepalived.NotifyFIFO,
 	})
 	if err != nil {
 		return false, fmt.Errorf("agent: %w", err)
@@ -122,4 +112,98 @@ func (a *Agent) writeKeepalivedConfig(c config.Config) (changed bool, err error)
 		return false, fmt.Errorf("agent: %w", err)
 	}
 	return changed, nil
+}
+
+// trackFile is keepalived's track_file, which the check watcher keeps: beside the notify fifo, named after it
+// (/run/mailcow-ha/keepalived.health by default).
+func trackFile(c config.Config) string {
+	fifo := c.Keepalived.NotifyFIFO
+	return strings.TrimSuffix(fifo, filepath.Ext(fifo)) + ".health"
+}
+
+// watchCommand is the check watcher's command line for c: the small mailcow-ha-check beside this binary (or this
+// binary's check) with --watch, and keepalived.check_timeout and check_fall as its timeout and fall.
+func (a *Agent) watchCommand(c config.Config) ([]string, error) {
+	cmd := slices.Clone(a.o.CheckCommand)
+	if len(cmd) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		cmd = []string{exe, "check"}
+		if small := filepath.Join(filepath.Dir(exe), "mailcow-ha-check"); isExecutable(small) {
+			cmd = []string{small}
+		}
+	}
+	return append(cmd, "--socket", c.API.Socket, "--watch", trackFile(c), "--interval", "1s",
+		"--timeout", c.Keepalived.CheckTimeout.D().String(), "--fall", strconv.Itoa(c.Keepalived.CheckFall), "--rise", "2"), nil
+}
+
+// startWatcher starts the check watcher (mailcow-ha-check --watch): a process of its own that asks this agent's
+// socket for the verdict every second and writes keepalived's track file, so that no process is forked per check
+// and a hung agent still ends in FAULT. It is kept up like keepalived; while it is down (a second at most),
+// keepalived keeps the verdict it last wrote. A reload that changes its command line restarts it.
+func (a *Agent) startWatcher(ctx context.Context, wg *sync.WaitGroup) (*child.Child, error) {
+	if err := os.MkdirAll(filepath.Dir(trackFile(a.c)), 0o755); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	w := &child.Child{}
+	out := newLogWriter(a.log, "check")
+	start := func() error {
+		a.mu.Lock()
+		cur := a.c
+		a.mu.Unlock()
+		cmd, err := a.watchCommand(cur)
+		if err != nil {
+			return err
+		}
+		if err := w.Start(cmd, out); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		a.watchCmd = cmd
+		a.mu.Unlock()
+		return nil
+	}
+	if err := start(); err != nil {
+		return nil, fmt.Errorf("agent: check watcher: %w", err)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		started := true // the first start was the one above
+		child.Keeper{
+			Up: func(context.Context) (<-chan struct{}, error) {
+				if !started {
+					if err := start(); err != nil {
+						return nil, err
+					}
+				}
+				started = false
+				return w.Done(), nil
+			},
+			Ended: func() {
+				a.log.Warn("the check watcher exited; restarting it in 1s (keepalived keeps the verdict it last read)")
+			},
+			Failed: func(err error) bool {
+				a.log.Error("check watcher restart", "err", err)
+				return true
+			},
+			RestartDelay: time.Second, RetryDelay: 2 * time.Second,
+		}.Run(ctx)
+	}()
+	return w, nil
+}
+
+// restartWatcher ends the watcher when c gives it another command line; its keeper starts it with the new one.
+func (a *Agent) restartWatcher(c config.Config) {
+	cmd, err := a.watchCommand(c)
+	a.mu.Lock()
+	same := slices.Equal(cmd, a.watchCmd)
+	a.mu.Unlock()
+	if err != nil || same || a.watcher == nil {
+		return
+	}
+	a.log.Info("reload: restarting the check watcher with the new check_timeout or check_fall")
+	a.watcher.Stop(5 * time.Second)
 }

@@ -39,6 +39,7 @@ func (a *Agent) reload() {
 	cur := a.c
 	a.mu.Unlock()
 	a.exec.SetFenceTimeout(c.Failover.FenceTimeout.D())
+	a.restartWatcher(cur)
 	changed, err := a.writeKeepalivedConfig(cur)
 	if err != nil {
 		a.log.Error("reload: keepalived configuration", "err", err)

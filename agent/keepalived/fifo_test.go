@@ -131,12 +131,26 @@ func TestElection(t *testing.T) {
 		proc   *Process
 		events chan Event
 		out    *lockedBuffer
+		track  string
+	}
+	// health writes the track file as the agent's watcher does: a new file renamed over the old one.
+	health := func(n *node, v string) {
+		tmp := n.track + ".tmp"
+		if err := os.WriteFile(tmp, []byte(v+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, n.track); err != nil {
+			t.Fatal(err)
+		}
 	}
 	start := func(ns *netns.NS, name, self, peer string, prio int) *node {
 		dir := t.TempDir()
 		s := spec()
 		s.RouterName, s.Priority, s.SourceIP, s.Peers = name, prio, self, []string{peer}
-		s.CheckCommand = []string{"/bin/true"}
+		s.TrackFile = filepath.Join(dir, "health")
+		if err := os.WriteFile(s.TrackFile, []byte("0\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		s.NotifyFIFO = filepath.Join(dir, "fifo")
 		conf, err := Render(s)
 		if err != nil {
@@ -145,7 +159,7 @@ func TestElection(t *testing.T) {
 		if _, err := WriteConfig(filepath.Join(dir, "keepalived.conf"), conf); err != nil {
 			t.Fatal(err)
 		}
-		n := &node{events: make(chan Event, 16), out: &lockedBuffer{}}
+		n := &node{events: make(chan Event, 16), out: &lockedBuffer{}, track: s.TrackFile}
 		if err := MakeFIFO(s.NotifyFIFO); err != nil {
 			t.Fatal(err)
 		}
@@ -176,9 +190,17 @@ func TestElection(t *testing.T) {
 	nb := start(b, "mx2", "10.99.0.12", "10.99.0.11", 100)
 	wait(na, "MASTER", 15*time.Second)
 	wait(nb, "BACKUP", 15*time.Second)
-	if err := na.proc.Kill(); err != nil {
+	// A failing verdict in the track file: FAULT at once, and the peer takes over.
+	t0 := time.Now()
+	health(na, "1")
+	wait(na, "FAULT", 5*time.Second)
+	t.Logf("track file: the MASTER entered FAULT %s after its track file changed to 1", time.Since(t0))
+	wait(nb, "MASTER", 15*time.Second)
+	health(na, "0")
+	wait(na, "BACKUP", 5*time.Second)
+	if err := nb.proc.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	took := wait(nb, "MASTER", 15*time.Second)
+	took := wait(na, "MASTER", 15*time.Second)
 	t.Logf("VRRP detection: the BACKUP became MASTER %s after the MASTER's keepalived was killed (advert_int 1s)", took)
 }

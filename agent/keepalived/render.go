@@ -23,12 +23,8 @@ type Spec struct {
 	PreemptDelay   time.Duration
 	SourceIP       string   // unicast_src_ip: this node's private IP
 	Peers          []string // unicast_peer: the other nodes' private IPs
-	CheckCommand   []string // the vrrp_script: the mailcow-ha check command and its arguments
-	CheckInterval  time.Duration
-	CheckTimeout   time.Duration
-	Fall, Rise     int
-	NotifyFIFO     string // vrrp_notify_fifo
-	ScriptUser     string // script_user; default root
+	TrackFile      string   // the track_file that the agent's watcher keeps: 0 healthy, anything else FAULT
+	NotifyFIFO     string   // vrrp_notify_fifo
 }
 
 // Render returns keepalived.conf for s. Every value is quoted, and a value that could break out of its quotes
@@ -61,47 +57,24 @@ func Render(s Spec) ([]byte, error) {
 	if s.AdvertInterval < time.Second || s.AdvertInterval > 255*time.Second || s.AdvertInterval%time.Second != 0 {
 		errs = append(errs, fmt.Sprintf("advert_int %s is not a whole number of seconds from 1 to 255", s.AdvertInterval))
 	}
-	if len(s.CheckCommand) == 0 {
-		errs = append(errs, "no check command")
-	}
-	if s.CheckInterval <= 0 {
-		s.CheckInterval = time.Second
-	}
-	if s.CheckTimeout <= 0 {
-		s.CheckTimeout = time.Second
-	}
-	if s.Fall <= 0 {
-		s.Fall = 2
-	}
-	if s.Rise <= 0 {
-		s.Rise = 2
-	}
-	if s.ScriptUser == "" {
-		s.ScriptUser = "root"
+	if !strings.HasPrefix(s.TrackFile, "/") {
+		errs = append(errs, fmt.Sprintf("track file %q: an absolute path is needed", s.TrackFile))
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Rendered by mailcow-ha from its configuration; changes here are overwritten.\n")
 	fmt.Fprintf(&b, "# keepalived elects the MASTER only: no virtual_ipaddress, the agent moves the Floating IP.\n")
 	fmt.Fprintf(&b, "global_defs {\n")
 	fmt.Fprintf(&b, "    router_id %s\n", q("router_id", s.RouterName))
-	fmt.Fprintf(&b, "    enable_script_security\n")
-	fmt.Fprintf(&b, "    script_user %s\n", q("script_user", s.ScriptUser))
 	fmt.Fprintf(&b, "    vrrp_notify_fifo %s\n", q("vrrp_notify_fifo", s.NotifyFIFO))
 	fmt.Fprintf(&b, "}\n\n")
-	cmd := make([]string, len(s.CheckCommand))
-	for i, a := range s.CheckCommand {
-		if err := safe(a); err != nil || strings.ContainsAny(a, " \t'") {
-			errs = append(errs, fmt.Sprintf("check command argument %q: blanks and quotes are not allowed", a))
-		}
-		cmd[i] = a
-	}
-	fmt.Fprintf(&b, "vrrp_script chk_mailcow_ha {\n")
-	fmt.Fprintf(&b, "    script %s\n", q("script", strings.Join(cmd, " ")))
-	fmt.Fprintf(&b, "    interval %s\n", seconds(s.CheckInterval))
-	fmt.Fprintf(&b, "    timeout %s\n", seconds(s.CheckTimeout))
-	fmt.Fprintf(&b, "    fall %d\n    rise %d\n", s.Fall, s.Rise)
-	fmt.Fprintf(&b, "    # weight 0: a failing check puts the instance in FAULT.\n")
+	// The agent's watcher (mailcow-ha-check --watch) writes the verdict here; keepalived reads it when it changes
+	// (inotify). No script runs: nothing is forked per check.
+	fmt.Fprintf(&b, "track_file mailcow_ha {\n")
+	fmt.Fprintf(&b, "    file %s\n", q("track_file", s.TrackFile))
+	fmt.Fprintf(&b, "    # weight 0: any value but 0 puts the instance in FAULT.\n")
 	fmt.Fprintf(&b, "    weight 0\n")
+	fmt.Fprintf(&b, "    # A missing file is created holding 1: FAULT until the watcher has seen the verdict pass.\n")
+	fmt.Fprintf(&b, "    init_file 1\n")
 	fmt.Fprintf(&b, "}\n\n")
 	fmt.Fprintf(&b, "vrrp_instance %s {\n", q("vrrp_instance", s.Instance))
 	fmt.Fprintf(&b, "    state BACKUP\n")
@@ -123,7 +96,7 @@ func Render(s Spec) ([]byte, error) {
 		fmt.Fprintf(&b, "        %s\n", ip(fmt.Sprintf("unicast_peer[%d]", i), p))
 	}
 	fmt.Fprintf(&b, "    }\n")
-	fmt.Fprintf(&b, "    track_script {\n        chk_mailcow_ha\n    }\n")
+	fmt.Fprintf(&b, "    track_file {\n        mailcow_ha\n    }\n")
 	fmt.Fprintf(&b, "}\n")
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("keepalived config: %s", strings.Join(errs, "; "))

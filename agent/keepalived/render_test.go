@@ -19,8 +19,7 @@ func spec() Spec {
 	return Spec{
 		RouterName: "mx1", Instance: "VI_MAILCOW", Interface: "eth1", VirtualRouter: 51, Priority: 150,
 		AdvertInterval: time.Second, Preempt: "off", SourceIP: "10.99.0.11", Peers: []string{"10.99.0.12", "10.99.0.13"},
-		CheckCommand: []string{"/usr/local/bin/mailcow-ha", "check", "--socket", "/run/mailcow-ha/agent.sock"},
-		NotifyFIFO:   "/run/mailcow-ha/keepalived.fifo",
+		TrackFile: "/run/mailcow-ha/health", NotifyFIFO: "/run/mailcow-ha/keepalived.fifo",
 	}
 }
 
@@ -62,7 +61,7 @@ func TestKeepalivedAcceptsConfig(t *testing.T) {
 	}
 	dir := t.TempDir()
 	s := spec()
-	s.CheckCommand = []string{"/bin/true"}
+	s.TrackFile = filepath.Join(dir, "health")
 	s.NotifyFIFO = filepath.Join(dir, "fifo")
 	for _, preempt := range []string{"off", "on", "delay"} {
 		s.Preempt, s.PreemptDelay = preempt, 30*time.Second
@@ -98,14 +97,15 @@ func testNS(t *testing.T) *netns.NS {
 
 func TestRenderRefusesInjection(t *testing.T) {
 	for name, mod := range map[string]func(*Spec){
-		"quote in interface": func(s *Spec) { s.Interface = `eth0" }` },
-		"newline in name":    func(s *Spec) { s.RouterName = "mx1\nvirtual_ipaddress { 1.2.3.4 }" },
-		"brace in instance":  func(s *Spec) { s.Instance = "VI}" },
-		"comment in fifo":    func(s *Spec) { s.NotifyFIFO = "/run/x#y" },
-		"bad peer":           func(s *Spec) { s.Peers = []string{"10.0.0.1 10.0.0.2"} },
-		"blank in check arg": func(s *Spec) { s.CheckCommand = []string{"/bin/sh", "-c", "rm -rf /"} },
-		"router id":          func(s *Spec) { s.VirtualRouter = 256 },
-		"advert":             func(s *Spec) { s.AdvertInterval = 1500 * time.Millisecond },
+		"quote in interface":  func(s *Spec) { s.Interface = `eth0" }` },
+		"newline in name":     func(s *Spec) { s.RouterName = "mx1\nvirtual_ipaddress { 1.2.3.4 }" },
+		"brace in instance":   func(s *Spec) { s.Instance = "VI}" },
+		"comment in fifo":     func(s *Spec) { s.NotifyFIFO = "/run/x#y" },
+		"bad peer":            func(s *Spec) { s.Peers = []string{"10.0.0.1 10.0.0.2"} },
+		"relative track file": func(s *Spec) { s.TrackFile = "health" },
+		"quote in track file": func(s *Spec) { s.TrackFile = `/run/x" }` },
+		"router id":           func(s *Spec) { s.VirtualRouter = 256 },
+		"advert":              func(s *Spec) { s.AdvertInterval = 1500 * time.Millisecond },
 	} {
 		s := spec()
 		mod(&s)
@@ -154,24 +154,24 @@ func tokens(conf string) []string {
 // back, token by token, as the same configuration rendered with harmless placeholders, the values in their
 // places.
 func FuzzRender(f *testing.F) {
-	f.Add("mx1", "VI_MAILCOW", "eth1", "/run/mailcow-ha/keepalived.fifo", "/usr/bin/mailcow-ha")
+	f.Add("mx1", "VI_MAILCOW", "eth1", "/run/mailcow-ha/keepalived.fifo", "/run/mailcow-ha/health")
 	f.Add("a\"b", "x y", "{", "#", "!")
-	f.Fuzz(func(t *testing.T, name, inst, iface, fifo, bin string) {
+	f.Fuzz(func(t *testing.T, name, inst, iface, fifo, track string) {
 		s := spec()
 		s.RouterName, s.Instance, s.Interface, s.NotifyFIFO = name, inst, iface, fifo
-		s.CheckCommand = []string{bin, "check"}
+		s.TrackFile = track
 		got, err := Render(s)
 		if err != nil {
 			return
 		}
 		ref := spec()
 		ref.RouterName, ref.Instance, ref.Interface, ref.NotifyFIFO = "P1", "P2", "P3", "P4"
-		ref.CheckCommand = []string{"P5", "check"}
+		ref.TrackFile = "/P5"
 		want, err := Render(ref)
 		if err != nil {
 			t.Fatal(err)
 		}
-		repl := map[string]string{"P1": name, "P2": inst, "P3": iface, "P4": fifo, "P5 check": bin + " check"}
+		repl := map[string]string{"P1": name, "P2": inst, "P3": iface, "P4": fifo, "/P5": track}
 		gt, wt := tokens(string(got)), tokens(string(want))
 		if len(gt) != len(wt) {
 			t.Fatalf("structure changed: %d tokens, want %d:\n%s", len(gt), len(wt), got)

@@ -1,6 +1,6 @@
-// Command mailcow-ha-check is keepalived's vrrp_script: it asks the local agent for its verdict. It is a separate,
-// small binary because keepalived runs it every second and a check should cost a few milliseconds; it does
-// what `mailcow-ha check` does (package check).
+// Command mailcow-ha-check is the check watcher that the agent runs (--watch: it asks the local agent for its
+// verdict every second and keeps keepalived's track file), and the operator's one-shot check. It is a separate,
+// small binary that does what `mailcow-ha check` does (package check).
 package main
 
 import (
