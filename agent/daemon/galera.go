@@ -54,7 +54,13 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.Wa
 	var srv galera.Control
 	if a.o.GaleraMode == GaleraSystemd {
 		// mariadb.service reads the drop-in through /etc/mysql/my.cnf; the appliance image prepares the datadir.
-		srv = &galera.Systemd{DataDir: c.Galera.DataDir}
+		sd := &galera.Systemd{DataDir: c.Galera.DataDir}
+		if was, err := sd.ClearBootstrapFlag(); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		} else if was {
+			a.log.Warn("galera: removed a bootstrap flag that an earlier run left behind; no start bootstraps by accident")
+		}
+		srv = sd
 	} else {
 		child := &galera.Server{DefaultsFile: c.Galera.ConfigFile, DataDir: c.Galera.DataDir, Output: newLogWriter(a.log, "mariadbd")}
 		if err := child.InitDataDir(ctx, "mysql"); err != nil {

@@ -44,8 +44,12 @@ type Decision struct {
 	Winner string
 }
 
-// FirstBoot decides a node's first start: the node configured as bootstrap starts a new cluster only when every
-// peer answered and none runs a Primary component; the others join.
+// FirstBoot decides the start of a node without a cluster history of its own: the node configured as bootstrap
+// starts a new cluster only when every peer answered, none runs a Primary component and none has a history (a
+// cluster uuid of its own); the others join. A bootstrap node whose peers have a history has a new datadir in an
+// existing cluster (a rebuilt or replaced server, while the others are down and recover): a new cluster started
+// there would be empty, and a second Primary component beside the one that the peers' recovery bootstraps. It
+// waits instead, and joins once a Primary component runs; the manager alerts while it waits.
 func FirstBoot(self string, isBootstrap bool, peers []Report) Decision {
 	for _, p := range peers {
 		if p.Answered && p.Primary {
@@ -58,7 +62,17 @@ func FirstBoot(self string, isBootstrap bool, peers []Report) Decision {
 	if missing := unanswered(peers); len(missing) > 0 {
 		return Decision{Action: Wait, Reason: "no answer from " + strings.Join(missing, ", ") + ": a cluster may run there"}
 	}
-	return Decision{Action: Bootstrap, Reason: "first boot: no peer runs a Primary component", Winner: self}
+	var history []string
+	for _, p := range peers {
+		if p.Pos.HasHistory() {
+			history = append(history, p.Node+"="+p.Pos.String())
+		}
+	}
+	if len(history) > 0 {
+		return Decision{Action: Wait, Reason: "this datadir is new, but peers have a cluster's history (" + strings.Join(history, ", ") +
+			"): no new cluster starts here; waiting to join the Primary component that their recovery starts"}
+	}
+	return Decision{Action: Bootstrap, Reason: "first boot: no peer runs a Primary component or has a history", Winner: self}
 }
 
 // Recover decides a start after the whole cluster went down. A running Primary component is joined. Otherwise

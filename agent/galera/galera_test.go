@@ -3,6 +3,7 @@ package galera
 import (
 	"flag"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -91,6 +92,19 @@ func TestFirstBoot(t *testing.T) {
 	if d := FirstBoot("mx1", true, []Report{{Node: "mx2", Answered: true, Primary: true}, {Node: "mx3"}}); d.Action != Join {
 		t.Errorf("a peer runs Primary: %+v", d)
 	}
+	// The bootstrap node's datadir is new (a rebuilt server) while the others are down and recover: they report
+	// the cluster's uuid, with a seqno or without one (crashed, not recovered yet). No new cluster starts here.
+	history := []Report{{Node: "mx2", Answered: true, Pos: Position{UUID: uuid, Seqno: 41}}, {Node: "mx3", Answered: true, Pos: Position{UUID: uuid, Seqno: -1}}}
+	if d := FirstBoot("mx1", true, history); d.Action != Wait || !strings.Contains(d.Reason, "mx2="+uuid+":41") || !strings.Contains(d.Reason, "mx3=") {
+		t.Errorf("peers with a history: %+v", d)
+	}
+	if d := FirstBoot("mx1", true, []Report{history[1], {Node: "mx2", Answered: true, Pos: fresh}}); d.Action != Wait {
+		t.Errorf("one peer with a history: %+v", d)
+	}
+	// Once their recovery runs a Primary component, the rebuilt node joins it.
+	if d := FirstBoot("mx1", true, []Report{{Node: "mx2", Answered: true, Primary: true, Pos: Position{UUID: uuid, Seqno: 42}}, history[1]}); d.Action != Join {
+		t.Errorf("peers recovered: %+v", d)
+	}
 }
 
 func TestRecover(t *testing.T) {
@@ -153,5 +167,30 @@ func TestQueue(t *testing.T) {
 		if wait && d.Action != Join {
 			t.Errorf("%s: a waiting joiner must stay a joiner: %+v", tc.name, d)
 		}
+	}
+}
+
+// A datadir with a database beside MariaDB's own holds a cluster's data, even without grastate.dat: no first boot.
+func TestHasUserData(t *testing.T) {
+	dir := t.TempDir()
+	if HasUserData(filepath.Join(dir, "none")) {
+		t.Error("a missing datadir holds data")
+	}
+	for _, d := range []string{"mysql", "performance_schema", "sys", "#innodb_temp", "lost+found"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ibdata1"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if HasUserData(dir) {
+		t.Error("a new server's system tables count as data")
+	}
+	if err := os.Mkdir(filepath.Join(dir, "mailcow"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if !HasUserData(dir) {
+		t.Error("mailcow's database does not count as data")
 	}
 }

@@ -22,6 +22,10 @@ type Position struct {
 // Known reports whether the position can take part in choosing who bootstraps: a real cluster uuid and a seqno.
 func (p Position) Known() bool { return p.UUID != "" && p.UUID != ZeroUUID && p.Seqno >= 0 }
 
+// HasHistory reports whether the position belongs to a cluster (a uuid that is not zero), even without a seqno
+// (a member that crashed before its position was recovered).
+func (p Position) HasHistory() bool { return p.UUID != "" && p.UUID != ZeroUUID }
+
 func (p Position) String() string { return fmt.Sprintf("%s:%d", p.UUID, p.Seqno) }
 
 // ParseGrastate reads grastate.dat.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -81,10 +82,40 @@ func (m *Manager) Down() {
 	m.mu.Unlock()
 }
 
-// firstBoot reports whether this node never joined a cluster: no grastate.dat in its datadir.
+// firstBoot reports whether this node never joined a cluster: no grastate.dat in its datadir, and no database
+// beside the system ones. A datadir that holds data but lost its grastate.dat is no first boot: it recovers its
+// position like any member.
 func (m *Manager) firstBoot() bool {
-	_, err := os.Stat(filepath.Join(m.Server.Dir(), "grastate.dat"))
-	return errors.Is(err, os.ErrNotExist)
+	dir := m.Server.Dir()
+	if _, err := os.Stat(filepath.Join(dir, "grastate.dat")); !errors.Is(err, os.ErrNotExist) {
+		return false
+	}
+	return !HasUserData(dir)
+}
+
+// HasUserData reports whether the datadir holds a database other than MariaDB's own (mysql, performance_schema,
+// sys, test): Debian's package and mariadb-install-db create those on a new server, mailcow's database comes only
+// with a cluster. A datadir that cannot be read counts as holding data: in doubt, no new cluster.
+func HasUserData(dir string) bool {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return false
+	}
+	if err != nil {
+		return true
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if !e.IsDir() || strings.HasPrefix(n, "#") || strings.HasPrefix(n, ".") {
+			continue
+		}
+		switch n {
+		case "mysql", "performance_schema", "sys", "test", "lost+found":
+			continue
+		}
+		return true
+	}
+	return false
 }
 
 // Run brings the member up and returns when it is Synced, or when ctx ends.

@@ -2,6 +2,7 @@ package galera
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -42,10 +43,32 @@ func (s *Systemd) run(args ...string) error {
 	return nil
 }
 
+func (s *Systemd) envFile() string { return or(s.EnvFile, "/run/mariadb-wsrep-new-cluster") }
+
+// ClearBootstrapFlag removes the bootstrap environment file, so that no start of the unit (ours, or systemd's own
+// restart of it) bootstraps a new Primary component by accident. An agent killed in the middle of a bootstrap
+// leaves the file behind; the agent clears it when it starts, and every start that is no bootstrap clears it too.
+// It reports whether a file was there.
+func (s *Systemd) ClearBootstrapFlag() (bool, error) {
+	err := os.Remove(s.envFile())
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("galera: a stale bootstrap flag: %w", err)
+	}
+	return true, nil
+}
+
 // Start starts the unit; the start blocks until mariadbd is up (the unit is Type=notify).
 func (s *Systemd) Start(bootstrap bool, from Position) error {
+	if !bootstrap {
+		if _, err := s.ClearBootstrapFlag(); err != nil {
+			return err
+		}
+	}
 	if bootstrap {
-		env := or(s.EnvFile, "/run/mariadb-wsrep-new-cluster")
+		env := s.envFile()
 		v := "--wsrep-new-cluster"
 		if from.Known() {
 			v += " --wsrep_start_position=" + from.String()

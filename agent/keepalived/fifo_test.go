@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -127,80 +128,123 @@ func TestElection(t *testing.T) {
 	b.IP("addr", "add", "10.99.0.12/24", "dev", "eth1")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	type node struct {
-		proc   *Process
-		events chan Event
-		out    *lockedBuffer
-		track  string
-	}
-	// health writes the track file as the agent's watcher does: a new file renamed over the old one.
-	health := func(n *node, v string) {
-		tmp := n.track + ".tmp"
-		if err := os.WriteFile(tmp, []byte(v+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, n.track); err != nil {
-			t.Fatal(err)
-		}
-	}
-	start := func(ns *netns.NS, name, self, peer string, prio int) *node {
-		dir := t.TempDir()
-		s := spec()
-		s.RouterName, s.Priority, s.SourceIP, s.Peers = name, prio, self, []string{peer}
-		s.TrackFile = filepath.Join(dir, "health")
-		if err := os.WriteFile(s.TrackFile, []byte("0\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		s.NotifyFIFO = filepath.Join(dir, "fifo")
-		conf, err := Render(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := WriteConfig(filepath.Join(dir, "keepalived.conf"), conf); err != nil {
-			t.Fatal(err)
-		}
-		n := &node{events: make(chan Event, 16), out: &lockedBuffer{}, track: s.TrackFile}
-		if err := MakeFIFO(s.NotifyFIFO); err != nil {
-			t.Fatal(err)
-		}
-		go ReadFIFO(ctx, s.NotifyFIFO, s.Instance, n.events, nil)
-		n.proc = &Process{Config: filepath.Join(dir, "keepalived.conf"), RunDir: dir, Netns: ns.Name, Output: n.out}
-		if err := n.proc.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.proc.Stop(context.Background(), 5*time.Second) })
-		return n
-	}
-	wait := func(n *node, state string, within time.Duration) time.Duration {
-		t.Helper()
-		t0 := time.Now()
-		deadline := time.After(within)
-		for {
-			select {
-			case e := <-n.events:
-				if e.State == state {
-					return time.Since(t0)
-				}
-			case <-deadline:
-				t.Fatalf("no %s within %s; keepalived said:\n%s", state, within, n.out.String())
-			}
-		}
+	health, wait := (*kaNode).health, (*kaNode).wait
+	start := func(ns *netns.NS, name, self, peer string, prio int) *kaNode {
+		return startNode(ctx, t, ns, name, self, []string{peer}, prio)
 	}
 	na := start(a, "mx1", "10.99.0.11", "10.99.0.12", 150)
 	nb := start(b, "mx2", "10.99.0.12", "10.99.0.11", 100)
-	wait(na, "MASTER", 15*time.Second)
-	wait(nb, "BACKUP", 15*time.Second)
+	wait(na, t, "MASTER", 15*time.Second)
+	wait(nb, t, "BACKUP", 15*time.Second)
 	// A failing verdict in the track file: FAULT at once, and the peer takes over.
 	t0 := time.Now()
-	health(na, "1")
-	wait(na, "FAULT", 5*time.Second)
+	health(na, t, "1")
+	wait(na, t, "FAULT", 5*time.Second)
 	t.Logf("track file: the MASTER entered FAULT %s after its track file changed to 1", time.Since(t0))
-	wait(nb, "MASTER", 15*time.Second)
-	health(na, "0")
-	wait(na, "BACKUP", 5*time.Second)
+	wait(nb, t, "MASTER", 15*time.Second)
+	health(na, t, "0")
+	wait(na, t, "BACKUP", 5*time.Second)
 	if err := nb.proc.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	took := wait(na, "MASTER", 15*time.Second)
+	took := wait(na, t, "MASTER", 15*time.Second)
 	t.Logf("VRRP detection: the BACKUP became MASTER %s after the MASTER's keepalived was killed (advert_int 1s)", took)
+}
+
+// kaNode is one real keepalived in a namespace, with the rendered configuration and its fifo read.
+type kaNode struct {
+	proc   *Process
+	events chan Event
+	out    *lockedBuffer
+	track  string
+}
+
+// startNode starts keepalived in ns for a node at self with the given peers and priority, its track file at 0.
+func startNode(ctx context.Context, t *testing.T, ns *netns.NS, name, self string, peers []string, prio int) *kaNode {
+	t.Helper()
+	dir := t.TempDir()
+	s := spec()
+	s.RouterName, s.Priority, s.SourceIP, s.Peers = name, prio, self, peers
+	s.TrackFile = filepath.Join(dir, "health")
+	if err := os.WriteFile(s.TrackFile, []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.NotifyFIFO = filepath.Join(dir, "fifo")
+	conf, err := Render(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteConfig(filepath.Join(dir, "keepalived.conf"), conf); err != nil {
+		t.Fatal(err)
+	}
+	n := &kaNode{events: make(chan Event, 16), out: &lockedBuffer{}, track: s.TrackFile}
+	if err := MakeFIFO(s.NotifyFIFO); err != nil {
+		t.Fatal(err)
+	}
+	go ReadFIFO(ctx, s.NotifyFIFO, s.Instance, n.events, nil)
+	n.proc = &Process{Config: filepath.Join(dir, "keepalived.conf"), RunDir: dir, Netns: ns.Name, Output: n.out}
+	if err := n.proc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.proc.Stop(context.Background(), 5*time.Second) })
+	return n
+}
+
+// health writes the track file as the agent's watcher does: a new file renamed over the old one.
+func (n *kaNode) health(t *testing.T, v string) {
+	t.Helper()
+	tmp := n.track + ".tmp"
+	if err := os.WriteFile(tmp, []byte(v+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, n.track); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wait waits for keepalived to report state within the given time, and returns how long it took.
+func (n *kaNode) wait(t *testing.T, state string, within time.Duration) time.Duration {
+	t.Helper()
+	t0 := time.Now()
+	deadline := time.After(within)
+	for {
+		select {
+		case e := <-n.events:
+			if e.State == state {
+				return time.Since(t0)
+			}
+		case <-deadline:
+			t.Fatalf("no %s within %s; keepalived said:\n%s", state, within, n.out.String())
+		}
+	}
+}
+
+// A host that is no peer (another server of the project, a container) sends adverts with a higher priority: the
+// MASTER ignores them (check_unicast_src) and stays MASTER. Without that check, one such host keeps every node in
+// BACKUP and mail stops.
+func TestForeignAdvertsIgnored(t *testing.T) {
+	if _, err := exec.LookPath("keepalived"); err != nil {
+		t.Skip("keepalived is not installed (Debian package keepalived; make deps installs it)")
+	}
+	a, b := testNS(t), testNS(t)
+	if err := netns.Veth(a, "eth1", b, "eth1"); err != nil {
+		t.Fatal(err)
+	}
+	a.IP("addr", "add", "10.99.0.11/24", "dev", "eth1")
+	b.IP("addr", "add", "10.99.0.66/24", "dev", "eth1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The node's only peer, 10.99.0.12, is down; the intruder at 10.99.0.66 sends priority 254 to the node.
+	node := startNode(ctx, t, a, "mx1", "10.99.0.11", []string{"10.99.0.12"}, 150)
+	node.wait(t, "MASTER", 15*time.Second)
+	intruder := startNode(ctx, t, b, "evil", "10.99.0.66", []string{"10.99.0.11"}, 254)
+	intruder.wait(t, "MASTER", 15*time.Second)
+	select {
+	case e := <-node.events:
+		t.Fatalf("an intruder's adverts moved the MASTER to %s; keepalived said:\n%s", e.State, node.out.String())
+	case <-time.After(5 * time.Second):
+	}
+	if !strings.Contains(node.out.String(), "10.99.0.66") {
+		t.Logf("keepalived did not log the foreign adverts; it said:\n%s", node.out.String())
+	}
 }

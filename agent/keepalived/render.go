@@ -91,6 +91,9 @@ func Render(s Spec) ([]byte, error) {
 		fmt.Fprintf(&b, "    nopreempt\n")
 	}
 	fmt.Fprintf(&b, "    unicast_src_ip %s\n", ip("unicast_src_ip", s.SourceIP))
+	// Adverts from anyone but the peers are dropped: one foreign host sending a higher priority would otherwise
+	// keep every node in BACKUP.
+	fmt.Fprintf(&b, "    check_unicast_src\n")
 	fmt.Fprintf(&b, "    unicast_peer {\n")
 	for i, p := range s.Peers {
 		fmt.Fprintf(&b, "        %s\n", ip(fmt.Sprintf("unicast_peer[%d]", i), p))
