@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -121,7 +122,8 @@ func (v *Volume) Mount(ctx context.Context) error {
 	if err := os.MkdirAll(v.MountPoint, 0o755); err != nil {
 		return fmt.Errorf("volume: %w", err)
 	}
-	if err := unix.Mount(dev, v.MountPoint, "ext4", unix.MS_NOATIME, ""); err != nil {
+	// nodev, nosuid: nothing on the Volume (mail, a container's files) may act as a device or gain privileges.
+	if err := unix.Mount(dev, v.MountPoint, "ext4", unix.MS_NOATIME|unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
 		return fmt.Errorf("volume: mounting %s on %s: %w", dev, v.MountPoint, err)
 	}
 	if err := v.adopt(fresh); err != nil {
@@ -344,12 +346,18 @@ func unescape(s string) string {
 	return b.String()
 }
 
-// probe returns the device's file-system type, "" when it carries no signature at all.
+// probe returns the device's file-system type, "" when it carries no signature at all and its first MiB is
+// zeros (a new Volume).
 func probe(ctx context.Context, dev string) (string, error) {
 	out, err := exec.CommandContext(ctx, "blkid", "-p", "-o", "value", "-s", "TYPE", dev).Output()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) && ee.ExitCode() == 2 {
-		return "", nil // no signature found
+		// Exit 2 means "nothing identified", which blkid also says when it cannot open or read the device, and for
+		// content it does not know. Never format on doubt: only a device that reads, and reads as zeros, is new.
+		if err := blank(dev); err != nil {
+			return "", fmt.Errorf("volume: blkid found no file system on %s, but %w; refusing to format", dev, err)
+		}
+		return "", nil
 	}
 	if err != nil {
 		return "", fmt.Errorf("volume: blkid %s: %w", dev, err)
@@ -359,6 +367,34 @@ func probe(ctx context.Context, dev string) (string, error) {
 		return "", fmt.Errorf("volume: blkid %s: a signature without a type; refusing to format", dev)
 	}
 	return t, nil
+}
+
+// blankSpan is how much of a device blank reads: partition tables, LVM, LUKS and every file system's superblock
+// start within it.
+const blankSpan = 1 << 20
+
+// blank returns nil when the device can be read and its first blankSpan bytes (or all of it, if smaller) are
+// zeros.
+func blank(dev string) error {
+	f, err := os.Open(dev)
+	if err != nil {
+		return fmt.Errorf("it cannot be opened: %w", err)
+	}
+	defer f.Close()
+	buf := make([]byte, blankSpan)
+	n, err := io.ReadFull(f, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("it cannot be read: %w", err)
+	}
+	if n == 0 {
+		return errors.New("it is empty (no size)")
+	}
+	for i, c := range buf[:n] {
+		if c != 0 {
+			return fmt.Errorf("it holds data blkid does not know (a byte that is not zero at offset %d)", i)
+		}
+	}
+	return nil
 }
 
 // fsck runs e2fsck in preen mode: it returns at once on a clean file system and repairs what is safe to repair.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -101,6 +102,9 @@ func TestFirstUseFormatsMarksAndRemounts(t *testing.T) {
 	}
 	if err := v.Guard(ctx); err != nil {
 		t.Fatalf("guard: %v", err)
+	}
+	if opts := mountOptions(t, v.MountPoint); !slices.Contains(opts, "nodev") || !slices.Contains(opts, "nosuid") {
+		t.Errorf("the Volume is mounted with %v, want nodev and nosuid", opts)
 	}
 	if err := os.WriteFile(filepath.Join(v.MountPoint, "vmail", "mail"), []byte("kept"), 0o600); err != nil {
 		t.Fatal(err)
@@ -269,4 +273,49 @@ func TestUnmountWaitsForTheDeviceToBeFree(t *testing.T) {
 	if err := v.Unmount(ctx); err != nil {
 		t.Errorf("after both unmounts: %v", err)
 	}
+}
+
+// blkid exits 2 both for "no signature" and for a device it cannot open or read, and for content it does not
+// know: only a readable device whose first MiB is zeros counts as new, anything else is refused, never formatted.
+func TestProbeNeverFormatsOnDoubt(t *testing.T) {
+	if _, err := exec.LookPath("blkid"); err != nil {
+		t.Skip("blkid is not installed (Debian package util-linux)")
+	}
+	dir := t.TempDir()
+	zeros := filepath.Join(dir, "zeros")
+	if err := os.WriteFile(zeros, make([]byte, 4<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if typ, err := probe(t.Context(), zeros); typ != "" || err != nil {
+		t.Errorf("a zeroed device: %q %v, want no file system and no error", typ, err)
+	}
+	garbage := filepath.Join(dir, "garbage")
+	b := make([]byte, 4<<20)
+	copy(b[70000:], "some bytes blkid does not know")
+	if err := os.WriteFile(garbage, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := probe(t.Context(), garbage); err == nil || !strings.Contains(err.Error(), "offset 70000") {
+		t.Errorf("unknown content: %v, want a refusal naming the offset", err)
+	}
+	if _, err := probe(t.Context(), filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "cannot be opened") {
+		t.Errorf("a device that cannot be opened: %v, want a refusal", err)
+	}
+}
+
+// mountOptions returns the per-mount options of the mount at dir, from /proc/self/mountinfo.
+func mountOptions(t *testing.T, dir string) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opts []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 5 && f[4] == dir {
+			opts = strings.Split(f[5], ",") // the last mount on dir wins
+		}
+	}
+	return opts
 }
