@@ -203,7 +203,8 @@ func TestSecretFileChecks(t *testing.T) {
 	dir := t.TempDir()
 	tok := filepath.Join(dir, "hcloud.token")
 	sec := filepath.Join(dir, "cluster.secret")
-	src := minimal + fmt.Sprintf("token_file = %q\n[cluster]\n", tok)
+	pw := filepath.Join(dir, "db.password")
+	src := minimal + fmt.Sprintf("token_file = %q\n[galera]\npassword_file = %q\n[cluster]\n", tok, pw)
 	src = strings.Replace(src, "[cluster]\nname = \"c1\"\n", fmt.Sprintf("[cluster]\nname = \"c1\"\nsecret_file = %q\n", sec), 1)
 	src = strings.TrimSuffix(src, "[cluster]\n")
 	owner := SecretFiles{Owner: os.Getuid()}
@@ -223,6 +224,11 @@ func TestSecretFileChecks(t *testing.T) {
 		t.Fatal("a problem shows the secret")
 	}
 	must(t, os.Chmod(tok, 0o600))
+	// No database password: the first bootstrap could not create mailcow's user.
+	if _, probs = Check("t.toml", []byte(src), owner); probs.Err() == nil || !strings.Contains(probs.Err().Error(), "galera.password_file: "+pw+" does not exist") {
+		t.Fatalf("missing database password not reported: %v", probs.Err())
+	}
+	must(t, os.WriteFile(pw, []byte("mailcow-db-password\n"), 0o600))
 	if _, probs = Check("t.toml", []byte(src), owner); probs.Err() != nil {
 		t.Fatalf("good files refused: %v", probs.Err())
 	}

@@ -385,6 +385,13 @@ func (v *validator) secretFiles(c *Config, fsys FileChecker) {
 			v.add("cluster.secret_file", "%v", err)
 		}
 	}
+	// Without mailcow's database password the first bootstrap cannot create mailcow's user, and mailcow cannot
+	// reach its database: refuse at the start, not in the middle of a bootstrap.
+	if !c.Galera.Password.Set() {
+		if err := fsys.CheckSecretFile(c.Galera.PasswordFile); err != nil {
+			v.add("galera.password_file", "%v (or give galera.password)", err)
+		}
+	}
 	for i, w := range c.Alerts.Webhooks {
 		if w.SecretFile != "" {
 			if err := fsys.CheckSecretFile(w.SecretFile); err != nil {
