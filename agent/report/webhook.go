@@ -133,6 +133,11 @@ func NewAlerter(cluster, node string, hooks []Webhook, o AlerterOptions, log *sl
 	if o.Client == nil {
 		o.Client = &http.Client{Timeout: 10 * time.Second}
 	}
+	// A redirect is not followed: the Go client would send the webhook's own headers (an Authorization, a token)
+	// to wherever the receiver points. A 3xx answer is a failed delivery, as the receiver's configuration is wrong.
+	c := *o.Client
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	o.Client = &c
 	if o.QueueSize <= 0 {
 		o.QueueSize = 64
 	}

@@ -269,3 +269,39 @@ func TestWebhookTemplates(t *testing.T) {
 		t.Error("a broken template parsed")
 	}
 }
+
+// A receiver that redirects does not get the webhook's headers sent on to the redirect's target: the redirect is
+// not followed, and the delivery counts as rejected.
+func TestWebhookDoesNotFollowRedirects(t *testing.T) {
+	var mu sync.Mutex
+	var leaked []string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		leaked = append(leaked, r.Header.Get("Authorization"))
+		mu.Unlock()
+	}))
+	defer other.Close()
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/collect", http.StatusTemporaryRedirect)
+	}))
+	defer redirect.Close()
+	a, err := NewAlerter("mail", "mx1", []Webhook{{Name: "ops", URL: redirect.URL, Headers: map[string]string{"Authorization": "Bearer hook-token"}}},
+		AlerterOptions{}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Send(Event{Event: "failover_started", Severity: SeverityInfo})
+	waitFor(t, "the delivery to end", func() bool {
+		st := a.Stats()[0]
+		return st.Dropped[DropRejected] == 1 || st.Sent == 1
+	})
+	a.Close(time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(leaked) > 0 {
+		t.Fatalf("the redirect was followed, with Authorization %q", leaked)
+	}
+	if st := a.Stats()[0]; st.Dropped[DropRejected] != 1 {
+		t.Errorf("stats after a redirect: %+v", st)
+	}
+}
