@@ -212,10 +212,9 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("agent: peer API: %w", err)
 	}
-	srv := &http.Server{Handler: api.PeerHandler(&api.Verifier{Secret: []byte(secret.Reveal()), Nodes: nodes}, a, log),
-		ReadHeaderTimeout: 5 * time.Second}
+	srv := api.Server(api.PeerHandler(&api.Verifier{Secret: []byte(secret.Reveal()), Nodes: nodes}, a, log), api.PeerLimits, log)
 	wg.Add(1)
-	go func() { defer wg.Done(); srv.Serve(ln) }()
+	go func() { defer wg.Done(); srv.Serve(api.Listener(ln, api.PeerLimits)) }()
 	defer srv.Close()
 	if err := a.servePublic(ctx, self, &wg); err != nil {
 		return err

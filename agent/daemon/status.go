@@ -3,9 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -216,9 +214,9 @@ func (a *Agent) servePublic(ctx context.Context, self config.Member, wg *sync.Wa
 		if err != nil {
 			return fmt.Errorf("agent: api.listen %s: %w", l, err)
 		}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+		srv := api.Server(h, api.PublicLimits, a.log)
 		wg.Add(2)
-		go func() { defer wg.Done(); srv.Serve(ln) }()
+		go func() { defer wg.Done(); srv.Serve(api.Listener(ln, api.PublicLimits)) }()
 		go func() { defer wg.Done(); <-ctx.Done(); srv.Close() }()
 		a.log.Info("public API", "listen", ln.Addr().String())
 	}
