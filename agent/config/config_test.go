@@ -293,6 +293,22 @@ func TestMaterializeSecrets(t *testing.T) {
 	if strings.Contains(logs.String(), token) {
 		t.Error("warning shows the token")
 	}
+	// The operator rotates the token file; the next start, with the old token still in user-data, keeps the file
+	// and says that the two differ.
+	must(t, os.WriteFile(cfg.Hcloud.TokenFile, []byte(strings.Repeat("b", 64)+"\n"), 0o600))
+	cfg.Hcloud.Token, cfg.Cluster.Secret, cfg.Galera.Password = Secret(token), Secret(strings.Repeat("s", 40)), "inline-db-password"
+	logs.Reset()
+	must(t, MaterializeSecrets(&cfg, slog.New(slog.NewTextHandler(&logs, nil))))
+	if got, _ := (SecretFiles{Owner: os.Getuid()}).ReadSecret(cfg.Hcloud.TokenFile); got.Reveal() != strings.Repeat("b", 64) {
+		t.Error("a rotated token file was overwritten with the old inline token")
+	}
+	if !strings.Contains(logs.String(), "differ") || !strings.Contains(logs.String(), "hcloud.token") ||
+		strings.Contains(logs.String(), "cluster.secret") || strings.Contains(logs.String(), token) {
+		t.Errorf("want one warning naming hcloud.token only: %s", logs.String())
+	}
+	if cfg.Hcloud.Token.Set() {
+		t.Error("the inline token was kept in memory")
+	}
 }
 
 func TestDecodePayload(t *testing.T) {

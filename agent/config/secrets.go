@@ -60,11 +60,13 @@ func (s SecretFiles) ReadSecret(path string) (Secret, error) {
 }
 
 // MaterializeSecrets writes the secrets that the configuration carries inline (hcloud.token, cluster.secret,
-// galera.password) to
-// their files with mode 0600, then forgets them, so that the rest of the agent reads every secret from a file.
-// It warns once when it wrote anything, since user-data stays readable from the metadata service.
+// galera.password) to their files with mode 0600, then forgets them, so that the rest of the agent reads every
+// secret from a file. A file that exists already is left alone: it was written at an earlier start, or rotated by
+// the operator since, and the old value still in user-data must not undo a rotation. When the two differ it says
+// so (keys only, never a value). It warns once when it wrote anything, since user-data stays readable from the
+// metadata service.
 func MaterializeSecrets(c *Config, log *slog.Logger) error {
-	var wrote []string
+	var wrote, differ []string
 	for _, s := range []struct {
 		key, path string
 		val       *Secret
@@ -76,11 +78,24 @@ func MaterializeSecrets(c *Config, log *slog.Logger) error {
 		if !s.val.Set() {
 			continue
 		}
+		if old, err := os.ReadFile(s.path); err == nil {
+			if string(bytes.TrimSpace(old)) != s.val.Reveal() {
+				differ = append(differ, s.key)
+			}
+			*s.val = ""
+			continue
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%s: %w", s.key, err)
+		}
 		if err := writeSecret(s.path, s.val.Reveal()); err != nil {
 			return fmt.Errorf("%s: %w", s.key, err)
 		}
 		*s.val = ""
 		wrote = append(wrote, s.key)
+	}
+	if len(differ) > 0 {
+		log.Warn("secrets given inline differ from their files, which were kept (a rotation?): the files are used; "+
+			"update or remove the inline values", "keys", differ)
 	}
 	if len(wrote) > 0 {
 		log.Warn("secrets given inline in the configuration were written to files with mode 0600; "+
