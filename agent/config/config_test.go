@@ -242,6 +242,23 @@ func TestSecretFileChecks(t *testing.T) {
 	}
 }
 
+// A syntax error on a secret's line (the value not quoted) does not put the value in the problem, which the agent
+// logs to the journal.
+func TestSyntaxErrorHidesTheToken(t *testing.T) {
+	src := "# mailcow-ha\nversion = 1\n[hcloud]\ntoken = abcdefSECRETvalue\n"
+	_, probs := Parse("t.toml", []byte(src))
+	err := probs.Err()
+	if err == nil || !strings.Contains(err.Error(), "t.toml:4: TOML syntax") {
+		t.Fatalf("want a syntax error on line 4: %v", err)
+	}
+	if strings.Contains(err.Error(), "SECRET") {
+		t.Fatalf("the problem shows the unquoted secret: %v", err)
+	}
+	if got := redactTokens(`expected "=" but found "xyzzy" instead`); got != `expected "=" but found a token (not shown: it may be a secret) instead` {
+		t.Errorf("redactTokens: %q", got)
+	}
+}
+
 func TestSecretNeverPrinted(t *testing.T) {
 	token := strings.Repeat("T", 64)
 	cfg, probs := Parse("t.toml", []byte(minimal+fmt.Sprintf("token = %q\n", token)))

@@ -91,7 +91,33 @@ func parseProblem(name, src string, err error) Problem {
 	if s := pe.Position.Start; s > 0 && s <= len(src) {
 		line = strings.Count(src[:s], "\n") + 1
 	}
-	return Problem{File: name, Line: line, Msg: "TOML syntax: " + pe.Message}
+	return Problem{File: name, Line: line, Msg: "TOML syntax: " + redactTokens(pe.Message)}
+}
+
+// redactTokens hides what the TOML library quotes from the source in its message ("expected value but found
+// \"abc…\" instead"): on a line such as `token = abc…`, that is an unquoted secret, and the message goes to the
+// journal. Quoted text of up to two characters (an expected "=" or "]") stays.
+func redactTokens(msg string) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(msg, '"')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(msg[i+1:], '"')
+		if j < 0 {
+			break
+		}
+		b.WriteString(msg[:i])
+		if j <= 2 {
+			b.WriteString(msg[i : i+j+2])
+		} else {
+			b.WriteString("a token (not shown: it may be a secret)")
+		}
+		msg = msg[i+j+2:]
+	}
+	b.WriteString(msg)
+	return b.String()
 }
 
 var (
