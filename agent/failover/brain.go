@@ -35,6 +35,7 @@ type State struct {
 	StackBadSince      time.Time
 	// Refusals.
 	Takeovers   []time.Time // breaker history (persisted by the executor)
+	Counted     bool        // the takeover under way is in Takeovers already
 	Breaker     bool        // tripped
 	RefuseUntil time.Time   // after a failed takeover
 	RefuseWhy   string
@@ -262,12 +263,24 @@ func (b *step) tryPromote() {
 	}
 	s.TID++
 	s.Role, s.Phase, s.Started, s.Reason = RolePromoting, PhaseOwners, b.now, "keepalived MASTER"
-	s.Old, s.VolOwner, s.FIPOwner, s.VolPhase, s.FIPPhase = 0, 0, 0, "", ""
-	s.Takeovers = append(s.Takeovers, b.now)
-	// Keep only what the window can still count.
-	s.Takeovers = slices.DeleteFunc(s.Takeovers, func(t time.Time) bool { return b.now.Sub(t) >= b.p.BreakerWindow })
+	s.Old, s.VolOwner, s.FIPOwner, s.VolPhase, s.FIPPhase, s.Counted = 0, 0, 0, "", "", false
 	b.report(SevInfo, event.FailoverStarted, "keepalived elected this node MASTER")
 	b.act(ActReadOwners, 0)
+}
+
+// count puts the takeover under way into the breaker's history, once: when it changed something (a server powered
+// off, the Volume or the Floating IP moved) or succeeded. A takeover that ended before that (the API down while
+// reading the owners, a start that failed where nothing had to move) is not flapping: counting it locked a node out
+// for the breaker's window, across restarts, after two takeovers aborted during an API outage.
+func (b *step) count() {
+	s := &b.s
+	if s.Counted {
+		return
+	}
+	s.Counted = true
+	s.Takeovers = append(s.Takeovers, s.Started)
+	// Keep only what the window can still count.
+	s.Takeovers = slices.DeleteFunc(s.Takeovers, func(t time.Time) bool { return b.now.Sub(t) >= b.p.BreakerWindow })
 }
 
 func (b *step) owners(o Owners) {
@@ -358,6 +371,10 @@ func (b *step) done(o Done) {
 			}
 			b.abort(o.Kind, string(o.Action), o.Err)
 			return
+		}
+		switch o.Action {
+		case ActPowerOff, ActDetachVolume, ActAttachVolume, ActAssignFIP, ActStartStack:
+			b.count()
 		}
 		switch {
 		case o.Action == ActPowerOff && s.Phase == PhaseFencePowerOff:
