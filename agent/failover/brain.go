@@ -24,7 +24,7 @@ type State struct {
 	// Demotion in progress.
 	Reason    string // why the current transition started
 	After     Role   // the role to settle in when the demotion is done
-	ConfirmTo int64  // the peer to confirm the demotion to
+	ConfirmTo []int64 // the peers to confirm the demotion to, in the order they asked
 	// Health.
 	GaleraOK       bool
 	GaleraDetail   string
@@ -52,7 +52,7 @@ func Initial() State { return State{Role: RoleBooting, VRRP: VRRPBackup} }
 
 // Step applies one observation at time now and returns the new state and the actions to take, in order.
 func Step(p Params, s State, o Observation, now time.Time) (State, []Action) {
-	s.Takeovers = slices.Clone(s.Takeovers)
+	s.Takeovers, s.ConfirmTo = slices.Clone(s.Takeovers), slices.Clone(s.ConfirmTo)
 	b := &step{p: p, s: s, now: now}
 	b.apply(o)
 	return b.s, b.out
@@ -525,10 +525,12 @@ func (b *step) nextDemoteStep() {
 	}
 	wasBoot := s.Role == RoleBooting
 	s.Role, s.Phase = s.After, ""
-	if s.ConfirmTo != 0 {
-		b.act(ActConfirm, s.ConfirmTo)
-		s.ConfirmTo = 0
+	// Every peer that asked is confirmed: two that take over at once both wait for their answer, and one left
+	// without it would power this node off after fence_timeout.
+	for _, peer := range s.ConfirmTo {
+		b.act(ActConfirm, peer)
 	}
+	s.ConfirmTo = nil
 	switch {
 	case wasBoot:
 		b.report(SevInfo, event.Ready, "cleanup done: standing by as BACKUP")
@@ -573,13 +575,21 @@ func (b *step) demoteRequest(from int64) {
 		if s.Role == RolePromoting {
 			b.act(ActCancel, 0)
 		}
-		s.ConfirmTo = from
+		s.ConfirmTo = appendOnce(s.ConfirmTo, from)
 		b.startDemote(RoleDemoting, RoleBackup, "peer request")
 	case RoleDemoting, RoleBooting:
-		s.ConfirmTo = from
+		s.ConfirmTo = appendOnce(s.ConfirmTo, from)
 	default:
 		b.act(ActConfirm, from)
 	}
+}
+
+// appendOnce appends v to list unless it is there.
+func appendOnce(list []int64, v int64) []int64 {
+	if slices.Contains(list, v) {
+		return list
+	}
+	return append(list, v)
 }
 
 func (b *step) galera(g Galera) {

@@ -308,4 +308,10 @@ func TestStepDoesNotMutateInput(t *testing.T) {
 	if after := fmt.Sprintf("%+v", s); after != before || len(s.Takeovers) != 1 || !s.Takeovers[:2][1].IsZero() {
 		t.Fatalf("Step changed its input:\n%s\n%s", before, after)
 	}
+	d := State{Role: RoleDemoting, Phase: Phase(ActStopStack), VRRP: VRRPBackup, GaleraOK: true, ConfirmTo: make([]int64, 1, 8)}
+	d.ConfirmTo[0] = 2
+	Step(p, d, DemoteRequest{From: 3}, t0)
+	if len(d.ConfirmTo) != 1 || d.ConfirmTo[:2][1] != 0 {
+		t.Fatalf("Step changed its input's ConfirmTo: %v", d.ConfirmTo[:2])
+	}
 }
