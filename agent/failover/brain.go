@@ -22,8 +22,8 @@ type State struct {
 	FenceDeadline           time.Time //
 	Started                 time.Time // when the transition started
 	// Demotion in progress.
-	Reason    string // why the current transition started
-	After     Role   // the role to settle in when the demotion is done
+	Reason    string  // why the current transition started
+	After     Role    // the role to settle in when the demotion is done
 	ConfirmTo []int64 // the peers to confirm the demotion to, in the order they asked
 	// Health.
 	GaleraOK       bool
