@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -284,15 +285,11 @@ func (e *Executor) address(ctx context.Context) (netip.Addr, error) {
 	if ip.IsValid() {
 		return ip, nil
 	}
-	if e.AddressCache != "" {
-		if b, err := os.ReadFile(e.AddressCache); err == nil {
-			if ip, err := netip.ParseAddr(strings.TrimSpace(string(b))); err == nil {
-				e.mu.Lock()
-				e.FloatingIP = ip
-				e.mu.Unlock()
-				return ip, nil
-			}
-		}
+	if ip, ok := readAddressCache(e.AddressCache, e.FloatingID); ok {
+		e.mu.Lock()
+		e.FloatingIP = ip
+		e.mu.Unlock()
+		return ip, nil
 	}
 	ip, err := e.Cloud.FloatingIPAddress(ctx, e.FloatingID)
 	if err != nil {
@@ -303,9 +300,28 @@ func (e *Executor) address(ctx context.Context) (netip.Addr, error) {
 	e.mu.Unlock()
 	if e.AddressCache != "" {
 		os.MkdirAll(filepath.Dir(e.AddressCache), 0o755)
-		os.WriteFile(e.AddressCache, []byte(ip.String()+"\n"), 0o644)
+		os.WriteFile(e.AddressCache, []byte(fmt.Sprintf("%d %s\n", e.FloatingID, ip)), 0o644)
 	}
 	return ip, nil
+}
+
+// readAddressCache reads the cached address of Floating IP id: the file holds "<id> <address>". A cache of another
+// Floating IP (the configuration names a new one) or in the old form without the id is not used: the node would
+// put, or remove, an address that is not the cluster's.
+func readAddressCache(path string, id int64) (netip.Addr, bool) {
+	if path == "" {
+		return netip.Addr{}, false
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 || f[0] != strconv.FormatInt(id, 10) {
+		return netip.Addr{}, false
+	}
+	ip, err := netip.ParseAddr(f[1])
+	return ip, err == nil
 }
 
 // ObserveWorld looks at the world for the reconcile loop: the address on the interface, the mount, and, when

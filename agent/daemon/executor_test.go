@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -136,4 +138,25 @@ func TestDeadWebhookDoesNotDelayTakeover(t *testing.T) {
 		t.Errorf("the dead receiver's queue: %+v", st)
 	}
 	e.Wait()
+}
+
+// The Floating IP's address cache names the Floating IP: a cache of another one, or one without the id (as it was
+// written before), is not used.
+func TestAddressCacheNamesTheFloatingIP(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fip")
+	if err := os.WriteFile(path, []byte("2001 203.0.113.100\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if ip, ok := readAddressCache(path, 2001); !ok || ip.String() != "203.0.113.100" {
+		t.Errorf("own cache: %v %v", ip, ok)
+	}
+	if ip, ok := readAddressCache(path, 2002); ok {
+		t.Errorf("another Floating IP's cache was used: %v", ip)
+	}
+	if err := os.WriteFile(path, []byte("203.0.113.100\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if ip, ok := readAddressCache(path, 2001); ok {
+		t.Errorf("a cache without the id was used: %v", ip)
+	}
 }
