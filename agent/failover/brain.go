@@ -415,8 +415,15 @@ func (b *step) done(o Done) {
 			return
 		}
 		if o.Err != "" {
-			// Stay in this step; the next tick retries it. Never go on to unmount a Volume that is still in use.
-			b.report(SevCritical, event.DemoteStepFailed, "%s: %s (retrying)", o.Action, o.Err)
+			// Stay in this step; the next tick retries it. Never go on to unmount a Volume that is still in use. A
+			// failed unmount (EBUSY: a container that came back, a process with a file open) is retried from the
+			// stack's stop, which frees what the unmount alone cannot.
+			if o.Action == ActUnmount {
+				s.Phase = Phase(ActStopStack)
+				b.report(SevCritical, event.DemoteStepFailed, "%s: %s (retrying from %s)", o.Action, o.Err, ActStopStack)
+			} else {
+				b.report(SevCritical, event.DemoteStepFailed, "%s: %s (retrying)", o.Action, o.Err)
+			}
 			s.Retry = true
 			return
 		}
