@@ -99,7 +99,11 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.Wa
 				if err := a.mgr.Run(ctx); err != nil {
 					return nil, err
 				}
-				return srv.Done(), nil
+				// While it runs, a member left out of a Primary component (a majority crashed) is made Primary
+				// again when the recovery rules make it the winner.
+				done := srv.Done()
+				go a.mgr.Watch(ctx, done)
+				return done, nil
 			},
 			Running: func() {
 				if degraded {

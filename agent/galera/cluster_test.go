@@ -390,6 +390,43 @@ func TestGaleraManagers(t *testing.T) {
 			t.Fatalf("%s has %d rows after recovery, want 7", m.name, n)
 		}
 	}
+
+	// A majority crash with a live survivor: db2 and db3 die, db1 lives on out of a Primary component. The two
+	// that come back name db1 the winner (the live one of equal positions) and wait to join it; db1's watch makes
+	// its component Primary again, and they join. Before the watch, they waited for ever, and nothing alerted.
+	for _, m := range ms {
+		mgrs[m.name].StuckAfter = 2 * time.Second
+	}
+	wctx, wcancel := context.WithCancel(context.Background())
+	defer wcancel()
+	go mgrs["db1"].Watch(wctx, ms[0].srv.Done())
+	start := time.Now()
+	for _, m := range ms[1:] {
+		m.srv.Kill()
+		mgrs[m.name].Down()
+	}
+	ms[0].wait(t, 30*time.Second, "out of the Primary component", func(s Status) bool { return s.ClusterStatus != "Primary" })
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel2()
+	errs := make(chan error, 2)
+	for _, m := range ms[1:] {
+		go func(g *Manager) { errs <- g.Run(ctx2) }(mgrs[m.name])
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("the returning members did not join the survivor: %v", err)
+		}
+	}
+	t.Logf("majority crash with a live survivor: all Synced %s after the crash", time.Since(start).Round(100*time.Millisecond))
+	for _, m := range ms {
+		st, err := Query(context.Background(), m.db(t))
+		if err != nil || st.StateUUID != uuid || !st.PrimarySynced() || st.ClusterSize != 3 {
+			t.Fatalf("%s after the survivor's recovery: %+v %v", m.name, st, err)
+		}
+		if n := count(t, m); n != 7 {
+			t.Fatalf("%s has %d rows after the survivor's recovery, want 7", m.name, n)
+		}
+	}
 }
 
 // BenchmarkGalera measures, with real mariadbd and galera-4 in namespaces, the time to form a 3-node cluster

@@ -42,6 +42,9 @@ type Decision struct {
 	Reason string
 	From   Position // Bootstrap: --wsrep_start_position
 	Winner string
+	// Waits: a Join that cannot start before the winner bootstraps. A wait that lasts alerts like Wait: the winner
+	// may never come (a survivor left out of a Primary component, before Manager.Watch).
+	Waits bool
 }
 
 // FirstBoot decides the start of a node without a cluster history of its own: the node configured as bootstrap
@@ -78,8 +81,9 @@ func FirstBoot(self string, isBootstrap bool, peers []Report) Decision {
 // Recover decides a start after the whole cluster went down. A running Primary component is joined. Otherwise
 // every peer must have answered with its position (in doubt, wait); the winner is the node with
 // safe_to_bootstrap, else the highest seqno; an unknown position (zero uuid or seqno -1) never wins, and
-// positions of different cluster uuids are a fork that no automatic choice may settle. Ties go to the first
-// name, so that all nodes agree.
+// positions of different cluster uuids are a fork that no automatic choice may settle. Of equal positions a live
+// member (one that survived, out of a Primary component) wins, since it needs no restart (Manager.Watch); other
+// ties go to the first name, so that all nodes agree.
 func Recover(self Report, peers []Report) Decision {
 	for _, p := range peers {
 		if p.Answered && p.Primary {
@@ -116,6 +120,9 @@ func Recover(self Report, peers []Report) Decision {
 		if a.Pos.Seqno != b.Pos.Seqno {
 			return a.Pos.Seqno > b.Pos.Seqno
 		}
+		if a.Joining != b.Joining {
+			return a.Joining
+		}
 		return a.Node < b.Node
 	})
 	w := cands[0]
@@ -124,7 +131,7 @@ func Recover(self Report, peers []Report) Decision {
 		why = "safe_to_bootstrap"
 	}
 	if w.Node != self.Node {
-		return Decision{Action: Join, Reason: fmt.Sprintf("%s wins (%s): waiting to join it", w.Node, why), Winner: w.Node}
+		return Decision{Action: Join, Reason: fmt.Sprintf("%s wins (%s): waiting to join it", w.Node, why), Winner: w.Node, Waits: true}
 	}
 	return Decision{Action: Bootstrap, Reason: "this node wins (" + why + ")", From: w.Pos, Winner: w.Node}
 }

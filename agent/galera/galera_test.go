@@ -122,6 +122,7 @@ func TestRecover(t *testing.T) {
 		{"safe_to_bootstrap wins", rep("mx1", 9, true), []Report{rep("mx2", 9, false), rep("mx3", 8, false)}, Bootstrap, "mx1", "safe_to_bootstrap"},
 		{"zero never wins", zero, []Report{rep("mx1", 3, false), rep("mx2", 2, false)}, Join, "mx1", ""},
 		{"tie goes to the first name", rep("mx2", 7, false), []Report{rep("mx1", 7, false), rep("mx3", 7, false)}, Join, "mx1", ""},
+		{"a tie goes to the live survivor", rep("mx1", 7, false), []Report{{Node: "mx3", Answered: true, Joining: true, Pos: Position{UUID: uuid, Seqno: 7}}, rep("mx2", 7, false)}, Join, "mx3", "waiting to join"},
 		{"silent peer: wait", rep("mx1", 9, false), []Report{rep("mx2", 10, false), {Node: "mx3"}}, Wait, "", "mx3"},
 		{"running Primary: join", rep("mx1", 9, false), []Report{{Node: "mx2", Answered: true, Primary: true}, {Node: "mx3"}}, Join, "", "runs a Primary"},
 		{"fork: wait", rep("mx1", 9, false), []Report{{Node: "mx2", Answered: true, Pos: Position{UUID: "11111111-eb46-11f1-a9bc-030597b2c8a1", Seqno: 20}}, rep("mx3", 1, false)}, Wait, "", "fork"},

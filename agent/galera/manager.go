@@ -31,6 +31,9 @@ type Manager struct {
 	// AlertAfter is how long a wait lasts before it alerts (default 1 min): peers that start a little later, as at
 	// every first boot, are no news.
 	AlertAfter time.Duration
+	// StuckAfter is how long Watch lets a running member stay out of a Primary component before it acts
+	// (default 30 s): a member cut off for a few seconds rejoins by itself.
+	StuckAfter time.Duration
 	// OnFirstBootstrap runs once the node that bootstrapped a new cluster is Synced (mailcow's database and user).
 	OnFirstBootstrap func(ctx context.Context) error
 	// Progress is called every few seconds while the node waits or transfers state (EXTEND_TIMEOUT_USEC).
@@ -163,7 +166,8 @@ func (m *Manager) Run(ctx context.Context) error {
 				return err
 			}
 			started = true
-		case Wait:
+		}
+		if d.Action == Wait || (d.Waits && !started) {
 			if waitSince.IsZero() {
 				waitSince = time.Now()
 			}
@@ -171,8 +175,7 @@ func (m *Manager) Run(ctx context.Context) error {
 				m.Alert(event.GaleraRecoveryBlocked, fmt.Sprintf("%s (waiting for %s)", d.Reason, time.Since(waitSince).Round(time.Second)))
 				lastAlert = d.Reason
 			}
-		}
-		if d.Action != Wait {
+		} else {
 			waitSince, lastAlert = time.Time{}, ""
 		}
 		if started {
@@ -222,17 +225,7 @@ func (m *Manager) decide(ctx context.Context) (Decision, error) {
 	m.mu.Lock()
 	m.pos = pos
 	m.mu.Unlock()
-	var peers []Report
-	for _, p := range m.Peers {
-		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		r, err := m.Ask(actx, p)
-		cancel()
-		if err != nil {
-			r = Report{Node: p}
-		}
-		r.Node = p
-		peers = append(peers, r)
-	}
+	peers := m.reports(ctx)
 	self := Report{Node: m.Name, Answered: true, Pos: pos}
 	var d Decision
 	if m.firstBoot() {
@@ -246,6 +239,22 @@ func (m *Manager) decide(ctx context.Context) (Decision, error) {
 		}
 	}
 	return d, nil
+}
+
+// reports asks every peer for its report; a peer that does not answer within 3 s is reported as silent.
+func (m *Manager) reports(ctx context.Context) []Report {
+	var peers []Report
+	for _, p := range m.Peers {
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		r, err := m.Ask(actx, p)
+		cancel()
+		if err != nil {
+			r = Report{Node: p}
+		}
+		r.Node = p
+		peers = append(peers, r)
+	}
+	return peers
 }
 
 // queue applies "joiners go one at a time" to a node that is to join: it returns the decision to wait behind
