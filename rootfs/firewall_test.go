@@ -4,17 +4,20 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/firewall"
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
 )
 
-const firewall = "etc/nftables.conf"
+const firewallConf = "etc/nftables.conf"
 
 // The ports the test listens on inside the firewalled namespace.
 var (
@@ -26,9 +29,11 @@ var (
 )
 
 // The appliance's firewall, loaded with the real nft into a namespace that plays the node: eth0 public, eth1 on
-// the private network, and a "container" behind a Docker-style DNAT. From the public side only mail and web
-// answer (also for a private-looking source arriving on eth0); from the private side Galera, the agent's APIs and
-// SSH answer too; nothing else does, and a published container port that is not public is dropped in forward.
+// the private network, and a "container" behind a Docker-style DNAT. The agent fills the set of members
+// (agent/firewall) with one private address. From the public side only mail and web answer (also for a
+// private-looking source arriving on eth0); from the member Galera, the agent's APIs and SSH answer too; from another
+// server of the private network only SSH and the read-only health API; from the container only mail and web (mailcow's bridge lies inside
+// RFC 1918); nothing else does, and a published container port that is not public is dropped in forward.
 func TestFirewall(t *testing.T) {
 	if why := netns.Available(); why != "" {
 		t.Skip(why)
@@ -37,7 +42,7 @@ func TestFirewall(t *testing.T) {
 	if err != nil {
 		t.Skip("nft is not installed (Debian package nftables)")
 	}
-	if out, err := exec.Command(nft, "-c", "-f", firewall).CombinedOutput(); err != nil {
+	if out, err := exec.Command(nft, "-c", "-f", firewallConf).CombinedOutput(); err != nil {
 		t.Fatalf("nft -c: %v\n%s", err, out)
 	}
 	mk := func(role string) *netns.NS {
@@ -57,6 +62,8 @@ func TestFirewall(t *testing.T) {
 		{"node", "addr", "add", "10.99.5.10/24", "dev", "eth0"},
 		{"node", "addr", "add", "10.99.0.10/24", "dev", "eth1"},
 		{"priv", "addr", "add", "10.99.0.20/24", "dev", "eth0"},
+		// Another server of the project on the same private network: no member.
+		{"priv", "addr", "add", "10.99.0.30/24", "dev", "eth0"},
 		{"node", "addr", "add", "10.99.7.1/24", "dev", "docker0"},
 		{"ctr", "addr", "add", "10.99.7.2/24", "dev", "eth0"},
 		{"ctr", "route", "add", "default", "via", "10.99.7.1"},
@@ -94,12 +101,23 @@ table ip filter {
 		t.Fatalf("docker tables: %v\n%s", err, out)
 	}
 	for range 2 { // twice: a reload must work and must keep Docker's tables
-		if out, err := nftIn(node, nft, "-f", firewall, ""); err != nil {
-			t.Fatalf("nft -f %s: %v\n%s", firewall, err, out)
+		if out, err := nftIn(node, nft, "-f", firewallConf, ""); err != nil {
+			t.Fatalf("nft -f %s: %v\n%s", firewallConf, err, out)
 		}
 	}
 	if out, err := nftIn(node, nft, "list", "tables", ""); err != nil || !strings.Contains(out, "table ip filter") || !strings.Contains(out, "table ip nat") {
 		t.Fatalf("Docker's tables gone after loading the firewall: %v\n%s", err, out)
+	}
+	// The agent fills the members' set; a second fill replaces the first (10.99.0.30 was a member, is none now).
+	inNode := []string{"ip", "netns", "exec", node.Name, nft}
+	for _, members := range [][]netip.Addr{{netip.MustParseAddr("10.99.0.30")}, {netip.MustParseAddr("10.99.0.20")}} {
+		if applied, err := firewall.Peers(context.Background(), inNode, members); !applied || err != nil {
+			t.Fatalf("filling the members' set: %v %v", applied, err)
+		}
+	}
+	// Without the appliance's table (the lab), filling the set changes nothing and is no error.
+	if applied, err := firewall.Peers(context.Background(), []string{"ip", "netns", "exec", pub.Name, nft}, nil); applied || err != nil {
+		t.Fatalf("no table: applied %v, %v", applied, err)
 	}
 
 	// Listeners: every port on the node, the published ones in the container.
@@ -117,17 +135,20 @@ table ip filter {
 	for _, side := range []struct {
 		ns       *netns.NS
 		src, dst string
-		private  bool
+		private  bool // the forward path to published ports is Docker's
+		member   bool // Galera, the APIs, VRRP
+		ssh      bool // SSH and the read-only health API: any host of the private network
 	}{
-		{pub, "203.0.113.20", "203.0.113.10", false},
-		{pub, "10.99.5.20", "10.99.5.10", false},
-		{priv, "10.99.0.20", "10.99.0.10", true},
+		{pub, "203.0.113.20", "203.0.113.10", false, false, false},
+		{pub, "10.99.5.20", "10.99.5.10", false, false, false},
+		{priv, "10.99.0.20", "10.99.0.10", true, true, true},
+		{priv, "10.99.0.30", "10.99.0.10", true, false, true},
 	} {
 		for _, p := range publicTCP {
 			probes = append(probes, probe{side.ns, side.src, side.dst, p, true})
 		}
 		for _, p := range privateTCP {
-			probes = append(probes, probe{side.ns, side.src, side.dst, p, side.private})
+			probes = append(probes, probe{side.ns, side.src, side.dst, p, side.member || (side.ssh && (p == 22 || p == 7480))})
 		}
 		for _, p := range neverTCP {
 			if p == 6379 {
@@ -138,6 +159,15 @@ table ip filter {
 		// Published container ports: mailcow's 25 from everywhere; 6379 only from the private side, whose
 		// forward path the firewall leaves to Docker.
 		probes = append(probes, probe{side.ns, side.src, side.dst, 6379, side.private})
+	}
+	// The container, to the node's own address on its bridge: mailcow's public ports like anyone, nothing else.
+	for _, p := range publicTCP {
+		if !slices.Contains(dnatTCP, p) { // Docker's DNAT of published ports is not for the bridge's own traffic; this stand-in's is
+			probes = append(probes, probe{ctr, "10.99.7.2", "10.99.7.1", p, true})
+		}
+	}
+	for _, p := range append(append([]int{}, privateTCP...), neverTCP...) {
+		probes = append(probes, probe{ctr, "10.99.7.2", "10.99.7.1", p, false})
 	}
 	var wg sync.WaitGroup
 	errs := make([]string, len(probes))
@@ -162,9 +192,21 @@ table ip filter {
 	t.Logf("%d probes, %d wrong", len(probes), n)
 	// The drops were the firewall's: its counters moved.
 	out, _ := nftIn(node, nft, "list", "table", "inet", "mailcow_ha", "")
-	if !strings.Contains(out, "published port not public") || strings.Contains(out, "counter packets 0 bytes 0 drop") {
-		t.Errorf("the forward chain's drop counter did not move:\n%s", out)
+	for _, rule := range []string{`"published port not public"`, `iifname "docker0"`} {
+		if line := lineWith(out, rule); line == "" || strings.Contains(line, "counter packets 0 bytes 0") {
+			t.Errorf("the drop counter of %s did not move:\n%s", rule, out)
+		}
 	}
+}
+
+// lineWith returns the first line of s that contains sub.
+func lineWith(s, sub string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			return l
+		}
+	}
+	return ""
 }
 
 func nftIn(ns *netns.NS, nft string, args ...string) (string, error) {

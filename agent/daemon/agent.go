@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/event"
 	"github.com/mailcow-ha/mailcow-ha/agent/failover"
+	"github.com/mailcow-ha/mailcow-ha/agent/firewall"
 	"github.com/mailcow-ha/mailcow-ha/agent/galera"
 	"github.com/mailcow-ha/mailcow-ha/agent/hcloud"
 	"github.com/mailcow-ha/mailcow-ha/agent/keepalived"
@@ -120,6 +122,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// The last events (demoted, stopped) get a few seconds to go out.
 	defer alerts.Close(5 * time.Second)
+	// The appliance's firewall answers Galera, VRRP and the peer API for the members only: fill their set before
+	// any of these start.
+	if err := allowMembers(ctx, c, self, log); err != nil {
+		return err
+	}
 	if self.IsArbitrator() {
 		return runArbitrator(ctx, c, self, o, alerts)
 	}
@@ -245,4 +252,31 @@ func Run(ctx context.Context, o Options) error {
 	log.Info("agent started", "node", self.Name, "server_id", self.ServerID, "private_interface", privIf,
 		"public_interface", pubIf, "peer_api", peerAddr)
 	return a.loop(ctx)
+}
+
+// allowMembers fills the appliance firewall's set of members with every other node's private address. A machine
+// without the appliance's firewall (the lab) is told so in the log; a firewall that refuses the set stops the
+// agent: the cluster could not talk.
+func allowMembers(ctx context.Context, c config.Config, self config.Member, log *slog.Logger) error {
+	var members []netip.Addr
+	for _, m := range c.Cluster.Nodes {
+		if m.Name == self.Name {
+			continue
+		}
+		a, err := netip.ParseAddr(m.PrivateIP)
+		if err != nil {
+			return fmt.Errorf("agent: cluster.nodes %s: %w", m.Name, err)
+		}
+		members = append(members, a)
+	}
+	applied, err := firewall.Peers(ctx, nil, members)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if applied {
+		log.Info("firewall: Galera, VRRP and the peer API answer the members only", "members", len(members))
+	} else {
+		log.Info("firewall: no appliance firewall here (nft table inet mailcow_ha); the members' set is not filled")
+	}
+	return nil
 }

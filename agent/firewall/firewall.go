@@ -1,0 +1,49 @@
+// Package firewall fills the appliance firewall's set of cluster members (table inet mailcow_ha, set peers_v4)
+// from the configuration, so that Galera, VRRP and the agent's APIs answer the cluster's own members and no other
+// host of the private network, nor a container.
+package firewall
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"strings"
+)
+
+// Table and Set name what rootfs/etc/nftables.conf declares.
+const (
+	Table = "mailcow_ha"
+	Set   = "peers_v4"
+)
+
+// Peers writes the members' addresses into the set, replacing what it held, in one nft transaction (nft -f -:
+// the set is never seen empty). Nft is the nft command and its leading arguments (default "nft"). When the
+// table does not exist (a machine without the appliance firewall: the lab, a test), it changes nothing and
+// reports applied = false.
+func Peers(ctx context.Context, nft []string, members []netip.Addr) (applied bool, err error) {
+	if len(nft) == 0 {
+		nft = []string{"nft"}
+	}
+	if err := exec.CommandContext(ctx, nft[0], append(nft[1:], "list", "set", "inet", Table, Set)...).Run(); err != nil {
+		return false, nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "flush set inet %s %s\n", Table, Set)
+	var elems []string
+	for _, a := range members {
+		if !a.Is4() {
+			return false, fmt.Errorf("firewall: %s is not an IPv4 address", a)
+		}
+		elems = append(elems, a.String())
+	}
+	if len(elems) > 0 {
+		fmt.Fprintf(&b, "add element inet %s %s { %s }\n", Table, Set, strings.Join(elems, ", "))
+	}
+	cmd := exec.CommandContext(ctx, nft[0], append(nft[1:], "-f", "-")...)
+	cmd.Stdin = strings.NewReader(b.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return false, fmt.Errorf("firewall: nft: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return true, nil
+}
