@@ -187,6 +187,8 @@ func (c *cluster) writeConfig(n *node) {
 	fmt.Fprintf(&b, "[failover]\ncheck_grace = \"2s\"\nquorum_grace = \"5s\"\nfence_timeout = \"3s\"\nreconcile_interval = \"1s\"\nstate_dir = %q\n", filepath.Join(d, "state"))
 	fmt.Fprintf(&b, "[failover.breaker]\nmax = %d\nwindow = \"1h\"\n", c.breakerMax)
 	fmt.Fprintf(&b, "[api]\nlisten = [\"127.0.0.1:7480\"]\npeer_port = 7481\nsocket = %q\n", filepath.Join(d, "agent.sock"))
+	// Every configuration names mailcow's database password, also where a test double stands in for Galera.
+	must(t, os.WriteFile(filepath.Join(d, "dbpw"), []byte("mailcow-db-password\n"), 0o600))
 	if c.galera {
 		// mariadbd runs as mysql: its directory is mysql's, and the way there is open.
 		db := filepath.Join(d, "db")
@@ -194,9 +196,10 @@ func (c *cluster) writeConfig(n *node) {
 		must(t, exec.Command("chown", "mysql:mysql", db).Run())
 		must(t, os.Chmod(d, 0o755))
 		must(t, os.Chmod(filepath.Dir(d), 0o755))
-		must(t, os.WriteFile(filepath.Join(d, "dbpw"), []byte("mailcow-db-password\n"), 0o600))
 		fmt.Fprintf(&b, "[galera]\ndata_dir = %q\nsocket = %q\nconfig_file = %q\npassword_file = %q\n",
 			filepath.Join(db, "data"), filepath.Join(db, "mysqld.sock"), filepath.Join(db, "my.cnf"), filepath.Join(d, "dbpw"))
+	} else {
+		fmt.Fprintf(&b, "[galera]\npassword_file = %q\n", filepath.Join(d, "dbpw"))
 	}
 	must(t, os.WriteFile(filepath.Join(d, "config.toml"), []byte(b.String()), 0o600))
 }
