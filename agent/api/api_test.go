@@ -135,3 +135,22 @@ func TestPeerAuthRefusals(t *testing.T) {
 		t.Fatalf("demotions = %v, want exactly the one good request", a.demoted)
 	}
 }
+
+// Refused requests are counted one by one, but logged at most once every 10 s with the number left unlogged:
+// anyone on the private network can send them.
+func TestRefusalsAreSampled(t *testing.T) {
+	v := &Verifier{}
+	t0 := time.Now()
+	logged := 0
+	for i := range 1000 {
+		if ok, _ := v.refusalLog(t0.Add(time.Duration(i) * time.Millisecond)); ok {
+			logged++
+		}
+	}
+	if logged != 1 || v.Refused.Load() != 1000 {
+		t.Fatalf("1000 refusals in a second: %d logged, %d counted; want 1 and 1000", logged, v.Refused.Load())
+	}
+	if ok, skipped := v.refusalLog(t0.Add(11 * time.Second)); !ok || skipped != 999 {
+		t.Fatalf("after 10 s: logged %v with %d skipped, want true and 999", ok, skipped)
+	}
+}

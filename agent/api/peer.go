@@ -71,7 +71,10 @@ func PeerHandler(v *Verifier, a PeerAgent, log *slog.Logger) http.Handler {
 		return func(w http.ResponseWriter, r *http.Request) {
 			body, node, err := v.Verify(r)
 			if err != nil {
-				log.Warn("peer API: refused request", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
+				if ok, skipped := v.refusalLog(time.Now()); ok {
+					log.Warn("peer API: refused request", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err,
+						"refused_unlogged_since_last", skipped)
+				}
 				http.Error(w, "unauthorized", http.StatusUnauthorized)
 				return
 			}

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -57,6 +58,30 @@ type Verifier struct {
 
 	mu     sync.Mutex
 	nonces map[string]time.Time
+
+	// Refused counts the requests refused (for the metrics); see refusalLog for the journal.
+	Refused atomic.Int64
+	logMu   sync.Mutex
+	logged  time.Time // the last refusal logged
+	quiet   int64     // refusals not logged since
+}
+
+// refusalEvery is how often a refused request is logged at most: anyone on the private network can send them,
+// and one line each would flood the journal past its rate limit, hiding the lines that matter.
+const refusalEvery = 10 * time.Second
+
+// refusalLog reports whether this refusal gets a log line, and how many went unlogged since the last one. Every
+// refusal is counted in Refused.
+func (v *Verifier) refusalLog(now time.Time) (log bool, skipped int64) {
+	v.Refused.Add(1)
+	v.logMu.Lock()
+	defer v.logMu.Unlock()
+	if !v.logged.IsZero() && now.Sub(v.logged) < refusalEvery {
+		v.quiet++
+		return false, 0
+	}
+	skipped, v.quiet, v.logged = v.quiet, 0, now
+	return true, skipped
 }
 
 // ErrAuth is any authentication failure; the answer says no more than "unauthorized".

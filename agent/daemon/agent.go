@@ -66,6 +66,8 @@ type Agent struct {
 	c       config.Config
 	ka      *keepalived.Process
 	watcher *child.Child // the check watcher that keeps keepalived's track file
+	// verifier checks the peer API's requests; it counts the refused ones.
+	verifier *api.Verifier
 	// watchCmd is the running watcher's command line (under mu).
 	watchCmd []string
 	mgr      *galera.Manager
@@ -219,7 +221,8 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("agent: peer API: %w", err)
 	}
-	srv := api.Server(api.PeerHandler(&api.Verifier{Secret: []byte(secret.Reveal()), Nodes: nodes}, a, log), api.PeerLimits, log)
+	a.verifier = &api.Verifier{Secret: []byte(secret.Reveal()), Nodes: nodes}
+	srv := api.Server(api.PeerHandler(a.verifier, a, log), api.PeerLimits, log)
 	wg.Add(1)
 	go func() { defer wg.Done(); srv.Serve(api.Listener(ln, api.PeerLimits)) }()
 	defer srv.Close()

@@ -190,6 +190,9 @@ func (a *Agent) snapshot() report.Snapshot {
 	snap := report.Snapshot{Role: st.Role, GaleraOK: st.Galera.OK, GaleraState: st.Galera.Detail, Breaker: st.Breaker.Tripped,
 		Takeovers: st.Breaker.Takeovers, BreakerMax: st.Breaker.Max, Maintenance: st.Maintenance, Services: st.Stack.Services,
 		Webhooks: a.alerts.Stats()}
+	if a.verifier != nil {
+		snap.PeerRefused = a.verifier.Refused.Load()
+	}
 	if c, ok := a.o.Cloud.(interface{ Stats() hcloud.Stats }); ok {
 		hs := c.Stats()
 		snap.Hcloud = report.HcloudStats{Attempts: map[[2]string]int{}, RateLimit: hs.RateLimit, RateRemaining: hs.RateRemaining,

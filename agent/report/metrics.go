@@ -23,6 +23,8 @@ type Snapshot struct {
 	Services map[string]bool
 	Hcloud   HcloudStats
 	Webhooks []WebhookStats
+	// PeerRefused counts the peer API requests refused for their authentication.
+	PeerRefused int64
 }
 
 // HcloudStats are the API adapter's counters (agent/hcloud.Stats, copied so that this package needs no API code).
@@ -108,7 +110,7 @@ func (m *Metrics) Gather() (map[string]float64, error) {
 
 // descs are the descriptors of the snapshot's metrics.
 type descs struct {
-	descRole, descGaleraOK, descGaleraState, descBreaker, descTakeovers, descBreakerMax, descMaint, descService, descAPIReq, descRateLimit, descRateRemain, descAction, descHookSent, descHookRetry, descHookSupp, descHookDrop, descHookQueue *prometheus.Desc
+	descRole, descGaleraOK, descGaleraState, descBreaker, descTakeovers, descBreakerMax, descMaint, descService, descAPIReq, descRateLimit, descRateRemain, descAction, descHookSent, descHookRetry, descHookSupp, descHookDrop, descHookQueue, descPeerRefused *prometheus.Desc
 }
 
 func newDescs() descs {
@@ -130,6 +132,7 @@ func newDescs() descs {
 		descHookSupp:    prometheus.NewDesc("mailcow_ha_webhook_suppressed_total", "Events folded into a repeat count (dedup_window).", []string{"webhook"}, nil),
 		descHookDrop:    prometheus.NewDesc("mailcow_ha_webhook_dropped_total", "Events dropped, by reason.", []string{"webhook", "reason"}, nil),
 		descHookQueue:   prometheus.NewDesc("mailcow_ha_webhook_queue_length", "Events waiting in the webhook's queue.", []string{"webhook"}, nil),
+		descPeerRefused: prometheus.NewDesc("mailcow_ha_peer_requests_refused_total", "Peer API requests refused for their authentication (logged at most every 10 s).", nil, nil),
 	}
 }
 
@@ -142,7 +145,7 @@ type snapshotCollector struct {
 func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.descRole, c.descGaleraOK, c.descGaleraState, c.descBreaker, c.descTakeovers, c.descBreakerMax,
 		c.descMaint, c.descService, c.descAPIReq, c.descRateLimit, c.descRateRemain, c.descAction, c.descHookSent, c.descHookRetry,
-		c.descHookSupp, c.descHookDrop, c.descHookQueue} {
+		c.descHookSupp, c.descHookDrop, c.descHookQueue, c.descPeerRefused} {
 		ch <- d
 	}
 }
@@ -192,6 +195,7 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(c.descHookQueue, float64(w.Queued), w.Name)
 	}
+	counter(c.descPeerRefused, float64(s.PeerRefused))
 }
 
 func b2f(b bool) float64 {

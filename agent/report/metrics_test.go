@@ -15,7 +15,7 @@ func TestMetricsExposition(t *testing.T) {
 		Hcloud: HcloudStats{Attempts: map[[2]string]int{{"attach_volume", "ok"}: 1, {"attach_volume", "locked"}: 2},
 			RateLimit: 3600, RateRemaining: 3590, ActionBounds: []time.Duration{time.Second, 5 * time.Second},
 			ActionBuckets: []int{0, 1}, ActionSum: 3 * time.Second, ActionCount: 1},
-		Webhooks: []WebhookStats{{Name: "ops", Sent: 4, Dropped: map[string]int64{DropQueueFull: 2}, Queued: 1}}}
+		Webhooks: []WebhookStats{{Name: "ops", Sent: 4, Dropped: map[string]int64{DropQueueFull: 2}, Queued: 1}}, PeerRefused: 7}
 	m := NewMetrics(func() Snapshot { return snap })
 	m.Transition("takeover", "master")
 	m.Phase("attach_volume", 3*time.Second)
@@ -40,6 +40,7 @@ func TestMetricsExposition(t *testing.T) {
 		`mailcow_ha_transition_phase_seconds_bucket{phase="attach_volume",le="3"} 1`,
 		`mailcow_ha_webhook_sent_total{webhook="ops"} 4`, `mailcow_ha_webhook_dropped_total{reason="queue_full",webhook="ops"} 2`,
 		`mailcow_ha_webhook_queue_length{webhook="ops"} 1`,
+		`mailcow_ha_peer_requests_refused_total 7`,
 		`process_resident_memory_bytes`, `go_goroutines`,
 	} {
 		if !strings.Contains(body, want) {
