@@ -67,6 +67,10 @@ func TestFirewall(t *testing.T) {
 		{"node", "addr", "add", "10.99.7.1/24", "dev", "docker0"},
 		{"ctr", "addr", "add", "10.99.7.2/24", "dev", "eth0"},
 		{"ctr", "route", "add", "default", "via", "10.99.7.1"},
+		// The metadata service, out on the public side.
+		{"pub", "addr", "add", "169.254.169.254/32", "dev", "eth0"},
+		{"node", "route", "add", "169.254.169.254/32", "via", "203.0.113.20"},
+		{"pub", "route", "add", "10.99.7.0/24", "via", "203.0.113.10"},
 	}
 	byName := map[string]*netns.NS{"node": node, "pub": pub, "priv": priv, "ctr": ctr}
 	for _, v := range []struct {
@@ -124,6 +128,8 @@ table ip filter {
 	all := append(append(append([]int{}, publicTCP...), privateTCP...), neverTCP...)
 	listen(t, node, "0.0.0.0", all)
 	listen(t, ctr, "10.99.7.2", dnatTCP)
+	listen(t, pub, "169.254.169.254", []int{80})
+	listen(t, pub, "203.0.113.20", []int{8080})
 
 	type probe struct {
 		from     *netns.NS
@@ -169,6 +175,10 @@ table ip filter {
 	for _, p := range append(append([]int{}, privateTCP...), neverTCP...) {
 		probes = append(probes, probe{ctr, "10.99.7.2", "10.99.7.1", p, false})
 	}
+	// The metadata service: the node reads it, a container does not; the container's other traffic out is Docker's.
+	probes = append(probes, probe{node, "203.0.113.10", "169.254.169.254", 80, true},
+		probe{ctr, "10.99.7.2", "169.254.169.254", 80, false},
+		probe{ctr, "10.99.7.2", "203.0.113.20", 8080, true})
 	var wg sync.WaitGroup
 	errs := make([]string, len(probes))
 	for i, p := range probes {
@@ -192,7 +202,7 @@ table ip filter {
 	t.Logf("%d probes, %d wrong", len(probes), n)
 	// The drops were the firewall's: its counters moved.
 	out, _ := nftIn(node, nft, "list", "table", "inet", "mailcow_ha", "")
-	for _, rule := range []string{`"published port not public"`, `iifname "docker0"`} {
+	for _, rule := range []string{`"published port not public"`, `iifname "docker0" counter`, `iifname "docker0" ip daddr 169.254.169.254`} {
 		if line := lineWith(out, rule); line == "" || strings.Contains(line, "counter packets 0 bytes 0") {
 			t.Errorf("the drop counter of %s did not move:\n%s", rule, out)
 		}
