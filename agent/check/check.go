@@ -73,11 +73,11 @@ func serveConn(ctx context.Context, c net.Conn, verdict VerdictFunc, cmd Command
 	}
 	if f[0] == "check" {
 		ok, why := verdict()
-		word := "fail"
-		if ok {
-			word = "ok"
-		}
-		fmt.Fprintf(c, "%s %s\n", word, oneLine(why))
+		fmt.Fprintf(c, "%s %s\n", answer(ok), oneLine(why))
+		return
+	}
+	if f[0] == "watch" {
+		serveWatch(ctx, c, verdict)
 		return
 	}
 	if cmd == nil {
@@ -88,6 +88,43 @@ func serveConn(ctx context.Context, c net.Conn, verdict VerdictFunc, cmd Command
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+
+// answer is the protocol's word for a verdict.
+func answer(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "fail"
+}
+
+// Watch protocol: after "watch\n", the agent writes the verdict line at once, again within WatchLook whenever the
+// verdict changes (the push: the watcher needs no question), and at least every WatchBeat (the heartbeat: a
+// watcher that hears nothing for longer knows the agent is stuck).
+const (
+	WatchLook = 100 * time.Millisecond
+	WatchBeat = time.Second
+)
+
+func serveWatch(ctx context.Context, c net.Conn, verdict VerdictFunc) {
+	t := time.NewTicker(WatchLook)
+	defer t.Stop()
+	last, sent := "", time.Time{}
+	for {
+		ok, why := verdict()
+		if w := answer(ok); w != last || time.Since(sent) >= WatchBeat {
+			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if _, err := fmt.Fprintf(c, "%s %s\n", w, oneLine(why)); err != nil {
+				return
+			}
+			last, sent = w, time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
 
 // ErrCheckFailed is a verdict of "fail".
 var ErrCheckFailed = errors.New("check failed")

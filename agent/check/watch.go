@@ -4,12 +4,16 @@ package check
 // second.
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -24,11 +28,15 @@ type WatchOptions struct {
 	Log      io.Writer     // one line per change of the file's value
 }
 
-// Watch asks the agent for its verdict every Interval and keeps keepalived's track file: "1" (FAULT, weight 0)
-// from the start, "0" once Rise answers in a row passed, "1" again once Fall in a row failed, where a failure is a
-// "fail" answer or none within Timeout (fail closed). These are the semantics keepalived gave the check script
-// this replaces, without forking a process every second: on an emulated guest the fork alone outlasted the
-// interval, and three guests on two cores spent a large part of their CPU on it.
+// Watch keeps keepalived's track file from the agent's verdict: "1" (FAULT, weight 0) from the start, then what the
+// agent says. It holds one connection to the agent's socket ("watch"): the agent writes its verdict at once, again
+// within 100 ms of any change (pushed, not polled), and at least every second. A verdict is written to the file as
+// soon as it arrives: the agent's own graces (check_grace, quorum_grace) already decided it. Rise and Fall apply to
+// an agent that does not answer: no line within Timeout after the heartbeat was due (or no connection) is a failure,
+// and Fall failures in a row write "1" (a hung agent means FAULT); after that, Rise verdict lines in a row are needed
+// before a passing one is written again. This replaces the check command that keepalived forked every second: on an
+// emulated guest the fork alone outlasted the interval, and three guests on two cores spent a large part of their CPU
+// on it. Interval is the pause before a new connection.
 //
 // The watcher is a process of its own, not a goroutine of the agent: a hung agent (a deadlock, SIGSTOP) answers
 // nothing, and the watcher then writes "1" so that keepalived leaves MASTER. The file is written only when its value
@@ -53,38 +61,110 @@ func Watch(ctx context.Context, o WatchOptions) error {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-	ok := false
-	if err := writeValue(o.File, ok); err != nil {
+	w := &watcher{o: o}
+	if err := writeValue(o.File, false); err != nil {
 		return err
 	}
-	fmt.Fprintf(o.Log, "check watch: %s holds 1 (FAULT) until the verdict passed %d times in a row\n", o.File, o.Rise)
-	passes, fails := 0, 0
-	t := time.NewTicker(o.Interval)
-	defer t.Stop()
-	for {
-		reason, err := Verdict(o.Socket, o.Timeout)
-		if err == nil {
-			passes, fails = passes+1, 0
-		} else {
-			passes, fails = 0, fails+1
-			reason = err.Error()
+	fmt.Fprintf(o.Log, "check watch: %s holds 1 (FAULT) until the agent's verdict passes\n", o.File)
+	go func() { <-ctx.Done(); w.closeConn() }()
+	for ctx.Err() == nil {
+		err := w.session(ctx)
+		if ctx.Err() != nil {
+			break
 		}
-		switch {
-		case !ok && passes >= o.Rise, ok && fails >= o.Fall:
-			ok = !ok
-			if err := writeValue(o.File, ok); err != nil {
-				fmt.Fprintf(o.Log, "check watch: %v\n", err)
-				ok = !ok // try again at the next answer
-				break
-			}
-			fmt.Fprintf(o.Log, "check watch: verdict %s (%s): %s holds %s\n", word(ok), reason, o.File, value(ok))
-		}
+		w.silent(err)
 		select {
 		case <-ctx.Done():
-			return nil
-		case <-t.C:
+		case <-time.After(o.Interval):
 		}
 	}
+	return nil
+}
+
+// watcher is Watch's state: the file's value, and the agent's silence.
+type watcher struct {
+	o       WatchOptions
+	ok      bool // the file holds 0
+	fails   int  // silent periods in a row
+	answers int  // verdict lines since the last silence
+	// wasSilent: the file holds 1 because the agent did not answer (a passing verdict then needs Rise lines).
+	wasSilent bool
+	mu        sync.Mutex
+	conn      net.Conn
+}
+
+// session reads verdict lines from one connection until it fails; each missing heartbeat counts as silence.
+func (w *watcher) session(ctx context.Context) error {
+	c, err := net.DialTimeout("unix", w.o.Socket, w.o.Timeout)
+	if err != nil {
+		return fmt.Errorf("agent socket %s: %w", w.o.Socket, err)
+	}
+	w.mu.Lock()
+	w.conn = c
+	w.mu.Unlock()
+	defer w.closeConn()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	c.SetWriteDeadline(time.Now().Add(w.o.Timeout))
+	if _, err := io.WriteString(c, "watch\n"); err != nil {
+		return fmt.Errorf("agent socket: %w", err)
+	}
+	r := bufio.NewReader(c)
+	for {
+		c.SetReadDeadline(time.Now().Add(WatchBeat + w.o.Timeout))
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("agent socket: no verdict within %s: %w", WatchBeat+w.o.Timeout, err)
+		}
+		word, reason, _ := strings.Cut(strings.TrimSpace(line), " ")
+		w.verdict(word == "ok", reason)
+	}
+}
+
+func (w *watcher) closeConn() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.conn != nil {
+		w.conn.Close()
+		w.conn = nil
+	}
+}
+
+// verdict applies one line of the agent's: at once, unless the agent was silent before and has not answered Rise
+// times since.
+func (w *watcher) verdict(ok bool, reason string) {
+	w.answers++
+	w.fails = 0
+	if ok == w.ok || (ok && w.answers < w.o.Rise && w.silenced()) {
+		return
+	}
+	w.set(ok, reason)
+}
+
+// silenced reports whether the file holds 1 because the agent was silent (not because it said so).
+func (w *watcher) silenced() bool { return w.wasSilent }
+
+// silent counts a period without an answer; Fall of them in a row write 1.
+func (w *watcher) silent(err error) {
+	w.answers = 0
+	w.fails++
+	if w.ok && w.fails >= w.o.Fall {
+		w.wasSilent = true
+		w.set(false, err.Error())
+	}
+}
+
+func (w *watcher) set(ok bool, reason string) {
+	if err := writeValue(w.o.File, ok); err != nil {
+		fmt.Fprintf(w.o.Log, "check watch: %v\n", err)
+		return
+	}
+	w.ok = ok
+	if ok {
+		w.wasSilent = false
+	}
+	fmt.Fprintf(w.o.Log, "check watch: verdict %s (%s): %s holds %s\n", word(ok), reason, w.o.File, value(ok))
 }
 
 func word(ok bool) string {

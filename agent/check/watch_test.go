@@ -11,8 +11,9 @@ import (
 	"time"
 )
 
-// The watcher writes keepalived's track file: 1 from the start, 0 after Rise passing answers, 1 after Fall failing
-// ones, and 1 when the agent stops answering (a hung agent). A single failure between passes changes nothing.
+// The watcher keeps keepalived's track file from the agent's pushed verdict: 1 from the start, then each verdict
+// within a few hundred milliseconds of its change (no question asked), and 1 when the agent stops answering (a hung
+// agent), until it answers again.
 func TestWatch(t *testing.T) {
 	dir := t.TempDir()
 	sock, file := filepath.Join(dir, "agent.sock"), filepath.Join(dir, "health")
@@ -20,15 +21,12 @@ func TestWatch(t *testing.T) {
 	defer cancel()
 	var mu sync.Mutex
 	ok, hang := false, false
-	asked := 0
 	go Serve(ctx, sock, func() (bool, string) {
 		mu.Lock()
-		asked++
-		h := hang
-		v := ok
+		h, v := hang, ok
 		mu.Unlock()
 		if h {
-			time.Sleep(time.Second) // longer than the watcher's timeout
+			time.Sleep(5 * time.Second) // the agent's loop is stuck
 		}
 		return v, "test"
 	}, nil, slog.New(slog.DiscardHandler))
@@ -37,67 +35,60 @@ func TestWatch(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- Watch(ctx, WatchOptions{Socket: sock, File: file, Interval: 20 * time.Millisecond, Timeout: 200 * time.Millisecond,
-			Fall: 3, Rise: 2, Log: writerFunc(func(p []byte) (int, error) { logMu.Lock(); defer logMu.Unlock(); return log.Write(p) })})
+			Fall: 2, Rise: 2, Log: writerFunc(func(p []byte) (int, error) { logMu.Lock(); defer logMu.Unlock(); return log.Write(p) })})
 	}()
 	read := func() string {
 		b, _ := os.ReadFile(file)
 		return strings.TrimSpace(string(b))
 	}
-	// value waits for the file to hold want, for up to 5 s.
-	value := func(want string) {
+	// value waits for the file to hold want, for up to within, and returns how long it took.
+	value := func(want string, within time.Duration) time.Duration {
 		t.Helper()
-		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		t0 := time.Now()
+		for time.Since(t0) < within {
 			if read() == want {
-				return
+				return time.Since(t0)
 			}
+			time.Sleep(5 * time.Millisecond)
 		}
-		t.Fatalf("track file holds %q, want %q", read(), want)
+		t.Fatalf("track file holds %q, want %q after %s", read(), want, within)
+		return 0
 	}
-	value("1")
-	mu.Lock()
-	ok = true
-	mu.Unlock()
-	value("0")
-	// One failing answer among passes is not a fall.
-	mu.Lock()
-	ok, asked = false, 0
-	mu.Unlock()
-	for {
+	set := func(v bool) {
 		mu.Lock()
-		n := asked
+		ok = v
 		mu.Unlock()
-		if n >= 1 {
-			break
-		}
-		time.Sleep(time.Millisecond)
 	}
-	mu.Lock()
-	ok = true
-	mu.Unlock()
-	time.Sleep(150 * time.Millisecond)
-	if v := read(); v != "0" {
-		t.Fatalf("one failing answer put %q in the track file", v)
+	value("1", 2*time.Second)
+	set(true)
+	value("0", 2*time.Second)
+	// A changed verdict is pushed: no heartbeat to wait for, no fall to count.
+	set(false)
+	if d := value("1", time.Second); d > 500*time.Millisecond {
+		t.Errorf("a failing verdict reached the file after %s, want it pushed within 500 ms", d)
 	}
-	mu.Lock()
-	ok = false
-	mu.Unlock()
-	value("1")
-	mu.Lock()
-	ok = true
-	mu.Unlock()
-	value("0")
-	// A hung agent: no answer within the timeout is a failure.
+	set(true)
+	if d := value("0", time.Second); d > 500*time.Millisecond {
+		t.Errorf("a passing verdict reached the file after %s, want it pushed within 500 ms", d)
+	}
+	// A hung agent: no line within the heartbeat and the timeout, twice, is FAULT; it answers again, and after two
+	// lines the passing verdict is written again.
 	mu.Lock()
 	hang = true
 	mu.Unlock()
-	value("1")
+	d := value("1", 10*time.Second)
+	t.Logf("a hung agent: FAULT after %s (heartbeat 1 s, timeout 200 ms, fall 2)", d.Round(10*time.Millisecond))
+	mu.Lock()
+	hang = false
+	mu.Unlock()
+	value("0", 15*time.Second)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	logMu.Lock()
 	defer logMu.Unlock()
-	if !strings.Contains(log.String(), "verdict fails") || !strings.Contains(log.String(), "verdict passes") {
+	if !strings.Contains(log.String(), "verdict fails") || !strings.Contains(log.String(), "verdict passes") || !strings.Contains(log.String(), "no verdict within") {
 		t.Errorf("the watcher did not say why the file changed:\n%s", log.String())
 	}
 	if _, err := os.Stat(filepath.Join(dir, ".health.tmp")); err == nil {
