@@ -38,7 +38,7 @@ func (n *Node) writeConfig() error {
 		return fmt.Errorf("lab: chown mysql %s: %w: %s", db, err, out)
 	}
 	files := map[string]string{
-		"token": hcloudsim.DemoToken, "secret": "lab-cluster-secret-" + strings.Repeat("x", 24), "dbpw": "lab-mailcow-db-password",
+		"token": hcloudsim.DemoToken, "secret": "lab-cluster-secret-7c3e9a1f5b2d8e4a6c0f9b3d7e1a5c8f", "dbpw": "lab-mailcow-db-password",
 		"webhook.secret": string(l.Alerts.secret),
 	}
 	for name, v := range files {

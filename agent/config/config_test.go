@@ -55,7 +55,18 @@ func TestExamplesValidate(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", p, err)
 		}
-		cfg, probs := Check(p, pl.Data, SecretFiles{Owner: os.Getuid()})
+		// As shipped, the examples hold placeholders where the secrets go: refused, each named.
+		_, probs := Check(p, pl.Data, SecretFiles{Owner: os.Getuid()})
+		if len(probs) != 3 {
+			t.Errorf("%s: want the three placeholders refused, got:\n%v", p, probs.Err())
+		}
+		for i, key := range []string{"cluster.secret", "hcloud.token", "galera.password"} {
+			if i >= len(probs) || probs[i].Key != key || !strings.Contains(probs[i].Msg, "placeholder") {
+				t.Errorf("%s: want %s refused as a placeholder, got:\n%v", p, key, probs.Err())
+			}
+		}
+		// Filled in, they are valid.
+		cfg, probs := Check(p, []byte(filledExample(string(pl.Data))), SecretFiles{Owner: os.Getuid()})
 		if err := probs.Err(); err != nil {
 			t.Errorf("%s:\n%v", p, err)
 		}
@@ -215,6 +226,12 @@ func TestSecretFileChecks(t *testing.T) {
 	}
 	must(t, os.WriteFile(tok, []byte("s3cr3t-token-value\n"), 0o644))
 	must(t, os.WriteFile(sec, []byte("cluster-secret-value\n"), 0o600))
+	// A short secret file is refused by its length, and never shown.
+	if _, probs := Check("t.toml", []byte(src), owner); probs.Err() == nil || !strings.Contains(probs.Err().Error(), "cluster.secret_file: "+sec+" holds too short") ||
+		strings.Contains(probs.Err().Error(), "cluster-secret-value") {
+		t.Fatalf("short secret file: %v", probs.Err())
+	}
+	must(t, os.WriteFile(sec, []byte("c1d4e7f0a3b6c9d2e5f8a1b4c7d0e3f6a9b2c5d8e1f4a7b0c3d6e9f2a5b8c1d4\n"), 0o600))
 	_, probs = Check("t.toml", []byte(src), owner)
 	err := probs.Err()
 	if err == nil || !strings.Contains(err.Error(), "has mode 0644: it must not be readable by group or others") {
@@ -282,7 +299,7 @@ func TestSecretNeverPrinted(t *testing.T) {
 func TestMaterializeSecrets(t *testing.T) {
 	dir := t.TempDir()
 	token := strings.Repeat("a", 64)
-	cfg, probs := Parse("t.toml", []byte(strings.Replace(minimal, "[cluster]\n", "[cluster]\nsecret = \""+strings.Repeat("s", 40)+"\"\n", 1)+"token = \""+token+"\"\n"))
+	cfg, probs := Parse("t.toml", []byte(strings.Replace(minimal, "[cluster]\n", "[cluster]\nsecret = \""+strongSecret+"\"\n", 1)+"token = \""+token+"\"\n"))
 	if probs.Err() != nil {
 		t.Fatal(probs.Err())
 	}
@@ -313,7 +330,7 @@ func TestMaterializeSecrets(t *testing.T) {
 	// The operator rotates the token file; the next start, with the old token still in user-data, keeps the file
 	// and says that the two differ.
 	must(t, os.WriteFile(cfg.Hcloud.TokenFile, []byte(strings.Repeat("b", 64)+"\n"), 0o600))
-	cfg.Hcloud.Token, cfg.Cluster.Secret, cfg.Galera.Password = Secret(token), Secret(strings.Repeat("s", 40)), "inline-db-password"
+	cfg.Hcloud.Token, cfg.Cluster.Secret, cfg.Galera.Password = Secret(token), Secret(strongSecret), "inline-db-password"
 	logs.Reset()
 	must(t, MaterializeSecrets(&cfg, slog.New(slog.NewTextHandler(&logs, nil))))
 	if got, _ := (SecretFiles{Owner: os.Getuid()}).ReadSecret(cfg.Hcloud.TokenFile); got.Reveal() != strings.Repeat("b", 64) {
@@ -461,5 +478,36 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// filledExample puts strong made-up secrets where an example has its placeholders, as a user would.
+func filledExample(src string) string {
+	return strings.NewReplacer(
+		"REPLACE-with-the-output-of-openssl-rand-hex-32-0000", "9f2c4e7a1b3d5f6081a2c3e4f5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e",
+		"REPLACE-with-your-64-character-Hetzner-Cloud-API-token-000000000", "Hx7kP2mQ9vR4tW8yZ3aB6cD1eF5gJ0hK2nL4pS7uV9wX3zA8bC6dE1fG5hJ7kM2n",
+		"REPLACE-with-the-output-of-openssl-rand-hex-32-0001", "4b8e1c7f2a9d3e6b5c0f8a7d2e1b4c9f3a6d8e0b7c5f2a1d9e4b3c8f6a0d7e2b",
+	).Replace(src)
+}
+
+// strongSecret is a made-up cluster secret that passes the strength checks.
+const strongSecret = "5e2a9c7f1d4b8e3a6c0f2d9b7e1a4c8f3b6d0e9a2c5f7b1e4d8a3c6f0b9e2d7a"
+
+// Placeholders and secrets that random output never looks like are refused; openssl's output and a long
+// passphrase-like string pass.
+func TestWeakSecrets(t *testing.T) {
+	for s, want := range map[string]string{
+		"REPLACE-with-the-output-of-openssl-rand-hex-32-0000": "placeholder",
+		"changeme-changeme-changeme-changeme":                 "placeholder",
+		"0123456789abcdef":                                    "too short",
+		"lab-cluster-secret-xxxxxxxxxxxxxxxxxxxxxxxx":         "variety",
+		"abababababababababababababababababababab":            "variety",
+		strongSecret: "",
+		"vm-cluster-secret-0123456789abcdef0123456789": "",
+	} {
+		got := weakSecret(s, 32)
+		if (want == "") != (got == "") || !strings.Contains(got, want) {
+			t.Errorf("weakSecret(%q) = %q, want %q", s, got, want)
+		}
 	}
 }

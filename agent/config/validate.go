@@ -72,8 +72,10 @@ func (v *validator) cluster(c *Config) {
 		v.add("cluster.name", "%q: use lower-case letters, digits and '-' (at most 63)", c.Cluster.Name)
 	}
 	v.absPath("cluster.secret_file", c.Cluster.SecretFile)
-	if c.Cluster.Secret.Set() && len(c.Cluster.Secret.Reveal()) < 32 {
-		v.add("cluster.secret", "too short: use at least 32 random characters (openssl rand -hex 32)")
+	if c.Cluster.Secret.Set() {
+		if why := weakSecret(c.Cluster.Secret.Reveal(), 32); why != "" {
+			v.add("cluster.secret", "%s: use at least 32 random characters (openssl rand -hex 32)", why)
+		}
 	}
 
 	names := map[string]int{}
@@ -155,7 +157,9 @@ func (v *validator) cluster(c *Config) {
 func (v *validator) hcloud(c *Config) {
 	h := c.Hcloud
 	v.absPath("hcloud.token_file", h.TokenFile)
-	if h.Token.Set() && len(h.Token.Reveal()) != 64 {
+	if h.Token.Set() && placeholder(h.Token.Reveal()) {
+		v.add("hcloud.token", "a placeholder, not a token: create one in the Hetzner Console (Security, API tokens)")
+	} else if h.Token.Set() && len(h.Token.Reveal()) != 64 {
 		v.add("hcloud.token", "a Hetzner API token has 64 characters, this one has %d", len(h.Token.Reveal()))
 	}
 	v.httpURL("hcloud.endpoint", h.Endpoint)
@@ -188,6 +192,9 @@ func (v *validator) galera(c *Config) {
 	v.absPath("galera.socket", g.Socket)
 	v.absPath("galera.config_file", g.ConfigFile)
 	v.absPath("galera.password_file", g.PasswordFile)
+	if g.Password.Set() && placeholder(g.Password.Reveal()) {
+		v.add("galera.password", "a placeholder, not a password: use random characters (openssl rand -hex 32)")
+	}
 	if g.SSTMethod != "rsync" && g.SSTMethod != "mariabackup" {
 		v.add("galera.sst_method", "must be \"rsync\" or \"mariabackup\", got %q", g.SSTMethod)
 	}
@@ -383,6 +390,12 @@ func (v *validator) secretFiles(c *Config, fsys FileChecker) {
 	if !c.Cluster.Secret.Set() {
 		if err := fsys.CheckSecretFile(c.Cluster.SecretFile); err != nil {
 			v.add("cluster.secret_file", "%v", err)
+		} else if r, ok := fsys.(interface{ ReadSecret(string) (Secret, error) }); ok {
+			if s, err := r.ReadSecret(c.Cluster.SecretFile); err != nil {
+				v.add("cluster.secret_file", "%v", err)
+			} else if why := weakSecret(s.Reveal(), 32); why != "" {
+				v.add("cluster.secret_file", "%s holds %s: use at least 32 random characters (openssl rand -hex 32)", c.Cluster.SecretFile, why)
+			}
 		}
 	}
 	// Without mailcow's database password the first bootstrap cannot create mailcow's user, and mailcow cannot
@@ -426,4 +439,42 @@ func (v *validator) port(key string, p int) bool {
 		return false
 	}
 	return true
+}
+
+// placeholderMarks are words that the examples and common templates put where a secret belongs.
+var placeholderMarks = []string{"replace", "changeme", "change-me", "change_me", "placeholder", "example", "your-", "secret-here", "todo"}
+
+// placeholder reports whether s looks like a template's placeholder rather than a secret.
+func placeholder(s string) bool {
+	l := strings.ToLower(s)
+	for _, m := range placeholderMarks {
+		if strings.Contains(l, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// weakSecret says why s is no good secret of at least min characters, or "": a placeholder, too short, or too
+// little variety (fewer than 10 different characters, or one character making up more than a quarter of it) for
+// what random output (openssl rand -hex 32: 64 characters of 16) always has.
+func weakSecret(s string, min int) string {
+	if placeholder(s) {
+		return "a placeholder, not a secret"
+	}
+	if len(s) < min {
+		return fmt.Sprintf("too short (%d characters)", len(s))
+	}
+	count := map[rune]int{}
+	for _, r := range s {
+		count[r]++
+	}
+	most := 0
+	for _, n := range count {
+		most = max(most, n)
+	}
+	if len(count) < 10 || most*4 > len(s) {
+		return "too little variety for a random secret"
+	}
+	return ""
 }

@@ -173,7 +173,7 @@ func (c *cluster) writeConfig(n *node) {
 	t := c.t
 	d := n.dir
 	must(t, os.WriteFile(filepath.Join(d, "token"), []byte(hcloudsim.DemoToken+"\n"), 0o600))
-	must(t, os.WriteFile(filepath.Join(d, "secret"), []byte(strings.Repeat("s", 40)+"\n"), 0o600))
+	must(t, os.WriteFile(filepath.Join(d, "secret"), []byte("component-test-secret-4f8a2c6e1b9d3f7a5c0e8b2d6f1a9c4e\n"), 0o600))
 	must(t, os.WriteFile(filepath.Join(d, "galera"), []byte("Primary Synced\n"), 0o644))
 	must(t, os.WriteFile(filepath.Join(d, "stack"), nil, 0o644))
 	var b strings.Builder
