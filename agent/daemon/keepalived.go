@@ -61,32 +61,38 @@ func (a *Agent) startKeepalived(ctx context.Context, wg *sync.WaitGroup) (*keepa
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	// keepalived is supervised: when it dies, this node is out of the election (FAULT) until it runs again.
+	a.keepUp(ctx, wg, "keepalived", p.Start, p.Done, func() {
+		a.alert(event.KeepalivedExited, report.SeverityWarning, "", 0, "keepalived exited; restarting it in 2s", nil)
+		a.observe(failover.VRRP{State: failover.VRRPFault})
+	}, 2*time.Second)
+	return p, nil
+}
+
+// keepUp keeps a child up that start has already started once: after it ends (done closed), ended is told and
+// start runs again after restart; a failed start is logged and tried again 2 s later. It ends with ctx.
+func (a *Agent) keepUp(ctx context.Context, wg *sync.WaitGroup, name string, start func() error, done func() <-chan struct{}, ended func(), restart time.Duration) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		started := true // the first start was the one above
+		started := true // the first start was the caller's
 		child.Keeper{
 			Up: func(context.Context) (<-chan struct{}, error) {
 				if !started {
-					if err := p.Start(); err != nil {
+					if err := start(); err != nil {
 						return nil, err
 					}
 				}
 				started = false
-				return p.Done(), nil
+				return done(), nil
 			},
-			Ended: func() {
-				a.alert(event.KeepalivedExited, report.SeverityWarning, "", 0, "keepalived exited; restarting it in 2s", nil)
-				a.observe(failover.VRRP{State: failover.VRRPFault})
-			},
+			Ended: ended,
 			Failed: func(err error) bool {
-				a.log.Error("keepalived restart", "err", err)
+				a.log.Error(name+" restart", "err", err)
 				return true
 			},
-			RestartDelay: 2 * time.Second, RetryDelay: 2 * time.Second,
+			RestartDelay: restart, RetryDelay: 2 * time.Second,
 		}.Run(ctx)
 	}()
-	return p, nil
 }
 
 // writeKeepalivedConfig renders keepalived.conf from c and writes it; changed reports a new file.
@@ -168,30 +174,9 @@ func (a *Agent) startWatcher(ctx context.Context, wg *sync.WaitGroup) (*child.Ch
 	if err := start(); err != nil {
 		return nil, fmt.Errorf("agent: check watcher: %w", err)
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		started := true // the first start was the one above
-		child.Keeper{
-			Up: func(context.Context) (<-chan struct{}, error) {
-				if !started {
-					if err := start(); err != nil {
-						return nil, err
-					}
-				}
-				started = false
-				return w.Done(), nil
-			},
-			Ended: func() {
-				a.log.Warn("the check watcher exited; restarting it in 1s (keepalived keeps the verdict it last read)")
-			},
-			Failed: func(err error) bool {
-				a.log.Error("check watcher restart", "err", err)
-				return true
-			},
-			RestartDelay: time.Second, RetryDelay: 2 * time.Second,
-		}.Run(ctx)
-	}()
+	a.keepUp(ctx, wg, "check watcher", start, w.Done, func() {
+		a.log.Warn("the check watcher exited; restarting it in 1s (keepalived keeps the verdict it last read)")
+	}, time.Second)
 	return w, nil
 }
 

@@ -117,15 +117,7 @@ func (l *lockedBuffer) String() string {
 // TestElection runs two real keepalived instances in two namespaces with the rendered configuration: the higher
 // priority becomes MASTER, and when its keepalived dies the other takes over. It measures the detection time.
 func TestElection(t *testing.T) {
-	if _, err := exec.LookPath("keepalived"); err != nil {
-		t.Skip("keepalived is not installed (Debian package keepalived; make deps installs it)")
-	}
-	a, b := testNS(t), testNS(t)
-	if err := netns.Veth(a, "eth1", b, "eth1"); err != nil {
-		t.Fatal(err)
-	}
-	a.IP("addr", "add", "10.99.0.11/24", "dev", "eth1")
-	b.IP("addr", "add", "10.99.0.12/24", "dev", "eth1")
+	a, b := keepalivedPair(t, "10.99.0.12")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	health, wait := (*kaNode).health, (*kaNode).wait
@@ -223,15 +215,7 @@ func (n *kaNode) wait(t *testing.T, state string, within time.Duration) time.Dur
 // MASTER ignores them (check_unicast_src) and stays MASTER. Without that check, one such host keeps every node in
 // BACKUP and mail stops.
 func TestForeignAdvertsIgnored(t *testing.T) {
-	if _, err := exec.LookPath("keepalived"); err != nil {
-		t.Skip("keepalived is not installed (Debian package keepalived; make deps installs it)")
-	}
-	a, b := testNS(t), testNS(t)
-	if err := netns.Veth(a, "eth1", b, "eth1"); err != nil {
-		t.Fatal(err)
-	}
-	a.IP("addr", "add", "10.99.0.11/24", "dev", "eth1")
-	b.IP("addr", "add", "10.99.0.66/24", "dev", "eth1")
+	a, b := keepalivedPair(t, "10.99.0.66")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// The node's only peer, 10.99.0.12, is down; the intruder at 10.99.0.66 sends priority 254 to the node.
@@ -247,4 +231,20 @@ func TestForeignAdvertsIgnored(t *testing.T) {
 	if !strings.Contains(node.out.String(), "10.99.0.66") {
 		t.Logf("keepalived did not log the foreign adverts; it said:\n%s", node.out.String())
 	}
+}
+
+// keepalivedPair makes two namespaces joined by a veth (eth1 in each): 10.99.0.11 in the first, other in the
+// second. It skips without keepalived.
+func keepalivedPair(t *testing.T, other string) (a, b *netns.NS) {
+	t.Helper()
+	if _, err := exec.LookPath("keepalived"); err != nil {
+		t.Skip("keepalived is not installed (Debian package keepalived; make deps installs it)")
+	}
+	a, b = testNS(t), testNS(t)
+	if err := netns.Veth(a, "eth1", b, "eth1"); err != nil {
+		t.Fatal(err)
+	}
+	a.IP("addr", "add", "10.99.0.11/24", "dev", "eth1")
+	b.IP("addr", "add", other+"/24", "dev", "eth1")
+	return a, b
 }
