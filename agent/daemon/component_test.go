@@ -686,4 +686,40 @@ func TestClusterWithGalera(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
+
+	// The bootstrap node is rebuilt (a new server, an empty datadir) while the cluster is down: every agent stops,
+	// mx1's datadir goes, and all three start again. The two others recover the cluster's history; mx1 must not
+	// start a new, empty cluster (its peers have a history), and joins. No member ever runs a Primary component of
+	// another cluster uuid.
+	c.stopAll()
+	must(t, os.RemoveAll(filepath.Join(c.nodes[0].dir, "db", "data")))
+	start = time.Now()
+	for _, n := range c.nodes {
+		c.start(n)
+	}
+	deadline = time.Now().Add(4 * time.Minute)
+	for {
+		ok := true
+		for _, n := range c.nodes {
+			if d, err := galera.Open(sock(n)); err == nil {
+				st, err := galera.Query(context.Background(), d)
+				d.Close()
+				if err == nil && st.ClusterStatus == "Primary" && st.StateUUID != "" && st.StateUUID != uuid {
+					t.Fatalf("%s runs a Primary component of cluster %s, not %s: a new, empty cluster", n.name, st.StateUUID, uuid)
+				}
+			}
+			ok = ok && synced(n)
+		}
+		if ok {
+			t.Logf("bootstrap node rebuilt while the cluster was down: it joined the recovered cluster %s later, every row kept", time.Since(start).Round(100*time.Millisecond))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cluster did not come back with the rebuilt bootstrap node within 4 minutes")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if b, err := os.ReadFile(filepath.Join(c.nodes[0].dir, "agent.log")); err != nil || !strings.Contains(string(b), "no new cluster starts here") {
+		t.Errorf("the rebuilt bootstrap node did not say why it waited (%v)", err)
+	}
 }
