@@ -31,8 +31,9 @@ type Manager struct {
 	// AlertAfter is how long a wait lasts before it alerts (default 1 min): peers that start a little later, as at
 	// every first boot, are no news.
 	AlertAfter time.Duration
-	// StuckAfter is how long Watch lets a running member stay out of a Primary component before it acts
-	// (default 30 s): a member cut off for a few seconds rejoins by itself.
+	// StuckAfter is how long a member may stay out of a Primary component before the manager acts (default 30 s):
+	// a starting one is restarted, a running one is made Primary if it wins the recovery (Watch). A member cut off
+	// for a few seconds rejoins by itself.
 	StuckAfter time.Duration
 	// OnFirstBootstrap runs once the node that bootstrapped a new cluster is Synced (mailcow's database and user).
 	OnFirstBootstrap func(ctx context.Context) error
@@ -323,12 +324,23 @@ func whileProgress(start func() error, progress func(), every time.Duration) err
 	return err
 }
 
-// StuckAfter is how long a started member may report itself Disconnected before it is restarted: after a failed
-// state transfer ("node restart required") mariadbd stays up but never joins.
-const StuckAfter = 30 * time.Second
+// stuckAfter is StuckAfter or its default, 30 s.
+func (m *Manager) stuckAfter() time.Duration {
+	if m.StuckAfter > 0 {
+		return m.StuckAfter
+	}
+	return 30 * time.Second
+}
 
+// waitSynced waits for the started member to be Primary and Synced. A member that stays out of a Primary
+// component for stuckAfter is stopped (an error), so that the next round decides again with its position:
+// after a failed state transfer ("node restart required") mariadbd stays up Disconnected and never joins; and a
+// joiner that started while a Primary component ran, which then lost its quorum (a majority crash), sits in a
+// non-Primary component without a position to report, and the recovery would wait for it for ever (seen in the
+// lab).
 func (m *Manager) waitSynced(ctx context.Context) error {
 	deadline := time.Now().Add(10 * time.Minute)
+	stuck := m.stuckAfter()
 	var disconnectedSince time.Time
 	for time.Now().Before(deadline) {
 		select {
@@ -352,12 +364,12 @@ func (m *Manager) waitSynced(ctx context.Context) error {
 		if err == nil && st.PrimarySynced() {
 			return nil
 		}
-		if err == nil && st.ClusterStatus == "Disconnected" && !st.Connected {
+		if err == nil && st.ClusterStatus != "Primary" {
 			if disconnectedSince.IsZero() {
 				disconnectedSince = time.Now()
 			}
-			if time.Since(disconnectedSince) > StuckAfter {
-				return fmt.Errorf("mariadbd left the cluster (%s) and stays out for %s: restarting it", st.Detail(), StuckAfter)
+			if time.Since(disconnectedSince) > stuck {
+				return fmt.Errorf("mariadbd stays out of a Primary component (%s) for %s: restarting it", st.Detail(), stuck)
 			}
 		} else {
 			disconnectedSince = time.Time{}

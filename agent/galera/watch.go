@@ -24,10 +24,7 @@ func (m *Manager) Watch(ctx context.Context, done <-chan struct{}) {
 	if every <= 0 {
 		every = 5 * time.Second
 	}
-	stuckAfter := m.StuckAfter
-	if stuckAfter <= 0 {
-		stuckAfter = 30 * time.Second
-	}
+	stuckAfter := m.stuckAfter()
 	alertAfter := m.AlertAfter
 	if alertAfter <= 0 {
 		alertAfter = time.Minute
