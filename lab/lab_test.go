@@ -599,11 +599,9 @@ func TestLab(t *testing.T) {
 		s.end(t, ctx)
 	})
 	scenario("two of three mariadbd killed, the third lives on", true, func(t *testing.T) {
-		// The MASTER's mariadbd and a BACKUP's die at once; the other BACKUP's lives on, out of a Primary component.
-		// The master loses quorum and demotes. The two that come back name the survivor the winner (the live one of
-		// equal positions) and wait to join it; its agent makes its component Primary again (pc.bootstrap) after
-		// 30 s out of one, they join, and a master takes over again. (A full crash of all three is
-		// TestClusterWithGalera's, in agent/daemon, with every row checked.)
+		// The MASTER's mariadbd and a BACKUP's die at once; the other BACKUP's lives on. The master loses quorum and
+		// demotes; the cluster must become Primary again by itself, every member Synced, and a master take over.
+		// (A full crash of all three is TestClusterWithGalera's, in agent/daemon, with every row checked.)
 		old, err := l.WaitSettled(ctx, 240*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -631,9 +629,14 @@ func TestLab(t *testing.T) {
 			t.Fatalf("galera did not recover: missing %v:\n%s", missing, FormatAlerts(l.Alerts.Since(t0), t0))
 		}
 		t.Logf("every member Synced again after %s", time.Since(t0).Round(100*time.Millisecond))
-		if logs := l.LogsSince(mark, 1<<20); !strings.Contains(logs, "pc.bootstrap") {
-			t.Errorf("the survivor did not make its component Primary again (no pc.bootstrap in the agents' logs):\n%s", logs)
+		// Which way it healed depends on timing: members that come back while the survivor still runs a Primary
+		// component rejoin it, and Galera forms a Primary component of all three by itself; members that come
+		// back later find it out of one, and its agent makes it Primary again (TestGaleraManagers forces that case).
+		how := "Galera merged the members that came back into a Primary component by itself"
+		if strings.Contains(l.LogsSince(mark, 1<<20), "pc.bootstrap") {
+			how = "the survivor's agent made its component Primary again (pc.bootstrap)"
 		}
+		t.Logf("%s", how)
 		m, err := l.WaitSettled(ctx, 240*time.Second)
 		if err != nil {
 			t.Fatal(err)
