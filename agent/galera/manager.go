@@ -183,7 +183,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.mu.Lock()
 			m.running = true
 			m.mu.Unlock()
-			if err := m.waitSynced(ctx); err == nil {
+			if err := m.waitSynced(ctx, d.Action == Join); err == nil {
 				if first && m.OnFirstBootstrap != nil {
 					if err := m.OnFirstBootstrap(ctx); err != nil {
 						return err
@@ -240,6 +240,26 @@ func (m *Manager) decide(ctx context.Context) (Decision, error) {
 		}
 	}
 	return d, nil
+}
+
+// primaryAmong reports whether a peer runs in a Primary component: Primary and Synced, or a donor.
+func primaryAmong(peers []Report) bool {
+	for _, p := range peers {
+		if p.Primary || p.State == DonorState {
+			return true
+		}
+	}
+	return false
+}
+
+// allAnswered reports whether every peer answered with what it knows.
+func allAnswered(peers []Report) bool {
+	for _, p := range peers {
+		if !p.Answered {
+			return false
+		}
+	}
+	return true
 }
 
 // reports asks every peer for its report; a peer that does not answer within 3 s is reported as silent.
@@ -338,10 +358,15 @@ func (m *Manager) stuckAfter() time.Duration {
 // joiner that started while a Primary component ran, which then lost its quorum (a majority crash), sits in a
 // non-Primary component without a position to report, and the recovery would wait for it for ever (seen in the
 // lab).
-func (m *Manager) waitSynced(ctx context.Context) error {
+//
+// A joiner is also restarted when every peer answers and none runs a Primary component (none Primary, none a donor)
+// for stuckAfter: there is nobody to join, and a joiner waiting for its state transfer has no socket to ask, so without this it
+// would wait its ten minutes while the recovery waits for its position.
+func (m *Manager) waitSynced(ctx context.Context, joining bool) error {
 	deadline := time.Now().Add(10 * time.Minute)
 	stuck := m.stuckAfter()
-	var disconnectedSince time.Time
+	var disconnectedSince, alone time.Time
+	var asked time.Time
 	for time.Now().Before(deadline) {
 		select {
 		case <-m.Server.Done():
@@ -352,6 +377,17 @@ func (m *Manager) waitSynced(ctx context.Context) error {
 		}
 		if m.Progress != nil {
 			m.Progress()
+		}
+		if joining && time.Since(asked) >= time.Second {
+			asked = time.Now()
+			if peers := m.reports(ctx); primaryAmong(peers) || !allAnswered(peers) {
+				// A Primary component to join, or a peer that did not answer (a busy donor's may not): no verdict.
+				alone = time.Time{}
+			} else if alone.IsZero() {
+				alone = time.Now()
+			} else if time.Since(alone) > stuck {
+				return fmt.Errorf("joining, but no peer runs a Primary component for %s: restarting to decide again", stuck)
+			}
 		}
 		db, err := Open(m.Socket)
 		if err != nil {

@@ -63,6 +63,8 @@ func (m *Manager) Watch(ctx context.Context, done <-chan struct{}) {
 			if err := m.bootstrapComponent(ctx); err != nil {
 				m.Log.Error("galera: pc.bootstrap", "err", err)
 			}
+			// The component takes a moment to become Primary: look again only after another StuckAfter.
+			since = time.Now()
 		case d.Action == Wait && out >= alertAfter && d.Reason != lastAlert:
 			if m.Alert != nil {
 				m.Alert(event.GaleraRecoveryBlocked, fmt.Sprintf("out of a Primary component for %s: %s", out.Round(time.Second), d.Reason))
