@@ -136,14 +136,11 @@ func (w *watcher) closeConn() {
 func (w *watcher) verdict(ok bool, reason string) {
 	w.answers++
 	w.fails = 0
-	if ok == w.ok || (ok && w.answers < w.o.Rise && w.silenced()) {
+	if ok == w.ok || (ok && w.answers < w.o.Rise && w.wasSilent) {
 		return
 	}
 	w.set(ok, reason)
 }
-
-// silenced reports whether the file holds 1 because the agent was silent (not because it said so).
-func (w *watcher) silenced() bool { return w.wasSilent }
 
 // silent counts a period without an answer; Fall of them in a row write 1.
 func (w *watcher) silent(err error) {
