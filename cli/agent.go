@@ -65,8 +65,8 @@ func AgentWith(ctx context.Context, args []string, stdio Stdio, extend AgentExte
 			}
 		}
 	}()
-	// Taken out of the environment before any child starts: keepalived, mariadbd and the stack's commands are not
-	// the unit's main process.
+	// $NOTIFY_SOCKET stays in the agent's environment; keepalived, mariadbd and the stack's commands are not the
+	// unit's main process and do not inherit it (agent/child.Environ builds every child's environment).
 	notifier, err := report.NotifierFromEnv()
 	if err != nil {
 		log.Warn("systemd watchdog setting ignored", "err", err)

@@ -36,6 +36,7 @@ func (c *Child) Start(argv []string, out io.Writer) error {
 		}
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = Environ()
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {

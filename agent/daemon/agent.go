@@ -24,6 +24,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/hcloud"
 	"github.com/mailcow-ha/mailcow-ha/agent/keepalived"
 	"github.com/mailcow-ha/mailcow-ha/agent/report"
+	"github.com/mailcow-ha/mailcow-ha/agent/unit"
 	"github.com/mailcow-ha/mailcow-ha/agent/vip"
 )
 
@@ -81,6 +82,8 @@ type Agent struct {
 	alerts   *report.Alerter
 	hist     *history
 	metrics  *report.Metrics
+	// systemd starts and stops units over D-Bus (mariadb.service, mailcow.with_units); it connects on first use.
+	systemd *unit.Systemd
 
 	mu       sync.Mutex
 	s        failover.State
@@ -161,7 +164,9 @@ func Run(ctx context.Context, o Options) error {
 		s:       failover.Initial(),
 		alerts:  alerts,
 		loopAt:  time.Now(),
+		systemd: &unit.Systemd{},
 	}
+	defer a.systemd.Close()
 	a.metrics = report.NewMetrics(a.snapshot)
 	a.hist = &history{metrics: a.metrics}
 	a.p = failover.Params{
@@ -198,7 +203,7 @@ func Run(ctx context.Context, o Options) error {
 		a.o.Stack, a.exec.Stack = st, st
 	}
 	if units := c.Mailcow.WithUnits; len(units) > 0 {
-		us := unitStack{Stack: a.o.Stack, Units: units, Log: log.With("component", "units"),
+		us := unitStack{Stack: a.o.Stack, Units: units, Systemd: a.systemd, Log: log.With("component", "units"),
 			Alert: func(name event.Name, msg string) { a.alert(name, report.SeverityWarning, "", 0, msg, nil) }}
 		a.o.Stack, a.exec.Stack = us, us
 	}

@@ -54,7 +54,7 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.Wa
 	var srv galera.Control
 	if a.o.GaleraMode == GaleraSystemd {
 		// mariadb.service reads the drop-in through /etc/mysql/my.cnf; the appliance image prepares the datadir.
-		sd := &galera.Systemd{DataDir: c.Galera.DataDir}
+		sd := &galera.Systemd{DataDir: c.Galera.DataDir, Units: a.systemd}
 		if was, err := sd.ClearBootstrapFlag(); err != nil {
 			return nil, fmt.Errorf("agent: %w", err)
 		} else if was {

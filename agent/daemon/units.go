@@ -2,13 +2,12 @@ package daemon
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"log/slog"
-	"os/exec"
-	"strings"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/event"
 	"github.com/mailcow-ha/mailcow-ha/agent/stack"
+	"github.com/mailcow-ha/mailcow-ha/agent/unit"
 )
 
 // unitStack runs systemd units with mailcow (mailcow.with_units): started after the stack, stopped before it,
@@ -16,22 +15,23 @@ import (
 // to start is reported but does not fail the takeover: mail matters more than the portal.
 type unitStack struct {
 	Stack
-	Units     []string
-	Systemctl string // default "systemctl"
-	Log       *slog.Logger
-	Alert     func(name event.Name, msg string)
+	Units   []string
+	Systemd unit.Manager
+	Log     *slog.Logger
+	Alert   func(name event.Name, msg string)
 }
 
-func (u unitStack) systemctl(ctx context.Context, verb string) error {
-	bin := u.Systemctl
-	if bin == "" {
-		bin = "systemctl"
+// each runs verb on every unit, in the order given (stop: in reverse), and joins the failures.
+func (u unitStack) each(ctx context.Context, stop bool) error {
+	var errs []error
+	for i := range u.Units {
+		if stop {
+			errs = append(errs, u.Systemd.Stop(ctx, u.Units[len(u.Units)-1-i]))
+		} else {
+			errs = append(errs, u.Systemd.Start(ctx, u.Units[i]))
+		}
 	}
-	out, err := exec.CommandContext(ctx, bin, append([]string{verb}, u.Units...)...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("systemctl %s %s: %w: %s", verb, strings.Join(u.Units, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Start starts mailcow, then the units.
@@ -39,7 +39,7 @@ func (u unitStack) Start(ctx context.Context) error {
 	if err := u.Stack.Start(ctx); err != nil {
 		return err
 	}
-	if err := u.systemctl(ctx, "start"); err != nil {
+	if err := u.each(ctx, false); err != nil {
 		u.Alert(event.StackUnitFailed, "mailcow runs, but a unit of mailcow.with_units did not start: "+err.Error())
 	} else {
 		u.Log.Info("units started with mailcow", "units", u.Units)
@@ -49,7 +49,7 @@ func (u unitStack) Start(ctx context.Context) error {
 
 // Stop stops the units, then mailcow.
 func (u unitStack) Stop(ctx context.Context) error {
-	if err := u.systemctl(ctx, "stop"); err != nil {
+	if err := u.each(ctx, true); err != nil {
 		u.Log.Warn("units with mailcow: stop failed; stopping mailcow anyway", "err", err)
 	}
 	return u.Stack.Stop(ctx)

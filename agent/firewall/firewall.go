@@ -7,8 +7,9 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os/exec"
 	"strings"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/child"
 )
 
 // Table and Set name what rootfs/etc/nftables.conf declares.
@@ -25,7 +26,7 @@ func Peers(ctx context.Context, nft []string, members []netip.Addr) (applied boo
 	if len(nft) == 0 {
 		nft = []string{"nft"}
 	}
-	if err := exec.CommandContext(ctx, nft[0], append(nft[1:], "list", "set", "inet", Table, Set)...).Run(); err != nil {
+	if err := child.Command(ctx, nft[0], append(nft[1:], "list", "set", "inet", Table, Set)...).Run(); err != nil {
 		return false, nil
 	}
 	var b strings.Builder
@@ -40,7 +41,7 @@ func Peers(ctx context.Context, nft []string, members []netip.Addr) (applied boo
 	if len(elems) > 0 {
 		fmt.Fprintf(&b, "add element inet %s %s { %s }\n", Table, Set, strings.Join(elems, ", "))
 	}
-	cmd := exec.CommandContext(ctx, nft[0], append(nft[1:], "-f", "-")...)
+	cmd := child.Command(ctx, nft[0], append(nft[1:], "-f", "-")...)
 	cmd.Stdin = strings.NewReader(b.String())
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return false, fmt.Errorf("firewall: nft: %w: %s", err, strings.TrimSpace(string(out)))

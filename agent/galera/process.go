@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -58,7 +57,7 @@ func (s *Server) InitDataDir(ctx context.Context, user string) error {
 		if err := os.MkdirAll(s.DataDir, 0o750); err != nil {
 			return fmt.Errorf("galera: %w", err)
 		}
-		out, err := exec.CommandContext(ctx, "mariadb-install-db", "--no-defaults", "--datadir="+s.DataDir, "--user="+user,
+		out, err := child.Command(ctx, "mariadb-install-db", "--no-defaults", "--datadir="+s.DataDir, "--user="+user,
 			"--auth-root-authentication-method=socket", "--skip-test-db").CombinedOutput()
 		if err == nil {
 			return nil
@@ -150,7 +149,7 @@ func position(ctx context.Context, dataDir, bin, defaultsFile string, wrap []str
 		args = append([]string{"--defaults-file=" + defaultsFile}, args...)
 	}
 	argv := append(append(append([]string{}, wrap...), bin), args...)
-	if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
+	if out, err := child.Command(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
 		return Position{}, fmt.Errorf("galera: --wsrep-recover: %v: %s", err, tailOf(out, 400))
 	}
 	lb, err := os.ReadFile(log)

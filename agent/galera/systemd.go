@@ -5,42 +5,42 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/unit"
 )
 
 // Systemd controls Debian's mariadb.service. A bootstrap goes through the unit's EnvironmentFile, as Debian's
 // galera_new_cluster does: _WSREP_NEW_CLUSTER carries --wsrep-new-cluster and the start position, and the file
 // is removed once the start returned, so that no later start bootstraps by accident.
 type Systemd struct {
-	Unit      string // default mariadb.service
-	Systemctl string // default systemctl
-	EnvFile   string // default /run/mariadb-wsrep-new-cluster (the unit's EnvironmentFile)
-	DataDir   string
-	Poll      time.Duration // how often Done looks at the unit; default 2 s
+	Unit    string       // default mariadb.service
+	Units   unit.Manager // default systemd over D-Bus (unit.Systemd)
+	EnvFile string       // default /run/mariadb-wsrep-new-cluster (the unit's EnvironmentFile)
+	DataDir string
+	Poll    time.Duration // how often Done looks at the unit; default 2 s
 
 	mu   sync.Mutex
 	done chan struct{}
 }
 
 func (s *Systemd) unit() string { return or(s.Unit, "mariadb.service") }
-func (s *Systemd) ctl() string  { return or(s.Systemctl, "systemctl") }
+
+func (s *Systemd) units() unit.Manager {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Units == nil {
+		s.Units = &unit.Systemd{}
+	}
+	return s.Units
+}
 
 func or(v, def string) string {
 	if v == "" {
 		return def
 	}
 	return v
-}
-
-func (s *Systemd) run(args ...string) error {
-	out, err := exec.Command(s.ctl(), args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("galera: systemctl %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
 }
 
 func (s *Systemd) envFile() string { return or(s.EnvFile, "/run/mariadb-wsrep-new-cluster") }
@@ -78,8 +78,9 @@ func (s *Systemd) Start(bootstrap bool, from Position) error {
 		}
 		defer os.Remove(env)
 	}
-	if err := s.run("start", s.unit()); err != nil {
-		return err
+	// The unit is Type=notify: its start job ends when mariadbd said READY=1, or failed.
+	if err := s.units().Start(context.Background(), s.unit()); err != nil {
+		return fmt.Errorf("galera: %w", err)
 	}
 	s.mu.Lock()
 	s.done = make(chan struct{})
@@ -89,18 +90,31 @@ func (s *Systemd) Start(bootstrap bool, from Position) error {
 	return nil
 }
 
-// watch closes done when the unit is no longer active.
+// watch closes done when the unit is no longer active, or when systemd could not be asked three times in a row
+// (as the systemctl is-active it replaces, a systemd that does not answer counts as an ended unit).
 func (s *Systemd) watch(done chan struct{}) {
 	poll := s.Poll
 	if poll <= 0 {
 		poll = 2 * time.Second
 	}
+	failures := 0
 	for {
 		time.Sleep(poll)
-		if exec.Command(s.ctl(), "is-active", "--quiet", s.unit()).Run() != nil {
-			close(done)
-			return
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		active, err := s.units().Active(ctx, s.unit())
+		cancel()
+		switch {
+		case err != nil:
+			failures++
+			if failures < 3 {
+				continue
+			}
+		case active:
+			failures = 0
+			continue
 		}
+		close(done)
+		return
 	}
 }
 
@@ -116,8 +130,9 @@ func (s *Systemd) Done() <-chan struct{} {
 	return s.done
 }
 
-// Stop stops the unit (systemd applies the unit's own stop timeout).
-func (s *Systemd) Stop(time.Duration) { s.run("stop", s.unit()) }
+// Stop stops the unit and waits for the stop job (systemd applies the unit's own stop timeout). A stop that
+// failed shows in Done, which stays open while the unit is active.
+func (s *Systemd) Stop(time.Duration) { s.units().Stop(context.Background(), s.unit()) }
 
 // Position reads grastate.dat, and the recovered position after a crash.
 func (s *Systemd) Position(ctx context.Context) (Position, error) {

@@ -1,32 +1,55 @@
 package galera
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
-// TestSystemd drives the controller against a stand-in systemctl that records its calls and the bootstrap
-// environment it would hand to mariadb.service (this machine has no systemd as PID 1; the VM tests run the real
-// unit).
+// fakeUnits stands in for systemd (this machine has no systemd as PID 1; the VM tests run the real unit over
+// D-Bus). It records the calls and the bootstrap environment a start would hand to mariadb.service.
+type fakeUnits struct {
+	mu     sync.Mutex
+	env    string
+	calls  []string
+	active bool
+}
+
+func (f *fakeUnits) Start(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "start "+name)
+	if b, err := os.ReadFile(f.env); err == nil {
+		f.calls = append(f.calls, strings.TrimSpace(string(b)))
+	}
+	f.active = true
+	return nil
+}
+
+func (f *fakeUnits) Stop(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "stop "+name)
+	f.active = false
+	return nil
+}
+
+func (f *fakeUnits) Active(context.Context, string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.active, nil
+}
+
+// TestSystemd drives the controller against fakeUnits.
 func TestSystemd(t *testing.T) {
 	dir := t.TempDir()
-	log, env, active := filepath.Join(dir, "calls"), filepath.Join(dir, "new-cluster"), filepath.Join(dir, "active")
-	ctl := filepath.Join(dir, "systemctl")
-	script := `#!/bin/sh
-echo "$*" >> ` + log + `
-case "$1" in
-start) [ -f ` + env + ` ] && cat ` + env + ` >> ` + log + `; touch ` + active + ` ;;
-stop) rm -f ` + active + ` ;;
-is-active) [ -f ` + active + ` ] ;;
-esac
-`
-	if err := os.WriteFile(ctl, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	s := &Systemd{Systemctl: ctl, EnvFile: env, DataDir: dir, Poll: 50 * time.Millisecond}
+	env := filepath.Join(dir, "new-cluster")
+	units := &fakeUnits{env: env}
+	s := &Systemd{Units: units, EnvFile: env, DataDir: dir, Poll: 50 * time.Millisecond}
 	from := Position{UUID: "9dd37a7e-eb46-11f1-a9bc-030597b2c8a1", Seqno: 35}
 	if err := s.Start(true, from); err != nil {
 		t.Fatal(err)
@@ -59,14 +82,9 @@ esac
 	if was, err := s.ClearBootstrapFlag(); was || err != nil {
 		t.Fatalf("clearing an absent flag: %v %v", was, err)
 	}
-	b, _ := os.ReadFile(log)
-	calls := strings.Split(strings.TrimSpace(string(b)), "\n")
-	var kept []string
-	for _, c := range calls {
-		if !strings.HasPrefix(c, "is-active") {
-			kept = append(kept, c)
-		}
-	}
+	units.mu.Lock()
+	kept := units.calls
+	units.mu.Unlock()
 	want := []string{
 		"start mariadb.service",
 		"_WSREP_NEW_CLUSTER=--wsrep-new-cluster --wsrep_start_position=9dd37a7e-eb46-11f1-a9bc-030597b2c8a1:35",

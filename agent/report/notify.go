@@ -2,68 +2,53 @@ package report
 
 import (
 	"fmt"
-	"net"
 	"os"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
 )
 
-// Notifier sends sd_notify messages to the socket that systemd named in $NOTIFY_SOCKET when the agent started. The
-// zero Notifier (outside systemd) sends nothing: each call reports sent = false.
+// Notifier sends sd_notify messages with go-systemd's daemon.SdNotify, to the socket systemd named in
+// $NOTIFY_SOCKET. The variable stays in the agent's environment (SdNotify reads it on every call); the agent's
+// children do not inherit it, since every command it runs gets its environment from agent/child.Environ. The zero
+// Notifier (outside systemd) sends nothing: each call reports sent = false.
 type Notifier struct {
-	socket   string
-	watchdog time.Duration // WatchdogSec, 0 when off or meant for another process
+	on bool
 }
 
-// NotifierFromEnv takes $NOTIFY_SOCKET, $WATCHDOG_USEC and $WATCHDOG_PID and removes them from the process
-// environment, as sd_notify's unset_environment does: the agent's children (keepalived, mariadbd and its state
-// transfer scripts, the stack's commands) must not inherit them. Their messages are not the unit's to send, and
-// systemd refuses them for a NotifyAccess=main unit anyway ("reception only permitted for main PID").
+// NotifierFromEnv returns the Notifier for the socket in $NOTIFY_SOCKET, if any. A WATCHDOG_USEC that is no
+// positive number of microseconds is reported (the unit file is wrong) but does not stop the notifier.
 func NotifierFromEnv() (Notifier, error) {
-	n := Notifier{socket: os.Getenv("NOTIFY_SOCKET")}
-	usec, pid := os.Getenv("WATCHDOG_USEC"), os.Getenv("WATCHDOG_PID")
-	for _, k := range []string{"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"} {
-		os.Unsetenv(k)
+	n := Notifier{on: os.Getenv("NOTIFY_SOCKET") != ""}
+	if _, err := daemon.SdWatchdogEnabled(false); err != nil {
+		return n, fmt.Errorf("WATCHDOG_USEC=%q: %w", os.Getenv("WATCHDOG_USEC"), err)
 	}
-	if usec == "" || (pid != "" && pid != strconv.Itoa(os.Getpid())) {
-		return n, nil
-	}
-	u, err := strconv.ParseInt(usec, 10, 64)
-	if err != nil || u <= 0 {
-		return n, fmt.Errorf("WATCHDOG_USEC=%q: not a positive number of microseconds", usec)
-	}
-	n.watchdog = time.Duration(u) * time.Microsecond
 	return n, nil
 }
 
 // Send sends raw "KEY=VALUE" assignments in one datagram.
 func (n Notifier) Send(assignments ...string) (sent bool, err error) {
-	if n.socket == "" {
+	if !n.on {
 		return false, nil
 	}
-	// A leading "@" names an abstract socket; Go's net package maps it.
-	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: n.socket, Net: "unixgram"})
+	sent, err = daemon.SdNotify(false, strings.Join(assignments, "\n"))
 	if err != nil {
 		return false, fmt.Errorf("sd_notify: %w", err)
 	}
-	defer conn.Close()
-	if _, err := conn.Write([]byte(strings.Join(assignments, "\n"))); err != nil {
-		return false, fmt.Errorf("sd_notify: %w", err)
-	}
-	return true, nil
+	return sent, nil
 }
 
 // Ready tells systemd that start-up is complete, with a status line.
 func (n Notifier) Ready(status string) (bool, error) {
-	return n.Send("READY=1", "STATUS="+oneLine(status))
+	return n.Send(daemon.SdNotifyReady, "STATUS="+oneLine(status))
 }
 
 // Status sets the unit's status line, shown by systemctl status.
 func (n Notifier) Status(status string) (bool, error) { return n.Send("STATUS=" + oneLine(status)) }
 
 // Watchdog pets systemd's watchdog.
-func (n Notifier) Watchdog() (bool, error) { return n.Send("WATCHDOG=1") }
+func (n Notifier) Watchdog() (bool, error) { return n.Send(daemon.SdNotifyWatchdog) }
 
 // ExtendTimeout asks systemd to wait d longer for the current start or stop step.
 func (n Notifier) ExtendTimeout(d time.Duration) (bool, error) {
@@ -72,7 +57,7 @@ func (n Notifier) ExtendTimeout(d time.Duration) (bool, error) {
 
 // Stopping tells systemd that the service is shutting down.
 func (n Notifier) Stopping(status string) (bool, error) {
-	return n.Send("STOPPING=1", "STATUS="+oneLine(status))
+	return n.Send(daemon.SdNotifyStopping, "STATUS="+oneLine(status))
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }

@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/mailcow-ha/mailcow-ha/agent/child"
 )
 
 // Compose's container labels.
@@ -361,7 +361,7 @@ func (s *Stack) create(ctx context.Context, why string) error {
 		return fmt.Errorf("stack: %s, and mailcow.create_command is empty", why)
 	}
 	s.log().Info("creating mailcow's containers", "why", why, "command", strings.Join(s.Create, " "))
-	cmd := exec.CommandContext(ctx, s.Create[0], s.Create[1:]...)
+	cmd := child.Command(ctx, s.Create[0], s.Create[1:]...)
 	cmd.Dir = s.Dir
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/child"
 	"golang.org/x/sys/unix"
 )
 
@@ -349,7 +350,7 @@ func unescape(s string) string {
 // probe returns the device's file-system type, "" when it carries no signature at all and its first MiB is
 // zeros (a new Volume).
 func probe(ctx context.Context, dev string) (string, error) {
-	out, err := exec.CommandContext(ctx, "blkid", "-p", "-o", "value", "-s", "TYPE", dev).Output()
+	out, err := child.Command(ctx, "blkid", "-p", "-o", "value", "-s", "TYPE", dev).Output()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) && ee.ExitCode() == 2 {
 		// Exit 2 means "nothing identified", which blkid also says when it cannot open or read the device, and for
@@ -399,7 +400,7 @@ func blank(dev string) error {
 
 // fsck runs e2fsck in preen mode: it returns at once on a clean file system and repairs what is safe to repair.
 func fsck(ctx context.Context, dev string) error {
-	cmd := exec.CommandContext(ctx, "e2fsck", "-p", dev)
+	cmd := child.Command(ctx, "e2fsck", "-p", dev)
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) && ee.ExitCode() <= 1 {
@@ -412,7 +413,7 @@ func fsck(ctx context.Context, dev string) error {
 }
 
 func run(ctx context.Context, name string, args ...string) error {
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	out, err := child.Command(ctx, name, args...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("volume: %s: %w: %s", name, err, strings.TrimSpace(string(out)))
 	}
