@@ -57,7 +57,6 @@ type Harness struct {
 	Volume string // the Volume's backing file
 	Log    *slog.Logger
 	srv    *http.Server
-	mu     sync.Mutex
 	VMs    []*VM
 	Accel  []string // QEMU's accelerator arguments: TCG unless set
 }
