@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -168,80 +169,58 @@ func Verdict(path string, timeout time.Duration) (string, error) {
 //	mailcow-ha-check [--socket PATH] [--timeout D] [--quiet]
 //	mailcow-ha-check --watch FILE [--socket PATH] [--timeout D] [--interval D] [--fall N] [--rise N]
 func Main(ctx context.Context, args []string, io stdio.Stdio) int {
-	socket, timeout, quiet := DefaultSocket, 800*time.Millisecond, false
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(io.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: mailcow-ha check [--socket PATH] [--timeout D] [--quiet]\n"+
+			"       mailcow-ha check --watch FILE [--socket PATH] [--timeout D] [--interval D] [--fall N] [--rise N]\n\n"+
+			"Exit 0 when the agent's verdict passes, 1 when it fails or the agent does not answer in time.\n"+
+			"With --watch, keep keepalived's track file: 0 while the verdict passes, 1 (FAULT) after --fall failures in a row.")
+	}
 	w := WatchOptions{}
-	for i := 0; i < len(args); i++ {
-		a := strings.TrimLeft(args[i], "-")
-		val := func() (string, bool) {
-			if k, v, ok := strings.Cut(a, "="); ok {
-				a = k
-				return v, true
-			}
-			if i+1 < len(args) {
-				i++
-				return args[i], true
-			}
-			return "", false
+	socket := fs.String("socket", DefaultSocket, "the agent's check socket")
+	timeout := fs.Duration("timeout", 800*time.Millisecond, "how long the agent has to answer")
+	var quiet bool
+	fs.BoolVar(&quiet, "quiet", false, "print nothing")
+	fs.BoolVar(&quiet, "q", false, "print nothing")
+	fs.StringVar(&w.File, "watch", "", "keep this track file of keepalived's")
+	fs.Func("interval", "with --watch: how often to expect a verdict (a duration such as 1s)", func(v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return errors.New("a duration such as 1s")
 		}
-		switch strings.SplitN(a, "=", 2)[0] {
-		case "socket":
-			v, ok := val()
-			if !ok {
-				fmt.Fprintln(io.Stderr, "check: --socket needs a path")
-				return 2
+		w.Interval = d
+		return nil
+	})
+	count := func(n *int) func(string) error {
+		return func(v string) error {
+			c, err := strconv.Atoi(v)
+			if err != nil || c < 1 || c > 10 {
+				return errors.New("a count from 1 to 10")
 			}
-			socket = v
-		case "timeout":
-			v, ok := val()
-			d, err := time.ParseDuration(v)
-			if !ok || err != nil {
-				fmt.Fprintln(io.Stderr, "check: --timeout needs a duration such as 800ms")
-				return 2
-			}
-			timeout = d
-		case "interval":
-			v, ok := val()
-			d, err := time.ParseDuration(v)
-			if !ok || err != nil || d <= 0 {
-				fmt.Fprintln(io.Stderr, "check: --interval needs a duration such as 1s")
-				return 2
-			}
-			w.Interval = d
-		case "fall", "rise":
-			name := a
-			v, ok := val()
-			n, err := strconv.Atoi(v)
-			if !ok || err != nil || n < 1 || n > 10 {
-				fmt.Fprintf(io.Stderr, "check: --%s needs a count from 1 to 10\n", name)
-				return 2
-			}
-			if name == "fall" {
-				w.Fall = n
-			} else {
-				w.Rise = n
-			}
-		case "watch":
-			v, ok := val()
-			if !ok || v == "" {
-				fmt.Fprintln(io.Stderr, "check: --watch needs the track file's path")
-				return 2
-			}
-			w.File = v
-		case "quiet", "q":
-			quiet = true
-		case "h", "help":
-			fmt.Fprintln(io.Stdout, "Usage: mailcow-ha check [--socket PATH] [--timeout D] [--quiet]\n"+
-				"       mailcow-ha check --watch FILE [--socket PATH] [--timeout D] [--interval D] [--fall N] [--rise N]\n\n"+
-				"Exit 0 when the agent's verdict passes, 1 when it fails or the agent does not answer in time.\n"+
-				"With --watch, keep keepalived's track file: 0 while the verdict passes, 1 (FAULT) after --fall failures in a row.")
-			return 0
-		default:
-			fmt.Fprintf(io.Stderr, "check: unknown argument %q\n", args[i])
-			return 2
+			*n = c
+			return nil
 		}
 	}
+	fs.Func("fall", "with --watch: failures in a row that make the track file say FAULT", count(&w.Fall))
+	fs.Func("rise", "with --watch: passes in a row that clear it", count(&w.Rise))
+	switch err := fs.Parse(args); {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case err != nil:
+		return 2
+	case fs.NArg() > 0:
+		fmt.Fprintf(io.Stderr, "check: unknown argument %q\n", fs.Arg(0))
+		return 2
+	}
+	watching := false
+	fs.Visit(func(f *flag.Flag) { watching = watching || f.Name == "watch" })
+	if watching && w.File == "" {
+		fmt.Fprintln(io.Stderr, "check: --watch needs the track file's path")
+		return 2
+	}
 	if w.File != "" {
-		w.Socket, w.Timeout, w.Log = socket, timeout, io.Stderr
+		w.Socket, w.Timeout, w.Log = *socket, *timeout, io.Stderr
 		if err := Watch(ctx, w); err != nil {
 			fmt.Fprintln(io.Stderr, err)
 			return 1
@@ -252,7 +231,7 @@ func Main(ctx context.Context, args []string, io stdio.Stdio) int {
 		fmt.Fprintln(io.Stderr, "check: --interval, --fall and --rise go with --watch")
 		return 2
 	}
-	reason, err := Verdict(socket, timeout)
+	reason, err := Verdict(*socket, *timeout)
 	if err != nil {
 		if !quiet {
 			fmt.Fprintln(io.Stderr, "check:", err)
