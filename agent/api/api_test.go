@@ -48,7 +48,7 @@ func (f *fakeAgent) GaleraReport(context.Context) galera.Report {
 
 func newPeer(t *testing.T) (*httptest.Server, *fakeAgent) {
 	a := &fakeAgent{}
-	v := &Verifier{Secret: secret, Nodes: map[string]bool{"mx1": true, "mx2": true, "mx3": true}}
+	v := &Verifier{Secret: secret, Self: "mx2", Nodes: map[string]bool{"mx1": true, "mx2": true, "mx3": true}}
 	srv := httptest.NewServer(PeerHandler(v, a, slog.New(slog.DiscardHandler)))
 	t.Cleanup(srv.Close)
 	return srv, a
@@ -58,23 +58,24 @@ func TestPeerAPI(t *testing.T) {
 	srv, a := newPeer(t)
 	c := &PeerClient{Secret: secret, Node: "mx1"}
 	ctx := context.Background()
-	st, err := c.State(ctx, srv.URL)
+	mx2 := Peer{Name: "mx2", URL: srv.URL}
+	st, err := c.State(ctx, mx2)
 	if err != nil || st.Node != "mx2" || st.Seqno != 42 {
 		t.Fatalf("state = %+v, %v", st, err)
 	}
-	if r, err := c.GaleraReport(ctx, srv.URL); err != nil || r.Pos.Seqno != 7 || !r.Answered {
+	if r, err := c.GaleraReport(ctx, mx2); err != nil || r.Pos.Seqno != 7 || !r.Answered {
 		t.Fatalf("galera report = %+v, %v", r, err)
 	}
-	if err := c.Demote(ctx, srv.URL, 1001); err != nil {
+	if err := c.Demote(ctx, mx2, 1001); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Demote(ctx, srv.URL, 666); err == nil || !strings.Contains(err.Error(), "stack would not stop") {
+	if err := c.Demote(ctx, mx2, 666); err == nil || !strings.Contains(err.Error(), "stack would not stop") {
 		t.Fatalf("failed demotion: %v", err)
 	}
-	if err := c.Switchover(ctx, srv.URL, "mx3", time.Now().Add(time.Minute)); err != nil {
+	if err := c.Switchover(ctx, mx2, "mx3", time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Maintenance(ctx, srv.URL, true); err != nil {
+	if err := c.Maintenance(ctx, mx2, true); err != nil {
 		t.Fatal(err)
 	}
 	if len(a.demoted) != 1 || a.demoted[0] != 1001 || a.switchTo != "mx3" || !a.maint {
@@ -95,21 +96,24 @@ func TestPeerAuthRefusals(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	good := func(r *http.Request, b []byte) { Sign(r, secret, "mx1", b, time.Now()) }
+	good := func(r *http.Request, b []byte) { Sign(r, secret, "mx1", "mx2", b, time.Now()) }
 	body := `{"from":1001}`
 	for name, tc := range map[string]struct {
 		mut  func(r *http.Request)
 		sign func(r *http.Request, b []byte)
 		body string
 	}{
-		"no signature":  {func(r *http.Request) {}, func(*http.Request, []byte) {}, body},
-		"wrong secret":  {func(r *http.Request) {}, func(r *http.Request, b []byte) { Sign(r, []byte("wrong"), "mx1", b, time.Now()) }, body},
-		"stale":         {func(r *http.Request) {}, func(r *http.Request, b []byte) { Sign(r, secret, "mx1", b, time.Now().Add(-2*time.Minute)) }, body},
-		"future":        {func(r *http.Request) {}, func(r *http.Request, b []byte) { Sign(r, secret, "mx1", b, time.Now().Add(2*time.Minute)) }, body},
-		"unknown node":  {func(r *http.Request) {}, func(r *http.Request, b []byte) { Sign(r, secret, "evil", b, time.Now()) }, body},
-		"node swapped":  {func(r *http.Request) { r.Header.Set(HeaderNode, "mx3") }, good, body},
-		"path swapped":  {func(r *http.Request) { r.URL.Path = "/peer/v1/maintenance" }, good, body},
-		"body tampered": {func(r *http.Request) {}, func(r *http.Request, b []byte) { Sign(r, secret, "mx1", []byte(`{"from":1002}`), time.Now()) }, body},
+		"no signature": {func(r *http.Request) {}, func(*http.Request, []byte) {}, body},
+		"wrong secret": {func(r *http.Request) {}, func(r *http.Request, b []byte) { Sign(r, []byte("wrong"), "mx1", "mx2", b, time.Now()) }, body},
+		"stale":        {func(r *http.Request) {}, func(r *http.Request, b []byte) { Sign(r, secret, "mx1", "mx2", b, time.Now().Add(-2*time.Minute)) }, body},
+		"future":       {func(r *http.Request) {}, func(r *http.Request, b []byte) { Sign(r, secret, "mx1", "mx2", b, time.Now().Add(2*time.Minute)) }, body},
+		"unknown node": {func(r *http.Request) {}, func(r *http.Request, b []byte) { Sign(r, secret, "evil", "mx2", b, time.Now()) }, body},
+		"node swapped": {func(r *http.Request) { r.Header.Set(HeaderNode, "mx3") }, good, body},
+		"path swapped": {func(r *http.Request) { r.URL.Path = "/peer/v1/maintenance" }, good, body},
+		// A request signed for mx3 (captured on its way there, say) is no good at mx2.
+		"meant for another node": {func(r *http.Request) {}, func(r *http.Request, b []byte) { Sign(r, secret, "mx1", "mx3", b, time.Now()) }, body},
+		"receiver swapped":       {func(r *http.Request) { r.Header.Set(HeaderTo, "mx2") }, func(r *http.Request, b []byte) { Sign(r, secret, "mx1", "mx3", b, time.Now()) }, body},
+		"body tampered":          {func(r *http.Request) {}, func(r *http.Request, b []byte) { Sign(r, secret, "mx1", "mx2", []byte(`{"from":1002}`), time.Now()) }, body},
 	} {
 		if code := send(tc.mut, tc.body, tc.sign); code != http.StatusUnauthorized {
 			t.Errorf("%s: HTTP %d, want 401", name, code)
@@ -117,7 +121,7 @@ func TestPeerAuthRefusals(t *testing.T) {
 	}
 	// A replayed request is refused the second time.
 	r1, _ := http.NewRequest(http.MethodPost, srv.URL+"/peer/v1/demote", strings.NewReader(body))
-	Sign(r1, secret, "mx1", []byte(body), time.Now())
+	Sign(r1, secret, "mx1", "mx2", []byte(body), time.Now())
 	hdr := r1.Header.Clone()
 	resp, _ := http.DefaultClient.Do(r1)
 	resp.Body.Close()
@@ -152,5 +156,71 @@ func TestRefusalsAreSampled(t *testing.T) {
 	}
 	if ok, skipped := v.refusalLog(t0.Add(11 * time.Second)); !ok || skipped != 999 {
 		t.Fatalf("after 10 s: logged %v with %d skipped, want true and 999", ok, skipped)
+	}
+}
+
+// The asker trusts no answer that the node it asked did not sign for this very request: not one made up by another
+// host on the path (which would skip the power-off of a master that never demoted), not a real one replayed for
+// another request, not one whose body was changed, and not one signed by another member.
+func TestPeerAnswersAreBound(t *testing.T) {
+	srv, a := newPeer(t)
+	c := &PeerClient{Secret: secret, Node: "mx1"}
+	ctx := context.Background()
+
+	// A host without the secret answers as mx2 would.
+	forged := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(HeaderAnswer, strings.Repeat("0", 64))
+		writeJSON(w, http.StatusOK, DemoteAnswer{Demoted: true})
+	}))
+	defer forged.Close()
+	if err := c.Demote(ctx, Peer{Name: "mx2", URL: forged.URL}, 1001); err == nil || !errors.Is(err, ErrAuth) {
+		t.Fatalf("a made-up demotion was accepted: %v", err)
+	}
+
+	// A proxy that keeps mx2's first real answer, and serves it again (or altered) for later requests.
+	var mu sync.Mutex
+	var kept *httptest.ResponseRecorder
+	mode := "record"
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if kept == nil {
+			kept = httptest.NewRecorder()
+			PeerHandler(&Verifier{Secret: secret, Self: "mx2", Nodes: map[string]bool{"mx1": true}}, a, slog.New(slog.DiscardHandler)).ServeHTTP(kept, r)
+		}
+		for k, v := range kept.Header() {
+			w.Header()[k] = v
+		}
+		body := kept.Body.Bytes()
+		if mode == "alter" {
+			body = bytes.Replace(body, []byte(`"seqno":42`), []byte(`"seqno":99`), 1)
+		}
+		w.WriteHeader(kept.Code)
+		w.Write(body)
+	}))
+	defer proxy.Close()
+	via := Peer{Name: "mx2", URL: proxy.URL}
+	if st, err := c.State(ctx, via); err != nil || st.Seqno != 42 {
+		t.Fatalf("the first, real answer: %+v %v", st, err)
+	}
+	if _, err := c.State(ctx, via); err == nil || !errors.Is(err, ErrAuth) {
+		t.Fatalf("a replayed answer was accepted: %v", err)
+	}
+	mu.Lock()
+	kept, mode = nil, "alter"
+	mu.Unlock()
+	if _, err := c.State(ctx, via); err == nil || !errors.Is(err, ErrAuth) {
+		t.Fatalf("an altered answer was accepted: %v", err)
+	}
+
+	// mx3, a member with the secret, answering in mx2's place: its answer is signed as mx3, and mx1 asked mx2.
+	mx3 := httptest.NewServer(PeerHandler(&Verifier{Secret: secret, Self: "mx3", Nodes: map[string]bool{"mx1": true}}, a, slog.New(slog.DiscardHandler)))
+	defer mx3.Close()
+	if _, err := c.State(ctx, Peer{Name: "mx2", URL: mx3.URL}); err == nil {
+		t.Fatal("mx3 answered for mx2")
+	}
+	// The real mx2 still answers.
+	if _, err := c.State(ctx, Peer{Name: "mx2", URL: srv.URL}); err != nil {
+		t.Fatal(err)
 	}
 }

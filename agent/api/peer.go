@@ -64,12 +64,19 @@ type PeerAgent interface {
 	GaleraReport(ctx context.Context) galera.Report
 }
 
-// PeerHandler serves the peer API under /peer/v1/.
+// Peer is another node as the peer API reaches it: its name (which requests are bound to, and which signs its
+// answers) and its base URL, such as http://10.99.0.12:7481.
+type Peer struct {
+	Name string
+	URL  string
+}
+
+// PeerHandler serves the peer API under /peer/v1/. Every answer to an accepted request is signed (see Sign).
 func PeerHandler(v *Verifier, a PeerAgent, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	auth := func(h func(w http.ResponseWriter, r *http.Request, body []byte, node string)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			body, node, err := v.Verify(r)
+			req, err := v.Verify(r)
 			if err != nil {
 				if ok, skipped := v.refusalLog(time.Now()); ok {
 					log.Warn("peer API: refused request", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err,
@@ -78,7 +85,11 @@ func PeerHandler(v *Verifier, a PeerAgent, log *slog.Logger) http.Handler {
 				http.Error(w, "unauthorized", http.StatusUnauthorized)
 				return
 			}
-			h(w, r, body, node)
+			ans := &answer{header: w.Header(), status: http.StatusOK}
+			h(ans, r, req.Body, req.From)
+			w.Header().Set(HeaderAnswer, answerSignature(v.Secret, v.Self, req.From, req.Nonce, ans.status, ans.body.Bytes()))
+			w.WriteHeader(ans.status)
+			w.Write(ans.body.Bytes())
 		}
 	}
 	mux.HandleFunc("GET /peer/v1/state", auth(func(w http.ResponseWriter, r *http.Request, _ []byte, _ string) {
@@ -121,20 +132,33 @@ func PeerHandler(v *Verifier, a PeerAgent, log *slog.Logger) http.Handler {
 	return mux
 }
 
+// answer collects a handler's answer, so that its signature can cover the status and the whole body.
+type answer struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (a *answer) Header() http.Header         { return a.header }
+func (a *answer) WriteHeader(status int)      { a.status = status }
+func (a *answer) Write(b []byte) (int, error) { return a.body.Write(b) }
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
 }
 
-// PeerClient calls other nodes' peer APIs.
+// PeerClient calls other nodes' peer APIs. It accepts an answer only when the node it asked signed it for this
+// request.
 type PeerClient struct {
 	Secret []byte
 	Node   string // this node's name, sent with every request
 	HTTP   *http.Client
 }
 
-func (c *PeerClient) do(ctx context.Context, method, url string, in, out any) error {
+func (c *PeerClient) do(ctx context.Context, method string, to Peer, path string, in, out any) error {
+	url := to.URL + path
 	var body []byte
 	if in != nil {
 		var err error
@@ -147,7 +171,7 @@ func (c *PeerClient) do(ctx context.Context, method, url string, in, out any) er
 		return fmt.Errorf("peer API: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	Sign(req, c.Secret, c.Node, body, time.Now())
+	nonce := Sign(req, c.Secret, c.Node, to.Name, body, time.Now())
 	hc := c.HTTP
 	if hc == nil {
 		hc = &http.Client{}
@@ -157,36 +181,47 @@ func (c *PeerClient) do(ctx context.Context, method, url string, in, out any) er
 		return fmt.Errorf("peer API %s: %w", url, err)
 	}
 	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return fmt.Errorf("peer API %s: %w", url, err)
+	}
 	if resp.StatusCode/100 != 2 {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("peer API %s: HTTP %d: %s", url, resp.StatusCode, bytes.TrimSpace(b))
+		// Failures count as failures, signed or not: a forged one can only make this node take the safe way (power
+		// the peer off rather than trust its word).
+		return fmt.Errorf("peer API %s: HTTP %d: %s", url, resp.StatusCode, bytes.TrimSpace(b[:min(len(b), 512)]))
+	}
+	if len(b) > maxBody {
+		return fmt.Errorf("peer API %s: answer over %d bytes", url, maxBody)
+	}
+	if err := VerifyAnswer(c.Secret, to.Name, c.Node, nonce, resp.StatusCode, resp.Header, b); err != nil {
+		return fmt.Errorf("peer API %s: %w", url, err)
 	}
 	if out != nil {
-		if err := json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(out); err != nil {
+		if err := json.Unmarshal(b, out); err != nil {
 			return fmt.Errorf("peer API %s: %w", url, err)
 		}
 	}
 	return nil
 }
 
-// State asks a peer (base such as http://10.99.0.12:7481) for its state.
-func (c *PeerClient) State(ctx context.Context, base string) (PeerState, error) {
+// State asks a peer for its state.
+func (c *PeerClient) State(ctx context.Context, to Peer) (PeerState, error) {
 	var s PeerState
-	err := c.do(ctx, http.MethodGet, base+"/peer/v1/state", nil, &s)
+	err := c.do(ctx, http.MethodGet, to, "/peer/v1/state", nil, &s)
 	return s, err
 }
 
 // GaleraReport asks a peer for its Galera report.
-func (c *PeerClient) GaleraReport(ctx context.Context, base string) (galera.Report, error) {
+func (c *PeerClient) GaleraReport(ctx context.Context, to Peer) (galera.Report, error) {
 	var r galera.Report
-	err := c.do(ctx, http.MethodGet, base+"/peer/v1/galera", nil, &r)
+	err := c.do(ctx, http.MethodGet, to, "/peer/v1/galera", nil, &r)
 	return r, err
 }
 
 // Demote asks a peer to demote and waits for its confirmation.
-func (c *PeerClient) Demote(ctx context.Context, base string, from int64) error {
+func (c *PeerClient) Demote(ctx context.Context, to Peer, from int64) error {
 	var a DemoteAnswer
-	if err := c.do(ctx, http.MethodPost, base+"/peer/v1/demote", DemoteRequest{From: from}, &a); err != nil {
+	if err := c.do(ctx, http.MethodPost, to, "/peer/v1/demote", DemoteRequest{From: from}, &a); err != nil {
 		return err
 	}
 	if !a.Demoted {
@@ -195,12 +230,12 @@ func (c *PeerClient) Demote(ctx context.Context, base string, from int64) error 
 	return nil
 }
 
-// Switchover tells a peer to hand MASTER to node to until until.
-func (c *PeerClient) Switchover(ctx context.Context, base, to string, until time.Time) error {
-	return c.do(ctx, http.MethodPost, base+"/peer/v1/switchover", SwitchoverRequest{To: to, Until: until}, nil)
+// Switchover tells a peer to hand MASTER to node target until until.
+func (c *PeerClient) Switchover(ctx context.Context, to Peer, target string, until time.Time) error {
+	return c.do(ctx, http.MethodPost, to, "/peer/v1/switchover", SwitchoverRequest{To: target, Until: until}, nil)
 }
 
 // Maintenance switches a peer's maintenance mode.
-func (c *PeerClient) Maintenance(ctx context.Context, base string, on bool) error {
-	return c.do(ctx, http.MethodPost, base+"/peer/v1/maintenance", MaintenanceRequest{On: on}, nil)
+func (c *PeerClient) Maintenance(ctx context.Context, to Peer, on bool) error {
+	return c.do(ctx, http.MethodPost, to, "/peer/v1/maintenance", MaintenanceRequest{On: on}, nil)
 }

@@ -1,6 +1,5 @@
-// Package api serves the agent's HTTP: the peer API that the nodes use among themselves (authenticated with the
-// cluster secret), and the local check socket that the check watcher asks. Health, role and metrics
-// endpoints join it with the observability issue.
+// Package api serves the agent's HTTP: the peer API that the nodes use among themselves (requests and answers
+// authenticated with the cluster secret), the public health, role and metrics endpoints, and the servers' limits.
 package api
 
 import (
@@ -19,40 +18,67 @@ import (
 	"time"
 )
 
-// Peer API authentication: every request carries the sender's node name, a Unix timestamp, a random nonce and
-// an HMAC-SHA256 over all of them, the method, the path and the body's hash, keyed with the cluster secret.
-// The receiver refuses a bad signature, a timestamp more than MaxSkew away, and a nonce it has seen.
+// Peer API authentication. Every request carries the sender's node name, the receiver's node name, a Unix
+// timestamp, a random nonce and an HMAC-SHA256 over all of them, the method, the path and the body's hash, keyed
+// with the cluster secret. The receiver refuses a bad signature, a request meant for another node, a timestamp
+// more than MaxSkew away, and a nonce it has seen. Every answer to an accepted request carries an HMAC over the
+// answering node, the asking node, the request's nonce, the status and the body's hash: the asker accepts no
+// answer that another host made up ({"demoted":true} from anyone but the node asked would skip its power-off) nor
+// one replayed from another request.
 const (
 	HeaderNode      = "X-Mailcow-HA-Node"
+	HeaderTo        = "X-Mailcow-HA-To"
 	HeaderTime      = "X-Mailcow-HA-Time"
 	HeaderNonce     = "X-Mailcow-HA-Nonce"
 	HeaderSignature = "X-Mailcow-HA-Signature"
+	HeaderAnswer    = "X-Mailcow-HA-Answer"
 	MaxSkew         = 30 * time.Second
 	maxBody         = 1 << 16
 )
 
-func signature(secret []byte, node, method, path, ts, nonce string, body []byte) string {
+func signature(secret []byte, from, to, method, path, ts, nonce string, body []byte) string {
 	sum := sha256.Sum256(body)
 	m := hmac.New(sha256.New, secret)
-	fmt.Fprintf(m, "mailcow-ha-peer-v1\n%s\n%s\n%s\n%s\n%s\n%x", node, method, path, ts, nonce, sum)
+	fmt.Fprintf(m, "mailcow-ha-peer-v2\n%s\n%s\n%s\n%s\n%s\n%s\n%x", from, to, method, path, ts, nonce, sum)
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// Sign adds the authentication headers to req, whose body is body.
-func Sign(req *http.Request, secret []byte, node string, body []byte, now time.Time) {
+// answerSignature is the HMAC of an answer by node from to node to's request with nonce.
+func answerSignature(secret []byte, from, to, nonce string, status int, body []byte) string {
+	sum := sha256.Sum256(body)
+	m := hmac.New(sha256.New, secret)
+	fmt.Fprintf(m, "mailcow-ha-peer-answer-v2\n%s\n%s\n%s\n%d\n%x", from, to, nonce, status, sum)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// Sign adds the authentication headers to req, whose body is body, sent by node from to node to. It returns the
+// request's nonce, which the answer's signature covers.
+func Sign(req *http.Request, secret []byte, from, to string, body []byte, now time.Time) (nonce string) {
 	nb := make([]byte, 16)
 	rand.Read(nb)
-	nonce := hex.EncodeToString(nb)
+	nonce = hex.EncodeToString(nb)
 	ts := strconv.FormatInt(now.Unix(), 10)
-	req.Header.Set(HeaderNode, node)
+	req.Header.Set(HeaderNode, from)
+	req.Header.Set(HeaderTo, to)
 	req.Header.Set(HeaderTime, ts)
 	req.Header.Set(HeaderNonce, nonce)
-	req.Header.Set(HeaderSignature, signature(secret, node, req.Method, req.URL.Path, ts, nonce, body))
+	req.Header.Set(HeaderSignature, signature(secret, from, to, req.Method, req.URL.Path, ts, nonce, body))
+	return nonce
+}
+
+// VerifyAnswer checks the signature of an answer from node from to this node's request with nonce.
+func VerifyAnswer(secret []byte, from, to, nonce string, status int, header http.Header, body []byte) error {
+	want := answerSignature(secret, from, to, nonce, status, body)
+	if !hmac.Equal([]byte(want), []byte(header.Get(HeaderAnswer))) {
+		return fmt.Errorf("%w: the answer is not signed by %s for this request", ErrAuth, from)
+	}
+	return nil
 }
 
 // Verifier checks signed requests and remembers nonces for twice the allowed skew.
 type Verifier struct {
 	Secret []byte
+	Self   string          // this node's name: a request meant for another node is refused
 	Nodes  map[string]bool // the cluster's node names
 	Now    func() time.Time
 
@@ -87,34 +113,55 @@ func (v *Verifier) refusalLog(now time.Time) (log bool, skipped int64) {
 // ErrAuth is any authentication failure; the answer says no more than "unauthorized".
 var ErrAuth = errors.New("unauthorized")
 
-// Verify checks req and returns its body and the sender's node name.
-func (v *Verifier) Verify(req *http.Request) (body []byte, node string, err error) {
+// Request is a verified request: its body, its sender and its nonce (which the answer's signature covers).
+type Request struct {
+	Body  []byte
+	From  string
+	Nonce string
+}
+
+// Verify checks req and returns it verified.
+func (v *Verifier) Verify(req *http.Request) (Request, error) {
+	body, node, nonce, err := v.verify(req)
+	if err != nil {
+		return Request{}, err
+	}
+	return Request{Body: body, From: node, Nonce: nonce}, nil
+}
+
+func (v *Verifier) verify(req *http.Request) (body []byte, node, nonce string, err error) {
 	now := time.Now()
 	if v.Now != nil {
 		now = v.Now()
 	}
 	body, err = io.ReadAll(io.LimitReader(req.Body, maxBody+1))
 	if err != nil || len(body) > maxBody {
-		return nil, "", fmt.Errorf("%w: body", ErrAuth)
+		return nil, "", "", fmt.Errorf("%w: body", ErrAuth)
 	}
 	node = req.Header.Get(HeaderNode)
-	ts, nonce, sig := req.Header.Get(HeaderTime), req.Header.Get(HeaderNonce), req.Header.Get(HeaderSignature)
+	ts, sig := req.Header.Get(HeaderTime), req.Header.Get(HeaderSignature)
+	nonce = req.Header.Get(HeaderNonce)
+	to := req.Header.Get(HeaderTo)
 	if !v.Nodes[node] {
-		return nil, "", fmt.Errorf("%w: unknown node %q", ErrAuth, node)
+		return nil, "", "", fmt.Errorf("%w: unknown node %q", ErrAuth, node)
 	}
 	secs, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
-		return nil, "", fmt.Errorf("%w: timestamp", ErrAuth)
+		return nil, "", "", fmt.Errorf("%w: timestamp", ErrAuth)
 	}
 	if d := now.Sub(time.Unix(secs, 0)); d > MaxSkew || d < -MaxSkew {
-		return nil, "", fmt.Errorf("%w: timestamp %s off", ErrAuth, d)
+		return nil, "", "", fmt.Errorf("%w: timestamp %s off", ErrAuth, d)
 	}
 	if len(nonce) < 16 {
-		return nil, "", fmt.Errorf("%w: nonce", ErrAuth)
+		return nil, "", "", fmt.Errorf("%w: nonce", ErrAuth)
 	}
-	want := signature(v.Secret, node, req.Method, req.URL.Path, ts, nonce, body)
+	want := signature(v.Secret, node, to, req.Method, req.URL.Path, ts, nonce, body)
 	if !hmac.Equal([]byte(want), []byte(sig)) {
-		return nil, "", fmt.Errorf("%w: signature", ErrAuth)
+		return nil, "", "", fmt.Errorf("%w: signature", ErrAuth)
+	}
+	// Signed, but for another node: a request captured on its way to a peer is no good here.
+	if v.Self == "" || to != v.Self {
+		return nil, "", "", fmt.Errorf("%w: meant for %q, not this node", ErrAuth, to)
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -127,9 +174,9 @@ func (v *Verifier) Verify(req *http.Request) (body []byte, node string, err erro
 		}
 	}
 	if _, seen := v.nonces[nonce]; seen {
-		return nil, "", fmt.Errorf("%w: replayed nonce", ErrAuth)
+		return nil, "", "", fmt.Errorf("%w: replayed nonce", ErrAuth)
 	}
 	v.nonces[nonce] = now.Add(2 * MaxSkew)
 	req.Body = io.NopCloser(bytes.NewReader(body))
-	return body, node, nil
+	return body, node, nonce, nil
 }

@@ -77,7 +77,7 @@ type Agent struct {
 	log      *slog.Logger
 	obs      chan failover.Observation
 	exec     *Executor
-	peers    map[int64]string // server id -> peer API base URL
+	peers    map[int64]api.Peer // server id -> the peer as the peer API reaches it
 	client   *api.PeerClient
 	alerts   *report.Alerter
 	hist     *history
@@ -158,7 +158,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	a := &Agent{
 		o: o, c: c, log: log, obs: make(chan failover.Observation, 64),
-		peers:   map[int64]string{},
+		peers:   map[int64]api.Peer{},
 		client:  &api.PeerClient{Secret: []byte(secret.Reveal()), Node: c.Node.Name, HTTP: &http.Client{}},
 		waiters: map[int64][]chan struct{}{},
 		s:       failover.Initial(),
@@ -183,7 +183,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 		if !m.IsArbitrator() {
 			a.p.Peers[m.ServerID] = m.Name
-			a.peers[m.ServerID] = c.PeerURL(m)
+			a.peers[m.ServerID] = api.Peer{Name: m.Name, URL: c.PeerURL(m)}
 		}
 	}
 	a.s.Takeovers = a.loadBreaker()
@@ -226,7 +226,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("agent: peer API: %w", err)
 	}
-	a.verifier = &api.Verifier{Secret: []byte(secret.Reveal()), Nodes: nodes}
+	a.verifier = &api.Verifier{Secret: []byte(secret.Reveal()), Self: self.Name, Nodes: nodes}
 	srv := api.Server(api.PeerHandler(a.verifier, a, log), api.PeerLimits, log)
 	wg.Add(1)
 	go func() { defer wg.Done(); srv.Serve(api.Listener(ln, api.PeerLimits)) }()

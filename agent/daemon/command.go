@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/api"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/failover"
 )
@@ -25,7 +26,7 @@ func (a *Agent) command(ctx context.Context, verb string, args []string) string 
 		}
 		on := args[0] == "on"
 		a.Maintenance(on)
-		errs := a.broadcast(ctx, func(ctx context.Context, base string) error { return a.client.Maintenance(ctx, base, on) })
+		errs := a.broadcast(ctx, func(ctx context.Context, to api.Peer) error { return a.client.Maintenance(ctx, to, on) })
 		return "ok maintenance " + args[0] + errs
 	case "switchover":
 		to := ""
@@ -41,7 +42,7 @@ func (a *Agent) command(ctx context.Context, verb string, args []string) string 
 		a.mu.Unlock()
 		until := time.Now().Add(hold)
 		a.Switchover(target, until)
-		errs := a.broadcast(ctx, func(ctx context.Context, base string) error { return a.client.Switchover(ctx, base, target, until) })
+		errs := a.broadcast(ctx, func(ctx context.Context, to api.Peer) error { return a.client.Switchover(ctx, to, target, until) })
 		return "ok switchover to " + target + " until " + until.UTC().Format(time.RFC3339) + errs
 	case "status":
 		b, _ := json.Marshal(a.State())

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/api"
 	"github.com/mailcow-ha/mailcow-ha/agent/child"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/event"
@@ -23,12 +24,12 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.Wa
 	c := a.c
 	var members []string
 	var peers []string
-	bases := map[string]string{}
+	bases := map[string]api.Peer{}
 	for _, m := range c.Cluster.Nodes {
 		members = append(members, m.PrivateIP)
 		if m.Name != self.Name && !m.IsArbitrator() {
 			peers = append(peers, m.Name)
-			bases[m.Name] = c.PeerURL(m)
+			bases[m.Name] = api.Peer{Name: m.Name, URL: c.PeerURL(m)}
 		}
 	}
 	// Under mariadb.service mariadbd logs to the journal (journalctl -u mariadb, persistent on the image) beside the

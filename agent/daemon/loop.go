@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/api"
 	"github.com/mailcow-ha/mailcow-ha/agent/failover"
 )
 
@@ -207,8 +208,8 @@ func (a *Agent) step(ctx context.Context, o failover.Observation) {
 			// The hand-over is done: end the hold everywhere, so that the others may take over again at once.
 			go func() {
 				a.observe(failover.Switchover{})
-				a.broadcast(ctx, func(ctx context.Context, base string) error {
-					return a.client.Switchover(ctx, base, "", time.Time{})
+				a.broadcast(ctx, func(ctx context.Context, to api.Peer) error {
+					return a.client.Switchover(ctx, to, "", time.Time{})
 				})
 			}()
 		}

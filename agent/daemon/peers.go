@@ -59,18 +59,18 @@ func (a *Agent) Maintenance(on bool) { a.observe(failover.Maintenance{On: on}) }
 
 // AskDemote (Peers) asks a peer's agent to demote and waits for its confirmation.
 func (a *Agent) AskDemote(ctx context.Context, server int64) error {
-	base, ok := a.peers[server]
+	peer, ok := a.peers[server]
 	if !ok {
 		return fmt.Errorf("server %d is not a member of this cluster", server)
 	}
-	return a.client.Demote(ctx, base, a.p.Self)
+	return a.client.Demote(ctx, peer, a.p.Self)
 }
 
-func (a *Agent) broadcast(ctx context.Context, f func(ctx context.Context, base string) error) string {
+func (a *Agent) broadcast(ctx context.Context, f func(ctx context.Context, to api.Peer) error) string {
 	var failed []string
-	for id, base := range a.peers {
+	for id, peer := range a.peers {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		if err := f(cctx, base); err != nil {
+		if err := f(cctx, peer); err != nil {
 			failed = append(failed, fmt.Sprintf("%s: %v", a.p.Peers[id], err))
 		}
 		cancel()
