@@ -33,6 +33,8 @@ Commands:
   exec NODE|client -- CMD...       run a command in a node's (or the client's) network namespace
   kill NODE --how HOW              power|link|agent|keepalived|db|postfix|postfix-restart|isolate|hang
   start NODE                       power a node on again (or bring its links up, resume a hang)
+  rebuild NODE                     like hcloud server rebuild: power off, a new empty root disk (no datadir,
+                                   state or config), the same user-data and server id, power on
   partition n1 / n2,n3             cut the private network between two groups
   heal                             undo every partition
   send-mail N                      send N mails to the Floating IP from the client
@@ -134,6 +136,11 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 			return usage("start NODE")
 		}
 		return call(lab.Request{Cmd: lab.CmdStart, Node: pos[0]}, 10*time.Minute)
+	case "rebuild":
+		if len(pos) != 1 {
+			return usage("rebuild NODE")
+		}
+		return call(lab.Request{Cmd: lab.CmdRebuild, Node: pos[0]}, 10*time.Minute)
 	case "partition":
 		a, b, ok := strings.Cut(strings.Join(pos, " "), "/")
 		split := func(s string) []string {

@@ -33,6 +33,8 @@ func (s *Sim) doAction(kind string, id int64, name string, body map[string]any) 
 		a, err = s.power(id, CmdStartServer, true)
 	case "server/reset":
 		a, err = s.reset(id)
+	case "server/rebuild":
+		a, err = s.rebuild(id, body)
 	default:
 		return 0, nil, notFound(fmt.Sprintf("action %q for %s", name, kind))
 	}
@@ -43,7 +45,11 @@ func (s *Sim) doAction(kind string, id int64, name string, body map[string]any) 
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusCreated, map[string]any{"action": actionJSON(a.snapshot(time.Now()))}, nil
+	out := map[string]any{"action": actionJSON(a.snapshot(time.Now()))}
+	if name == "rebuild" {
+		out["root_password"] = nil // the API's answer when SSH keys are set; mailcow-ha never uses a root password
+	}
+	return http.StatusCreated, out, nil
 }
 
 // serverArg reads {"server": id} and checks that the server exists.
@@ -161,6 +167,48 @@ func (s *Sim) power(id int64, cmd string, on bool) (*action, error) {
 			sv.Status = map[bool]string{true: "running", false: "off"}[on]
 		}
 	})
+}
+
+// rebuild gives the server a new root disk from body's image (a name or an id, required as in the API): it is
+// "rebuilding" until the action ends, then "running".
+func (s *Sim) rebuild(id int64, body map[string]any) (*action, error) {
+	sv := s.server(id)
+	if sv == nil {
+		return nil, notFound("server")
+	}
+	var image string
+	switch v := body["image"].(type) {
+	case string:
+		image = v
+	case float64:
+		if v > 0 && v == float64(int64(v)) {
+			image = fmt.Sprint(int64(v))
+		}
+	}
+	if image == "" {
+		return nil, badInput("image is required: an image's name or id")
+	}
+	if !slices.ContainsFunc(s.st.Images, func(im Image) bool { return fmt.Sprint(im.ID) == image || (im.Name != "" && im.Name == image) }) {
+		return nil, notFound("image")
+	}
+	snap := *sv
+	a, err := s.start(CmdRebuildServer, []resRef{{ID: id, Type: "server"}}, 1, func() error {
+		if r, ok := s.backend.(Rebuilder); ok {
+			return r.ServerRebuilt(snap, image)
+		}
+		if err := s.backend.ServerPower(snap, false); err != nil {
+			return err
+		}
+		return s.backend.ServerPower(snap, true)
+	}, func() {
+		if sv := s.server(id); sv != nil {
+			sv.Status = "running"
+		}
+	})
+	if err == nil {
+		sv.Status = "rebuilding"
+	}
+	return a, err
 }
 
 // reset cuts the power and switches it on again.

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -14,7 +15,9 @@ func TestOfficialCLI(t *testing.T) {
 	if err != nil {
 		t.Skip("the hcloud CLI is not installed: install Debian's package hcloud-cli (make deps does)")
 	}
-	h := newHarness(t, Options{})
+	rb := &rebuildLog{}
+	h := newHarness(t, Options{Backend: rb})
+	h.rebuilt = rb.String
 	home := t.TempDir()
 	run := func(args ...string) (string, error) {
 		t.Helper()
@@ -64,6 +67,19 @@ func TestOfficialCLI(t *testing.T) {
 	if len(lines) != 2 || !strings.Contains(out, "5001") || !strings.Contains(out, "5002") || strings.Contains(out, "5003") {
 		t.Fatalf("image list:\n%s", out)
 	}
+	// A rebuild: the server gets a new disk from the snapshot (the backend sees it) and runs again; an image that
+	// does not exist is refused.
+	must("server", "rebuild", "--image", "5002", "mx3")
+	if got := h.rebuilt(); got != "mx3 from 5002" {
+		t.Fatalf("after server rebuild: the backend saw %q", got)
+	}
+	out = must("server", "describe", "mx3")
+	if !strings.Contains(out, "running") {
+		t.Errorf("after rebuild:\n%s", out)
+	}
+	if out, err := run("server", "rebuild", "--image", "4242", "mx3"); err == nil {
+		t.Fatalf("a rebuild from an image that does not exist:\n%s", out)
+	}
 	// A wrong token is refused with the API's error.
 	cmd := exec.Command(bin, "server", "list")
 	cmd.Env = append(os.Environ(), "HOME="+home, "HCLOUD_ENDPOINT="+h.srv.URL+"/v1", "HCLOUD_TOKEN="+strings.Repeat("x", 64))
@@ -71,4 +87,24 @@ func TestOfficialCLI(t *testing.T) {
 	if err == nil || !strings.Contains(string(b), "unauthorized") {
 		t.Fatalf("wrong token: err=%v\n%s", err, b)
 	}
+}
+
+// rebuildLog records the rebuilds the simulator hands its backend.
+type rebuildLog struct {
+	NopBackend
+	mu  sync.Mutex
+	log []string
+}
+
+func (r *rebuildLog) ServerRebuilt(s Server, image string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.log = append(r.log, s.Name+" from "+image)
+	return nil
+}
+
+func (r *rebuildLog) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.log, ",")
 }

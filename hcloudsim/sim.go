@@ -26,6 +26,7 @@ const (
 	CmdStartServer        = "start_server"    // poweron
 	CmdShutdownServer     = "shutdown_server" // ACPI shutdown
 	CmdResetServer        = "reset_server"
+	CmdRebuildServer      = "rebuild_server" // a new root disk from an image
 )
 
 // Latencies says how long each action command runs before it succeeds.
@@ -46,6 +47,7 @@ func DefaultLatencies() Latencies {
 		CmdStartServer:        5 * time.Second,
 		CmdShutdownServer:     10 * time.Second,
 		CmdResetServer:        3 * time.Second,
+		CmdRebuildServer:      10 * time.Second,
 	}
 }
 
@@ -70,6 +72,13 @@ type Backend interface {
 	VolumeDetached(v Volume, server int64) error
 	// ServerPower: the server was powered on (on) or off.
 	ServerPower(s Server, on bool) error
+}
+
+// Rebuilder is a Backend that can also give a server a new root disk (POST /servers/{id}/actions/rebuild): the
+// server is powered off, its disk is written anew from the image, and it is powered on. The Volumes attached to it
+// stay attached. A Backend without it sees a rebuild as a power cycle.
+type Rebuilder interface {
+	ServerRebuilt(s Server, image string) error
 }
 
 // NopBackend does nothing.

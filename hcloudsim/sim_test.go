@@ -16,9 +16,10 @@ import (
 )
 
 type harness struct {
-	t   *testing.T
-	sim *Sim
-	srv *httptest.Server
+	t       *testing.T
+	sim     *Sim
+	srv     *httptest.Server
+	rebuilt func() string // what the backend saw rebuilt, where the test records it
 }
 
 func newHarness(t *testing.T, o Options) *harness {

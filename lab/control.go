@@ -38,12 +38,13 @@ const (
 	CmdMaintenance Command = "maintenance"
 	CmdAlerts      Command = "alerts"
 	CmdDown        Command = "down"
+	CmdRebuild     Command = "rebuild"
 )
 
 // Request is one command to the supervisor, its arguments typed; the command line parses them (cli/lab.go).
 type Request struct {
 	Cmd    Command       `json:"cmd"`
-	Node   string        `json:"node,omitempty"`   // kill, start
+	Node   string        `json:"node,omitempty"`   // kill, start, rebuild
 	How    string        `json:"how,omitempty"`    // kill: power, link, agent, …
 	A      []string      `json:"a,omitempty"`      // partition: one side
 	B      []string      `json:"b,omitempty"`      // partition: the other side
@@ -180,6 +181,15 @@ func (l *Lab) Do(ctx context.Context, req Request, w io.Writer) int {
 			return fail(err)
 		}
 		fmt.Fprintf(w, "%s: powered on\n", n.Name)
+	case CmdRebuild:
+		n, err := node()
+		if err != nil {
+			return fail(errors.Join(err, errors.New("usage: rebuild NODE")))
+		}
+		if err := l.RebuildAndWait(ctx, n, 5*time.Minute); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(w, "%s: rebuilt from snapshot 5002 (a new, empty root disk; the same user-data and server id) and powered on\n", n.Name)
 	case CmdPartition:
 		if len(req.A) == 0 || len(req.B) == 0 {
 			return fail(errors.New("usage: partition n1 / n2,n3"))

@@ -90,6 +90,7 @@ type Node struct {
 	mu      sync.Mutex
 	powered bool
 	bootErr error // the last power-on that failed (after its retries), until one succeeds
+	rebuilds int  // rebuilds done (the node powered on again after its new disk)
 	// pmu serializes power transitions: the simulator's power hooks run in goroutines, and a late power-off must
 	// never interleave with a power-on (it would kill the new dockerd halfway through the boot).
 	pmu sync.Mutex

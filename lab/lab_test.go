@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/check"
+	"github.com/mailcow-ha/mailcow-ha/agent/galera"
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
 	"github.com/mailcow-ha/mailcow-ha/lab/reap"
@@ -644,6 +645,70 @@ func TestLab(t *testing.T) {
 		t.Logf("%s MASTER with everything %s after the kill", m, time.Since(t0).Round(100*time.Millisecond))
 		s.end(t, ctx)
 	})
+	scenario("full power cut, the bootstrap node rebuilt", true, func(t *testing.T) {
+		// Every node loses power, and the bootstrap node comes back first on a new, empty disk (lab rebuild: no
+		// datadir, no state, no configuration but its user-data). It must not start a new, empty cluster: it waits
+		// for its peers, they recover the cluster's history among themselves, and it joins by a state transfer.
+		// Afterwards every member has the cluster's UUID and every row.
+		m, err := l.WaitSettled(ctx, 240*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		uuid, rows := writeRows(t, ctx, l.Node(m), 200)
+		t.Logf("%d rows in cluster %s, written through %s", rows, uuid, m)
+		mark := l.MarkLogs()
+		t0 := time.Now()
+		for _, n := range l.Nodes {
+			if err := l.SimPower(n, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, ctx, time.Minute, "every node off", func() bool {
+			return !slices.ContainsFunc(l.Nodes, (*Node).Powered)
+		})
+		boot := l.Nodes[0] // bootstrap = true in its configuration
+		if err := l.RebuildAndWait(ctx, boot, 3*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s rebuilt and powered on %s after the power cut", boot.Name, time.Since(t0).Round(100*time.Millisecond))
+		// Alone, with a new datadir and silent peers: it waits.
+		time.Sleep(15 * time.Second)
+		if st, err := galeraStatus(ctx, boot); err == nil && st.ClusterStatus == "Primary" {
+			t.Fatalf("%s formed a Primary component on its own, with an empty datadir: %s (%s)", boot.Name, st.Detail(), st.StateUUID)
+		}
+		for _, n := range l.Nodes[1:] {
+			if err := l.SimPower(n, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		nm, err := l.WaitSettled(ctx, 6*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s MASTER with everything %s after the power cut", nm, time.Since(t0).Round(100*time.Millisecond))
+		for _, n := range l.Nodes {
+			var st galera.Status
+			var got int
+			waitFor(t, ctx, 2*time.Minute, n.Name+" Synced with every row", func() bool {
+				st, err = galeraStatus(ctx, n)
+				if err != nil || !st.PrimarySynced() {
+					return false
+				}
+				got = countRows(ctx, n)
+				return got == rows
+			})
+			if st.StateUUID != uuid {
+				t.Errorf("%s is in cluster %s, not %s: a new cluster formed", n.Name, st.StateUUID, uuid)
+			}
+		}
+		logs := l.LogsSince(mark, 1<<20)
+		if strings.Contains(logs, "first boot: no peer runs a Primary component") {
+			t.Errorf("a node started a new cluster:\n%s", l.LogsSince(mark, 6000))
+		}
+		if !strings.Contains(logs, "action=wait") {
+			t.Errorf("%s never said that it waited (galera start action=wait)", boot.Name)
+		}
+	})
 	scenario("API down during a failover", true, func(t *testing.T) {
 		old, err := l.WaitSettled(ctx, 240*time.Second)
 		if err != nil {
@@ -747,4 +812,70 @@ func assertClean(t *testing.T, l *Lab) {
 			t.Errorf("processes left in %s: %v", n.Name, pids)
 		}
 	}
+}
+
+// waitFor polls ok every half second until it holds, and fails the test after within.
+func waitFor(t *testing.T, ctx context.Context, within time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !ok() {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// galeraStatus asks a node's mariadbd (through its socket, as root) for its wsrep status.
+func galeraStatus(ctx context.Context, n *Node) (galera.Status, error) {
+	db, err := galera.Open(filepath.Join(n.Dir, "db", "mysqld.sock"))
+	if err != nil {
+		return galera.Status{}, err
+	}
+	defer db.Close()
+	return galera.Query(ctx, db)
+}
+
+// writeRows writes n rows through a node and returns the cluster's UUID and the number of rows in the table.
+func writeRows(t *testing.T, ctx context.Context, node *Node, n int) (string, int) {
+	t.Helper()
+	db, err := galera.Open(filepath.Join(node.Dir, "db", "mysqld.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range []string{"CREATE DATABASE IF NOT EXISTS ha_check",
+		"CREATE TABLE IF NOT EXISTS ha_check.rows_kept (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(64) NOT NULL)"} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	for i := range n {
+		if _, err := db.ExecContext(ctx, "INSERT INTO ha_check.rows_kept (v) VALUES (?)", fmt.Sprintf("row %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := galera.Query(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM ha_check.rows_kept").Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	return st.StateUUID, rows
+}
+
+// countRows is the table's row count on a node (-1 when it cannot be read).
+func countRows(ctx context.Context, n *Node) int {
+	db, err := galera.Open(filepath.Join(n.Dir, "db", "mysqld.sock"))
+	if err != nil {
+		return -1
+	}
+	defer db.Close()
+	var rows int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM ha_check.rows_kept").Scan(&rows); err != nil {
+		return -1
+	}
+	return rows
 }

@@ -35,6 +35,7 @@ const (
 	GaleraDegraded        Name = "galera_degraded"
 	GaleraRecovered       Name = "galera_recovered"
 	GaleraRecoveryBlocked Name = "galera_recovery_blocked"
+	GaleraSetupFailed     Name = "galera_setup_failed"
 	StackDegraded         Name = "stack_degraded"
 	StackRecovered        Name = "stack_recovered"
 	ReconcileFailed       Name = "reconcile_failed"

@@ -3,13 +3,16 @@ package galera
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -294,6 +297,9 @@ func TestGaleraManagers(t *testing.T) {
 	var mu sync.Mutex
 	silent := map[string]bool{}
 	var alerts []string
+	// db1 bootstraps the new cluster; its setup fails six times (3 s, AlertAfter is 2 s) before it succeeds.
+	setupCalls := 0
+	db1 := &positionCounter{Control: ms[0].srv}
 	for i, m := range ms {
 		var peers []string
 		for _, o := range ms {
@@ -301,7 +307,11 @@ func TestGaleraManagers(t *testing.T) {
 				peers = append(peers, o.name)
 			}
 		}
-		mgrs[m.name] = &Manager{Name: m.name, Bootstrap: i == 0, Peers: peers, Server: m.srv, Socket: m.sock,
+		var srv Control = m.srv
+		if i == 0 {
+			srv = db1
+		}
+		mgrs[m.name] = &Manager{Name: m.name, Bootstrap: i == 0, Peers: peers, Server: srv, Socket: m.sock,
 			Log: slog.New(slog.DiscardHandler), Retry: 500 * time.Millisecond, AlertAfter: 2 * time.Second,
 			Alert: func(name event.Name, detail string) {
 				mu.Lock()
@@ -334,7 +344,38 @@ func TestGaleraManagers(t *testing.T) {
 		}
 		return time.Since(start)
 	}
+	mgrs["db1"].OnFirstBootstrap = func(context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		setupCalls++
+		if setupCalls <= 6 {
+			return errors.New("the database is not ready yet")
+		}
+		return nil
+	}
 	t.Logf("first boot by the managers: all Synced after %s", runAll(3*time.Minute))
+	// Only the failed step was tried again, while the member kept running; it alerted once after AlertAfter, and
+	// its mark is gone.
+	mu.Lock()
+	if setupCalls != 7 || !slices.ContainsFunc(alerts, func(a string) bool { return strings.HasPrefix(a, "db1: galera_setup_failed") }) {
+		t.Fatalf("setup: %d calls, alerts %q; want 7 calls and galera_setup_failed", setupCalls, alerts)
+	}
+	alerts = nil
+	mu.Unlock()
+	if _, err := os.Stat(filepath.Join(ms[0].srv.Dir(), setupMark)); !os.IsNotExist(err) {
+		t.Fatalf("the setup mark stayed: %v", err)
+	}
+	// A run while the member runs (an agent that lost track of it) reads no position (that would be a
+	// --wsrep-recover against a live datadir) and returns once the member is Synced.
+	before := db1.positions.Load()
+	rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if err := mgrs["db1"].Run(rctx); err != nil {
+		t.Fatalf("a run beside the running member: %v", err)
+	}
+	rcancel()
+	if n := db1.positions.Load(); n != before {
+		t.Fatalf("the position was read %d times while the member ran", n-before)
+	}
 	w := ms[0].db(t)
 	for _, q := range []string{"CREATE DATABASE mailcow", "CREATE TABLE mailcow.probe (id INT PRIMARY KEY AUTO_INCREMENT, v VARCHAR(20))"} {
 		if _, err := w.Exec(q); err != nil {
@@ -534,4 +575,15 @@ func TestArbitrator(t *testing.T) {
 	db2.srv.Kill()
 	took := db1.wait(t, time.Minute, "Primary with 2 of 3 votes", func(s Status) bool { return s.PrimarySynced() && s.ClusterSize == 2 })
 	t.Logf("a data member died: the other stayed Primary with the arbitrator (size 2) after %s", took)
+}
+
+// positionCounter counts the position reads of a member.
+type positionCounter struct {
+	Control
+	positions atomic.Int32
+}
+
+func (p *positionCounter) Position(ctx context.Context) (Position, error) {
+	p.positions.Add(1)
+	return p.Control.Position(ctx)
 }

@@ -36,6 +36,8 @@ type Manager struct {
 	// for a few seconds rejoins by itself.
 	StuckAfter time.Duration
 	// OnFirstBootstrap runs once the node that bootstrapped a new cluster is Synced (mailcow's database and user).
+	// Until it has succeeded, a mark in the datadir keeps it pending: it is tried again (and only it) every Retry,
+	// in this run or after a restart of the agent, and alerts after AlertAfter.
 	OnFirstBootstrap func(ctx context.Context) error
 	// Progress is called every few seconds while the node waits or transfers state (EXTEND_TIMEOUT_USEC).
 	Progress func()
@@ -134,6 +136,18 @@ func (m *Manager) Run(ctx context.Context) error {
 		alertAfter = time.Minute
 	}
 	var waitSince time.Time
+	if m.serverRunning() {
+		// The member runs already (an agent that lost track of it): its position is not read while it runs (that
+		// would be a --wsrep-recover against a live datadir), and no start is decided. It is waited for as it is.
+		m.Log.Warn("galera: the member runs already; waiting for it to be Synced")
+		m.mu.Lock()
+		m.running = true
+		m.mu.Unlock()
+		if err := m.waitSynced(ctx, true); err != nil {
+			return fmt.Errorf("galera: the running member: %w", err)
+		}
+		return m.finishSetup(ctx, retry, alertAfter)
+	}
 	for {
 		d, err := m.decide(ctx)
 		if err != nil {
@@ -151,6 +165,11 @@ func (m *Manager) Run(ctx context.Context) error {
 		case Bootstrap:
 			if d.From.Known() && !d.From.SafeToBootstrap {
 				if err := m.Server.MarkSafeToBootstrap(d.From); err != nil {
+					return err
+				}
+			}
+			if first {
+				if err := m.markSetupPending(); err != nil {
 					return err
 				}
 			}
@@ -184,12 +203,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.running = true
 			m.mu.Unlock()
 			if err := m.waitSynced(ctx, d.Action == Join); err == nil {
-				if first && m.OnFirstBootstrap != nil {
-					if err := m.OnFirstBootstrap(ctx); err != nil {
-						return err
-					}
-				}
-				return nil
+				return m.finishSetup(ctx, retry, alertAfter)
 			} else if ctx.Err() != nil {
 				return ctx.Err()
 			} else {
@@ -412,4 +426,58 @@ func (m *Manager) waitSynced(ctx context.Context, joining bool) error {
 		}
 	}
 	return fmt.Errorf("not Synced after 10 minutes")
+}
+
+// setupMark is the file in the datadir that says the new cluster's setup (OnFirstBootstrap) is still to be done.
+const setupMark = "mailcow-ha-setup-pending"
+
+func (m *Manager) markSetupPending() error {
+	if m.OnFirstBootstrap == nil {
+		return nil
+	}
+	if err := os.WriteFile(filepath.Join(m.Server.Dir(), setupMark), []byte("mailcow's database and user are still to be created\n"), 0o600); err != nil {
+		return fmt.Errorf("galera: %w", err)
+	}
+	return nil
+}
+
+// finishSetup runs a pending OnFirstBootstrap until it succeeds (nil) or ctx ends: the member runs and stays up
+// meanwhile, and nothing but the pending step is tried again.
+func (m *Manager) finishSetup(ctx context.Context, retry, alertAfter time.Duration) error {
+	mark := filepath.Join(m.Server.Dir(), setupMark)
+	if _, err := os.Stat(mark); err != nil || m.OnFirstBootstrap == nil {
+		return nil
+	}
+	since, alerted := time.Now(), false
+	for {
+		err := m.OnFirstBootstrap(ctx)
+		if err == nil {
+			if err := os.Remove(mark); err != nil {
+				return fmt.Errorf("galera: the setup is done, but its mark stays: %w", err)
+			}
+			m.Log.Info("galera: the new cluster's setup is done")
+			return nil
+		}
+		m.Log.Error("galera: the new cluster's setup failed; trying it again", "err", err, "retry_in", retry)
+		if !alerted && time.Since(since) >= alertAfter && m.Alert != nil {
+			m.Alert(event.GaleraSetupFailed, fmt.Sprintf("the new cluster's setup (mailcow's database and user) has failed for %s: %v",
+				time.Since(since).Round(time.Second), err))
+			alerted = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(retry):
+		}
+	}
+}
+
+// serverRunning reports whether the member's mariadbd runs.
+func (m *Manager) serverRunning() bool {
+	select {
+	case <-m.Server.Done():
+		return false
+	default:
+		return true
+	}
 }

@@ -56,6 +56,7 @@ func Catalog() []EventInfo {
 		{event.GaleraDegraded, SeverityWarning, "mariadbd (or garbd) exited; the agent brings it up again."},
 		{event.GaleraRecovered, SeverityInfo, "mariadbd is up again and Synced."},
 		{event.GaleraRecoveryBlocked, SeverityCritical, "Galera cannot start safely (a peer is silent, positions fork): waiting."},
+		{event.GaleraSetupFailed, SeverityCritical, "the new cluster's setup (mailcow's database and user) keeps failing after its first bootstrap; the agent tries it again."},
 		// The stack and the reconcile loop.
 		{event.StackDegraded, SeverityWarning, "a critical mailcow service failed on the MASTER; failover after failover.check_grace."},
 		{event.StackRecovered, SeverityInfo, "the failed service is healthy again."},
