@@ -78,19 +78,19 @@ type Lab struct {
 
 // Node is one lab node.
 type Node struct {
-	Name    string
-	ID      int64
-	PrivIP  string
-	PubIP   string
-	NS      *netns.NS
-	Dir     string
-	lab     *Lab
-	dockerd *proc
-	agent   *proc
-	mu      sync.Mutex
-	powered bool
-	bootErr error // the last power-on that failed (after its retries), until one succeeds
-	rebuilds int  // rebuilds done (the node powered on again after its new disk)
+	Name     string
+	ID       int64
+	PrivIP   string
+	PubIP    string
+	NS       *netns.NS
+	Dir      string
+	lab      *Lab
+	dockerd  *proc
+	agent    *proc
+	mu       sync.Mutex
+	powered  bool
+	bootErr  error // the last power-on that failed (after its retries), until one succeeds
+	rebuilds int   // rebuilds done (the node powered on again after its new disk)
 	// pmu serializes power transitions: the simulator's power hooks run in goroutines, and a late power-off must
 	// never interleave with a power-on (it would kill the new dockerd halfway through the boot).
 	pmu sync.Mutex
