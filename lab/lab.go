@@ -125,7 +125,7 @@ func Preflight() string {
 	if why := netns.Available(); why != "" {
 		return why
 	}
-	for bin, pkg := range map[string]string{"keepalived": "keepalived", "mariadbd": "mariadb-server", "rsync": "rsync",
+	for bin, pkg := range map[string]string{"keepalived": "keepalived", "mariadbd": "mariadb-server", "rsync": "rsync", "stunnel": "stunnel4",
 		"dockerd": "docker.io", "nsenter": "util-linux", "losetup": "util-linux", "mkfs.ext4": "e2fsprogs"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			return fmt.Sprintf("%s is not installed (Debian package %s; make deps installs it)", bin, pkg)

@@ -86,10 +86,13 @@ type Network struct {
 
 // Galera configures the host's MariaDB Galera node.
 type Galera struct {
-	DataDir      string `toml:"data_dir"`
-	Socket       string `toml:"socket"`
-	ConfigFile   string `toml:"config_file"`
-	SSTMethod    string `toml:"sst_method"`
+	DataDir    string `toml:"data_dir"`
+	Socket     string `toml:"socket"`
+	ConfigFile string `toml:"config_file"`
+	SSTMethod  string `toml:"sst_method"`
+	// TLS encrypts and authenticates replication, IST and SST with certificates of a CA derived from the cluster
+	// secret (default on; every member must agree: a cluster switches with a restart of all its members).
+	TLS          bool   `toml:"tls"`
 	GroupPort    int    `toml:"group_port"`
 	ISTPort      int    `toml:"ist_port"`
 	SSTPort      int    `toml:"sst_port"`
@@ -198,6 +201,7 @@ func Defaults() Config {
 			Socket:       "/run/mysqld/mysqld.sock",
 			ConfigFile:   "/etc/mysql/mariadb.conf.d/60-mailcow-ha.cnf",
 			SSTMethod:    "rsync",
+			TLS:          true,
 			GroupPort:    4567,
 			ISTPort:      4568,
 			SSTPort:      4444,

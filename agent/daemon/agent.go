@@ -133,7 +133,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	if self.IsArbitrator() {
-		return runArbitrator(ctx, c, self, o, alerts)
+		return runArbitrator(ctx, c, self, []byte(secret.Reveal()), o, alerts)
 	}
 	if o.Galera == nil {
 		return errors.New("agent: no Galera: run with --galera systemd (a node) or --galera child (the lab)")
@@ -238,7 +238,7 @@ func Run(ctx context.Context, o Options) error {
 	// keepalived, rendered from the configuration, with this agent as the only reader of its fifo.
 	a.privIf = privIf
 	if o.GaleraMode != GaleraNone {
-		srv, err := a.startGalera(ctx, self, &wg)
+		srv, err := a.startGalera(ctx, self, []byte(secret.Reveal()), &wg)
 		if err != nil {
 			return err
 		}

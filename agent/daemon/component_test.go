@@ -116,9 +116,9 @@ func newCluster(t testing.TB, breakerMax int, realGalera ...bool) *cluster {
 	}
 	c := &cluster{t: t, bin: buildAgent(t), breakerMax: breakerMax, galera: len(realGalera) > 0 && realGalera[0]}
 	if c.galera {
-		for _, bin := range []string{"mariadbd", "mariadb-install-db", "rsync"} {
+		for _, bin := range []string{"mariadbd", "mariadb-install-db", "rsync", "stunnel"} {
 			if _, err := exec.LookPath(bin); err != nil {
-				t.Skipf("%s is not installed (Debian packages mariadb-server, galera-4, rsync; make deps installs them)", bin)
+				t.Skipf("%s is not installed (Debian packages mariadb-server, galera-4, rsync, stunnel4; make deps installs them)", bin)
 			}
 		}
 	}

@@ -20,8 +20,12 @@ import (
 
 // startGalera renders my.cnf, prepares the datadir and keeps the local member up: galera.Manager decides how to
 // start it (with the peers' reports), and when mariadbd dies the manager runs again.
-func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.WaitGroup) (galera.Control, error) {
+func (a *Agent) startGalera(ctx context.Context, self config.Member, secret []byte, wg *sync.WaitGroup) (galera.Control, error) {
 	c := a.c
+	tls, err := galeraTLS(c, self, secret)
+	if err != nil {
+		return nil, err
+	}
 	var members []string
 	var peers []string
 	bases := map[string]api.Peer{}
@@ -42,7 +46,8 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.Wa
 		Members: members, DataDir: c.Galera.DataDir, Socket: c.Galera.Socket,
 		PidFile:   filepath.Join(filepath.Dir(c.Galera.Socket), "mysqld.pid"),
 		ErrorLog:  errorLog,
-		GroupPort: c.Galera.GroupPort, ISTPort: c.Galera.ISTPort, SSTPort: c.Galera.SSTPort, SSTMethod: c.Galera.SSTMethod})
+		GroupPort: c.Galera.GroupPort, ISTPort: c.Galera.ISTPort, SSTPort: c.Galera.SSTPort, SSTMethod: c.Galera.SSTMethod,
+		TLS: tls})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
@@ -131,7 +136,11 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.Wa
 
 // runArbitrator is the whole agent of an arbitrator node: garbd, kept running, and nothing else. It never
 // bootstraps and never becomes MASTER (it runs no keepalived).
-func runArbitrator(ctx context.Context, c config.Config, self config.Member, o Options, alerts *report.Alerter) error {
+func runArbitrator(ctx context.Context, c config.Config, self config.Member, secret []byte, o Options, alerts *report.Alerter) error {
+	tls, err := galeraTLS(c, self, secret)
+	if err != nil {
+		return err
+	}
 	var members []string
 	for _, m := range c.Cluster.Nodes {
 		if !m.IsArbitrator() {
@@ -139,9 +148,9 @@ func runArbitrator(ctx context.Context, c config.Config, self config.Member, o O
 		}
 	}
 	g := &galera.Arbitrator{ClusterName: c.Cluster.Name, NodeName: self.Name, NodeIP: self.PrivateIP,
-		Members: members, GroupPort: c.Galera.GroupPort, Output: newLogWriter(o.Log, "garbd")}
+		Members: members, GroupPort: c.Galera.GroupPort, Output: newLogWriter(o.Log, "garbd"), TLS: tls}
 	o.Notifier.Ready("arbitrator: garbd")
-	err := child.Keeper{
+	err = child.Keeper{
 		Up: func(context.Context) (<-chan struct{}, error) {
 			if err := g.Start(); err != nil {
 				return nil, fmt.Errorf("agent: %w", err)
@@ -157,6 +166,23 @@ func runArbitrator(ctx context.Context, c config.Config, self config.Member, o O
 	}.Run(ctx)
 	g.Stop(30 * time.Second)
 	return err
+}
+
+// galeraTLS writes this node's Galera TLS files (the cluster's CA, derived from the secret, and a certificate of
+// its own) under failover.state_dir, readable by mysql; nil when galera.tls is off.
+func galeraTLS(c config.Config, self config.Member, secret []byte) (*galera.TLSFiles, error) {
+	if !c.Galera.TLS {
+		return nil, nil
+	}
+	uid, gid, err := galera.Owner("mysql")
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	f, err := galera.WriteTLS(filepath.Join(c.Failover.StateDir, "galera-tls"), secret, c.Cluster.Name, self.Name, self.PrivateIP, uid, gid)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	return &f, nil
 }
 
 // GaleraReport implements the peer API's Galera question.

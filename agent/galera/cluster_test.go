@@ -29,6 +29,7 @@ type member struct {
 	dir  string
 	sock string
 	log  *os.File
+	tls  *TLSFiles
 }
 
 func (m *member) db(t testing.TB) *sql.DB {
@@ -72,9 +73,9 @@ func newMembers(t testing.TB) []*member {
 	if why := netns.Available(); why != "" {
 		t.Skip(why)
 	}
-	for _, bin := range []string{"mariadbd", "mariadb-install-db", "rsync"} {
+	for _, bin := range []string{"mariadbd", "mariadb-install-db", "rsync", "stunnel"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s is not installed (Debian packages mariadb-server, galera-4, rsync; make deps installs them)", bin)
+			t.Skipf("%s is not installed (Debian packages mariadb-server, galera-4, rsync, stunnel4; make deps installs them)", bin)
 		}
 	}
 	if _, err := os.Stat(Provider); err != nil {
@@ -104,9 +105,16 @@ func newMembers(t testing.TB) []*member {
 		must(t, os.Chmod(m.dir, 0o755))
 		must(t, os.Chmod(filepath.Dir(m.dir), 0o755))
 		m.sock = filepath.Join(m.dir, "mysqld.sock")
+		// Replication, IST and SST over TLS with the cluster's CA, as on a node.
+		uid, gid, err := Owner("mysql")
+		must(t, err)
+		tls, err := WriteTLS(filepath.Join(m.dir, "tls"), testSecret, "lab", m.name, ip, uid, gid)
+		must(t, err)
+		m.tls = &tls
 		conf, err := Render(Spec{ClusterName: "lab", NodeName: m.name, NodeIP: ip, Members: ips,
 			DataDir: filepath.Join(m.dir, "data"), Socket: m.sock, PidFile: filepath.Join(m.dir, "mysqld.pid"),
-			ErrorLog: filepath.Join(m.dir, "error.log"), GroupPort: 4567, ISTPort: 4568, SSTPort: 4444, SSTMethod: "rsync", User: "mysql"})
+			ErrorLog: filepath.Join(m.dir, "error.log"), GroupPort: 4567, ISTPort: 4568, SSTPort: 4444, SSTMethod: "rsync", User: "mysql",
+			TLS: m.tls})
 		must(t, err)
 		must(t, os.WriteFile(filepath.Join(m.dir, "my.cnf"), conf, 0o644))
 		if m.log, err = os.Create(filepath.Join(m.dir, "mariadbd.out")); err != nil {
@@ -168,7 +176,14 @@ func TestGaleraCluster(t *testing.T) {
 	for _, m := range []*member{db2, db3} {
 		must(t, m.srv.Start(false, Position{}))
 		took := m.wait(t, 120*time.Second, "Synced", synced)
-		t.Logf("join: %s Synced after %s (state transfer by rsync)", m.name, took)
+		t.Logf("join: %s Synced after %s (state transfer by rsync through stunnel)", m.name, took)
+		// The transfer went over TLS, checked against the cluster's CA.
+		logb, _ := os.ReadFile(filepath.Join(m.dir, "error.log"))
+		for _, want := range []string{"Using stunnel for SSL encryption", "ssl-mode=VERIFY_CA"} {
+			if !strings.Contains(string(logb), want) {
+				t.Errorf("%s's error.log lacks %q: the state transfer was not encrypted", m.name, want)
+			}
+		}
 	}
 	w := db1.db(t)
 	for _, q := range []string{"CREATE DATABASE mailcow", "CREATE TABLE mailcow.probe (id INT PRIMARY KEY AUTO_INCREMENT, v VARCHAR(20))"} {
@@ -568,13 +583,56 @@ func TestArbitrator(t *testing.T) {
 	must(t, db2.srv.Start(false, Position{}))
 	db2.wait(t, 2*time.Minute, "Synced", synced)
 	g := &Arbitrator{ClusterName: "lab", NodeName: "garb", NodeIP: arb.ip, Members: []string{db1.ip, db2.ip},
-		GroupPort: 4567, Wrap: []string{"ip", "netns", "exec", arb.ns.Name}, Output: arb.log}
+		GroupPort: 4567, Wrap: []string{"ip", "netns", "exec", arb.ns.Name}, Output: arb.log, TLS: arb.tls}
 	must(t, g.Start())
 	t.Cleanup(func() { g.Stop(5 * time.Second) })
 	db1.wait(t, time.Minute, "in a cluster of 3 with the arbitrator", func(s Status) bool { return s.PrimarySynced() && s.ClusterSize == 3 })
 	db2.srv.Kill()
 	took := db1.wait(t, time.Minute, "Primary with 2 of 3 votes", func(s Status) bool { return s.PrimarySynced() && s.ClusterSize == 2 })
 	t.Logf("a data member died: the other stayed Primary with the arbitrator (size 2) after %s", took)
+}
+
+// TestGaleraForeignCA: a host with a certificate that the cluster's CA did not sign (another cluster secret) is not
+// let into the cluster, though it knows the addresses and the cluster's name.
+func TestGaleraForeignCA(t *testing.T) {
+	ms := newMembers(t)
+	db1, db3 := ms[0], ms[2]
+	uid, gid, err := Owner("mysql")
+	must(t, err)
+	if _, err := WriteTLS(filepath.Join(db3.dir, "tls"), []byte("another-cluster-secret-0f9e8d7c6b5a"), "lab", db3.name, db3.ip, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	must(t, db1.srv.Start(true, Position{}))
+	db1.wait(t, time.Minute, "Synced", synced)
+	must(t, db3.srv.Start(false, Position{}))
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if st, err := Query(context.Background(), db1.db(t)); err == nil && st.ClusterSize > 1 {
+			t.Fatalf("a member of a foreign CA joined: db1 sees a cluster of %d", st.ClusterSize)
+		}
+		time.Sleep(time.Second)
+	}
+	if st, err := Query(context.Background(), db3.db(t)); err == nil && st.PrimarySynced() {
+		t.Fatalf("the foreign member is Primary and Synced: %s", st.Detail())
+	}
+	// It was the handshake that failed, not the foreign member's start.
+	b, _ := os.ReadFile(filepath.Join(db3.dir, "error.log"))
+	refused := lastMatching(string(b), "certificate verify failed", 1)
+	if len(refused) == 0 {
+		t.Fatalf("db3's log shows no failed certificate check:\n%s", tailOf(b, 2000))
+	}
+	t.Logf("db1 stayed alone for 10 s; db3's log: %s", refused[0])
+}
+
+// lastMatching returns the last n lines of s that contain sub (case-insensitive).
+func lastMatching(s, sub string, n int) []string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(strings.ToLower(l), sub) {
+			out = append(out, strings.TrimSpace(l))
+		}
+	}
+	return out[max(0, len(out)-n):]
 }
 
 // positionCounter counts the position reads of a member.
@@ -587,3 +645,6 @@ func (p *positionCounter) Position(ctx context.Context) (Position, error) {
 	p.positions.Add(1)
 	return p.Control.Position(ctx)
 }
+
+// testSecret is the cluster secret the test members derive their CA from.
+var testSecret = []byte("galera-test-cluster-secret-5b1d9e7a3c0f")

@@ -31,6 +31,9 @@ type Spec struct {
 	SSTPort     int // 4444
 	SSTMethod   string
 	User        string // the user mariadbd runs as: mysql on a node
+	// TLS, when set, encrypts and authenticates the replication (gcomm), the incremental transfers (IST) and the
+	// state transfers (SST: rsync through stunnel, mariabackup through socat), with certificates of the cluster's CA.
+	TLS *TLSFiles
 }
 
 // Render returns the my.cnf drop-in: mailcow's server settings and the wsrep settings. It refuses values that
@@ -102,12 +105,30 @@ func Render(s Spec) ([]byte, error) {
 	w("wsrep_node_name = %s", plain("node name", s.NodeName))
 	w("wsrep_cluster_address = gcomm://%s", strings.Join(members, ","))
 	w("wsrep_node_address = %s", hostPort(self, s.GroupPort))
-	w("wsrep_provider_options = \"gmcast.listen_addr=tcp://%s;ist.recv_addr=%s;pc.recovery=true\"",
-		hostPort(self, s.GroupPort), hostPort(self, s.ISTPort))
+	opts := fmt.Sprintf("gmcast.listen_addr=tcp://%s;ist.recv_addr=%s;pc.recovery=true", hostPort(self, s.GroupPort), hostPort(self, s.ISTPort))
+	if s.TLS != nil {
+		opts += ProviderTLS(*s.TLS)
+	}
+	w("wsrep_provider_options = \"%s\"", opts)
 	w("wsrep_sst_method = %s", s.SSTMethod)
 	w("wsrep_sst_receive_address = %s", hostPort(self, s.SSTPort))
+	if s.TLS != nil {
+		// The state transfer script reads its TLS settings from [sst]; VERIFY_CA: the other side must show a
+		// certificate of the cluster's CA. With the files set, a transfer never falls back to plain text: it fails.
+		w("")
+		w("[sst]")
+		w("tkey = %s", plain("tls key", s.TLS.Key))
+		w("tcert = %s", plain("tls certificate", s.TLS.Cert))
+		w("tca = %s", plain("tls ca", s.TLS.CA))
+		w("ssl-mode = VERIFY_CA")
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("galera config: %s", strings.Join(errs, "; "))
 	}
 	return b.Bytes(), nil
+}
+
+// ProviderTLS is the provider options' part that turns on TLS for gcomm and IST, for a member and for garbd.
+func ProviderTLS(f TLSFiles) string {
+	return fmt.Sprintf(";socket.ssl_key=%s;socket.ssl_cert=%s;socket.ssl_ca=%s", f.Key, f.Cert, f.CA)
 }

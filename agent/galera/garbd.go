@@ -23,6 +23,7 @@ type Arbitrator struct {
 	GroupPort   int
 	Wrap        []string
 	Output      io.Writer
+	TLS         *TLSFiles // the members' TLS (garbd speaks gcomm like them)
 
 	c child.Child
 }
@@ -43,9 +44,12 @@ func (a *Arbitrator) Start() error {
 		return fmt.Errorf("galera: cluster or node name not plain")
 	}
 	bin := or(a.Bin, "garbd")
+	opts := "gmcast.listen_addr=tcp://" + net.JoinHostPort(a.NodeIP, strconv.Itoa(a.GroupPort))
+	if a.TLS != nil {
+		opts += ProviderTLS(*a.TLS)
+	}
 	argv := append(append([]string{}, a.Wrap...), bin, "--group", a.ClusterName, "--name", a.NodeName,
-		"--address", "gcomm://"+strings.Join(peers, ","),
-		"--options", "gmcast.listen_addr=tcp://"+net.JoinHostPort(a.NodeIP, strconv.Itoa(a.GroupPort)))
+		"--address", "gcomm://"+strings.Join(peers, ","), "--options", opts)
 	if err := a.c.Start(argv, a.Output); err != nil {
 		return fmt.Errorf("galera: garbd: %w", err)
 	}
