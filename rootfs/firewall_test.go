@@ -67,6 +67,8 @@ func TestFirewall(t *testing.T) {
 		{"node", "addr", "add", "10.99.7.1/24", "dev", "docker0"},
 		{"ctr", "addr", "add", "10.99.7.2/24", "dev", "eth0"},
 		{"ctr", "route", "add", "default", "via", "10.99.7.1"},
+		// Hetzner's DHCP server and gateway on the public side.
+		{"pub", "addr", "add", "172.31.1.1/32", "dev", "eth0"},
 		// The metadata service, out on the public side.
 		{"pub", "addr", "add", "169.254.169.254/32", "dev", "eth0"},
 		{"node", "route", "add", "169.254.169.254/32", "via", "203.0.113.20"},
@@ -200,9 +202,64 @@ table ip filter {
 		}
 	}
 	t.Logf("%d probes, %d wrong", len(probes), n)
+
+	// DHCP answers (UDP 67 → 68): from Hetzner's server on eth0 and from the private network, not from another host
+	// on the public side, nor from a container.
+	got := make(chan string, 16)
+	var dhcp *net.UDPConn
+	if err := node.Do(func() error {
+		var err error
+		dhcp, err = net.ListenUDP("udp4", &net.UDPAddr{Port: 68})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer dhcp.Close()
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			_, from, err := dhcp.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			got <- from.IP.String()
+		}
+	}()
+	for _, d := range []struct {
+		from     *netns.NS
+		src, dst string
+		accepted bool
+	}{
+		{pub, "172.31.1.1", "203.0.113.10", true},
+		{pub, "203.0.113.20", "203.0.113.10", false},
+		{priv, "10.99.0.30", "10.99.0.10", true},
+		{ctr, "10.99.7.2", "10.99.7.1", false},
+	} {
+		if err := d.from.Do(func() error {
+			c, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(d.src), Port: 67}, &net.UDPAddr{IP: net.ParseIP(d.dst), Port: 68})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.Write([]byte("DHCPACK"))
+			return err
+		}); err != nil {
+			t.Fatalf("DHCP from %s: %v", d.src, err)
+		}
+		select {
+		case from := <-got:
+			if !d.accepted || from != d.src {
+				t.Errorf("a DHCP answer from %s reached the node (as %s)", d.src, from)
+			}
+		case <-time.After(500 * time.Millisecond):
+			if d.accepted {
+				t.Errorf("the DHCP answer from %s was dropped", d.src)
+			}
+		}
+	}
 	// The drops were the firewall's: its counters moved.
 	out, _ := nftIn(node, nft, "list", "table", "inet", "mailcow_ha", "")
-	for _, rule := range []string{`"published port not public"`, `iifname "docker0" counter`, `iifname "docker0" ip daddr 169.254.169.254`} {
+	for _, rule := range []string{`"published port not public"`, `iifname "docker0" counter`, `iifname "docker0" ip daddr 169.254.169.254`, `"DHCP answer from elsewhere"`} {
 		if line := lineWith(out, rule); line == "" || strings.Contains(line, "counter packets 0 bytes 0") {
 			t.Errorf("the drop counter of %s did not move:\n%s", rule, out)
 		}
