@@ -127,18 +127,22 @@ func replay(src string) (string, error) {
 
 func parseParams(line string) (Params, error) {
 	p := Params{Peers: map[int64]string{}}
+	durations := map[string]*time.Duration{"check_grace": &p.CheckGrace, "quorum_grace": &p.QuorumGrace,
+		"fence_timeout": &p.FenceTimeout, "breaker_window": &p.BreakerWindow, "api_backoff": &p.APIBackoff}
 	for _, f := range strings.Fields(line)[1:] {
 		k, v, ok := strings.Cut(f, "=")
 		if !ok {
 			return p, fmt.Errorf("params: %q", f)
 		}
 		var err error
-		switch k {
-		case "self":
+		switch d, isDuration := durations[k]; {
+		case isDuration:
+			*d, err = time.ParseDuration(v)
+		case k == "self":
 			p.Self, err = strconv.ParseInt(v, 10, 64)
-		case "name":
+		case k == "name":
 			p.Name = v
-		case "peers":
+		case k == "peers":
 			for _, pe := range strings.Split(v, ",") {
 				id, name, _ := strings.Cut(pe, ":")
 				n, e := strconv.ParseInt(id, 10, 64)
@@ -147,19 +151,9 @@ func parseParams(line string) (Params, error) {
 				}
 				p.Peers[n] = name
 			}
-		case "check_grace":
-			p.CheckGrace, err = time.ParseDuration(v)
-		case "quorum_grace":
-			p.QuorumGrace, err = time.ParseDuration(v)
-		case "fence_timeout":
-			p.FenceTimeout, err = time.ParseDuration(v)
-		case "breaker_max":
+		case k == "breaker_max":
 			p.BreakerMax, err = strconv.Atoi(v)
-		case "breaker_window":
-			p.BreakerWindow, err = time.ParseDuration(v)
-		case "api_backoff":
-			p.APIBackoff, err = time.ParseDuration(v)
-		case "sequential":
+		case k == "sequential":
 			p.Sequential, err = strconv.ParseBool(v)
 		default:
 			return p, fmt.Errorf("params: unknown %q", k)

@@ -1,11 +1,8 @@
 package unit
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -71,44 +68,6 @@ func (u unitProps) Get(iface, prop string) (dbus.Variant, *dbus.Error) {
 		return dbus.MakeVariant("active"), nil
 	}
 	return dbus.MakeVariant("inactive"), nil
-}
-
-// privateBus starts a dbus-daemon of the test's own, and returns its address.
-func privateBus(t *testing.T) string {
-	t.Helper()
-	if _, err := exec.LookPath("dbus-daemon"); err != nil {
-		t.Skip("dbus-daemon is not installed (Debian's dbus-daemon): the test runs go-systemd against a bus of its own")
-	}
-	addr := "unix:path=" + filepath.Join(t.TempDir(), "bus")
-	cmd := exec.Command("dbus-daemon", "--session", "--nofork", "--nopidfile", "--print-address=1", "--address="+addr)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("dbus-daemon: %v", err)
-	}
-	return strings.TrimSpace(line)
-}
-
-func dial(t *testing.T, addr string) *dbus.Conn {
-	t.Helper()
-	c, err := dbus.Dial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Auth(nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Hello(); err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // TestSystemd drives go-systemd's client, through a real dbus-daemon, against a stand-in for systemd's manager
