@@ -13,16 +13,22 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"net/url"
+	"regexp"
 	"strconv"
 	"sync"
 	"time"
 )
 
 // The captcha is proof of work in the ALTCHA protocol's shape: the server picks a secret number n ≤ MaxNumber
-// and a salt, and sends challenge = hex(SHA-256(salt + n)) with an HMAC signature of the challenge; the browser
-// tries numbers until the hash matches and sends back the number. Any node that knows the key can verify
-// (the signature), the salt carries the expiry, and a solved challenge is accepted once.
+// and a salt, and sends challenge = hex(SHA-256(salt + n)) with an HMAC signature; the browser tries numbers until
+// the hash matches and sends back the number. Any node that knows the key can verify (the signature), the salt
+// carries the expiry, and a solved challenge is accepted once.
+//
+// The signature covers the salt, the challenge and the difficulty, each in a field of its own: the hash has no
+// separator between the salt and the number (the widget computes it so), and a signature over the challenge alone
+// let digits move from the number into the salt's expiry, which kept the hash and pushed the expiry centuries
+// ahead. An expiry further out than the TTL is refused as well, and "used once" is kept in a store that outlives
+// the process (a file on the Volume, which moves with the portal to the next MASTER).
 
 // Challenge is what the widget fetches.
 type Challenge struct {
@@ -48,9 +54,11 @@ type Captcha struct {
 	MaxNumber int64         // difficulty: the expected work is MaxNumber/2 hashes
 	TTL       time.Duration // how long a challenge may be solved and used
 	Now       func() time.Time
+	// Used remembers the solved challenges until they expire; default in memory (one process only).
+	Used UsedStore
 
-	mu   sync.Mutex
-	used map[string]time.Time // challenge → expiry
+	mu  sync.Mutex
+	mem *memUsed
 }
 
 // Captcha errors; the page shows one neutral text for all of them.
@@ -60,6 +68,7 @@ var (
 	ErrCaptchaExpired   = errors.New("captcha: expired")
 	ErrCaptchaWrong     = errors.New("captcha: wrong number")
 	ErrCaptchaReplayed  = errors.New("captcha: already used")
+	ErrCaptchaStore     = errors.New("captcha: the used-challenges store failed")
 )
 
 func (c *Captcha) now() time.Time {
@@ -81,7 +90,7 @@ func (c *Captcha) New() (Challenge, error) {
 	}
 	salt := hex.EncodeToString(nonce) + "?expires=" + strconv.FormatInt(c.now().Add(c.TTL).Unix(), 10)
 	ch := hashHex(salt, n.Int64())
-	return Challenge{Algorithm: "SHA-256", Challenge: ch, MaxNumber: c.MaxNumber, Salt: salt, Signature: c.sign(ch)}, nil
+	return Challenge{Algorithm: "SHA-256", Challenge: ch, MaxNumber: c.MaxNumber, Salt: salt, Signature: c.sign(salt, ch, c.MaxNumber)}, nil
 }
 
 func hashHex(salt string, n int64) string {
@@ -89,11 +98,14 @@ func hashHex(salt string, n int64) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func (c *Captcha) sign(challenge string) string {
+func (c *Captcha) sign(salt, challenge string, maxNumber int64) string {
 	m := hmac.New(sha256.New, c.Key)
-	m.Write([]byte(challenge))
+	fmt.Fprintf(m, "mailcow-signup-captcha-v2\n%s\n%s\n%d", salt, challenge, maxNumber)
 	return hex.EncodeToString(m.Sum(nil))
 }
+
+// saltForm is the only salt New issues: 24 hex digits of nonce and a 10-digit expiry.
+var saltForm = regexp.MustCompile(`^[0-9a-f]{24}\?expires=([0-9]{10})$`)
 
 // Verify checks a solution (the form's base64 JSON) and marks it used.
 func (c *Captcha) Verify(payload string) error {
@@ -105,14 +117,14 @@ func (c *Captcha) Verify(payload string) error {
 	if err := json.Unmarshal(raw, &s); err != nil || s.Algorithm != "SHA-256" {
 		return ErrCaptchaMalformed
 	}
-	if !hmac.Equal([]byte(c.sign(s.Challenge)), []byte(s.Signature)) {
+	if !hmac.Equal([]byte(c.sign(s.Salt, s.Challenge, c.MaxNumber)), []byte(s.Signature)) {
 		return ErrCaptchaSignature
 	}
-	u, err := url.ParseQuery(afterQuestion(s.Salt))
-	if err != nil {
+	m := saltForm.FindStringSubmatch(s.Salt)
+	if m == nil {
 		return ErrCaptchaMalformed
 	}
-	exp, err := strconv.ParseInt(u.Get("expires"), 10, 64)
+	exp, err := strconv.ParseInt(m[1], 10, 64)
 	if err != nil {
 		return ErrCaptchaMalformed
 	}
@@ -120,33 +132,32 @@ func (c *Captcha) Verify(payload string) error {
 	if now.Unix() > exp {
 		return ErrCaptchaExpired
 	}
+	if exp > now.Add(c.TTL+time.Minute).Unix() {
+		return ErrCaptchaMalformed // signed, yet further out than any challenge this key issued with this TTL
+	}
 	if s.Number < 0 || s.Number > c.MaxNumber || hashHex(s.Salt, s.Number) != s.Challenge {
 		return ErrCaptchaWrong
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.used == nil {
-		c.used = map[string]time.Time{}
+	fresh, err := c.store().Use(s.Challenge, time.Unix(exp, 0), now)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrCaptchaStore, err)
 	}
-	for k, e := range c.used {
-		if now.After(e) {
-			delete(c.used, k)
-		}
-	}
-	if _, ok := c.used[s.Challenge]; ok {
+	if !fresh {
 		return ErrCaptchaReplayed
 	}
-	c.used[s.Challenge] = time.Unix(exp, 0)
 	return nil
 }
 
-func afterQuestion(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '?' {
-			return s[i+1:]
-		}
+func (c *Captcha) store() UsedStore {
+	if c.Used != nil {
+		return c.Used
 	}
-	return ""
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mem == nil {
+		c.mem = &memUsed{m: map[string]time.Time{}}
+	}
+	return c.mem
 }
 
 // Solve finds the number for a challenge, as the browser does (for tests and the benchmark).

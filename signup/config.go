@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -24,16 +25,19 @@ type Config struct {
 	APIKeyFile     string   `toml:"api_key_file"`     // mode 0600
 	CaptchaKeyFile string   `toml:"captcha_key_file"` // mode 0600; the same on every node
 	QuotaMiB       int      `toml:"quota_mib"`
-	OnHold         bool     `toml:"on_hold"`         // create mailboxes that receive but cannot log in yet
-	SendLimit      int      `toml:"send_limit"`      // messages per SendFrame for a new mailbox; 0: mailcow's default
-	SendFrame      string   `toml:"send_frame"`      // s, m, h or d
-	Reserved       []string `toml:"reserved"`        // local parts nobody may take; default DefaultReserved()
-	Difficulty     int64    `toml:"difficulty"`      // the captcha's MaxNumber
-	CaptchaTTL     Duration `toml:"captcha_ttl"`     // how long a challenge stays valid
-	Language       string   `toml:"language"`        // default language
-	TrustedProxies []string `toml:"trusted_proxies"` // networks whose X-Real-IP is believed (mailcow's nginx)
-	PerIP          float64  `toml:"per_ip_per_hour"` // mailbox creations per source address and hour
-	PerNet         float64  `toml:"per_64_per_hour"` // per /64 (IPv6) or /24 (IPv4) and hour
+	OnHold         bool     `toml:"on_hold"`     // create mailboxes that receive but cannot log in yet
+	SendLimit      int      `toml:"send_limit"`  // messages per SendFrame for a new mailbox; 0: mailcow's default
+	SendFrame      string   `toml:"send_frame"`  // s, m, h or d
+	Reserved       []string `toml:"reserved"`    // local parts nobody may take; default DefaultReserved()
+	Difficulty     int64    `toml:"difficulty"`  // the captcha's MaxNumber
+	CaptchaTTL     Duration `toml:"captcha_ttl"` // how long a challenge stays valid
+	// CaptchaUsedFile remembers the solved challenges across restarts and nodes: on the Volume, which moves with
+	// the portal to the next MASTER.
+	CaptchaUsedFile string   `toml:"captcha_used_file"`
+	Language        string   `toml:"language"`        // default language
+	TrustedProxies  []string `toml:"trusted_proxies"` // networks whose X-Real-IP is believed (mailcow's nginx)
+	PerIP           float64  `toml:"per_ip_per_hour"` // mailbox creations per source address and hour
+	PerNet          float64  `toml:"per_64_per_hour"` // per /64 (IPv6) or /24 (IPv4) and hour
 }
 
 // Duration is a TOML duration string such as "10m"; it is the agent configuration's type (one copy of the code).
@@ -43,8 +47,9 @@ type Duration = config.Duration
 func DefaultConfig() Config {
 	return Config{Listen: "127.0.0.1:8740", BasePath: "/signup", QuotaMiB: 1024, SendFrame: "h",
 		Difficulty: 50000, CaptchaTTL: Duration(10 * time.Minute), Language: "en",
-		TrustedProxies: []string{"127.0.0.0/8", "::1/128", "172.22.1.0/24", "fd4d:6169:6c63:6f77::/64"},
-		PerIP:          3, PerNet: 10}
+		CaptchaUsedFile: "/var/lib/mailcow-ha/data/signup/captcha-used",
+		TrustedProxies:  []string{"127.0.0.0/8", "::1/128", "172.22.1.0/24", "fd4d:6169:6c63:6f77::/64"},
+		PerIP:           3, PerNet: 10}
 }
 
 // LoadConfig reads a TOML file: either the portal's own keys at the top, or a [signup] table. Unknown keys are
@@ -117,6 +122,9 @@ func (c Config) Validate() error {
 	}
 	if c.CaptchaTTL < Duration(time.Minute) {
 		bad("captcha_ttl", "at least 1m")
+	}
+	if !filepath.IsAbs(c.CaptchaUsedFile) {
+		bad("captcha_used_file", "an absolute path on the Volume, got %q", c.CaptchaUsedFile)
 	}
 	for i, p := range c.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err != nil {

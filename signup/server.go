@@ -55,7 +55,7 @@ func NewServer(cfg Config, mc *Mailcow, captchaKey []byte, log *slog.Logger) (*S
 		return nil, err
 	}
 	s := &Server{cfg: cfg, mc: mc, msgs: msgs, log: log, create: map[string]*rate.Limiter{}, checks: map[string]*rate.Limiter{},
-		captcha: &Captcha{Key: captchaKey, MaxNumber: cfg.Difficulty, TTL: time.Duration(cfg.CaptchaTTL)}}
+		captcha: &Captcha{Key: captchaKey, MaxNumber: cfg.Difficulty, TTL: time.Duration(cfg.CaptchaTTL), Used: NewFileUsed(cfg.CaptchaUsedFile)}}
 	mc.OnUnauthorized = func() {
 		log.Error("signup: mailcow refused the API key; the portal makes no further API calls until it is restarted",
 			"event", "signup_api_unauthorized", "severity", "critical")
@@ -369,6 +369,10 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.captcha.Verify(r.PostFormValue("altcha")); err != nil {
+		if errors.Is(err, ErrCaptchaStore) {
+			// Not the visitor's fault: without the store no challenge can be accepted only once. Refuse, and say so.
+			s.log.Error("signup: the captcha's used-challenges store failed; refusing sign-ups until it works", "err", err)
+		}
 		d.Errors["captcha"] = d.T("captcha_invalid")
 		d.Alert = d.T("captcha_invalid")
 		audit("refused", "reason", err.Error())

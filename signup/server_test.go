@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -88,6 +89,7 @@ func newEnv(t testing.TB, mutate ...func(*Config)) *env {
 	cfg.Domain, cfg.Hostname, cfg.MailcowURL = "example.org", "mail.example.org", api.URL
 	cfg.APIKeyFile, cfg.CaptchaKeyFile = "/nonexistent", "/nonexistent"
 	cfg.Difficulty = 2000
+	cfg.CaptchaUsedFile = filepath.Join(t.TempDir(), "captcha-used")
 	for _, f := range mutate {
 		f(&cfg)
 	}
