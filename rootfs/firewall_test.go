@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -14,7 +15,9 @@ import (
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/firewall"
+	"github.com/mailcow-ha/mailcow-ha/agent/stack"
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
+	"github.com/mailcow-ha/mailcow-ha/signup"
 )
 
 const firewallConf = "etc/nftables.conf"
@@ -23,7 +26,7 @@ const firewallConf = "etc/nftables.conf"
 var (
 	publicTCP  = []int{25, 80, 110, 143, 443, 465, 587, 993, 995, 4190}
 	privateTCP = []int{22, 4444, 4567, 4568, 7480, 7481}
-	neverTCP   = []int{3306, 6379, 8080, 13306, 19991}
+	neverTCP   = []int{3306, 6379, 8080, 8740, 13306, 19991}
 	// Published by the "container" through a Docker-like DNAT: one mailcow port, one that must stay internal.
 	dnatTCP = []int{25, 6379}
 )
@@ -53,7 +56,7 @@ func TestFirewall(t *testing.T) {
 		t.Cleanup(func() { ns.Del() })
 		return ns
 	}
-	node, pub, priv, ctr := mk("n"), mk("p"), mk("q"), mk("c")
+	node, pub, priv, ctr, ngx := mk("n"), mk("p"), mk("q"), mk("c"), mk("x")
 	steps := [][]string{
 		{"node", "addr", "add", "203.0.113.10/24", "dev", "eth0"},
 		{"pub", "addr", "add", "203.0.113.20/24", "dev", "eth0"},
@@ -67,6 +70,11 @@ func TestFirewall(t *testing.T) {
 		{"node", "addr", "add", "10.99.7.1/24", "dev", "docker0"},
 		{"ctr", "addr", "add", "10.99.7.2/24", "dev", "eth0"},
 		{"ctr", "route", "add", "default", "via", "10.99.7.1"},
+		// mailcow's bridge: nginx (at the pinned address; the test's range stands in for 172.22.1.0/24) and another
+		// container.
+		{"node", "addr", "add", "10.99.8.1/24", "dev", "br-mailcow"},
+		{"ngx", "addr", "add", "10.99.8.247/24", "dev", "eth0"},
+		{"ngx", "addr", "add", "10.99.8.5/24", "dev", "eth0"},
 		// Hetzner's DHCP server and gateway on the public side.
 		{"pub", "addr", "add", "172.31.1.1/32", "dev", "eth0"},
 		// The metadata service, out on the public side.
@@ -74,13 +82,13 @@ func TestFirewall(t *testing.T) {
 		{"node", "route", "add", "169.254.169.254/32", "via", "203.0.113.20"},
 		{"pub", "route", "add", "10.99.7.0/24", "via", "203.0.113.10"},
 	}
-	byName := map[string]*netns.NS{"node": node, "pub": pub, "priv": priv, "ctr": ctr}
+	byName := map[string]*netns.NS{"node": node, "pub": pub, "priv": priv, "ctr": ctr, "ngx": ngx}
 	for _, v := range []struct {
 		a  *netns.NS
 		an string
 		b  *netns.NS
 		bn string
-	}{{node, "eth0", pub, "eth0"}, {node, "eth1", priv, "eth0"}, {node, "docker0", ctr, "eth0"}} {
+	}{{node, "eth0", pub, "eth0"}, {node, "eth1", priv, "eth0"}, {node, "docker0", ctr, "eth0"}, {node, "br-mailcow", ngx, "eth0"}} {
 		if err := netns.Veth(v.a, v.an, v.b, v.bn); err != nil {
 			t.Fatal(err)
 		}
@@ -106,8 +114,20 @@ table ip filter {
 	if out, err := nftIn(node, nft, "-f", "-", docker); err != nil {
 		t.Fatalf("docker tables: %v\n%s", err, out)
 	}
+	// The file as shipped, with nginx's pinned address moved into the test's range.
+	shipped, err := os.ReadFile(firewallConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if signup.NginxMailcow != fmt.Sprintf("172.22.1.%d", stack.NginxHost) || !strings.Contains(string(shipped), "define NGINX_MAILCOW = "+signup.NginxMailcow+"\n") {
+		t.Fatal("nftables.conf does not define NGINX_MAILCOW as 172.22.1.247 (signup.NginxMailcow, stack.NginxHost)")
+	}
+	conf := filepath.Join(t.TempDir(), "nftables.conf")
+	if err := os.WriteFile(conf, []byte(strings.Replace(string(shipped), "172.22.1.247", "10.99.8.247", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for range 2 { // twice: a reload must work and must keep Docker's tables
-		if out, err := nftIn(node, nft, "-f", firewallConf, ""); err != nil {
+		if out, err := nftIn(node, nft, "-f", conf, ""); err != nil {
 			t.Fatalf("nft -f %s: %v\n%s", firewallConf, err, out)
 		}
 	}
@@ -177,6 +197,9 @@ table ip filter {
 	for _, p := range append(append([]int{}, privateTCP...), neverTCP...) {
 		probes = append(probes, probe{ctr, "10.99.7.2", "10.99.7.1", p, false})
 	}
+	// The sign-up portal: mailcow's nginx reaches it, another container on the same bridge does not.
+	probes = append(probes, probe{ngx, "10.99.8.247", "10.99.8.1", 8740, true}, probe{ngx, "10.99.8.5", "10.99.8.1", 8740, false},
+		probe{ngx, "10.99.8.5", "10.99.8.1", 7480, false})
 	// The metadata service: the node reads it, a container does not; the container's other traffic out is Docker's.
 	probes = append(probes, probe{node, "203.0.113.10", "169.254.169.254", 80, true},
 		probe{ctr, "10.99.7.2", "169.254.169.254", 80, false},

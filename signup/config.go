@@ -38,18 +38,25 @@ type Config struct {
 	TrustedProxies  []string `toml:"trusted_proxies"` // networks whose X-Real-IP is believed (mailcow's nginx)
 	PerIP           float64  `toml:"per_ip_per_hour"` // mailbox creations per source address and hour
 	PerNet          float64  `toml:"per_64_per_hour"` // per /64 (IPv6) or /24 (IPv4) and hour
+	PerWide         float64  `toml:"per_48_per_hour"` // per /48 (IPv6: one site) or /16 (IPv4) and hour
+	PerHour         float64  `toml:"per_hour"`        // all sources together, per hour: the cap (alerts when hit)
 }
 
 // Duration is a TOML duration string such as "10m"; it is the agent configuration's type (one copy of the code).
 type Duration = config.Duration
+
+// NginxMailcow is mailcow's nginx on its Docker network: the appliance's override pins it there (mailcow's own
+// compose file gives it no fixed address), so that the portal believes X-Real-IP from it alone and the firewall lets
+// only it reach the portal.
+const NginxMailcow = "172.22.1.247"
 
 // DefaultConfig is the configuration before the file is read.
 func DefaultConfig() Config {
 	return Config{Listen: "127.0.0.1:8740", BasePath: "/signup", QuotaMiB: 1024, SendFrame: "h",
 		Difficulty: 50000, CaptchaTTL: Duration(10 * time.Minute), Language: "en",
 		CaptchaUsedFile: "/var/lib/mailcow-ha/data/signup/captcha-used",
-		TrustedProxies:  []string{"127.0.0.0/8", "::1/128", "172.22.1.0/24", "fd4d:6169:6c63:6f77::/64"},
-		PerIP:           3, PerNet: 10}
+		TrustedProxies:  []string{"127.0.0.0/8", "::1/128", NginxMailcow + "/32"},
+		PerIP:           3, PerNet: 10, PerWide: 30, PerHour: 100}
 }
 
 // LoadConfig reads a TOML file: either the portal's own keys at the top, or a [signup] table. Unknown keys are
@@ -131,8 +138,8 @@ func (c Config) Validate() error {
 			bad(fmt.Sprintf("trusted_proxies[%d]", i), "%v", err)
 		}
 	}
-	if c.PerIP <= 0 || c.PerNet <= 0 {
-		bad("per_ip_per_hour", "rates must be positive")
+	if c.PerIP <= 0 || c.PerNet <= 0 || c.PerWide <= 0 || c.PerHour <= 0 {
+		bad("per_ip_per_hour", "rates must be positive (per_ip_per_hour, per_64_per_hour, per_48_per_hour, per_hour)")
 	}
 	if c.Hostname == "" {
 		bad("hostname", "the mail server's name for the client settings, such as mail.example.org")

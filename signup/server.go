@@ -40,12 +40,14 @@ type Server struct {
 	trusted  []netip.Prefix
 	reserved []string
 
-	mu      sync.Mutex
-	create  map[string]*rate.Limiter // per address and per network
-	checks  map[string]*rate.Limiter
-	swept   time.Time
-	policy  Policy
-	policyT time.Time
+	mu        sync.Mutex
+	create    map[string]*rate.Limiter // per address and per network
+	checks    map[string]*rate.Limiter
+	swept     time.Time
+	all       *rate.Limiter // the cap on all sign-ups together
+	capLogged time.Time
+	policy    Policy
+	policyT   time.Time
 }
 
 // NewServer builds the handler. captchaKey signs the challenges; mc talks to mailcow.
@@ -228,14 +230,35 @@ func (s *Server) clientIP(r *http.Request) netip.Addr {
 	return ip
 }
 
-// network is the source's /64 (IPv6) or /24 (IPv4): one household or one host's neighbours.
-func network(ip netip.Addr) string {
-	bits := 64
+// network is the source's prefix: /64 or /24 (one household, one host's neighbours), /48 or /16 (one site, one
+// provider's block).
+func network(ip netip.Addr, v6, v4 int) string {
+	bits := v6
 	if ip.Is4() {
-		bits = 24
+		bits = v4
 	}
 	p, _ := ip.Prefix(bits)
 	return p.String()
+}
+
+// allowAll takes a token from the cap on all sign-ups together (after the per-source limits passed, so that one
+// source cannot use up the cap for everybody). When the cap is hit the operator hears of it, once in 10 minutes:
+// many sources at once are an attack or a success, and either wants a look.
+func (s *Server) allowAll() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.all == nil {
+		s.all = rate.NewLimiter(rate.Limit(s.cfg.PerHour/3600), max(1, int(s.cfg.PerHour)))
+	}
+	if s.all.Allow() {
+		return true
+	}
+	if time.Since(s.capLogged) > 10*time.Minute {
+		s.capLogged = time.Now()
+		s.log.Error("signup: the cap on sign-ups is reached; refusing new mailboxes until it refills",
+			"event", "signup_cap_reached", "per_hour", s.cfg.PerHour)
+	}
+	return false
 }
 
 // allow takes one token from each limiter the keys name, creating it at perHour with that burst.
@@ -296,7 +319,7 @@ func (s *Server) newPassword(w http.ResponseWriter, r *http.Request) {
 func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 	d := s.data(r)
 	ip := s.clientIP(r)
-	if !s.allow(s.checks, map[string]float64{"k/" + ip.String(): 60, "k/" + network(ip): 240}) {
+	if !s.allow(s.checks, map[string]float64{"k/" + ip.String(): 60, "k/" + network(ip, 64, 24): 240}) {
 		writeJSON(w, http.StatusTooManyRequests, map[string]any{"ok": false, "message": d.T("err_rate")})
 		return
 	}
@@ -379,7 +402,8 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		s.render(w, "index.html", http.StatusUnprocessableEntity, d)
 		return
 	}
-	if !s.allow(s.create, map[string]float64{"ip/" + ip.String(): s.cfg.PerIP, "net/" + network(ip): s.cfg.PerNet}) {
+	if !s.allow(s.create, map[string]float64{"ip/" + ip.String(): s.cfg.PerIP, "net/" + network(ip, 64, 24): s.cfg.PerNet,
+		"wide/" + network(ip, 48, 16): s.cfg.PerWide}) || !s.allowAll() {
 		d.Alert = d.T("err_rate")
 		audit("refused", "reason", "rate limit")
 		s.render(w, "index.html", http.StatusTooManyRequests, d)

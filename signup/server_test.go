@@ -3,6 +3,7 @@ package signup
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -293,6 +294,48 @@ func TestCrossOriginAndLimits(t *testing.T) {
 	// Behind mailcow's nginx (a trusted proxy) the limit counts X-Real-IP, not the proxy.
 	if resp, _ := e.post(good(e, "fromproxy"), "X-Real-IP", "198.51.100.7"); resp.StatusCode != 200 {
 		t.Errorf("other client behind the proxy: %d", resp.StatusCode)
+	}
+}
+
+// A /48 (one site, 65536 /64s) has a limit of its own, and all sources together have a cap that alerts when hit: an
+// IPv6 /48 no longer yields a mailbox per /64.
+func TestWideLimitAndCap(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.PerIP, c.PerNet, c.PerWide, c.PerHour = 100, 100, 2, 3 })
+	for i, c := range []struct {
+		src  string
+		want int
+	}{
+		{"2001:db8:1:1::1", 200},
+		{"2001:db8:1:2::1", 200},
+		{"2001:db8:1:3::1", http.StatusTooManyRequests}, // the third /64 of the same /48
+		{"2001:db8:2::1", 200},                          // another /48: the cap's third
+		{"2001:db8:3::1", http.StatusTooManyRequests},   // the cap
+	} {
+		if resp, _ := e.post(good(e, fmt.Sprintf("wide%dx", i)), "X-Real-IP", c.src); resp.StatusCode != c.want {
+			t.Errorf("%s: %d, want %d", c.src, resp.StatusCode, c.want)
+		}
+	}
+	if !strings.Contains(e.log.String(), "signup_cap_reached") {
+		t.Errorf("the cap was hit without a word:\n%s", e.log.String())
+	}
+}
+
+// X-Real-IP is believed from mailcow's nginx (its pinned address) and loopback only: another container on mailcow's
+// network cannot pose as many clients.
+func TestRealIPOnlyFromNginx(t *testing.T) {
+	e := newEnv(t)
+	for peer, want := range map[string]string{
+		NginxMailcow + ":40000": "198.51.100.7",
+		"127.0.0.1:40000":       "198.51.100.7",
+		"172.22.1.5:40000":      "172.22.1.5", // another container
+		"10.99.0.30:40000":      "10.99.0.30", // another server of the private network
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/signup/", nil)
+		r.RemoteAddr = peer
+		r.Header.Set("X-Real-IP", "198.51.100.7")
+		if got := e.s.clientIP(r).String(); got != want {
+			t.Errorf("from %s: the client is %s, want %s", peer, got, want)
+		}
 	}
 }
 

@@ -33,6 +33,11 @@ services:
     healthcheck:
       disable: true
 {{- end}}
+{{- if .PinAddress}}
+    networks:
+      mailcow-network:
+        ipv4_address: ${IPV4_NETWORK:-172.22.1}.{{.PinAddress}}
+{{- end}}
 {{- if .Env}}
     environment:
 {{- range .Env}}
@@ -61,11 +66,17 @@ type overrideMount struct {
 }
 
 type overrideService struct {
-	Name    string
-	Standin bool
-	Env     []string
-	Mounts  []overrideMount
+	Name       string
+	Standin    bool
+	PinAddress int // the last octet of a fixed address on mailcow's network; 0: Docker picks one
+	Env        []string
+	Mounts     []overrideMount
 }
+
+// NginxHost is the last octet of the address the override pins nginx-mailcow to on mailcow's network (mailcow's
+// compose file fixes unbound .254, postfix .253, dovecot .250, redis .249 and sogo .248, not nginx): the sign-up
+// portal believes X-Real-IP from it alone, and the firewall lets only it reach the portal.
+const NginxHost = 247
 
 // RenderOverride returns docker-compose.override.yml. The output depends only on the options.
 func RenderOverride(o OverrideOptions) ([]byte, error) {
@@ -77,6 +88,9 @@ func RenderOverride(o OverrideOptions) ([]byte, error) {
 	var svcs []overrideService
 	for _, s := range Services {
 		os := overrideService{Name: s.Name, Standin: s.Name == "mysql-mailcow"}
+		if s.Name == "nginx-mailcow" {
+			os.PinAddress = NginxHost
+		}
 		for _, m := range MountsOf(s.Name) {
 			os.Mounts = append(os.Mounts, overrideMount{Source: m.Source(o.DataMount, o.SocketDir), Target: m.Target, ReadOnly: m.ReadOnly})
 		}
@@ -87,7 +101,7 @@ func RenderOverride(o OverrideOptions) ([]byte, error) {
 				os.Env = []string{"SNAT6_TO_SOURCE=" + o.FloatingIP.String()}
 			}
 		}
-		if os.Standin || len(os.Env) > 0 || len(os.Mounts) > 0 {
+		if os.Standin || os.PinAddress != 0 || len(os.Env) > 0 || len(os.Mounts) > 0 {
 			svcs = append(svcs, os)
 		}
 	}

@@ -72,6 +72,11 @@ func TestOverrideMergesOverMailcow(t *testing.T) {
 		SocketDir: "mysql-socket-vol-1"}
 	for _, s := range Services {
 		base.WriteString("  " + s.Name + ":\n    image: busybox\n    restart: always\n    environment:\n      - SNAT_TO_SOURCE=n\n")
+		// As in mailcow's compose file: every service on mailcow-network, nginx with its alias.
+		base.WriteString("    networks:\n      mailcow-network:\n")
+		if s.Name == "nginx-mailcow" {
+			base.WriteString("        aliases:\n          - nginx\n")
+		}
 		if ms := MountsOf(s.Name); len(ms) > 0 {
 			base.WriteString("    volumes:\n")
 			for _, m := range ms {
@@ -83,6 +88,7 @@ func TestOverrideMergesOverMailcow(t *testing.T) {
 			}
 		}
 	}
+	base.WriteString("networks:\n  mailcow-network:\n    driver: bridge\n    ipam:\n      driver: default\n      config:\n        - subnet: ${IPV4_NETWORK:-172.22.1}.0/24\n")
 	base.WriteString("volumes:\n")
 	for _, v := range named {
 		base.WriteString("  " + v + ":\n")
@@ -100,6 +106,26 @@ func TestOverrideMergesOverMailcow(t *testing.T) {
 		t.Skipf("docker-compose %s cannot merge this pair (%v): %s", dc, err, out)
 	}
 	merged := string(out)
+	// nginx keeps its alias and gets the address the portal and the firewall trust.
+	var nginx strings.Builder
+	in := false
+	for _, l := range strings.Split(merged, "\n") {
+		indent := len(l) - len(strings.TrimLeft(l, " "))
+		switch {
+		case strings.TrimSpace(l) == "nginx-mailcow:":
+			in = true
+		case in && indent <= 2:
+			in = false
+		}
+		if in {
+			nginx.WriteString(l + "\n")
+		}
+	}
+	for _, want := range []string{"ipv4_address: 172.22.1.247", "- nginx"} {
+		if !strings.Contains(nginx.String(), want) {
+			t.Errorf("merged nginx-mailcow lacks %q:\n%s", want, nginx.String())
+		}
+	}
 	for _, want := range []string{"source: /var/lib/mailcow-ha/data/vmail", "source: /run/mysqld", "SNAT_TO_SOURCE: 203.0.113.100"} {
 		if !strings.Contains(merged, want) {
 			t.Errorf("merged config lacks %q:\n%s", want, merged)
