@@ -162,11 +162,7 @@ func (s *Sim) power(id int64, cmd string, on bool) (*action, error) {
 			return actionError{"action_failed", fmt.Sprintf("server %d could not be powered off", id)}
 		}
 		return s.backend.ServerPower(snap, on)
-	}, func() {
-		if sv := s.server(id); sv != nil {
-			sv.Status = map[bool]string{true: "running", false: "off"}[on]
-		}
-	})
+	}, s.statusTo(id, map[bool]string{true: "running", false: "off"}[on]))
 }
 
 // rebuild gives the server a new root disk from body's image (a name or an id, required as in the API): it is
@@ -196,15 +192,8 @@ func (s *Sim) rebuild(id int64, body map[string]any) (*action, error) {
 		if r, ok := s.backend.(Rebuilder); ok {
 			return r.ServerRebuilt(snap, image)
 		}
-		if err := s.backend.ServerPower(snap, false); err != nil {
-			return err
-		}
-		return s.backend.ServerPower(snap, true)
-	}, func() {
-		if sv := s.server(id); sv != nil {
-			sv.Status = "running"
-		}
-	})
+		return s.cycle(snap)
+	}, s.statusTo(id, "running"))
 	if err == nil {
 		sv.Status = "rebuilding"
 	}
@@ -218,14 +207,22 @@ func (s *Sim) reset(id int64) (*action, error) {
 		return nil, notFound("server")
 	}
 	snap := *sv
-	return s.start(CmdResetServer, []resRef{{ID: id, Type: "server"}}, 1, func() error {
-		if err := s.backend.ServerPower(snap, false); err != nil {
-			return err
-		}
-		return s.backend.ServerPower(snap, true)
-	}, func() {
+	return s.start(CmdResetServer, []resRef{{ID: id, Type: "server"}}, 1, func() error { return s.cycle(snap) }, s.statusTo(id, "running"))
+}
+
+// cycle cuts the server's power and switches it on again, as the backend sees it.
+func (s *Sim) cycle(snap Server) error {
+	if err := s.backend.ServerPower(snap, false); err != nil {
+		return err
+	}
+	return s.backend.ServerPower(snap, true)
+}
+
+// statusTo is an action's commit that sets the server's status.
+func (s *Sim) statusTo(id int64, status string) func() {
+	return func() {
 		if sv := s.server(id); sv != nil {
-			sv.Status = "running"
+			sv.Status = status
 		}
-	})
+	}
 }
