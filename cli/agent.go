@@ -114,6 +114,13 @@ func Breaker(_ context.Context, args []string, stdio Stdio) int {
 	return agentVerb("breaker", []string{"reset"}, args, stdio)
 }
 
+// Galera runs `mailcow-ha galera force-bootstrap`: this node's waiting member bootstraps a new Primary component
+// from its own position at its next round (unless a peer runs one). Transactions that only a silent peer had are
+// lost: it is for a peer that is gone for good, or positions that fork.
+func Galera(_ context.Context, args []string, stdio Stdio) int {
+	return agentVerb("galera", []string{"force-bootstrap"}, args, stdio)
+}
+
 // agentVerb runs `mailcow-ha NAME WORD [--socket PATH]`, WORD one of words, as the local command "NAME WORD" on
 // the agent's socket.
 func agentVerb(name string, words, args []string, stdio Stdio) int {

@@ -40,6 +40,7 @@ func commands() map[string]command {
 		"maintenance": {"pause (on) or resume (off) automatic actions on every node", Maintenance},
 		"switchover":  {"hand MASTER over to another node", Switchover},
 		"breaker":     {"reset this node's breaker: forget its takeover history", Breaker},
+		"galera":      {"force-bootstrap: the operator's call when Galera's recovery waits for a peer gone for good", Galera},
 		"status":      {"ask every node's agent and print the cluster in one table", Status},
 		"validate":    {"check a configuration and summarise the cluster it describes", Validate},
 		"lab":         {"a real cluster on this machine: up, status, kill, failover, bench, down", Lab},

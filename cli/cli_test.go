@@ -304,12 +304,15 @@ func TestAgentVerbs(t *testing.T) {
 	if code, out, errs := run(t, "", "maintenance", "off", "--socket", sock); code != ExitOK || !strings.Contains(out, "done maintenance") {
 		t.Errorf("maintenance off: %d %q %q", code, out, errs)
 	}
+	if code, out, errs := run(t, "", "galera", "force-bootstrap", "--socket", sock); code != ExitOK || !strings.Contains(out, "done galera") {
+		t.Errorf("galera force-bootstrap: %d %q %q", code, out, errs)
+	}
 	if code, _, errs := run(t, "", "breaker", "trip", "--socket", sock); code != ExitUsage || !strings.Contains(errs, "Usage: mailcow-ha breaker reset [--socket PATH]") {
 		t.Errorf("breaker trip: %d %q", code, errs)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if strings.Join(got, ";") != "breaker reset;maintenance off" {
+	if strings.Join(got, ";") != "breaker reset;maintenance off;galera force-bootstrap" {
 		t.Errorf("the agent was asked: %q", got)
 	}
 }

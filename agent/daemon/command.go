@@ -47,6 +47,18 @@ func (a *Agent) command(ctx context.Context, verb string, args []string) string 
 	case "status":
 		b, _ := json.Marshal(a.State())
 		return "ok " + string(b)
+	case "galera":
+		if len(args) != 1 || args[0] != "force-bootstrap" {
+			return "error usage: galera force-bootstrap"
+		}
+		if a.mgr == nil {
+			return "error this node runs no Galera member"
+		}
+		if err := a.mgr.ForceBootstrap(); err != nil {
+			return "error " + err.Error()
+		}
+		a.log.Warn("galera: the operator forced a bootstrap here; the next start round bootstraps from this node's position")
+		return "ok galera: " + a.p.Name + " bootstraps from its own position at its next start round (within seconds), unless a peer runs a Primary component; the others join it"
 	case "breaker":
 		if len(args) != 1 || args[0] != "reset" {
 			return "error usage: breaker reset"

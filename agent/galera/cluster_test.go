@@ -512,6 +512,47 @@ func TestGaleraManagers(t *testing.T) {
 			t.Fatalf("%s after a joiner was caught by the crash: %+v %v", m.name, st, err)
 		}
 	}
+
+	// A peer gone for good (its server died) after a full crash: the rules wait for ever, and the operator decides
+	// (mailcow-ha galera force-bootstrap on db1). A running member refuses the force.
+	if err := mgrs["db1"].ForceBootstrap(); !errors.Is(err, ErrMemberRuns) {
+		t.Fatalf("a force while the member runs: %v", err)
+	}
+	for _, m := range ms {
+		m.srv.Kill()
+		mgrs[m.name].Down()
+	}
+	mu.Lock()
+	silent["db3"] = true
+	mu.Unlock()
+	start = time.Now()
+	if err := mgrs["db1"].ForceBootstrap(); err != nil {
+		t.Fatal(err)
+	}
+	ctx4, cancel4 := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel4()
+	errs = make(chan error, 2)
+	for _, n := range []string{"db1", "db2"} {
+		go func(g *Manager) { errs <- g.Run(ctx4) }(mgrs[n])
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("after the operator forced db1: %v", err)
+		}
+	}
+	t.Logf("forced bootstrap on db1 with db3 gone: db1 and db2 Synced %s after it", time.Since(start).Round(100*time.Millisecond))
+	mu.Lock()
+	silent["db3"] = false
+	mu.Unlock()
+	if err := mgrs["db3"].Run(ctx4); err != nil {
+		t.Fatalf("db3 back after the forced bootstrap: %v", err)
+	}
+	for _, m := range ms {
+		st, err := Query(context.Background(), m.db(t))
+		if err != nil || st.StateUUID != uuid || !st.PrimarySynced() || st.ClusterSize != 3 || count(t, m) != 7 {
+			t.Fatalf("%s after the forced bootstrap: %+v %v", m.name, st, err)
+		}
+	}
 }
 
 // BenchmarkGalera measures, with real mariadbd and galera-4 in namespaces, the time to form a 3-node cluster

@@ -147,3 +147,18 @@ func unanswered(peers []Report) []string {
 	}
 	return out
 }
+
+// forced is the decision for an operator's forced bootstrap (Manager.ForceBootstrap): a running Primary component
+// is joined all the same, a node without a position waits, and otherwise this node bootstraps from its position.
+func forced(self string, pos Position, peers []Report) Decision {
+	for _, p := range peers {
+		if p.Answered && p.Primary {
+			return Decision{Action: Join, Reason: "a bootstrap was forced, but " + p.Node + " runs a Primary component: joining it"}
+		}
+	}
+	if !pos.Known() {
+		return Decision{Action: Wait, Reason: "a bootstrap was forced, but this datadir has no position: it has no data to start a cluster from"}
+	}
+	return Decision{Action: Bootstrap, Winner: self, From: pos,
+		Reason: "forced by the operator (mailcow-ha galera force-bootstrap): a new Primary component from this node's position " + pos.String()}
+}

@@ -195,3 +195,19 @@ func TestHasUserData(t *testing.T) {
 		t.Error("mailcow's database does not count as data")
 	}
 }
+
+// The operator's forced bootstrap: from this node's position, never beside a running Primary component, never
+// from an empty datadir.
+func TestForced(t *testing.T) {
+	pos := Position{UUID: uuid, Seqno: 41}
+	silent := []Report{{Node: "mx2"}, {Node: "mx3"}}
+	if d := forced("mx1", pos, silent); d.Action != Bootstrap || d.From != pos || d.Winner != "mx1" || !strings.Contains(d.Reason, "forced") {
+		t.Errorf("silent peers: %+v", d)
+	}
+	if d := forced("mx1", pos, []Report{{Node: "mx2", Answered: true, Primary: true}, {Node: "mx3"}}); d.Action != Join {
+		t.Errorf("a peer runs a Primary component: %+v", d)
+	}
+	if d := forced("mx1", Position{UUID: ZeroUUID, Seqno: -1}, silent); d.Action != Wait || !strings.Contains(d.Reason, "no position") {
+		t.Errorf("empty datadir: %+v", d)
+	}
+}

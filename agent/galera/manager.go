@@ -45,6 +45,7 @@ type Manager struct {
 	mu      sync.Mutex
 	pos     Position
 	running bool
+	forced  bool // the operator asked for a bootstrap here (ForceBootstrap), for the next round
 }
 
 // Report is what this node tells its peers: its position (recovered while mariadbd is down) and whether it runs
@@ -86,6 +87,32 @@ func (m *Manager) Down() {
 	m.mu.Lock()
 	m.running, m.pos = false, Position{}
 	m.mu.Unlock()
+}
+
+// ErrMemberRuns: there is nothing to force, the member runs.
+var ErrMemberRuns = errors.New("galera: the member runs; a forced bootstrap is only for a member that waits to start")
+
+// ForceBootstrap is the operator's decision when the rules wait for ever: a peer that is gone for good (its server
+// died), or positions that fork. The next round bootstraps a Primary component here, from this node's own
+// position, unless a peer already runs one (then it joins: never a second Primary component). Transactions that
+// only a silent peer had are lost; that is the operator's call. A datadir without a position is refused: it has no
+// data to start a cluster from.
+func (m *Manager) ForceBootstrap() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.running || m.serverRunning() {
+		return ErrMemberRuns
+	}
+	m.forced = true
+	return nil
+}
+
+func (m *Manager) takeForced() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f := m.forced
+	m.forced = false
+	return f
 }
 
 // firstBoot reports whether this node never joined a cluster: no grastate.dat in its datadir, and no database
@@ -243,9 +270,12 @@ func (m *Manager) decide(ctx context.Context) (Decision, error) {
 	peers := m.reports(ctx)
 	self := Report{Node: m.Name, Answered: true, Pos: pos}
 	var d Decision
-	if m.firstBoot() {
+	switch {
+	case m.takeForced():
+		d = forced(m.Name, pos, peers)
+	case m.firstBoot():
 		d = FirstBoot(m.Name, m.Bootstrap, peers)
-	} else {
+	default:
 		d = Recover(self, peers)
 	}
 	if d.Action == Join && d.Winner == "" {
