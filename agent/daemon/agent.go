@@ -82,6 +82,8 @@ type Agent struct {
 	alerts   *report.Alerter
 	hist     *history
 	metrics  *report.Metrics
+	// vrrpPass is the cluster's VRRP password, derived from the cluster secret.
+	vrrpPass string
 	// systemd starts and stops units over D-Bus (mariadb.service, mailcow.with_units); it connects on first use.
 	systemd *unit.Systemd
 
@@ -158,13 +160,14 @@ func Run(ctx context.Context, o Options) error {
 	}
 	a := &Agent{
 		o: o, c: c, log: log, obs: make(chan failover.Observation, 64),
-		peers:   map[int64]api.Peer{},
-		client:  &api.PeerClient{Secret: []byte(secret.Reveal()), Node: c.Node.Name, HTTP: &http.Client{}},
-		waiters: map[int64][]chan struct{}{},
-		s:       failover.Initial(),
-		alerts:  alerts,
-		loopAt:  time.Now(),
-		systemd: &unit.Systemd{},
+		peers:    map[int64]api.Peer{},
+		client:   &api.PeerClient{Secret: []byte(secret.Reveal()), Node: c.Node.Name, HTTP: &http.Client{}},
+		waiters:  map[int64][]chan struct{}{},
+		s:        failover.Initial(),
+		alerts:   alerts,
+		loopAt:   time.Now(),
+		systemd:  &unit.Systemd{},
+		vrrpPass: keepalived.AuthPass([]byte(secret.Reveal()), c.Cluster.Name),
 	}
 	defer a.systemd.Close()
 	a.metrics = report.NewMetrics(a.snapshot)

@@ -152,11 +152,14 @@ type kaNode struct {
 }
 
 // startNode starts keepalived in ns for a node at self with the given peers and priority, its track file at 0.
-func startNode(ctx context.Context, t *testing.T, ns *netns.NS, name, self string, peers []string, prio int) *kaNode {
+func startNode(ctx context.Context, t *testing.T, ns *netns.NS, name, self string, peers []string, prio int, mods ...func(*Spec)) *kaNode {
 	t.Helper()
 	dir := t.TempDir()
 	s := spec()
 	s.RouterName, s.Priority, s.SourceIP, s.Peers = name, prio, self, peers
+	for _, m := range mods {
+		m(&s)
+	}
 	s.TrackFile = filepath.Join(dir, "health")
 	if err := os.WriteFile(s.TrackFile, []byte("0\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -230,6 +233,24 @@ func TestForeignAdvertsIgnored(t *testing.T) {
 	}
 	if !strings.Contains(node.out.String(), "10.99.0.66") {
 		t.Logf("keepalived did not log the foreign adverts; it said:\n%s", node.out.String())
+	}
+}
+
+// An intruder that takes the address of a peer that is down passes check_unicast_src; without the cluster's VRRP
+// password (derived from the cluster secret) its adverts are dropped all the same.
+func TestAdvertsWithoutThePasswordIgnored(t *testing.T) {
+	a, b := keepalivedPair(t, "10.99.0.12")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pass := func(p string) func(*Spec) { return func(s *Spec) { s.AuthPass = p } }
+	node := startNode(ctx, t, a, "mx1", "10.99.0.11", []string{"10.99.0.12"}, 150, pass(AuthPass([]byte("the cluster's secret"), "mail")))
+	node.wait(t, "MASTER", 15*time.Second)
+	intruder := startNode(ctx, t, b, "evil", "10.99.0.12", []string{"10.99.0.11"}, 254, pass(AuthPass([]byte("a guess"), "mail")))
+	intruder.wait(t, "MASTER", 15*time.Second)
+	select {
+	case e := <-node.events:
+		t.Fatalf("adverts from a peer's address without the password moved the MASTER to %s; keepalived said:\n%s", e.State, node.out.String())
+	case <-time.After(5 * time.Second):
 	}
 }
 

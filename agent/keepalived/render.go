@@ -5,6 +5,8 @@ package keepalived
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -25,6 +27,23 @@ type Spec struct {
 	Peers          []string // unicast_peer: the other nodes' private IPs
 	TrackFile      string   // the track_file that the agent's watcher keeps: 0 healthy, anything else FAULT
 	NotifyFIFO     string   // vrrp_notify_fifo
+	// AuthPass is VRRPv2's password (PASS: 8 characters in every advert, the same on every node; AuthPass derives
+	// it from the cluster secret): an advert without it is dropped, also from a peer's address. Empty: none.
+	AuthPass string
+}
+
+// AuthPass is the cluster's VRRP password: 8 letters and digits from an HMAC of the cluster secret, so that every
+// node computes the same one and nothing else has to be handed out. keepalived reads only the first 8 characters.
+func AuthPass(secret []byte, cluster string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("mailcow-ha vrrp auth v1\n" + cluster))
+	sum := m.Sum(nil)
+	out := make([]byte, 8)
+	for i := range out {
+		out[i] = alphabet[int(sum[i])%len(alphabet)]
+	}
+	return string(out)
 }
 
 // Render returns keepalived.conf for s. Every value is quoted, and a value that could break out of its quotes
@@ -94,6 +113,14 @@ func Render(s Spec) ([]byte, error) {
 	// Adverts from anyone but the peers are dropped: one foreign host sending a higher priority would otherwise
 	// keep every node in BACKUP.
 	fmt.Fprintf(&b, "    check_unicast_src\n")
+	if s.AuthPass != "" {
+		if len(s.AuthPass) != 8 {
+			errs = append(errs, "auth_pass: 8 characters")
+		}
+		// In every advert, and checked on every advert received: a host that takes a peer's address but lacks the
+		// cluster secret is ignored like any foreign one. (keepalived's other type, AH, is deprecated.)
+		fmt.Fprintf(&b, "    authentication {\n        auth_type PASS\n        auth_pass %s\n    }\n", q("auth_pass", s.AuthPass))
+	}
 	fmt.Fprintf(&b, "    unicast_peer {\n")
 	for i, p := range s.Peers {
 		fmt.Fprintf(&b, "        %s\n", ip(fmt.Sprintf("unicast_peer[%d]", i), p))

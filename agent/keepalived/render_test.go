@@ -27,6 +27,7 @@ func TestRenderGolden(t *testing.T) {
 	for name, mod := range map[string]func(*Spec){
 		"nopreempt": func(*Spec) {},
 		"delay":     func(s *Spec) { s.Preempt, s.PreemptDelay, s.AdvertInterval = "delay", 90*time.Second, 2*time.Second },
+		"auth":      func(s *Spec) { s.AuthPass = AuthPass([]byte("cluster-secret"), "mail") },
 	} {
 		s := spec()
 		mod(&s)
