@@ -150,15 +150,16 @@ func userData(h *Harness, v *VM) string {
 	b.WriteString("[keepalived]\nadvert_interval = \"2s\"\ncheck_timeout = \"5s\"\ncheck_fall = 3\n")
 	b.WriteString("[galera]\npassword = \"vm-mailcow-db-password\"\n")
 	// The first takeover creates and starts 18 containers while the other two guests still boot and take their
-	// state transfer from the MASTER, all on two emulated cores: it took over five minutes once (and the start ran
-	// out of time). start_timeout is ten minutes here (production: 2).
-	fmt.Fprintf(&b, "[mailcow]\ncreate_command = [\"/usr/local/bin/mailcow-ha\", \"lab\", \"create-stub\", \"--docker-host\", \"unix:///var/run/docker.sock\", \"--data\", \"/var/lib/mailcow-ha/data\", \"--socket-dir\", \"/run/mysqld\", \"--hostname\", %q, \"--health-interval\", \"15s\", \"--health-timeout\", \"20s\"]\nstart_timeout = \"10m\"\n", v.Name)
+	// state transfer from the MASTER, all on two emulated cores: about 400 s on an idle machine, and more than
+	// 750 s with both cores kept busy (2026-12-01: the start ran out of a 10-minute start_timeout, the MASTER gave
+	// up, and its demotion ran out of a 5-minute fence_timeout). start_timeout is 25 minutes here (production: 2).
+	fmt.Fprintf(&b, "[mailcow]\ncreate_command = [\"/usr/local/bin/mailcow-ha\", \"lab\", \"create-stub\", \"--docker-host\", \"unix:///var/run/docker.sock\", \"--data\", \"/var/lib/mailcow-ha/data\", \"--socket-dir\", \"/run/mysqld\", \"--hostname\", %q, \"--health-interval\", \"15s\", \"--health-timeout\", \"20s\"]\nstart_timeout = \"25m\"\n", v.Name)
 	// Emulated CPUs are ten to thirty times slower than a server: a longer breaker limit than production's 2 per
 	// hour, so that a slow first election (Galera still streaming to the joiners) does not stop the scenarios, and
-	// five minutes for a demotion asked by a peer (stopping 18 containers in a starved guest took over a minute)
-	// before it powers the old MASTER off. A MASTER that is gone (the failover below) is fenced at once: its peer
+	// twelve minutes for a demotion asked by a peer (stopping 18 containers in a starved guest took over a minute
+	// on an idle machine, more than five with both cores busy) before it powers the old MASTER off. A MASTER that is gone (the failover below) is fenced at once: its peer
 	// API does not answer at all.
-	b.WriteString("[failover]\ncheck_grace = \"90s\"\nquorum_grace = \"20s\"\nfence_timeout = \"5m\"\n[failover.breaker]\nmax = 6\n")
+	b.WriteString("[failover]\ncheck_grace = \"90s\"\nquorum_grace = \"20s\"\nfence_timeout = \"12m\"\n[failover.breaker]\nmax = 6\n")
 	b.WriteString("[api]\nlisten = [\"private:7480\"]\n")
 	return b.String()
 }
