@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -222,5 +225,46 @@ func TestPeerAnswersAreBound(t *testing.T) {
 	// The real mx2 still answers.
 	if _, err := c.State(ctx, Peer{Name: "mx2", URL: srv.URL}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A peer whose kernel answers no SYN (a crashed server: here a listener with a full accept queue, whose SYNs
+// Linux drops) fails the request after DialTimeout, although the request's own deadline is much longer: the asker
+// then fences at once instead of waiting out fence_timeout.
+func TestPeerDialIsBounded(t *testing.T) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := syscall.Getsockname(fd)
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	// Fill the queue (backlog 0 holds one): nobody accepts.
+	for i := 0; i < 4; i++ {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			defer c.Close()
+		}
+	}
+	c := &PeerClient{Secret: secret, Node: "mx1", DialTimeout: 500 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	err = c.Demote(ctx, Peer{Name: "mx2", URL: "http://" + addr}, 1001)
+	took := time.Since(t0)
+	if err == nil {
+		t.Fatal("a peer that accepts no connection confirmed a demotion")
+	}
+	if took > 5*time.Second {
+		t.Fatalf("the request failed after %s (%v), not after the 500 ms dial timeout", took.Round(time.Millisecond), err)
+	}
+	t.Logf("failed after %s: %v", took.Round(time.Millisecond), err)
+	if PeerDialTimeout >= 30*time.Second || PeerDialTimeout < 5*time.Second {
+		t.Errorf("PeerDialTimeout %s: want a few lost SYNs' room, well under Go's 30 s", PeerDialTimeout)
 	}
 }

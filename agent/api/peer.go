@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/galera"
@@ -154,7 +156,39 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 type PeerClient struct {
 	Secret []byte
 	Node   string // this node's name, sent with every request
-	HTTP   *http.Client
+	// HTTP is the client; nil: one whose connections must be made within DialTimeout.
+	HTTP *http.Client
+	// DialTimeout bounds the TCP connection to a peer (0: PeerDialTimeout), apart from the request's own deadline.
+	DialTimeout time.Duration
+
+	once    sync.Once
+	defHTTP *http.Client
+}
+
+// PeerDialTimeout is how long a peer may take to accept a connection. A peer whose kernel does not answer a SYN
+// within it is down (a crashed or powered-off server: packets to it vanish), and a MASTER that asks it to
+// demote powers it off instead of waiting out failover.fence_timeout. On the private network a round trip takes
+// under a millisecond; ten seconds leave room for three lost SYNs (sent after 0, 1, 3 and 7 s). Go's default,
+// 30 s, cost every failover after a crash 30 s before the fence (the VM tier, 2026-12-01: "dial tcp
+// 10.99.0.11:7481: i/o timeout" 30.5 s after the MASTER was killed). A peer that accepted the connection still
+// gets the request's whole deadline to demote.
+const PeerDialTimeout = 10 * time.Second
+
+func (c *PeerClient) client() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	c.once.Do(func() {
+		d := c.DialTimeout
+		if d <= 0 {
+			d = PeerDialTimeout
+		}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.Proxy = nil // the private network: never through a proxy from the environment
+		t.DialContext = (&net.Dialer{Timeout: d, KeepAlive: 30 * time.Second}).DialContext
+		c.defHTTP = &http.Client{Transport: t}
+	})
+	return c.defHTTP
 }
 
 func (c *PeerClient) do(ctx context.Context, method string, to Peer, path string, in, out any) error {
@@ -172,11 +206,7 @@ func (c *PeerClient) do(ctx context.Context, method string, to Peer, path string
 	}
 	req.Header.Set("Content-Type", "application/json")
 	nonce := Sign(req, c.Secret, c.Node, to.Name, body, time.Now())
-	hc := c.HTTP
-	if hc == nil {
-		hc = &http.Client{}
-	}
-	resp, err := hc.Do(req)
+	resp, err := c.client().Do(req)
 	if err != nil {
 		return fmt.Errorf("peer API %s: %w", url, err)
 	}

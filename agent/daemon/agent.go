@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"path/filepath"
 	"strconv"
@@ -161,7 +160,7 @@ func Run(ctx context.Context, o Options) error {
 	a := &Agent{
 		o: o, c: c, log: log, obs: make(chan failover.Observation, 64),
 		peers:    map[int64]api.Peer{},
-		client:   &api.PeerClient{Secret: []byte(secret.Reveal()), Node: c.Node.Name, HTTP: &http.Client{}},
+		client:   &api.PeerClient{Secret: []byte(secret.Reveal()), Node: c.Node.Name},
 		waiters:  map[int64][]chan struct{}{},
 		s:        failover.Initial(),
 		alerts:   alerts,

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -20,24 +22,39 @@ const mailbox = "lab@example.org"
 
 var galeraSize = regexp.MustCompile(`size=(\d+)`)
 
-// Three VMs boot the image with TOML user-data: cloud-init hands it to each agent (the agent says which file it
-// read and for which node, on the console through the journal), the agents bootstrap and join Galera, and systemd
-// reports each unit started, which for Type=notify means READY=1. They form the cluster: Galera of size 3 and
-// exactly one MASTER, which holds the Floating IP on eth0, has the hot-plugged Volume mounted (with the agent's
-// marker) and runs the stub stack, answering SMTP on the Floating IP. Secrets given inline never reach a console.
-// Then the MASTER VM is killed (QMP quit): another VM takes over, hot-plugs the Volume, mounts it, and the mail
-// written before is readable through the Floating IP.
+// Two VMs boot the image with TOML user-data, and an arbitrator (the agent with garbd, outside the guests) votes
+// for quorum: cloud-init hands the TOML to each agent (the agent says which file it read and for which node, on
+// the console through the journal), the agents bootstrap and join Galera, and systemd reports each unit started,
+// which for Type=notify means READY=1. They form the cluster: Galera of size 3 (two members and garbd) and exactly
+// one MASTER, which holds the Floating IP on eth0, has the hot-plugged Volume mounted (with the agent's marker) and
+// runs the stub stack, answering SMTP on the Floating IP. Secrets given inline never reach a console or the
+// arbitrator's log. Then the MASTER VM is killed (QMP quit): the other VM, in quorum with garbd, takes over,
+// hot-plugs the Volume, mounts it, and the mail written before is readable through the Floating IP.
+//
+// Two guests and an arbitrator rather than three guests: on two emulated cores the third guest's boot and its
+// state transfer from the first MASTER made this test 1475 s on an idle machine (READY=1 at 417.8/746.6/1088.1 s)
+// and pushed make test over its 45 minutes; three data nodes in one cluster are the lab's subject.
 func TestCluster(t *testing.T) {
-	h := harness(t, 3)
-	// 11–15 minutes here on two idle cores, two to three times that with both cores kept busy; the budget keeps a
-	// stuck cluster from eating the other tests' time.
+	h := harness(t, 2)
+	// The budget keeps a stuck cluster from eating the other tests' time; a guest that makes progress is not
+	// otherwise bounded (see quiet).
 	ctx := budget(t, 65*time.Minute)
 	t0 := time.Now()
 	for _, v := range h.VMs {
-		if err := v.Boot(userData(h, v)); err != nil {
+		if err := v.Boot(userData(h, v.Name, "")); err != nil {
 			t.Fatal(err)
 		}
 	}
+	arbDir := filepath.Join(h.Dir, arbName)
+	arb, err := h.StartArbitrator(arbName, bin, userData(h, arbName, arbDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s's agent, last lines:\n%s", arbName, arb.tail(40))
+		}
+	})
 	var wg sync.WaitGroup
 	errs := make([]error, len(h.VMs))
 	for i, v := range h.VMs {
@@ -66,8 +83,11 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if !arb.Running() {
+		t.Fatalf("the arbitrator's agent ended:\n%s", arb.tail(40))
+	}
 	var master *VM
-	t.Run("three VMs", func(t *testing.T) {
+	t.Run("two VMs and an arbitrator", func(t *testing.T) {
 		m, sts, err := h.waitMaster(ctx, nil, quiet)
 		if err != nil {
 			t.Fatal(err)
@@ -93,10 +113,18 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("send: %v", err)
 		}
 	})
-	// Secrets given inline were written to 0600 files, never to a console.
+	// Secrets given inline were written to 0600 files, never to a console or a log.
 	for _, v := range h.VMs {
 		if text := v.ConsoleText(); strings.Contains(text, clusterSecret) || strings.Contains(text, hcloudsim.DemoToken) {
 			t.Errorf("%s: a secret appeared on the console", v.Name)
+		}
+	}
+	if text := arb.LogText(); strings.Contains(text, clusterSecret) || strings.Contains(text, hcloudsim.DemoToken) {
+		t.Errorf("%s: a secret appeared in the agent's log", arbName)
+	}
+	for _, f := range []string{"cluster.secret", "hcloud.token", "db.password"} {
+		if fi, err := os.Stat(filepath.Join(arbDir, f)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %s: %v %v; want a 0600 file", arbName, f, fi, err)
 		}
 	}
 	if master == nil {
@@ -132,13 +160,13 @@ func TestCluster(t *testing.T) {
 		if !strings.Contains(strings.Join(ids, " "), "<before-failover@vm.test>") {
 			t.Errorf("the mail written before the failover is gone: %v", ids)
 		}
-		for _, v := range h.VMs {
-			if v != m && v != master {
-				st, err := h.Status(ctx, v)
-				if err != nil || st.Role != "backup" {
-					t.Errorf("%s: %v %v; want BACKUP", v.Name, st.Role, err)
-				}
-			}
+		// The survivor kept a Primary component with garbd's vote: two of three.
+		st, err := h.Status(ctx, m)
+		if g := galeraSize.FindStringSubmatch(st.Galera.Detail); err != nil || g == nil || g[1] != "2" || !st.Galera.OK {
+			t.Errorf("%s: Galera %q %v, want Primary Synced size=2 (itself and garbd)", m.Name, st.Galera.Detail, err)
+		}
+		if !arb.Running() {
+			t.Errorf("the arbitrator's agent ended:\n%s", arb.tail(40))
 		}
 		if att := h.Sim.State().Volumes[0].Server; att != m.ID {
 			t.Errorf("the API has the Volume at server %d, want %d", att, m.ID)

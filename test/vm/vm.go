@@ -59,6 +59,7 @@ type Harness struct {
 	srv    *http.Server
 	VMs    []*VM
 	Accel  []string // QEMU's accelerator arguments: TCG unless set
+	arbs   []*Arbitrator
 }
 
 // VM is one QEMU guest.
@@ -166,10 +167,13 @@ func New(dir string, im *imagebuild.Image, n int, log *slog.Logger) (*Harness, e
 
 func (v *VM) tap(kind string) string { return fmt.Sprintf("%s%d", kind, v.Index) }
 
-// Close stops every VM (by PID), the simulator and the namespace.
+// Close stops every VM (by PID), the arbitrators, the simulator and the namespace.
 func (h *Harness) Close() {
 	for _, v := range h.VMs {
 		v.Kill()
+	}
+	for _, a := range h.arbs {
+		a.stop()
 	}
 	if h.srv != nil {
 		h.srv.Close()

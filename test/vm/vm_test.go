@@ -36,7 +36,7 @@ func run(m *testing.M) int {
 		return m.Run()
 	}
 	top, _ := filepath.Abs("../..")
-	bin := filepath.Join(top, "build", "vm", "bin")
+	bin = filepath.Join(top, "build", "vm", "bin")
 	os.MkdirAll(bin, 0o755)
 	for _, c := range []string{"mailcow-ha", "mailcow-ha-check", "mailcow-signup", "mailcow-stub"} {
 		// No VCS stamp: the binaries (and so the image's hash) change only when the code does.
@@ -71,6 +71,7 @@ func run(m *testing.M) int {
 var (
 	skipWhy string
 	accel   []string // QEMU's accelerator, probed once
+	bin     string   // the commands the image was built with
 )
 
 // harness makes a harness for n VMs; artefacts stay under build/vm/<test>/ when the test fails.
@@ -133,17 +134,28 @@ func budget(t *testing.T, most time.Duration) context.Context {
 
 const clusterSecret = "vm-cluster-secret-0123456789abcdef0123456789"
 
+// arbName is TestCluster's arbitrator (see Arbitrator).
+const arbName = "arb"
+
 // userData is the TOML a node boots with, as an operator would write it for Hetzner, with the simulator's
-// addresses and the stub stack's create command.
-func userData(h *Harness, v *VM) string {
+// addresses and the stub stack's create command: the VMs are members, and arbName an arbitrator. The arbitrator,
+// which runs outside the guests, keeps its secrets and state under dir (a guest: "", the appliance's paths).
+func userData(h *Harness, name, dir string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# mailcow-ha\nversion = 1\n[node]\nname = %q\n[cluster]\nname = \"vmtest\"\nsecret = %q\n", v.Name, clusterSecret)
+	fmt.Fprintf(&b, "# mailcow-ha\nversion = 1\n[node]\nname = %q\n[cluster]\nname = \"vmtest\"\nsecret = %q\n", name, clusterSecret)
+	if dir != "" {
+		fmt.Fprintf(&b, "secret_file = %q\n", filepath.Join(dir, "cluster.secret"))
+	}
 	for i, m := range h.VMs {
 		fmt.Fprintf(&b, "[[cluster.nodes]]\nname = %q\nprivate_ip = %q\nserver_id = %d\npriority = %d\nbootstrap = %v\n",
 			m.Name, m.PrivIP, m.ID, 150-20*i, i == 0)
 	}
+	fmt.Fprintf(&b, "[[cluster.nodes]]\nname = %q\nprivate_ip = %q\nrole = \"arbitrator\"\n", arbName, ArbIP)
 	fmt.Fprintf(&b, "[hcloud]\ntoken = %q\nendpoint = \"http://%s/v1\"\nmetadata_url = \"http://%s/_metadata/%s/hetzner/v1\"\nfloating_ip_id = 2001\nvolume_id = %d\n",
-		hcloudsim.DemoToken, SimAddr, SimAddr, v.Name, VolumeID)
+		hcloudsim.DemoToken, SimAddr, SimAddr, name, VolumeID)
+	if dir != "" {
+		fmt.Fprintf(&b, "token_file = %q\n", filepath.Join(dir, "hcloud.token"))
+	}
 	b.WriteString("[network]\npublic_interface = \"eth0\"\nprivate_interface = \"eth1\"\n")
 	// Emulated guests on two shared cores stall for seconds under load (containers being created, a state
 	// transfer): keepalived's check gets 5 s and three tries, adverts every 2 s.
@@ -155,18 +167,28 @@ func userData(h *Harness, v *VM) string {
 	// with TLS on: mariadb.service, the key owned by mysql under /var/lib/mailcow-ha, gcomm at ssl://, IST over
 	// ssl, and rsync through stunnel with VERIFY_CA in the joiners' journal.
 	b.WriteString("[galera]\npassword = \"vm-mailcow-db-password\"\ntls = false\n")
-	// The first takeover creates and starts 18 containers while the other two guests still boot and take their
-	// state transfer from the MASTER, all on two emulated cores: about 400 s on an idle machine, and more than
-	// 750 s with both cores kept busy (2026-12-01: the start ran out of a 10-minute start_timeout, the MASTER gave
-	// up, and its demotion ran out of a 5-minute fence_timeout). start_timeout is 25 minutes here (production: 2).
-	fmt.Fprintf(&b, "[mailcow]\ncreate_command = [\"/usr/local/bin/mailcow-ha\", \"lab\", \"create-stub\", \"--docker-host\", \"unix:///var/run/docker.sock\", \"--data\", \"/var/lib/mailcow-ha/data\", \"--socket-dir\", \"/run/mysqld\", \"--hostname\", %q, \"--health-interval\", \"15s\", \"--health-timeout\", \"20s\"]\nstart_timeout = \"25m\"\n", v.Name)
+	if dir != "" {
+		fmt.Fprintf(&b, "password_file = %q\n", filepath.Join(dir, "db.password"))
+	}
+	// The first takeover creates and starts 18 containers while the joiner still boots and takes its state
+	// transfer from the MASTER, on emulated cores: several minutes, and more than 750 s with three guests and both
+	// cores kept busy (2026-12-01: the start ran out of a 10-minute start_timeout, the MASTER gave up, and its
+	// demotion ran out of a 5-minute fence_timeout). start_timeout is 25 minutes here (production: 2).
+	fmt.Fprintf(&b, "[mailcow]\ncreate_command = [\"/usr/local/bin/mailcow-ha\", \"lab\", \"create-stub\", \"--docker-host\", \"unix:///var/run/docker.sock\", \"--data\", \"/var/lib/mailcow-ha/data\", \"--socket-dir\", \"/run/mysqld\", \"--hostname\", %q, \"--health-interval\", \"15s\", \"--health-timeout\", \"20s\"]\nstart_timeout = \"25m\"\n", name)
 	// Emulated CPUs are ten to thirty times slower than a server: a longer breaker limit than production's 2 per
-	// hour, so that a slow first election (Galera still streaming to the joiners) does not stop the scenarios, and
+	// hour, so that a slow first election (Galera still streaming to the joiner) does not stop the scenarios, and
 	// twelve minutes for a demotion asked by a peer (stopping 18 containers in a starved guest took over a minute
-	// on an idle machine, more than five with both cores busy) before it powers the old MASTER off. A MASTER that is gone (the failover below) is fenced at once: its peer
-	// API does not answer at all.
-	b.WriteString("[failover]\ncheck_grace = \"90s\"\nquorum_grace = \"20s\"\nfence_timeout = \"12m\"\n[failover.breaker]\nmax = 6\n")
+	// on an idle machine, more than five with both cores busy) before it powers the old MASTER off. A MASTER that
+	// is gone (the failover below) is fenced at once: its peer API does not answer at all.
+	b.WriteString("[failover]\ncheck_grace = \"90s\"\nquorum_grace = \"20s\"\nfence_timeout = \"12m\"\n")
+	if dir != "" {
+		fmt.Fprintf(&b, "state_dir = %q\n", filepath.Join(dir, "state"))
+	}
+	b.WriteString("[failover.breaker]\nmax = 6\n")
 	b.WriteString("[api]\nlisten = [\"private:7480\"]\n")
+	if dir != "" {
+		fmt.Fprintf(&b, "socket = %q\n", filepath.Join(dir, "agent.sock"))
+	}
 	return b.String()
 }
 
