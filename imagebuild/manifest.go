@@ -32,6 +32,7 @@ type Manifest struct {
 	Mailcow struct {
 		Repo           string `toml:"repo"`
 		Tag            string `toml:"tag"`
+		Commit         string `toml:"commit"`
 		Dir            string `toml:"dir"`
 		ComposeVersion string `toml:"compose_version"`
 		StubImages     string `toml:"stub_images"`
@@ -58,6 +59,7 @@ var (
 	pkgName  = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
 	unitName = regexp.MustCompile(`^[A-Za-z0-9@._-]+\.(service|timer|socket|target|path|mount)$`)
 	sizeRe   = regexp.MustCompile(`^[1-9][0-9]*[MG]$`)
+	commitRe = regexp.MustCompile(`^[0-9a-f]{40}$`)
 	// What may stand in a shell word of manifest.env without quoting trouble.
 	plainValue = regexp.MustCompile(`^[A-Za-z0-9@%+=:,./_ -]*$`)
 )
@@ -111,6 +113,7 @@ func (m *Manifest) check() []string {
 	req("debian.mirror", m.Debian.Mirror)
 	req("mailcow.repo", m.Mailcow.Repo)
 	req("mailcow.tag", m.Mailcow.Tag)
+	req("mailcow.commit", m.Mailcow.Commit)
 	req("mailcow.dir", m.Mailcow.Dir)
 	req("mailcow.compose_version", m.Mailcow.ComposeVersion)
 	req("mailcow.stub_images", m.Mailcow.StubImages)
@@ -167,6 +170,9 @@ func (m *Manifest) check() []string {
 	if !strings.HasPrefix(m.Mailcow.Dir, "/") || !strings.HasPrefix(m.Mailcow.StubImages, "/") {
 		p = append(p, "mailcow.dir, mailcow.stub_images: absolute paths")
 	}
+	if m.Mailcow.Commit != "" && !commitRe.MatchString(m.Mailcow.Commit) {
+		p = append(p, fmt.Sprintf("mailcow.commit: %q: the tag's full commit id (40 lower-case hex digits)", m.Mailcow.Commit))
+	}
 	if m.Local.SourceDateEpoch <= 0 {
 		p = append(p, "local.source_date_epoch: required (seconds since 1970)")
 	}
@@ -189,6 +195,7 @@ func (m *Manifest) Env(version string) []byte {
 	set("MCHA_MASK", j(m.Units.Mask))
 	set("MCHA_MAILCOW_REPO", m.Mailcow.Repo)
 	set("MCHA_MAILCOW_TAG", m.Mailcow.Tag)
+	set("MCHA_MAILCOW_COMMIT", m.Mailcow.Commit)
 	set("MCHA_MAILCOW_DIR", m.Mailcow.Dir)
 	set("MCHA_COMPOSE_VERSION", m.Mailcow.ComposeVersion)
 	set("MCHA_STUB_IMAGES", m.Mailcow.StubImages)

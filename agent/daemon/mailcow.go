@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"path/filepath"
 
 	"github.com/docker/docker/client"
@@ -48,10 +50,29 @@ func newStack(c config.Config, log *slog.Logger, guard func(context.Context) err
 				}
 				o.FloatingIP = ip
 			}
-			return stack.RenderOverride(o)
+			compose, err := mailcowCompose(ctx, m)
+			if err != nil {
+				return nil, err
+			}
+			return stack.RenderOverride(o, compose)
 		},
 		Logger: log.With("component", "stack"),
 	}, nil
+}
+
+// mailcowCompose reads mailcow's compose file in mailcow.dir. A node whose stack is made by mailcow.create_command
+// (the stub of the lab and the VM tests) and has no compose file gets the stub's layout.
+func mailcowCompose(ctx context.Context, m config.Mailcow) (stack.Compose, error) {
+	if len(m.CreateCommand) > 0 {
+		if _, err := os.Stat(filepath.Join(m.Dir, stack.ComposeFile)); errors.Is(err, os.ErrNotExist) {
+			return stack.StubCompose(), nil
+		}
+	}
+	c, err := stack.LoadCompose(ctx, m.Dir)
+	if err != nil {
+		return c, fmt.Errorf("mailcow.dir: %w", err)
+	}
+	return c, nil
 }
 
 // mountedGuard guards with a test double's Mounted when the Volume is not the real one.

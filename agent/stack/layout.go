@@ -5,26 +5,27 @@ import (
 	"sort"
 )
 
-// Services are mailcow-dockerized's 18 compose services with the dependencies its docker-compose.yml declares.
-// Discovery prefers the dependencies that compose recorded on the containers (label com.docker.compose.depends_on);
-// this table is the fallback and the stub stack's source.
+// Services are mailcow-dockerized's 18 compose services with the dependencies its docker-compose.yml declares
+// (release 2026-07a; TestStubLayoutIsMailcows compares them with the real file). Discovery prefers the
+// dependencies that compose recorded on the containers (label com.docker.compose.depends_on); this table is the
+// fallback and the stub stack's source.
 var Services = []Service{
 	{Name: "unbound-mailcow"},
-	{Name: "mysql-mailcow", DependsOn: []string{"unbound-mailcow"}},
-	{Name: "redis-mailcow"},
+	{Name: "mysql-mailcow", DependsOn: []string{"unbound-mailcow", "netfilter-mailcow"}},
+	{Name: "redis-mailcow", DependsOn: []string{"netfilter-mailcow"}},
 	{Name: "clamd-mailcow", DependsOn: []string{"unbound-mailcow"}},
-	{Name: "rspamd-mailcow", DependsOn: []string{"dovecot-mailcow"}},
+	{Name: "rspamd-mailcow", DependsOn: []string{"dovecot-mailcow", "clamd-mailcow"}},
 	{Name: "php-fpm-mailcow", DependsOn: []string{"redis-mailcow"}},
 	{Name: "sogo-mailcow"},
-	{Name: "dovecot-mailcow", DependsOn: []string{"mysql-mailcow"}},
-	{Name: "postfix-mailcow", DependsOn: []string{"mysql-mailcow"}},
+	{Name: "dovecot-mailcow", DependsOn: []string{"mysql-mailcow", "netfilter-mailcow", "redis-mailcow"}},
+	{Name: "postfix-mailcow", DependsOn: []string{"mysql-mailcow", "unbound-mailcow", "postfix-tlspol-mailcow"}},
+	{Name: "postfix-tlspol-mailcow", DependsOn: []string{"unbound-mailcow"}},
 	{Name: "memcached-mailcow"},
-	{Name: "nginx-mailcow", DependsOn: []string{"sogo-mailcow", "php-fpm-mailcow", "redis-mailcow"}},
-	{Name: "acme-mailcow", DependsOn: []string{"nginx-mailcow"}},
-	{Name: "netfilter-mailcow", DependsOn: []string{"dovecot-mailcow", "postfix-mailcow", "sogo-mailcow", "php-fpm-mailcow", "redis-mailcow"}},
-	{Name: "watchdog-mailcow"},
+	{Name: "nginx-mailcow", DependsOn: []string{"redis-mailcow", "php-fpm-mailcow", "sogo-mailcow", "rspamd-mailcow"}},
+	{Name: "acme-mailcow", DependsOn: []string{"nginx-mailcow", "unbound-mailcow"}},
+	{Name: "netfilter-mailcow"},
+	{Name: "watchdog-mailcow", DependsOn: []string{"postfix-mailcow", "dovecot-mailcow", "mysql-mailcow", "acme-mailcow", "redis-mailcow"}},
 	{Name: "dockerapi-mailcow"},
-	{Name: "solr-mailcow"},
 	{Name: "olefy-mailcow"},
 	{Name: "ofelia-mailcow", DependsOn: []string{"sogo-mailcow", "dovecot-mailcow"}},
 }
@@ -36,7 +37,7 @@ type Service struct {
 }
 
 // DataDirs are mailcow's stateful volumes, as directories on the shared Volume's mount point.
-var DataDirs = []string{"vmail", "vmail-index", "crypt", "redis", "rspamd", "postfix", "sogo", "ssl"}
+var DataDirs = []string{"vmail", "vmail-index", "crypt", "redis", "rspamd", "postfix", "postfix-tlspol", "sogo", "ssl"}
 
 // Mount binds a container path of a service to a directory on the Volume (Dir is one of DataDirs) or, with
 // Dir == SocketDir, to the host's MariaDB socket directory.
@@ -50,8 +51,8 @@ type Mount struct {
 // SocketDir marks a Mount of the host's MariaDB socket directory.
 const SocketDir = "@mysqld"
 
-// Mounts are the override's binds. Each replaces the named volume (or ./data/assets/ssl) that mailcow's
-// docker-compose.yml mounts at the same target.
+// Mounts are the stub stack's binds to the Volume: the mounts of mailcow's docker-compose.yml that Placements and
+// BindPlacements move there (TestStubLayoutIsMailcows compares them with the real file).
 var Mounts = []Mount{
 	{"dovecot-mailcow", "/var/vmail", "vmail", false},
 	{"dovecot-mailcow", "/var/vmail_index", "vmail-index", false},
@@ -64,6 +65,7 @@ var Mounts = []Mount{
 	{"postfix-mailcow", "/var/lib/rspamd", "rspamd", false},
 	{"postfix-mailcow", "/etc/ssl/mail/", "ssl", true},
 	{"postfix-mailcow", "/var/run/mysqld/", SocketDir, false},
+	{"postfix-tlspol-mailcow", "/var/lib/postfix-tlspol", "postfix-tlspol", false},
 	{"rspamd-mailcow", "/var/lib/rspamd", "rspamd", false},
 	{"redis-mailcow", "/data/", "redis", false},
 	{"php-fpm-mailcow", "/var/lib/rspamd", "rspamd", false},

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -40,7 +39,7 @@ func TestOverrideGolden(t *testing.T) {
 			if c.fip != "" {
 				o.FloatingIP = netip.MustParseAddr(c.fip)
 			}
-			b, err := RenderOverride(o)
+			b, err := RenderOverride(o, StubCompose())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -51,88 +50,9 @@ func TestOverrideGolden(t *testing.T) {
 
 func TestOverrideRefusesUnsafePaths(t *testing.T) {
 	for _, dm := range []string{"relative", "/a b", "/a:b", "/a#b", ""} {
-		if _, err := RenderOverride(OverrideOptions{DataMount: dm, SocketDir: "/run/mysqld"}); err == nil {
+		if _, err := RenderOverride(OverrideOptions{DataMount: dm, SocketDir: "/run/mysqld"}, StubCompose()); err == nil {
 			t.Errorf("%q accepted", dm)
 		}
-	}
-}
-
-// TestOverrideMergesOverMailcow lets a real docker-compose merge the override over a compose file shaped like
-// mailcow's (same services, named volumes and targets): every stateful target must end up bound to the Volume.
-func TestOverrideMergesOverMailcow(t *testing.T) {
-	dc, err := exec.LookPath("docker-compose")
-	if err != nil {
-		t.Skip("needs docker-compose (Debian: docker-compose) to check the merge")
-	}
-	dir := t.TempDir()
-	var base strings.Builder
-	base.WriteString("version: '2.1'\nservices:\n")
-	named := map[string]string{"vmail": "vmail-vol-1", "vmail-index": "vmail-index-vol-1", "crypt": "crypt-vol-1",
-		"redis": "redis-vol-1", "rspamd": "rspamd-vol-1", "postfix": "postfix-vol-1", "sogo": "sogo-userdata-backup-vol-1",
-		SocketDir: "mysql-socket-vol-1"}
-	for _, s := range Services {
-		base.WriteString("  " + s.Name + ":\n    image: busybox\n    restart: always\n    environment:\n      - SNAT_TO_SOURCE=n\n")
-		// As in mailcow's compose file: every service on mailcow-network, nginx with its alias.
-		base.WriteString("    networks:\n      mailcow-network:\n")
-		if s.Name == "nginx-mailcow" {
-			base.WriteString("        aliases:\n          - nginx\n")
-		}
-		if ms := MountsOf(s.Name); len(ms) > 0 {
-			base.WriteString("    volumes:\n")
-			for _, m := range ms {
-				src := named[m.Dir]
-				if m.Dir == "ssl" {
-					src = "./data/assets/ssl"
-				}
-				base.WriteString("      - " + src + ":" + m.Target + "\n")
-			}
-		}
-	}
-	base.WriteString("networks:\n  mailcow-network:\n    driver: bridge\n    ipam:\n      driver: default\n      config:\n        - subnet: ${IPV4_NETWORK:-172.22.1}.0/24\n")
-	base.WriteString("volumes:\n")
-	for _, v := range named {
-		base.WriteString("  " + v + ":\n")
-	}
-	os.WriteFile(filepath.Join(dir, "docker-compose.yml"), []byte(base.String()), 0o644)
-	ov, _ := RenderOverride(OverrideOptions{DataMount: "/var/lib/mailcow-ha/data", SocketDir: "/run/mysqld", FloatingIP: netip.MustParseAddr("203.0.113.100")})
-	// Debian's docker-compose is v1: it needs a version line for the long syntax and does not know compose v2's
-	// create_host_path (which mailcow's required compose v2 honours), so this copy drops those two lines.
-	v1 := strings.ReplaceAll(string(ov), "        bind:\n          create_host_path: false\n", "")
-	os.WriteFile(filepath.Join(dir, OverrideFile), []byte("version: '2.4'\n"+v1), 0o644)
-	cmd := exec.Command(dc, "config")
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Skipf("docker-compose %s cannot merge this pair (%v): %s", dc, err, out)
-	}
-	merged := string(out)
-	// nginx keeps its alias and gets the address the portal and the firewall trust.
-	var nginx strings.Builder
-	in := false
-	for _, l := range strings.Split(merged, "\n") {
-		indent := len(l) - len(strings.TrimLeft(l, " "))
-		switch {
-		case strings.TrimSpace(l) == "nginx-mailcow:":
-			in = true
-		case in && indent <= 2:
-			in = false
-		}
-		if in {
-			nginx.WriteString(l + "\n")
-		}
-	}
-	for _, want := range []string{"ipv4_address: 172.22.1.247", "- nginx"} {
-		if !strings.Contains(nginx.String(), want) {
-			t.Errorf("merged nginx-mailcow lacks %q:\n%s", want, nginx.String())
-		}
-	}
-	for _, want := range []string{"source: /var/lib/mailcow-ha/data/vmail", "source: /run/mysqld", "SNAT_TO_SOURCE: 203.0.113.100"} {
-		if !strings.Contains(merged, want) {
-			t.Errorf("merged config lacks %q:\n%s", want, merged)
-		}
-	}
-	if strings.Contains(merged, "source: vmail-vol-1") || strings.Contains(merged, "source: mysql-socket-vol-1") {
-		t.Errorf("a named volume survived the merge:\n%s", merged)
 	}
 }
 

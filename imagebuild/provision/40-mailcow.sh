@@ -18,9 +18,10 @@ if [[ $MCHA_TARGET == hetzner ]]; then
 	if [[ ! -d $dir/.git ]]; then
 		git clone --quiet --depth 1 --branch "$MCHA_MAILCOW_TAG" "$MCHA_MAILCOW_REPO" "$dir"
 	fi
-	have=$(git -C "$dir" describe --tags --exact-match 2>/dev/null || true)
-	if [[ $have != "$MCHA_MAILCOW_TAG" ]]; then
-		echo "mailcow: $dir is at ${have:-an untagged commit}, want $MCHA_MAILCOW_TAG" >&2
+	# The tag must be the commit the manifest pins: a tag moved upstream is a release nobody reviewed.
+	have=$(git -C "$dir" rev-parse HEAD)
+	if [[ $have != "$MCHA_MAILCOW_COMMIT" ]]; then
+		echo "mailcow: $dir ($MCHA_MAILCOW_TAG) is at commit $have, the manifest pins $MCHA_MAILCOW_COMMIT" >&2
 		exit 1
 	fi
 	cd "$dir"
