@@ -55,7 +55,7 @@ image-hetzner: build ## build the Hetzner snapshot with packer (HCLOUD_TOKEN fro
 		-var "build=$$(git rev-parse --short HEAD)" -var "channel=$${CHANNEL:-testing}" .
 	@echo "snapshot: $$(jq -r '.builds[-1].artifact_id' build/packer/packer-manifest.json 2>/dev/null)"
 
-test-vm: deps build ## boot the image in QEMU: one VM, bad user-data, three VMs and a failover (root)
+test-vm: deps build ## boot the image in QEMU: two VMs and an arbitrator, a failover, bad user-data (root)
 	@go test -count=1 -v -timeout 85m ./test/vm 2>&1 | grep -vE '^\s*=== (RUN|PAUSE|CONT|NAME)'; rc=$${PIPESTATUS[0]}; exit $$rc
 
 clean: ## remove build output

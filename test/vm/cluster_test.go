@@ -31,22 +31,27 @@ var galeraSize = regexp.MustCompile(`size=(\d+)`)
 // arbitrator's log. Then the MASTER VM is killed (QMP quit): the other VM, in quorum with garbd, takes over,
 // hot-plugs the Volume, mounts it, and the mail written before is readable through the Floating IP.
 //
+// While the failover runs on one emulated core, a third guest boots on the other with user-data that cloud-init
+// would run as a script (checkBadUserData): the agent refuses it, and nothing of the cluster starts there.
+//
 // Two guests and an arbitrator rather than three guests: on two emulated cores the third guest's boot and its
 // state transfer from the first MASTER made this test 1475 s on an idle machine (READY=1 at 417.8/746.6/1088.1 s)
-// and pushed make test over its 45 minutes; three data nodes in one cluster are the lab's subject.
+// and pushed make test over its 45 minutes; three data nodes in one cluster are the lab's subject. The bad
+// user-data guest used to be a test of its own, booted while nothing else ran (about 200 s more).
 func TestCluster(t *testing.T) {
-	h := harness(t, 2)
+	h := harness(t, 3)
+	members, bad := h.VMs[:2], h.VMs[2]
 	// The budget keeps a stuck cluster from eating the other tests' time; a guest that makes progress is not
 	// otherwise bounded (see quiet).
 	ctx := budget(t, 65*time.Minute)
 	t0 := time.Now()
-	for _, v := range h.VMs {
-		if err := v.Boot(userData(h, v.Name, "")); err != nil {
+	for _, v := range members {
+		if err := v.Boot(userData(members, v.Name, "")); err != nil {
 			t.Fatal(err)
 		}
 	}
 	arbDir := filepath.Join(h.Dir, arbName)
-	arb, err := h.StartArbitrator(arbName, bin, userData(h, arbName, arbDir))
+	arb, err := h.StartArbitrator(arbName, bin, userData(members, arbName, arbDir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,8 +61,8 @@ func TestCluster(t *testing.T) {
 		}
 	})
 	var wg sync.WaitGroup
-	errs := make([]error, len(h.VMs))
-	for i, v := range h.VMs {
+	errs := make([]error, len(members))
+	for i, v := range members {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -88,7 +93,7 @@ func TestCluster(t *testing.T) {
 	}
 	var master *VM
 	t.Run("two VMs and an arbitrator", func(t *testing.T) {
-		m, sts, err := h.waitMaster(ctx, nil, quiet)
+		m, sts, err := h.waitMaster(ctx, members, quiet)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,6 +139,9 @@ func TestCluster(t *testing.T) {
 		kill := time.Now()
 		master.Quit()
 		t.Logf("killed %s (QMP quit)", master.Name)
+		if err := bad.Boot(badUserData); err != nil {
+			t.Fatal(err)
+		}
 		var firstBanner time.Duration
 		var nm string
 		for ctx.Err() == nil && h.Quiet() <= quiet {
@@ -148,7 +156,13 @@ func TestCluster(t *testing.T) {
 				time.Since(kill).Round(time.Second), master.Name, h.Quiet().Round(time.Second), ctx.Err())
 		}
 		t.Logf("first SMTP banner on the Floating IP %.1f s after the kill: %q", firstBanner.Seconds(), strings.TrimSpace(nm))
-		m, _, err := h.waitMaster(ctx, master, quiet)
+		var left []*VM
+		for _, v := range members {
+			if v != master {
+				left = append(left, v)
+			}
+		}
+		m, _, err := h.waitMaster(ctx, left, quiet)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -177,19 +191,25 @@ func TestCluster(t *testing.T) {
 			}
 		}
 	})
+	t.Run("bad user-data", func(t *testing.T) {
+		if bad.args == nil {
+			t.Skip("the guest with bad user-data did not boot (the failover stopped first)")
+		}
+		checkBadUserData(t, ctx, bad)
+	})
 }
 
-// waitMaster waits until exactly one running VM (not skip) is a complete MASTER (role master, Volume mounted,
-// Floating IP on its interface, stack healthy) and every other running VM a BACKUP with Galera Primary and Synced.
-// It returns the MASTER and every running VM's status.
-// It fails when no running VM printed anything on its console for quiet, or when ctx ends.
-func (h *Harness) waitMaster(ctx context.Context, skip *VM, quiet time.Duration) (*VM, []api.NodeStatus, error) {
+// waitMaster waits until exactly one of vms is a complete MASTER (role master, Volume mounted, Floating IP on its
+// interface, stack healthy) and every other one a BACKUP with Galera Primary and Synced. It returns the MASTER and
+// the status of each of vms. It fails when one of vms is powered off, when no running VM printed anything on its
+// console for quiet, or when ctx ends.
+func (h *Harness) waitMaster(ctx context.Context, vms []*VM, quiet time.Duration) (*VM, []api.NodeStatus, error) {
 	var last []string
 	for ctx.Err() == nil && h.Quiet() <= quiet {
 		// A VM that the test did not end is down: the cluster powered it off (fenced it), and the harness never
 		// powers a fenced VM on again. Say so now rather than wait out the budget.
-		for _, v := range h.VMs {
-			if v != skip && v.args != nil && !v.Running() {
+		for _, v := range vms {
+			if v.args != nil && !v.Running() {
 				return nil, nil, fmt.Errorf("%s is powered off: the cluster fenced it (a false failover?); its console:\n%s", v.Name, v.ConsoleTail(30))
 			}
 		}
@@ -197,10 +217,7 @@ func (h *Harness) waitMaster(ctx context.Context, skip *VM, quiet time.Duration)
 		var sts []api.NodeStatus
 		last = last[:0]
 		running, settling := 0, 0
-		for _, v := range h.VMs {
-			if v == skip || !v.Running() {
-				continue
-			}
+		for _, v := range vms {
 			running++
 			st, err := h.Status(ctx, v)
 			if err != nil {
