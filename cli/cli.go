@@ -43,6 +43,7 @@ func commands() map[string]command {
 		"galera":      {"force-bootstrap: the operator's call when Galera's recovery waits for a peer gone for good", Galera},
 		"status":      {"ask every node's agent and print the cluster in one table", Status},
 		"validate":    {"check a configuration and summarise the cluster it describes", Validate},
+		"mailcow":     {"config: write the mailcow.conf, .env and override that the agent would write", Mailcow},
 		"lab":         {"a real cluster on this machine: up, status, kill, failover, bench, down", Lab},
 	}
 }

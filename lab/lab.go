@@ -41,6 +41,7 @@ const (
 	RouterIP   = "10.99.1.1"
 	Mailbox    = "lab@example.org"
 	VolumeID   = 3001
+	Hostname   = "mail.lab.test" // mailcow.hostname, MAILCOW_HOSTNAME in the mailcow.conf the agents write
 )
 
 // Options configure a lab.

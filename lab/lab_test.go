@@ -214,6 +214,26 @@ func TestLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("lab settled with MASTER %s after %s", m, time.Since(began).Round(100*time.Millisecond))
+	// The MASTER wrote mailcow.conf as on the appliance: mode 0600, .env linked to it, the cluster's hostname and
+	// Galera's password, and the portal's API key (the one mailcow.conf allows) in its own 0600 file.
+	if n := l.Node(m); n != nil {
+		conf := filepath.Join(n.Dir, "mailcow", "mailcow.conf")
+		b, err := os.ReadFile(conf)
+		fi, serr := os.Stat(conf)
+		key, kerr := os.ReadFile(filepath.Join(n.Dir, "mailcow-api.key"))
+		switch {
+		case err != nil || serr != nil || kerr != nil:
+			t.Errorf("%s: mailcow.conf or the API key file: %v %v %v", m, err, serr, kerr)
+		case fi.Mode().Perm() != 0o600:
+			t.Errorf("%s: mailcow.conf has mode %v, want 0600", m, fi.Mode().Perm())
+		case !strings.Contains(string(b), "\nMAILCOW_HOSTNAME="+Hostname+"\n") || !strings.Contains(string(b), "\nDBPASS=lab-mailcow-db-password\n") ||
+			!strings.Contains(string(b), "\nAPI_KEY="+strings.TrimSpace(string(key))+"\n"):
+			t.Errorf("%s: mailcow.conf lacks the hostname, Galera's password or the portal's API key:\n%s", m, b)
+		}
+		if link, err := os.Readlink(filepath.Join(n.Dir, "mailcow", ".env")); err != nil || link != "mailcow.conf" {
+			t.Errorf("%s: .env: %q %v; want a link to mailcow.conf", m, link, err)
+		}
+	}
 
 	// scenario runs one scenario from the lab's known state: Reset repairs whatever the last one left (within 5
 	// minutes), else the lab is built anew. A failed scenario logs the lab's status and every agent's log lines

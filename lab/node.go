@@ -61,8 +61,10 @@ func (n *Node) writeConfig() error {
 	fmt.Fprintf(&b, "[keepalived]\nconfig_file = %q\nnotify_fifo = %q\n", filepath.Join(d, "keepalived.conf"), filepath.Join(d, "notify.fifo"))
 	create := []string{l.o.Bin, "lab", "create-stub", "--docker-host", n.Docker(), "--data", filepath.Join(d, "data"),
 		"--socket-dir", db, "--hostname", n.Name}
-	fmt.Fprintf(&b, "[mailcow]\ndir = %q\ndata_mount = %q\ndocker_host = %q\ndevice_dir = %q\nstart_timeout = \"60s\"\ncreate_command = [",
-		filepath.Join(d, "mailcow"), filepath.Join(d, "data"), n.Docker(), filepath.Join(d, "by-id"))
+	// The agent writes mailcow.conf into dir at each promotion, as on the appliance, and the portal's API key to
+	// api_key_file.
+	fmt.Fprintf(&b, "[mailcow]\nhostname = %q\napi_key_file = %q\ndir = %q\ndata_mount = %q\ndocker_host = %q\ndevice_dir = %q\nstart_timeout = \"60s\"\ncreate_command = [",
+		Hostname, filepath.Join(d, "mailcow-api.key"), filepath.Join(d, "mailcow"), filepath.Join(d, "data"), n.Docker(), filepath.Join(d, "by-id"))
 	for i, a := range create {
 		if i > 0 {
 			b.WriteString(", ")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -135,6 +136,23 @@ type Mailcow struct {
 	StartTimeout     Duration `toml:"start_timeout"`
 	DeviceDir        string   `toml:"device_dir"`
 	WithUnits        []string `toml:"with_units"`
+	// mailcow.conf, which the agent writes (agent/mailcowconf): the mail server's name (MAILCOW_HOSTNAME), its
+	// time zone (TZ), further variables by their names in mailcow.conf, and where the API key it derives for the
+	// sign-up portal goes (mode 0600).
+	Hostname   string            `toml:"hostname"`
+	Timezone   string            `toml:"timezone"`
+	Conf       map[string]string `toml:"conf"`
+	APIKeyFile string            `toml:"api_key_file"`
+}
+
+// UsesCompose says whether the create command is Docker Compose (the appliance), not a stand-in of the tests.
+func (m Mailcow) UsesCompose() bool {
+	cc := m.CreateCommand
+	if len(cc) == 0 {
+		return false
+	}
+	base := filepath.Base(cc[0])
+	return base == "docker-compose" || (base == "docker" && len(cc) > 1 && cc[1] == "compose")
 }
 
 // Failover tunes the takeover protocol (docs/design.md §4).
@@ -231,6 +249,8 @@ func Defaults() Config {
 			CreateCommand: []string{"docker", "compose", "create"},
 			StartTimeout:  Duration(2 * time.Minute),
 			DeviceDir:     "/dev/disk/by-id",
+			Timezone:      "Etc/UTC",
+			APIKeyFile:    "/etc/mailcow-ha/mailcow-api.key",
 		},
 		Failover: Failover{
 			CheckGrace:        Duration(30 * time.Second),

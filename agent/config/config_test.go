@@ -40,6 +40,8 @@ name = "mx3"
 private_ip = "10.99.0.13"
 server_id = 3
 priority = 50
+[mailcow]
+hostname = "mail.example.org"
 [hcloud]
 floating_ip_id = 7
 volume_id = 8
@@ -103,7 +105,7 @@ func TestWebhookExamplesValidate(t *testing.T) {
 }
 
 func TestDefaultsApplyAndOverride(t *testing.T) {
-	cfg, probs := Parse("t.toml", []byte(minimal+"[failover]\ncheck_grace = \"45s\"\n[mailcow]\ncritical_services = [\"postfix-mailcow\"]\n"))
+	cfg, probs := Parse("t.toml", []byte(strings.Replace(minimal, "[mailcow]\n", "[mailcow]\ncritical_services = [\"postfix-mailcow\"]\n", 1)+"[failover]\ncheck_grace = \"45s\"\n"))
 	if err := probs.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -129,30 +131,30 @@ func TestBadConfigs(t *testing.T) {
 		src  string
 		want []string // each must appear in the output
 	}{
-		{"syntax", minimal + "[failover\n", []string{"t.toml:26: TOML syntax"}},
-		{"unknown key", minimal + "[failover]\nchek_grace = \"1s\"\n", []string{"t.toml:27: failover.chek_grace: unknown key (did you mean \"check_grace\"?)"}},
-		{"unknown table", minimal + "[galeera]\nx = 1\n", []string{"t.toml:26: galeera: unknown key"}},
+		{"syntax", minimal + "[failover\n", []string{"t.toml:28: TOML syntax"}},
+		{"unknown key", minimal + "[failover]\nchek_grace = \"1s\"\n", []string{"t.toml:29: failover.chek_grace: unknown key (did you mean \"check_grace\"?)"}},
+		{"unknown table", minimal + "[galeera]\nx = 1\n", []string{"t.toml:28: galeera: unknown key"}},
 		{"wrong type", strings.Replace(minimal, "server_id = 2", "server_id = \"2\"", 1), []string{"t.toml:16: cluster.nodes[1].server_id: wrong type: want integer, got string"}},
-		{"bad duration", minimal + "[failover]\nfence_timeout = \"20 seconds\"\n", []string{"t.toml:27: failover.fence_timeout: invalid duration"}},
-		{"duration as int", minimal + "[failover]\nfence_timeout = 20\n", []string{"t.toml:27: failover.fence_timeout: wrong type: want a duration"}},
+		{"bad duration", minimal + "[failover]\nfence_timeout = \"20 seconds\"\n", []string{"t.toml:29: failover.fence_timeout: invalid duration"}},
+		{"duration as int", minimal + "[failover]\nfence_timeout = 20\n", []string{"t.toml:29: failover.fence_timeout: wrong type: want a duration"}},
 		{"bad ip", strings.Replace(minimal, "10.99.0.12", "10.99.0.300", 1), []string{"t.toml:15: cluster.nodes[1].private_ip: invalid IP address \"10.99.0.300\""}},
 		{"duplicate node", strings.Replace(minimal, `name = "mx3"`, `name = "mx2"`, 1), []string{"t.toml:19: cluster.nodes[2].name: duplicate node \"mx2\""}},
 		{"duplicate ip", strings.Replace(minimal, "10.99.0.13", "10.99.0.12", 1), []string{"t.toml:20: cluster.nodes[2].private_ip: duplicate private IP"}},
 		{"not in list", strings.Replace(minimal, "name = \"mx1\"\n[cluster]", "name = \"mx9\"\n[cluster]", 1), []string{"t.toml:4: node.name: \"mx9\" is not in cluster.nodes"}},
 		{"two nodes", minimal[:strings.LastIndex(minimal, "[[cluster.nodes]]")] + "[hcloud]\nfloating_ip_id = 7\nvolume_id = 8\n", []string{"cluster.nodes: 2 node(s): a cluster needs at least 3 nodes, or 2 and an arbitrator"}},
-		{"breaker", minimal + "[failover]\nfence_timeout = \"30s\"\n[failover.breaker]\nwindow = \"10s\"\n", []string{"t.toml:29: failover.breaker.window: 10s is shorter than failover.fence_timeout (30s)"}},
+		{"breaker", minimal + "[failover]\nfence_timeout = \"30s\"\n[failover.breaker]\nwindow = \"10s\"\n", []string{"t.toml:31: failover.breaker.window: 10s is shorter than failover.fence_timeout (30s)"}},
 		{"version", strings.Replace(minimal, "version = 1", "version = 2", 1), []string{"t.toml:2: version: unsupported schema version 2"}},
 		{"version not first", strings.Replace(minimal, "version = 1\n", "", 1) + "version = 1\n", []string{"version: the first key must be version = 1"}},
 		{"arbitrator bootstrap", minimal + "[[cluster.nodes]]\nname = \"arb\"\nrole = \"arbitrator\"\nprivate_ip = \"10.99.0.14\"\nbootstrap = true\n", []string{"cluster.nodes[3].bootstrap: an arbitrator (garbd) cannot bootstrap"}},
-		{"keepalived", minimal + "[keepalived]\nrouter_id = 300\npreempt = \"sometimes\"\n", []string{"t.toml:27: keepalived.router_id: must be 1..255", "t.toml:28: keepalived.preempt:"}},
-		{"keepalived check", minimal + "[keepalived]\ncheck_timeout = \"500ms\"\ncheck_fall = 0\n", []string{"t.toml:27: keepalived.check_timeout: must be whole seconds", "t.toml:28: keepalived.check_fall: must be 1..10"}},
-		{"webhook template", minimal + "[[alerts.webhooks]]\nname = \"x\"\nurl = \"ftp://x\"\ntemplate = \"{{ .Event \"\n", []string{"t.toml:28: alerts.webhooks[0].url", "t.toml:29: alerts.webhooks[0].template: invalid Go template"}},
+		{"keepalived", minimal + "[keepalived]\nrouter_id = 300\npreempt = \"sometimes\"\n", []string{"t.toml:29: keepalived.router_id: must be 1..255", "t.toml:30: keepalived.preempt:"}},
+		{"keepalived check", minimal + "[keepalived]\ncheck_timeout = \"500ms\"\ncheck_fall = 0\n", []string{"t.toml:29: keepalived.check_timeout: must be whole seconds", "t.toml:30: keepalived.check_fall: must be 1..10"}},
+		{"webhook template", minimal + "[[alerts.webhooks]]\nname = \"x\"\nurl = \"ftp://x\"\ntemplate = \"{{ .Event \"\n", []string{"t.toml:30: alerts.webhooks[0].url", "t.toml:31: alerts.webhooks[0].template: invalid Go template"}},
 		{"webhook headers", minimal + "[[alerts.webhooks]]\nname = \"x\"\nurl = \"https://x\"\ncontent_type = \"no type\"\nheaders = { \"Bad Name\" = \"1\", Host = \"h\", X-Mailcow-HA-Event = \"e\" }\n",
 			[]string{"alerts.webhooks[0].content_type: not a media type", "alerts.webhooks[0].headers.Bad Name: not a valid header name",
 				"alerts.webhooks[0].headers.Host: set by the agent", "alerts.webhooks[0].headers.X-Mailcow-HA-Event: reserved",
 			}},
 		{"webhook header type", minimal + "[[alerts.webhooks]]\nname = \"x\"\nurl = \"https://x\"\nheaders = { Priority = 5 }\n",
-			[]string{"t.toml:29: alerts.webhooks[0].headers.Priority: wrong type: want string, got integer"}},
+			[]string{"t.toml:31: alerts.webhooks[0].headers.Priority: wrong type: want string, got integer"}},
 		{"short token", minimal + "token = \"abc\"\n", []string{"hcloud.token: a Hetzner API token has 64 characters, this one has 3"}},
 	}
 	for _, tc := range cases {
@@ -194,10 +196,10 @@ func TestEveryProblemAtOnce(t *testing.T) {
 	_, probs = Parse("t.toml", []byte(src+"[failover]\nfoo = 1\nbar = 2\ncheck_grace = 3\n"))
 	want := []string{
 		"t.toml:20: cluster.nodes[2].private_ip: duplicate private IP 10.99.0.12 (also cluster.nodes[1])",
-		"t.toml:25: hcloud.volume_id: wrong type: want integer, got string",
-		"t.toml:27: failover.foo: unknown key",
-		"t.toml:28: failover.bar: unknown key",
-		"t.toml:29: failover.check_grace: wrong type: want a duration string such as \"30s\", got integer",
+		"t.toml:27: hcloud.volume_id: wrong type: want integer, got string",
+		"t.toml:29: failover.foo: unknown key",
+		"t.toml:30: failover.bar: unknown key",
+		"t.toml:31: failover.check_grace: wrong type: want a duration string such as \"30s\", got integer",
 	}
 	got := strings.Split(probs.Err().Error(), "\n")
 	if len(got) != len(want) {

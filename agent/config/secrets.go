@@ -87,7 +87,7 @@ func MaterializeSecrets(c *Config, log *slog.Logger) error {
 		} else if !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("%s: %w", s.key, err)
 		}
-		if err := writeSecret(s.path, s.val.Reveal()); err != nil {
+		if err := WriteSecret(s.path, s.val.Reveal()); err != nil {
 			return fmt.Errorf("%s: %w", s.key, err)
 		}
 		*s.val = ""
@@ -105,8 +105,8 @@ func MaterializeSecrets(c *Config, log *slog.Logger) error {
 	return nil
 }
 
-// writeSecret replaces path atomically with content, mode 0600, creating the directory with mode 0700.
-func writeSecret(path, content string) error {
+// WriteSecret replaces path atomically with content, mode 0600, creating the directory with mode 0700.
+func WriteSecret(path, content string) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)

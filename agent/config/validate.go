@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/mailcowconf"
 	"github.com/mailcow-ha/mailcow-ha/agent/report"
 )
 
@@ -24,8 +25,10 @@ var (
 	projectRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 	ifaceRE   = regexp.MustCompile(`^[A-Za-z0-9_.:@-]{1,15}$`)
 	serviceRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
-	instRE    = regexp.MustCompile(`^[A-Za-z0-9_]{1,32}$`)
-	unitRE    = regexp.MustCompile(`^[A-Za-z0-9:_.@-]+\.(service|target|socket|timer)$`)
+	// A host name with at least two labels, as MAILCOW_HOSTNAME must be.
+	fqdnRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	instRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,32}$`)
+	unitRE = regexp.MustCompile(`^[A-Za-z0-9:_.@-]+\.(service|target|socket|timer)$`)
 )
 
 // validator collects problems with their lines.
@@ -266,6 +269,20 @@ func (v *validator) mailcow(c *Config) {
 		v.add("mailcow.start_timeout", "must be at least 1s")
 	}
 	v.absPath("mailcow.device_dir", m.DeviceDir)
+	v.absPath("mailcow.api_key_file", m.APIKeyFile)
+	switch {
+	case m.Hostname == "" && m.UsesCompose():
+		v.add("mailcow.hostname", "missing: the mail server's name (MAILCOW_HOSTNAME), such as \"mail.example.org\"")
+	case m.Hostname != "" && !fqdnRE.MatchString(m.Hostname):
+		v.add("mailcow.hostname", "%q is not a fully qualified host name such as \"mail.example.org\"", m.Hostname)
+	}
+	if _, err := time.LoadLocation(m.Timezone); err != nil || m.Timezone == "" || m.Timezone == "Local" {
+		v.add("mailcow.timezone", "%q is not a time zone such as \"Europe/Berlin\" or \"Etc/UTC\"", m.Timezone)
+	}
+	for _, p := range mailcowconf.CheckSettings(m.Conf) {
+		key, msg, _ := strings.Cut(p, ": ")
+		v.add("mailcow."+key, "%s", msg)
+	}
 	seen := map[string]bool{}
 	for i, s := range m.CriticalServices {
 		k := fmt.Sprintf("mailcow.critical_services[%d]", i)

@@ -198,7 +198,11 @@ func Run(ctx context.Context, o Options) error {
 		StartTimeout: c.Mailcow.StartTimeout.D(),
 	}
 	if o.Stack == nil {
-		st, err := newStack(c, log, mountedGuard(o.Storage), a.exec.address)
+		var conf func() ([]byte, error)
+		if c.Mailcow.Hostname != "" {
+			conf = func() ([]byte, error) { return MailcowConf(c, owner, []byte(secret.Reveal())) }
+		}
+		st, err := newStack(c, log, mountedGuard(o.Storage), a.exec.address, conf)
 		if err != nil {
 			return fmt.Errorf("agent: %w", err)
 		}

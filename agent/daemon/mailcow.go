@@ -8,10 +8,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/docker/docker/client"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
+	"github.com/mailcow-ha/mailcow-ha/agent/mailcowconf"
 	"github.com/mailcow-ha/mailcow-ha/agent/stack"
 	"github.com/mailcow-ha/mailcow-ha/agent/volume"
 )
@@ -26,44 +28,93 @@ func newVolume(c config.Config, log *slog.Logger) *volume.Volume {
 
 // newStack is the production Stack: mailcow on the Docker Engine, guarded by the Volume's marker. address
 // returns the Floating IP's address for SNAT_TO_SOURCE.
-func newStack(c config.Config, log *slog.Logger, guard func(context.Context) error, address func(context.Context) (netip.Addr, error)) (*stack.Stack, error) {
+func newStack(c config.Config, log *slog.Logger, guard func(context.Context) error, address func(context.Context) (netip.Addr, error), conf func() ([]byte, error)) (*stack.Stack, error) {
 	dc, err := client.NewClientWithOpts(client.WithHost(c.Mailcow.DockerHost), client.WithAPIVersionNegotiation())
 	if err != nil {
 		return nil, fmt.Errorf("mailcow.docker_host: %w", err)
 	}
-	ports, err := stack.PortsFrom(filepath.Join(c.Mailcow.Dir, "mailcow.conf"))
-	if err != nil {
+	var ports map[string][]int
+	var renderConf func(context.Context) ([]byte, error)
+	if conf != nil {
+		// The agent writes mailcow.conf: the ports are the ones it writes.
+		b, err := conf()
+		if err != nil {
+			return nil, err
+		}
+		if ports, err = stack.PortsIn(b); err != nil {
+			return nil, err
+		}
+		renderConf = func(context.Context) ([]byte, error) { return conf() }
+	} else if ports, err = stack.PortsFrom(filepath.Join(c.Mailcow.Dir, mailcowconf.File)); err != nil {
 		return nil, err
 	}
 	m := c.Mailcow
 	return &stack.Stack{
-		Docker: dc, Project: m.ComposeProject, Critical: m.CriticalServices, Ports: ports, Guard: guard,
+		RenderConf: renderConf,
+		Docker:     dc, Project: m.ComposeProject, Critical: m.CriticalServices, Ports: ports, Guard: guard,
 		Create: m.CreateCommand, Dir: m.Dir, StartTimeout: m.StartTimeout.D(),
 		OverridePath: filepath.Join(m.Dir, stack.OverrideFile),
 		StateFile:    filepath.Join(c.Failover.StateDir, "override.sha256"),
 		RenderOverride: func(ctx context.Context) ([]byte, error) {
-			o := stack.OverrideOptions{DataMount: m.DataMount, SocketDir: filepath.Dir(c.Galera.Socket)}
+			var fip netip.Addr
 			if m.SNAT {
 				ip, err := address(ctx)
 				if err != nil {
 					return nil, err
 				}
-				o.FloatingIP = ip
+				fip = ip
 			}
-			compose, err := mailcowCompose(ctx, m)
-			if err != nil {
-				return nil, err
-			}
-			return stack.RenderOverride(o, compose)
+			return RenderOverride(ctx, c, fip)
 		},
 		Logger: log.With("component", "stack"),
 	}, nil
 }
 
-// mailcowCompose reads mailcow's compose file in mailcow.dir. A node whose stack is made by mailcow.create_command
-// (the stub of the lab and the VM tests) and has no compose file gets the stub's layout.
+// MailcowConf renders mailcow.conf from the configuration (mailcowconf.Render: every node writes the same), and
+// writes the API key it derives for the sign-up portal to mailcow.api_key_file (mode 0600). secret is the cluster
+// secret; the database password is read from galera.password_file.
+func MailcowConf(c config.Config, owner config.SecretFiles, secret []byte) ([]byte, error) {
+	pw, err := owner.ReadSecret(c.Galera.PasswordFile)
+	if err != nil {
+		return nil, fmt.Errorf("galera.password_file: %w", err)
+	}
+	b, err := RenderMailcowConf(c, secret, pw.Reveal())
+	if err != nil {
+		return nil, err
+	}
+	key, err := mailcowconf.Derive(secret, c.Cluster.Name, "API_KEY", mailcowconf.APIKeyLen)
+	if err != nil {
+		return nil, err
+	}
+	if old, err := os.ReadFile(c.Mailcow.APIKeyFile); err != nil || strings.TrimSpace(string(old)) != key {
+		if err := config.WriteSecret(c.Mailcow.APIKeyFile, key); err != nil {
+			return nil, fmt.Errorf("mailcow.api_key_file: %w", err)
+		}
+	}
+	return b, nil
+}
+
+// RenderMailcowConf is mailcow.conf for the configuration, the cluster secret and the database password.
+func RenderMailcowConf(c config.Config, secret []byte, dbPassword string) ([]byte, error) {
+	m := c.Mailcow
+	return mailcowconf.Render(mailcowconf.Values{Hostname: m.Hostname, Timezone: m.Timezone, ComposeProject: m.ComposeProject,
+		DBPassword: dbPassword, Secret: secret, Cluster: c.Cluster.Name, Settings: m.Conf})
+}
+
+// RenderOverride is docker-compose.override.yml for the configuration, with mailcow's compose file in
+// mailcow.dir (or the stub's layout) and fip as the address to send mail from (invalid: none).
+func RenderOverride(ctx context.Context, c config.Config, fip netip.Addr) ([]byte, error) {
+	compose, err := mailcowCompose(ctx, c.Mailcow)
+	if err != nil {
+		return nil, err
+	}
+	return stack.RenderOverride(stack.OverrideOptions{DataMount: c.Mailcow.DataMount, SocketDir: filepath.Dir(c.Galera.Socket), FloatingIP: fip}, compose)
+}
+
+// mailcowCompose reads mailcow's compose file in mailcow.dir. A node whose create command is not Docker Compose
+// (the stub of the lab and the VM tests) and that has no compose file gets the stub's layout.
 func mailcowCompose(ctx context.Context, m config.Mailcow) (stack.Compose, error) {
-	if len(m.CreateCommand) > 0 {
+	if !m.UsesCompose() {
 		if _, err := os.Stat(filepath.Join(m.Dir, stack.ComposeFile)); errors.Is(err, os.ErrNotExist) {
 			return stack.StubCompose(), nil
 		}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/mailcowconf"
 )
 
 // ComposeFile is mailcow's own compose file in its tree.
@@ -63,10 +65,16 @@ func LoadCompose(ctx context.Context, dir string) (Compose, error) {
 	if _, err := os.Stat(path); err != nil {
 		return Compose{}, fmt.Errorf("mailcow's compose file: %w", err)
 	}
+	// mailcow.conf's variables with their defaults: the mounts use none, and an unset one would be a warning on the
+	// agent's output for each use.
+	env := types.Mapping{}
+	for _, v := range mailcowconf.Vars {
+		env[v.Name] = v.Default
+	}
 	p, err := loader.LoadWithContext(ctx, types.ConfigDetails{
 		WorkingDir:  dir,
 		ConfigFiles: []types.ConfigFile{{Filename: path}},
-		Environment: types.Mapping{},
+		Environment: env,
 	}, func(o *loader.Options) {
 		o.SetProjectName("mailcow", true)
 		o.ResolvePaths = false

@@ -64,6 +64,10 @@ type Stack struct {
 	RenderOverride func(ctx context.Context) ([]byte, error)
 	OverridePath   string
 	StateFile      string
+	// Conf is mailcow.conf as the agent renders it (RenderConf, nil: the node keeps the one it has), written to Dir
+	// with .env linked to it, before the override; it counts in StateFile's hash like the override.
+	Conf       []byte
+	RenderConf func(ctx context.Context) ([]byte, error)
 	// StartTimeout bounds the wait for the critical services after a start.
 	StartTimeout time.Duration
 	Logger       *slog.Logger
@@ -319,6 +323,16 @@ func (s *Stack) WaitHealthy(ctx context.Context, d time.Duration) (string, error
 
 // writeOverride renders the override and writes it, atomically, when its content changed.
 func (s *Stack) writeOverride(ctx context.Context) error {
+	if s.RenderConf != nil {
+		b, err := s.RenderConf(ctx)
+		if err != nil {
+			return fmt.Errorf("stack: %w", err)
+		}
+		if err := writeConf(s.Dir, b, s.log()); err != nil {
+			return err
+		}
+		s.Conf = b
+	}
 	if s.RenderOverride == nil {
 		return nil
 	}
@@ -349,8 +363,8 @@ func (s *Stack) needCreate(cs map[string]Container) string {
 		}
 	}
 	if s.StateFile != "" && s.Override != nil {
-		if b, err := os.ReadFile(s.StateFile); err != nil || strings.TrimSpace(string(b)) != hash(s.Override) {
-			return OverrideFile + " changed since the containers were created"
+		if b, err := os.ReadFile(s.StateFile); err != nil || strings.TrimSpace(string(b)) != s.configHash() {
+			return OverrideFile + " or mailcow.conf changed since the containers were created"
 		}
 	}
 	return ""
@@ -371,7 +385,7 @@ func (s *Stack) create(ctx context.Context, why string) error {
 		if err := os.MkdirAll(filepath.Dir(s.StateFile), 0o755); err != nil {
 			return fmt.Errorf("stack: %w", err)
 		}
-		if err := os.WriteFile(s.StateFile, []byte(hash(s.Override)+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(s.StateFile, []byte(s.configHash()+"\n"), 0o644); err != nil {
 			return fmt.Errorf("stack: %w", err)
 		}
 	}

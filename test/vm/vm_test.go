@@ -175,7 +175,9 @@ func userData(members []*VM, name, dir string) string {
 	// transfer from the MASTER, on emulated cores: several minutes, and more than 750 s with three guests and both
 	// cores kept busy (2026-12-01: the start ran out of a 10-minute start_timeout, the MASTER gave up, and its
 	// demotion ran out of a 5-minute fence_timeout). start_timeout is 25 minutes here (production: 2).
-	fmt.Fprintf(&b, "[mailcow]\ncreate_command = [\"/usr/local/bin/mailcow-ha\", \"lab\", \"create-stub\", \"--docker-host\", \"unix:///var/run/docker.sock\", \"--data\", \"/var/lib/mailcow-ha/data\", \"--socket-dir\", \"/run/mysqld\", \"--hostname\", %q, \"--health-interval\", \"15s\", \"--health-timeout\", \"20s\"]\nstart_timeout = \"25m\"\n", name)
+	// The agent writes mailcow.conf into /opt/mailcow-dockerized and the portal's API key under /etc/mailcow-ha, as
+	// on Hetzner.
+	fmt.Fprintf(&b, "[mailcow]\nhostname = \"mail.vmtest.test\"\ncreate_command = [\"/usr/local/bin/mailcow-ha\", \"lab\", \"create-stub\", \"--docker-host\", \"unix:///var/run/docker.sock\", \"--data\", \"/var/lib/mailcow-ha/data\", \"--socket-dir\", \"/run/mysqld\", \"--hostname\", %q, \"--health-interval\", \"15s\", \"--health-timeout\", \"20s\"]\nstart_timeout = \"25m\"\n", name)
 	// Emulated CPUs are ten to thirty times slower than a server: a longer breaker limit than production's 2 per
 	// hour, so that a slow first election (Galera still streaming to the joiner) does not stop the scenarios, and
 	// twelve minutes for a demotion asked by a peer (stopping 18 containers in a starved guest took over a minute

@@ -1,0 +1,117 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/config"
+	"github.com/mailcow-ha/mailcow-ha/agent/daemon"
+	"github.com/mailcow-ha/mailcow-ha/agent/mailcowconf"
+	"github.com/mailcow-ha/mailcow-ha/agent/stack"
+)
+
+const mailcowUsage = "mailcow config --config PATH --out DIR [--mailcow-dir DIR] [--floating-ip ADDR]"
+
+// Mailcow runs `mailcow-ha mailcow config`: it writes what the agent would write into mailcow's directory
+// (mailcow.conf, .env linked to it, docker-compose.override.yml), from a configuration, so that an operator can
+// read it before a first boot.
+func Mailcow(ctx context.Context, args []string, stdio Stdio) int {
+	if len(args) == 0 || args[0] != "config" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+			fmt.Fprintln(stdio.Stdout, "usage: mailcow-ha "+mailcowUsage)
+			return ExitOK
+		}
+		fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha "+mailcowUsage)
+		return ExitUsage
+	}
+	fset := newFlags("mailcow config", mailcowUsage, stdio)
+	src := sourceFlags(fset)
+	out := fset.String("out", "", "the directory to write mailcow.conf, .env and docker-compose.override.yml into (required)")
+	dir := fset.String("mailcow-dir", "", "mailcow's tree, whose docker-compose.yml the override is made for (default: mailcow.dir)")
+	fipFlag := fset.String("floating-ip", "", "the Floating IP's address, for SNAT_TO_SOURCE (the agent asks the API; required with mailcow.snat)")
+	if code, done := parseFlags(fset, args[1:], stdio); done {
+		return code
+	}
+	fail := func(code int, format string, a ...any) int {
+		fmt.Fprintf(stdio.Stderr, "mailcow-ha mailcow config: "+format+"\n", a...)
+		return code
+	}
+	if *out == "" {
+		return fail(ExitUsage, "--out: required")
+	}
+	src.Stdin = stdio.Stdin
+	c, _, err := loadConfig(ctx, *src)
+	if err != nil {
+		return fail(ExitUsage, "%v", err)
+	}
+	if *dir != "" {
+		c.Mailcow.Dir = *dir
+	}
+	var fip netip.Addr
+	switch {
+	case *fipFlag != "":
+		if fip, err = netip.ParseAddr(*fipFlag); err != nil {
+			return fail(ExitUsage, "--floating-ip: %v", err)
+		}
+	case c.Mailcow.SNAT:
+		return fail(ExitUsage, "--floating-ip: required with mailcow.snat (the agent asks the API for it)")
+	}
+	if c.Mailcow.Hostname == "" {
+		return fail(ExitUsage, "mailcow.hostname: missing (the agent writes no mailcow.conf without it)")
+	}
+	secret, err := inlineOrFile(c.Cluster.Secret, c.Cluster.SecretFile)
+	if err != nil {
+		return fail(ExitUsage, "cluster.secret: %v", err)
+	}
+	password, err := inlineOrFile(c.Galera.Password, c.Galera.PasswordFile)
+	if err != nil {
+		return fail(ExitUsage, "galera.password: %v", err)
+	}
+	conf, err := daemon.RenderMailcowConf(c, []byte(secret), password)
+	if err != nil {
+		return fail(ExitUsage, "%v", err)
+	}
+	ov, err := daemon.RenderOverride(ctx, c, fip)
+	if err != nil {
+		return fail(ExitFailure, "%v", err)
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return fail(ExitFailure, "%v", err)
+	}
+	path := filepath.Join(*out, mailcowconf.File)
+	os.Remove(path + ".tmp")
+	if err := os.WriteFile(path+".tmp", conf, 0o600); err != nil {
+		return fail(ExitFailure, "%v", err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		return fail(ExitFailure, "%v", err)
+	}
+	env := filepath.Join(*out, mailcowconf.Env)
+	if l, err := os.Readlink(env); err != nil || l != mailcowconf.File {
+		if err := os.Symlink(mailcowconf.File, env); err != nil {
+			return fail(ExitFailure, "%v", err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(*out, stack.OverrideFile), ov, 0o644); err != nil {
+		return fail(ExitFailure, "%v", err)
+	}
+	fmt.Fprintf(stdio.Stdout, "wrote %s (mode 0600), %s -> %s and %s into %s\n", mailcowconf.File, mailcowconf.Env, mailcowconf.File, stack.OverrideFile, *out)
+	return ExitOK
+}
+
+// inlineOrFile is a secret given inline, or else the content of its file.
+func inlineOrFile(inline config.Secret, path string) (string, error) {
+	if inline.Set() {
+		return inline.Reveal(), nil
+	}
+	s, err := config.SecretFiles{Owner: os.Geteuid()}.ReadSecret(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("neither given inline nor in %s", path)
+	}
+	return s.Reveal(), err
+}
