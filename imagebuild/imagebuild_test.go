@@ -154,7 +154,7 @@ func TestPayload(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, f := range []string{"manifest.env", "provision/run.sh", "provision/90-cleanup.sh", "rootfs/etc/nftables.conf",
-			"rootfs/usr/lib/systemd/system/mailcow-ha.service", "cloud.cfg.d/90-mailcow-ha.cfg", "bin/mailcow-ha", "bin/mailcow-signup", "mailcow/site.signup.custom", "doc/README.md"} {
+			"rootfs/usr/lib/systemd/system/mailcow-ha.service", "cloud.cfg.d/90-mailcow-ha.cfg", "bin/mailcow-ha", "bin/mailcow-signup", "mailcow/site.signup.custom", "mailcow/site.mailcow-ha.custom", "doc/README.md"} {
 			if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 				t.Errorf("%s payload: %v", tg, err)
 			}

@@ -95,6 +95,9 @@ func (in Inputs) files(m *Manifest, t Target) ([]file, error) {
 	if err := add(filepath.Join(in.Top, "signup", "nginx", "site.signup.custom"), "mailcow/site.signup.custom"); err != nil {
 		return nil, err
 	}
+	if err := add(filepath.Join(in.Top, "agent", "api", "nginx", "site.mailcow-ha.custom"), "mailcow/site.mailcow-ha.custom"); err != nil {
+		return nil, err
+	}
 	bins := append([]string{}, m.Files.Binaries...)
 	if t == Local {
 		bins = append(bins, "mailcow-stub") // becomes the stub image, not a file of its own

@@ -198,8 +198,9 @@ table ip filter {
 		probes = append(probes, probe{ctr, "10.99.7.2", "10.99.7.1", p, false})
 	}
 	// The sign-up portal: mailcow's nginx reaches it, another container on the same bridge does not.
+	// So does the agent's health API, which nginx serves as /mailcow-ha/primary and /mailcow-ha/health.
 	probes = append(probes, probe{ngx, "10.99.8.247", "10.99.8.1", 8740, true}, probe{ngx, "10.99.8.5", "10.99.8.1", 8740, false},
-		probe{ngx, "10.99.8.5", "10.99.8.1", 7480, false})
+		probe{ngx, "10.99.8.247", "10.99.8.1", 7480, true}, probe{ngx, "10.99.8.5", "10.99.8.1", 7480, false})
 	// The metadata service: the node reads it, a container does not; the container's other traffic out is Docker's.
 	probes = append(probes, probe{node, "203.0.113.10", "169.254.169.254", 80, true},
 		probe{ctr, "10.99.7.2", "169.254.169.254", 80, false},

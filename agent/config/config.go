@@ -202,6 +202,11 @@ type API struct {
 // PrivateHost is the host part in api.listen that stands for this node's private IP.
 const PrivateHost = "private"
 
+// MailcowHost is the host part in api.listen that stands for the node's address on mailcow's Docker network
+// (172.22.1.1), where mailcow's nginx reaches the health API for https://<hostname>/mailcow-ha/primary. The address
+// exists only while mailcow's network does (on the MASTER): the agent binds it all the same (IP_FREEBIND).
+const MailcowHost = "mailcow"
+
 // Defaults returns a configuration holding every default. Decoding starts from it, so a key left out of the file
 // keeps the value given here, and nowhere else.
 func Defaults() Config {
@@ -261,7 +266,7 @@ func Defaults() Config {
 			Breaker:           Breaker{Max: 2, Window: Duration(time.Hour)},
 		},
 		API: API{
-			Listen:   []string{"127.0.0.1:7480", PrivateHost + ":7480"},
+			Listen:   []string{"127.0.0.1:7480", PrivateHost + ":7480", MailcowHost + ":7480"},
 			PeerPort: 7481,
 			Socket:   "/run/mailcow-ha/agent.sock",
 		},

@@ -385,9 +385,9 @@ func (v *validator) api(c *Config) {
 			v.add(k, "%q is not host:port", a)
 			continue
 		}
-		if host != PrivateHost && host != "" {
+		if host != PrivateHost && host != MailcowHost && host != "" {
 			if _, err := netip.ParseAddr(host); err != nil {
-				v.add(k, "host %q must be an IP address or %q", host, PrivateHost)
+				v.add(k, "host %q must be an IP address, %q or %q", host, PrivateHost, MailcowHost)
 			}
 		}
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {

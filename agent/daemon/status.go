@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/api"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/failover"
 	"github.com/mailcow-ha/mailcow-ha/agent/hcloud"
+	"github.com/mailcow-ha/mailcow-ha/agent/mailcowconf"
 	"github.com/mailcow-ha/mailcow-ha/agent/report"
 	"github.com/mailcow-ha/mailcow-ha/agent/stack"
 )
@@ -205,15 +207,19 @@ func (a *Agent) snapshot() report.Snapshot {
 }
 
 // servePublic serves /health, /primary, /replica, /status and /metrics on every api.listen address ("private"
-// stands for this node's private IP).
+// stands for this node's private IP, "mailcow" for its address on mailcow's network).
 func (a *Agent) servePublic(ctx context.Context, self config.Member, wg *sync.WaitGroup) error {
 	h := api.PublicHandler(a.nodeStatus, a.metrics.Handler())
 	for _, l := range a.c.API.Listen {
 		host, port, _ := net.SplitHostPort(l)
-		if host == config.PrivateHost {
+		freebind := false
+		switch host {
+		case config.PrivateHost:
 			host = self.PrivateIP
+		case config.MailcowHost:
+			host, freebind = mailcowconf.PortalAddress, true
 		}
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
+		ln, err := listenTCP(ctx, net.JoinHostPort(host, port), freebind)
 		if err != nil {
 			return fmt.Errorf("agent: api.listen %s: %w", l, err)
 		}
@@ -224,4 +230,22 @@ func (a *Agent) servePublic(ctx context.Context, self config.Member, wg *sync.Wa
 		a.log.Info("public API", "listen", ln.Addr().String())
 	}
 	return nil
+}
+
+// listenTCP listens on addr; with freebind also before the address exists on the node (IP_FREEBIND: mailcow's
+// network, and its address, come and go with the stack).
+func listenTCP(ctx context.Context, addr string, freebind bool) (net.Listener, error) {
+	lc := net.ListenConfig{}
+	if freebind {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_IP, syscall.IP_FREEBIND, 1)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	return lc.Listen(ctx, "tcp", addr)
 }

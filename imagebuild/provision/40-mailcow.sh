@@ -2,7 +2,7 @@
 # mailcow: on Hetzner, clone the pinned release, generate its configuration without prompts, install Docker
 # Compose v2 and pull the images, so that a new node starts mailcow without a download. Locally no registry or
 # GitHub is reachable: the stub images come as a `docker save` tarball, loaded at first boot
-# (mailcow-ha-images.service). Both: the sign-up portal's nginx snippet.
+# (mailcow-ha-images.service). Both: the nginx snippets of the sign-up portal and of the health API.
 set -euo pipefail
 dir=$MCHA_MAILCOW_DIR
 if [[ $MCHA_TARGET == hetzner ]]; then
@@ -39,3 +39,4 @@ else
 	install -D -m 0644 "$MCHA_PAYLOAD/images/mailcow-stub.tar" "$MCHA_STUB_IMAGES"
 fi
 install -D -m 0644 "$MCHA_PAYLOAD/mailcow/site.signup.custom" "$dir/data/conf/nginx/site.signup.custom"
+install -D -m 0644 "$MCHA_PAYLOAD/mailcow/site.mailcow-ha.custom" "$dir/data/conf/nginx/site.mailcow-ha.custom"
