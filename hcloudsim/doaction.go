@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -21,6 +22,8 @@ func (s *Sim) doAction(kind string, id int64, name string, body map[string]any) 
 		a, err = s.assign(id, body)
 	case "floating_ip/unassign":
 		a, err = s.assignTo(id, 0, CmdUnassignFloatingIP)
+	case "floating_ip/change_dns_ptr":
+		a, err = s.changeDNSPtr(id, body)
 	case "volume/attach":
 		a, err = s.attach(id, body)
 	case "volume/detach":
@@ -94,6 +97,34 @@ func (s *Sim) assignTo(id, server int64, cmd string) (*action, error) {
 	}, func() {
 		if f := s.floatingIP(id); f != nil {
 			f.Server = server
+		}
+	})
+}
+
+// changeDNSPtr sets (or, with "dns_ptr": null, resets) the reverse DNS name of the Floating IP's address, which
+// "ip" must name.
+func (s *Sim) changeDNSPtr(id int64, body map[string]any) (*action, error) {
+	f := s.floatingIP(id)
+	if f == nil {
+		return nil, notFound("floating IP")
+	}
+	ip, _ := body["ip"].(string)
+	if ip != f.IP {
+		return nil, badInput("ip %q is not the address of floating IP %d", ip, id)
+	}
+	raw, ok := body["dns_ptr"]
+	if !ok {
+		return nil, badInput("dns_ptr is required (null resets it)")
+	}
+	ptr := ""
+	if raw != nil {
+		if ptr, ok = raw.(string); !ok || ptr == "" || strings.ContainsAny(ptr, " /") {
+			return nil, badInput("dns_ptr must be a host name or null")
+		}
+	}
+	return s.start(CmdChangeDNSPtr, []resRef{{ID: id, Type: "floating_ip"}}, 1, func() error { return nil }, func() {
+		if f := s.floatingIP(id); f != nil {
+			f.DNSPtr = ptr
 		}
 	})
 }

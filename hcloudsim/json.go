@@ -86,7 +86,9 @@ func (s *Sim) floatingIPJSON(v FloatingIP) schema.FloatingIP {
 		ID: v.ID, Name: name, Description: &name, Created: v.Created, IP: v.IP, Type: v.Type,
 		DNSPtr: []schema.FloatingIPDNSPtr{}, HomeLocation: location(v.Location), Labels: labelsOrEmpty(v.Labels),
 	}
-	if v.Type == "ipv4" {
+	if ptr := v.DNSPtr; ptr != "" {
+		out.DNSPtr = append(out.DNSPtr, schema.FloatingIPDNSPtr{IP: v.IP, DNSPtr: ptr})
+	} else if v.Type == "ipv4" {
 		out.DNSPtr = append(out.DNSPtr, schema.FloatingIPDNSPtr{IP: v.IP, DNSPtr: "static." + v.IP + ".clients.your-server.de"})
 	}
 	if v.Server != 0 {

@@ -27,6 +27,7 @@ const (
 	CmdShutdownServer     = "shutdown_server" // ACPI shutdown
 	CmdResetServer        = "reset_server"
 	CmdRebuildServer      = "rebuild_server" // a new root disk from an image
+	CmdChangeDNSPtr       = "change_dns_ptr" // a Floating IP's reverse DNS
 )
 
 // Latencies says how long each action command runs before it succeeds.
@@ -48,6 +49,7 @@ func DefaultLatencies() Latencies {
 		CmdShutdownServer:     10 * time.Second,
 		CmdResetServer:        3 * time.Second,
 		CmdRebuildServer:      10 * time.Second,
+		CmdChangeDNSPtr:       1 * time.Second,
 	}
 }
 

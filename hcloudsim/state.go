@@ -51,6 +51,8 @@ type FloatingIP struct {
 	Labels   map[string]string `json:"labels" toml:"labels"`
 	Location string            `json:"location" toml:"location"`
 	Created  time.Time         `json:"created" toml:"created"`
+	// DNSPtr is the reverse DNS name of the address ("": Hetzner's default, static.<ip>.clients.your-server.de).
+	DNSPtr string `json:"dns_ptr,omitempty" toml:"dns_ptr"`
 }
 
 // Volume is block storage attached to Server (0: to none).

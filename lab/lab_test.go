@@ -234,6 +234,16 @@ func TestLab(t *testing.T) {
 			t.Errorf("%s: .env: %q %v; want a link to mailcow.conf", m, link, err)
 		}
 	}
+	// After its promotion the MASTER gave the Floating IP the mail server's name as reverse DNS (off the takeover's
+	// path, so it may come a moment later).
+	for end := time.Now().Add(15 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		if ptr := l.Sim.State().FloatingIPs[0].DNSPtr; ptr == Hostname {
+			break
+		} else if time.Now().After(end) {
+			t.Errorf("the Floating IP's reverse DNS is %q 15 s after the lab settled, want %q", ptr, Hostname)
+			break
+		}
+	}
 
 	// scenario runs one scenario from the lab's known state: Reset repairs whatever the last one left (within 5
 	// minutes), else the lab is built anew. A failed scenario logs the lab's status and every agent's log lines

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/api"
+	"github.com/mailcow-ha/mailcow-ha/agent/event"
 	"github.com/mailcow-ha/mailcow-ha/agent/failover"
 )
 
@@ -230,4 +231,7 @@ func (a *Agent) report(act failover.Action) {
 	role := string(a.s.Role)
 	a.mu.Unlock()
 	a.alert(act.Event, string(act.Severity), peer, act.TID, act.Detail, map[string]string{"role": role})
+	if act.Event == event.Promoted {
+		a.ensureRDNS()
+	}
 }

@@ -210,6 +210,41 @@ func (c *Client) FloatingIPAddress(ctx context.Context, id int64) (netip.Addr, e
 	return ip, err
 }
 
+// FloatingIPPTR returns the reverse DNS name of the Floating IP's address.
+func (c *Client) FloatingIPPTR(ctx context.Context, id int64) (string, error) {
+	var ptr string
+	err := c.call(ctx, "floating_ip_ptr", func(ctx context.Context) error {
+		f, _, err := c.api.FloatingIP.GetByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		if f == nil {
+			return notFound("floating IP", id)
+		}
+		ptr = f.DNSPtr[f.IP.String()]
+		return nil
+	})
+	return ptr, err
+}
+
+// SetFloatingIPPTR sets the reverse DNS name of the Floating IP's address and waits until the API reports it done.
+func (c *Client) SetFloatingIPPTR(ctx context.Context, id int64, ptr string) error {
+	return c.call(ctx, "change_dns_ptr", func(ctx context.Context) error {
+		f, _, err := c.api.FloatingIP.GetByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		if f == nil {
+			return notFound("floating IP", id)
+		}
+		a, _, err := c.api.FloatingIP.ChangeDNSPtr(ctx, f, f.IP.String(), &ptr)
+		if err != nil {
+			return err
+		}
+		return c.await(ctx, a)
+	})
+}
+
 // AssignFloatingIP routes the Floating IP to server and waits until the API reports it done. Assigning it to the
 // server that has it already does nothing.
 func (c *Client) AssignFloatingIP(ctx context.Context, id, server int64) error {

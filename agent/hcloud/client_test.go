@@ -135,6 +135,41 @@ func TestFloatingIP(t *testing.T) {
 	}
 }
 
+// The Floating IP's reverse DNS: Hetzner's default name first, then the one set (an action the client waits
+// for), as the simulator answers it through the real hcloud-go; the simulator refuses another address than the
+// Floating IP's own.
+func TestFloatingIPPTR(t *testing.T) {
+	f := newFixture(t, "", nil)
+	ctx := ctxT(t, 10*time.Second)
+	ptr, err := f.c.FloatingIPPTR(ctx, 2001)
+	if err != nil || ptr != "static.203.0.113.100.clients.your-server.de" {
+		t.Fatalf("default = %q, %v", ptr, err)
+	}
+	if err := f.c.SetFloatingIPPTR(ctx, 2001, "mail.example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if ptr, err = f.c.FloatingIPPTR(ctx, 2001); err != nil || ptr != "mail.example.org" {
+		t.Fatalf("after the change = %q, %v", ptr, err)
+	}
+	if f.sim.State().FloatingIPs[0].DNSPtr != "mail.example.org" {
+		t.Fatalf("simulator state: %+v", f.sim.State().FloatingIPs[0])
+	}
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/v1/floating_ips/2001/actions/change_dns_ptr",
+		strings.NewReader(`{"ip": "203.0.113.7", "dns_ptr": "x.example.org"}`))
+	req.Header.Set("Authorization", "Bearer "+hcloudsim.DemoToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("another address: HTTP %d, want 400", resp.StatusCode)
+	}
+	_, err = f.c.FloatingIPPTR(ctx, 9999)
+	wantKind(t, err, Fatal, "not_found")
+}
+
 func TestVolume(t *testing.T) {
 	f := newFixture(t, "", nil)
 	ctx := ctxT(t, 10*time.Second)
