@@ -343,6 +343,18 @@ func TestGaleraManagers(t *testing.T) {
 				return mgrs[peer].Report(ctx), nil
 			}}
 	}
+	// crash kills the members' servers (the managers see them down), and silence says whether db3 answers its peers.
+	crash := func(members []*member) {
+		for _, m := range members {
+			m.srv.Kill()
+			mgrs[m.name].Down()
+		}
+	}
+	silence := func(on bool) {
+		mu.Lock()
+		silent["db3"] = on
+		mu.Unlock()
+	}
 	runAll := func(within time.Duration) time.Duration {
 		t.Helper()
 		start := time.Now()
@@ -403,15 +415,10 @@ func TestGaleraManagers(t *testing.T) {
 	st, _ := Query(context.Background(), w)
 	uuid := st.StateUUID
 	ms[2].wait(t, 30*time.Second, "caught up", func(s Status) bool { return s.PrimarySynced() && count(t, ms[2]) == 7 })
-	for _, m := range ms {
-		m.srv.Kill()
-		mgrs[m.name].Down()
-	}
+	crash(ms)
 
 	// db3 is silent: db1 and db2 must wait, alert, and start nothing.
-	mu.Lock()
-	silent["db3"] = true
-	mu.Unlock()
+	silence(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	for _, n := range []string{"db1", "db2"} {
 		go mgrs[n].Run(ctx)
@@ -432,9 +439,7 @@ func TestGaleraManagers(t *testing.T) {
 	if !strings.Contains(got, "galera_recovery_blocked") || !strings.Contains(got, "db3") {
 		t.Fatalf("no alert about the silent peer: %q", got)
 	}
-	mu.Lock()
-	silent["db3"] = false
-	mu.Unlock()
+	silence(false)
 	took := runAll(3 * time.Minute)
 	t.Logf("automatic recovery after a full crash: all Synced after %s", took)
 	for _, m := range ms {
@@ -457,10 +462,7 @@ func TestGaleraManagers(t *testing.T) {
 	defer wcancel()
 	go mgrs["db1"].Watch(wctx, ms[0].srv.Done())
 	start := time.Now()
-	for _, m := range ms[1:] {
-		m.srv.Kill()
-		mgrs[m.name].Down()
-	}
+	crash(ms[1:])
 	ms[0].wait(t, 30*time.Second, "out of the Primary component", func(s Status) bool { return s.ClusterStatus != "Primary" })
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel2()
@@ -490,10 +492,7 @@ func TestGaleraManagers(t *testing.T) {
 	// position is known again, db1 wins and becomes Primary, and both join. (Seen in the lab: before the restart,
 	// db2 waited ten minutes and the recovery with it.)
 	start = time.Now()
-	for _, m := range ms[1:] {
-		m.srv.Kill()
-		mgrs[m.name].Down()
-	}
+	crash(ms[1:])
 	ctx3, cancel3 := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel3()
 	errs = make(chan error, 2)
@@ -518,13 +517,8 @@ func TestGaleraManagers(t *testing.T) {
 	if err := mgrs["db1"].ForceBootstrap(); !errors.Is(err, ErrMemberRuns) {
 		t.Fatalf("a force while the member runs: %v", err)
 	}
-	for _, m := range ms {
-		m.srv.Kill()
-		mgrs[m.name].Down()
-	}
-	mu.Lock()
-	silent["db3"] = true
-	mu.Unlock()
+	crash(ms)
+	silence(true)
 	start = time.Now()
 	if err := mgrs["db1"].ForceBootstrap(); err != nil {
 		t.Fatal(err)
@@ -541,9 +535,7 @@ func TestGaleraManagers(t *testing.T) {
 		}
 	}
 	t.Logf("forced bootstrap on db1 with db3 gone: db1 and db2 Synced %s after it", time.Since(start).Round(100*time.Millisecond))
-	mu.Lock()
-	silent["db3"] = false
-	mu.Unlock()
+	silence(false)
 	if err := mgrs["db3"].Run(ctx4); err != nil {
 		t.Fatalf("db3 back after the forced bootstrap: %v", err)
 	}

@@ -173,12 +173,9 @@ func notFound(what string, id int64) error {
 func (c *Client) FloatingIPOwner(ctx context.Context, id int64) (int64, error) {
 	var owner int64
 	err := c.call(ctx, "floating_ip_owner", func(ctx context.Context) error {
-		f, _, err := c.api.FloatingIP.GetByID(ctx, id)
+		f, err := c.getFloatingIP(ctx, id)
 		if err != nil {
 			return err
-		}
-		if f == nil {
-			return notFound("floating IP", id)
 		}
 		owner = 0
 		if f.Server != nil {
@@ -193,12 +190,9 @@ func (c *Client) FloatingIPOwner(ctx context.Context, id int64) (int64, error) {
 func (c *Client) FloatingIPAddress(ctx context.Context, id int64) (netip.Addr, error) {
 	var ip netip.Addr
 	err := c.call(ctx, "floating_ip_address", func(ctx context.Context) error {
-		f, _, err := c.api.FloatingIP.GetByID(ctx, id)
+		f, err := c.getFloatingIP(ctx, id)
 		if err != nil {
 			return err
-		}
-		if f == nil {
-			return notFound("floating IP", id)
 		}
 		a, ok := netip.AddrFromSlice(f.IP)
 		if !ok {
@@ -214,12 +208,9 @@ func (c *Client) FloatingIPAddress(ctx context.Context, id int64) (netip.Addr, e
 func (c *Client) FloatingIPPTR(ctx context.Context, id int64) (string, error) {
 	var ptr string
 	err := c.call(ctx, "floating_ip_ptr", func(ctx context.Context) error {
-		f, _, err := c.api.FloatingIP.GetByID(ctx, id)
+		f, err := c.getFloatingIP(ctx, id)
 		if err != nil {
 			return err
-		}
-		if f == nil {
-			return notFound("floating IP", id)
 		}
 		ptr = f.DNSPtr[f.IP.String()]
 		return nil
@@ -230,12 +221,9 @@ func (c *Client) FloatingIPPTR(ctx context.Context, id int64) (string, error) {
 // SetFloatingIPPTR sets the reverse DNS name of the Floating IP's address and waits until the API reports it done.
 func (c *Client) SetFloatingIPPTR(ctx context.Context, id int64, ptr string) error {
 	return c.call(ctx, "change_dns_ptr", func(ctx context.Context) error {
-		f, _, err := c.api.FloatingIP.GetByID(ctx, id)
+		f, err := c.getFloatingIP(ctx, id)
 		if err != nil {
 			return err
-		}
-		if f == nil {
-			return notFound("floating IP", id)
 		}
 		a, _, err := c.api.FloatingIP.ChangeDNSPtr(ctx, f, f.IP.String(), &ptr)
 		if err != nil {
@@ -249,12 +237,9 @@ func (c *Client) SetFloatingIPPTR(ctx context.Context, id int64, ptr string) err
 // server that has it already does nothing.
 func (c *Client) AssignFloatingIP(ctx context.Context, id, server int64) error {
 	return c.call(ctx, "assign_floating_ip", func(ctx context.Context) error {
-		f, _, err := c.api.FloatingIP.GetByID(ctx, id)
+		f, err := c.getFloatingIP(ctx, id)
 		if err != nil {
 			return err
-		}
-		if f == nil {
-			return notFound("floating IP", id)
 		}
 		if f.Server != nil && f.Server.ID == server {
 			return nil
@@ -270,12 +255,9 @@ func (c *Client) AssignFloatingIP(ctx context.Context, id, server int64) error {
 // UnassignFloatingIP unroutes the Floating IP, if it routes anywhere.
 func (c *Client) UnassignFloatingIP(ctx context.Context, id int64) error {
 	return c.call(ctx, "unassign_floating_ip", func(ctx context.Context) error {
-		f, _, err := c.api.FloatingIP.GetByID(ctx, id)
+		f, err := c.getFloatingIP(ctx, id)
 		if err != nil {
 			return err
-		}
-		if f == nil {
-			return notFound("floating IP", id)
 		}
 		if f.Server == nil {
 			return nil
@@ -300,6 +282,17 @@ func (c *Client) Volume(ctx context.Context, id int64) (VolumeInfo, error) {
 		return nil
 	})
 	return info, err
+}
+
+func (c *Client) getFloatingIP(ctx context.Context, id int64) (*hc.FloatingIP, error) {
+	f, _, err := c.api.FloatingIP.GetByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if f == nil {
+		return nil, notFound("floating IP", id)
+	}
+	return f, nil
 }
 
 func (c *Client) getVolume(ctx context.Context, id int64) (*hc.Volume, error) {
