@@ -156,6 +156,9 @@ func TestBadConfigs(t *testing.T) {
 		{"webhook header type", minimal + "[[alerts.webhooks]]\nname = \"x\"\nurl = \"https://x\"\nheaders = { Priority = 5 }\n",
 			[]string{"t.toml:31: alerts.webhooks[0].headers.Priority: wrong type: want string, got integer"}},
 		{"short token", minimal + "token = \"abc\"\n", []string{"hcloud.token: a Hetzner API token has 64 characters, this one has 3"}},
+		{"mailcow.conf", strings.Replace(minimal, "[mailcow]\n", "[mailcow]\ntimezone = \"Mars/Olympus\"\nhostname = \"mail\"\n[mailcow.conf]\nDBPASS = \"x\"\nSKIP_CLAMDD = \"y\"\nADDITIONAL_SAN = \"$(id)\"\n", 1),
+			[]string{"mailcow.conf.DBPASS: set by mailcow-ha (galera.password)", "mailcow.conf.SKIP_CLAMDD: not a variable of mailcow.conf",
+				"mailcow.conf.ADDITIONAL_SAN: newlines, quotes", "mailcow.timezone: \"Mars/Olympus\" is not a time zone"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -281,7 +281,7 @@ func (v *validator) mailcow(c *Config) {
 	}
 	for _, p := range mailcowconf.CheckSettings(m.Conf) {
 		key, msg, _ := strings.Cut(p, ": ")
-		v.add("mailcow."+key, "%s", msg)
+		v.add(key, "%s", msg)
 	}
 	seen := map[string]bool{}
 	for i, s := range m.CriticalServices {
