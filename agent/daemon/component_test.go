@@ -183,6 +183,9 @@ func (c *cluster) writeConfig(n *node) {
 	}
 	fmt.Fprintf(&b, "[hcloud]\ntoken_file = %q\nendpoint = \"http://10.99.0.1:8480/v1\"\nfloating_ip_id = 2001\nvolume_id = 3001\n", filepath.Join(d, "token"))
 	fmt.Fprintf(&b, "[network]\npublic_interface = \"eth0\"\nprivate_interface = \"eth1\"\n")
+	// The appliance's create command (the default) wants the mail server's name; the stack here is a test double,
+	// which writes no mailcow.conf.
+	fmt.Fprintf(&b, "[mailcow]\nhostname = \"mail.lab.test\"\n")
 	fmt.Fprintf(&b, "[keepalived]\nconfig_file = %q\nnotify_fifo = %q\n", filepath.Join(d, "keepalived.conf"), filepath.Join(d, "notify.fifo"))
 	fmt.Fprintf(&b, "[failover]\ncheck_grace = \"2s\"\nquorum_grace = \"5s\"\nfence_timeout = \"3s\"\nreconcile_interval = \"1s\"\nstate_dir = %q\n", filepath.Join(d, "state"))
 	fmt.Fprintf(&b, "[failover.breaker]\nmax = %d\nwindow = \"1h\"\n", c.breakerMax)
