@@ -268,3 +268,53 @@ func TestPeerDialIsBounded(t *testing.T) {
 		t.Errorf("PeerDialTimeout %s: want a few lost SYNs' room, well under Go's 30 s", PeerDialTimeout)
 	}
 }
+
+// A peer that answered a request and then died (its connection stays open, nothing comes back) does not hold the
+// next request: every request makes its own connection, so the next one fails at the dial, not after the
+// request's whole deadline on a kept-alive connection.
+func TestPeerRequestsDoNotReuseConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	defer func() {
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	served := make(chan struct{}, 1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			// One complete answer that keeps the connection open, then silence: a server that died.
+			buf := make([]byte, 4096)
+			c.Read(buf)
+			c.Write([]byte("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: keep-alive\r\n\r\nbusy"))
+			served <- struct{}{}
+		}
+	}()
+	c := &PeerClient{Secret: secret, Node: "mx1", DialTimeout: 500 * time.Millisecond}
+	to := Peer{Name: "mx2", URL: "http://" + ln.Addr().String()}
+	if err := c.Demote(context.Background(), to, 1001); err == nil {
+		t.Fatal("a 503 confirmed a demotion")
+	}
+	<-served
+	ln.Close() // the peer is gone: no new connection is accepted
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	err = c.Demote(ctx, to, 1001)
+	if took := time.Since(t0); err == nil || took > 5*time.Second {
+		t.Fatalf("the second request: %v after %s; want a failure at the dial, well before its 20 s deadline", err, took.Round(time.Millisecond))
+	}
+}

@@ -185,6 +185,12 @@ func (c *PeerClient) client() *http.Client {
 		}
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.Proxy = nil // the private network: never through a proxy from the environment
+		// A connection per request: a kept-alive connection to a peer that has since died takes a request without a
+		// dial, and the request then waits for the whole fence_timeout instead of failing after DialTimeout (the VM
+		// tier, 2026-12-01: the new MASTER had talked to the old one 11 s before it was killed, and its demotion
+		// request hung, silent, past the test's 5-minute limit). Peer requests are few; a handshake on the private
+		// network costs a millisecond.
+		t.DisableKeepAlives = true
 		t.DialContext = (&net.Dialer{Timeout: d, KeepAlive: 30 * time.Second}).DialContext
 		c.defHTTP = &http.Client{Transport: t}
 	})
