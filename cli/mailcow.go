@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -83,19 +84,9 @@ func Mailcow(ctx context.Context, args []string, stdio Stdio) int {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return fail(ExitFailure, "%v", err)
 	}
-	path := filepath.Join(*out, mailcowconf.File)
-	os.Remove(path + ".tmp")
-	if err := os.WriteFile(path+".tmp", conf, 0o600); err != nil {
+	// As the agent writes them: mode 0600, .env linked, a mailcow.conf or .env it did not write kept beside it.
+	if err := stack.WriteConf(*out, conf, slog.New(slog.NewTextHandler(stdio.Stderr, nil))); err != nil {
 		return fail(ExitFailure, "%v", err)
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
-		return fail(ExitFailure, "%v", err)
-	}
-	env := filepath.Join(*out, mailcowconf.Env)
-	if l, err := os.Readlink(env); err != nil || l != mailcowconf.File {
-		if err := os.Symlink(mailcowconf.File, env); err != nil {
-			return fail(ExitFailure, "%v", err)
-		}
 	}
 	if err := os.WriteFile(filepath.Join(*out, stack.OverrideFile), ov, 0o644); err != nil {
 		return fail(ExitFailure, "%v", err)

@@ -16,10 +16,10 @@ import (
 // confMark is how a mailcow.conf that the agent wrote begins (mailcowconf.Render's first line).
 var confMark = []byte("# Written by mailcow-ha")
 
-// writeConf writes mailcow.conf (mode 0600) into dir when its content changed, and links .env to it as mailcow's
+// WriteConf writes mailcow.conf (mode 0600) into dir when its content changed, and links .env to it as mailcow's
 // scripts want. A mailcow.conf or .env that the agent did not write (a migrated installation, generate_config.sh
 // run by hand) is kept once next to it, never overwritten: <name>.before-mailcow-ha-<time>.
-func writeConf(dir string, b []byte, log *slog.Logger) error {
+func WriteConf(dir string, b []byte, log *slog.Logger) error {
 	path := filepath.Join(dir, mailcowconf.File)
 	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -19,7 +19,7 @@ func TestWriteConf(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, mailcowconf.File), []byte("MAILCOW_HOSTNAME=old.example.org\nDBPASS=hand-made\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, mailcowconf.Env), []byte("COMPOSE_PROJECT_NAME=x\n"), 0o644)
 	conf := []byte("# Written by mailcow-ha\nMAILCOW_HOSTNAME=mail.example.org\n")
-	if err := writeConf(dir, conf, log); err != nil {
+	if err := WriteConf(dir, conf, log); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, mailcowconf.File)
@@ -46,7 +46,7 @@ func TestWriteConf(t *testing.T) {
 	}
 	// Again, unchanged: nothing is written or kept.
 	before, _ := os.Stat(path)
-	if err := writeConf(dir, conf, log); err != nil {
+	if err := WriteConf(dir, conf, log); err != nil {
 		t.Fatal(err)
 	}
 	after, _ := os.Stat(path)
@@ -54,7 +54,7 @@ func TestWriteConf(t *testing.T) {
 		t.Error("an unchanged mailcow.conf was written again")
 	}
 	// Changed: replaced in place, the agent's own older file is not kept.
-	if err := writeConf(dir, append(conf, "TZ=Etc/UTC\n"...), log); err != nil {
+	if err := WriteConf(dir, append(conf, "TZ=Etc/UTC\n"...), log); err != nil {
 		t.Fatal(err)
 	}
 	if again, _ := filepath.Glob(filepath.Join(dir, "*.before-mailcow-ha-*")); len(again) != 2 {

@@ -239,7 +239,7 @@ func (s *Stack) Start(ctx context.Context) error {
 		return fmt.Errorf("stack: mount guard: %w", err)
 	}
 	begin := time.Now()
-	if err := s.writeOverride(ctx); err != nil {
+	if err := s.writeConfigs(ctx); err != nil {
 		return err
 	}
 	cs, err := s.Discover(ctx)
@@ -321,14 +321,15 @@ func (s *Stack) WaitHealthy(ctx context.Context, d time.Duration) (string, error
 	}
 }
 
-// writeOverride renders the override and writes it, atomically, when its content changed.
-func (s *Stack) writeOverride(ctx context.Context) error {
+// writeConfigs renders mailcow.conf (with RenderConf) and the override, and writes each, atomically, when its
+// content changed.
+func (s *Stack) writeConfigs(ctx context.Context) error {
 	if s.RenderConf != nil {
 		b, err := s.RenderConf(ctx)
 		if err != nil {
 			return fmt.Errorf("stack: %w", err)
 		}
-		if err := writeConf(s.Dir, b, s.log()); err != nil {
+		if err := WriteConf(s.Dir, b, s.log()); err != nil {
 			return err
 		}
 		s.Conf = b
