@@ -7,26 +7,21 @@ package lab
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
 	"github.com/mailcow-ha/mailcow-ha/lab/reap"
-	"github.com/mailcow-ha/mailcow-ha/mailcowstub/deploy"
 )
 
 // Addresses of the lab (all inside namespaces the lab makes).
@@ -232,137 +227,6 @@ func clean(dir string) error {
 	return nil
 }
 
-// ns names a namespace of this lab.
-func (l *Lab) ns(role string) string { return l.id + "-" + role }
-
-func (l *Lab) topology() error {
-	var err error
-	must := func(e error) {
-		if err == nil && e != nil {
-			err = e
-		}
-	}
-	if l.sw, err = netns.Add(l.ns("sw")); err != nil {
-		return err
-	}
-	if l.rt, err = netns.Add(l.ns("rt")); err != nil {
-		return err
-	}
-	if l.client, err = netns.Add(l.ns("client")); err != nil {
-		return err
-	}
-	must(l.sw.IP("link", "add", "br0", "type", "bridge"))
-	must(l.sw.IP("link", "set", "br0", "up"))
-	must(l.sw.IP("addr", "add", "10.99.0.1/24", "dev", "br0"))
-	must(sysctl(l.rt, "net.ipv4.ip_forward", "1"))
-	must(netns.Veth(l.client, "eth0", l.rt, "cl"))
-	must(l.client.IP("addr", "add", ClientIP+"/24", "dev", "eth0"))
-	must(l.client.IP("route", "add", PublicNet, "via", RouterIP))
-	must(l.client.IP("route", "add", "unreachable", "default")) // nothing leaves the lab (Node.publicRoutes)
-	must(l.rt.IP("addr", "add", RouterIP+"/24", "dev", "cl"))
-	must(l.rt.IP("route", "add", "unreachable", "default"))
-	if err != nil {
-		return fmt.Errorf("lab: network: %w", err)
-	}
-	for i := 1; i <= l.o.Nodes; i++ {
-		name := fmt.Sprintf("n%d", i)
-		n := &Node{Name: name, ID: int64(1000 + i), PrivIP: fmt.Sprintf("10.99.0.%d", 10+i), PubIP: fmt.Sprintf("203.0.113.%d", 10+i),
-			Dir: filepath.Join(l.o.Dir, name), lab: l}
-		if n.NS, err = netns.Add(l.ns(name)); err != nil {
-			return err
-		}
-		l.Nodes = append(l.Nodes, n)
-		must(netns.Veth(n.NS, "eth1", l.sw, "p"+name))
-		must(l.sw.IP("link", "set", "p"+name, "master", "br0"))
-		must(n.NS.IP("addr", "add", n.PrivIP+"/24", "dev", "eth1"))
-		must(netns.Veth(n.NS, "eth0", l.rt, name))
-		must(n.NS.IP("addr", "add", n.PubIP+"/32", "dev", "eth0"))
-		must(n.publicRoutes())
-		must(l.rt.IP("addr", "add", Gateway+"/32", "dev", name))
-		must(l.rt.IP("route", "add", n.PubIP+"/32", "dev", name))
-		if err != nil {
-			return fmt.Errorf("lab: network of %s: %w", name, err)
-		}
-	}
-	return nil
-}
-
-func sysctl(ns *netns.NS, key, value string) error {
-	return ns.Do(func() error {
-		return os.WriteFile("/proc/sys/"+strings.ReplaceAll(key, ".", "/"), []byte(value), 0o644)
-	})
-}
-
-// volume makes the shared Volume: a sparse ext4-less image on a loop device (the first MASTER formats it).
-func (l *Lab) volume() error {
-	img := filepath.Join(l.o.Dir, "volume.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		return err
-	}
-	if err := os.Truncate(img, 256<<20); err != nil {
-		return err
-	}
-	out, err := exec.Command("losetup", "--find", "--show", img).Output()
-	if err != nil {
-		return fmt.Errorf("lab: losetup: %w", err)
-	}
-	l.loop = strings.TrimSpace(string(out))
-	return reap.Claim(reap.Loop, l.loop, img, "lab")
-}
-
-func (l *Lab) simulator() error {
-	st := hcloudsim.DemoState()
-	// The demo state has three servers; a five-node lab adds two more like them.
-	for len(st.Servers) < l.o.Nodes {
-		s := st.Servers[len(st.Servers)-1]
-		s.ID++
-		s.Name = fmt.Sprintf("mx%d", len(st.Servers)+1)
-		s.PrivateNet = append(s.PrivateNet[:0:0], s.PrivateNet...)
-		s.PrivateNet[0].IP = fmt.Sprintf("10.99.0.%d", 10+len(st.Servers)+1)
-		st.Servers = append(st.Servers, s)
-	}
-	st.Servers = st.Servers[:l.o.Nodes]
-	for i := range st.Servers {
-		st.Servers[i].Name = l.Nodes[i].Name
-		l.Nodes[i].ID = st.Servers[i].ID
-		st.Servers[i].PrivateNet[0].IP = l.Nodes[i].PrivIP
-	}
-	lat := hcloudsim.DefaultLatencies()
-	if l.o.Latencies != nil {
-		lat = *l.o.Latencies
-	}
-	var err error
-	l.Sim, err = hcloudsim.New(hcloudsim.Options{State: st, Latencies: lat, Backend: backend{l}, Logger: l.log.With("component", "hcloudsim")})
-	if err != nil {
-		return fmt.Errorf("lab: simulator: %w", err)
-	}
-	if l.srv, err = l.serveInSwitch(SimAddr, l.Sim.Handler()); err != nil {
-		return fmt.Errorf("lab: simulator: %w", err)
-	}
-	secret := make([]byte, 24)
-	rand.Read(secret)
-	l.Alerts = &Alerts{secret: []byte(hex.EncodeToString(secret))}
-	if l.asrv, err = l.serveInSwitch(AlertsAddr, l.Alerts); err != nil {
-		return fmt.Errorf("lab: webhook receiver: %w", err)
-	}
-	return nil
-}
-
-// serveInSwitch serves h on addr inside the switch namespace, where every node reaches it.
-func (l *Lab) serveInSwitch(addr string, h http.Handler) (*http.Server, error) {
-	var ln net.Listener
-	if err := l.sw.Do(func() error {
-		var err error
-		ln, err = net.Listen("tcp", addr)
-		return err
-	}); err != nil {
-		return nil, err
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	return srv, nil
-}
-
 // Node returns the node with the name, or nil.
 func (l *Lab) Node(name string) *Node {
 	for _, n := range l.Nodes {
@@ -438,78 +302,4 @@ func (l *Lab) Down() error {
 		reap.Release(reap.Mounts, l.o.Dir)
 	}
 	return nil
-}
-
-// shutdown stops a node: gracefully (SIGTERM to the agent, which demotes; then dockerd) unless hard, which is a
-// power cut. Either way everything in its namespace ends and its mounts go.
-func (n *Node) shutdown(hard bool) error {
-	n.mu.Lock()
-	n.powered = false
-	n.mu.Unlock()
-	if !hard {
-		if n.agent != nil {
-			n.agent.stop(syscall.SIGTERM, 60*time.Second)
-		}
-		if n.dockerd != nil {
-			n.dockerd.stop(syscall.SIGTERM, 20*time.Second)
-		}
-	}
-	err := reap.KillNS(n.NS.Name)
-	if n.agent != nil {
-		n.agent.stop(syscall.SIGKILL, 5*time.Second)
-	}
-	if n.dockerd != nil {
-		n.dockerd.stop(syscall.SIGKILL, 5*time.Second)
-	}
-	return errors.Join(err, n.unmountAll())
-}
-
-// unmountAll forces off every mount below the node's directory (the Volume, dockerd's), as a hot-unplug would.
-func (n *Node) unmountAll() error { return reap.UnmountBelow(n.Dir) }
-
-// Docker is the node's dockerd socket.
-func (n *Node) Docker() string { return "unix://" + filepath.Join(n.Dir, "docker", "docker.sock") }
-
-func (n *Node) startDocker(ctx context.Context) error {
-	d := filepath.Join(n.Dir, "docker")
-	if err := os.MkdirAll(d, 0o755); err != nil {
-		return err
-	}
-	os.Remove(filepath.Join(d, "docker.pid")) // a stale pid file makes dockerd refuse to start
-	n.dockerd = &proc{name: n.Name + " dockerd", log: filepath.Join(n.Dir, "dockerd.log"), argv: []string{
-		"dockerd", "--data-root", filepath.Join(d, "root"), "--exec-root", filepath.Join(d, "exec"),
-		"--host", n.Docker(), "--pidfile", filepath.Join(d, "docker.pid"), "--bridge", "none",
-		"--iptables=false", "--ip6tables=false", "--ip-masq=false", "--storage-driver", "vfs",
-	}}
-	if err := n.dockerd.start(n.NS.Name); err != nil {
-		return err
-	}
-	c, err := deploy.Connect(n.Docker())
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := c.Ping(pctx)
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) || n.dockerd.pid() == 0 {
-			return fmt.Errorf("lab: %s dockerd did not come up (see %s): %w", n.Name, n.dockerd.log, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if _, err := c.ImageInspect(ctx, deploy.Image); err == nil {
-		return nil
-	}
-	return deploy.BuildImage(ctx, c, n.lab.o.StubBin, deploy.Image)
-}
-
-func (n *Node) startAgent() error {
-	n.agent = &proc{name: n.Name + " agent", log: filepath.Join(n.Dir, "agent.log"), restart: true, delay: 2 * time.Second,
-		argv: []string{n.lab.o.Bin, "agent", "--config", filepath.Join(n.Dir, "config.toml"), "--galera", "child"}}
-	return n.agent.start(n.NS.Name)
 }

@@ -84,65 +84,6 @@ func (n *Node) writeConfig() error {
 	return os.WriteFile(filepath.Join(d, "config.toml"), []byte(b.String()), 0o600)
 }
 
-// backend makes the simulator's decisions real: the router routes the Floating IP to its server, and the Volume's
-// device link appears on exactly one node.
-type backend struct{ l *Lab }
-
-func (b backend) FloatingIPRouted(ip hcloudsim.FloatingIP, server int64) error {
-	n := b.l.nodeByID(server)
-	if n == nil {
-		return b.l.rt.IP("route", "del", ip.IP+"/32")
-	}
-	return b.l.rt.IP("route", "replace", ip.IP+"/32", "dev", n.Name)
-}
-
-func (b backend) VolumeAttached(v hcloudsim.Volume, server int64) error {
-	n := b.l.nodeByID(server)
-	if n == nil {
-		return fmt.Errorf("lab: no node for server %d", server)
-	}
-	link := filepath.Join(n.Dir, "by-id", fmt.Sprintf("scsi-0HC_Volume_%d", v.ID))
-	os.Remove(link)
-	return os.Symlink(b.l.loop, link)
-}
-
-func (b backend) VolumeDetached(v hcloudsim.Volume, server int64) error {
-	n := b.l.nodeByID(server)
-	if n == nil {
-		return nil
-	}
-	err := os.Remove(filepath.Join(n.Dir, "by-id", fmt.Sprintf("scsi-0HC_Volume_%d", v.ID)))
-	if errors.Is(err, os.ErrNotExist) {
-		err = nil
-	}
-	// A hot-unplug: whatever is still mounted on the old node loses its device.
-	mp := filepath.Join(n.Dir, "data")
-	if ok, _ := volume.IsMountPoint(mp); ok {
-		b.l.log.Warn("volume detached while mounted; forcing the mount off", "node", n.Name)
-		err = errors.Join(err, syscall.Unmount(mp, syscall.MNT_DETACH))
-	}
-	return err
-}
-
-func (b backend) ServerPower(s hcloudsim.Server, on bool) error {
-	n := b.l.nodeByID(s.ID)
-	if n == nil {
-		return nil
-	}
-	// The hook must not block the simulator; the node's power lock keeps the transitions in order, and a failure
-	// is kept (BootErr, the lab's log), never dropped.
-	if on {
-		go n.Boot(context.Background())
-	} else {
-		go func() {
-			if err := n.PowerOff(); err != nil {
-				b.l.log.Warn("power off", "node", n.Name, "err", err)
-			}
-		}()
-	}
-	return nil
-}
-
 // PowerOff cuts the node's power: every process in its namespace is killed and its mounts go.
 func (n *Node) PowerOff() error {
 	n.pmu.Lock()
