@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -53,6 +54,19 @@ func Dir(ctx context.Context, top string) (string, error) {
 	}
 	base := filepath.Join(top, "build", "mailcow", p.Commit)
 	dir := filepath.Join(base, "mailcow-dockerized")
+	// One extraction at a time: make test runs packages that read the tree side by side, and two extractions
+	// into the same temporary folder would mix.
+	if err := os.MkdirAll(filepath.Dir(base), 0o755); err != nil {
+		return "", err
+	}
+	lock, err := os.OpenFile(filepath.Join(filepath.Dir(base), ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("mailcowtree: lock: %w", err)
+	}
 	if b, err := os.ReadFile(filepath.Join(base, "commit")); err == nil && strings.SplitN(string(b), "\n", 2)[0] == p.Commit {
 		return dir, nil
 	}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -52,6 +53,19 @@ func TestDirFromTarball(t *testing.T) {
 			[]byte("[mailcow]\nrepo = \"https://example.invalid/mailcow.git\"\ntag = \"r1\"\ncommit = \""+c+"\"\n"), 0o644)
 	}
 	pin(commit)
+	// Packages that read the tree run side by side in make test: first calls at the same time each get the whole
+	// tree (without the lock they extracted into one temporary folder, and one removed it under the other).
+	var wg sync.WaitGroup
+	dirs, errs := make([]string, 4), make([]error, 4)
+	for i := range dirs {
+		wg.Go(func() { dirs[i], errs[i] = Dir(context.Background(), top) })
+	}
+	wg.Wait()
+	for i := range dirs {
+		if errs[i] != nil || dirs[i] != dirs[0] {
+			t.Fatalf("concurrent call %d: %q %v", i, dirs[i], errs[i])
+		}
+	}
 	dir, err := Dir(context.Background(), top)
 	if err != nil {
 		t.Fatal(err)

@@ -13,12 +13,34 @@ CGO_ENABLED=0 go build -o "$sweep" ./cmd/mailcow-ha || exit 1
 bash scripts/dockerd.sh start || exit 1
 trap 'bash scripts/dockerd.sh stop; "$sweep" lab sweep' EXIT
 
-# All of make test must stay under 45 minutes on 2 idle cores (about 35 here). go test stops a package at 85
+# Two lanes, so that the machine's two cores are not left to wait on clusters. The first runs, one package after
+# another (-p 1), the packages that run real daemons (keepalived, mariadbd, agents, dockerd) and then the VM tier
+# (QEMU) alone. The second, started at once, runs the unit-test packages (no cluster, no shared dockerd, each
+# namespace its own), then builds the VM tier's image (mostly downloads, dpkg and mkfs): the VM tier's TestMain
+# then finds it by its input hash, or waits on the build's lock, or builds it itself if this build failed.
+# Logs: build/test.log (every test's output, the lanes one after the other), build/test-units.log and
+# build/image-prebuild.log.
+heavy='/agent/(daemon|galera|keepalived|stack)$|/mailcowstub/deploy$|/lab$'
+units=$(go list ./... | grep -vE "$heavy|/test/vm\$")
+clusters=$(go list ./... | grep -E "$heavy")
+setsid bash -c 'go test -race -p 1 -count=1 -timeout 85m -v $1 >build/test-units.log 2>&1; echo $? >build/test-units.rc
+	go test -v -count=1 -timeout 85m -run "^\$" ./test/vm >build/image-prebuild.log 2>&1' _ "$units" &
+lane=$!
+trap 'kill -- -$lane 2>/dev/null; bash scripts/dockerd.sh stop; "$sweep" lab sweep' EXIT
+
+# All of make test must stay under 45 minutes on 2 idle cores (about 30 here). go test stops a package at 85
 # minutes, room for the VM tier on a machine about three times slower than this one; the lab's and the VM tier's
-# tests end themselves a few minutes before. -p 1: the packages that run real clusters in namespaces
-# (keepalived, mariadbd, agents, QEMU) run one after another, not all at once.
-go test -race -p 1 -count=1 -timeout 85m -v ./... 2>&1 | tee build/test.log | grep -vE '^\s*=== (RUN|PAUSE|CONT|NAME)'
+# tests end themselves a few minutes before.
+go test -race -p 1 -count=1 -timeout 85m -v $clusters 2>&1 | tee build/test.log | grep -vE '^\s*=== (RUN|PAUSE|CONT|NAME)'
 rc=${PIPESTATUS[0]}
+wait "$lane"
+echo "unit-test packages (run beside the ones above):"
+grep -vE '^\s*=== (RUN|PAUSE|CONT|NAME)' build/test-units.log
+cat build/test-units.log >>build/test.log
+[[ $(cat build/test-units.rc 2>/dev/null) == 0 ]] || rc=1
+echo "image pre-build: $(grep -E '^vm: (image|skipping)' build/image-prebuild.log | tail -1)"
+go test -race -count=1 -timeout 85m -v ./test/vm 2>&1 | tee -a build/test.log | grep -vE '^\s*=== (RUN|PAUSE|CONT|NAME)'
+((PIPESTATUS[0] == 0)) || rc=1
 bash scripts/dockerd.sh stop
 trap - EXIT
 # Nothing of ours may be left: a test that leaked is swept here, and anything the sweep cannot remove fails the run.
