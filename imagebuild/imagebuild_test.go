@@ -20,7 +20,7 @@ func TestShippedManifest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"docker.io", "mariadb-server", "galera-4", "mariadb-backup", "keepalived", "cloud-init", "nftables", "iproute2", "apparmor", "rsync", "stunnel4", "socat", "udev", "dbus"} {
+	for _, p := range []string{"docker.io", "docker-compose", "mariadb-server", "galera-4", "mariadb-backup", "keepalived", "cloud-init", "nftables", "iproute2", "apparmor", "rsync", "stunnel4", "socat", "udev", "dbus"} {
 		if !slices.Contains(m.Debian.Packages, p) {
 			t.Errorf("packages lack %s", p)
 		}
@@ -193,6 +193,41 @@ func TestScripts(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "must be hetzner or local") {
 		t.Errorf("run.sh with a bad target: %v %s", err, out)
+	}
+}
+
+// 40-mailcow.sh stops the build before it touches anything when Debian's Docker or Compose is older than the
+// manifest's least versions (Debian 12's 20.10 and Compose v1 would pass the build and fail mailcow's scripts).
+func TestLeastVersions(t *testing.T) {
+	if _, err := exec.LookPath("dpkg"); err != nil {
+		t.Skip("needs dpkg's version comparison")
+	}
+	m, err := LoadManifest("manifest.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ docker, compose, want string }{
+		{"20.10.24+dfsg1-1+deb12u1+b6", "1.29.2-3", "docker.io is 20.10.24+dfsg1-1+deb12u1+b6; mailcow-ha needs at least " + m.Mailcow.DockerMin},
+		{"26.1.5+dfsg1-9+deb13u1+b1", "1.29.2-3", "docker-compose is 1.29.2-3; mailcow-ha needs at least " + m.Mailcow.ComposeMin},
+		{"26.1.5+dfsg1-9+deb13u1+b1", "2.24.2-1", "docker-compose is 2.24.2-1"},
+		{"26.1.5+dfsg1-9+deb13u1+b1", "", "docker-compose is not installed"},
+		// Debian 13's: the checks pass and say so.
+		{"26.1.5+dfsg1-9+deb13u1+b1", "2.26.1-4", "mailcow: docker-compose 2.26.1-4 (at least " + m.Mailcow.ComposeMin + ")"},
+	} {
+		fake := t.TempDir()
+		// dpkg-query answers with the versions of the case. The script is given no MCHA_STUB_IMAGES: when the
+		// checks pass it stops at that unset variable (set -u) before it installs anything outside its temp dirs.
+		script := "#!/bin/sh\nfor p; do :; done\ncase \"$p\" in docker.io) printf %s '" + c.docker + "';; docker-compose) [ -n '" + c.compose + "' ] || exit 1; printf %s '" + c.compose + "';; esac\n"
+		if err := os.WriteFile(filepath.Join(fake, "dpkg-query"), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("bash", "provision/40-mailcow.sh")
+		cmd.Env = append(os.Environ(), "PATH="+fake+":"+os.Getenv("PATH"), "MCHA_MAILCOW_DIR="+t.TempDir(), "MCHA_TARGET=none",
+			"MCHA_DOCKER_MIN="+m.Mailcow.DockerMin, "MCHA_COMPOSE_MIN="+m.Mailcow.ComposeMin, "MCHA_PAYLOAD="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("docker.io %s, docker-compose %s: %v %s; want %q", c.docker, c.compose, err, out, c.want)
+		}
 	}
 }
 

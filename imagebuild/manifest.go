@@ -30,12 +30,13 @@ type Manifest struct {
 		LocalPackages  []string `toml:"local_packages"`
 	} `toml:"debian"`
 	Mailcow struct {
-		Repo           string `toml:"repo"`
-		Tag            string `toml:"tag"`
-		Commit         string `toml:"commit"`
-		Dir            string `toml:"dir"`
-		ComposeVersion string `toml:"compose_version"`
-		StubImages     string `toml:"stub_images"`
+		Repo       string `toml:"repo"`
+		Tag        string `toml:"tag"`
+		Commit     string `toml:"commit"`
+		Dir        string `toml:"dir"`
+		DockerMin  string `toml:"docker_min"`  // the least Docker Engine version (mailcow refuses older)
+		ComposeMin string `toml:"compose_min"` // the least Compose v2 version (the override's !override)
+		StubImages string `toml:"stub_images"`
 	} `toml:"mailcow"`
 	Files struct {
 		Rootfs   string   `toml:"rootfs"`
@@ -115,7 +116,8 @@ func (m *Manifest) check() []string {
 	req("mailcow.tag", m.Mailcow.Tag)
 	req("mailcow.commit", m.Mailcow.Commit)
 	req("mailcow.dir", m.Mailcow.Dir)
-	req("mailcow.compose_version", m.Mailcow.ComposeVersion)
+	req("mailcow.docker_min", m.Mailcow.DockerMin)
+	req("mailcow.compose_min", m.Mailcow.ComposeMin)
 	req("mailcow.stub_images", m.Mailcow.StubImages)
 	req("files.rootfs", m.Files.Rootfs)
 	req("files.cloud_cfg", m.Files.CloudCfg)
@@ -197,7 +199,8 @@ func (m *Manifest) Env(version string) []byte {
 	set("MCHA_MAILCOW_TAG", m.Mailcow.Tag)
 	set("MCHA_MAILCOW_COMMIT", m.Mailcow.Commit)
 	set("MCHA_MAILCOW_DIR", m.Mailcow.Dir)
-	set("MCHA_COMPOSE_VERSION", m.Mailcow.ComposeVersion)
+	set("MCHA_DOCKER_MIN", m.Mailcow.DockerMin)
+	set("MCHA_COMPOSE_MIN", m.Mailcow.ComposeMin)
 	set("MCHA_STUB_IMAGES", m.Mailcow.StubImages)
 	set("MCHA_LOCAL_LABEL", m.Local.Label)
 	return b.Bytes()

@@ -47,7 +47,7 @@ locals {
 
 source "hcloud" "mailcow-ha" {
   token         = var.hcloud_token
-  image         = "debian-12"
+  image         = "debian-13"
   location      = var.location
   server_type   = var.server_type
   server_name   = "mailcow-ha-image-build"

@@ -66,7 +66,7 @@ func TestPackerValidate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`image         = "debian-12"`, `app     = "mailcow-ha"`, `post-processor "manifest"`, "provision/run.sh", "MCHA_TARGET=hetzner"} {
+	for _, want := range []string{`image         = "debian-13"`, `app     = "mailcow-ha"`, `post-processor "manifest"`, "provision/run.sh", "MCHA_TARGET=hetzner"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("template lacks %q", want)
 		}

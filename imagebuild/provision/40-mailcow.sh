@@ -1,20 +1,27 @@
 #!/bin/bash
-# mailcow: on Hetzner, clone the pinned release, generate its configuration without prompts, install Docker
-# Compose v2 and pull the images, so that a new node starts mailcow without a download. Locally no registry or
-# GitHub is reachable: the stub images come as a `docker save` tarball, loaded at first boot
+# mailcow: both paths first check that Debian's Docker and Compose are new enough for mailcow and for the
+# override (the manifest's docker_min and compose_min). On Hetzner, clone the pinned release, generate its
+# configuration without prompts and pull the images, so that a new node starts mailcow without a download. Locally
+# no registry or GitHub is reachable: the stub images come as a `docker save` tarball, loaded at first boot
 # (mailcow-ha-images.service). Both: the nginx snippets of the sign-up portal and of the health API.
 set -euo pipefail
 dir=$MCHA_MAILCOW_DIR
-if [[ $MCHA_TARGET == hetzner ]]; then
-	plugin=/usr/local/lib/docker/cli-plugins/docker-compose
-	if ! docker compose version 2>/dev/null | grep -q "${MCHA_COMPOSE_VERSION#v}"; then
-		url="https://github.com/docker/compose/releases/download/$MCHA_COMPOSE_VERSION/docker-compose-linux-x86_64"
-		install -d /usr/local/lib/docker/cli-plugins
-		curl -fsSL --retry 5 -o "$plugin.tmp" "$url"
-		curl -fsSL --retry 5 -o "$plugin.sha256" "$url.sha256"
-		(cd "$(dirname "$plugin")" && echo "$(cut -d' ' -f1 "$plugin.sha256")  docker-compose.tmp" | sha256sum -c -)
-		chmod 0755 "$plugin.tmp" && mv "$plugin.tmp" "$plugin" && rm -f "$plugin.sha256"
+least() { # least PACKAGE MIN: the installed Debian package is at least version MIN (upstream part compared)
+	local have
+	if ! have=$(dpkg-query -W -f='${Version}' "$1" 2>/dev/null) || [[ -z $have ]]; then
+		echo "mailcow: $1 is not installed; mailcow-ha needs at least $2 (imagebuild/manifest.toml)" >&2
+		exit 1
 	fi
+	have=${have#*:}
+	if ! dpkg --compare-versions "${have%%[-+]*}" ge "$2"; then
+		echo "mailcow: $1 is $have; mailcow-ha needs at least $2 (imagebuild/manifest.toml)" >&2
+		exit 1
+	fi
+	echo "mailcow: $1 $have (at least $2)"
+}
+least docker.io "$MCHA_DOCKER_MIN"
+least docker-compose "$MCHA_COMPOSE_MIN"
+if [[ $MCHA_TARGET == hetzner ]]; then
 	if [[ ! -d $dir/.git ]]; then
 		git clone --quiet --depth 1 --branch "$MCHA_MAILCOW_TAG" "$MCHA_MAILCOW_REPO" "$dir"
 	fi
