@@ -60,7 +60,7 @@ func unitExists(u string) bool {
 	}
 	// Units that Debian's packages of the manifest ship.
 	return slices.Contains([]string{"docker.service", "nftables.service", "systemd-networkd.service", "systemd-timesyncd.service", "ssh.service",
-		"cloud-init-local.service", "cloud-init.service", "cloud-config.service", "cloud-final.service"}, u)
+		"cloud-init-local.service", "cloud-init-main.service", "cloud-init-network.service", "cloud-config.service", "cloud-final.service"}, u)
 }
 
 // Bad manifests are refused with the key or the line.
