@@ -106,7 +106,7 @@ func Run(ctx context.Context, o Options) error {
 		if o.Galera != nil {
 			return fmt.Errorf("agent: Galera mode %q runs a member; it cannot also take an injected Galera", o.GaleraMode)
 		}
-		o.Galera = galera.Prober{Socket: c.Galera.Socket}
+		o.Galera = &galera.Prober{Socket: c.Galera.Socket}
 	default:
 		return fmt.Errorf("agent: unknown Galera mode %q", o.GaleraMode)
 	}

@@ -125,7 +125,9 @@ func (a *Agent) probe(ctx context.Context, wait time.Duration) []failover.Observ
 	gctx, cancel := context.WithTimeout(ctx, wait)
 	primary, synced, detail, err := a.o.Galera.Status(gctx)
 	cancel()
-	if err != nil {
+	if err != nil && detail != "" {
+		detail = err.Error() + " (" + detail + ")"
+	} else if err != nil {
 		detail = err.Error()
 	}
 	obs := []failover.Observation{failover.Galera{Primary: primary, Synced: synced, Detail: detail, Unknown: err != nil}}

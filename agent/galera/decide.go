@@ -26,6 +26,10 @@ type Report struct {
 // not Synced until the transfer ends.
 const DonorState = "Donor/Desynced"
 
+// JoinedState is the local state between a state transfer and Synced: a joiner applying what it missed, or a
+// donor catching up.
+const JoinedState = "Joined"
+
 // Action is what a node does at start.
 type Action string
 

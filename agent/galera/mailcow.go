@@ -3,15 +3,29 @@ package galera
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 )
 
-// Prober answers the agent's quorum question from the local server's status.
-type Prober struct{ Socket string }
+// Prober answers the agent's quorum question from the local server's status. It remembers whether its last
+// answer was serving, for CatchingUp.
+type Prober struct {
+	Socket  string
+	mu      sync.Mutex
+	serving bool
+}
+
+// ErrCatchingUp is the answer of a member that served at the last probe and is Joined now: a donor after its state
+// transfer, catching up before it is Synced again (Donor/Desynced → Joined → Synced; seen for 0.7 s on a MASTER
+// whose stack start it cut short, with MariaDB 11.8 in a VM). The agent counts it like an unanswered probe, which
+// the brain does not take for a lost quorum before quorum_grace. A joiner's Joined (after Joining) is no answer of
+// this kind: it never served.
+var ErrCatchingUp = errors.New("galera: Joined after serving: a donor catching up")
 
 // Status reports Primary and Synced, with a summary.
-func (p Prober) Status(ctx context.Context) (primary, synced bool, detail string, err error) {
+func (p *Prober) Status(ctx context.Context) (primary, synced bool, detail string, err error) {
 	db, err := Open(p.Socket)
 	if err != nil {
 		return false, false, "", err
@@ -21,7 +35,18 @@ func (p Prober) Status(ctx context.Context) (primary, synced bool, detail string
 	if err != nil {
 		return false, false, "", err
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if CatchingUp(p.serving, st) {
+		return true, false, st.Detail(), ErrCatchingUp
+	}
+	p.serving = st.Serving()
 	return st.ClusterStatus == "Primary", st.Serving(), st.Detail(), nil
+}
+
+// CatchingUp says whether st, after a probe that found the member serving, is a donor's moment of catching up.
+func CatchingUp(wasServing bool, st Status) bool {
+	return wasServing && st.ClusterStatus == "Primary" && st.LocalState == JoinedState && st.Connected
 }
 
 // CreateMailcowDB creates mailcow's database and user on the first bootstrap (idempotent). The user reaches the
