@@ -13,6 +13,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/hcloud"
 	"github.com/mailcow-ha/mailcow-ha/imagebuild"
 	"github.com/mailcow-ha/mailcow-ha/mailcowstub/deploy"
+	"github.com/mailcow-ha/mailcow-ha/mailcowtree"
 )
 
 const imageUsage = `Usage:
@@ -45,11 +46,12 @@ func Image(ctx context.Context, args []string, stdio Stdio) int {
 	return ExitUsage
 }
 
-// imageInputs reads the common flags of build-local and payload.
-func imageInputs(fs *flag.FlagSet) func() (imagebuild.Inputs, error) {
+// imageInputs reads the common flags of build-local and payload. A local image's inputs include mailcow's release
+// tree (mailcowtree.Dir: ../shared/mailcow's tarball, or a clone checked against the pinned commit).
+func imageInputs(fs *flag.FlagSet) func(ctx context.Context, target imagebuild.Target) (imagebuild.Inputs, error) {
 	top := fs.String("top", ".", "the repository's top directory")
 	bin := fs.String("bin", "", "the built binaries (default TOP/bin, as make build leaves them)")
-	return func() (imagebuild.Inputs, error) {
+	return func(ctx context.Context, target imagebuild.Target) (imagebuild.Inputs, error) {
 		t, err := filepath.Abs(*top)
 		if err != nil {
 			return imagebuild.Inputs{}, err
@@ -59,7 +61,12 @@ func imageInputs(fs *flag.FlagSet) func() (imagebuild.Inputs, error) {
 			b = filepath.Join(t, "bin")
 		}
 		in := imagebuild.Inputs{Top: t, BinDir: b}
-		in.Version, err = imagebuild.BinaryVersion(filepath.Join(b, "mailcow-ha"))
+		if in.Version, err = imagebuild.BinaryVersion(filepath.Join(b, "mailcow-ha")); err != nil {
+			return in, err
+		}
+		if target == imagebuild.Local {
+			in.MailcowTree, err = mailcowtree.Dir(ctx, t)
+		}
 		return in, err
 	}
 }
@@ -73,7 +80,7 @@ func imageBuildLocal(ctx context.Context, args []string, stdio Stdio) int {
 	if code, done := parseFlags(fs, args, stdio); done {
 		return code
 	}
-	in, err := inputs()
+	in, err := inputs(ctx, imagebuild.Local)
 	if err != nil {
 		fmt.Fprintln(stdio.Stderr, "mailcow-ha image build-local:", err)
 		return ExitUsage
@@ -88,7 +95,7 @@ func imageBuildLocal(ctx context.Context, args []string, stdio Stdio) int {
 	return ExitOK
 }
 
-func imagePayload(_ context.Context, args []string, stdio Stdio) int {
+func imagePayload(ctx context.Context, args []string, stdio Stdio) int {
 	fs := newFlags("image payload", "image payload --target hetzner|local --out DIR [--top DIR] [--bin DIR]", stdio)
 	inputs := imageInputs(fs)
 	target := fs.String("target", "hetzner", "hetzner (packer) or local (mmdebstrap)")
@@ -101,7 +108,7 @@ func imagePayload(_ context.Context, args []string, stdio Stdio) int {
 		fmt.Fprintln(stdio.Stderr, "mailcow-ha image payload: --target hetzner|local and --out DIR are required")
 		return ExitUsage
 	}
-	in, err := inputs()
+	in, err := inputs(ctx, t)
 	if err != nil {
 		fmt.Fprintln(stdio.Stderr, "mailcow-ha image payload:", err)
 		return ExitUsage

@@ -47,6 +47,14 @@ Commands:
                                    their processes, mounts, loop devices); --check: fail when anything of ours
                                    remains (records, or loop devices and mounts below DIR)
 
+A node's mailcow.create_command (not for operators):
+  create-stub --docker-host URL --data DIR --socket-dir DIR [--hostname NAME]
+                                   the lab: the stub's 18 containers through the Engine API (Debian 12's
+                                   Compose v1 cannot read mailcow's compose file)
+  compose-stub --mailcow-dir DIR --data DIR [--hostname NAME]
+                                   the VM tests: mailcow's real compose project (docker compose config, then
+                                   create) with a layer that swaps only the images for the stub
+
 Every command takes --dir DIR (default build/lab).
 `
 
@@ -78,6 +86,7 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 	hostname := fs.String("hostname", "", "create-stub: the name the stub services greet with")
 	healthEvery := fs.Duration("health-interval", time.Second, "create-stub: Docker health check interval of postfix, dovecot and nginx")
 	healthTimeout := fs.Duration("health-timeout", 2*time.Second, "create-stub: how long one Docker health check may take")
+	mailcowDir := fs.String("mailcow-dir", "", "compose-stub: mailcow's tree, with the agent's override and mailcow.conf")
 	check := fs.Bool("check", false, "sweep: fail when anything of ours remains afterwards")
 	below := fs.String("below", "", "sweep --check: also look for loop devices and mounts below this directory")
 	var cmdArgs []string
@@ -185,6 +194,9 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 		return labSweep(*check, *below, stdio)
 	case "create-stub":
 		return labCreateStub(ctx, *dockerHost, *data, *sockDir, *hostname, *healthEvery, *healthTimeout, stdio)
+	case "compose-stub":
+		return labComposeStub(ctx, *mailcowDir, deploy.LayerOptions{DataMount: *data, Hostname: *hostname,
+			HealthInterval: *healthEvery, HealthTimeout: *healthTimeout}, stdio)
 	}
 	fmt.Fprintf(stdio.Stderr, "mailcow-ha lab: unknown command %q\n\n%s", sub, labUsage)
 	return ExitUsage
@@ -431,28 +443,6 @@ func labExec(dir string, pos, cmdArgs []string, stdio Stdio) int {
 		fmt.Fprintln(stdio.Stderr, err)
 		return ExitFailure
 	}
-	return ExitOK
-}
-
-// labCreateStub is the lab nodes' mailcow.create_command: the stub stack's `docker compose create`.
-func labCreateStub(ctx context.Context, host, data, sockDir, hostname string, healthEvery, healthTimeout time.Duration, stdio Stdio) int {
-	if host == "" || data == "" || sockDir == "" {
-		fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha lab create-stub --docker-host URL --data DIR --socket-dir DIR [--hostname NAME]")
-		return ExitUsage
-	}
-	c, err := deploy.Connect(host)
-	if err != nil {
-		fmt.Fprintln(stdio.Stderr, err)
-		return ExitFailure
-	}
-	defer c.Close()
-	n, err := deploy.Create(ctx, c, deploy.Options{Project: "mailcowdockerized", DataMount: data, SocketDir: sockDir, Hostname: hostname,
-		HealthInterval: healthEvery, HealthTimeout: healthTimeout})
-	if err != nil {
-		fmt.Fprintln(stdio.Stderr, err)
-		return ExitFailure
-	}
-	fmt.Fprintf(stdio.Stdout, "created %d containers\n", n)
 	return ExitOK
 }
 

@@ -102,11 +102,25 @@ func fakeBins(t *testing.T) string {
 	return dir
 }
 
-// The input hash is stable, and changes with any input: a script, a rootfs file, a binary; Go test files in
-// rootfs/ are not inputs.
+// fakeTree is a mailcow tree as git archive makes it: a compose file and .env linked to mailcow.conf.
+func fakeTree(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "docker-compose.yml"), []byte("services: {}\n"), 0o644)
+	os.Mkdir(filepath.Join(dir, "data"), 0o755)
+	os.WriteFile(filepath.Join(dir, "data", "generate.sh"), []byte("#!/bin/sh\n"), 0o755)
+	if err := os.Symlink("mailcow.conf", filepath.Join(dir, ".env")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// The input hash is stable, and changes with any input: a script, a rootfs file, a binary, a file of mailcow's tree
+// (local images); Go test files in rootfs/ are not inputs.
 func TestHash(t *testing.T) {
 	bin := fakeBins(t)
-	in := Inputs{Top: top, BinDir: bin, Version: "v1"}
+	tree := fakeTree(t)
+	in := Inputs{Top: top, BinDir: bin, Version: "v1", MailcowTree: tree}
 	h1, _, err := in.Hash(Local)
 	if err != nil {
 		t.Fatal(err)
@@ -123,6 +137,16 @@ func TestHash(t *testing.T) {
 	os.WriteFile(filepath.Join(bin, "mailcow-ha"), []byte("binary mailcow-ha"), 0o755)
 	if h4, _, _ := in.Hash(Local); h4 != h1 {
 		t.Error("the same binary again: another hash")
+	}
+	os.WriteFile(filepath.Join(tree, "data", "generate.sh"), []byte("#!/bin/sh\nexit 1\n"), 0o755)
+	if h5, _, _ := in.Hash(Local); h5 == h1 {
+		t.Error("a changed file of mailcow's tree keeps the hash")
+	}
+	if h6, _, _ := in.Hash(Hetzner); h6 != hz {
+		t.Error("mailcow's tree changed a Hetzner payload's hash; that path clones the release itself")
+	}
+	if _, _, err := (Inputs{Top: top, BinDir: bin, Version: "v1"}).Hash(Local); err == nil || !strings.Contains(err.Error(), "mailcow's release tree") {
+		t.Errorf("a local image without mailcow's tree: %v", err)
 	}
 	files, err := in.files(mustManifest(t), Local)
 	if err != nil {
@@ -143,10 +167,11 @@ func mustManifest(t *testing.T) *Manifest {
 	return m
 }
 
-// The payload has what run.sh expects, with modes kept; a local one carries the stub images, a Hetzner one not.
+// The payload has what run.sh expects, with modes kept; a local one carries the stub images and mailcow's tree (its
+// link kept), a Hetzner one neither.
 func TestPayload(t *testing.T) {
 	bin := fakeBins(t)
-	in := Inputs{Top: top, BinDir: bin, Version: "v1"}
+	in := Inputs{Top: top, BinDir: bin, Version: "v1", MailcowTree: fakeTree(t)}
 	for _, tg := range []Target{Local, Hetzner} {
 		dir := filepath.Join(t.TempDir(), "p")
 		var saved int
@@ -168,6 +193,14 @@ func TestPayload(t *testing.T) {
 		_, err := os.Stat(filepath.Join(dir, "images/mailcow-stub.tar"))
 		if (tg == Local) != (err == nil) || (tg == Local) != (saved == 1) {
 			t.Errorf("%s: stub images present=%v saved=%d", tg, err == nil, saved)
+		}
+		link, _ := os.Readlink(filepath.Join(dir, "mailcow/tree/.env"))
+		st, err := os.Stat(filepath.Join(dir, "mailcow/tree/data/generate.sh"))
+		if tg == Local && (link != "mailcow.conf" || err != nil || st.Mode().Perm() != 0o755) {
+			t.Errorf("%s: mailcow's tree in the payload: .env → %q, generate.sh %v", tg, link, err)
+		}
+		if tg == Hetzner && err == nil {
+			t.Errorf("%s: mailcow's tree in the payload; Hetzner clones it", tg)
 		}
 	}
 }

@@ -17,7 +17,7 @@ import (
 type Target string
 
 const (
-	Hetzner Target = "hetzner" // packer on Hetzner's debian-12
+	Hetzner Target = "hetzner" // packer on Hetzner's debian-13
 	Local   Target = "local"   // mmdebstrap, for QEMU
 )
 
@@ -28,6 +28,9 @@ type Inputs struct {
 	Manifest string // default Top/imagebuild/manifest.toml
 	BinDir   string // mailcow-ha, mailcow-signup (and for local images mailcow-stub), built static
 	Version  string // the agent's version, recorded in the image
+	// MailcowTree is mailcow's release tree that the manifest pins (mailcowtree.Dir): a local image carries it in
+	// mailcow's directory, as a Hetzner snapshot carries its clone. Only local images need it.
+	MailcowTree string
 }
 
 func (in Inputs) manifestPath() string {
@@ -137,12 +140,57 @@ func (in Inputs) Hash(t Target) (string, *Manifest, error) {
 		}
 		fmt.Fprintf(h, "\x00%d\x00", n)
 	}
+	if t == Local {
+		if err := in.hashTree(h); err != nil {
+			return "", nil, err
+		}
+	}
 	return hex.EncodeToString(h.Sum(nil))[:16], m, nil
+}
+
+// hashTree adds mailcow's tree to a local image's hash: every path with its mode, and a file's content or a link's
+// target.
+func (in Inputs) hashTree(h io.Writer) error {
+	if in.MailcowTree == "" {
+		return fmt.Errorf("image input: a local image carries mailcow's release tree, and none was given")
+	}
+	if _, err := os.Stat(filepath.Join(in.MailcowTree, "docker-compose.yml")); err != nil {
+		return fmt.Errorf("image input: mailcow's tree: %w", err)
+	}
+	return filepath.WalkDir(in.MailcowTree, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("image input: %w", err)
+		}
+		rel, _ := filepath.Rel(in.MailcowTree, p)
+		fmt.Fprintf(h, "mailcow/tree/%s\x00%o\x00", rel, d.Type())
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return fmt.Errorf("image input: %w", err)
+			}
+			fmt.Fprintf(h, "%s\x00", target)
+		case d.Type().IsRegular():
+			f, err := os.Open(p)
+			if err != nil {
+				return fmt.Errorf("image input: %w", err)
+			}
+			defer f.Close()
+			if _, err := io.Copy(h, f); err != nil {
+				return fmt.Errorf("image input: %w", err)
+			}
+			if info, err := f.Stat(); err == nil {
+				fmt.Fprintf(h, "\x00%o\x00", info.Mode().Perm())
+			}
+		}
+		return nil
+	})
 }
 
 // WritePayload assembles the payload that provision/run.sh works from into dir (created; must not exist):
 // manifest.env, provision/, rootfs/, cloud.cfg.d/, bin/, doc/, mailcow/, and for local images images/ with the stub
-// images as a docker save tarball (made by saveStub from the mailcow-stub binary).
+// images as a docker save tarball (made by saveStub from the mailcow-stub binary) and mailcow/tree/, mailcow's
+// release tree.
 func (in Inputs) WritePayload(dir string, t Target, saveStub func(w io.Writer, binary string) error) (*Manifest, error) {
 	m, err := LoadManifest(in.manifestPath())
 	if err != nil {
@@ -151,6 +199,9 @@ func (in Inputs) WritePayload(dir string, t Target, saveStub func(w io.Writer, b
 	files, err := in.files(m, t)
 	if err != nil {
 		return nil, err
+	}
+	if t == Local && in.MailcowTree == "" {
+		return nil, fmt.Errorf("payload: a local image carries mailcow's release tree, and none was given")
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("payload: %w", err)
@@ -167,6 +218,12 @@ func (in Inputs) WritePayload(dir string, t Target, saveStub func(w io.Writer, b
 		}
 		if err := copyFile(f.src, filepath.Join(dir, f.dst), f.mode); err != nil {
 			return nil, fmt.Errorf("payload: %w", err)
+		}
+	}
+	if t == Local {
+		// cp -a keeps the tree as git archive made it, with its symbolic link (.env → mailcow.conf).
+		if out, err := exec.Command("cp", "-a", "--", in.MailcowTree+"/.", filepath.Join(dir, "mailcow", "tree")).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("payload: mailcow's tree: %w: %s", err, out)
 		}
 	}
 	if err := os.WriteFile(filepath.Join(dir, "manifest.env"), m.Env(in.Version), 0o644); err != nil {

@@ -2,8 +2,9 @@
 # mailcow: both paths first check that Debian's Docker and Compose are new enough for mailcow and for the
 # override (the manifest's docker_min and compose_min). On Hetzner, clone the pinned release, generate its
 # configuration without prompts and pull the images, so that a new node starts mailcow without a download. Locally
-# no registry or GitHub is reachable: the stub images come as a `docker save` tarball, loaded at first boot
-# (mailcow-ha-images.service). Both: the nginx snippets of the sign-up portal and of the health API.
+# no registry or GitHub is reachable: the release tree comes in the payload, and the stub images as a `docker save`
+# tarball, loaded at first boot (mailcow-ha-images.service). Both: the nginx snippets of the sign-up portal and of
+# the health API.
 set -euo pipefail
 dir=$MCHA_MAILCOW_DIR
 least() { # least PACKAGE MIN: the installed Debian package is at least version MIN (upstream part compared)
@@ -42,7 +43,10 @@ if [[ $MCHA_TARGET == hetzner ]]; then
 	docker compose pull --quiet
 	rm -f mailcow.conf .env
 else
+	# The same release tree, from the payload (mailcowtree: ../shared/mailcow's tarball or a clone, both checked
+	# against the pinned commit), with its link .env → mailcow.conf; the agent writes mailcow.conf at boot.
 	install -d -m 0755 "$dir"
+	cp -a "$MCHA_PAYLOAD/mailcow/tree/." "$dir/"
 	install -D -m 0644 "$MCHA_PAYLOAD/images/mailcow-stub.tar" "$MCHA_STUB_IMAGES"
 fi
 install -D -m 0644 "$MCHA_PAYLOAD/mailcow/site.signup.custom" "$dir/data/conf/nginx/site.signup.custom"

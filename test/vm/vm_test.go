@@ -20,6 +20,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/imagebuild"
 	"github.com/mailcow-ha/mailcow-ha/mailcowstub/deploy"
+	"github.com/mailcow-ha/mailcow-ha/mailcowtree"
 )
 
 var image *imagebuild.Image
@@ -52,9 +53,15 @@ func run(m *testing.M) int {
 		fmt.Println("vm:", err)
 		return 1
 	}
+	tree, err := mailcowtree.Dir(context.Background(), top)
+	if err != nil {
+		skipWhy = "the local image carries mailcow's release tree, which is neither in ../shared/mailcow nor to be cloned: " + err.Error()
+		fmt.Println("vm: skipping the VM tier:", skipWhy)
+		return m.Run()
+	}
 	t0 := time.Now()
 	image, err = imagebuild.BuildLocal(context.Background(), imagebuild.LocalOptions{
-		Inputs: imagebuild.Inputs{Top: top, BinDir: bin, Version: version}, Log: os.Stdout,
+		Inputs: imagebuild.Inputs{Top: top, BinDir: bin, Version: version, MailcowTree: tree}, Log: os.Stdout,
 		SaveStub: func(w io.Writer, binary string) error { return deploy.SaveImage(w, binary, deploy.Image) },
 	})
 	if err != nil {
@@ -138,7 +145,7 @@ const clusterSecret = "vm-cluster-secret-0123456789abcdef0123456789"
 const arbName = "arb"
 
 // userData is the TOML a node boots with, as an operator would write it for Hetzner, with the simulator's
-// addresses and the stub stack's create command: members are the member VMs, and arbName an arbitrator. The
+// addresses and the create command of mailcow's compose project with the stub's images: members are the member VMs, and arbName an arbitrator. The
 // arbitrator, which runs outside the guests, keeps its secrets and state under dir (a guest: "", the appliance's
 // paths).
 func userData(members []*VM, name, dir string) string {
@@ -177,7 +184,10 @@ func userData(members []*VM, name, dir string) string {
 	// demotion ran out of a 5-minute fence_timeout). start_timeout is 25 minutes here (production: 2).
 	// The agent writes mailcow.conf into /opt/mailcow-dockerized and the portal's API key under /etc/mailcow-ha, as
 	// on Hetzner.
-	fmt.Fprintf(&b, "[mailcow]\nhostname = \"mail.vmtest.test\"\ncreate_command = [\"/usr/local/bin/mailcow-ha\", \"lab\", \"create-stub\", \"--docker-host\", \"unix:///var/run/docker.sock\", \"--data\", \"/var/lib/mailcow-ha/data\", \"--socket-dir\", \"/run/mysqld\", \"--hostname\", %q, \"--health-interval\", \"15s\", \"--health-timeout\", \"20s\"]\nstart_timeout = \"25m\"\n", name)
+	// The containers are mailcow's real compose project: the image's release tree, the mailcow.conf and override the
+	// agent writes, Debian 13's Compose (`docker compose config`, then `create`), with only the images swapped for
+	// the stub by a layer laid last (lab compose-stub; mailcowstub/deploy.Layer).
+	fmt.Fprintf(&b, "[mailcow]\nhostname = \"mail.vmtest.test\"\ncreate_command = [\"/usr/local/bin/mailcow-ha\", \"lab\", \"compose-stub\", \"--mailcow-dir\", \"/opt/mailcow-dockerized\", \"--data\", \"/var/lib/mailcow-ha/data\", \"--hostname\", %q, \"--health-interval\", \"15s\", \"--health-timeout\", \"20s\"]\nstart_timeout = \"25m\"\n", name)
 	// Emulated CPUs are ten to thirty times slower than a server: a longer breaker limit than production's 2 per
 	// hour, so that a slow first election (Galera still streaming to the joiner) does not stop the scenarios, and
 	// twelve minutes for a demotion asked by a peer (stopping 18 containers in a starved guest took over a minute

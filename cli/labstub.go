@@ -1,0 +1,99 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/stack"
+	"github.com/mailcow-ha/mailcow-ha/mailcowstub/deploy"
+)
+
+// labCreateStub is the lab nodes' mailcow.create_command: the stub stack's `docker compose create`, made through
+// the Engine API (the lab's host has Debian 12's Compose v1, which cannot read mailcow's compose file).
+func labCreateStub(ctx context.Context, host, data, sockDir, hostname string, healthEvery, healthTimeout time.Duration, stdio Stdio) int {
+	if host == "" || data == "" || sockDir == "" {
+		fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha lab create-stub --docker-host URL --data DIR --socket-dir DIR [--hostname NAME]")
+		return ExitUsage
+	}
+	c, err := deploy.Connect(host)
+	if err != nil {
+		fmt.Fprintln(stdio.Stderr, err)
+		return ExitFailure
+	}
+	defer c.Close()
+	n, err := deploy.Create(ctx, c, deploy.Options{Project: "mailcowdockerized", DataMount: data, SocketDir: sockDir, Hostname: hostname,
+		HealthInterval: healthEvery, HealthTimeout: healthTimeout})
+	if err != nil {
+		fmt.Fprintln(stdio.Stderr, err)
+		return ExitFailure
+	}
+	fmt.Fprintf(stdio.Stdout, "created %d containers\n", n)
+	return ExitOK
+}
+
+// labComposeStub is the VM tests' mailcow.create_command: mailcow's real `docker compose create`, with the stub
+// in place of the images that cannot be pulled here. In the mailcow directory it has the real Compose check
+// mailcow's docker-compose.yml with the agent's override (`docker compose config`), writes the stub layer
+// (deploy.Layer, for the services of that compose file) and runs `docker compose create` with the three files.
+func labComposeStub(ctx context.Context, dir string, o deploy.LayerOptions, stdio Stdio) int {
+	if dir == "" || o.DataMount == "" {
+		fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha lab compose-stub --mailcow-dir DIR --data DIR [--hostname NAME] [--health-interval D] [--health-timeout D]")
+		return ExitUsage
+	}
+	if err := composeStub(ctx, dir, o, stdio); err != nil {
+		fmt.Fprintln(stdio.Stderr, "mailcow-ha lab compose-stub:", err)
+		return ExitFailure
+	}
+	return ExitOK
+}
+
+func composeStub(ctx context.Context, dir string, o deploy.LayerOptions, stdio Stdio) error {
+	files := []string{"-f", stack.ComposeFile, "-f", stack.OverrideFile}
+	// The real Compose reads mailcow's file with the override as the agent wrote it, before any stub is laid on it.
+	services, err := dockerCompose(ctx, dir, append(files, "config", "--services"))
+	if err != nil {
+		return err
+	}
+	names := strings.Fields(services)
+	sort.Strings(names)
+	fmt.Fprintf(stdio.Stdout, "docker compose config: %d services (%s)\n", len(names), strings.Join(names, " "))
+	layer, err := deploy.Layer(names, o)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, deploy.LayerFile)
+	if err := os.WriteFile(path, layer, 0o644); err != nil {
+		return fmt.Errorf("writing the stub layer: %w", err)
+	}
+	out, err := dockerCompose(ctx, dir, append(files, "-f", deploy.LayerFile, "create"))
+	fmt.Fprint(stdio.Stdout, out)
+	return err
+}
+
+// dockerCompose runs `docker compose ARGS` in dir and returns its output; a failure carries the output's end.
+func dockerCompose(ctx context.Context, dir string, args []string) (string, error) {
+	cmd := exec.CommandContext(ctx, "docker", append([]string{"compose"}, args...)...)
+	cmd.Dir = dir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if len(msg) > 2000 {
+			msg = "…" + msg[len(msg)-2000:]
+		}
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return string(out), fmt.Errorf("docker compose %s: exit %d: %s", strings.Join(args, " "), ee.ExitCode(), msg)
+		}
+		return string(out), fmt.Errorf("docker compose %s: %w", strings.Join(args, " "), err)
+	}
+	return string(out), nil
+}

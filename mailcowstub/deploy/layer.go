@@ -1,0 +1,87 @@
+package deploy
+
+import (
+	"encoding/json"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/mailcowstub"
+)
+
+// LayerFile is the name of the stub layer next to mailcow's docker-compose.yml and the agent's override.
+const LayerFile = "docker-compose.stub.json"
+
+// LayerOptions describe the stub layer of one node.
+type LayerOptions struct {
+	Image     string // default Image
+	Hostname  string // the name the stub services greet with
+	DataMount string // the shared Volume's mount point: the stub postfix delivers into its vmail directory
+	// HealthInterval and HealthTimeout are the Docker health check's for postfix, dovecot and nginx (defaults 2 s).
+	HealthInterval, HealthTimeout time.Duration
+}
+
+// Layer is a compose file laid over mailcow's own docker-compose.yml and the agent's override, last, for tests
+// that cannot pull mailcow's images: it swaps each service's image, entrypoint and command for the stub with that
+// service's role, and its health check for the stub's (none for the roles that only sleep). Everything else stays
+// mailcow's and the override's: services, networks and addresses, named volumes, binds, published ports, sysctls,
+// depends_on, environment. One addition: the stub postfix delivers into the Maildirs itself (real postfix hands
+// over to dovecot by LMTP), so it binds the Volume's vmail directory too. services are the service names of
+// mailcow's compose file. The layer is JSON, which Compose reads as YAML.
+func Layer(services []string, o LayerOptions) ([]byte, error) {
+	if o.Image == "" {
+		o.Image = Image
+	}
+	if o.HealthInterval == 0 {
+		o.HealthInterval = 2 * time.Second
+	}
+	if o.HealthTimeout == 0 {
+		o.HealthTimeout = 2 * time.Second
+	}
+	if !path.IsAbs(o.DataMount) || strings.ContainsAny(o.DataMount, "$:, \t\n") {
+		return nil, fmt.Errorf("stub layer: data mount %q must be an absolute path without $, colons, commas or spaces", o.DataMount)
+	}
+	if strings.ContainsAny(o.Hostname, "$ \t\n") {
+		return nil, fmt.Errorf("stub layer: hostname %q has a $ or a space", o.Hostname)
+	}
+	if len(services) == 0 {
+		return nil, fmt.Errorf("stub layer: no services")
+	}
+	sorted := append([]string(nil), services...)
+	sort.Strings(sorted)
+	out := map[string]any{}
+	for _, svc := range sorted {
+		role := Role(svc)
+		cmd := []string{role, "--vmail", "/var/vmail"}
+		if o.Hostname != "" {
+			cmd = append(cmd, "--hostname", o.Hostname)
+		}
+		s := map[string]any{
+			"image":       o.Image,
+			"pull_policy": "never",
+			"entrypoint":  []string{"/mailcow-stub"},
+			"command":     cmd,
+			"healthcheck": map[string]any{"disable": true},
+		}
+		if role != mailcowstub.RoleSleep {
+			s["healthcheck"] = map[string]any{
+				"test":     []string{"CMD", "/mailcow-stub", "health", role},
+				"interval": o.HealthInterval.String(), "timeout": o.HealthTimeout.String(), "retries": 2,
+			}
+		}
+		if role == mailcowstub.RolePostfix {
+			s["volumes"] = []map[string]any{{
+				"type": "bind", "source": path.Join(o.DataMount, "vmail"), "target": "/var/vmail",
+				"bind": map[string]any{"create_host_path": false},
+			}}
+		}
+		out[svc] = s
+	}
+	b, err := json.MarshalIndent(map[string]any{"services": out}, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("stub layer: %w", err)
+	}
+	return append(b, '\n'), nil
+}
