@@ -138,18 +138,25 @@ func BuildImage(ctx context.Context, c *client.Client, binary, tag string) error
 	return nil
 }
 
+// stubDefaults fills in what the stub's options leave zero: the stub image, and 2 s for the health checks'
+// interval and timeout. Create and Layer share it.
+func stubDefaults(image string, every, timeout time.Duration) (string, time.Duration, time.Duration) {
+	if image == "" {
+		image = Image
+	}
+	if every == 0 {
+		every = 2 * time.Second
+	}
+	if timeout == 0 {
+		timeout = 2 * time.Second
+	}
+	return image, every, timeout
+}
+
 // Create makes the containers of every service that has none (`docker compose create`, for the stub). The data
 // directories must exist: the binds never create host paths.
 func Create(ctx context.Context, c *client.Client, o Options) (int, error) {
-	if o.Image == "" {
-		o.Image = Image
-	}
-	if o.HealthInterval == 0 {
-		o.HealthInterval = 2 * time.Second
-	}
-	if o.HealthTimeout == 0 {
-		o.HealthTimeout = 2 * time.Second
-	}
+	o.Image, o.HealthInterval, o.HealthTimeout = stubDefaults(o.Image, o.HealthInterval, o.HealthTimeout)
 	have, err := existing(ctx, c, o.Project)
 	if err != nil {
 		return 0, err

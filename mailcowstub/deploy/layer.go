@@ -31,15 +31,7 @@ type LayerOptions struct {
 // over to dovecot by LMTP), so it binds the Volume's vmail directory too. services are the service names of
 // mailcow's compose file. The layer is JSON, which Compose reads as YAML.
 func Layer(services []string, o LayerOptions) ([]byte, error) {
-	if o.Image == "" {
-		o.Image = Image
-	}
-	if o.HealthInterval == 0 {
-		o.HealthInterval = 2 * time.Second
-	}
-	if o.HealthTimeout == 0 {
-		o.HealthTimeout = 2 * time.Second
-	}
+	o.Image, o.HealthInterval, o.HealthTimeout = stubDefaults(o.Image, o.HealthInterval, o.HealthTimeout)
 	if !path.IsAbs(o.DataMount) || strings.ContainsAny(o.DataMount, "$:, \t\n") {
 		return nil, fmt.Errorf("stub layer: data mount %q must be an absolute path without $, colons, commas or spaces", o.DataMount)
 	}
