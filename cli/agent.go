@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/check"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/daemon"
+	"github.com/mailcow-ha/mailcow-ha/agent/firewall"
 	"github.com/mailcow-ha/mailcow-ha/agent/report"
 )
 
@@ -43,6 +45,10 @@ func AgentWith(ctx context.Context, args []string, stdio Stdio, extend AgentExte
 	}
 	log := report.NewLogger(report.LogOptions{Stderr: stdio.Stderr})
 	src.Stdin = stdio.Stdin
+	if err := keepMetadata(ctx, log); err != nil {
+		log.Error("agent stopped", "err", err)
+		return ExitFailure
+	}
 	cfg, pl, err := loadConfig(ctx, *src)
 	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
@@ -97,6 +103,26 @@ func AgentWith(ctx context.Context, args []string, stdio Stdio, extend AgentExte
 		return ExitFailure
 	}
 	return ExitOK
+}
+
+// keepMetadata keeps the metadata service, which serves the user-data and any secret given inline there, to
+// this agent's control group, before the configuration is read (from there, when cloud-init left no copy). On a
+// machine without the appliance's firewall (the lab) it changes nothing. A firewall that refuses the rule stops the
+// agent, as one that refuses the members' set does.
+func keepMetadata(ctx context.Context, log *slog.Logger) error {
+	cg, cgErr := firewall.OwnCgroup()
+	applied, err := firewall.MetadataOnly(ctx, nil, cg)
+	switch {
+	case err != nil && cgErr != nil:
+		return fmt.Errorf("%w (%w)", err, cgErr)
+	case err != nil:
+		return err
+	case applied:
+		log.Info("firewall: the metadata service answers this agent only", "cgroup", cg.Path)
+	default:
+		log.Info("firewall: no appliance firewall here (nft chain inet mailcow_ha metadata); the metadata service is not guarded")
+	}
+	return nil
 }
 
 // Check asks the agent for its verdict once, or with --watch keeps keepalived's track file; see check.Main. The

@@ -73,8 +73,8 @@ func summarize(w io.Writer, name string, c *config.Config) {
 		{"cluster.secret", c.Cluster.SecretFile, c.Cluster.Secret.Set()},
 	} {
 		if s.inline {
-			fmt.Fprintf(w, "warning   %s is inline: the agent writes it to %s (mode 0600), but user-data stays "+
-				"readable from the metadata service\n", s.key, s.file)
+			fmt.Fprintf(w, "note      %s is inline: the agent writes it to %s (mode 0600); user-data stays in the "+
+				"metadata service, which the appliance's firewall keeps to the agent\n", s.key, s.file)
 		}
 	}
 }

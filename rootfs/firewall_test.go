@@ -281,6 +281,8 @@ table ip filter {
 			}
 		}
 	}
+	// After the agent started: the metadata service answers the agent's control group only.
+	t.Run("metadata", func(t *testing.T) { checkMetadataChain(t, node, pub, nft) })
 	// The drops were the firewall's: its counters moved.
 	out, _ := nftIn(node, nft, "list", "table", "inet", "mailcow_ha", "")
 	for _, rule := range []string{`"published port not public"`, `iifname "docker0" counter`, `iifname "docker0" ip daddr 169.254.169.254`, `"DHCP answer from elsewhere"`} {

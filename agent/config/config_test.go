@@ -326,11 +326,11 @@ func TestMaterializeSecrets(t *testing.T) {
 	if err != nil || got.Reveal() != token {
 		t.Errorf("token file = %v %v", got, err)
 	}
-	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
-		t.Errorf("want one warning, got %d: %s", n, logs.String())
+	if n := strings.Count(logs.String(), "were written to files"); n != 1 || !strings.Contains(logs.String(), "hcloud.token cluster.secret galera.password") {
+		t.Errorf("want one line naming the keys written, got %d: %s", n, logs.String())
 	}
 	if strings.Contains(logs.String(), token) {
-		t.Error("warning shows the token")
+		t.Error("the log shows the token")
 	}
 	// The operator rotates the token file; the next start, with the old token still in user-data, keeps the file
 	// and says that the two differ.

@@ -63,8 +63,8 @@ func (s SecretFiles) ReadSecret(path string) (Secret, error) {
 // galera.password) to their files with mode 0600, then forgets them, so that the rest of the agent reads every
 // secret from a file. A file that exists already is left alone: it was written at an earlier start, or rotated by
 // the operator since, and the old value still in user-data must not undo a rotation. When the two differ it says
-// so (keys only, never a value). It warns once when it wrote anything, since user-data stays readable from the
-// metadata service.
+// so (keys only, never a value), and it says which keys it wrote (the user-data stays in the metadata service,
+// which the appliance's firewall keeps to the agent: agent/firewall).
 func MaterializeSecrets(c *Config, log *slog.Logger) error {
 	var wrote, differ []string
 	for _, s := range []struct {
@@ -98,8 +98,8 @@ func MaterializeSecrets(c *Config, log *slog.Logger) error {
 			"update or remove the inline values", "keys", differ)
 	}
 	if len(wrote) > 0 {
-		log.Warn("secrets given inline in the configuration were written to files with mode 0600; "+
-			"user-data stays readable from the metadata service on this server, so rotate them or ship them as files",
+		log.Info("secrets given inline in the configuration were written to files with mode 0600; "+
+			"user-data stays in the metadata service, which the appliance's firewall keeps to the agent",
 			"keys", wrote)
 	}
 	return nil

@@ -1,6 +1,7 @@
 // Package firewall fills the appliance firewall's set of cluster members (table inet mailcow_ha, set peers_v4)
 // from the configuration, so that Galera, VRRP and the agent's APIs answer the cluster's own members and no other
-// host of the private network, nor a container.
+// host of the private network, nor a container; and it keeps the metadata service (the user-data) to the agent's
+// own control group (chain metadata), so that no other process of the node reads it.
 package firewall
 
 import (

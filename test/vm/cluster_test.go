@@ -124,6 +124,13 @@ func TestCluster(t *testing.T) {
 			t.Errorf("%s: a secret appeared on the console", v.Name)
 		}
 	}
+	// Each agent kept the metadata service (the user-data, secrets inline) to its own control group before it read
+	// its configuration: systemd's real group resolved in nft (rootfs's TestFirewall shows what the rule refuses).
+	for _, v := range members {
+		if !strings.Contains(v.ConsoleText(), metadataKept) {
+			t.Errorf("%s: the agent did not keep the metadata service to itself (no line on the console)", v.Name)
+		}
+	}
 	if text := arb.LogText(); strings.Contains(text, clusterSecret) || strings.Contains(text, hcloudsim.DemoToken) {
 		t.Errorf("%s: a secret appeared in the agent's log", arbName)
 	}

@@ -220,6 +220,9 @@ var (
 // and exits 2, systemd does not restart it, no cluster service starts, and cloud-init did not run the script. (A
 // TOML syntax error takes the same path in the guest; its message, with file and line, is agent/config's and
 // cli's test.)
+// metadataKept is the agent's line once chain metadata lets its own control group alone reach the metadata service.
+const metadataKept = "the metadata service answers this agent only"
+
 func checkBadUserData(t *testing.T, ctx context.Context, v *VM) {
 	t.Helper()
 	m, err := v.WaitConsole(ctx, badSaid, []*regexp.Regexp{regexp.MustCompile(`Kernel panic`), ready}, quiet)
@@ -239,6 +242,10 @@ func checkBadUserData(t *testing.T, ctx context.Context, v *VM) {
 		if strings.Contains(text, svc+"[") || strings.Contains(text, "Starting "+svc) {
 			t.Errorf("%s: %s started with bad user-data", v.Name, svc)
 		}
+	}
+	// The metadata service was kept to the agent before the configuration was read and refused.
+	if !strings.Contains(text, metadataKept) {
+		t.Errorf("%s: the agent did not keep the metadata service to itself before it read the bad user-data", v.Name)
 	}
 	if strings.Contains(text, "pwned") && !strings.Contains(text, "echo pwned") {
 		t.Errorf("%s: cloud-init ran the user-data script", v.Name)
