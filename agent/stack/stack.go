@@ -80,6 +80,7 @@ type Container struct {
 	Status            string // Docker's human status, with "(healthy)", "(unhealthy)" or "(health: starting)"
 	Restart           string
 	DependsOn         []string
+	Mounts            []container.MountPoint // as the Engine lists them: binds and Docker volumes
 }
 
 // exitCode finds the code in Docker's status text "Exited (137) 4 seconds ago"; the reason must not carry the
@@ -107,7 +108,7 @@ func (s *Stack) Discover(ctx context.Context) (map[string]Container, error) {
 			continue
 		}
 		name := strings.TrimPrefix(firstOr(c.Names, c.ID), "/")
-		cc := Container{ID: c.ID, Name: name, Service: svc, State: string(c.State), Status: c.Status}
+		cc := Container{ID: c.ID, Name: name, Service: svc, State: string(c.State), Status: c.Status, Mounts: c.Mounts}
 		cc.DependsOn = parseDependsOn(c.Labels[LabelDependsOn])
 		if prev, dup := out[svc]; dup && prev.State == "running" {
 			continue // scaled services: one running container is enough for the health model
@@ -228,8 +229,9 @@ func (s *Stack) Stop(ctx context.Context) error {
 	return nil
 }
 
-// Start starts mailcow: the mount guard first, then the containers that are missing are created, then every
-// container gets restart: always back and starts, level by level in dependency order. It waits up to
+// Start starts mailcow: the mount guard first, then the containers that are missing are created, then the
+// containers' stateful mounts are checked (binds to the Volume, not Docker volumes), then every container gets
+// restart: always back and starts, level by level in dependency order. It waits up to
 // StartTimeout for the critical services; one that is still down then is left to the health check and its grace.
 func (s *Stack) Start(ctx context.Context) error {
 	if s.Guard == nil {
@@ -258,6 +260,10 @@ func (s *Stack) Start(ctx context.Context) error {
 				return fmt.Errorf("stack: %s has no container after %q", svc, strings.Join(s.Create, " "))
 			}
 		}
+	}
+	// Data first: no container starts while a stateful mount of any is a Docker volume on this node's disk.
+	if bad := s.stateOnDockerVolumes(cs); len(bad) > 0 {
+		return fmt.Errorf("stack: refusing to start mailcow: state would be written off the Volume:\n  %s", strings.Join(bad, "\n  "))
 	}
 	for _, level := range Levels(s.deps(cs)) {
 		err := parallel(level, func(svc string) error {
