@@ -20,7 +20,7 @@ trap 'bash scripts/dockerd.sh stop; "$sweep" lab sweep' EXIT
 # then finds it by its input hash, or waits on the build's lock, or builds it itself if this build failed.
 # Logs: build/test.log (every test's output, the lanes one after the other), build/test-units.log and
 # build/image-prebuild.log.
-heavy='/agent/(daemon|galera|keepalived|stack)$|/mailcowstub/deploy$|/lab$'
+heavy='/agent/(daemon|galera|keepalived|stack)$|/mailcowstub/deploy$|/mailservers$|/lab$'
 units=$(go list ./... | grep -vE "$heavy|/test/vm\$")
 clusters=$(go list ./... | grep -E "$heavy")
 setsid bash -c 'go test -race -p 1 -count=1 -timeout 85m -v $1 >build/test-units.log 2>&1; echo $? >build/test-units.rc
