@@ -14,6 +14,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/imagebuild"
 	"github.com/mailcow-ha/mailcow-ha/mailcowstub/deploy"
 	"github.com/mailcow-ha/mailcow-ha/mailcowtree"
+	"github.com/mailcow-ha/mailcow-ha/mailservers"
 )
 
 const imageUsage = `Usage:
@@ -23,6 +24,8 @@ const imageUsage = `Usage:
       build the local QEMU image (mmdebstrap, mkfs.ext4 -d, qcow2), or reuse the one with the same input hash
   mailcow-ha image payload --target hetzner|local --out DIR [--top DIR] [--bin DIR]
       assemble what the provisioning steps work from (packer uploads it on Hetzner)
+  mailcow-ha image mailservers [--top DIR]
+      make the root file system of the image with Debian's postfix and dovecot (tests), or reuse the cached one
 `
 
 // Image runs the image subcommands.
@@ -38,6 +41,8 @@ func Image(ctx context.Context, args []string, stdio Stdio) int {
 		return imageBuildLocal(ctx, args[1:], stdio)
 	case "payload":
 		return imagePayload(ctx, args[1:], stdio)
+	case "mailservers":
+		return imageMailservers(ctx, args[1:], stdio)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdio.Stdout, imageUsage)
 		return ExitOK
@@ -118,6 +123,28 @@ func imagePayload(ctx context.Context, args []string, stdio Stdio) int {
 		return ExitFailure
 	}
 	fmt.Fprintln(stdio.Stdout, *out)
+	return ExitOK
+}
+
+// imageMailservers makes (or finds) the mail servers' root file system tarball; make test runs it beside the other
+// tiers so that the test that imports it finds it cached.
+func imageMailservers(ctx context.Context, args []string, stdio Stdio) int {
+	fs := newFlags("image mailservers", "image mailservers [--top DIR]", stdio)
+	top := fs.String("top", ".", "the repository's top directory (the tarball goes to TOP/build/cache/mailservers)")
+	if code, done := parseFlags(fs, args, stdio); done {
+		return code
+	}
+	t, err := filepath.Abs(*top)
+	if err != nil {
+		fmt.Fprintln(stdio.Stderr, "mailcow-ha image mailservers:", err)
+		return ExitUsage
+	}
+	path, err := mailservers.RootFS(ctx, mailservers.Inputs{}, mailservers.CacheDir(t), stdio.Stdout)
+	if err != nil {
+		fmt.Fprintln(stdio.Stderr, "mailcow-ha image mailservers:", err)
+		return ExitFailure
+	}
+	fmt.Fprintln(stdio.Stdout, path)
 	return ExitOK
 }
 

@@ -66,6 +66,9 @@ func (in Inputs) Hash() string {
 // Tag is the image reference the inputs build.
 func (in Inputs) Tag() string { return Repository + ":" + in.Hash() }
 
+// CacheDir is where RootFS keeps the tarballs in a checkout whose top directory is top.
+func CacheDir(top string) string { return filepath.Join(top, "build", "cache", "mailservers") }
+
 // Preflight says why the image cannot be built here, or "".
 func Preflight() string {
 	if os.Geteuid() != 0 {

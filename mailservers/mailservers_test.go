@@ -173,7 +173,7 @@ func TestAcknowledgedMailSurvivesInTheQueue(t *testing.T) {
 	}
 	in := mailservers.Inputs{}
 	t0 := time.Now()
-	rootfs, err := mailservers.RootFS(ctx, in, filepath.Join(top, "build", "cache", "mailservers"), testWriter{t})
+	rootfs, err := mailservers.RootFS(ctx, in, mailservers.CacheDir(top), testWriter{t})
 	if err != nil {
 		t.Fatal(err)
 	}
