@@ -24,10 +24,7 @@ const (
 // table does not exist (a machine without the appliance firewall: the lab, a test), it changes nothing and
 // reports applied = false.
 func Peers(ctx context.Context, nft []string, members []netip.Addr) (applied bool, err error) {
-	if len(nft) == 0 {
-		nft = []string{"nft"}
-	}
-	if err := child.Command(ctx, nft[0], append(nft[1:], "list", "set", "inet", Table, Set)...).Run(); err != nil {
+	if !has(ctx, nft, "list", "set", "inet", Table, Set) {
 		return false, nil
 	}
 	var b strings.Builder
@@ -42,10 +39,34 @@ func Peers(ctx context.Context, nft []string, members []netip.Addr) (applied boo
 	if len(elems) > 0 {
 		fmt.Fprintf(&b, "add element inet %s %s { %s }\n", Table, Set, strings.Join(elems, ", "))
 	}
-	cmd := child.Command(ctx, nft[0], append(nft[1:], "-f", "-")...)
-	cmd.Stdin = strings.NewReader(b.String())
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return false, fmt.Errorf("firewall: nft: %w: %s", err, strings.TrimSpace(string(out)))
+	if err := apply(ctx, nft, b.String()); err != nil {
+		return false, fmt.Errorf("firewall: %w", err)
 	}
 	return true, nil
+}
+
+// command returns nft, or the default "nft": the nft command and its leading arguments.
+func command(nft []string) []string {
+	if len(nft) == 0 {
+		return []string{"nft"}
+	}
+	return nft
+}
+
+// has says whether `nft probe...` succeeds: whether the appliance firewall's table holds what a caller changes
+// (a machine without it, the lab or a test, has nothing to change).
+func has(ctx context.Context, nft []string, probe ...string) bool {
+	nft = command(nft)
+	return child.Command(ctx, nft[0], append(nft[1:], probe...)...).Run() == nil
+}
+
+// apply runs script with nft -f -, in one transaction.
+func apply(ctx context.Context, nft []string, script string) error {
+	nft = command(nft)
+	cmd := child.Command(ctx, nft[0], append(nft[1:], "-f", "-")...)
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("nft: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }

@@ -8,8 +8,6 @@ import (
 	"os"
 	"path"
 	"strings"
-
-	"github.com/mailcow-ha/mailcow-ha/agent/child"
 )
 
 // Chain is the output chain that rootfs/etc/nftables.conf sends the node's own traffic to the metadata service
@@ -107,10 +105,7 @@ func groupIn(group, mountinfo string) (Cgroup, error) {
 // place of the old one. Without the appliance firewall's chain (the lab, a test) it changes nothing and reports
 // applied = false.
 func MetadataOnly(ctx context.Context, nft []string, cg Cgroup) (applied bool, err error) {
-	if len(nft) == 0 {
-		nft = []string{"nft"}
-	}
-	if err := child.Command(ctx, nft[0], append(nft[1:], "list", "chain", "inet", Table, Chain)...).Run(); err != nil {
+	if !has(ctx, nft, "list", "chain", "inet", Table, Chain) {
 		return false, nil
 	}
 	if cg.Level < 1 || cg.Path == "" || strings.ContainsAny(cg.Path, "\"\\\n") {
@@ -120,10 +115,8 @@ func MetadataOnly(ctx context.Context, nft []string, cg Cgroup) (applied bool, e
 	fmt.Fprintf(&b, "flush chain inet %s %s\n", Table, Chain)
 	fmt.Fprintf(&b, "add rule inet %s %s socket cgroupv2 level %d \"%s\" accept\n", Table, Chain, cg.Level, cg.Path)
 	fmt.Fprintf(&b, "add rule inet %s %s counter reject comment \"not the agent: metadata service\"\n", Table, Chain)
-	cmd := child.Command(ctx, nft[0], append(nft[1:], "-f", "-")...)
-	cmd.Stdin = strings.NewReader(b.String())
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return false, fmt.Errorf("firewall: metadata service: nft: %w: %s", err, strings.TrimSpace(string(out)))
+	if err := apply(ctx, nft, b.String()); err != nil {
+		return false, fmt.Errorf("firewall: metadata service: %w", err)
 	}
 	return true, nil
 }
