@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/docker/docker/api/types/image"
@@ -36,7 +37,7 @@ type Inputs struct {
 }
 
 // Packages are Debian's mail servers and what the entry point uses.
-var Packages = []string{"postfix", "dovecot-imapd", "dovecot-lmtpd", "bash", "procps"}
+var Packages = []string{"postfix", "dovecot-imapd", "dovecot-lmtpd", "dovecot-pop3d", "dovecot-managesieved", "openssl", "bash", "procps"}
 
 // Repository is the image's name; the tag is the inputs' hash.
 const Repository = "mailcow-ha/mailservers"
@@ -93,6 +94,19 @@ func RootFS(ctx context.Context, in Inputs, cacheDir string, log io.Writer) (str
 	}
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return "", fmt.Errorf("mail servers image: %w", err)
+	}
+	// One build at a time: make test's second lane pre-builds while the lab may ask for it; the second waits for the
+	// first and then finds the tarball.
+	lock, err := os.OpenFile(filepath.Join(cacheDir, in.Hash()+".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", fmt.Errorf("mail servers image: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("mail servers image: lock: %w", err)
+	}
+	if _, err := os.Stat(out); err == nil {
+		return out, nil
 	}
 	work, err := os.MkdirTemp(cacheDir, "build-")
 	if err != nil {

@@ -27,6 +27,8 @@ type rig struct {
 	c                            *client.Client
 	tag                          string
 	smtpPort, imapPort, lmtpPort int
+	ports                        map[string]int // every listener's port, by mailcow.conf's variable
+	env                          []string
 	dirs                         map[string]string // container path → host path
 	ids                          map[string]string // role → container id
 	gen                          int
@@ -60,8 +62,7 @@ func (r *rig) start(ctx context.Context) map[string]time.Duration {
 		name := fmt.Sprintf("mailcow-ha-test-%s-%d-%d", role, os.Getpid(), r.gen)
 		cfg := &container.Config{
 			Image: r.tag, Cmd: []string{role}, Hostname: "mx-test",
-			Env: []string{"MAIL_HOSTNAME=mx-test.mailcow-ha.test", "MAIL_USERS=" + mailbox + " other@mailcow-ha.test",
-				fmt.Sprintf("SMTP_PORT=%d", r.smtpPort), fmt.Sprintf("IMAP_PORT=%d", r.imapPort), fmt.Sprintf("LMTP_ADDR=127.0.0.1:%d", r.lmtpPort)},
+			Env: r.env,
 			Healthcheck: &container.HealthConfig{Test: []string{"CMD", "/usr/local/sbin/mailserver", "health", role},
 				Interval: time.Second, Timeout: 5 * time.Second, Retries: 3},
 		}
@@ -183,7 +184,16 @@ func TestAcknowledgedMailSurvivesInTheQueue(t *testing.T) {
 	t.Logf("image %s ready in %.1f s", in.Tag(), time.Since(t0).Seconds())
 
 	base := t.TempDir()
-	r := &rig{t: t, c: c, tag: in.Tag(), smtpPort: freePort(t), imapPort: freePort(t), lmtpPort: freePort(t), dirs: map[string]string{}}
+	r := &rig{t: t, c: c, tag: in.Tag(), lmtpPort: freePort(t), dirs: map[string]string{}, ports: map[string]int{}}
+	for v := range mailservers.PortVars {
+		r.ports[v] = freePort(t)
+	}
+	r.smtpPort, r.imapPort = r.ports["SMTP_PORT"], r.ports["IMAP_PORT"]
+	r.env, err = mailservers.Config{Hostname: "mx-test.mailcow-ha.test", Users: []string{mailbox, "other@mailcow-ha.test"},
+		Ports: r.ports, LMTPAddr: fmt.Sprintf("127.0.0.1:%d", r.lmtpPort)}.Env()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, d := range []string{"/var/spool/postfix", "/var/vmail", "/var/vmail_index"} {
 		host := filepath.Join(base, filepath.Base(d))
 		if err := os.Mkdir(host, 0o755); err != nil {
@@ -193,6 +203,15 @@ func TestAcknowledgedMailSurvivesInTheQueue(t *testing.T) {
 	}
 	took := r.start(ctx)
 	t.Logf("start to first greeting: dovecot %.2f s, postfix %.2f s", took["dovecot"].Seconds(), took["postfix"].Seconds())
+	// Every port of mailcow's answers (the agent's health check connects to each), the TLS ones included.
+	for v, p := range r.ports {
+		c, err := net.DialTimeout("tcp4", fmt.Sprintf("127.0.0.1:%d", p), 2*time.Second)
+		if err != nil {
+			t.Errorf("%s (%d): %v", v, p, err)
+			continue
+		}
+		c.Close()
+	}
 
 	if out, ok := r.swaks(mailbox, "before"); !ok {
 		t.Fatalf("swaks: no 250:\n%s\n%s", out, r.logs("postfix"))

@@ -26,6 +26,7 @@ import (
 
 	"github.com/mailcow-ha/mailcow-ha/agent/stack"
 	"github.com/mailcow-ha/mailcow-ha/mailcowstub"
+	"github.com/mailcow-ha/mailcow-ha/mailservers"
 )
 
 // Image is the stub image's default tag.
@@ -44,6 +45,10 @@ type Options struct {
 	// HealthTimeout is how long one health check may take (default 2 s). Under emulation (TCG) an exec into a
 	// container alone takes longer than that.
 	HealthTimeout time.Duration
+	// MailImage, when set, is the mailservers image (Debian's postfix and dovecot) that plays postfix-mailcow and
+	// dovecot-mailcow instead of the stub, with MailUsers as its mailboxes. Their ports follow PortBase too.
+	MailImage string
+	MailUsers []string
 }
 
 // Role returns the stub role that plays a mailcow service.
@@ -208,7 +213,11 @@ func createOne(ctx context.Context, c *client.Client, o Options, svc stack.Servi
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyAlways},
 	}
 	mounts := stack.MountsOf(svc.Name)
-	if svc.Name == "postfix-mailcow" {
+	if o.MailImage != "" && (role == mailcowstub.RolePostfix || role == mailcowstub.RoleDovecot) {
+		if err := realServer(cfg, o, role); err != nil {
+			return err
+		}
+	} else if svc.Name == "postfix-mailcow" {
 		// The stub's postfix delivers into the Maildirs itself (real postfix hands over to dovecot by LMTP).
 		mounts = append(mounts, stack.Mount{Service: svc.Name, Target: "/var/vmail", Dir: "vmail"})
 	}
@@ -221,6 +230,32 @@ func createOne(ctx context.Context, c *client.Client, o Options, svc stack.Servi
 	if _, err := c.ContainerCreate(ctx, cfg, hc, nil, nil, name); err != nil {
 		return fmt.Errorf("docker: creating %s: %w", name, err)
 	}
+	return nil
+}
+
+// realServer makes cfg run role with the mailservers image: its entry point's role, the node's environment (the
+// greeting's name, the mailboxes, the ports) and its own health check. Real postfix hands mail to dovecot over LMTP,
+// so it keeps mailcow's binds only (no vmail).
+func realServer(cfg *container.Config, o Options, role string) error {
+	mc := mailservers.Config{Hostname: o.Hostname, Users: o.MailUsers}
+	if o.PortBase != 0 {
+		mc.Ports = map[string]int{}
+		for v, p := range mailservers.PortVars {
+			mc.Ports[v] = p + o.PortBase
+		}
+		mc.LMTPAddr = "127.0.0.1:" + strconv.Itoa(24+o.PortBase)
+	}
+	env, err := mc.Env()
+	if err != nil {
+		return err
+	}
+	r := mailservers.RolePostfix
+	if role == mailcowstub.RoleDovecot {
+		r = mailservers.RoleDovecot
+	}
+	cfg.Image, cfg.Cmd, cfg.Env = o.MailImage, []string{r}, env
+	cfg.Labels["org.mailcow-ha.stub"] = "mailservers-" + r
+	cfg.Healthcheck.Test = mailservers.HealthTest(r)
 	return nil
 }
 
