@@ -19,6 +19,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/lab"
 	"github.com/mailcow-ha/mailcow-ha/lab/reap"
 	"github.com/mailcow-ha/mailcow-ha/mailcowstub/deploy"
+	"github.com/mailcow-ha/mailcow-ha/mailservers"
 )
 
 const labUsage = `Usage: mailcow-ha lab COMMAND [flags]
@@ -27,7 +28,9 @@ A real mailcow-ha cluster on this machine (root): network namespaces, keepalived
 node with the stub mailcow stack, the agents, and the simulated Hetzner API.
 
 Commands:
-  up [--nodes 3|5]                 build the lab and wait for a MASTER
+  up [--nodes 3|5] [--mail-cache DIR]
+                                   build the lab and wait for a MASTER (the first time, mmdebstrap makes the
+                                   mail servers' root file system in DIR, default build/cache/mailservers)
   status [--json]                  every node's role, Galera, stack, Volume and Floating IP
   down                             stop and remove everything the lab made
   exec NODE|client -- CMD...       run a command in a node's (or the client's) network namespace
@@ -48,10 +51,11 @@ Commands:
                                    remains (records, or loop devices and mounts below DIR)
 
 A node's mailcow.create_command (not for operators):
-  create-stub --docker-host URL --data DIR --socket-dir DIR [--hostname NAME]
+  create-stub --docker-host URL --data DIR --socket-dir DIR [--hostname NAME] [--mail-image TAG --mail-user A,B]
                                    the lab: the stub's 18 containers through the Engine API (Debian 12's
-                                   Compose v1 cannot read mailcow's compose file)
-  compose-stub --mailcow-dir DIR --data DIR [--hostname NAME]
+                                   Compose v1 cannot read mailcow's compose file); --mail-image: Debian's
+                                   postfix and dovecot play postfix-mailcow and dovecot-mailcow
+  compose-stub --mailcow-dir DIR --data DIR [--hostname NAME] [--mail-image TAG --mail-user A,B]
                                    the VM tests: mailcow's real compose project (docker compose config, then
                                    create) with a layer that swaps only the images for the stub
 
@@ -86,6 +90,9 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 	hostname := fs.String("hostname", "", "create-stub: the name the stub services greet with")
 	healthEvery := fs.Duration("health-interval", time.Second, "create-stub: Docker health check interval of postfix, dovecot and nginx")
 	healthTimeout := fs.Duration("health-timeout", 2*time.Second, "create-stub: how long one Docker health check may take")
+	mailImage := fs.String("mail-image", "", "create-stub, compose-stub: the mail servers' image, which plays postfix-mailcow and dovecot-mailcow")
+	mailUsers := fs.String("mail-user", "", "create-stub, compose-stub: the mailboxes of the mail servers' image, comma-separated addresses")
+	mailCache := fs.String("mail-cache", "build/cache/mailservers", "up: where the mail servers' root file system is kept (made there when missing)")
 	mailcowDir := fs.String("mailcow-dir", "", "compose-stub: mailcow's tree, with the agent's override and mailcow.conf")
 	check := fs.Bool("check", false, "sweep: fail when anything of ours remains afterwards")
 	below := fs.String("below", "", "sweep --check: also look for loop devices and mounts below this directory")
@@ -128,9 +135,9 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 	}
 	switch sub {
 	case "up":
-		return labUp(ctx, d, *nodes, *stub, stdio)
+		return labUp(ctx, d, *nodes, *stub, *mailCache, stdio)
 	case "supervise":
-		return labSupervise(ctx, d, *nodes, *stub, stdio)
+		return labSupervise(ctx, d, *nodes, *stub, *mailCache, stdio)
 	case "down":
 		return labDown(d, stdio)
 	case "status":
@@ -193,13 +200,20 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 	case "sweep":
 		return labSweep(*check, *below, stdio)
 	case "create-stub":
-		return labCreateStub(ctx, *dockerHost, *data, *sockDir, *hostname, *healthEvery, *healthTimeout, stdio)
+		return labCreateStub(ctx, deploy.Options{DataMount: *data, SocketDir: *sockDir, Hostname: *hostname,
+			HealthInterval: *healthEvery, HealthTimeout: *healthTimeout, MailImage: *mailImage,
+			MailUsers: splitList(*mailUsers)}, *dockerHost, stdio)
 	case "compose-stub":
 		return labComposeStub(ctx, *mailcowDir, deploy.LayerOptions{DataMount: *data, Hostname: *hostname,
-			HealthInterval: *healthEvery, HealthTimeout: *healthTimeout}, stdio)
+			HealthInterval: *healthEvery, HealthTimeout: *healthTimeout, MailImage: *mailImage, MailUsers: splitList(*mailUsers)}, stdio)
 	}
 	fmt.Fprintf(stdio.Stderr, "mailcow-ha lab: unknown command %q\n\n%s", sub, labUsage)
 	return ExitUsage
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' })
 }
 
 func indexOf(s []string, v string) int {
@@ -212,9 +226,18 @@ func indexOf(s []string, v string) int {
 }
 
 // labUp starts the supervisor in the background and waits until the lab has a MASTER.
-func labUp(ctx context.Context, dir string, nodes int, stub string, stdio Stdio) int {
+func labUp(ctx context.Context, dir string, nodes int, stub, mailCache string, stdio Stdio) int {
 	if _, err := lab.Call(dir, lab.Request{Cmd: lab.CmdStatus}, 5*time.Second); err == nil {
 		fmt.Fprintf(stdio.Stderr, "a lab already runs in %s (mailcow-ha lab down first)\n", dir)
+		return ExitFailure
+	}
+	// The mail servers' image in the foreground, so that its first build (about a minute) shows here.
+	mailCache, err := filepath.Abs(mailCache)
+	if err == nil {
+		_, err = mailservers.RootFS(ctx, mailservers.Inputs{}, mailCache, stdio.Stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(stdio.Stderr, "lab:", err)
 		return ExitFailure
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -232,7 +255,7 @@ func labUp(ctx context.Context, dir string, nodes int, stub string, stdio Stdio)
 		fmt.Fprintln(stdio.Stderr, err)
 		return ExitFailure
 	}
-	args := []string{"lab", "supervise", "--dir", dir, "--nodes", strconv.Itoa(nodes)}
+	args := []string{"lab", "supervise", "--dir", dir, "--nodes", strconv.Itoa(nodes), "--mail-cache", mailCache}
 	if stub != "" {
 		args = append(args, "--stub", stub)
 	}
@@ -282,7 +305,7 @@ func tailString(s string, n int) string {
 
 // labSupervise is the lab's long-running parent: it builds the lab, answers the other commands, and takes it all
 // down on "lab down" or SIGTERM.
-func labSupervise(ctx context.Context, dir string, nodes int, stub string, stdio Stdio) int {
+func labSupervise(ctx context.Context, dir string, nodes int, stub, mailCache string, stdio Stdio) int {
 	log := slog.New(slog.NewTextHandler(stdio.Stderr, nil))
 	self, err := os.Executable()
 	if err != nil {
@@ -298,7 +321,12 @@ func labSupervise(ctx context.Context, dir string, nodes int, stub string, stdio
 	}
 	sctx, stop := signalContext(ctx)
 	defer stop()
-	l, err := lab.Up(sctx, lab.Options{Dir: dir, Nodes: nodes, Bin: self, StubBin: stub, Logger: log})
+	mailCache, err = filepath.Abs(mailCache)
+	if err != nil {
+		log.Error("lab", "err", err)
+		return ExitFailure
+	}
+	l, err := lab.Up(sctx, lab.Options{Dir: dir, Nodes: nodes, Bin: self, StubBin: stub, MailCache: mailCache, Logger: log})
 	if err != nil {
 		log.Error("lab up failed", "err", err)
 		return ExitFailure

@@ -44,6 +44,7 @@ func TestLabArguments(t *testing.T) {
 		{[]string{"start"}, "start NODE"},
 		{[]string{"heal", "now"}, "lab heal"},
 		{[]string{"bench", "failover", "--runs", "0"}, "bench failover [--runs N]"},
+		{[]string{"create-stub", "--docker-host", "unix:///nonexistent", "--data", "/d", "--socket-dir", "/s", "--mail-user", "a@b.test"}, "--mail-user needs --mail-image"},
 	} {
 		code, _, errOut := run(t, "", append(append([]string{"lab"}, c.args...), "--dir", dir)...)
 		if code != ExitUsage || !strings.Contains(errOut, c.want) {

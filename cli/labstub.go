@@ -9,17 +9,21 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/stack"
 	"github.com/mailcow-ha/mailcow-ha/mailcowstub/deploy"
 )
 
 // labCreateStub is the lab nodes' mailcow.create_command: the stub stack's `docker compose create`, made through
-// the Engine API (the lab's host has Debian 12's Compose v1, which cannot read mailcow's compose file).
-func labCreateStub(ctx context.Context, host, data, sockDir, hostname string, healthEvery, healthTimeout time.Duration, stdio Stdio) int {
-	if host == "" || data == "" || sockDir == "" {
-		fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha lab create-stub --docker-host URL --data DIR --socket-dir DIR [--hostname NAME]")
+// the Engine API (the lab's host has Debian 12's Compose v1, which cannot read mailcow's compose file). With
+// o.MailImage, Debian's postfix and dovecot play postfix-mailcow and dovecot-mailcow.
+func labCreateStub(ctx context.Context, o deploy.Options, host string, stdio Stdio) int {
+	if host == "" || o.DataMount == "" || o.SocketDir == "" {
+		fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha lab create-stub --docker-host URL --data DIR --socket-dir DIR [--hostname NAME] [--mail-image TAG --mail-user ADDR,...]")
+		return ExitUsage
+	}
+	if len(o.MailUsers) > 0 && o.MailImage == "" {
+		fmt.Fprintln(stdio.Stderr, "mailcow-ha lab create-stub: --mail-user needs --mail-image (the stub's own servers take any mailbox)")
 		return ExitUsage
 	}
 	c, err := deploy.Connect(host)
@@ -28,8 +32,8 @@ func labCreateStub(ctx context.Context, host, data, sockDir, hostname string, he
 		return ExitFailure
 	}
 	defer c.Close()
-	n, err := deploy.Create(ctx, c, deploy.Options{Project: "mailcowdockerized", DataMount: data, SocketDir: sockDir, Hostname: hostname,
-		HealthInterval: healthEvery, HealthTimeout: healthTimeout})
+	o.Project = "mailcowdockerized"
+	n, err := deploy.Create(ctx, c, o)
 	if err != nil {
 		fmt.Fprintln(stdio.Stderr, err)
 		return ExitFailure
@@ -44,7 +48,11 @@ func labCreateStub(ctx context.Context, host, data, sockDir, hostname string, he
 // (deploy.Layer, for the services of that compose file) and runs `docker compose create` with the three files.
 func labComposeStub(ctx context.Context, dir string, o deploy.LayerOptions, stdio Stdio) int {
 	if dir == "" || o.DataMount == "" {
-		fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha lab compose-stub --mailcow-dir DIR --data DIR [--hostname NAME] [--health-interval D] [--health-timeout D]")
+		fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha lab compose-stub --mailcow-dir DIR --data DIR [--hostname NAME] [--health-interval D] [--health-timeout D] [--mail-image TAG --mail-user ADDR,...]")
+		return ExitUsage
+	}
+	if len(o.MailUsers) > 0 && o.MailImage == "" {
+		fmt.Fprintln(stdio.Stderr, "mailcow-ha lab compose-stub: --mail-user needs --mail-image (the stub's own servers take any mailbox)")
 		return ExitUsage
 	}
 	if err := composeStub(ctx, dir, o, stdio); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
+	"github.com/mailcow-ha/mailcow-ha/mailservers"
 )
 
 // BenchmarkLabFailover brings up a 3-node lab with the simulator's default latencies and powers off the MASTER
@@ -23,7 +24,7 @@ func BenchmarkLabFailover(b *testing.B) {
 	b.Cleanup(func() { os.RemoveAll(dir) })
 	ctx := context.Background()
 	began := time.Now()
-	l, err := Up(ctx, Options{Dir: dir, Bin: bin, StubBin: stub, Logger: slog.New(slog.DiscardHandler)})
+	l, err := Up(ctx, Options{Dir: dir, Bin: bin, StubBin: stub, MailCache: mailservers.CacheDir(root), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mailcow-ha/mailcow-ha/lab/reap"
 	"github.com/mailcow-ha/mailcow-ha/mailcowstub/deploy"
+	"github.com/mailcow-ha/mailcow-ha/mailservers"
 )
 
 // shutdown stops a node: gracefully (SIGTERM to the agent, which demotes; then dockerd) unless hard, which is a
@@ -44,7 +45,7 @@ func (n *Node) unmountAll() error { return reap.UnmountBelow(n.Dir) }
 func (n *Node) Docker() string { return "unix://" + filepath.Join(n.Dir, "docker", "docker.sock") }
 
 // startDocker starts the node's own dockerd (its own data root and socket, no default bridge) and loads the stub
-// image into it unless it has it.
+// and the mail servers' images into it unless it has them.
 func (n *Node) startDocker(ctx context.Context) error {
 	d := filepath.Join(n.Dir, "docker")
 	if err := os.MkdirAll(d, 0o755); err != nil {
@@ -76,6 +77,9 @@ func (n *Node) startDocker(ctx context.Context) error {
 			return fmt.Errorf("lab: %s dockerd did not come up (see %s): %w", n.Name, n.dockerd.log, err)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	if err := mailservers.Import(ctx, c, n.lab.mail, n.lab.mailTag); err != nil {
+		return fmt.Errorf("lab: %s: %w", n.Name, err)
 	}
 	if _, err := c.ImageInspect(ctx, deploy.Image); err == nil {
 		return nil

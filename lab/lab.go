@@ -1,8 +1,8 @@
 // Package lab runs a real mailcow-ha cluster on one Linux machine: network namespaces for the nodes, a bridge for
 // the private network, a router that routes the Floating IP where the simulated Hetzner API says it is assigned, a
 // client; on every node real keepalived and mariadbd with galera-4 (run by the agent), a dockerd of its own with
-// the stub mailcow stack, and the real agent; the shared Volume is an ext4 image on a loop device that the
-// simulator's backend hands to exactly one node. The lab's process is the parent of every daemon and reaps it.
+// the stub mailcow stack in which Debian's postfix and dovecot play mailcow's, and the real agent; the shared
+// Volume is an ext4 image on a loop device that the simulator's backend hands to exactly one node. The lab's process is the parent of every daemon and reaps it.
 package lab
 
 import (
@@ -22,6 +22,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
 	"github.com/mailcow-ha/mailcow-ha/lab/reap"
+	"github.com/mailcow-ha/mailcow-ha/mailservers"
 )
 
 // Addresses of the lab (all inside namespaces the lab makes).
@@ -45,7 +46,10 @@ type Options struct {
 	Nodes   int    // members: 3 or 5
 	Bin     string // the mailcow-ha binary the nodes run
 	StubBin string // the static mailcow-stub binary for the stub image
-	Logger  *slog.Logger
+	// MailCache is where the mail servers' root file system is kept (mailservers.RootFS): Debian's postfix and
+	// dovecot play postfix-mailcow and dovecot-mailcow on every node; Up makes it first when it is missing.
+	MailCache string
+	Logger    *slog.Logger
 	// Latencies of the simulated API; zero means hcloudsim.DefaultLatencies.
 	Latencies *hcloudsim.Latencies
 	// Failover settings written into every node's configuration.
@@ -57,19 +61,21 @@ type Options struct {
 
 // Lab is a running lab.
 type Lab struct {
-	o      Options
-	id     string // namespace prefix
-	log    *slog.Logger
-	Sim    *hcloudsim.Sim
-	Alerts *Alerts // the webhook receiver every agent reports to
-	srv    *http.Server
-	asrv   *http.Server
-	sw, rt *netns.NS
-	client *netns.NS
-	Nodes  []*Node
-	loop   string // the Volume's loop device
-	mu     sync.Mutex
-	down   bool
+	o       Options
+	id      string // namespace prefix
+	log     *slog.Logger
+	Sim     *hcloudsim.Sim
+	Alerts  *Alerts // the webhook receiver every agent reports to
+	srv     *http.Server
+	asrv    *http.Server
+	sw, rt  *netns.NS
+	client  *netns.NS
+	Nodes   []*Node
+	loop    string // the Volume's loop device
+	mail    string // the mail servers' root file system tarball; every node's dockerd imports it as mailTag
+	mailTag string
+	mu      sync.Mutex
+	down    bool
 }
 
 // Node is one lab node.
@@ -122,7 +128,8 @@ func Preflight() string {
 		return why
 	}
 	for bin, pkg := range map[string]string{"keepalived": "keepalived", "mariadbd": "mariadb-server", "rsync": "rsync", "stunnel": "stunnel4",
-		"dockerd": "docker.io", "nsenter": "util-linux", "losetup": "util-linux", "mkfs.ext4": "e2fsprogs"} {
+		"dockerd": "docker.io", "nsenter": "util-linux", "losetup": "util-linux", "mkfs.ext4": "e2fsprogs",
+		"swaks": "swaks", "curl": "curl"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			return fmt.Sprintf("%s is not installed (Debian package %s; make deps installs it)", bin, pkg)
 		}
@@ -139,8 +146,16 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if o.Nodes != 3 && o.Nodes != 5 {
 		return nil, fmt.Errorf("lab: --nodes must be 3 or 5, not %d", o.Nodes)
 	}
+	if o.MailCache == "" {
+		return nil, errors.New("lab: Options.MailCache is empty (where the mail servers' root file system is kept)")
+	}
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, err
+	}
+	// The mail servers' image first: made once (about a minute), then found by its inputs' hash.
+	mail, err := mailservers.RootFS(ctx, mailservers.Inputs{}, o.MailCache, logWriter{o.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
 	}
 	// What an earlier lab or test left when its process died goes first (its namespaces, processes, mounts, loop
 	// device), wherever its directory was.
@@ -156,7 +171,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err := reap.Claim(reap.Mounts, o.Dir, "", "lab"); err != nil {
 		return nil, err
 	}
-	l = &Lab{o: o, id: netns.Unique("mhl"), log: o.Logger}
+	l = &Lab{o: o, id: netns.Unique("mhl"), log: o.Logger, mail: mail, mailTag: mailservers.Inputs{}.Tag()}
 	defer func() {
 		if err != nil {
 			l.Down()
@@ -177,7 +192,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		return l, err
 	}
 	l.log.Info("lab network ready", "took", time.Since(began).Round(time.Millisecond))
-	// dockerd and the stub image on every node at once; the agents one after another, the bootstrap node first.
+	// dockerd with the stub and the mail servers' images on every node at once; the agents one after another, the bootstrap node first.
 	errs := make([]error, len(l.Nodes))
 	var wg sync.WaitGroup
 	for i, n := range l.Nodes {
@@ -199,6 +214,16 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	}
 	l.log.Info("lab up", "nodes", len(l.Nodes), "took", time.Since(began).Round(time.Millisecond))
 	return l, nil
+}
+
+// logWriter logs each line written to it (a build's progress) at info level.
+type logWriter struct{ log *slog.Logger }
+
+func (w logWriter) Write(b []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		w.log.Info(line)
+	}
+	return len(b), nil
 }
 
 // clean removes what an earlier lab left in dir (node directories, the Volume image, the mail ledger), refusing

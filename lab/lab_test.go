@@ -21,6 +21,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
 	"github.com/mailcow-ha/mailcow-ha/lab/reap"
+	"github.com/mailcow-ha/mailcow-ha/mailservers"
 )
 
 // buildBins builds mailcow-ha and mailcow-stub (static) into a directory that only root can write: keepalived's
@@ -126,6 +127,15 @@ func (s *scenario) end(t *testing.T, ctx context.Context) {
 	if len(missing) > 0 {
 		t.Errorf("%d of %d acknowledged mails are not readable: %v", len(missing), acked, missing)
 	}
+	// By UID as well, as a mail client keeps its place: UID SEARCH lists every message (one line), and the last
+	// one's flags are fetched by its UID.
+	out, err := s.l.IMAP(ctx, "UID SEARCH ALL")
+	uids := strings.Fields(strings.TrimPrefix(strings.TrimSpace(out), "* SEARCH"))
+	if err != nil || len(uids) < acked || len(uids) == 0 {
+		t.Errorf("UID SEARCH ALL listed %d messages, want at least the %d acknowledged (%v)", len(uids), acked, err)
+	} else if out, err := s.l.IMAP(ctx, "UID FETCH "+uids[len(uids)-1]+" (FLAGS)"); err != nil || !strings.Contains(out, "UID "+uids[len(uids)-1]) {
+		t.Errorf("UID FETCH %s (FLAGS): %q %v", uids[len(uids)-1], out, err)
+	}
 	if s.acked.Load() == 0 {
 		t.Errorf("no mail was acknowledged during the scenario (%d sent)", s.sent.Load())
 	}
@@ -158,7 +168,7 @@ func TestLab(t *testing.T) {
 	began := time.Now()
 	// The breaker is at its production default (2 takeovers per node within the hour); the flapping scenario trips
 	// it. Every scenario starts from Reset, which clears every node's takeover history.
-	opts := Options{Dir: dir, Bin: bin, StubBin: stub, Latencies: &lat, CheckGrace: 6 * time.Second,
+	opts := Options{Dir: dir, Bin: bin, StubBin: stub, MailCache: mailservers.CacheDir(root), Latencies: &lat, CheckGrace: 6 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(logf, nil))}
 	l, err := Up(ctx, opts)
 	if err != nil {
@@ -294,7 +304,7 @@ func TestLab(t *testing.T) {
 	}
 
 	// failover breaks the master, waits for another node to hold everything, then repairs the old one.
-	var before func() // runs just before the kill
+	var before func(old *Node) // runs just before the kill
 	// alerts checks that the webhook receiver got every wanted alert since t0.
 	alerts := func(t *testing.T, t0 time.Time, want ...Want) {
 		t.Helper()
@@ -312,7 +322,7 @@ func TestLab(t *testing.T) {
 		}
 		s := l.watch(ctx)
 		if before != nil {
-			before()
+			before(l.Node(old))
 			before = nil
 		}
 		t0 := time.Now()
@@ -566,7 +576,27 @@ func TestLab(t *testing.T) {
 	})
 	powerOn := func(n *Node) error { return l.SimPower(n, true) }
 	fenced := Want{"peer_fenced", "NEW", "OLD"}
-	scenario("master power-off", true, func(t *testing.T) { failover(t, "power", powerOn, fenced) })
+	scenario("master power-off with mail in the queue", true, func(t *testing.T) {
+		// Mail that the master acknowledged but had not handed to dovecot when its power went waits in postfix's
+		// queue on the Volume; the next master's postfix delivers it (the scenario's end reads every acknowledged
+		// mail over IMAP).
+		before = func(old *Node) {
+			if err := old.HoldDelivery(ctx, true); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 5 {
+				if _, err := l.SendOne(ctx, 9000+i); err != nil {
+					t.Fatal(err)
+				}
+			}
+			q, err := old.Queued(ctx)
+			if err != nil || q < 5 {
+				t.Fatalf("%s's queue holds %d mails after 5 were acknowledged with delivery held (%v)", old.Name, q, err)
+			}
+			t.Logf("%d acknowledged mails in %s's queue at the power-off", q, old.Name)
+		}
+		failover(t, "power", powerOn, fenced)
+	})
 	scenario("master link cut", true, func(t *testing.T) {
 		failover(t, "link", func(n *Node) error {
 			// The cut node was fenced by poweroff; its links come back with its power.
@@ -774,7 +804,7 @@ func TestLab(t *testing.T) {
 		}
 	})
 	scenario("API answering 503 for a while", true, func(t *testing.T) {
-		before = func() { l.Sim.SetFaults(hcloudsim.Faults{Fail5xx: 8, FailStatus: 503}) }
+		before = func(*Node) { l.Sim.SetFaults(hcloudsim.Faults{Fail5xx: 8, FailStatus: 503}) }
 		failover(t, "power", powerOn)
 		if f := l.Sim.Faults(); f.Fail5xx != 0 {
 			t.Errorf("the takeover did not meet the injected 503s: %d left", f.Fail5xx)

@@ -60,7 +60,7 @@ func (n *Node) writeConfig() error {
 		filepath.Join(db, "data"), filepath.Join(db, "mysqld.sock"), filepath.Join(db, "my.cnf"), filepath.Join(d, "dbpw"))
 	fmt.Fprintf(&b, "[keepalived]\nconfig_file = %q\nnotify_fifo = %q\n", filepath.Join(d, "keepalived.conf"), filepath.Join(d, "notify.fifo"))
 	create := []string{l.o.Bin, "lab", "create-stub", "--docker-host", n.Docker(), "--data", filepath.Join(d, "data"),
-		"--socket-dir", db, "--hostname", n.Name}
+		"--socket-dir", db, "--hostname", n.Name, "--mail-image", l.mailTag, "--mail-user", Mailbox}
 	// The agent writes mailcow.conf into dir at each promotion, as on the appliance, and the portal's API key to
 	// api_key_file.
 	fmt.Fprintf(&b, "[mailcow]\nhostname = %q\napi_key_file = %q\ndir = %q\ndata_mount = %q\ndocker_host = %q\ndevice_dir = %q\nstart_timeout = \"60s\"\ncreate_command = [",
@@ -242,7 +242,7 @@ func (n *Node) killPostfix(ctx context.Context, stay bool) error {
 		return err
 	}
 	defer c.Close()
-	id := "mailcowdockerized-postfix-mailcow-1"
+	id := postfixContainer
 	if stay {
 		if _, err := c.ContainerUpdate(ctx, id, container.UpdateConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled}}); err != nil {
 			return err
@@ -298,7 +298,7 @@ func (n *Node) RestartPostfix(ctx context.Context) error {
 		return err
 	}
 	defer c.Close()
-	id := "mailcowdockerized-postfix-mailcow-1"
+	id := postfixContainer
 	if _, err := c.ContainerUpdate(ctx, id, container.UpdateConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyAlways}}); err != nil {
 		return err
 	}

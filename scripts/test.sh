@@ -15,18 +15,18 @@ trap 'bash scripts/dockerd.sh stop; "$sweep" lab sweep' EXIT
 
 # Two lanes, so that the machine's two cores are not left to wait on clusters. The first runs, one package after
 # another (-p 1), the packages that run real daemons (keepalived, mariadbd, agents, dockerd) and then the VM tier
-# (QEMU) alone. The second, started at once, runs the unit-test packages (no cluster, no shared dockerd, each
-# namespace its own), then builds the VM tier's image (mostly downloads, dpkg and mkfs): the VM tier's TestMain
-# then finds it by its input hash, or waits on the build's lock, or builds it itself if this build failed. Then the
-# mail servers' root file system (mmdebstrap), which the mailservers test, late in the first lane, finds cached.
+# (QEMU) alone. The second, started at once, first makes the mail servers' root file system (mmdebstrap), which the
+# lab and the mailservers test in the first lane find cached (or wait for on its lock); then it runs the unit-test
+# packages (no cluster, no shared dockerd, each namespace its own), then builds the VM tier's image (mostly downloads, dpkg and mkfs): the VM tier's TestMain
+# then finds it by its input hash, or waits on the build's lock, or builds it itself if this build failed.
 # Logs: build/test.log (every test's output, the lanes one after the other), build/test-units.log,
 # build/image-prebuild.log and build/mailservers-prebuild.log.
 heavy='/agent/(daemon|galera|keepalived|stack)$|/mailcowstub/deploy$|/mailservers$|/lab$'
 units=$(go list ./... | grep -vE "$heavy|/test/vm\$")
 clusters=$(go list ./... | grep -E "$heavy")
-setsid bash -c 'go test -race -p 1 -count=1 -timeout 85m -v $1 >build/test-units.log 2>&1; echo $? >build/test-units.rc
-	go test -v -count=1 -timeout 85m -run "^\$" ./test/vm >build/image-prebuild.log 2>&1
-	"$2" image mailservers --top "$3" >build/mailservers-prebuild.log 2>&1' _ "$units" "$sweep" "$top" &
+setsid bash -c '"$2" image mailservers --top "$3" >build/mailservers-prebuild.log 2>&1
+	go test -race -p 1 -count=1 -timeout 85m -v $1 >build/test-units.log 2>&1; echo $? >build/test-units.rc
+	go test -v -count=1 -timeout 85m -run "^\$" ./test/vm >build/image-prebuild.log 2>&1' _ "$units" "$sweep" "$top" &
 lane=$!
 trap 'kill -- -$lane 2>/dev/null; bash scripts/dockerd.sh stop; "$sweep" lab sweep' EXIT
 

@@ -18,6 +18,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/stack"
 	"github.com/mailcow-ha/mailcow-ha/mailcowstub"
 	"github.com/mailcow-ha/mailcow-ha/mailcowtree"
+	"github.com/mailcow-ha/mailcow-ha/mailservers"
 )
 
 // The stub layer over mailcow's real compose file (the pinned release) and the agent's override, merged by Compose's
@@ -107,6 +108,41 @@ func TestLayerOverRealCompose(t *testing.T) {
 	}
 	if got := ports(stub.Services["postfix-mailcow"]); !slices.Contains(got, ":25:25/tcp") {
 		t.Errorf("postfix-mailcow publishes %q; want 25", got)
+	}
+
+	// With the mailservers image, Debian's postfix and dovecot play postfix-mailcow and dovecot-mailcow: the image's
+	// entry point and role, the mailboxes, LMTP at dovecot's fixed address on mailcow's network, their own health
+	// check, and nothing but mailcow's mounts (no vmail bind for postfix, which delivers over LMTP).
+	mail, err := Layer(names, LayerOptions{Hostname: "vm1", DataMount: data, MailImage: "mailcow-ha/mailservers:test", MailUsers: []string{"user@vm.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, LayerFile), mail, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	real = load(stack.ComposeFile, stack.OverrideFile)
+	withMail := load(stack.ComposeFile, stack.OverrideFile, LayerFile)
+	dovecotIP := withMail.Services["dovecot-mailcow"].Networks["mailcow-network"].Ipv4Address
+	for name, role := range map[string]string{"postfix-mailcow": mailservers.RolePostfix, "dovecot-mailcow": mailservers.RoleDovecot} {
+		s, r := withMail.Services[name], real.Services[name]
+		if s.Image != "mailcow-ha/mailservers:test" || !slices.Equal(s.Entrypoint, []string{mailservers.EntryPoint}) || !slices.Equal(s.Command, []string{role}) {
+			t.Errorf("%s: image %q entrypoint %q command %q; want the mailservers image as %s", name, s.Image, s.Entrypoint, s.Command, role)
+		}
+		if lmtp := s.Environment["LMTP_ADDR"]; dovecotIP == "" || lmtp == nil || *lmtp != dovecotIP+":24" {
+			t.Errorf("%s: LMTP_ADDR %v; want dovecot's address %q on mailcow's network, port 24", name, lmtp, dovecotIP)
+		}
+		if u := s.Environment["MAIL_USERS"]; u == nil || *u != "user@vm.test" || s.Environment["DBPASS"] == nil {
+			t.Errorf("%s: MAIL_USERS %v, DBPASS kept: %v", name, u, s.Environment["DBPASS"] != nil)
+		}
+		if h := s.HealthCheck; h == nil || !slices.Equal(h.Test, mailservers.HealthTest(role)) {
+			t.Errorf("%s: health check %+v; want %q", name, h, mailservers.HealthTest(role))
+		}
+		if got, want := mounts(s), mounts(r); !slices.Equal(got, want) || !slices.Equal(ports(s), ports(r)) {
+			t.Errorf("%s: mounts %q ports %q; want mailcow's %q %q", name, got, ports(s), want, ports(r))
+		}
+	}
+	if s := withMail.Services["nginx-mailcow"]; s.Image != Image {
+		t.Errorf("nginx-mailcow: image %q; want the stub's", s.Image)
 	}
 }
 
