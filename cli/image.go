@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -52,8 +51,9 @@ func Image(ctx context.Context, args []string, stdio Stdio) int {
 }
 
 // imageInputs reads the common flags of build-local and payload. A local image's inputs include mailcow's release
-// tree (mailcowtree.Dir: ../shared/mailcow's tarball, or a clone checked against the pinned commit).
-func imageInputs(fs *flag.FlagSet) func(ctx context.Context, target imagebuild.Target) (imagebuild.Inputs, error) {
+// tree (mailcowtree.Dir: ../shared/mailcow's tarball, or a clone checked against the pinned commit) and the mail
+// servers' root file system (made in TOP/build/cache/mailservers when missing).
+func imageInputs(fs *flag.FlagSet, stdio Stdio) func(ctx context.Context, target imagebuild.Target) (imagebuild.Inputs, error) {
 	top := fs.String("top", ".", "the repository's top directory")
 	bin := fs.String("bin", "", "the built binaries (default TOP/bin, as make build leaves them)")
 	return func(ctx context.Context, target imagebuild.Target) (imagebuild.Inputs, error) {
@@ -70,7 +70,10 @@ func imageInputs(fs *flag.FlagSet) func(ctx context.Context, target imagebuild.T
 			return in, err
 		}
 		if target == imagebuild.Local {
-			in.MailcowTree, err = mailcowtree.Dir(ctx, t)
+			if in.MailcowTree, err = mailcowtree.Dir(ctx, t); err != nil {
+				return in, err
+			}
+			in.MailServers, err = mailservers.RootFS(ctx, mailservers.Inputs{}, mailservers.CacheDir(t), stdio.Stdout)
 		}
 		return in, err
 	}
@@ -78,7 +81,7 @@ func imageInputs(fs *flag.FlagSet) func(ctx context.Context, target imagebuild.T
 
 func imageBuildLocal(ctx context.Context, args []string, stdio Stdio) int {
 	fs := newFlags("image build-local", "image build-local [--top DIR] [--bin DIR] [--out DIR] [--force]", stdio)
-	inputs := imageInputs(fs)
+	inputs := imageInputs(fs, stdio)
 	out := fs.String("out", "", "images go to OUT/<hash>/ (default TOP/build/image)")
 	cache := fs.String("deb-cache", "", "downloaded .debs kept between builds (default TOP/build/cache/debs)")
 	force := fs.Bool("force", false, "build even when an image with the same input hash exists")
@@ -91,7 +94,7 @@ func imageBuildLocal(ctx context.Context, args []string, stdio Stdio) int {
 		return ExitUsage
 	}
 	im, err := imagebuild.BuildLocal(ctx, imagebuild.LocalOptions{Inputs: in, Out: *out, DebCache: *cache, Force: *force, Log: stdio.Stdout,
-		SaveStub: func(w io.Writer, binary string) error { return deploy.SaveImage(w, binary, deploy.Image) }})
+		Save: imagebuild.Savers{Stub: deploy.SaveStub, MailServers: deploy.SaveMailServers}})
 	if err != nil {
 		fmt.Fprintln(stdio.Stderr, "mailcow-ha image build-local:", err)
 		return ExitFailure
@@ -102,7 +105,7 @@ func imageBuildLocal(ctx context.Context, args []string, stdio Stdio) int {
 
 func imagePayload(ctx context.Context, args []string, stdio Stdio) int {
 	fs := newFlags("image payload", "image payload --target hetzner|local --out DIR [--top DIR] [--bin DIR]", stdio)
-	inputs := imageInputs(fs)
+	inputs := imageInputs(fs, stdio)
 	target := fs.String("target", "hetzner", "hetzner (packer) or local (mmdebstrap)")
 	out := fs.String("out", "", "the payload folder to create (must not exist)")
 	if code, done := parseFlags(fs, args, stdio); done {
@@ -118,7 +121,7 @@ func imagePayload(ctx context.Context, args []string, stdio Stdio) int {
 		fmt.Fprintln(stdio.Stderr, "mailcow-ha image payload:", err)
 		return ExitUsage
 	}
-	if _, err := in.WritePayload(*out, t, func(w io.Writer, binary string) error { return deploy.SaveImage(w, binary, deploy.Image) }); err != nil {
+	if _, err := in.WritePayload(*out, t, imagebuild.Savers{Stub: deploy.SaveStub, MailServers: deploy.SaveMailServers}); err != nil {
 		fmt.Fprintln(stdio.Stderr, "mailcow-ha image payload:", err)
 		return ExitFailure
 	}

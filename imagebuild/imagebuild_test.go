@@ -102,6 +102,16 @@ func fakeBins(t *testing.T) string {
 	return dir
 }
 
+// fakeRootFS is the mail servers' root file system tarball as mailservers.RootFS names it.
+func fakeRootFS(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "0123456789abcdef.tar")
+	if err := os.WriteFile(p, []byte("rootfs"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // fakeTree is a mailcow tree as git archive makes it: a compose file and .env linked to mailcow.conf.
 func fakeTree(t *testing.T) string {
 	t.Helper()
@@ -120,7 +130,7 @@ func fakeTree(t *testing.T) string {
 func TestHash(t *testing.T) {
 	bin := fakeBins(t)
 	tree := fakeTree(t)
-	in := Inputs{Top: top, BinDir: bin, Version: "v1", MailcowTree: tree}
+	in := Inputs{Top: top, BinDir: bin, Version: "v1", MailcowTree: tree, MailServers: fakeRootFS(t)}
 	h1, _, err := in.Hash(Local)
 	if err != nil {
 		t.Fatal(err)
@@ -139,14 +149,22 @@ func TestHash(t *testing.T) {
 		t.Error("the same binary again: another hash")
 	}
 	os.WriteFile(filepath.Join(tree, "data", "generate.sh"), []byte("#!/bin/sh\nexit 1\n"), 0o755)
-	if h5, _, _ := in.Hash(Local); h5 == h1 {
+	h5, _, _ := in.Hash(Local)
+	if h5 == h1 {
 		t.Error("a changed file of mailcow's tree keeps the hash")
 	}
 	if h6, _, _ := in.Hash(Hetzner); h6 != hz {
 		t.Error("mailcow's tree changed a Hetzner payload's hash; that path clones the release itself")
 	}
-	if _, _, err := (Inputs{Top: top, BinDir: bin, Version: "v1"}).Hash(Local); err == nil || !strings.Contains(err.Error(), "mailcow's release tree") {
+	if _, _, err := (Inputs{Top: top, BinDir: bin, Version: "v1", MailServers: in.MailServers}).Hash(Local); err == nil || !strings.Contains(err.Error(), "mailcow's release tree") {
 		t.Errorf("a local image without mailcow's tree: %v", err)
+	}
+	if _, _, err := (Inputs{Top: top, BinDir: bin, Version: "v1", MailcowTree: tree}).Hash(Local); err == nil || !strings.Contains(err.Error(), "mail servers' root file system") {
+		t.Errorf("a local image without the mail servers: %v", err)
+	}
+	os.WriteFile(in.MailServers, []byte("another rootfs"), 0o644)
+	if h7, _, _ := in.Hash(Local); h7 == h5 {
+		t.Error("a changed root file system of the mail servers keeps the hash")
 	}
 	files, err := in.files(mustManifest(t), Local)
 	if err != nil {
@@ -171,11 +189,12 @@ func mustManifest(t *testing.T) *Manifest {
 // link kept), a Hetzner one neither.
 func TestPayload(t *testing.T) {
 	bin := fakeBins(t)
-	in := Inputs{Top: top, BinDir: bin, Version: "v1", MailcowTree: fakeTree(t)}
+	in := Inputs{Top: top, BinDir: bin, Version: "v1", MailcowTree: fakeTree(t), MailServers: fakeRootFS(t)}
 	for _, tg := range []Target{Local, Hetzner} {
 		dir := filepath.Join(t.TempDir(), "p")
 		var saved int
-		if _, err := in.WritePayload(dir, tg, func(w io.Writer, binary string) error { saved++; _, err := io.WriteString(w, "tar"); return err }); err != nil {
+		save := func(w io.Writer, src string) error { saved++; _, err := io.WriteString(w, "tar"); return err }
+		if _, err := in.WritePayload(dir, tg, Savers{Stub: save, MailServers: save}); err != nil {
 			t.Fatal(err)
 		}
 		for _, f := range []string{"manifest.env", "provision/run.sh", "provision/90-cleanup.sh", "rootfs/etc/nftables.conf",
@@ -191,8 +210,9 @@ func TestPayload(t *testing.T) {
 			t.Errorf("%s: Go test file in the payload", tg)
 		}
 		_, err := os.Stat(filepath.Join(dir, "images/mailcow-stub.tar"))
-		if (tg == Local) != (err == nil) || (tg == Local) != (saved == 1) {
-			t.Errorf("%s: stub images present=%v saved=%d", tg, err == nil, saved)
+		_, merr := os.Stat(filepath.Join(dir, "images/mailservers.tar"))
+		if (tg == Local) != (err == nil) || (tg == Local) != (merr == nil) || (tg == Local) != (saved == 2) {
+			t.Errorf("%s: stub image present=%v, mail servers' image present=%v, saved=%d", tg, err == nil, merr == nil, saved)
 		}
 		link, _ := os.Readlink(filepath.Join(dir, "mailcow/tree/.env"))
 		st, err := os.Stat(filepath.Join(dir, "mailcow/tree/data/generate.sh"))

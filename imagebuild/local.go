@@ -53,8 +53,7 @@ type LocalOptions struct {
 	DebCache string    // downloaded .debs, kept between builds (default Top/build/cache/debs)
 	Force    bool      // build even when the hash is cached
 	Log      io.Writer // progress and stage times (default io.Discard)
-	// SaveStub writes the stub images as a docker save tarball (deploy.SaveImage with its tag).
-	SaveStub func(w io.Writer, binary string) error
+	Save     Savers    // the container images the image carries
 }
 
 // Tools the local build runs, with the Debian package of each.
@@ -157,7 +156,7 @@ func BuildLocal(ctx context.Context, o LocalOptions) (*Image, error) {
 	raw := filepath.Join(work, "disk.raw")
 	out := filepath.Join(work, "out")
 	if err := stage("payload", func() error {
-		_, err := o.WritePayload(payload, Local, o.SaveStub)
+		_, err := o.WritePayload(payload, Local, o.Save)
 		return err
 	}); err != nil {
 		return nil, err

@@ -31,7 +31,22 @@ type Inputs struct {
 	// MailcowTree is mailcow's release tree that the manifest pins (mailcowtree.Dir): a local image carries it in
 	// mailcow's directory, as a Hetzner snapshot carries its clone. Only local images need it.
 	MailcowTree string
+	// MailServers is the mail servers' root file system tarball (mailservers.RootFS): a local image carries it as a
+	// container image (Savers.MailServers), since no registry is reachable there. Only local images need it.
+	MailServers string
 }
+
+// Savers write the container images that a local image carries, as `docker save` tarballs.
+type Savers struct {
+	Stub        func(w io.Writer, binary string) error // the stub image from the mailcow-stub binary (deploy.SaveImage)
+	MailServers func(w io.Writer, rootfs string) error // the mail servers' image from its root file system (deploy.SaveLayer)
+}
+
+// Payload paths of the inputs that become container images rather than files of their own.
+const (
+	stubSrc        = "bin/mailcow-stub"
+	mailServersSrc = "images/mailservers.rootfs"
+)
 
 func (in Inputs) manifestPath() string {
 	if in.Manifest != "" {
@@ -103,11 +118,19 @@ func (in Inputs) files(m *Manifest, t Target) ([]file, error) {
 	}
 	bins := append([]string{}, m.Files.Binaries...)
 	if t == Local {
-		bins = append(bins, "mailcow-stub") // becomes the stub image, not a file of its own
+		bins = append(bins, "mailcow-stub") // becomes the stub image, not a file of its own (stubSrc)
 	}
 	for _, b := range bins {
 		if err := add(filepath.Join(in.BinDir, b), "bin/"+b); err != nil {
 			return nil, fmt.Errorf("%w (make build puts the binaries into bin/)", err)
+		}
+	}
+	if t == Local {
+		if in.MailServers == "" {
+			return nil, fmt.Errorf("image input: a local image carries the mail servers' root file system, and none was given")
+		}
+		if err := add(in.MailServers, mailServersSrc); err != nil {
+			return nil, fmt.Errorf("%w (mailcow-ha image mailservers makes it)", err)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].dst < out[j].dst })
@@ -189,9 +212,8 @@ func (in Inputs) hashTree(h io.Writer) error {
 
 // WritePayload assembles the payload that provision/run.sh works from into dir (created; must not exist):
 // manifest.env, provision/, rootfs/, cloud.cfg.d/, bin/, doc/, mailcow/, and for local images images/ with the stub
-// images as a docker save tarball (made by saveStub from the mailcow-stub binary) and mailcow/tree/, mailcow's
-// release tree.
-func (in Inputs) WritePayload(dir string, t Target, saveStub func(w io.Writer, binary string) error) (*Manifest, error) {
+// image and the mail servers' image as docker save tarballs (made by save) and mailcow/tree/, mailcow's release tree.
+func (in Inputs) WritePayload(dir string, t Target, save Savers) (*Manifest, error) {
 	m, err := LoadManifest(in.manifestPath())
 	if err != nil {
 		return nil, err
@@ -207,17 +229,24 @@ func (in Inputs) WritePayload(dir string, t Target, saveStub func(w io.Writer, b
 		return nil, fmt.Errorf("payload: %w", err)
 	}
 	for _, f := range files {
-		if f.dst == "bin/mailcow-stub" {
-			if saveStub == nil {
-				return nil, fmt.Errorf("payload: a local image needs the stub images")
-			}
-			if err := writeWith(filepath.Join(dir, "images", "mailcow-stub.tar"), 0o644, func(w io.Writer) error { return saveStub(w, f.src) }); err != nil {
-				return nil, fmt.Errorf("payload: stub images: %w", err)
+		var saver func(w io.Writer, src string) error
+		var name string
+		switch f.dst {
+		case stubSrc:
+			saver, name = save.Stub, "mailcow-stub"
+		case mailServersSrc:
+			saver, name = save.MailServers, "mailservers"
+		default:
+			if err := copyFile(f.src, filepath.Join(dir, f.dst), f.mode); err != nil {
+				return nil, fmt.Errorf("payload: %w", err)
 			}
 			continue
 		}
-		if err := copyFile(f.src, filepath.Join(dir, f.dst), f.mode); err != nil {
-			return nil, fmt.Errorf("payload: %w", err)
+		if saver == nil {
+			return nil, fmt.Errorf("payload: a local image needs the %s image saved", name)
+		}
+		if err := writeWith(filepath.Join(dir, "images", name+".tar"), 0o644, func(w io.Writer) error { return saver(w, f.src) }); err != nil {
+			return nil, fmt.Errorf("payload: %s image: %w", name, err)
 		}
 	}
 	if t == Local {

@@ -22,6 +22,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
 	"github.com/mailcow-ha/mailcow-ha/lab/reap"
+	"github.com/mailcow-ha/mailcow-ha/mailprobe"
 	"github.com/mailcow-ha/mailcow-ha/mailservers"
 )
 
@@ -128,13 +129,12 @@ func Preflight() string {
 		return why
 	}
 	for bin, pkg := range map[string]string{"keepalived": "keepalived", "mariadbd": "mariadb-server", "rsync": "rsync", "stunnel": "stunnel4",
-		"dockerd": "docker.io", "nsenter": "util-linux", "losetup": "util-linux", "mkfs.ext4": "e2fsprogs",
-		"swaks": "swaks", "curl": "curl"} {
+		"dockerd": "docker.io", "nsenter": "util-linux", "losetup": "util-linux", "mkfs.ext4": "e2fsprogs"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			return fmt.Sprintf("%s is not installed (Debian package %s; make deps installs it)", bin, pkg)
 		}
 	}
-	return ""
+	return mailprobe.Preflight()
 }
 
 // Up builds the lab and starts every node; it returns once the nodes' agents run (not once a MASTER is elected).

@@ -7,14 +7,14 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/mailprobe"
 )
 
 // Ledger records every message that the cluster acknowledged with 250: each must be readable later.
@@ -81,39 +81,22 @@ func (l *Lab) Probe(ctx context.Context, addr, path string) (int, []byte, error)
 	return resp.StatusCode, b, err
 }
 
+// probe is the lab's mail client: swaks and curl in the client's namespace, to the Floating IP, as lab@example.org.
+func (l *Lab) probe() mailprobe.Client {
+	return mailprobe.Client{NS: l.client.Name, Server: FloatingIP, User: Mailbox}
+}
+
 // SendOne sends one message to the Floating IP from the client with swaks and records it when postfix acknowledged
 // its data with 250.
 func (l *Lab) SendOne(ctx context.Context, seq int) (string, error) {
 	id := fmt.Sprintf("<lab-%d-%d@client.lab>", time.Now().UnixNano(), seq)
-	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	out, err := l.clientCommand(cctx, "swaks", "--server", FloatingIP, "--port", "25", "--from", "probe@client.lab",
-		"--to", Mailbox, "--header", "Message-Id: "+id, "--header", fmt.Sprintf("Subject: lab mail %d", seq),
-		"--body", fmt.Sprintf("mailcow-ha lab mail %d", seq), "--timeout", "5").CombinedOutput()
-	if !dataAccepted(string(out)) {
-		return "", fmt.Errorf("swaks: the data was not acknowledged with 250 (%v): %s", err, lastLine(string(out)))
+	if err := l.probe().Send(ctx, "probe@client.lab", id, fmt.Sprintf("lab mail %d", seq)); err != nil {
+		return "", err
 	}
 	if err := l.Ledger().add(id); err != nil {
 		return "", fmt.Errorf("ledger: %w", err)
 	}
 	return id, nil
-}
-
-// dataAccepted reports whether a swaks transcript shows a 250 to the end of the data (" -> ." is swaks's line for
-// the final dot, "<-  250 " a server's 250).
-func dataAccepted(transcript string) bool {
-	_, after, ok := strings.Cut(transcript, "\n -> .\n")
-	return ok && strings.Contains(after, "<-  250 ")
-}
-
-func lastLine(s string) string {
-	s = strings.TrimSpace(s)
-	return s[strings.LastIndexByte(s, '\n')+1:]
-}
-
-// clientCommand runs argv in the client's network namespace.
-func (l *Lab) clientCommand(ctx context.Context, argv ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + l.client.Name, "--"}, argv...)...)
 }
 
 // SendMail sends n messages; it returns how many were acknowledged and the last error.
@@ -133,62 +116,18 @@ func (l *Lab) SendMail(ctx context.Context, n int) (int, error) {
 // IMAP runs one IMAP command on the lab mailbox's INBOX with curl from the client, through the Floating IP, and
 // returns curl's output: the command's untagged answers (without their literals).
 func (l *Lab) IMAP(ctx context.Context, command string) (string, error) {
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var stderr strings.Builder
-	cmd := l.clientCommand(cctx, "curl", "-sS", "--max-time", "25", "imap://"+FloatingIP+"/INBOX", "-u", Mailbox+":lab", "-X", command)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return string(out), fmt.Errorf("curl imap %q: %w: %s", command, err, strings.TrimSpace(stderr.String()))
-	}
-	return string(out), nil
+	return l.probe().IMAP(ctx, command)
 }
 
-// fetchChunk is how many messages one FETCH asks for. curl 7.88 (Debian 12) counts an IMAP answer's untagged lines
-// against its 300 KiB limit for response headers, and when the answer arrives in pieces it counts what is still
-// buffered again at every line: `FETCH 1:100 (ENVELOPE)` (27 KB) failed with exit 56 "Too large response headers"
-// in 2 of 20 tries, after a dozen lines. The recount is at most lines × answer, 25 × 25 × about 270 bytes = 170 KB
-// here (48 tries of 25, none failed).
-const fetchChunk = 25
-
-var (
-	existsRE     = regexp.MustCompile(`(?m)^\* (\d+) EXISTS`)
-	envelopeIDRE = regexp.MustCompile(`"(<[^"\s]+>)"\)`) // the envelope's last field is the Message-ID
-)
-
-// ReadMail fetches the envelope of every message in the lab mailbox over IMAP through the Floating IP and returns
-// their Message-IDs.
+// ReadMail reads the Message-ID of every message in the lab mailbox with curl's IMAP through the Floating IP.
 func (l *Lab) ReadMail(ctx context.Context) ([]string, error) {
-	var out string
-	var err error
 	// Right after a takeover the new master may still be settling: a client retries for a while.
-	for end := time.Now().Add(20 * time.Second); ; {
-		if out, err = l.IMAP(ctx, "EXAMINE INBOX"); err == nil || time.Now().After(end) || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	if err != nil {
-		return nil, err
-	}
-	m := existsRE.FindStringSubmatch(out)
-	if m == nil {
-		return nil, fmt.Errorf("imap: no EXISTS in the answer to EXAMINE: %q", out)
-	}
-	exists, _ := strconv.Atoi(m[1])
-	var ids []string
-	for first := 1; first <= exists; first += fetchChunk {
-		last := min(first+fetchChunk-1, exists)
-		out, err := l.IMAP(ctx, fmt.Sprintf("FETCH %d:%d (ENVELOPE)", first, last))
-		if err != nil {
-			return nil, err
-		}
-		for _, m := range envelopeIDRE.FindAllStringSubmatch(out, -1) {
-			ids = append(ids, m[1])
+	for end := time.Now().Add(20 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		ids, err := l.probe().MessageIDs(ctx)
+		if err == nil || time.Now().After(end) || ctx.Err() != nil {
+			return ids, err
 		}
 	}
-	return ids, nil
 }
 
 // DeliveryWait is how long CheckMail waits for acknowledged mail to reach the mailbox: postfix hands it to dovecot

@@ -55,11 +55,22 @@ func (in Inputs) withDefaults() Inputs {
 	return in
 }
 
-// Hash is the inputs' hash: suite, mirror, packages and the entry point.
+// customize are mmdebstrap's customize hooks after the entry point's upload ("$1" is the root file system).
+var customize = []string{
+	// mailcow's vmail user: uid and gid 5000 own the Maildirs and indexes on the Volume.
+	`chroot "$1" groupadd -g 5000 vmail`,
+	`chroot "$1" useradd -u 5000 -g 5000 -M -d /var/vmail -s /usr/sbin/nologin vmail`,
+	// Debian's dovecot configuration, kept where mailcow's bind over /etc/dovecot does not hide it: the entry point
+	// starts dovecot from a copy of it.
+	`cp -a "$1"/etc/dovecot "$1"/usr/local/share/mailserver-dovecot`,
+	`rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*`,
+}
+
+// Hash is the inputs' hash: suite, mirror, packages, the build's hooks and the entry point.
 func (in Inputs) Hash() string {
 	in = in.withDefaults()
 	h := sha256.New()
-	fmt.Fprintf(h, "suite %s\nmirror %s\npackages %s\n", in.Suite, in.Mirror, strings.Join(in.Packages, ","))
+	fmt.Fprintf(h, "suite %s\nmirror %s\npackages %s\nhooks %q\n", in.Suite, in.Mirror, strings.Join(in.Packages, ","), customize)
 	h.Write(entrypoint)
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
@@ -124,14 +135,13 @@ func RootFS(ctx context.Context, in Inputs, cacheDir string, log io.Writer) (str
 		// No documentation, manual pages or translations: a smaller tarball to import on every node.
 		"--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/doc/*",
 		"--dpkgopt=path-exclude=/usr/share/locale/*",
-		// mailcow's vmail user: uid and gid 5000 own the Maildirs and indexes on the Volume.
-		"--customize-hook=chroot \"$1\" groupadd -g 5000 vmail",
-		"--customize-hook=chroot \"$1\" useradd -u 5000 -g 5000 -M -d /var/vmail -s /usr/sbin/nologin vmail",
 		"--customize-hook=upload " + ep + " /usr/local/sbin/mailserver",
 		"--customize-hook=chmod 0755 \"$1\"/usr/local/sbin/mailserver",
-		"--customize-hook=rm -rf \"$1\"/var/cache/apt/archives/*.deb \"$1\"/var/lib/apt/lists/*",
-		in.Suite, tmp, fmt.Sprintf("deb %s %s main", in.Mirror, in.Suite),
 	}
+	for _, h := range customize {
+		args = append(args, "--customize-hook="+h)
+	}
+	args = append(args, in.Suite, tmp, fmt.Sprintf("deb %s %s main", in.Mirror, in.Suite))
 	t0 := time.Now()
 	fmt.Fprintf(log, "mail servers image %s: mmdebstrap %s (%s)\n", in.Hash(), in.Suite, strings.Join(in.Packages, " "))
 	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)

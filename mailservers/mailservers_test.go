@@ -57,7 +57,7 @@ func (r *rig) start(ctx context.Context) map[string]time.Duration {
 			if role == "postfix" && target != "/var/spool/postfix" || role == "dovecot" && target == "/var/spool/postfix" {
 				continue
 			}
-			ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: src, Target: target})
+			ms = append(ms, mount.Mount{Type: mount.TypeBind, Source: src, Target: target, ReadOnly: target == "/etc/dovecot"})
 		}
 		name := fmt.Sprintf("mailcow-ha-test-%s-%d-%d", role, os.Getpid(), r.gen)
 		cfg := &container.Config{
@@ -201,8 +201,26 @@ func TestAcknowledgedMailSurvivesInTheQueue(t *testing.T) {
 		}
 		r.dirs[d] = host
 	}
+	// mailcow binds its dovecot configuration (data/conf/dovecot) over /etc/dovecot: the image must neither read nor
+	// write it. Here it is a read-only directory with a configuration dovecot would refuse.
+	mailcowConf := filepath.Join(base, "conf-dovecot")
+	if err := os.Mkdir(mailcowConf, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	decoy := []byte("mailcow's own dovecot.conf: not for this image\n")
+	if err := os.WriteFile(filepath.Join(mailcowConf, "dovecot.conf"), decoy, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.dirs["/etc/dovecot"] = mailcowConf
 	took := r.start(ctx)
 	t.Logf("start to first greeting: dovecot %.2f s, postfix %.2f s", took["dovecot"].Seconds(), took["postfix"].Seconds())
+	t.Cleanup(func() {
+		ents, _ := os.ReadDir(mailcowConf)
+		b, _ := os.ReadFile(filepath.Join(mailcowConf, "dovecot.conf"))
+		if len(ents) != 1 || string(b) != string(decoy) {
+			t.Errorf("mailcow's dovecot configuration was changed: %d entries, dovecot.conf %q", len(ents), b)
+		}
+	})
 	// Every port of mailcow's answers (the agent's health check connects to each), the TLS ones included.
 	for v, p := range r.ports {
 		c, err := net.DialTimeout("tcp4", fmt.Sprintf("127.0.0.1:%d", p), 2*time.Second)

@@ -2,8 +2,9 @@
 # mailcow: both paths first check that Debian's Docker and Compose are new enough for mailcow and for the
 # override (the manifest's docker_min and compose_min). On Hetzner, clone the pinned release, generate its
 # configuration without prompts and pull the images, so that a new node starts mailcow without a download. Locally
-# no registry or GitHub is reachable: the release tree comes in the payload, and the stub images as a `docker save`
-# tarball, loaded at first boot (mailcow-ha-images.service). Both: the nginx snippets of the sign-up portal and of
+# no registry or GitHub is reachable: the release tree comes in the payload, and the stub image and the mail
+# servers' image (Debian's postfix and dovecot) as `docker save` tarballs, loaded at first boot
+# (mailcow-ha-images.service). Both: the nginx snippets of the sign-up portal and of
 # the health API.
 set -euo pipefail
 dir=$MCHA_MAILCOW_DIR
@@ -48,6 +49,8 @@ else
 	install -d -m 0755 "$dir"
 	cp -a "$MCHA_PAYLOAD/mailcow/tree/." "$dir/"
 	install -D -m 0644 "$MCHA_PAYLOAD/images/mailcow-stub.tar" "$MCHA_STUB_IMAGES"
+	# The mail servers' image beside it: mailcow-ha-images.service loads every tarball there.
+	install -D -m 0644 "$MCHA_PAYLOAD/images/mailservers.tar" "$(dirname "$MCHA_STUB_IMAGES")/mailservers.tar"
 fi
 install -D -m 0644 "$MCHA_PAYLOAD/mailcow/site.signup.custom" "$dir/data/conf/nginx/site.signup.custom"
 install -D -m 0644 "$MCHA_PAYLOAD/mailcow/site.mailcow-ha.custom" "$dir/data/conf/nginx/site.mailcow-ha.custom"

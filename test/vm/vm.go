@@ -20,6 +20,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/imagebuild"
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
 	"github.com/mailcow-ha/mailcow-ha/lab/reap"
+	"github.com/mailcow-ha/mailcow-ha/mailprobe"
 )
 
 // Addresses inside the harness's namespace (which plays Hetzner's network: the router for the public side and
@@ -44,6 +45,9 @@ func Preflight() string {
 		if _, err := exec.LookPath(bin); err != nil {
 			return fmt.Sprintf("%s is not installed (Debian package %s; make deps installs it)", bin, pkg)
 		}
+	}
+	if why := mailprobe.Preflight(); why != "" {
+		return why
 	}
 	return imagebuild.LocalPreflight()
 }

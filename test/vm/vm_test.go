@@ -21,6 +21,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/imagebuild"
 	"github.com/mailcow-ha/mailcow-ha/mailcowstub/deploy"
 	"github.com/mailcow-ha/mailcow-ha/mailcowtree"
+	"github.com/mailcow-ha/mailcow-ha/mailservers"
 )
 
 var image *imagebuild.Image
@@ -60,9 +61,15 @@ func run(m *testing.M) int {
 		return m.Run()
 	}
 	t0 := time.Now()
+	// The mail servers' root file system: make test's second lane makes it first; else it is made here.
+	mail, err := mailservers.RootFS(context.Background(), mailservers.Inputs{}, mailservers.CacheDir(top), os.Stdout)
+	if err != nil {
+		fmt.Println("vm:", err)
+		return 1
+	}
 	image, err = imagebuild.BuildLocal(context.Background(), imagebuild.LocalOptions{
-		Inputs: imagebuild.Inputs{Top: top, BinDir: bin, Version: version, MailcowTree: tree}, Log: os.Stdout,
-		SaveStub: func(w io.Writer, binary string) error { return deploy.SaveImage(w, binary, deploy.Image) },
+		Inputs: imagebuild.Inputs{Top: top, BinDir: bin, Version: version, MailcowTree: tree, MailServers: mail}, Log: os.Stdout,
+		Save: imagebuild.Savers{Stub: deploy.SaveStub, MailServers: deploy.SaveMailServers},
 	})
 	if err != nil {
 		fmt.Println("vm: image:", err)
@@ -185,9 +192,10 @@ func userData(members []*VM, name, dir string) string {
 	// The agent writes mailcow.conf into /opt/mailcow-dockerized and the portal's API key under /etc/mailcow-ha, as
 	// on Hetzner.
 	// The containers are mailcow's real compose project: the image's release tree, the mailcow.conf and override the
-	// agent writes, Debian 13's Compose (`docker compose config`, then `create`), with only the images swapped for
-	// the stub by a layer laid last (lab compose-stub; mailcowstub/deploy.Layer).
-	fmt.Fprintf(&b, "[mailcow]\nhostname = \"mail.vmtest.test\"\ncreate_command = [\"/usr/local/bin/mailcow-ha\", \"lab\", \"compose-stub\", \"--mailcow-dir\", \"/opt/mailcow-dockerized\", \"--data\", \"/var/lib/mailcow-ha/data\", \"--hostname\", %q, \"--health-interval\", \"15s\", \"--health-timeout\", \"20s\"]\nstart_timeout = \"25m\"\n", name)
+	// agent writes, Debian 13's Compose (`docker compose config`, then `create`), with only the images swapped by a
+	// layer laid last (lab compose-stub; mailcowstub/deploy.Layer): Debian's postfix and dovecot (the mailservers
+	// image, loaded at first boot) for postfix-mailcow and dovecot-mailcow, the stub for the others.
+	fmt.Fprintf(&b, "[mailcow]\nhostname = \"mail.vmtest.test\"\ncreate_command = [\"/usr/local/bin/mailcow-ha\", \"lab\", \"compose-stub\", \"--mailcow-dir\", \"/opt/mailcow-dockerized\", \"--data\", \"/var/lib/mailcow-ha/data\", \"--hostname\", %q, \"--health-interval\", \"15s\", \"--health-timeout\", \"20s\", \"--mail-image\", %q, \"--mail-user\", %q]\nstart_timeout = \"25m\"\n", name, mailservers.Inputs{}.Tag(), mailbox)
 	// Emulated CPUs are ten to thirty times slower than a server: a longer breaker limit than production's 2 per
 	// hour, so that a slow first election (Galera still streaming to the joiner) does not stop the scenarios, and
 	// twelve minutes for a demotion asked by a peer (stopping 18 containers in a starved guest took over a minute
