@@ -2,6 +2,7 @@ package mailservers_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -230,6 +231,18 @@ func TestAcknowledgedMailSurvivesInTheQueue(t *testing.T) {
 		}
 		c.Close()
 	}
+	// SMTPS is implicit TLS (wrapper mode): the greeting comes inside the TLS session.
+	if c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp4", fmt.Sprintf("127.0.0.1:%d", r.ports["SMTPS_PORT"]), &tls.Config{InsecureSkipVerify: true}); err != nil {
+		t.Errorf("SMTPS: no TLS handshake: %v", err)
+	} else {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		b := make([]byte, 64)
+		n, _ := c.Read(b)
+		if !strings.HasPrefix(string(b[:n]), "220 ") {
+			t.Errorf("SMTPS: greeting %q inside TLS, want 220", b[:n])
+		}
+		c.Close()
+	}
 
 	if out, ok := r.swaks(mailbox, "before"); !ok {
 		t.Fatalf("swaks: no 250:\n%s\n%s", out, r.logs("postfix"))
@@ -305,6 +318,19 @@ func TestAcknowledgedMailSurvivesInTheQueue(t *testing.T) {
 	t.Logf("the queued mail was delivered and read %.1f s after the new postfix greeted", time.Since(t1).Seconds())
 	if n := queued(); n != 0 {
 		t.Errorf("%d mails left in the queue", n)
+	}
+	// docker stop ends both within a second or two (a demotion stops the stack; postfix's master as PID 1 ignored
+	// SIGTERM and was killed after Docker's 10 s).
+	for _, role := range []string{"postfix", "dovecot"} {
+		t0 := time.Now()
+		if err := c.ContainerStop(ctx, r.ids[role], container.StopOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(t0); d > 5*time.Second {
+			t.Errorf("docker stop %s took %.1f s: it did not end on SIGTERM", role, d.Seconds())
+		} else {
+			t.Logf("docker stop %s: %.2f s", role, d.Seconds())
+		}
 	}
 }
 
