@@ -231,7 +231,7 @@ func labUp(ctx context.Context, dir string, nodes int, stub, mailCache string, s
 		fmt.Fprintf(stdio.Stderr, "a lab already runs in %s (mailcow-ha lab down first)\n", dir)
 		return ExitFailure
 	}
-	// The mail servers' image in the foreground, so that its first build (about a minute) shows here.
+	// The mail servers' image in the foreground, so that its first build (two to three minutes) shows here.
 	mailCache, err := filepath.Abs(mailCache)
 	if err == nil {
 		_, err = mailservers.RootFS(ctx, mailservers.Inputs{}, mailCache, stdio.Stdout)

@@ -2,7 +2,8 @@
 // the private network, a router that routes the Floating IP where the simulated Hetzner API says it is assigned, a
 // client; on every node real keepalived and mariadbd with galera-4 (run by the agent), a dockerd of its own with
 // the stub mailcow stack in which Debian's postfix and dovecot play mailcow's, and the real agent; the shared
-// Volume is an ext4 image on a loop device that the simulator's backend hands to exactly one node. The lab's process is the parent of every daemon and reaps it.
+// Volume is an ext4 image on a loop device that the simulator's backend hands to exactly one node. The lab's
+// process is the parent of every daemon and reaps it.
 package lab
 
 import (
@@ -152,7 +153,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	// The mail servers' image first: made once (about a minute), then found by its inputs' hash.
+	// The mail servers' image first: made once (two to three minutes here), then found by its inputs' hash.
 	mail, err := mailservers.RootFS(ctx, mailservers.Inputs{}, o.MailCache, logWriter{o.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
@@ -192,7 +193,8 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		return l, err
 	}
 	l.log.Info("lab network ready", "took", time.Since(began).Round(time.Millisecond))
-	// dockerd with the stub and the mail servers' images on every node at once; the agents one after another, the bootstrap node first.
+	// dockerd with the stub and the mail servers' images on every node at once; the agents one after another, the
+	// bootstrap node first.
 	errs := make([]error, len(l.Nodes))
 	var wg sync.WaitGroup
 	for i, n := range l.Nodes {

@@ -249,14 +249,19 @@ func realServer(cfg *container.Config, o Options, role string) error {
 	if err != nil {
 		return err
 	}
-	r := mailservers.RolePostfix
-	if role == mailcowstub.RoleDovecot {
-		r = mailservers.RoleDovecot
-	}
+	r := mailRole(role)
 	cfg.Image, cfg.Cmd, cfg.Env = o.MailImage, []string{r}, env
 	cfg.Labels["org.mailcow-ha.stub"] = "mailservers-" + r
 	cfg.Healthcheck.Test = mailservers.HealthTest(r)
 	return nil
+}
+
+// mailRole is the mailservers image's role that plays the stub's postfix or dovecot role.
+func mailRole(role string) string {
+	if role == mailcowstub.RoleDovecot {
+		return mailservers.RoleDovecot
+	}
+	return mailservers.RolePostfix
 }
 
 func existing(ctx context.Context, c *client.Client, project string) (map[string]bool, error) {

@@ -101,10 +101,7 @@ func Layer(services []string, o LayerOptions) ([]byte, error) {
 // the node's environment (the greeting's name, the mailboxes, LMTP on mailcow's network) and its own health check.
 // Real postfix hands mail to dovecot over LMTP, so it keeps mailcow's binds only; the container ports are mailcow's.
 func mailService(o LayerOptions, role string) (map[string]any, error) {
-	r := mailservers.RolePostfix
-	if role == mailcowstub.RoleDovecot {
-		r = mailservers.RoleDovecot
-	}
+	r := mailRole(role)
 	env, err := mailservers.Config{Hostname: o.Hostname, Users: o.MailUsers, LMTPAddr: mailLMTP}.Env()
 	if err != nil {
 		return nil, fmt.Errorf("stub layer: %w", err)
