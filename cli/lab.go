@@ -20,6 +20,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/lab/reap"
 	"github.com/mailcow-ha/mailcow-ha/mailcowstub/deploy"
 	"github.com/mailcow-ha/mailcow-ha/mailservers"
+	"github.com/mailcow-ha/mailcow-ha/tail"
 )
 
 const labUsage = `Usage: mailcow-ha lab COMMAND [flags]
@@ -278,7 +279,7 @@ func labUp(ctx context.Context, dir string, nodes int, stub, mailCache string, s
 		select {
 		case err := <-exited:
 			b, _ := os.ReadFile(logPath)
-			fmt.Fprintf(stdio.Stderr, "lab: the supervisor ended (%v):\n%s", err, tailString(string(b), 3000))
+			fmt.Fprintf(stdio.Stderr, "lab: the supervisor ended (%v):\n%s", err, tail.Bytes(string(b), 3000))
 			return ExitFailure
 		case <-ctx.Done():
 			return ExitFailure
@@ -294,13 +295,6 @@ func labUp(ctx context.Context, dir string, nodes int, stub, mailCache string, s
 	r, _ = lab.Call(dir, lab.Request{Cmd: lab.CmdStatus}, 30*time.Second)
 	fmt.Fprint(stdio.Stdout, r.Out)
 	return ExitOK
-}
-
-func tailString(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
 }
 
 // labSupervise is the lab's long-running parent: it builds the lab, answers the other commands, and takes it all

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/lab/reap"
+	"github.com/mailcow-ha/mailcow-ha/tail"
 )
 
 // Image is a built local image: the files in Dir and what they were made from.
@@ -324,7 +325,7 @@ func (o LocalOptions) mmdebstrap(ctx context.Context, m *Manifest, payload, root
 	cmd.Stderr = io.MultiWriter(logf, filter)
 	if err := cmd.Run(); err != nil {
 		tailLog, _ := os.ReadFile(logf.Name())
-		return fmt.Errorf("mmdebstrap: %w\n%s", err, lastLines(tailLog, 30))
+		return fmt.Errorf("mmdebstrap: %w\n%s", err, tail.Lines(string(tailLog), 30))
 	}
 	return nil
 }
@@ -352,18 +353,10 @@ func (p *prefixFilter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func lastLines(b []byte, n int) string {
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 func run(cmd *exec.Cmd) error {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%s: %w: %s", cmd.Args[0], err, lastLines(out, 20))
+		return fmt.Errorf("%s: %w: %s", cmd.Args[0], err, tail.Lines(string(out), 20))
 	}
 	return nil
 }

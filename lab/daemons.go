@@ -12,6 +12,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/lab/reap"
 	"github.com/mailcow-ha/mailcow-ha/mailcowstub/deploy"
 	"github.com/mailcow-ha/mailcow-ha/mailservers"
+	"github.com/mailcow-ha/mailcow-ha/tail"
 )
 
 // shutdown stops a node: gracefully (SIGTERM to the agent, which demotes; then dockerd) unless hard, which is a
@@ -44,6 +45,10 @@ func (n *Node) unmountAll() error { return reap.UnmountBelow(n.Dir) }
 // Docker is the node's dockerd socket.
 func (n *Node) Docker() string { return "unix://" + filepath.Join(n.Dir, "docker", "docker.sock") }
 
+// dockerdUp is how long a node's dockerd may take to answer. After a power cut it first restarts the containers
+// that had restart: always (a master's), before its API answers.
+const dockerdUp = 120 * time.Second
+
 // startDocker starts the node's own dockerd (its own data root and socket, no default bridge) and loads the stub
 // and the mail servers' images into it unless it has them.
 func (n *Node) startDocker(ctx context.Context) error {
@@ -65,7 +70,7 @@ func (n *Node) startDocker(ctx context.Context) error {
 		return err
 	}
 	defer c.Close()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(dockerdUp)
 	for {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		_, err := c.Ping(pctx)
@@ -74,7 +79,10 @@ func (n *Node) startDocker(ctx context.Context) error {
 			break
 		}
 		if time.Now().After(deadline) || n.dockerd.pid() == 0 {
-			return fmt.Errorf("lab: %s dockerd did not come up (see %s): %w", n.Name, n.dockerd.log, err)
+			// The log's end is where dockerd says why: a lab's directory is gone when a CI run reports it.
+			b, _ := os.ReadFile(n.dockerd.log)
+			return fmt.Errorf("lab: %s dockerd did not come up within %s (%s ends):\n%s\n%w", n.Name, dockerdUp,
+				n.dockerd.log, tail.Lines(string(b), 15), err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

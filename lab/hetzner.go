@@ -124,6 +124,9 @@ func (b backend) ServerPower(s hcloudsim.Server, on bool) error {
 	// The hook must not block the simulator; the node's power lock keeps the transitions in order, and a failure
 	// is kept (BootErr, the lab's log), never dropped.
 	if on {
+		// Cleared before the hook returns: a caller that polls BootErr after the power-on must not see the error
+		// of an earlier one before this boot has even begun.
+		n.clearBootErr()
 		go n.Boot(context.Background())
 	} else {
 		go func() {

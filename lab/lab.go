@@ -274,6 +274,13 @@ func (l *Lab) nodeByID(id int64) *Node {
 	return nil
 }
 
+// isDown reports whether Down has begun.
+func (l *Lab) isDown() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.down
+}
+
 // Down stops every process, unmounts, detaches the loop device and removes every namespace the lab made.
 func (l *Lab) Down() error {
 	l.mu.Lock()

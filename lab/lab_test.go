@@ -22,6 +22,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
 	"github.com/mailcow-ha/mailcow-ha/lab/reap"
 	"github.com/mailcow-ha/mailcow-ha/mailservers"
+	"github.com/mailcow-ha/mailcow-ha/tail"
 )
 
 // buildBins builds mailcow-ha and mailcow-stub (static) into a directory that only root can write: keepalived's
@@ -203,7 +204,7 @@ func TestLab(t *testing.T) {
 			t.Logf("logs kept in %s", keep)
 			// Last, where a CI summary's tail shows it: the lab's own log.
 			b, _ := os.ReadFile(logf.Name())
-			t.Logf("=== lab log (last 3000 bytes)\n%s", tailStr(string(b), 3000))
+			t.Logf("=== lab log (last 3000 bytes)\n%s", tail.Bytes(string(b), 3000))
 		}
 		if n := l.Alerts.Rejected(); n > 0 {
 			t.Errorf("the webhook receiver rejected %d deliveries (signature or schema)", n)
@@ -260,10 +261,14 @@ func TestLab(t *testing.T) {
 	// scenario runs one scenario from the lab's known state: Reset repairs whatever the last one left (within 5
 	// minutes), else the lab is built anew. A failed scenario logs the lab's status and every agent's log lines
 	// since it began; the next one starts from the known state all the same.
+	var rebuildErr error // a lab that could not be built anew: the scenarios after it do not run
 	scenario := func(name string, reset bool, fn func(t *testing.T)) {
 		t.Run(name, func(t *testing.T) {
 			if ctx.Err() != nil {
 				t.Fatalf("not run: the test's time is up (%v)", ctx.Err())
+			}
+			if rebuildErr != nil {
+				t.Fatalf("not run: the lab could not be built anew (%v)", rebuildErr)
 			}
 			if reset {
 				t0 := time.Now()
@@ -276,7 +281,12 @@ func TestLab(t *testing.T) {
 					if err := l.Down(); err != nil {
 						t.Logf("lab down: %v", err)
 					}
-					if l, err = Up(ctx, opts); err != nil {
+					nl, err := Up(ctx, opts)
+					if nl != nil {
+						l = nl // a lab built halfway is still taken down by the cleanup
+					}
+					if err != nil {
+						rebuildErr = err
 						t.Fatalf("building the lab anew: %v", err)
 					}
 					if m, err = l.WaitSettled(ctx, 240*time.Second); err != nil {
@@ -846,13 +856,6 @@ func TestLab(t *testing.T) {
 		}
 		s.end(t, ctx)
 	})
-}
-
-func tailStr(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
 }
 
 // assertClean checks that lab down left no namespace, loop device or mount of the lab behind.

@@ -103,6 +103,12 @@ func (n *Node) Boot(ctx context.Context) error {
 	if n.Powered() {
 		return nil
 	}
+	if n.lab.isDown() {
+		// The lab went down while this power-on waited (the simulator's hooks run late): nothing may start again
+		// below a directory that Down has cleaned up.
+		return fmt.Errorf("lab: %s: not powered on: the lab is down", n.Name)
+	}
+	n.clearBootErr()
 	var err error
 	for try := 1; try <= bootTries; try++ {
 		if err = n.boot(ctx); err == nil {
@@ -132,6 +138,13 @@ func (n *Node) boot(ctx context.Context) error {
 		return err
 	}
 	return n.startAgent()
+}
+
+// clearBootErr forgets the last failed power-on's error: a power-on is under way, and its own result counts.
+func (n *Node) clearBootErr() {
+	n.mu.Lock()
+	n.bootErr = nil
+	n.mu.Unlock()
 }
 
 // BootErr is why the last power-on failed, or nil.

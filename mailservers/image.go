@@ -22,6 +22,7 @@ import (
 
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
+	"github.com/mailcow-ha/mailcow-ha/tail"
 )
 
 // entrypoint is the image's /usr/local/sbin/mailserver: the roles postfix and dovecot, and their health check.
@@ -63,6 +64,11 @@ var customize = []string{
 	// Debian's dovecot configuration, kept where mailcow's bind over /etc/dovecot does not hide it: the entry point
 	// starts dovecot from a copy of it.
 	`cp -a "$1"/etc/dovecot "$1"/usr/local/share/mailserver-dovecot`,
+	// The self-signed certificate the TLS ports use where mailcow has none, made once here rather than at every
+	// start (an openssl process costs seconds under emulation).
+	`mkdir -p "$1"/usr/local/share/mailserver-tls`,
+	`chroot "$1" openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 -subj /CN=mailserver.invalid -keyout /usr/local/share/mailserver-tls/key.pem -out /usr/local/share/mailserver-tls/cert.pem`,
+	`chmod 0600 "$1"/usr/local/share/mailserver-tls/key.pem`,
 	`rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*`,
 }
 
@@ -147,7 +153,7 @@ func RootFS(ctx context.Context, in Inputs, cacheDir string, log io.Writer) (str
 	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
 	b, err := cmd.CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("mail servers image: mmdebstrap: %w\n%s", err, lastLines(string(b), 20))
+		return "", fmt.Errorf("mail servers image: mmdebstrap: %w\n%s", err, tail.Lines(string(b), 20))
 	}
 	if err := os.Rename(tmp, out); err != nil {
 		return "", fmt.Errorf("mail servers image: %w", err)
@@ -180,12 +186,4 @@ func Import(ctx context.Context, c *client.Client, rootfs, tag string) error {
 		return fmt.Errorf("mail servers image: %s missing after the import: %w", tag, err)
 	}
 	return nil
-}
-
-func lastLines(s string, n int) string {
-	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(l) > n {
-		l = l[len(l)-n:]
-	}
-	return strings.Join(l, "\n")
 }

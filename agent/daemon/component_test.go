@@ -23,6 +23,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/galera"
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
+	"github.com/mailcow-ha/mailcow-ha/tail"
 )
 
 // cluster is three real agents, each with its real keepalived, in network namespaces on one bridge, against the
@@ -257,16 +258,9 @@ func (c *cluster) stopAll() {
 		}
 		if c.t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(n.dir, "agent.log"))
-			c.t.Logf("=== %s agent log (last 6000 bytes)\n%s", n.name, tail(string(b), 6000))
+			c.t.Logf("=== %s agent log (last 6000 bytes)\n%s", n.name, tail.Bytes(string(b), 6000))
 		}
 	}
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
 }
 
 // hasVIP checks, through netlink in the node's namespace, whether eth0 holds the Floating IP.

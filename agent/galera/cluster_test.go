@@ -18,6 +18,7 @@ import (
 
 	"github.com/mailcow-ha/mailcow-ha/agent/event"
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
+	"github.com/mailcow-ha/mailcow-ha/tail"
 )
 
 // member is one real mariadbd in its own namespace.
@@ -62,7 +63,7 @@ func (m *member) wait(t testing.TB, within time.Duration, what string, ok func(S
 		time.Sleep(100 * time.Millisecond)
 	}
 	b, _ := os.ReadFile(filepath.Join(m.dir, "error.log"))
-	t.Fatalf("%s: not %s within %s (last %+v, %v); error log:\n%s", m.name, what, within, last, lastErr, tailOf(b, 3000))
+	t.Fatalf("%s: not %s within %s (last %+v, %v); error log:\n%s", m.name, what, within, last, lastErr, tail.Bytes(string(b), 3000))
 	return 0
 }
 
@@ -130,7 +131,7 @@ func newMembers(t testing.TB) []*member {
 				for _, f := range []string{"error.log", "mariadbd.out"} {
 					b, _ := os.ReadFile(filepath.Join(m.dir, f))
 					os.WriteFile("/tmp/galera-"+m.name+"-"+f, b, 0o644)
-					t.Logf("=== %s %s (tail)\n%s", m.name, f, tailOf(b, 2500))
+					t.Logf("=== %s %s (tail)\n%s", m.name, f, tail.Bytes(string(b), 2500))
 				}
 			}
 		})
@@ -212,7 +213,7 @@ func TestGaleraCluster(t *testing.T) {
 	took = db2.wait(t, 120*time.Second, "Synced", synced)
 	logb, _ := os.ReadFile(filepath.Join(db2.dir, "error.log"))
 	if !strings.Contains(string(logb), "IST received") && !strings.Contains(string(logb), "Receiving IST") {
-		t.Errorf("db2 did not rejoin by IST; its log:\n%s", tailOf(logb, 2000))
+		t.Errorf("db2 did not rejoin by IST; its log:\n%s", tail.Bytes(string(logb), 2000))
 	}
 	t.Logf("rejoin: db2 Synced %s after restart (IST)", took)
 	if n := count(t, db2); n != 20 {
@@ -635,7 +636,7 @@ func TestArbitrator(t *testing.T) {
 	fg.Stop(5 * time.Second)
 	said, _ := os.ReadFile(fout.Name())
 	if refused := lastMatching(string(said), "certificate verify failed", 1); len(refused) == 0 {
-		t.Fatalf("the foreign garbd's output shows no failed certificate check:\n%s", tailOf(said, 2000))
+		t.Fatalf("the foreign garbd's output shows no failed certificate check:\n%s", tail.Bytes(string(said), 2000))
 	} else {
 		t.Logf("a garbd of another CA stayed out for 8 s: %s", refused[0])
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/child"
+	"github.com/mailcow-ha/mailcow-ha/tail"
 )
 
 // Control starts and stops the local mariadbd: as the agent's child (Server: the tests and the lab) or through
@@ -79,13 +80,6 @@ func headOf(b []byte, n int) []byte {
 	return b
 }
 
-func tailOf(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
-}
-
 // Start starts mariadbd. bootstrap starts a new Primary component; from, when known, is the position to
 // start it at (without it MariaDB creates a new cluster uuid and forks the history).
 func (s *Server) Start(bootstrap bool, from Position) error {
@@ -150,7 +144,7 @@ func position(ctx context.Context, dataDir, bin, defaultsFile string, wrap []str
 	}
 	argv := append(append(append([]string{}, wrap...), bin), args...)
 	if out, err := child.Command(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
-		return Position{}, fmt.Errorf("galera: --wsrep-recover: %v: %s", err, tailOf(out, 400))
+		return Position{}, fmt.Errorf("galera: --wsrep-recover: %v: %s", err, tail.Bytes(string(out), 400))
 	}
 	lb, err := os.ReadFile(log)
 	if err != nil {
@@ -158,7 +152,7 @@ func position(ctx context.Context, dataDir, bin, defaultsFile string, wrap []str
 	}
 	uuid, seqno, ok := ParseRecovered(lb)
 	if !ok {
-		return Position{}, fmt.Errorf("galera: --wsrep-recover found no position: %s", tailOf(lb, 400))
+		return Position{}, fmt.Errorf("galera: --wsrep-recover found no position: %s", tail.Bytes(string(lb), 400))
 	}
 	p.UUID, p.Seqno = uuid, seqno
 	return p, nil

@@ -25,6 +25,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/mailcow-ha/mailcow-ha/agent/child"
+	"github.com/mailcow-ha/mailcow-ha/tail"
 )
 
 // Compose's container labels.
@@ -386,7 +387,7 @@ func (s *Stack) create(ctx context.Context, why string) error {
 	cmd.Dir = s.Dir
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("stack: %q in %s: %w: %s", strings.Join(s.Create, " "), s.Dir, err, tail(out, 800))
+		return fmt.Errorf("stack: %q in %s: %w: %s", strings.Join(s.Create, " "), s.Dir, err, tail.Bytes(string(out), 800))
 	}
 	if s.StateFile != "" && s.Override != nil {
 		if err := os.MkdirAll(filepath.Dir(s.StateFile), 0o755); err != nil {
@@ -402,14 +403,6 @@ func (s *Stack) create(ctx context.Context, why string) error {
 func hash(b []byte) string {
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
-}
-
-func tail(b []byte, n int) string {
-	s := strings.TrimSpace(string(b))
-	if len(s) > n {
-		s = "…" + s[len(s)-n:]
-	}
-	return s
 }
 
 // deps returns the dependency graph of the discovered containers: compose's label where present, else the table.
