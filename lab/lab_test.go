@@ -588,10 +588,10 @@ func TestLab(t *testing.T) {
 	})
 	powerOn := func(n *Node) error { return l.SimPower(n, true) }
 	fenced := Want{"peer_fenced", "NEW", "OLD"}
-	scenario("master power-off with mail in the queue", true, func(t *testing.T) {
+	scenario("master power-off with mail in the queue, the API answering 503 for a while", true, func(t *testing.T) {
 		// Mail that the master acknowledged but had not handed to dovecot when its power went waits in postfix's
 		// queue on the Volume; the next master's postfix delivers it (the scenario's end reads every acknowledged
-		// mail over IMAP).
+		// mail over IMAP). Meanwhile the API answers its first 8 calls with 503: the takeover retries through them.
 		before = func(old *Node) {
 			if err := old.HoldDelivery(ctx, true); err != nil {
 				t.Fatal(err)
@@ -606,8 +606,12 @@ func TestLab(t *testing.T) {
 				t.Fatalf("%s's queue holds %d mails after 5 were acknowledged with delivery held (%v)", old.Name, q, err)
 			}
 			t.Logf("%d acknowledged mails in %s's queue at the power-off", q, old.Name)
+			l.Sim.SetFaults(hcloudsim.Faults{Fail5xx: 8, FailStatus: 503})
 		}
 		failover(t, "power", powerOn, fenced)
+		if f := l.Sim.Faults(); f.Fail5xx != 0 {
+			t.Errorf("the takeover did not meet the injected 503s: %d left", f.Fail5xx)
+		}
 	})
 	scenario("master link cut", true, func(t *testing.T) {
 		failover(t, "link", func(n *Node) error {
@@ -813,13 +817,6 @@ func TestLab(t *testing.T) {
 		}
 		if err := l.waitRole(ctx, old, "backup", 240*time.Second); err != nil {
 			t.Fatal(err)
-		}
-	})
-	scenario("API answering 503 for a while", true, func(t *testing.T) {
-		before = func(*Node) { l.Sim.SetFaults(hcloudsim.Faults{Fail5xx: 8, FailStatus: 503}) }
-		failover(t, "power", powerOn)
-		if f := l.Sim.Faults(); f.Fail5xx != 0 {
-			t.Errorf("the takeover did not meet the injected 503s: %d left", f.Fail5xx)
 		}
 	})
 	scenario("switchover", true, func(t *testing.T) {

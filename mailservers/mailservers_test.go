@@ -309,7 +309,17 @@ func TestAcknowledgedMailSurvivesInTheQueue(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The dovecot that held the mailbox died holding its uidlist dotlock (a MASTER hung, then fenced): a fresh lock
+	// file, as dovecot writes it, naming a process of the other node. Left in place, it holds every delivery and
+	// login on the mailbox for two minutes, longer than the wait below.
+	lock := filepath.Join(r.dirs["/var/vmail"], "mailcow-ha.test", "user", "dovecot-uidlist.lock")
+	if err := os.WriteFile(lock, []byte("4242:node-that-died\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	took = r.start(ctx)
+	if _, err := os.Stat(lock); !os.IsNotExist(err) {
+		t.Errorf("the dead dovecot's uidlist lock is still there after the new dovecot started: %v", err)
+	}
 	t.Logf("after the kill, start to first greeting: dovecot %.2f s, postfix %.2f s", took["dovecot"].Seconds(), took["postfix"].Seconds())
 	t1 := time.Now()
 	if out, ok := r.subjects([]string{"before", "queued"}, 90*time.Second); !ok {

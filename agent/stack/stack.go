@@ -199,6 +199,9 @@ func (s *Stack) Failed(ctx context.Context) (string, error) {
 	return "", nil
 }
 
+// slowStop is the container stop that Stop reports by name.
+const slowStop = 2 * time.Second
+
 // Stop stops every container of the project with its restart policy disabled first, so that neither mailcow's
 // restart: always nor a reboot revives it. Dependents stop before what they depend on; each level in parallel.
 func (s *Stack) Stop(ctx context.Context) error {
@@ -217,8 +220,13 @@ func (s *Stack) Stop(ctx context.Context) error {
 			if c.State == "exited" || c.State == "created" || c.State == "dead" {
 				return nil
 			}
+			t0 := time.Now()
 			if err := s.Docker.ContainerStop(ctx, c.ID, container.StopOptions{}); err != nil {
 				return fmt.Errorf("docker: stopping %s: %w", c.Name, err)
+			}
+			if took := time.Since(t0); took > slowStop {
+				// A demotion is bounded by the peers' fence_timeout: name the container that spends it.
+				s.log().Info("slow container stop", "container", c.Name, "took", took.Round(time.Millisecond))
 			}
 			return nil
 		})
