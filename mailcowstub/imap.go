@@ -26,8 +26,9 @@ func (s *imapServer) serveAny(ctx context.Context, c net.Conn, port int) {
 	}
 }
 
-// imap speaks enough IMAP4rev1 (RFC 3501) for `curl imap://`: CAPABILITY, LOGIN, LIST, SELECT/EXAMINE, SEARCH,
-// FETCH and UID FETCH of BODY[], NOOP, LOGOUT. Any password is accepted; the user name is the mailbox address.
+// imap speaks enough IMAP4rev1 (RFC 3501) for `curl imap://` and an operator's checks: CAPABILITY, LOGIN, LIST,
+// SELECT/EXAMINE, SEARCH, FETCH and UID FETCH over sequence sets (UID, FLAGS, RFC822.SIZE, BODY[] and
+// BODY[HEADER.FIELDS (…)], with or without .PEEK; anything else is a BAD, never a wrong answer), NOOP, LOGOUT. Any password is accepted; the user name is the mailbox address.
 func (s *imapServer) imap(ctx context.Context, c net.Conn) {
 	touch(c)
 	r := bufio.NewReader(c)
@@ -109,23 +110,66 @@ func (s *imapServer) imap(ctx context.Context, c net.Conn) {
 			out("* SEARCH %s", strings.Join(nums, " "))
 			out("%s OK SEARCH completed", tag)
 		case cmd == "FETCH":
-			if len(args) < 1 {
-				out("%s BAD FETCH sequence items", tag)
+			if len(args) < 2 {
+				out("%s BAD FETCH sequence-set data-items", tag)
 				continue
 			}
-			n, err := strconv.Atoi(args[0])
-			if err != nil || n < 1 || n > len(msgs) {
-				out("%s NO no such message %s", tag, args[0])
-				continue
-			}
-			body, err := os.ReadFile(msgs[n-1])
+			nums, err := parseSeqSet(args[0], len(msgs), uid)
 			if err != nil {
-				out("%s NO %s", tag, err)
+				out("%s BAD %s", tag, err)
 				continue
 			}
-			fmt.Fprintf(w, "* %d FETCH (UID %d BODY[] {%d}\r\n", n, n, len(body))
-			w.Write(body)
-			out(")")
+			items, err := parseFetchItems(strings.Join(args[1:], " "))
+			if err != nil {
+				out("%s BAD %s", tag, err)
+				continue
+			}
+			failed := false
+			for _, n := range nums {
+				body, err := os.ReadFile(msgs[n-1])
+				if err != nil {
+					out("%s NO %s", tag, err)
+					failed = true
+					break
+				}
+				// UIDs are the message numbers: the stub never expunges. A UID FETCH answers with the UID always.
+				parts := []string{}
+				if uid {
+					parts = append(parts, fmt.Sprintf("UID %d", n))
+				}
+				var literal []byte
+				section := ""
+				for _, it := range items {
+					switch {
+					case it.name == "UID":
+						if !uid {
+							parts = append(parts, fmt.Sprintf("UID %d", n))
+						}
+					case it.name == "FLAGS":
+						parts = append(parts, "FLAGS ()")
+					case it.name == "RFC822.SIZE":
+						parts = append(parts, fmt.Sprintf("RFC822.SIZE %d", len(body)))
+					default: // a section: its literal ends the answer (parseFetchItems allows one)
+						literal = body
+						if it.fields != nil {
+							literal = headerFields(body, it.fields)
+						}
+						section = fmt.Sprintf("%s {%d}", it.name, len(literal))
+					}
+				}
+				if section != "" {
+					parts = append(parts, section)
+				}
+				fmt.Fprintf(w, "* %d FETCH (%s", n, strings.Join(parts, " "))
+				if literal != nil {
+					w.WriteString("\r\n")
+					w.Write(literal)
+				}
+				out(")")
+			}
+			if failed {
+				continue
+			}
 			if uid {
 				out("%s OK UID FETCH completed", tag)
 			} else {

@@ -104,6 +104,34 @@ func TestMailRoundTrip(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "SEARCH 1") {
 		t.Fatalf("curl imap search: %v\n%s", err, out)
 	}
+	// An operator's checks by hand (RFC 3501): sequence sets, header sections without the body, UID FETCH.
+	imapCmd := func(command string) (string, error) {
+		out, err := exec.CommandContext(ctx, "curl", "-sS", "--max-time", "10", "-u", "bob@example.org:x",
+			fmt.Sprintf("imap://127.0.0.1:%d/INBOX", base+143), "-X", command).CombinedOutput()
+		return string(out), err
+	}
+	section := fmt.Sprintf("BODY[HEADER.FIELDS (SUBJECT)] {%d}", len("Subject: hello\r\n\r\n"))
+	if out, err := imapCmd("FETCH 1:* (BODY[HEADER.FIELDS (SUBJECT)])"); err != nil || !strings.Contains(out, "* 1 FETCH ("+section) {
+		t.Errorf("FETCH 1:* (BODY[HEADER.FIELDS (SUBJECT)]): %v\n%s", err, out)
+	}
+	if out, err := imapCmd("UID FETCH 1:* (FLAGS)"); err != nil || !strings.Contains(out, "* 1 FETCH (UID 1 FLAGS ())") {
+		t.Errorf("UID FETCH 1:* (FLAGS): %v\n%s", err, out)
+	}
+	if out, err := imapCmd("FETCH 1 (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)])"); err != nil ||
+		!strings.Contains(out, "* 1 FETCH (UID 1 RFC822.SIZE ") || !strings.Contains(out, section) {
+		t.Errorf("FETCH 1 (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)]): %v\n%s", err, out)
+	}
+	out, err = exec.CommandContext(ctx, "curl", "-sS", "--max-time", "10", "-u", "bob@example.org:x",
+		fmt.Sprintf("imap://127.0.0.1:%d/INBOX;MAILINDEX=1;SECTION=HEADER.FIELDS%%20(SUBJECT)", base+143)).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "Subject: hello" {
+		t.Errorf("the Subject header section by URL: %v %q (want the header and nothing of the body)", err, out)
+	}
+	// What the stub does not serve is a BAD, never a wrong answer.
+	for _, c := range []string{"FETCH 2 (FLAGS)", "FETCH 1 (ENVELOPE)", "FETCH 1:x (FLAGS)"} {
+		if out, err := imapCmd(c); err == nil {
+			t.Errorf("%s: answered, want a BAD:\n%s", c, out)
+		}
+	}
 	out, err = exec.CommandContext(ctx, "curl", "-sS", "-k", "--max-time", "10",
 		fmt.Sprintf("https://127.0.0.1:%d/health", base+443)).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "mx1.test: ok") {
