@@ -83,6 +83,7 @@ func parseSeqSet(s string, last int, uid bool) ([]int, error) {
 		if lo > hi {
 			lo, hi = hi, lo
 		}
+		// lo is 0 only for "*" in an empty mailbox: an error for message numbers, nothing for UIDs (hence max below).
 		if !uid && (hi > last || lo < 1) {
 			return nil, fmt.Errorf("invalid sequence set %q: the mailbox has %d messages", s, last)
 		}
