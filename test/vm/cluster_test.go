@@ -149,26 +149,34 @@ func TestCluster(t *testing.T) {
 		if err := bad.Boot(badUserData); err != nil {
 			t.Fatal(err)
 		}
-		var firstBanner time.Duration
-		var nm string
-		for ctx.Err() == nil && h.Quiet() <= quiet {
-			if b, err := h.banner(FloatingIP + ":25"); err == nil && !strings.Contains(b, master.Name) {
-				firstBanner, nm = time.Since(kill), b
-				break
-			}
-			time.Sleep(500 * time.Millisecond)
-		}
-		if firstBanner == 0 {
-			t.Fatalf("no SMTP answer on the Floating IP %s after killing %s (the VMs were silent for %s; %v)",
-				time.Since(kill).Round(time.Second), master.Name, h.Quiet().Round(time.Second), ctx.Err())
-		}
-		t.Logf("first SMTP banner on the Floating IP %.1f s after the kill: %q", firstBanner.Seconds(), strings.TrimSpace(nm))
 		var left []*VM
 		for _, v := range members {
 			if v != master {
 				left = append(left, v)
 			}
 		}
+		var firstBanner time.Duration
+		var nm string
+		var sts []string
+		progress := newStall(h)
+		for ctx.Err() == nil && progress.quiet() <= quiet {
+			if b, err := h.banner(FloatingIP + ":25"); err == nil && !strings.Contains(b, master.Name) {
+				firstBanner, nm = time.Since(kill), b
+				break
+			}
+			sts = h.statusLines(ctx, left)
+			progress.observe(strings.Join(sts, "; "))
+			time.Sleep(500 * time.Millisecond)
+		}
+		if firstBanner == 0 {
+			var tails []string
+			for _, v := range left {
+				tails = append(tails, fmt.Sprintf("%s's console, last lines:\n%s", v.Name, v.ConsoleTail(40)))
+			}
+			t.Fatalf("no SMTP answer on the Floating IP %s after killing %s (neither a console nor an agent's status changed for %s; %v); status: %s\n%s",
+				time.Since(kill).Round(time.Second), master.Name, progress.quiet().Round(time.Second), ctx.Err(), strings.Join(sts, "; "), strings.Join(tails, "\n"))
+		}
+		t.Logf("first SMTP banner on the Floating IP %.1f s after the kill: %q", firstBanner.Seconds(), strings.TrimSpace(nm))
 		m, _, err := h.waitMaster(ctx, left, quiet)
 		if err != nil {
 			t.Fatal(err)
@@ -208,11 +216,12 @@ func TestCluster(t *testing.T) {
 
 // waitMaster waits until exactly one of vms is a complete MASTER (role master, Volume mounted, Floating IP on its
 // interface, stack healthy) and every other one a BACKUP with Galera Primary and Synced. It returns the MASTER and
-// the status of each of vms. It fails when one of vms is powered off, when no running VM printed anything on its
-// console for quiet, or when ctx ends.
+// the status of each of vms. It fails when one of vms is powered off, when for quiet no running VM printed anything
+// on its console and no agent's status changed (see stall), or when ctx ends.
 func (h *Harness) waitMaster(ctx context.Context, vms []*VM, quiet time.Duration) (*VM, []api.NodeStatus, error) {
 	var last []string
-	for ctx.Err() == nil && h.Quiet() <= quiet {
+	progress := newStall(h)
+	for ctx.Err() == nil && progress.quiet() <= quiet {
 		// A VM that the test did not end is down: the cluster powered it off (fenced it), and the harness never
 		// powers a fenced VM on again. Say so now rather than wait out the budget.
 		for _, v := range vms {
@@ -232,13 +241,14 @@ func (h *Harness) waitMaster(ctx context.Context, vms []*VM, quiet time.Duration
 				continue
 			}
 			sts = append(sts, st)
-			last = append(last, fmt.Sprintf("%s: %s galera=%q volume=%v fip=%v stack=%v %s", v.Name, st.Role, st.Galera.Detail, st.Volume.Mounted, st.FloatingIP.OnInterface, st.Stack.Healthy, st.Stack.Failed))
+			last = append(last, statusLine(v, st))
 			if st.Role == "master" && st.Volume.Mounted && st.FloatingIP.OnInterface && st.Stack.Healthy {
 				masters = append(masters, v)
 			} else if st.Role != "backup" || !st.Galera.OK {
 				settling++ // keepalived moves a member that just became Synced from FAULT to BACKUP seconds later
 			}
 		}
+		progress.observe(strings.Join(last, "; "))
 		if len(masters) == 1 && len(sts) == running && settling == 0 {
 			return masters[0], sts, nil
 		}
@@ -247,7 +257,7 @@ func (h *Harness) waitMaster(ctx context.Context, vms []*VM, quiet time.Duration
 		}
 		time.Sleep(2 * time.Second)
 	}
-	why := fmt.Sprintf("no VM printed anything for %s", h.Quiet().Round(time.Second))
+	why := fmt.Sprintf("neither a console nor an agent's status changed for %s", progress.quiet().Round(time.Second))
 	if ctx.Err() != nil {
 		why = "the test's time is up"
 	}
@@ -283,4 +293,52 @@ func (h *Harness) waitMail(ctx context.Context, id string, d time.Duration) ([]s
 			return ids, err
 		}
 	}
+}
+
+// stall measures how long a cluster under test has made no visible progress: no running VM printed anything on its
+// console, and the agents' status (role, Galera, Volume, Floating IP, the services still down) did not change. A
+// guest starting mailcow's containers one by one under emulation may print nothing for minutes while its status
+// still moves; one whose console and status both stand still for quiet is stuck.
+type stall struct {
+	h    *Harness
+	last string
+	at   time.Time
+}
+
+func newStall(h *Harness) *stall { return &stall{h: h, at: time.Now()} }
+
+// observe notes the agents' status as text; a change counts as progress.
+func (s *stall) observe(status string) {
+	if status != s.last {
+		s.last, s.at = status, time.Now()
+	}
+}
+
+// quiet is the time since the last progress of either kind.
+func (s *stall) quiet() time.Duration { return min(s.h.Quiet(), time.Since(s.at)) }
+
+// statusLines is one line per VM of what its agent says (or why it did not answer), for stall and failure messages.
+func (h *Harness) statusLines(ctx context.Context, vms []*VM) []string {
+	var lines []string
+	for _, v := range vms {
+		st, err := h.Status(ctx, v)
+		if err != nil {
+			lines = append(lines, fmt.Sprintf("%s: %v", v.Name, err))
+			continue
+		}
+		lines = append(lines, statusLine(v, st))
+	}
+	return lines
+}
+
+// statusLine is what an agent's status says, in one line: a change in it is progress (stall).
+func statusLine(v *VM, st api.NodeStatus) string {
+	up := 0
+	for _, ok := range st.Stack.Services {
+		if ok {
+			up++
+		}
+	}
+	return fmt.Sprintf("%s: %s galera=%q volume=%v fip=%v stack=%v services_up=%d/%d %s", v.Name, st.Role, st.Galera.Detail,
+		st.Volume.Mounted, st.FloatingIP.OnInterface, st.Stack.Healthy, up, len(st.Stack.Services), st.Stack.Failed)
 }
