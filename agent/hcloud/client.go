@@ -353,6 +353,13 @@ func (c *Client) AttachVolume(ctx context.Context, id, to int64) error {
 			return fmt.Errorf("volume %d is attached to server %d: %w", id, owner, ErrUnexpectedOwner)
 		}
 		a, _, err := c.api.Volume.AttachWithOpts(ctx, v, hc.VolumeAttachOpts{Server: &hc.Server{ID: to}, Automount: hc.Ptr(false)})
+		if hc.IsError(err, hc.ErrorCodeVolumeAlreadyAttached) {
+			// Our own earlier attach (an action still running when this try read the Volume) may have finished
+			// between the read and the POST: attached to us is done. Attached anywhere else stays fatal.
+			if v, rerr := c.getVolume(ctx, id); rerr == nil && volumeInfo(v).Server == to {
+				return nil
+			}
+		}
 		if err != nil {
 			return err
 		}

@@ -229,6 +229,32 @@ func TestVolumeAlreadyAttachedByAPI(t *testing.T) {
 	}
 }
 
+// TestOwnAttachFinishedBeforeThePOST: an attach of ours that was still running when a retry read the Volume
+// (TestStuckAction, a CI run) finishes between that read and the retry's POST; the API answers
+// volume_already_attached, and the Volume is attached to us: that is success, not a fatal refusal.
+func TestOwnAttachFinishedBeforeThePOST(t *testing.T) {
+	var once sync.Once
+	f := newFixture(t, "", func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/volumes/3001/actions/attach") {
+				once.Do(func() {
+					req := httptest.NewRequest(http.MethodPost, "/v1/volumes/3001/actions/attach", strings.NewReader(`{"server":1001}`))
+					req.Header.Set("Authorization", "Bearer "+hcloudsim.DemoToken)
+					h.ServeHTTP(httptest.NewRecorder(), req)
+					time.Sleep(100 * time.Millisecond) // let that attach finish
+				})
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	if err := f.c.AttachVolume(ctxT(t, 10*time.Second), 3001, 1001); err != nil {
+		t.Fatalf("attached to us by our own earlier action: %v", err)
+	}
+	if got := f.sim.State().Volumes[0].Server; got != 1001 {
+		t.Fatalf("the API has the Volume at %d, want 1001", got)
+	}
+}
+
 func TestPowerOff(t *testing.T) {
 	f := newFixture(t, "", nil)
 	ctx := ctxT(t, 10*time.Second)
