@@ -57,8 +57,13 @@ func AgentWith(ctx context.Context, args []string, stdio Stdio, extend AgentExte
 		return ExitUsage
 	}
 	// Which file the configuration came from (cloud-init's copy of the user-data on a node) and what it says.
-	log.Info("configuration read from "+pl.Name+" for node "+cfg.Node.Name, "source", pl.Name, "node", cfg.Node.Name, "cluster", cfg.Cluster.Name,
-		"members", len(cfg.Cluster.Nodes))
+	if cfg.Discovers() {
+		log.Info("configuration read from "+pl.Name+": the node and its members come from the API", "source", pl.Name,
+			"cluster", cfg.Cluster.Name)
+	} else {
+		log.Info("configuration read from "+pl.Name+" for node "+cfg.Node.Name, "source", pl.Name, "node", cfg.Node.Name,
+			"cluster", cfg.Cluster.Name, "members", len(cfg.Cluster.Nodes))
+	}
 	reload := make(chan struct{}, 1)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

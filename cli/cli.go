@@ -45,6 +45,7 @@ func commands() map[string]command {
 		"validate":    {"check a configuration and summarise the cluster it describes", Validate},
 		"mailcow":     {"config: write the mailcow.conf, .env and override that the agent would write", Mailcow},
 		"lab":         {"a real cluster on this machine: up, status, kill, failover, bench, down", Lab},
+		"cluster":     {"create, list or destroy a cluster's resources in a Hetzner Cloud project", Cluster},
 	}
 }
 

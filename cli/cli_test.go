@@ -201,6 +201,10 @@ func TestImageLatest(t *testing.T) {
 	if code, out, errs := run(t, "", "image", "latest"); code != ExitOK || out != "5002\n" {
 		t.Fatalf("image latest: %d %q %q", code, out, errs)
 	}
+	// The newest snapshot of all (5004) is of the testing channel: picked only when asked for.
+	if code, out, errs := run(t, "", "image", "latest", "--channel", "testing"); code != ExitOK || out != "5004\n" {
+		t.Fatalf("image latest --channel testing: %d %q %q", code, out, errs)
+	}
 	if code, out, _ := run(t, "", "image", "latest", "--selector", "version=2026.10"); code != ExitOK || out != "5001\n" {
 		t.Fatalf("image latest --selector: %d %q", code, out)
 	}

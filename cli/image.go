@@ -17,8 +17,8 @@ import (
 )
 
 const imageUsage = `Usage:
-  mailcow-ha image latest [--selector LABELS] [--endpoint URL] [--token-file FILE]
-      print the id of the newest appliance snapshot (hcloud server create --image $(mailcow-ha image latest))
+  mailcow-ha image latest [--channel stable|testing] [--selector LABELS] [--endpoint URL] [--token-file FILE]
+      print the id of the newest appliance snapshot of the channel (default stable)
   mailcow-ha image build-local [--top DIR] [--bin DIR] [--out DIR] [--force]
       build the local QEMU image (mmdebstrap, mkfs.ext4 -d, qcow2), or reuse the one with the same input hash
   mailcow-ha image payload --target hetzner|local --out DIR [--top DIR] [--bin DIR]
@@ -152,8 +152,9 @@ func imageMailservers(ctx context.Context, args []string, stdio Stdio) int {
 }
 
 func imageLatest(ctx context.Context, args []string, stdio Stdio) int {
-	fs := newFlags("image latest", "image latest [--selector LABELS] [--endpoint URL] [--token-file FILE]", stdio)
-	selector := fs.String("selector", "app=mailcow-ha", "label selector of the appliance snapshots")
+	fs := newFlags("image latest", "image latest [--channel stable|testing] [--selector LABELS] [--endpoint URL] [--token-file FILE]", stdio)
+	channel := fs.String("channel", "stable", "the release channel (label channel=...): a testing build is picked only when asked for")
+	selector := fs.String("selector", "", "label selector of the snapshots instead (default app=mailcow-ha,channel=CHANNEL)")
 	endpoint := fs.String("endpoint", envOr("HCLOUD_ENDPOINT", "https://api.hetzner.cloud/v1"), "API endpoint (default $HCLOUD_ENDPOINT)")
 	tokenFile := fs.String("token-file", "", "file with the API token, mode 0600 (default: $HCLOUD_TOKEN)")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
@@ -180,7 +181,11 @@ func imageLatest(ctx context.Context, args []string, stdio Stdio) int {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	img, err := c.LatestImage(ctx, *selector)
+	sel := *selector
+	if sel == "" {
+		sel = hcloud.AppSelector + ",channel=" + *channel
+	}
+	img, err := c.LatestImage(ctx, sel)
 	if err != nil {
 		fmt.Fprintln(stdio.Stderr, "mailcow-ha image latest:", err)
 		return ExitFailure

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mailcow-ha/mailcow-ha/agent/api"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
+	"github.com/mailcow-ha/mailcow-ha/agent/membership"
 )
 
 // StatusReply is one node's answer to `mailcow-ha status`: its /status, or why it did not answer.
@@ -44,6 +45,12 @@ func Status(ctx context.Context, args []string, stdio Stdio) int {
 	if err != nil {
 		fmt.Fprintf(stdio.Stderr, "mailcow-ha status: %v\n", err)
 		return ExitUsage
+	}
+	if cfg.Discovers() {
+		if cfg.Cluster.Nodes, err = membership.Cached(&cfg); err != nil {
+			fmt.Fprintf(stdio.Stderr, "mailcow-ha status: %v\n", err)
+			return ExitFailure
+		}
 	}
 	replies := askAll(ctx, cfg, port, *timeout)
 	if *jsonOut {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
+	"github.com/mailcow-ha/mailcow-ha/agent/membership"
 )
 
 // Validate reads a configuration from the usual sources (or --config), checks it and its secret files, and
@@ -43,8 +44,24 @@ func Validate(ctx context.Context, args []string, stdio Stdio) int {
 }
 
 func summarize(w io.Writer, name string, c *config.Config) {
-	self, _ := c.Self()
 	fmt.Fprintf(w, "%s: valid (schema v%d)\n", name, c.Version)
+	if c.Discovers() {
+		fmt.Fprintf(w, "cluster   %s, members from the API: the servers labelled %s, their addresses in network %d\n",
+			c.Cluster.Name, membership.Selector(c.Cluster.Name), c.Hcloud.NetworkID)
+		node := c.Node.Name
+		if node == "" {
+			node = "this server, as the metadata service names it"
+		}
+		fmt.Fprintf(w, "node      %s\n", node)
+	} else {
+		summarizeMembers(w, c)
+	}
+	summarizeRest(w, c)
+}
+
+// summarizeMembers prints a static cluster.nodes: this node, its peers and the priority order.
+func summarizeMembers(w io.Writer, c *config.Config) {
+	self, _ := c.Self()
 	fmt.Fprintf(w, "cluster   %s, %d nodes\n", c.Cluster.Name, len(c.Cluster.Nodes))
 	fmt.Fprintf(w, "node      %s\n", describe(self))
 	for _, p := range c.Peers() {
@@ -62,6 +79,9 @@ func summarize(w io.Writer, name string, c *config.Config) {
 		order[i] = fmt.Sprintf("%s (%d)", m.Name, m.Priority)
 	}
 	fmt.Fprintf(w, "priority  %s\n", strings.Join(order, " > "))
+}
+
+func summarizeRest(w io.Writer, c *config.Config) {
 	fmt.Fprintf(w, "hcloud    floating IP %d, volume %d, API %s\n", c.Hcloud.FloatingIPID, c.Hcloud.VolumeID, c.Hcloud.Endpoint)
 	fmt.Fprintf(w, "failover  check grace %s, quorum grace %s, fence timeout %s, breaker %d per %s\n",
 		c.Failover.CheckGrace, c.Failover.QuorumGrace, c.Failover.FenceTimeout, c.Failover.Breaker.Max, c.Failover.Breaker.Window)

@@ -34,6 +34,10 @@ type apiError struct {
 func (e apiError) Error() string { return e.msg }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	if status == http.StatusNoContent {
+		w.WriteHeader(status)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
@@ -101,6 +105,14 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
+	atLimit := slices.Contains(s.faults.AtLimit, route)
+	s.mu.Unlock()
+	if atLimit {
+		writeErr(w, apiError{http.StatusForbidden, "resource_limit_exceeded", "project limit exceeded"})
+		return
+	}
+
+	s.mu.Lock()
 	allowed := s.rate.take(now)
 	w.Header().Set("RateLimit-Limit", strconv.Itoa(s.rate.limit))
 	w.Header().Set("RateLimit-Remaining", strconv.Itoa(int(s.rate.tokens)))
@@ -136,6 +148,7 @@ func routeName(r *http.Request) string {
 
 var resourceTypes = map[string]string{
 	"servers": "server", "floating_ips": "floating_ip", "volumes": "volume", "images": "image", "networks": "network",
+	"placement_groups": "placement_group", "firewalls": "firewall", "ssh_keys": "ssh_key",
 }
 
 func notFound(what string) error {
@@ -175,6 +188,14 @@ func (s *Sim) route(r *http.Request) (int, any, error) {
 	switch {
 	case len(seg) == 1 && get:
 		return s.list(kind, q)
+	case len(seg) == 1 && r.Method == http.MethodPost && kind != "image":
+		return s.create(kind, r)
+	case len(seg) == 2 && r.Method == http.MethodDelete && kind != "image":
+		id, err := parseID(seg[1])
+		if err != nil {
+			return 0, nil, err
+		}
+		return s.remove(kind, id)
 	case len(seg) == 2 && seg[1] == "actions" && get:
 		return s.listActions(q, &resRef{Type: kind})
 	case len(seg) == 2 && get:
@@ -248,7 +269,23 @@ func (s *Sim) list(kind string, q url.Values) (int, any, error) {
 		}
 	case "network":
 		for _, v := range s.st.Networks {
-			items = append(items, listItem{v.ID, v.Name, time.Time{}, nil, s.networkJSON(v)})
+			items = append(items, listItem{v.ID, v.Name, v.Created, v.Labels, s.networkJSON(v)})
+		}
+	case "placement_group":
+		for _, v := range s.st.PlacementGroups {
+			if keep(q, "type", v.Type) {
+				items = append(items, listItem{v.ID, v.Name, v.Created, v.Labels, s.placementGroupJSON(v)})
+			}
+		}
+	case "firewall":
+		for _, v := range s.st.Firewalls {
+			items = append(items, listItem{v.ID, v.Name, v.Created, v.Labels, s.firewallJSON(v)})
+		}
+	case "ssh_key":
+		for _, v := range s.st.SSHKeys {
+			if keep(q, "fingerprint", v.Fingerprint) {
+				items = append(items, listItem{v.ID, v.Name, v.Created, v.Labels, sshKeyJSON(v)})
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -379,6 +416,24 @@ func (s *Sim) get(kind string, id int64) (int, any, error) {
 		for _, v := range s.st.Networks {
 			if v.ID == id {
 				return http.StatusOK, map[string]any{"network": s.networkJSON(v)}, nil
+			}
+		}
+	case "placement_group":
+		for _, v := range s.st.PlacementGroups {
+			if v.ID == id {
+				return http.StatusOK, map[string]any{"placement_group": s.placementGroupJSON(v)}, nil
+			}
+		}
+	case "firewall":
+		for _, v := range s.st.Firewalls {
+			if v.ID == id {
+				return http.StatusOK, map[string]any{"firewall": s.firewallJSON(v)}, nil
+			}
+		}
+	case "ssh_key":
+		for _, v := range s.st.SSHKeys {
+			if v.ID == id {
+				return http.StatusOK, map[string]any{"ssh_key": sshKeyJSON(v)}, nil
 			}
 		}
 	}

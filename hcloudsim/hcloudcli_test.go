@@ -62,7 +62,7 @@ func TestOfficialCLI(t *testing.T) {
 	if st := h.sim.State(); st.Volumes[0].Server != 0 {
 		t.Fatalf("after volume detach: server %d", st.Volumes[0].Server)
 	}
-	out = must("image", "list", "-t", "snapshot", "-l", "app=mailcow-ha", "-o", "noheader", "-o", "columns=id,description")
+	out = must("image", "list", "-t", "snapshot", "-l", "app=mailcow-ha,channel=stable", "-o", "noheader", "-o", "columns=id,description")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 2 || !strings.Contains(out, "5001") || !strings.Contains(out, "5002") || strings.Contains(out, "5003") {
 		t.Fatalf("image list:\n%s", out)

@@ -3,6 +3,7 @@ package hcloudsim
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/hetznercloud/hcloud-go/v2/hcloud/schema"
@@ -54,7 +55,7 @@ func (s *Sim) serverJSON(v Server) serverJSON {
 			Firewalls:   []schema.ServerFirewall{},
 		},
 		PrivateNet:      []schema.ServerPrivateNet{},
-		ServerType:      schema.ServerType{ID: 22, Name: "cx22", Description: "CX22", Cores: 2, Memory: 4, Disk: 40, StorageType: "local", CPUType: "shared", Architecture: "x86"},
+		ServerType:      serverType(v.ServerType),
 		IncludedTraffic: 21990232555520,
 		Location:        loc,
 		Image:           &debianImage,
@@ -62,6 +63,23 @@ func (s *Sim) serverJSON(v Server) serverJSON {
 		Volumes:         []int64{},
 		PrimaryDiskSize: 40,
 		LoadBalancers:   []int64{},
+	}
+	if v.Image != 0 {
+		for _, im := range s.st.Images {
+			if im.ID == v.Image {
+				j := imageJSON(im)
+				out.Image = &j
+			}
+		}
+	}
+	for _, g := range s.st.PlacementGroups {
+		if g.ID == v.PlacementGroup {
+			j := s.placementGroupJSON(g)
+			out.PlacementGroup = &j
+		}
+	}
+	for _, f := range v.Firewalls {
+		out.PublicNet.Firewalls = append(out.PublicNet.Firewalls, schema.ServerFirewall{ID: f, Status: "applied"})
 	}
 	for _, p := range v.PrivateNet {
 		out.PrivateNet = append(out.PrivateNet, schema.ServerPrivateNet{Network: p.Network, IP: p.IP, AliasIPs: []string{}, MACAddress: p.MAC})
@@ -140,13 +158,16 @@ func imageJSON(v Image) schema.Image {
 func (s *Sim) networkJSON(v Network) schema.Network {
 	out := schema.Network{
 		ID: v.ID, Name: v.Name, IPRange: v.IPRange, Routes: []schema.NetworkRoute{}, Servers: []int64{},
-		LoadBalancers: []int64{}, Labels: map[string]string{},
+		LoadBalancers: []int64{}, Labels: labelsOrEmpty(v.Labels), Created: v.Created,
 	}
-	sub := schema.NetworkSubnet{Type: "cloud", IPRange: v.Subnet, NetworkZone: v.Zone}
-	if p, err := netip.ParsePrefix(v.Subnet); err == nil {
-		sub.Gateway = p.Masked().Addr().Next().String()
+	out.Subnets = []schema.NetworkSubnet{}
+	if v.Subnet != "" {
+		sub := schema.NetworkSubnet{Type: "cloud", IPRange: v.Subnet, NetworkZone: v.Zone}
+		if p, err := netip.ParsePrefix(v.Subnet); err == nil {
+			sub.Gateway = p.Masked().Addr().Next().String()
+		}
+		out.Subnets = append(out.Subnets, sub)
 	}
-	out.Subnets = []schema.NetworkSubnet{sub}
 	for _, sv := range s.st.Servers {
 		for _, p := range sv.PrivateNet {
 			if p.Network == v.ID {
@@ -155,6 +176,46 @@ func (s *Sim) networkJSON(v Network) schema.Network {
 		}
 	}
 	return out
+}
+
+func (s *Sim) placementGroupJSON(v PlacementGroup) schema.PlacementGroup {
+	out := schema.PlacementGroup{ID: v.ID, Name: v.Name, Type: v.Type, Labels: labelsOrEmpty(v.Labels),
+		Created: v.Created, Servers: []int64{}}
+	for _, sv := range s.st.Servers {
+		if sv.PlacementGroup == v.ID {
+			out.Servers = append(out.Servers, sv.ID)
+		}
+	}
+	return out
+}
+
+func (s *Sim) firewallJSON(v Firewall) schema.Firewall {
+	out := schema.Firewall{ID: v.ID, Name: v.Name, Labels: labelsOrEmpty(v.Labels), Created: v.Created,
+		Rules: []schema.FirewallRule{}, AppliedTo: []schema.FirewallResource{}}
+	for _, r := range v.Rules {
+		rule := schema.FirewallRule{Direction: r.Direction, Protocol: r.Protocol, SourceIPs: r.SourceIPs,
+			DestinationIPs: []string{}}
+		if r.Port != "" {
+			p := r.Port
+			rule.Port = &p
+		}
+		if r.Description != "" {
+			d := r.Description
+			rule.Description = &d
+		}
+		out.Rules = append(out.Rules, rule)
+	}
+	for _, sv := range s.st.Servers {
+		if slices.Contains(sv.Firewalls, v.ID) {
+			out.AppliedTo = append(out.AppliedTo, schema.FirewallResource{Type: "server", Server: &schema.FirewallResourceServer{ID: sv.ID}})
+		}
+	}
+	return out
+}
+
+func sshKeyJSON(v SSHKey) schema.SSHKey {
+	return schema.SSHKey{ID: v.ID, Name: v.Name, Fingerprint: v.Fingerprint, PublicKey: v.PublicKey,
+		Labels: labelsOrEmpty(v.Labels), Created: v.Created}
 }
 
 func actionJSON(a action) schema.Action {

@@ -28,6 +28,9 @@ const (
 	CmdResetServer        = "reset_server"
 	CmdRebuildServer      = "rebuild_server" // a new root disk from an image
 	CmdChangeDNSPtr       = "change_dns_ptr" // a Floating IP's reverse DNS
+	CmdCreateServer       = "create_server"
+	CmdDeleteServer       = "delete_server"
+	CmdCreateVolume       = "create_volume"
 )
 
 // Latencies says how long each action command runs before it succeeds.
@@ -50,6 +53,9 @@ func DefaultLatencies() Latencies {
 		CmdResetServer:        3 * time.Second,
 		CmdRebuildServer:      10 * time.Second,
 		CmdChangeDNSPtr:       1 * time.Second,
+		CmdCreateServer:       10 * time.Second,
+		CmdDeleteServer:       3 * time.Second,
+		CmdCreateVolume:       3 * time.Second,
 	}
 }
 
@@ -99,6 +105,9 @@ type Faults struct {
 	ExtraLatency time.Duration `json:"extra_latency"` // added to every API request (nanoseconds in JSON)
 	Stuck        []string      `json:"stuck"`         // action commands that keep running until this is cleared
 	NoPoweroff   []int64       `json:"no_poweroff"`   // servers whose poweroff action fails
+	// Requests to these routes ("POST /v1/servers", as Requests counts them) are refused with 403
+	// resource_limit_exceeded, as a project at its server limit refuses one more.
+	AtLimit []string `json:"at_limit"`
 }
 
 // Options configures a simulator.
@@ -137,7 +146,7 @@ func New(o Options) (*Sim, error) {
 	if o.Token == "" {
 		o.Token = DemoToken
 	}
-	if o.State.Servers == nil && o.State.FloatingIPs == nil && o.State.Volumes == nil {
+	if o.State.empty() {
 		o.State = DemoState()
 	}
 	if err := o.State.check(); err != nil {
@@ -190,6 +199,9 @@ func (s *Sim) State() State {
 	st.Volumes = slices.Clone(st.Volumes)
 	st.Images = slices.Clone(st.Images)
 	st.Networks = slices.Clone(st.Networks)
+	st.PlacementGroups = slices.Clone(st.PlacementGroups)
+	st.Firewalls = slices.Clone(st.Firewalls)
+	st.SSHKeys = slices.Clone(st.SSHKeys)
 	return st
 }
 

@@ -123,12 +123,12 @@ func TestListsFiltersPagination(t *testing.T) {
 	if !eq(ids(m, "servers"), []int64{1002}) {
 		t.Fatalf("name filter: %v", m)
 	}
-	_, m, _ = h.do("GET", "/v1/images?type=snapshot&label_selector=app%3Dmailcow-ha&sort=created:desc", "")
+	_, m, _ = h.do("GET", "/v1/images?type=snapshot&label_selector=app%3Dmailcow-ha,channel%3Dstable&sort=created:desc", "")
 	if got := ids(m, "images"); !eq(got, []int64{5002, 5001}) {
 		t.Fatalf("snapshots newest first: %v", got)
 	}
 	_, m, _ = h.do("GET", "/v1/images?type=snapshot&sort=id:desc", "")
-	if got := ids(m, "images"); !eq(got, []int64{5003, 5002, 5001}) {
+	if got := ids(m, "images"); !eq(got, []int64{5004, 5003, 5002, 5001}) {
 		t.Fatalf("snapshots by id desc: %v", got)
 	}
 	code, m, _ = h.do("GET", "/v1/images?sort=size", "")

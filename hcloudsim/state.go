@@ -18,6 +18,11 @@ type State struct {
 	Volumes     []Volume     `json:"volumes" toml:"volumes"`
 	Images      []Image      `json:"images" toml:"images"`
 	Networks    []Network    `json:"networks" toml:"networks"`
+	// What `cluster create` makes besides: placement groups, Cloud Firewalls and the SSH keys servers are created
+	// with.
+	PlacementGroups []PlacementGroup `json:"placement_groups" toml:"placement_groups"`
+	Firewalls       []Firewall       `json:"firewalls" toml:"firewalls"`
+	SSHKeys         []SSHKey         `json:"ssh_keys" toml:"ssh_keys"`
 }
 
 // Server is a cloud server. Status is "running" or "off" (and "starting"/"stopping" while an action runs).
@@ -32,6 +37,12 @@ type Server struct {
 	UserData   string            `json:"user_data" toml:"user_data"`
 	Location   string            `json:"location" toml:"location"`
 	Created    time.Time         `json:"created" toml:"created"`
+	// Set when the server was created through the API: its type, image, placement group and Cloud Firewalls.
+	ServerType     string  `json:"server_type,omitempty" toml:"server_type"`
+	Image          int64   `json:"image,omitempty" toml:"image"`
+	PlacementGroup int64   `json:"placement_group,omitempty" toml:"placement_group"`
+	Firewalls      []int64 `json:"firewalls,omitempty" toml:"firewalls"`
+	SSHKeys        []int64 `json:"ssh_keys,omitempty" toml:"ssh_keys"`
 }
 
 // PrivateNet is a server's attachment to a private network.
@@ -80,19 +91,59 @@ type Image struct {
 
 // Network is a private network.
 type Network struct {
-	ID      int64  `json:"id" toml:"id"`
-	Name    string `json:"name" toml:"name"`
-	IPRange string `json:"ip_range" toml:"ip_range"`
-	Subnet  string `json:"subnet" toml:"subnet"`
-	Zone    string `json:"zone" toml:"zone"`
+	ID      int64             `json:"id" toml:"id"`
+	Name    string            `json:"name" toml:"name"`
+	IPRange string            `json:"ip_range" toml:"ip_range"`
+	Subnet  string            `json:"subnet" toml:"subnet"`
+	Zone    string            `json:"zone" toml:"zone"`
+	Labels  map[string]string `json:"labels,omitempty" toml:"labels"`
+	Created time.Time         `json:"created" toml:"created"`
+}
+
+// PlacementGroup keeps its servers on different hosts (type "spread", the only one the API has).
+type PlacementGroup struct {
+	ID      int64             `json:"id" toml:"id"`
+	Name    string            `json:"name" toml:"name"`
+	Type    string            `json:"type" toml:"type"`
+	Labels  map[string]string `json:"labels" toml:"labels"`
+	Created time.Time         `json:"created" toml:"created"`
+}
+
+// Firewall is a Cloud Firewall: inbound rules (everything else inbound is dropped) applied to servers.
+type Firewall struct {
+	ID      int64             `json:"id" toml:"id"`
+	Name    string            `json:"name" toml:"name"`
+	Rules   []FirewallRule    `json:"rules" toml:"rules"`
+	Labels  map[string]string `json:"labels" toml:"labels"`
+	Created time.Time         `json:"created" toml:"created"`
+}
+
+// FirewallRule allows traffic of Protocol (tcp, udp, icmp, esp, gre) to Port ("25", "80-443"; empty for icmp)
+// from SourceIPs (CIDRs).
+type FirewallRule struct {
+	Direction   string   `json:"direction" toml:"direction"`
+	Protocol    string   `json:"protocol" toml:"protocol"`
+	Port        string   `json:"port,omitempty" toml:"port"`
+	SourceIPs   []string `json:"source_ips" toml:"source_ips"`
+	Description string   `json:"description,omitempty" toml:"description"`
+}
+
+// SSHKey is a public key servers can be created with.
+type SSHKey struct {
+	ID          int64             `json:"id" toml:"id"`
+	Name        string            `json:"name" toml:"name"`
+	PublicKey   string            `json:"public_key" toml:"public_key"`
+	Fingerprint string            `json:"fingerprint" toml:"fingerprint"`
+	Labels      map[string]string `json:"labels" toml:"labels"`
+	Created     time.Time         `json:"created" toml:"created"`
 }
 
 // DemoToken is the demo project's API token: 64 characters, as real tokens and the official CLI expect.
 const DemoToken = "mailcowhademo000000000000000000000000000000000000000000000000000"
 
 // DemoState is the project the simulator starts with when it has no state file: three servers mx1..mx3 on a
-// private network, one IPv4 Floating IP and one Volume, both unassigned, and two snapshots labelled
-// app=mailcow-ha.
+// private network, one IPv4 Floating IP and one Volume, both unassigned, two snapshots labelled app=mailcow-ha and
+// channel=stable, and a newer one of channel=testing.
 func DemoState() State {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var st State
@@ -113,9 +164,11 @@ func DemoState() State {
 	st.FloatingIPs = []FloatingIP{{ID: 2001, Name: "mail", IP: "203.0.113.100", Type: "ipv4", Location: "fsn1", Created: t0, Labels: map[string]string{}}}
 	st.Volumes = []Volume{{ID: 3001, Name: "mailcow-data", Size: 10, Location: "fsn1", Format: "ext4", Created: t0, Labels: map[string]string{}}}
 	st.Images = []Image{
-		{ID: 5001, Type: "snapshot", Description: "mailcow-ha 2026.10", Labels: map[string]string{"app": "mailcow-ha", "version": "2026.10"}, Created: t0.AddDate(0, 9, 0), DiskSize: 20},
-		{ID: 5002, Type: "snapshot", Description: "mailcow-ha 2026.11", Labels: map[string]string{"app": "mailcow-ha", "version": "2026.11"}, Created: t0.AddDate(0, 10, 0), DiskSize: 20},
+		{ID: 5001, Type: "snapshot", Description: "mailcow-ha 2026.10", Labels: map[string]string{"app": "mailcow-ha", "version": "2026.10", "channel": "stable"}, Created: t0.AddDate(0, 9, 0), DiskSize: 20},
+		{ID: 5002, Type: "snapshot", Description: "mailcow-ha 2026.11", Labels: map[string]string{"app": "mailcow-ha", "version": "2026.11", "channel": "stable"}, Created: t0.AddDate(0, 10, 0), DiskSize: 20},
 		{ID: 5003, Type: "snapshot", Description: "unrelated", Labels: map[string]string{"app": "other"}, Created: t0.AddDate(0, 10, 5), DiskSize: 20},
+		// A testing build, newer than every stable one: `image latest` and `cluster create` must not pick it.
+		{ID: 5004, Type: "snapshot", Description: "mailcow-ha 2026.12-rc1", Labels: map[string]string{"app": "mailcow-ha", "version": "2026.12-rc1", "channel": "testing"}, Created: t0.AddDate(0, 10, 20), DiskSize: 20},
 		{ID: 67794396, Type: "system", Name: "debian-12", Description: "Debian 12", Labels: map[string]string{}, Created: t0, DiskSize: 5},
 	}
 	return st
@@ -147,6 +200,13 @@ func LoadState(path string) (State, error) {
 		return State{}, fmt.Errorf("state %s: use a .json or .toml file", path)
 	}
 	return st, st.check()
+}
+
+// empty says whether the state holds nothing at all (New then starts the demo project). A project that is to
+// start empty, as for `cluster create`, holds at least its images.
+func (st State) empty() bool {
+	return st.Servers == nil && st.FloatingIPs == nil && st.Volumes == nil && st.Images == nil && st.Networks == nil &&
+		st.PlacementGroups == nil && st.Firewalls == nil && st.SSHKeys == nil
 }
 
 // check refuses a project that the API could not hold: duplicate ids, or owners that do not exist.
@@ -196,6 +256,21 @@ func (st State) check() error {
 	}
 	for _, n := range st.Networks {
 		if err := seen("network", n.ID); err != nil {
+			return err
+		}
+	}
+	for _, g := range st.PlacementGroups {
+		if err := seen("placement_group", g.ID); err != nil {
+			return err
+		}
+	}
+	for _, f := range st.Firewalls {
+		if err := seen("firewall", f.ID); err != nil {
+			return err
+		}
+	}
+	for _, k := range st.SSHKeys {
+		if err := seen("ssh_key", k.ID); err != nil {
 			return err
 		}
 	}

@@ -9,9 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/config"
+	"github.com/mailcow-ha/mailcow-ha/agent/membership"
 	"github.com/mailcow-ha/mailcow-ha/agent/volume"
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/lab/reap"
@@ -54,6 +57,12 @@ func (l *Lab) simulator() error {
 		st.Servers[i].Name = l.Nodes[i].Name
 		l.Nodes[i].ID = st.Servers[i].ID
 		st.Servers[i].PrivateNet[0].IP = l.Nodes[i].PrivIP
+		// What `cluster create` labels its servers with, and what the agents find their members by.
+		st.Servers[i].Labels = map[string]string{membership.LabelApp: membership.AppName, membership.LabelCluster: ClusterName,
+			membership.LabelRole: config.RoleMember, membership.LabelPriority: strconv.Itoa(150 - 20*i)}
+		if i == 0 {
+			st.Servers[i].Labels[membership.LabelBootstrap] = "true"
+		}
 	}
 	lat := hcloudsim.DefaultLatencies()
 	if l.o.Latencies != nil {

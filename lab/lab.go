@@ -29,17 +29,19 @@ import (
 
 // Addresses of the lab (all inside namespaces the lab makes).
 const (
-	FloatingIP = "203.0.113.100"
-	Gateway    = "203.0.113.1" // the router's address on every public link, like Hetzner's gateway
-	SimAddr    = "10.99.0.1:8480"
-	HealthPort = 7480 // the agents' public API (/health, /primary, /replica, /status, /metrics)
-	ClientIP   = "10.99.1.2"
-	ClientNet  = "10.99.1.0/24"
-	PublicNet  = "203.0.113.0/24"
-	RouterIP   = "10.99.1.1"
-	Mailbox    = "lab@example.org"
-	VolumeID   = 3001
-	Hostname   = "mail.lab.test" // mailcow.hostname, MAILCOW_HOSTNAME in the mailcow.conf the agents write
+	FloatingIP  = "203.0.113.100"
+	Gateway     = "203.0.113.1" // the router's address on every public link, like Hetzner's gateway
+	SimAddr     = "10.99.0.1:8480"
+	HealthPort  = 7480 // the agents' public API (/health, /primary, /replica, /status, /metrics)
+	ClientIP    = "10.99.1.2"
+	ClientNet   = "10.99.1.0/24"
+	PublicNet   = "203.0.113.0/24"
+	RouterIP    = "10.99.1.1"
+	Mailbox     = "lab@example.org"
+	VolumeID    = 3001
+	NetworkID   = 4001            // the private network of the simulated project
+	ClusterName = "lab"           // cluster.name, and the label cluster=lab on the servers
+	Hostname    = "mail.lab.test" // mailcow.hostname, MAILCOW_HOSTNAME in the mailcow.conf the agents write
 )
 
 // Options configure a lab.

@@ -47,14 +47,12 @@ func (n *Node) writeConfig() error {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "# mailcow-ha lab node %s (written by `mailcow-ha lab up`)\nversion = 1\n[node]\nname = %q\n", n.Name, n.Name)
-	fmt.Fprintf(&b, "[cluster]\nname = \"lab\"\nsecret_file = %q\n", filepath.Join(d, "secret"))
-	for i, m := range l.Nodes {
-		fmt.Fprintf(&b, "[[cluster.nodes]]\nname = %q\nprivate_ip = %q\nserver_id = %d\npriority = %d\nbootstrap = %v\n",
-			m.Name, m.PrivIP, m.ID, 150-20*i, i == 0)
-	}
-	fmt.Fprintf(&b, "[hcloud]\ntoken_file = %q\nendpoint = \"http://%s/v1\"\nmetadata_url = \"http://%s/_metadata/%s/hetzner/v1\"\nfloating_ip_id = 2001\nvolume_id = %d\n",
-		filepath.Join(d, "token"), SimAddr, SimAddr, n.Name, VolumeID)
+	// No node.name and no cluster.nodes: as on the appliance with `cluster create`'s user-data, the agent knows its
+	// server from the metadata service and its members from the servers labelled cluster=lab (agent/membership).
+	fmt.Fprintf(&b, "# mailcow-ha lab node %s (written by `mailcow-ha lab up`)\nversion = 1\n", n.Name)
+	fmt.Fprintf(&b, "[cluster]\nname = %q\ndiscover = \"hcloud\"\nsecret_file = %q\n", ClusterName, filepath.Join(d, "secret"))
+	fmt.Fprintf(&b, "[hcloud]\ntoken_file = %q\nendpoint = \"http://%s/v1\"\nmetadata_url = \"http://%s/_metadata/%s/hetzner/v1\"\nfloating_ip_id = 2001\nvolume_id = %d\nnetwork_id = %d\n",
+		filepath.Join(d, "token"), SimAddr, SimAddr, n.Name, VolumeID, NetworkID)
 	fmt.Fprintf(&b, "[network]\npublic_interface = \"eth0\"\nprivate_interface = \"eth1\"\n")
 	fmt.Fprintf(&b, "[galera]\ndata_dir = %q\nsocket = %q\nconfig_file = %q\npassword_file = %q\n",
 		filepath.Join(db, "data"), filepath.Join(db, "mysqld.sock"), filepath.Join(db, "my.cnf"), filepath.Join(d, "dbpw"))

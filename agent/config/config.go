@@ -45,9 +45,21 @@ type Node struct {
 	Name string `toml:"name"`
 }
 
+// Where a node learns the cluster's members (cluster.discover).
+const (
+	// DiscoverStatic: cluster.nodes lists every member, and node.name names this one.
+	DiscoverStatic = "static"
+	// DiscoverHcloud: one user-data for every node. The node knows itself from the metadata service (instance id,
+	// host name) and its members from the Hetzner API: the servers labelled cluster=<cluster.name>, with their
+	// addresses in the network hcloud.network_id (agent/membership). A cluster.nodes given as well is checked
+	// against what the API says.
+	DiscoverHcloud = "hcloud"
+)
+
 // Cluster describes the cluster and every node in it.
 type Cluster struct {
 	Name       string   `toml:"name"`
+	Discover   string   `toml:"discover"`
 	SecretFile string   `toml:"secret_file"`
 	Secret     Secret   `toml:"secret"`
 	Nodes      []Member `toml:"nodes"`
@@ -77,6 +89,8 @@ type Hcloud struct {
 	MetadataURL  string `toml:"metadata_url"`
 	FloatingIPID int64  `toml:"floating_ip_id"`
 	VolumeID     int64  `toml:"volume_id"`
+	// NetworkID is the cluster's private network, where cluster.discover = "hcloud" finds the members' addresses.
+	NetworkID int64 `toml:"network_id"`
 }
 
 // Network names the interfaces; "auto" finds them at run time.
@@ -212,7 +226,7 @@ const MailcowHost = "mailcow"
 func Defaults() Config {
 	return Config{
 		Version: SchemaVersion,
-		Cluster: Cluster{SecretFile: DefaultSecretDir + "/cluster.secret"},
+		Cluster: Cluster{SecretFile: DefaultSecretDir + "/cluster.secret", Discover: DiscoverStatic},
 		Hcloud: Hcloud{
 			TokenFile:   DefaultSecretDir + "/hcloud.token",
 			Endpoint:    "https://api.hetzner.cloud/v1",
@@ -271,6 +285,12 @@ func Defaults() Config {
 			Socket:   "/run/mailcow-ha/agent.sock",
 		},
 	}
+}
+
+// Discovers says whether the members come from the Hetzner API and are not yet known (cluster.discover = "hcloud"
+// and no cluster.nodes): agent/membership fills cluster.nodes and node.name, and CheckMembers checks them.
+func (c *Config) Discovers() bool {
+	return c.Cluster.Discover == DiscoverHcloud && len(c.Cluster.Nodes) == 0
 }
 
 // Self returns this node's entry in cluster.nodes.

@@ -47,6 +47,39 @@ floating_ip_id = 7
 volume_id = 8
 `
 
+// discovering is one user-data for every node: no node.name, no cluster.nodes (agent/membership fills them).
+const discovering = `# mailcow-ha
+version = 1
+[cluster]
+name = "c1"
+discover = "hcloud"
+[mailcow]
+hostname = "mail.example.org"
+[hcloud]
+floating_ip_id = 7
+volume_id = 8
+`
+
+// One user-data for every node passes without members, and CheckMembers checks them once they are known.
+func TestDiscoveringConfigDefersTheMembers(t *testing.T) {
+	c, probs := Parse("t.toml", []byte(discovering+"network_id = 9\n"))
+	if err := probs.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Discovers() {
+		t.Fatal("Discovers() = false")
+	}
+	if err := CheckMembers("api", &c).Err(); err == nil || !strings.Contains(err.Error(), "node.name: missing") {
+		t.Fatalf("no members yet: %v", err)
+	}
+	c.Node.Name = "mx1"
+	c.Cluster.Nodes = []Member{{Name: "mx1", PrivateIP: "10.0.0.2", ServerID: 1, Priority: 150, Bootstrap: true},
+		{Name: "mx2", PrivateIP: "10.0.0.3", ServerID: 2, Priority: 140}, {Name: "mx3", PrivateIP: "10.0.0.4", ServerID: 3, Priority: 130}}
+	if err := CheckMembers("api", &c).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestExamplesValidate(t *testing.T) {
 	paths, err := filepath.Glob("../../cloud-init/examples/*.toml")
 	if err != nil || len(paths) != 3 {
@@ -156,6 +189,9 @@ func TestBadConfigs(t *testing.T) {
 		{"webhook header type", minimal + "[[alerts.webhooks]]\nname = \"x\"\nurl = \"https://x\"\nheaders = { Priority = 5 }\n",
 			[]string{"t.toml:31: alerts.webhooks[0].headers.Priority: wrong type: want string, got integer"}},
 		{"short token", minimal + "token = \"abc\"\n", []string{"hcloud.token: a Hetzner API token has 64 characters, this one has 3"}},
+		{"discover", strings.Replace(minimal, "[cluster]\n", "[cluster]\ndiscover = \"api\"\n", 1), []string{`t.toml:6: cluster.discover: must be "static" or "hcloud", got "api"`}},
+		{"discover without a network", discovering, []string{`hcloud.network_id: missing: with cluster.discover = "hcloud"`}},
+		{"discover bad node name", strings.Replace(discovering, "[cluster]", "[node]\nname = \"MX 1\"\n[cluster]", 1), []string{`node.name: "MX 1": use lower-case`}},
 		{"mailcow.conf", strings.Replace(minimal, "[mailcow]\n", "[mailcow]\ntimezone = \"Mars/Olympus\"\nhostname = \"mail\"\n[mailcow.conf]\nDBPASS = \"x\"\nSKIP_CLAMDD = \"y\"\nADDITIONAL_SAN = \"$(id)\"\n", 1),
 			[]string{"mailcow.conf.DBPASS: set by mailcow-ha (galera.password)", "mailcow.conf.SKIP_CLAMDD: not a variable of mailcow.conf",
 				"mailcow.conf.ADDITIONAL_SAN: newlines, quotes", "mailcow.timezone: \"Mars/Olympus\" is not a time zone"}},

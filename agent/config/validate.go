@@ -63,11 +63,22 @@ func validate(file string, c *Config, idx lineIndex, fsys FileChecker) Problems 
 	return v.probs
 }
 
+// CheckMembers checks cluster.nodes and node.name again, once agent/membership has filled them from the API.
+func CheckMembers(name string, c *Config) Problems {
+	v := &validator{file: name}
+	v.members(c)
+	return v.probs
+}
+
 func (v *validator) cluster(c *Config) {
-	if c.Node.Name == "" {
-		v.add("node.name", "missing: name this node as in cluster.nodes")
-	} else if _, ok := c.Self(); !ok {
-		v.add("node.name", "%q is not in cluster.nodes", c.Node.Name)
+	switch c.Cluster.Discover {
+	case DiscoverStatic:
+	case DiscoverHcloud:
+		if c.Hcloud.NetworkID <= 0 {
+			v.add("hcloud.network_id", "missing: with cluster.discover = \"hcloud\" the members' addresses are theirs in this network")
+		}
+	default:
+		v.add("cluster.discover", "must be %q or %q, got %q", DiscoverStatic, DiscoverHcloud, c.Cluster.Discover)
 	}
 	if c.Cluster.Name == "" {
 		v.add("cluster.name", "missing")
@@ -80,7 +91,22 @@ func (v *validator) cluster(c *Config) {
 			v.add("cluster.secret", "%s: use at least 32 random characters (openssl rand -hex 32)", why)
 		}
 	}
+	if c.Discovers() {
+		if c.Node.Name != "" && !nameRE.MatchString(c.Node.Name) {
+			v.add("node.name", "%q: use lower-case letters, digits and '-'", c.Node.Name)
+		}
+		return // the members are checked when the API has named them (CheckMembers)
+	}
+	v.members(c)
+}
 
+// members checks node.name and cluster.nodes.
+func (v *validator) members(c *Config) {
+	if c.Node.Name == "" {
+		v.add("node.name", "missing: name this node as in cluster.nodes")
+	} else if _, ok := c.Self(); !ok {
+		v.add("node.name", "%q is not in cluster.nodes", c.Node.Name)
+	}
 	names := map[string]int{}
 	ips := map[netip.Addr]int{}
 	ids := map[int64]int{}

@@ -118,6 +118,9 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("agent: cluster.secret_file: %w", err)
 	}
+	if err := discoverMembers(ctx, &c, &o, owner, 0, log); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
 	self, ok := c.Self()
 	if !ok {
 		return fmt.Errorf("agent: node %q is not in cluster.nodes", c.Node.Name)

@@ -3,8 +3,10 @@ package daemon
 // SIGHUP: the configuration read again and applied where it can be live.
 
 import (
+	"context"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/event"
@@ -17,6 +19,13 @@ func (a *Agent) reload() {
 		return
 	}
 	c, err := a.o.LoadConfig()
+	if err == nil {
+		// The members from the API again (a reload shows a membership that changed: the warning below). The loop
+		// waits for this: the API gets 5 s, then the cache answers.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = discoverMembers(ctx, &c, &a.o, config.SecretFiles{Owner: a.o.SecretOwner}, 5*time.Second, a.log)
+		cancel()
+	}
 	if err != nil {
 		a.alert(event.ConfigInvalid, report.SeverityCritical, "", 0, "reload: configuration refused, keeping the running one: "+err.Error(), nil)
 		return

@@ -426,6 +426,9 @@ func (c *Client) PowerOn(ctx context.Context, id int64) error {
 	})
 }
 
+// AppSelector selects what belongs to mailcow-ha: its snapshots, and every resource of a cluster.
+const AppSelector = "app=mailcow-ha"
+
 // LatestImage returns the newest snapshot whose labels match selector (such as "app=mailcow-ha").
 func (c *Client) LatestImage(ctx context.Context, selector string) (Image, error) {
 	var img Image
@@ -446,4 +449,36 @@ func (c *Client) LatestImage(ctx context.Context, selector string) (Image, error
 		return nil
 	})
 	return img, err
+}
+
+// ServerInfo is what membership discovery needs to know of a server.
+type ServerInfo struct {
+	ID     int64
+	Name   string
+	Labels map[string]string
+	// PrivateIPs maps a private network's id to the server's address in it.
+	PrivateIPs map[int64]string
+}
+
+// Servers lists the servers whose labels match selector (such as "app=mailcow-ha,cluster=mail"), every page.
+func (c *Client) Servers(ctx context.Context, selector string) ([]ServerInfo, error) {
+	var out []ServerInfo
+	err := c.call(ctx, "list_servers", func(ctx context.Context) error {
+		list, err := c.api.Server.AllWithOpts(ctx, hc.ServerListOpts{ListOpts: hc.ListOpts{LabelSelector: selector}})
+		if err != nil {
+			return err
+		}
+		out = out[:0]
+		for _, s := range list {
+			si := ServerInfo{ID: s.ID, Name: s.Name, Labels: s.Labels, PrivateIPs: map[int64]string{}}
+			for _, p := range s.PrivateNet {
+				if p.Network != nil && p.IP != nil {
+					si.PrivateIPs[p.Network.ID] = p.IP.String()
+				}
+			}
+			out = append(out, si)
+		}
+		return nil
+	})
+	return out, err
 }

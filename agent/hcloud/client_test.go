@@ -446,9 +446,13 @@ func TestPollingIsExponential(t *testing.T) {
 func TestLatestImage(t *testing.T) {
 	f := newFixture(t, "", nil)
 	ctx := ctxT(t, 5*time.Second)
-	img, err := f.c.LatestImage(ctx, "app=mailcow-ha")
+	img, err := f.c.LatestImage(ctx, AppSelector+",channel=stable")
 	if err != nil || img.ID != 5002 || img.Labels["version"] != "2026.11" {
 		t.Fatalf("latest = %+v, %v", img, err)
+	}
+	// The newest of all is a testing build: picked only when its channel is asked for.
+	if img, err := f.c.LatestImage(ctx, AppSelector+",channel=testing"); err != nil || img.ID != 5004 {
+		t.Fatalf("latest testing = %+v, %v", img, err)
 	}
 	_, err = f.c.LatestImage(ctx, "app=nothing")
 	wantKind(t, err, Fatal, "not_found")

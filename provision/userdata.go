@@ -1,0 +1,114 @@
+package provision
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/config"
+)
+
+// The files of --out, every one mode 0600 in a 0700 directory.
+const (
+	ClusterSecretFile  = "cluster.secret"  // the peer API's HMAC key, VRRP's password and Galera's CA derive from it
+	GaleraPasswordFile = "galera.password" // MariaDB's password for mailcow and the agent
+	UserDataFile       = "user-data.toml"  // the one user-data of every node (it carries the secrets)
+)
+
+// Secrets are a cluster's secrets in a directory (--out). They are made once, with crypto/rand, and read on every
+// later run: a node created by a later run must get the same ones.
+type Secrets struct {
+	Dir string
+	// Loaded by Ensure.
+	cluster, galera string
+}
+
+// Exist says whether the directory holds the cluster's secrets.
+func (s *Secrets) Exist() bool {
+	for _, f := range []string{ClusterSecretFile, GaleraPasswordFile} {
+		if _, err := os.Stat(filepath.Join(s.Dir, f)); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// Ensure reads the secrets, making the ones that are missing (32 random bytes, hex).
+func (s *Secrets) Ensure() error {
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	for _, x := range []struct {
+		file string
+		val  *string
+	}{{ClusterSecretFile, &s.cluster}, {GaleraPasswordFile, &s.galera}} {
+		path := filepath.Join(s.Dir, x.file)
+		if _, err := os.Lstat(path); err == nil {
+			sec, err := config.SecretFiles{Owner: os.Geteuid()}.ReadSecret(path)
+			if err != nil {
+				return fmt.Errorf("--out: %w", err)
+			}
+			*x.val = sec.Reveal()
+			continue
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("--out: %w", err)
+		}
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return fmt.Errorf("random: %w", err)
+		}
+		*x.val = hex.EncodeToString(b)
+		if err := config.WriteSecret(path, *x.val); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+	}
+	return nil
+}
+
+// UserData is what the one user-data names besides the secrets.
+type UserData struct {
+	Cluster, Hostname                 string
+	NetworkID, VolumeID, FloatingIPID int64
+	Endpoint                          string // "" or the public API's: left out
+	Token                             string
+}
+
+// WriteUserData renders the user-data, writes it to the directory (mode 0600) and returns it.
+func (s *Secrets) WriteUserData(u UserData) (string, error) {
+	for k, v := range map[string]string{"the API token": u.Token, "the endpoint": u.Endpoint} {
+		if strings.ContainsAny(v, "\"\\\n\r\t") || strings.TrimSpace(v) != v {
+			return "", fmt.Errorf("%s holds quotes, backslashes or white space", k)
+		}
+	}
+	if u.Token == "" {
+		return "", errors.New("no API token for the agents")
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "%s\n# The one user-data of every node of cluster %s, written by `mailcow-ha cluster create`.\n", config.Marker, u.Cluster)
+	fmt.Fprintf(&b, "# It holds the cluster's secrets: keep it like them (mode 0600).\nversion = %d\n\n", config.SchemaVersion)
+	fmt.Fprintf(&b, "[cluster]\nname = %q\ndiscover = %q\nsecret = %q\n\n", u.Cluster, config.DiscoverHcloud, s.cluster)
+	fmt.Fprintf(&b, "[hcloud]\ntoken = %q\n", u.Token)
+	if u.Endpoint != "" && strings.TrimRight(u.Endpoint, "/") != "https://api.hetzner.cloud/v1" {
+		fmt.Fprintf(&b, "endpoint = %q\n", u.Endpoint)
+	}
+	fmt.Fprintf(&b, "network_id = %d\nfloating_ip_id = %d\nvolume_id = %d\n\n", u.NetworkID, u.FloatingIPID, u.VolumeID)
+	fmt.Fprintf(&b, "[galera]\npassword = %q\n\n", s.galera)
+	fmt.Fprintf(&b, "[mailcow]\nhostname = %q\n", u.Hostname)
+	ud := b.String()
+	if len(ud) > config.MaxUserData {
+		return "", fmt.Errorf("the user-data is %d bytes, over Hetzner's %d", len(ud), config.MaxUserData)
+	}
+	if _, probs := config.Parse(UserDataFile, []byte(ud)); len(probs) > 0 {
+		return "", fmt.Errorf("the user-data does not validate: %w", probs.Err())
+	}
+	if err := config.WriteSecret(filepath.Join(s.Dir, UserDataFile), strings.TrimSuffix(ud, "\n")); err != nil {
+		return "", fmt.Errorf("--out: %w", err)
+	}
+	return ud, nil
+}
