@@ -262,7 +262,7 @@ func Create(ctx context.Context, c *hc.Client, s Spec, o Options) (Result, error
 		return r, err
 	}
 	ud, err := o.Secrets.WriteUserData(UserData{Cluster: s.Name, Hostname: s.Hostname, NetworkID: net0.ID, VolumeID: vol.ID,
-		FloatingIPID: fip.ID, Endpoint: o.Endpoint, Token: o.Token})
+		FloatingIPID: fip.ID, Endpoint: o.Endpoint, Token: o.Token, AdminCIDRs: s.AdminCIDRs})
 	if err != nil {
 		return r, err
 	}

@@ -77,6 +77,7 @@ type UserData struct {
 	NetworkID, VolumeID, FloatingIPID int64
 	Endpoint                          string // "" or the public API's: left out
 	Token                             string
+	AdminCIDRs                        []string // network.admin_cidrs: where SSH may come from over the internet
 }
 
 // WriteUserData renders the user-data, writes it to the directory (mode 0600) and returns it.
@@ -99,6 +100,13 @@ func (s *Secrets) WriteUserData(u UserData) (string, error) {
 	}
 	fmt.Fprintf(&b, "network_id = %d\nfloating_ip_id = %d\nvolume_id = %d\n\n", u.NetworkID, u.FloatingIPID, u.VolumeID)
 	fmt.Fprintf(&b, "[galera]\npassword = %q\n\n", s.galera)
+	if len(u.AdminCIDRs) > 0 {
+		q := make([]string, len(u.AdminCIDRs))
+		for i, c := range u.AdminCIDRs {
+			q[i] = fmt.Sprintf("%q", c)
+		}
+		fmt.Fprintf(&b, "[network]\nadmin_cidrs = [%s]\n\n", strings.Join(q, ", "))
+	}
 	fmt.Fprintf(&b, "[mailcow]\nhostname = %q\n", u.Hostname)
 	ud := b.String()
 	if len(ud) > config.MaxUserData {

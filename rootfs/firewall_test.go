@@ -227,6 +227,23 @@ table ip filter {
 	}
 	t.Logf("%d probes, %d wrong", len(probes), n)
 
+	// network.admin_cidrs: SSH from the internet for the admin network only, and the agent's sets replace what an
+	// earlier start put there.
+	for _, admins := range [][]netip.Prefix{{netip.MustParsePrefix("198.51.100.0/24")}, {netip.MustParsePrefix("203.0.113.20/32"), netip.MustParsePrefix("2001:db8::/32")}} {
+		if applied, err := firewall.Admins(context.Background(), inNode, admins); !applied || err != nil {
+			t.Fatalf("filling the admin sets: %v %v", applied, err)
+		}
+	}
+	if out, err := nftIn(node, nft, "list", "set", "inet", "mailcow_ha", "admin_v6", ""); err != nil || !strings.Contains(out, "2001:db8::/32") {
+		t.Fatalf("admin_v6: %v\n%s", err, out)
+	}
+	for _, p := range []probe{{pub, "203.0.113.20", "203.0.113.10", 22, true}, {pub, "10.99.5.20", "10.99.5.10", 22, false},
+		{pub, "203.0.113.20", "203.0.113.10", 7481, false}} {
+		if err := dialFrom(p.from, p.src, net.JoinHostPort(p.dst, fmt.Sprint(p.port))); (err == nil) != p.open {
+			t.Errorf("with admin_cidrs: %s → %s:%d: open=%v, want %v (%v)", p.src, p.dst, p.port, err == nil, p.open, err)
+		}
+	}
+
 	// DHCP answers (UDP 67 → 68): from Hetzner's server on eth0 and from the private network, not from another host
 	// on the public side, nor from a container.
 	got := make(chan string, 16)

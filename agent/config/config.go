@@ -93,10 +93,12 @@ type Hcloud struct {
 	NetworkID int64 `toml:"network_id"`
 }
 
-// Network names the interfaces; "auto" finds them at run time.
+// Network names the interfaces ("auto" finds them at run time) and the networks SSH may come from over the
+// internet (the node firewall's sets admin_v4 and admin_v6, which the agent fills at start).
 type Network struct {
-	PublicInterface  string `toml:"public_interface"`
-	PrivateInterface string `toml:"private_interface"`
+	PublicInterface  string   `toml:"public_interface"`
+	PrivateInterface string   `toml:"private_interface"`
+	AdminCIDRs       []string `toml:"admin_cidrs"`
 }
 
 // Galera configures the host's MariaDB Galera node.

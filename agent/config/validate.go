@@ -213,6 +213,11 @@ func (v *validator) network(c *Config) {
 	if c.Network.PublicInterface != "auto" && c.Network.PublicInterface == c.Network.PrivateInterface {
 		v.add("network.private_interface", "the private and the public interface must differ")
 	}
+	for i, cidr := range c.Network.AdminCIDRs {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			v.add(fmt.Sprintf("network.admin_cidrs[%d]", i), "%q is not a network (198.51.100.7/32)", cidr)
+		}
+	}
 }
 
 func (v *validator) galera(c *Config) {

@@ -271,7 +271,9 @@ func Run(ctx context.Context, o Options) error {
 	return a.loop(ctx)
 }
 
-// allowMembers fills the appliance firewall's set of members with every other node's private address. A machine
+// allowMembers fills the appliance firewall's set of members with every other node's private address, and its
+// admin sets with network.admin_cidrs when it is given (replacing what they held: the configuration is the truth).
+// A machine
 // without the appliance's firewall (the lab) is told so in the log; a firewall that refuses the set stops the
 // agent: the cluster could not talk.
 func allowMembers(ctx context.Context, c config.Config, self config.Member, log *slog.Logger) error {
@@ -294,6 +296,24 @@ func allowMembers(ctx context.Context, c config.Config, self config.Member, log 
 		log.Info("firewall: Galera, VRRP and the peer API answer the members only", "members", len(members))
 	} else {
 		log.Info("firewall: no appliance firewall here (nft table inet mailcow_ha); the members' set is not filled")
+		return nil
 	}
+	// SSH over the internet from network.admin_cidrs only. Without the key the sets are left as they are (an
+	// operator may fill them by hand, as nftables.conf says).
+	if len(c.Network.AdminCIDRs) == 0 {
+		return nil
+	}
+	var admins []netip.Prefix
+	for _, c := range c.Network.AdminCIDRs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return fmt.Errorf("agent: network.admin_cidrs: %w", err)
+		}
+		admins = append(admins, p)
+	}
+	if _, err := firewall.Admins(ctx, nil, admins); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	log.Info("firewall: SSH from the internet", "admin_cidrs", c.Network.AdminCIDRs)
 	return nil
 }

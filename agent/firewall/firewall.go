@@ -45,6 +45,43 @@ func Peers(ctx context.Context, nft []string, members []netip.Addr) (applied boo
 	return true, nil
 }
 
+// The sets of the networks SSH may come from over the internet (network.admin_cidrs).
+const (
+	AdminSetV4 = "admin_v4"
+	AdminSetV6 = "admin_v6"
+)
+
+// Admins writes the networks that SSH may come from over the public interface into admin_v4 and admin_v6,
+// replacing what they held, in one nft transaction. Like Peers, it changes nothing on a machine without the
+// appliance's table and then reports applied = false.
+func Admins(ctx context.Context, nft []string, nets []netip.Prefix) (applied bool, err error) {
+	if !has(ctx, nft, "list", "set", "inet", Table, AdminSetV4) {
+		return false, nil
+	}
+	var v4, v6 []string
+	for _, p := range nets {
+		if p.Addr().Is4() {
+			v4 = append(v4, p.Masked().String())
+		} else {
+			v6 = append(v6, p.Masked().String())
+		}
+	}
+	var b strings.Builder
+	for _, set := range []struct {
+		name  string
+		elems []string
+	}{{AdminSetV4, v4}, {AdminSetV6, v6}} {
+		fmt.Fprintf(&b, "flush set inet %s %s\n", Table, set.name)
+		if len(set.elems) > 0 {
+			fmt.Fprintf(&b, "add element inet %s %s { %s }\n", Table, set.name, strings.Join(set.elems, ", "))
+		}
+	}
+	if err := apply(ctx, nft, b.String()); err != nil {
+		return false, fmt.Errorf("firewall: %w", err)
+	}
+	return true, nil
+}
+
 // command returns nft, or the default "nft": the nft command and its leading arguments.
 func command(nft []string) []string {
 	if len(nft) == 0 {
