@@ -230,7 +230,8 @@ func (l *Lab) BenchFailover(ctx context.Context, runs int, progress io.Writer) (
 				r.Runs = append(r.Runs, tl)
 			}
 			fmt.Fprintf(progress, "run %d %s: %s → %s in %s\n", i+1, order, tl.Old, tl.New, tl.Total.Round(10*time.Millisecond))
-			if err := l.SimPower(l.Node(tl.Old), true); err != nil {
+			// The new MASTER powers the old one on again (failover.power_on_fenced); otherwise this does.
+			if err := l.PowerOn(ctx, l.Node(tl.Old), time.Minute); err != nil {
 				return r, err
 			}
 			// Let the old master come back as BACKUP and Galera resync before the next run.

@@ -177,7 +177,7 @@ func (l *Lab) Do(ctx context.Context, req Request, w io.Writer) int {
 			fmt.Fprintf(w, "%s: links up, resumed\n", n.Name)
 			return 0
 		}
-		if err := l.SimPower(n, true); err != nil {
+		if err := l.PowerOn(ctx, n, time.Minute); err != nil {
 			return fail(err)
 		}
 		fmt.Fprintf(w, "%s: powered on\n", n.Name)

@@ -586,8 +586,10 @@ func TestLab(t *testing.T) {
 			}
 		}
 	})
-	powerOn := func(n *Node) error { return l.SimPower(n, true) }
-	fenced := Want{"peer_fenced", "NEW", "OLD"}
+	// The new MASTER powers the node it fenced on again (failover.power_on_fenced): the repair waits for that, and
+	// powers the node on itself only when it is still off.
+	powerOn := func(n *Node) error { return l.PowerOn(ctx, n, 60*time.Second) }
+	fenced := []Want{{"peer_fenced", "NEW", "OLD"}, {"fenced_power_on", "NEW", "OLD"}}
 	scenario("master power-off with mail in the queue, the API answering 503 for a while", true, func(t *testing.T) {
 		// Mail that the master acknowledged but had not handed to dovecot when its power went waits in postfix's
 		// queue on the Volume; the next master's postfix delivers it (the scenario's end reads every acknowledged
@@ -608,7 +610,7 @@ func TestLab(t *testing.T) {
 			t.Logf("%d acknowledged mails in %s's queue at the power-off", q, old.Name)
 			l.Sim.SetFaults(hcloudsim.Faults{Fail5xx: 8, FailStatus: 503})
 		}
-		failover(t, "power", powerOn, fenced)
+		failover(t, "power", powerOn, fenced...)
 		if f := l.Sim.Faults(); f.Fail5xx != 0 {
 			t.Errorf("the takeover did not meet the injected 503s: %d left", f.Fail5xx)
 		}
@@ -617,16 +619,16 @@ func TestLab(t *testing.T) {
 		failover(t, "link", func(n *Node) error {
 			// The cut node was fenced by poweroff; its links come back with its power.
 			return powerOn(n)
-		}, fenced)
+		}, fenced...)
 	})
-	scenario("agent kill -9", true, func(t *testing.T) { failover(t, "agent", powerOn, fenced) })
+	scenario("agent kill -9", true, func(t *testing.T) { failover(t, "agent", powerOn, fenced...) })
 	scenario("keepalived kill -9", true, func(t *testing.T) { failover(t, "keepalived", powerOn, Want{"demoted", "OLD", ""}) })
-	scenario("hung master", true, func(t *testing.T) { failover(t, "hang", powerOn, fenced) })
+	scenario("hung master", true, func(t *testing.T) { failover(t, "hang", powerOn, fenced...) })
 	scenario("master isolated from both peers", true, func(t *testing.T) {
 		failover(t, "isolate", func(n *Node) error {
 			l.Heal()
 			return powerOn(n)
-		}, fenced)
+		}, fenced...)
 	})
 	scenario("postfix killed beyond the grace period", true, func(t *testing.T) {
 		failover(t, "postfix", func(n *Node) error { return nil }, Want{"stack_degraded", "OLD", ""}, Want{"demoted", "OLD", ""})

@@ -195,8 +195,34 @@ func (l *Lab) SimPower(n *Node, on bool) error {
 	req.Header.Set("Authorization", "Bearer "+hcloudsim.DemoToken)
 	rec := httptest.NewRecorder()
 	l.Sim.Handler().ServeHTTP(rec, req)
+	if rec.Code == http.StatusLocked {
+		return fmt.Errorf("lab: %s %s: %w", act, n.Name, errServerBusy)
+	}
 	if rec.Code >= 300 {
 		return fmt.Errorf("lab: %s %s: %d %s", act, n.Name, rec.Code, rec.Body.String())
+	}
+	return nil
+}
+
+// errServerBusy: an action holds the server (an agent's power-on of the node it fenced, or a fence).
+var errServerBusy = errors.New("an action holds the server")
+
+// PowerOn powers the node on through the simulated API unless it is on already. While an action holds its server
+// (a new MASTER powering on the node it fenced: failover.power_on_fenced), it waits for that action instead of
+// failing, and powers the node on itself only if it is still off afterwards.
+func (l *Lab) PowerOn(ctx context.Context, n *Node, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for !n.Powered() {
+		err := l.SimPower(n, true)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, errServerBusy) || time.Now().After(deadline) {
+			return err
+		}
+		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -22,7 +22,7 @@ func (l *Lab) Reset(ctx context.Context, within time.Duration) (string, []string
 	l.Heal()
 	for _, n := range l.Nodes {
 		if !n.Powered() {
-			if err := l.SimPower(n, true); err != nil {
+			if err := l.PowerOn(ctx, n, time.Until(deadline)); err != nil {
 				return "", repaired, err
 			}
 			repaired = append(repaired, n.Name+" powered on")

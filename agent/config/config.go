@@ -180,6 +180,8 @@ type Failover struct {
 	StateDir          string   `toml:"state_dir"`
 	Breaker           Breaker  `toml:"breaker"`
 	Sequential        bool     `toml:"sequential"`
+	// PowerOnFenced: a new MASTER powers the node it fenced on again once its takeover succeeded.
+	PowerOnFenced bool `toml:"power_on_fenced"`
 }
 
 // Breaker is the circuit breaker of the original scripts' security_wait: at most Max takeovers within Window.
@@ -280,6 +282,7 @@ func Defaults() Config {
 			ReconcileInterval: Duration(5 * time.Second),
 			StateDir:          "/var/lib/mailcow-ha",
 			Breaker:           Breaker{Max: 2, Window: Duration(time.Hour)},
+			PowerOnFenced:     true,
 		},
 		API: API{
 			Listen:   []string{"127.0.0.1:7480", PrivateHost + ":7480", MailcowHost + ":7480"},

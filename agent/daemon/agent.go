@@ -179,6 +179,7 @@ func Run(ctx context.Context, o Options) error {
 		CheckGrace: c.Failover.CheckGrace.D(), QuorumGrace: c.Failover.QuorumGrace.D(),
 		FenceTimeout: c.Failover.FenceTimeout.D(), BreakerMax: c.Failover.Breaker.Max,
 		BreakerWindow: c.Failover.Breaker.Window.D(), Sequential: c.Failover.Sequential,
+		PowerOnFenced: c.Failover.PowerOnFenced,
 	}
 	nodes := map[string]bool{}
 	for _, m := range c.Cluster.Nodes {

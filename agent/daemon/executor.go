@@ -29,6 +29,7 @@ type Cloud interface {
 	DetachVolume(ctx context.Context, id, from int64) error
 	AttachVolume(ctx context.Context, id, to int64) error
 	PowerOff(ctx context.Context, id int64) error
+	PowerOn(ctx context.Context, id int64) error
 }
 
 // The consumer owns the interface (the executor's Cloud); the adapter must keep fitting it.
@@ -227,6 +228,8 @@ func (e *Executor) run(ctx context.Context, a failover.Action) {
 		e.Observe(ans)
 	case failover.ActPowerOff:
 		done(e.Cloud.PowerOff(sctx, a.Server))
+	case failover.ActPowerOn:
+		done(e.Cloud.PowerOn(sctx, a.Server))
 	case failover.ActDetachVolume:
 		done(e.Cloud.DetachVolume(sctx, e.VolumeID, a.Server))
 	case failover.ActAttachVolume:

@@ -56,6 +56,11 @@ func (c *cloudCalls) PowerOff(context.Context, int64) error {
 	return nil
 }
 
+func (c *cloudCalls) PowerOn(context.Context, int64) error {
+	c.note("poweron")
+	return nil
+}
+
 type noStorage struct{}
 
 func (noStorage) WaitDevice(context.Context, string) error { return nil }

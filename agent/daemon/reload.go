@@ -38,7 +38,7 @@ func (a *Agent) reload() {
 	a.mu.Lock()
 	a.p.CheckGrace, a.p.QuorumGrace = c.Failover.CheckGrace.D(), c.Failover.QuorumGrace.D()
 	a.p.FenceTimeout, a.p.BreakerMax, a.p.BreakerWindow = c.Failover.FenceTimeout.D(), c.Failover.Breaker.Max, c.Failover.Breaker.Window.D()
-	a.p.Sequential = c.Failover.Sequential
+	a.p.Sequential, a.p.PowerOnFenced = c.Failover.Sequential, c.Failover.PowerOnFenced
 	a.c.Failover, a.c.Keepalived = c.Failover, c.Keepalived
 	for i := range a.c.Cluster.Nodes {
 		if m, ok := c.Member(a.c.Cluster.Nodes[i].Name); ok {

@@ -33,6 +33,11 @@ type State struct {
 	GaleraUnknownSince time.Time
 	StackFailed        string
 	StackBadSince      time.Time
+	// Fenced: the server this takeover powered off, to power on again once it succeeded (Params.PowerOnFenced).
+	Fenced int64
+	// Revived: the fenced servers this node powered on again, and when, within the breaker window: one fenced
+	// again in that time stays off.
+	Revived []Revival
 	// Refusals.
 	Takeovers   []time.Time // breaker history (persisted by the executor)
 	Counted     bool        // the takeover under way is in Takeovers already
@@ -45,6 +50,12 @@ type State struct {
 	FaultReported bool
 	SwitchTo      string
 	SwitchUntil   time.Time
+}
+
+// Revival is a fenced server powered on again.
+type Revival struct {
+	Server int64
+	At     time.Time
 }
 
 // Initial is the state before Boot.

@@ -41,7 +41,7 @@ func (b *step) tryPromote() {
 	}
 	s.TID++
 	s.Role, s.Phase, s.Started, s.Reason = RolePromoting, PhaseOwners, b.now, "keepalived MASTER"
-	s.Old, s.VolOwner, s.FIPOwner, s.VolPhase, s.FIPPhase, s.Counted = 0, 0, 0, "", "", false
+	s.Old, s.VolOwner, s.FIPOwner, s.VolPhase, s.FIPPhase, s.Counted, s.Fenced = 0, 0, 0, "", "", false, 0
 	b.report(SevInfo, event.FailoverStarted, "keepalived elected this node MASTER")
 	b.act(ActReadOwners, 0)
 }
@@ -157,6 +157,7 @@ func (b *step) done(o Done) {
 		switch {
 		case o.Action == ActPowerOff && s.Phase == PhaseFencePowerOff:
 			b.reportPeer(s.Old, SevWarning, event.PeerFenced, "%s is powered off", b.name(s.Old))
+			s.Fenced = s.Old
 			b.startMove()
 		case o.Action == ActDetachVolume && s.VolPhase == BranchDetach:
 			s.VolPhase = BranchAttach
@@ -183,8 +184,17 @@ func (b *step) done(o Done) {
 				b.reportPeer(s.Old, SevInfo, event.FailoverSucceeded, "took over from %s in %s", b.name(s.Old), b.now.Sub(s.Started).Round(time.Millisecond))
 			}
 			b.report(SevInfo, event.Promoted, "MASTER after %s", b.now.Sub(s.Started).Round(time.Millisecond))
+			b.reviveFenced()
 		}
 	case RoleMaster, RoleBackup, RoleFault:
+		if o.Action == ActPowerOn && o.Err != "" {
+			var x int64
+			if n := len(s.Revived); n > 0 {
+				x = s.Revived[n-1].Server
+			}
+			b.reportPeer(x, SevWarning, event.FencedPowerOnFailed, "%s could not be powered on again: %s; it stays off", b.name(x), o.Err)
+			return
+		}
 		if o.Err != "" {
 			b.report(SevWarning, event.ReconcileFailed, "%s: %s", o.Action, o.Err)
 		}
@@ -207,6 +217,28 @@ func (b *step) done(o Done) {
 		}
 		b.nextDemoteStep()
 	}
+}
+
+// reviveFenced powers the server this takeover fenced on again, once the takeover has succeeded: a node that
+// hung or lost its power comes back, boots as BACKUP, cleans up and rejoins, and the cluster has its member again
+// (a three-node cluster that stayed at two would lose quorum at the next failure). A server that this node powered
+// on within the breaker's window and that had to be fenced again stays off, with an alert.
+func (b *step) reviveFenced() {
+	s := &b.s
+	x := s.Fenced
+	s.Fenced = 0
+	if x == 0 || !b.p.PowerOnFenced {
+		return
+	}
+	s.Revived = slices.DeleteFunc(s.Revived, func(r Revival) bool { return b.now.Sub(r.At) >= b.p.BreakerWindow })
+	if i := slices.IndexFunc(s.Revived, func(r Revival) bool { return r.Server == x }); i >= 0 {
+		b.reportPeer(x, SevWarning, event.FencedLeftOff, "%s was fenced again %s after this node powered it back on: left off",
+			b.name(x), b.now.Sub(s.Revived[i].At).Round(time.Second))
+		return
+	}
+	s.Revived = append(s.Revived, Revival{Server: x, At: b.now})
+	b.reportPeer(x, SevInfo, event.FencedPowerOn, "powering %s on again: it boots as BACKUP and rejoins", b.name(x))
+	b.act(ActPowerOn, x)
 }
 
 // abort gives up the takeover: report, refuse for a while, and undo what was done.

@@ -155,6 +155,8 @@ func parseParams(line string) (Params, error) {
 			p.BreakerMax, err = strconv.Atoi(v)
 		case k == "sequential":
 			p.Sequential, err = strconv.ParseBool(v)
+		case k == "power_on_fenced":
+			p.PowerOnFenced, err = strconv.ParseBool(v)
 		default:
 			return p, fmt.Errorf("params: unknown %q", k)
 		}

@@ -27,6 +27,9 @@ type Params struct {
 	// Sequential moves the Volume, then the Floating IP, one after the other: the original scripts' order, kept
 	// only so that the benchmark can compare (failover.sequential).
 	Sequential bool
+	// PowerOnFenced: once a takeover that powered a peer off has succeeded, power that peer on again, so that the
+	// cluster gets its member back (failover.power_on_fenced).
+	PowerOnFenced bool
 }
 
 // NodeName names a server of the cluster: this node, a peer, or "server ID" for one outside the cluster.
@@ -218,6 +221,7 @@ const (
 	ActReadOwners   ActionKind = "read_owners"   // read the Floating IP's and the Volume's owners from the API
 	ActAskDemote    ActionKind = "ask_demote"    // ask a peer's agent to demote and confirm (peer API)
 	ActPowerOff     ActionKind = "poweroff"      // fence a peer through the API and wait for off
+	ActPowerOn      ActionKind = "poweron"       // power a fenced peer on again after the takeover succeeded
 	ActDetachVolume ActionKind = "detach_volume" // detach the Volume from Server
 	ActAttachVolume ActionKind = "attach_volume" // attach the Volume here and wait for the device
 	ActAssignFIP    ActionKind = "assign_fip"    // assign the Floating IP here

@@ -47,6 +47,9 @@ func Catalog() []EventInfo {
 		{event.Fencing, SeverityWarning, "the old owner (the subject) did not confirm its demotion: powering it off through the API."},
 		{event.PeerFenced, SeverityWarning, "the old owner (the subject) is powered off."},
 		{event.FenceFailed, SeverityCritical, "the poweroff of the old owner (the subject) failed: nothing taken."},
+		{event.FencedPowerOn, SeverityInfo, "the takeover succeeded: the node it powered off (the subject) is powered on again, to boot as BACKUP and rejoin (failover.power_on_fenced)."},
+		{event.FencedPowerOnFailed, SeverityWarning, "the fenced node could not be powered on again: it stays off until an operator starts it."},
+		{event.FencedLeftOff, SeverityWarning, "the fenced node (the subject) was fenced again within the breaker's window after it was powered back on: it stays off."},
 		{event.PeerDemoted, SeverityInfo, "the old owner (the subject) confirmed its demotion through the peer API."},
 		{event.DemoteRequested, SeverityWarning, "a peer (the subject) asks this node to demote."},
 		// Quorum and Galera.
