@@ -93,6 +93,7 @@ func clusterCreate(ctx context.Context, args []string, stdio Stdio) int {
 	fs.Var(&keys, "ssh-key", "the name of an SSH key in the project (may be repeated)")
 	fs.Var(&admin, "admin-cidr", "a network SSH may come from (may be repeated; none: no SSH from the internet)")
 	fs.IntVar(&s.VolumeSize, "volume-size", provision.DefaultVolumeSize, "the shared Volume's size in GB")
+	fs.IntVar(&s.DBSize, "db-size", provision.DefaultDBSize, "the size in GB of each node's own Volume for its Galera datadir")
 	fs.StringVar(&s.IPRange, "ip-range", provision.DefaultIPRange, "the private network's range")
 	out := fs.String("out", "", "where the secrets and the user-data go, mode 0600 (default ./mailcow-ha-NAME)")
 	dry := fs.Bool("dry-run", false, "print the plan; create nothing, write nothing")

@@ -75,7 +75,7 @@ func TestClusterCreate(t *testing.T) {
 		t.Fatalf("create: %d\n%s%s", code, stdout, errs)
 	}
 	t.Logf("create took %s:\n%s", time.Since(start).Round(time.Millisecond), stdout)
-	if !strings.Contains(stdout, "8 resources created, 0 existed") {
+	if !strings.Contains(stdout, "11 resources created, 0 existed") {
 		t.Errorf("create's output lacks the count")
 	}
 	records := map[string]bool{}
@@ -107,8 +107,19 @@ func TestClusterCreate(t *testing.T) {
 	// What the API holds, as the real hcloud CLI shows it.
 	st := sim.State()
 	if len(st.Servers) != 3 || len(st.Networks) != 1 || len(st.PlacementGroups) != 1 || len(st.Firewalls) != 1 ||
-		len(st.Volumes) != 1 || len(st.FloatingIPs) != 1 {
+		len(st.Volumes) != 4 || len(st.FloatingIPs) != 1 {
 		t.Fatalf("resources: %+v", st)
+	}
+	// Each node's own Volume for its Galera datadir, attached to it (the agent mounts it: galera.data_volume).
+	for _, v := range st.Volumes {
+		if v.Name == "mail-data" {
+			continue
+		}
+		node := strings.Replace(v.Name, "-db-", "-", 1)
+		i := slices.IndexFunc(st.Servers, func(s hcloudsim.Server) bool { return s.Name == node })
+		if i < 0 || v.Server != st.Servers[i].ID || v.Labels["purpose"] != "galera" || v.Labels["node"] != node || v.Labels["cluster"] != "mail" {
+			t.Errorf("volume %s: %+v", v.Name, v)
+		}
 	}
 	for _, s := range st.Servers {
 		if s.UserData != string(ud) || s.PlacementGroup != st.PlacementGroups[0].ID || len(s.PrivateNet) != 1 ||
@@ -200,7 +211,7 @@ func TestClusterCreate(t *testing.T) {
 	// Again: nothing new, nothing changed.
 	sim.ResetRequests()
 	code, stdout, errs = run(t, "", args...)
-	if code != ExitOK || !strings.Contains(stdout, "0 resources created, 8 existed") {
+	if code != ExitOK || !strings.Contains(stdout, "0 resources created, 11 existed") {
 		t.Fatalf("second run: %d\n%s%s", code, stdout, errs)
 	}
 	if _, routes := sim.Requests(); anyWrite(routes) {
@@ -211,7 +222,7 @@ func TestClusterCreate(t *testing.T) {
 	}
 
 	// list shows the cluster; destroy without --yes deletes nothing; with it, everything but the Volume.
-	if code, stdout, _ := run(t, "", "cluster", "list"); code != ExitOK || strings.Count(stdout, "\nmail ") != 8 {
+	if code, stdout, _ := run(t, "", "cluster", "list"); code != ExitOK || strings.Count(stdout, "\nmail ") != 11 {
 		t.Fatalf("list: %d\n%s", code, stdout)
 	}
 	if code, _, errs := run(t, "", "cluster", "destroy", "--name", "mail"); code != ExitUsage || !strings.Contains(errs, "nothing deleted") {
@@ -221,7 +232,7 @@ func TestClusterCreate(t *testing.T) {
 		t.Fatalf("destroy: %d\n%s%s", code, stdout, errs)
 	}
 	st = sim.State()
-	if len(st.Servers)+len(st.Networks)+len(st.PlacementGroups)+len(st.Firewalls)+len(st.FloatingIPs) != 0 || len(st.Volumes) != 1 {
+	if len(st.Servers)+len(st.Networks)+len(st.PlacementGroups)+len(st.Firewalls)+len(st.FloatingIPs) != 0 || len(st.Volumes) != 4 {
 		t.Fatalf("after destroy: %+v", st)
 	}
 	if code, stdout, errs := run(t, "", "cluster", "destroy", "--name", "mail", "--yes", "--delete-volume"); code != ExitOK || len(sim.State().Volumes) != 0 {
@@ -243,11 +254,11 @@ func TestClusterCreateResumesAndRefusesOthers(t *testing.T) {
 	if code != ExitFailure || !strings.Contains(errs, "create server c-1") || !strings.Contains(errs, "resource_limit_exceeded") {
 		t.Fatalf("the failing run: %d\n%s%s", code, stdout, errs)
 	}
-	if st := sim.State(); len(st.Networks) != 1 || len(st.Volumes) != 1 || len(st.FloatingIPs) != 1 || len(st.Servers) != 0 {
+	if st := sim.State(); len(st.Networks) != 1 || len(st.Volumes) != 4 || len(st.FloatingIPs) != 1 || len(st.Servers) != 0 {
 		t.Fatalf("after the failing run: %+v", st)
 	}
 	code, stdout, errs = run(t, "", args...)
-	if code != ExitOK || !strings.Contains(stdout, "3 resources created, 5 existed") {
+	if code != ExitOK || !strings.Contains(stdout, "3 resources created, 8 existed") {
 		t.Fatalf("the resuming run: %d\n%s%s", code, stdout, errs)
 	}
 

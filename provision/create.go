@@ -115,6 +115,15 @@ func Create(ctx context.Context, c *hc.Client, s Spec, o Options) (Result, error
 	if err != nil {
 		return r, apiErr("read the floating IPs", err)
 	}
+	dbVols := make([]*hc.Volume, s.Nodes+1)
+	for i := 1; i <= s.Nodes; i++ {
+		if dbVols[i], _, err = c.Volume.GetByName(ctx, s.dbVolumeName(i)); err != nil {
+			return r, apiErr("read the volumes", err)
+		}
+		if dbVols[i] != nil && !ours(dbVols[i].Labels, s) {
+			return r, notOurs("volume", s.dbVolumeName(i), dbVols[i].Labels, s)
+		}
+	}
 	servers := make([]*hc.Server, s.Nodes+1)
 	existing := 0
 	for i := 1; i <= s.Nodes; i++ {
@@ -222,6 +231,25 @@ func Create(ctx context.Context, c *hc.Client, s Spec, o Options) (Result, error
 	} else {
 		say(Step{Kind: "volume", Name: s.volumeName(), ID: idOf(vol), Detail: fmt.Sprintf("%d GB", sizeOf(vol, s.VolumeSize))})
 	}
+	// Each node's own Volume for its Galera datadir: a rebuilt or replaced server keeps its database.
+	for i := 1; i <= s.Nodes; i++ {
+		detail := fmt.Sprintf("%d GB, Galera datadir of %s", s.DBSize, s.ServerName(i))
+		if dbVols[i] != nil || o.DryRun {
+			say(Step{Kind: "volume", Name: s.dbVolumeName(i), ID: idOf(dbVols[i]), Detail: detail})
+			continue
+		}
+		res, _, err := c.Volume.Create(ctx, hc.VolumeCreateOpts{Name: s.dbVolumeName(i), Size: s.DBSize, Labels: s.dbVolumeLabels(i),
+			Location: &hc.Location{Name: s.Location}, Format: hc.Ptr("ext4")})
+		if err != nil {
+			return r, apiErr("create volume "+s.dbVolumeName(i), err)
+		}
+		if err := c.Action.WaitFor(ctx, res.Action); err != nil {
+			return r, apiErr("create volume "+s.dbVolumeName(i), err)
+		}
+		dbVols[i] = res.Volume
+		r.Created++
+		say(Step{Kind: "volume", Name: s.dbVolumeName(i), Detail: detail})
+	}
 	// The Floating IP and its reverse DNS. An existing one keeps the name it has.
 	if fip == nil && !o.DryRun {
 		res, _, err := c.FloatingIP.Create(ctx, hc.FloatingIPCreateOpts{Type: hc.FloatingIPTypeIPv4, Name: hc.Ptr(s.floatingIPName()),
@@ -287,6 +315,25 @@ func Create(ctx context.Context, c *hc.Client, s Spec, o Options) (Result, error
 	}
 	if err := c.Action.WaitFor(ctx, actions...); err != nil {
 		return r, apiErr("start the servers", err)
+	}
+	// Each node's Volume to its server; one attached elsewhere is left as it is, and said so.
+	actions = actions[:0]
+	for i := 1; i <= s.Nodes; i++ {
+		v := dbVols[i]
+		switch {
+		case v.Server == nil:
+			a, _, err := c.Volume.AttachWithOpts(ctx, v, hc.VolumeAttachOpts{Server: servers[i], Automount: hc.Ptr(false)})
+			if err != nil {
+				return r, apiErr("attach volume "+v.Name, err)
+			}
+			actions = append(actions, a)
+			say(Step{Kind: "attach", Name: v.Name, Detail: "to " + s.ServerName(i)})
+		case v.Server.ID != servers[i].ID && o.Log != nil:
+			fmt.Fprintf(o.Log, "note     volume %s is attached to server %d, not to %s: left as it is\n", v.Name, v.Server.ID, s.ServerName(i))
+		}
+	}
+	if err := c.Action.WaitFor(ctx, actions...); err != nil {
+		return r, apiErr("attach the nodes' volumes", err)
 	}
 	for i := 1; i <= s.Nodes; i++ {
 		r.Servers = append(r.Servers, servers[i].ID)

@@ -26,6 +26,7 @@ type Spec struct {
 	SSHKeys    []string // names of SSH keys in the project
 	AdminCIDRs []string // where SSH may come from (the Cloud Firewall); none: no SSH from the internet
 	VolumeSize int      // GB, the shared Volume (mailcow's data)
+	DBSize     int      // GB, each node's own Volume for its Galera datadir
 	IPRange    string   // the network's range; the subnet is its first /24
 }
 
@@ -34,6 +35,7 @@ const (
 	DefaultLocation   = "fsn1"
 	DefaultServerType = "cx32"
 	DefaultVolumeSize = 50
+	DefaultDBSize     = 10
 	DefaultIPRange    = "10.42.0.0/16"
 	DefaultChannel    = "stable"
 )
@@ -79,6 +81,9 @@ func (s Spec) Check() error {
 	if s.VolumeSize < 10 {
 		bad("volume-size", "%d GB: a Volume has at least 10 GB", s.VolumeSize)
 	}
+	if s.DBSize < 10 {
+		bad("db-size", "%d GB: a Volume has at least 10 GB", s.DBSize)
+	}
 	if p, err := netip.ParsePrefix(s.IPRange); err != nil || !p.Addr().Is4() || !p.Addr().IsPrivate() || p.Bits() > 24 {
 		bad("ip-range", "%q: a private IPv4 range of /24 or larger", s.IPRange)
 	}
@@ -91,6 +96,17 @@ func (s Spec) placementGroupName() string { return s.Name }
 func (s Spec) firewallName() string       { return s.Name }
 func (s Spec) volumeName() string         { return s.Name + "-data" }
 func (s Spec) floatingIPName() string     { return s.Name + "-ipv4" }
+
+// dbVolumeName is node i's own Volume for its Galera datadir.
+func (s Spec) dbVolumeName(i int) string { return s.Name + "-db-" + strconv.Itoa(i) }
+
+// dbVolumeLabels are the cluster's labels and what the agent finds its Volume by (purpose=galera), with the node.
+func (s Spec) dbVolumeLabels(i int) map[string]string {
+	l := s.Labels()
+	l["purpose"] = "galera"
+	l["node"] = s.ServerName(i)
+	return l
+}
 
 // ServerName is the name of node i (1-based): <name>-<i>. It is also the node's name in the cluster.
 func (s Spec) ServerName(i int) string { return s.Name + "-" + strconv.Itoa(i) }

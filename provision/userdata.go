@@ -14,6 +14,9 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 )
 
+// GaleraMount is where each node mounts its own Volume for the Galera datadir (galera.volume_mount).
+const GaleraMount = "/var/lib/mailcow-ha/galera"
+
 // The files of --out, every one mode 0600 in a 0700 directory.
 const (
 	ClusterSecretFile  = "cluster.secret"  // the peer API's HMAC key, VRRP's password and Galera's CA derive from it
@@ -99,7 +102,8 @@ func (s *Secrets) WriteUserData(u UserData) (string, error) {
 		fmt.Fprintf(&b, "endpoint = %q\n", u.Endpoint)
 	}
 	fmt.Fprintf(&b, "network_id = %d\nfloating_ip_id = %d\nvolume_id = %d\n\n", u.NetworkID, u.FloatingIPID, u.VolumeID)
-	fmt.Fprintf(&b, "[galera]\npassword = %q\n\n", s.galera)
+	// Each node's datadir on its own Volume (purpose=galera), which the agent mounts before MariaDB starts.
+	fmt.Fprintf(&b, "[galera]\npassword = %q\ndata_volume = true\nvolume_mount = %q\ndata_dir = %q\n\n", s.galera, GaleraMount, GaleraMount+"/mysql")
 	if len(u.AdminCIDRs) > 0 {
 		q := make([]string, len(u.AdminCIDRs))
 		for i, c := range u.AdminCIDRs {

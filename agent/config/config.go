@@ -116,6 +116,11 @@ type Galera struct {
 	PasswordFile string `toml:"password_file"`
 	// Password given inline (user-data): written to PasswordFile with mode 0600 at start, like hcloud.token.
 	Password Secret `toml:"password"`
+	// DataVolume: the datadir lives on this node's own Hetzner Volume (the one attached to this server and labelled
+	// purpose=galera), which the agent mounts at VolumeMount before MariaDB starts: a rebuilt server keeps its
+	// database and rejoins by IST. DataDir must then be below VolumeMount.
+	DataVolume  bool   `toml:"data_volume"`
+	VolumeMount string `toml:"volume_mount"`
 }
 
 // Preempt policies for keepalived.
@@ -247,6 +252,7 @@ func Defaults() Config {
 			ISTPort:      4568,
 			SSTPort:      4444,
 			PasswordFile: DefaultSecretDir + "/db.password",
+			VolumeMount:  "/var/lib/mailcow-ha/galera",
 		},
 		Keepalived: Keepalived{
 			RouterID:       51,

@@ -229,6 +229,12 @@ func (v *validator) galera(c *Config) {
 	if g.Password.Set() && placeholder(g.Password.Reveal()) {
 		v.add("galera.password", "a placeholder, not a password: use random characters (openssl rand -hex 32)")
 	}
+	v.absPath("galera.volume_mount", g.VolumeMount)
+	if g.DataVolume {
+		if rel, err := filepath.Rel(g.VolumeMount, g.DataDir); err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+			v.add("galera.data_dir", "%q must be below galera.volume_mount (%q) when galera.data_volume is on", g.DataDir, g.VolumeMount)
+		}
+	}
 	if g.SSTMethod != "rsync" && g.SSTMethod != "mariabackup" {
 		v.add("galera.sst_method", "must be \"rsync\" or \"mariabackup\", got %q", g.SSTMethod)
 	}

@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,6 +26,15 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, secret []by
 	tls, err := galeraTLS(c, self, secret)
 	if err != nil {
 		return nil, err
+	}
+	if c.Galera.DataVolume {
+		api, ok := a.o.Cloud.(volumeLister)
+		if !ok {
+			return nil, errors.New("agent: galera.data_volume: the cloud adapter cannot list a server's Volumes")
+		}
+		if _, err := mountGaleraVolume(ctx, c, self, api, 2*time.Minute, a.log); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
 	}
 	var members []string
 	var peers []string
@@ -61,6 +71,12 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, secret []by
 	if a.o.GaleraMode == GaleraSystemd {
 		// mariadb.service reads the drop-in through /etc/mysql/my.cnf; the appliance image prepares the datadir.
 		sd := &galera.Systemd{DataDir: c.Galera.DataDir, Units: a.systemd}
+		if c.Galera.DataVolume {
+			// The image prepared /var/lib/mysql; a datadir on the node's Volume is made here, once.
+			if err := (&galera.Server{DataDir: c.Galera.DataDir}).InitDataDir(ctx, "mysql"); err != nil {
+				return nil, fmt.Errorf("agent: %w", err)
+			}
+		}
 		if was, err := sd.ClearBootstrapFlag(); err != nil {
 			return nil, fmt.Errorf("agent: %w", err)
 		} else if was {

@@ -23,6 +23,7 @@ type VolumeInfo struct {
 	Name        string
 	Server      int64 // 0: attached nowhere
 	LinuxDevice string
+	Labels      map[string]string
 }
 
 // Image is a snapshot.
@@ -307,7 +308,7 @@ func (c *Client) getVolume(ctx context.Context, id int64) (*hc.Volume, error) {
 }
 
 func volumeInfo(v *hc.Volume) VolumeInfo {
-	info := VolumeInfo{ID: v.ID, Name: v.Name, LinuxDevice: v.LinuxDevice}
+	info := VolumeInfo{ID: v.ID, Name: v.Name, LinuxDevice: v.LinuxDevice, Labels: v.Labels}
 	if v.Server != nil {
 		info.Server = v.Server.ID
 	}
@@ -449,6 +450,30 @@ func (c *Client) LatestImage(ctx context.Context, selector string) (Image, error
 		return nil
 	})
 	return img, err
+}
+
+// VolumesOf lists the Volumes attached to the server.
+func (c *Client) VolumesOf(ctx context.Context, server int64) ([]VolumeInfo, error) {
+	var out []VolumeInfo
+	err := c.call(ctx, "server_volumes", func(ctx context.Context) error {
+		s, _, err := c.api.Server.GetByID(ctx, server)
+		if err != nil {
+			return err
+		}
+		if s == nil {
+			return notFound("server", server)
+		}
+		out = out[:0]
+		for _, ref := range s.Volumes {
+			v, err := c.getVolume(ctx, ref.ID)
+			if err != nil {
+				return err
+			}
+			out = append(out, volumeInfo(v))
+		}
+		return nil
+	})
+	return out, err
 }
 
 // ServerInfo is what membership discovery needs to know of a server.
