@@ -57,6 +57,9 @@ func TestClusterCreate(t *testing.T) {
 	if _, err := os.Stat(out); err == nil {
 		t.Fatal("a refused run wrote --out")
 	}
+	if _, routes := sim.Requests(); anyWrite(routes) {
+		t.Fatalf("a refused run wrote: %v", routes)
+	}
 	t.Setenv("HCLOUD_TOKEN", hcloudsim.DemoToken)
 
 	// The dry run plans and makes nothing.

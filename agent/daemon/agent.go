@@ -20,7 +20,6 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/failover"
 	"github.com/mailcow-ha/mailcow-ha/agent/firewall"
 	"github.com/mailcow-ha/mailcow-ha/agent/galera"
-	"github.com/mailcow-ha/mailcow-ha/agent/hcloud"
 	"github.com/mailcow-ha/mailcow-ha/agent/keepalived"
 	"github.com/mailcow-ha/mailcow-ha/agent/report"
 	"github.com/mailcow-ha/mailcow-ha/agent/unit"
@@ -146,11 +145,7 @@ func Run(ctx context.Context, o Options) error {
 		o.Storage = newVolume(c, log)
 	}
 	if o.Cloud == nil {
-		token, err := owner.ReadSecret(c.Hcloud.TokenFile)
-		if err != nil {
-			return fmt.Errorf("agent: hcloud.token_file: %w", err)
-		}
-		cl, err := hcloud.New(hcloud.Options{Endpoint: c.Hcloud.Endpoint, Token: token.Reveal(), Logger: log})
+		cl, err := newCloud(c, owner, log)
 		if err != nil {
 			return fmt.Errorf("agent: %w", err)
 		}

@@ -14,6 +14,15 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/membership"
 )
 
+// newCloud is the hcloud adapter with the token of hcloud.token_file.
+func newCloud(c config.Config, owner config.SecretFiles, log *slog.Logger) (*hcloud.Client, error) {
+	token, err := owner.ReadSecret(c.Hcloud.TokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("hcloud.token_file: %w", err)
+	}
+	return hcloud.New(hcloud.Options{Endpoint: c.Hcloud.Endpoint, Token: token.Reveal(), Logger: log})
+}
+
 // discoverMembers fills cluster.nodes and node.name from the API when the configuration asks for it (or checks a
 // given cluster.nodes against it), waiting apiTimeout for the API (0: membership's default) before the cache
 // answers. It builds the hcloud adapter when none was injected and keeps it in o.Cloud.
@@ -23,11 +32,7 @@ func discoverMembers(ctx context.Context, c *config.Config, o *Options, owner co
 		return nil
 	}
 	if o.Cloud == nil {
-		token, err := owner.ReadSecret(c.Hcloud.TokenFile)
-		if err != nil {
-			return fmt.Errorf("hcloud.token_file: %w", err)
-		}
-		cl, err := hcloud.New(hcloud.Options{Endpoint: c.Hcloud.Endpoint, Token: token.Reveal(), Logger: log})
+		cl, err := newCloud(*c, owner, log)
 		if err != nil {
 			return err
 		}
