@@ -21,6 +21,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/firewall"
 	"github.com/mailcow-ha/mailcow-ha/agent/galera"
 	"github.com/mailcow-ha/mailcow-ha/agent/keepalived"
+	"github.com/mailcow-ha/mailcow-ha/agent/membership"
 	"github.com/mailcow-ha/mailcow-ha/agent/report"
 	"github.com/mailcow-ha/mailcow-ha/agent/unit"
 	"github.com/mailcow-ha/mailcow-ha/agent/vip"
@@ -188,6 +189,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	a.s.Takeovers = a.loadBreaker()
+
 	a.exec = &Executor{
 		Cloud: o.Cloud, Address: &vip.VIP{Link: pubIf}, Storage: o.Storage, Stack: o.Stack, Peers: a,
 		Log: log, Self: self.ServerID, FloatingID: c.Hcloud.FloatingIPID, VolumeID: c.Hcloud.VolumeID,
@@ -217,6 +219,12 @@ func Run(ctx context.Context, o Options) error {
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+
+	// The members the API lists, compared now and then with the running ones (cluster.discover = "hcloud").
+	if api, ok := o.Cloud.(membership.API); ok && c.Cluster.Discover == config.DiscoverHcloud {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.watchMembers(ctx, api, MembersCheckInterval) }()
+	}
 
 	// The check socket and the peer API.
 	wg.Add(1)

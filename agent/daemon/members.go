@@ -7,11 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
+	"github.com/mailcow-ha/mailcow-ha/agent/event"
 	"github.com/mailcow-ha/mailcow-ha/agent/hcloud"
 	"github.com/mailcow-ha/mailcow-ha/agent/membership"
+	"github.com/mailcow-ha/mailcow-ha/agent/report"
 )
 
 // newCloud is the hcloud adapter with the token of hcloud.token_file.
@@ -53,4 +57,56 @@ func discoverMembers(ctx context.Context, c *config.Config, o *Options, owner co
 	}
 	log.Info("membership: this node is "+c.Node.Name, "node", c.Node.Name, "source", string(src), "members", names)
 	return nil
+}
+
+// MembersCheckInterval is how often a running agent with cluster.discover = "hcloud" compares the API's members with
+// the ones it runs with (12 requests an hour of the API's 3600).
+const MembersCheckInterval = 5 * time.Minute
+
+// watchMembers compares, every interval, the members the API lists with the ones this agent runs with, and alerts
+// once per new difference (membership_changed): a node added, removed or relabelled takes effect at the agents'
+// next start, and the operator is told so.
+func (a *Agent) watchMembers(ctx context.Context, api membership.API, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var said string
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		now, err := membership.Current(cctx, &a.c, api)
+		cancel()
+		if err != nil {
+			a.log.Debug("membership: the API did not answer; compared again later", "err", err)
+			continue
+		}
+		a.mu.Lock()
+		running := slices.Clone(a.c.Cluster.Nodes)
+		a.mu.Unlock()
+		msg, key := membersNote(running, now, said)
+		if key == said {
+			continue
+		}
+		said = key
+		if msg == "" {
+			a.log.Info("membership: the API lists the members this agent runs with again")
+			continue
+		}
+		a.alert(event.MembershipChanged, report.SeverityWarning, "", 0, msg, nil)
+	}
+}
+
+// membersNote says what changed between the running members and the API's, and a key for the difference ("" when
+// there is none); said is the key of the last difference reported.
+func membersNote(running, now []config.Member, said string) (msg, key string) {
+	d := membership.Diff(running, now)
+	if len(d) == 0 {
+		return "", ""
+	}
+	key = strings.Join(d, "; ")
+	return "membership: " + key + ". This agent runs with the members it started with: restart the agents one at a " +
+		"time, BACKUPs first and the MASTER last, to apply it", key
 }

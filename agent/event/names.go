@@ -59,4 +59,5 @@ const (
 	SwitchoverDone        Name = "switchover_done"
 	ConfigInvalid         Name = "config_invalid"
 	ConfigReloaded        Name = "config_reloaded"
+	MembershipChanged     Name = "membership_changed"
 )

@@ -145,6 +145,39 @@ func Resolve(ctx context.Context, c *config.Config, o Options) (Source, error) {
 	return src, nil
 }
 
+// Current asks the API for the cluster's members now (no cache), for a running agent to compare with the ones it
+// started with.
+func Current(ctx context.Context, c *config.Config, api API) ([]config.Member, error) {
+	servers, err := api.Servers(ctx, Selector(c.Cluster.Name))
+	if err != nil {
+		return nil, err
+	}
+	return fromServers(servers, c.Hcloud.NetworkID)
+}
+
+// Diff says how the members the API lists differ from the running ones (name, server id, address, role, priority,
+// bootstrap), one phrase per difference; none when they are the same.
+func Diff(running, now []config.Member) []string {
+	var out []string
+	for _, n := range now {
+		i := slices.IndexFunc(running, func(m config.Member) bool { return m.Name == n.Name })
+		if i < 0 {
+			out = append(out, fmt.Sprintf("%s (server %d, %s) joined", n.Name, n.ServerID, n.PrivateIP))
+			continue
+		}
+		if r := running[i]; r != n {
+			out = append(out, fmt.Sprintf("%s changed (server %d → %d, %s → %s, %s → %s, priority %d → %d, bootstrap %v → %v)",
+				n.Name, r.ServerID, n.ServerID, r.PrivateIP, n.PrivateIP, r.Role, n.Role, r.Priority, n.Priority, r.Bootstrap, n.Bootstrap))
+		}
+	}
+	for _, r := range running {
+		if !slices.ContainsFunc(now, func(m config.Member) bool { return m.Name == r.Name }) {
+			out = append(out, fmt.Sprintf("%s (server %d) left", r.Name, r.ServerID))
+		}
+	}
+	return out
+}
+
 // fromServers turns the labelled servers into members, ordered by server id.
 func fromServers(servers []hcloud.ServerInfo, network int64) ([]config.Member, error) {
 	servers = slices.Clone(servers)

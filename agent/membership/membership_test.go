@@ -2,6 +2,8 @@ package membership
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -190,4 +192,52 @@ func TestStaticNodesAreCheckedAgainstTheAPI(t *testing.T) {
 	if _, err := p.resolve(t, &c, "mx1"); err == nil || !strings.Contains(err.Error(), `node.name is "mx2", but this server (id 1001) is "mx1"`) {
 		t.Fatalf("a node.name that differs: %v", err)
 	}
+}
+
+// A running agent compares the members it started with to the API's: a server labelled later joins, one whose
+// labels went leaves.
+func TestCurrentAndDiff(t *testing.T) {
+	p := newProject(t, nil)
+	c := discoverConfig(t)
+	if _, err := p.resolve(t, &c, "mx1"); err != nil {
+		t.Fatal(err)
+	}
+	running := c.Cluster.Nodes
+	api, err := hcloud.New(hcloud.Options{Endpoint: p.url + "/v1", Token: hcloudsim.DemoToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now, err := Current(context.Background(), &c, api)
+	if err != nil || len(Diff(running, now)) != 0 {
+		t.Fatalf("unchanged: %v %v", Diff(running, now), err)
+	}
+	code, _, err := postJSON(p.url+"/v1/servers", `{"name":"mx4","server_type":"cx22","image":5002,"networks":[4001],
+		"labels":{"app":"mailcow-ha","cluster":"mail","priority":"120"}}`)
+	if err != nil || code != 201 {
+		t.Fatalf("server create: %d %v", code, err)
+	}
+	now, err = Current(context.Background(), &c, api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Diff(running, now)
+	if len(d) != 1 || !strings.HasPrefix(d[0], "mx4 (server 1010, 10.99.0.2) joined") {
+		t.Fatalf("after a server was labelled in: %q", d)
+	}
+	if d := Diff(now, running); len(d) != 1 || !strings.HasPrefix(d[0], "mx4 (server 1010) left") {
+		t.Fatalf("the other way: %q", d)
+	}
+}
+
+func postJSON(url, body string) (int, string, error) {
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+hcloudsim.DemoToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), nil
 }
