@@ -145,8 +145,10 @@ func (b *step) apply(o Observation) {
 	case DemoteRequest:
 		b.demoteRequest(o.From)
 	case BreakerReset:
+		// The operator says the past failures are dealt with: the takeovers, and the fenced nodes this node powered
+		// back on (one fenced again is powered on again, not left off).
 		n := len(s.Takeovers)
-		s.Takeovers = nil
+		s.Takeovers, s.Revived = nil, nil
 		if s.Breaker {
 			s.Breaker = false
 			b.report(SevInfo, event.BreakerReset, "reset by an operator (%d takeovers forgotten)", n)

@@ -183,7 +183,8 @@ type DemoteRequest struct{ From int64 }
 // Stop is the agent shutting down: demote gracefully.
 type Stop struct{}
 
-// BreakerReset is an operator clearing the breaker: the takeover history is forgotten, and a tripped breaker lets
+// BreakerReset is an operator clearing the breaker: the takeover history (and the record of fenced nodes powered
+// back on) is forgotten, and a tripped breaker lets
 // the node take MASTER again (mailcow-ha breaker reset).
 type BreakerReset struct{}
 
