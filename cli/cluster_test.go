@@ -265,6 +265,15 @@ func TestClusterCreateResumesAndRefusesOthers(t *testing.T) {
 		t.Fatalf("the resuming run: %d\n%s%s", code, stdout, errs)
 	}
 
+	// Every server there, another --out: refused, and that directory gets no secrets that no node has.
+	other := filepath.Join(t.TempDir(), "other")
+	if code, _, errs := run(t, "", "cluster", "create", "--name", "c", "--hostname", "mail.example.org", "--out", other); code != ExitFailure ||
+		!strings.Contains(errs, "3 of 3 servers exist, but") {
+		t.Fatalf("all servers there, another --out: %d %s", code, errs)
+	}
+	if _, err := os.Stat(other); err == nil {
+		t.Fatal("the refused run wrote its --out")
+	}
 	sim.ResetRequests()
 	code, stdout, errs = run(t, "", "cluster", "create", "--name", "c", "--hostname", "mail.example.org", "--out", t.TempDir(), "--nodes", "5")
 	if code != ExitFailure || !strings.Contains(errs, "3 of 5 servers exist, but") {

@@ -169,8 +169,8 @@ func Create(ctx context.Context, c *hc.Client, s Spec, o Options) (Result, error
 		keys = append(keys, k)
 	}
 	// Servers that exist were made with secrets that only --out holds: without them, a missing node would get
-	// others and never join.
-	if existing > 0 && existing < s.Nodes && !o.DryRun && !o.Secrets.Exist() {
+	// others and never join, and --out would hold secrets that no node has.
+	if existing > 0 && !o.DryRun && !o.Secrets.Exist() {
 		return r, fmt.Errorf("%d of %d servers exist, but %s has no secrets of this cluster: give --out the directory "+
 			"of the first run (the missing servers need the same user-data)", existing, s.Nodes, o.Secrets.Dir)
 	}
