@@ -24,7 +24,8 @@ type volumeLister interface {
 	VolumesOf(ctx context.Context, server int64) ([]hcloud.VolumeInfo, error)
 }
 
-// mountGaleraVolume finds the Volume attached to this server and labelled purpose=galera, waits for its device,
+// mountGaleraVolume finds the Volume attached to this server and labelled purpose=galera (and, when it names one,
+// node=<this node>: another node's database is refused), waits for its device,
 // mounts it at galera.volume_mount (volume.Volume: fsck when needed, ext4 only on a device with no signature, a
 // marker naming the cluster and this Volume: another cluster's or an unmarked one with data is refused) and makes
 // the datadir, owned by mysql. It waits up to within for the device.
@@ -47,6 +48,10 @@ func mountGaleraVolume(ctx context.Context, c config.Config, self config.Member,
 	default:
 		return nil, fmt.Errorf("galera.data_volume: %d Volumes labelled %s=galera are attached to this server; which one holds the database is not clear: detach all but one",
 			len(found), GaleraVolumeLabel)
+	}
+	if owner := found[0].Labels["node"]; owner != "" && owner != self.Name {
+		return nil, fmt.Errorf("galera.data_volume: Volume %d (%s) is labelled node=%s, the database of another node; this is %s: "+
+			"attach this node's own, or relabel it if it is to be this node's", found[0].ID, found[0].Name, owner, self.Name)
 	}
 	v := &volume.Volume{ID: found[0].ID, ByIDDir: c.Mailcow.DeviceDir, MountPoint: c.Galera.VolumeMount, Cluster: c.Cluster.Name,
 		Node: self.Name, Logger: log.With("component", "galera_volume")}

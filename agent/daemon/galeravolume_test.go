@@ -36,7 +36,10 @@ func TestGaleraVolumeMounted(t *testing.T) {
 	st.Volumes = append(st.Volumes,
 		hcloudsim.Volume{ID: 3011, Name: "lab-db-1", Size: 10, Server: 1001, Labels: galeraLabels, Location: "fsn1"},
 		hcloudsim.Volume{ID: 3012, Name: "lab-db-2", Size: 10, Server: 1002, Labels: galeraLabels, Location: "fsn1"},
-		hcloudsim.Volume{ID: 3013, Name: "lab-db-2b", Size: 10, Server: 1002, Labels: galeraLabels, Location: "fsn1"})
+		hcloudsim.Volume{ID: 3013, Name: "lab-db-2b", Size: 10, Server: 1002, Labels: galeraLabels, Location: "fsn1"},
+		hcloudsim.Volume{ID: 3014, Name: "lab-db-9", Size: 10, Server: 1003, Location: "fsn1",
+			Labels: map[string]string{"app": "mailcow-ha", "cluster": "lab", GaleraVolumeLabel: "galera", "node": "mx9"}})
+	st.Servers = append(st.Servers, hcloudsim.Server{ID: 1004, Name: "mx4", Status: "running", Location: "fsn1"})
 	sim, err := hcloudsim.New(hcloudsim.Options{State: st})
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +105,10 @@ func TestGaleraVolumeMounted(t *testing.T) {
 	if _, err := mountGaleraVolume(ctx, c, config.Member{Name: "mx2", ServerID: 1002}, api, time.Second, log); err == nil || !strings.Contains(err.Error(), "2 Volumes labelled purpose=galera") {
 		t.Fatalf("two Volumes: %v", err)
 	}
-	if _, err := mountGaleraVolume(ctx, c, config.Member{Name: "mx3", ServerID: 1003}, api, time.Second, log); err == nil || !strings.Contains(err.Error(), "no Volume labelled purpose=galera") {
+	if _, err := mountGaleraVolume(ctx, c, config.Member{Name: "mx3", ServerID: 1003}, api, time.Second, log); err == nil || !strings.Contains(err.Error(), "labelled node=mx9, the database of another node") {
+		t.Fatalf("another node's Volume: %v", err)
+	}
+	if _, err := mountGaleraVolume(ctx, c, config.Member{Name: "mx4", ServerID: 1004}, api, time.Second, log); err == nil || !strings.Contains(err.Error(), "no Volume labelled purpose=galera") {
 		t.Fatalf("no Volume: %v", err)
 	}
 }
