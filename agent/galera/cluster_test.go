@@ -418,13 +418,23 @@ func TestGaleraManagers(t *testing.T) {
 	ms[2].wait(t, 30*time.Second, "caught up", func(s Status) bool { return s.PrimarySynced() && count(t, ms[2]) == 7 })
 	crash(ms)
 
-	// db3 is silent: db1 and db2 must wait, alert, and start nothing.
+	// db3 is silent: db1 and db2 must wait, alert, and start nothing. The alert comes AlertAfter (2 s) after the
+	// first decision to wait, and a decision reads positions with mariadbd --wsrep-recover, which takes seconds on a
+	// loaded machine: the wait is a bound on progress (30 s), not the 4 s it once was (a CI run saw no alert in 4 s).
 	silence(true)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	for _, n := range []string{"db1", "db2"} {
 		go mgrs[n].Run(ctx)
 	}
-	<-ctx.Done()
+	blocked := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		got := strings.Join(alerts, "\n")
+		return strings.Contains(got, "galera_recovery_blocked") && strings.Contains(got, "db3")
+	}
+	for ctx.Err() == nil && !blocked() {
+		time.Sleep(100 * time.Millisecond)
+	}
 	cancel()
 	time.Sleep(300 * time.Millisecond)
 	for _, m := range ms[:2] {
