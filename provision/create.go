@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"strconv"
 	"strings"
@@ -70,275 +69,350 @@ func networkZone(location string) hc.NetworkZone {
 	return hc.NetworkZoneEUCentral
 }
 
-// Create makes what the spec asks for and is missing, in order: network, placement group, firewall, Volume,
-// Floating IP (with its reverse DNS), then the servers with the one user-data. It changes nothing that exists.
-// With DryRun it only finds out and returns the plan.
+// project is what Create found in the project, and then made: the cluster's resources by kind (nil: missing).
+type project struct {
+	network *hc.Network
+	pg      *hc.PlacementGroup
+	fw      *hc.Firewall
+	vol     *hc.Volume
+	fip     *hc.FloatingIP
+	dbVols  []*hc.Volume // by node, 1-based
+	servers []*hc.Server // by node, 1-based
+	img     *hc.Image
+	keys    []*hc.SSHKey
+	// ids are the ids of what exists, by resource name (for the plan's lines).
+	ids map[string]int64
+}
+
+// run is one Create: the spec, the client and the plan being written.
+type run struct {
+	c *hc.Client
+	s Spec
+	o Options
+	r Result
+}
+
+// say records a step of the plan and prints it.
+func (x *run) say(st Step) {
+	x.r.Steps = append(x.r.Steps, st)
+	if x.o.Log == nil {
+		return
+	}
+	verb := "exists "
+	switch {
+	case !st.Exists() && x.o.DryRun:
+		verb = "create "
+	case !st.Exists():
+		verb = "created"
+	}
+	fmt.Fprintf(x.o.Log, "%s  %-15s %-22s %s\n", verb, st.Kind, st.Name, st.Detail)
+}
+
+// Create makes what the spec asks for and is missing, in order: network, placement group, firewall, Volumes,
+// Floating IP (with its reverse DNS), then the servers with the one user-data, and each node's Volume attached to
+// it. It changes nothing that exists. With DryRun it only finds out and returns the plan.
 func Create(ctx context.Context, c *hc.Client, s Spec, o Options) (Result, error) {
 	if err := s.Check(); err != nil {
 		return Result{}, err
 	}
-	r := Result{}
-	say := func(st Step) {
-		r.Steps = append(r.Steps, st)
-		if o.Log == nil {
-			return
+	x := &run{c: c, s: s, o: o}
+	p, err := x.find(ctx)
+	if err != nil {
+		return x.r, err
+	}
+	x.r.ImageID = p.img.ID
+	if err := x.shared(ctx, p); err != nil {
+		return x.r, err
+	}
+	if o.DryRun {
+		for i := 1; i <= s.Nodes; i++ {
+			x.say(Step{Kind: "server", Name: s.ServerName(i), ID: p.ids[s.ServerName(i)], Detail: serverDetail(s, i, p.img)})
 		}
-		verb := "exists "
-		switch {
-		case !st.Exists() && o.DryRun:
-			verb = "create "
-		case !st.Exists():
-			verb = "created"
-		}
-		fmt.Fprintf(o.Log, "%s  %-15s %-22s %s\n", verb, st.Kind, st.Name, st.Detail)
+		return x.r, nil
 	}
-	labels := s.Labels()
-
-	// Read first: a wrong token or a resource of another's stops the run before anything is made.
-	net0, _, err := c.Network.GetByName(ctx, s.networkName())
-	if err != nil {
-		return r, apiErr("read the networks", err)
+	x.r.NetworkID, x.r.VolumeID, x.r.FloatingIPID, x.r.FloatingIP = p.network.ID, p.vol.ID, p.fip.ID, p.fip.IP.String()
+	if err := x.servers(ctx, p); err != nil {
+		return x.r, err
 	}
-	pg, _, err := c.PlacementGroup.GetByName(ctx, s.placementGroupName())
-	if err != nil {
-		return r, apiErr("read the placement groups", err)
-	}
-	fw, _, err := c.Firewall.GetByName(ctx, s.firewallName())
-	if err != nil {
-		return r, apiErr("read the firewalls", err)
-	}
-	vol, _, err := c.Volume.GetByName(ctx, s.volumeName())
-	if err != nil {
-		return r, apiErr("read the volumes", err)
-	}
-	fip, _, err := c.FloatingIP.GetByName(ctx, s.floatingIPName())
-	if err != nil {
-		return r, apiErr("read the floating IPs", err)
-	}
-	dbVols := make([]*hc.Volume, s.Nodes+1)
 	for i := 1; i <= s.Nodes; i++ {
-		if dbVols[i], _, err = c.Volume.GetByName(ctx, s.dbVolumeName(i)); err != nil {
-			return r, apiErr("read the volumes", err)
+		x.r.Servers = append(x.r.Servers, p.servers[i].ID)
+	}
+	return x.r, nil
+}
+
+// find reads everything first: a wrong token, or a resource of the cluster's name that is not the cluster's,
+// stops the run before anything is made.
+func (x *run) find(ctx context.Context) (*project, error) {
+	c, s := x.c, x.s
+	p := &project{dbVols: make([]*hc.Volume, s.Nodes+1), servers: make([]*hc.Server, s.Nodes+1), ids: map[string]int64{}}
+	// found checks and records one resource that exists.
+	found := func(kind, name string, id int64, labels map[string]string) error {
+		if !ours(labels, s) {
+			return notOurs(kind, name, labels, s)
 		}
-		if dbVols[i] != nil && !ours(dbVols[i].Labels, s) {
-			return r, notOurs("volume", s.dbVolumeName(i), dbVols[i].Labels, s)
+		p.ids[name] = id
+		return nil
+	}
+	var err error
+	if p.network, _, err = c.Network.GetByName(ctx, s.networkName()); err != nil {
+		return nil, apiErr("read the networks", err)
+	} else if p.network != nil {
+		if err := found("network", s.networkName(), p.network.ID, p.network.Labels); err != nil {
+			return nil, err
 		}
 	}
-	servers := make([]*hc.Server, s.Nodes+1)
+	if p.pg, _, err = c.PlacementGroup.GetByName(ctx, s.placementGroupName()); err != nil {
+		return nil, apiErr("read the placement groups", err)
+	} else if p.pg != nil {
+		if err := found("placement group", s.placementGroupName(), p.pg.ID, p.pg.Labels); err != nil {
+			return nil, err
+		}
+	}
+	if p.fw, _, err = c.Firewall.GetByName(ctx, s.firewallName()); err != nil {
+		return nil, apiErr("read the firewalls", err)
+	} else if p.fw != nil {
+		if err := found("firewall", s.firewallName(), p.fw.ID, p.fw.Labels); err != nil {
+			return nil, err
+		}
+	}
+	if p.vol, _, err = c.Volume.GetByName(ctx, s.volumeName()); err != nil {
+		return nil, apiErr("read the volumes", err)
+	} else if p.vol != nil {
+		if err := found("volume", s.volumeName(), p.vol.ID, p.vol.Labels); err != nil {
+			return nil, err
+		}
+	}
+	if p.fip, _, err = c.FloatingIP.GetByName(ctx, s.floatingIPName()); err != nil {
+		return nil, apiErr("read the floating IPs", err)
+	} else if p.fip != nil {
+		if err := found("floating IP", s.floatingIPName(), p.fip.ID, p.fip.Labels); err != nil {
+			return nil, err
+		}
+	}
 	existing := 0
 	for i := 1; i <= s.Nodes; i++ {
-		if servers[i], _, err = c.Server.GetByName(ctx, s.ServerName(i)); err != nil {
-			return r, apiErr("read the servers", err)
+		if p.dbVols[i], _, err = c.Volume.GetByName(ctx, s.dbVolumeName(i)); err != nil {
+			return nil, apiErr("read the volumes", err)
+		} else if v := p.dbVols[i]; v != nil {
+			if err := found("volume", s.dbVolumeName(i), v.ID, v.Labels); err != nil {
+				return nil, err
+			}
 		}
-		if servers[i] != nil {
+		if p.servers[i], _, err = c.Server.GetByName(ctx, s.ServerName(i)); err != nil {
+			return nil, apiErr("read the servers", err)
+		} else if sv := p.servers[i]; sv != nil {
 			existing++
-			if !ours(servers[i].Labels, s) {
-				return r, notOurs("server", s.ServerName(i), servers[i].Labels, s)
+			if err := found("server", s.ServerName(i), sv.ID, sv.Labels); err != nil {
+				return nil, err
 			}
 		}
 	}
-	for _, x := range []struct {
-		kind, name string
-		found      bool
-		labels     map[string]string
-	}{
-		{"network", s.networkName(), net0 != nil, labelsOf(net0)},
-		{"placement group", s.placementGroupName(), pg != nil, labelsOf(pg)},
-		{"firewall", s.firewallName(), fw != nil, labelsOf(fw)},
-		{"volume", s.volumeName(), vol != nil, labelsOf(vol)},
-		{"floating IP", s.floatingIPName(), fip != nil, labelsOf(fip)},
-	} {
-		if x.found && !ours(x.labels, s) {
-			return r, notOurs(x.kind, x.name, x.labels, s)
-		}
+	if p.img, err = resolveImage(ctx, c, s); err != nil {
+		return nil, err
 	}
-	img, err := resolveImage(ctx, c, s)
-	if err != nil {
-		return r, err
-	}
-	r.ImageID = img.ID
-	var keys []*hc.SSHKey
 	for _, name := range s.SSHKeys {
 		k, _, err := c.SSHKey.GetByName(ctx, name)
 		if err != nil {
-			return r, apiErr("read the SSH keys", err)
+			return nil, apiErr("read the SSH keys", err)
 		}
 		if k == nil {
-			return r, fmt.Errorf("--ssh-key %q: no SSH key of that name in the project (hcloud ssh-key create)", name)
+			return nil, fmt.Errorf("--ssh-key %q: no SSH key of that name in the project (hcloud ssh-key create)", name)
 		}
-		keys = append(keys, k)
+		p.keys = append(p.keys, k)
 	}
 	// Servers that exist were made with secrets that only --out holds: without them, a missing node would get
 	// others and never join, and --out would hold secrets that no node has.
-	if existing > 0 && !o.DryRun && !o.Secrets.Exist() {
-		return r, fmt.Errorf("%d of %d servers exist, but %s has no secrets of this cluster: give --out the directory "+
-			"of the first run (the missing servers need the same user-data)", existing, s.Nodes, o.Secrets.Dir)
+	if existing > 0 && !x.o.DryRun && !x.o.Secrets.Exist() {
+		return nil, fmt.Errorf("%d of %d servers exist, but %s has no secrets of this cluster: give --out the directory "+
+			"of the first run (the missing servers need the same user-data)", existing, s.Nodes, x.o.Secrets.Dir)
 	}
+	return p, nil
+}
 
+// shared makes the cluster's resources that are not a server's: the network and its subnet, the placement group,
+// the Cloud Firewall, the Volumes, the Floating IP and its reverse DNS.
+func (x *run) shared(ctx context.Context, p *project) error {
+	c, s, dry := x.c, x.s, x.o.DryRun
+	labels := s.Labels()
 	// The network and its subnet.
-	if net0 == nil && !o.DryRun {
+	netDetail := s.IPRange + ", subnet " + s.subnet()
+	if p.network == nil && !dry {
 		_, rng, _ := net.ParseCIDR(s.IPRange)
 		_, sub, _ := net.ParseCIDR(s.subnet())
-		if net0, _, err = c.Network.Create(ctx, hc.NetworkCreateOpts{Name: s.networkName(), IPRange: rng, Labels: labels,
+		var err error
+		if p.network, _, err = c.Network.Create(ctx, hc.NetworkCreateOpts{Name: s.networkName(), IPRange: rng, Labels: labels,
 			Subnets: []hc.NetworkSubnet{{Type: hc.NetworkSubnetTypeCloud, IPRange: sub, NetworkZone: networkZone(s.Location)}}}); err != nil {
-			return r, apiErr("create the network", err)
+			return apiErr("create the network", err)
 		}
-		r.Created++
-		say(Step{Kind: "network", Name: s.networkName(), Detail: s.IPRange + ", subnet " + s.subnet()})
+		x.r.Created++
+		x.say(Step{Kind: "network", Name: s.networkName(), Detail: netDetail})
 	} else {
-		say(Step{Kind: "network", Name: s.networkName(), ID: idOf(net0), Detail: s.IPRange + ", subnet " + s.subnet()})
+		x.say(Step{Kind: "network", Name: s.networkName(), ID: p.ids[s.networkName()], Detail: netDetail})
 	}
 	// The spread placement group: no two nodes on one host.
-	if pg == nil && !o.DryRun {
+	if p.pg == nil && !dry {
 		res, _, err := c.PlacementGroup.Create(ctx, hc.PlacementGroupCreateOpts{Name: s.placementGroupName(), Labels: labels,
 			Type: hc.PlacementGroupTypeSpread})
 		if err != nil {
-			return r, apiErr("create the placement group", err)
+			return apiErr("create the placement group", err)
 		}
-		pg = res.PlacementGroup
-		r.Created++
-		say(Step{Kind: "placement group", Name: s.placementGroupName(), Detail: "spread"})
+		p.pg = res.PlacementGroup
+		x.r.Created++
+		x.say(Step{Kind: "placement group", Name: s.placementGroupName(), Detail: "spread"})
 	} else {
-		say(Step{Kind: "placement group", Name: s.placementGroupName(), ID: idOf(pg), Detail: "spread"})
+		x.say(Step{Kind: "placement group", Name: s.placementGroupName(), ID: p.ids[s.placementGroupName()], Detail: "spread"})
 	}
 	// The Cloud Firewall, a copy of the node firewall's public rules.
 	rules := FirewallRules(s.AdminCIDRs)
 	fwDetail := fmt.Sprintf("%d inbound rules, SSH from %s", len(rules), orNone(s.AdminCIDRs))
-	if fw == nil && !o.DryRun {
+	if p.fw == nil && !dry {
 		res, _, err := c.Firewall.Create(ctx, hc.FirewallCreateOpts{Name: s.firewallName(), Labels: labels, Rules: rules})
 		if err != nil {
-			return r, apiErr("create the firewall", err)
+			return apiErr("create the firewall", err)
 		}
-		fw = res.Firewall
-		r.Created++
-		say(Step{Kind: "firewall", Name: s.firewallName(), Detail: fwDetail})
+		p.fw = res.Firewall
+		x.r.Created++
+		x.say(Step{Kind: "firewall", Name: s.firewallName(), Detail: fwDetail})
 	} else {
-		say(Step{Kind: "firewall", Name: s.firewallName(), ID: idOf(fw), Detail: fwDetail})
+		x.say(Step{Kind: "firewall", Name: s.firewallName(), ID: p.ids[s.firewallName()], Detail: fwDetail})
 	}
-	// The shared Volume: the mail.
-	if vol == nil && !o.DryRun {
-		res, _, err := c.Volume.Create(ctx, hc.VolumeCreateOpts{Name: s.volumeName(), Size: s.VolumeSize, Labels: labels,
+	if err := x.volumes(ctx, p); err != nil {
+		return err
+	}
+	return x.floatingIP(ctx, p)
+}
+
+// volumes makes the shared Volume (the mail) and each node's own Volume for its Galera datadir (a rebuilt or
+// replaced server keeps its database), all at once, and waits for them together.
+func (x *run) volumes(ctx context.Context, p *project) error {
+	c, s, dry := x.c, x.s, x.o.DryRun
+	var actions []*hc.Action
+	if p.vol == nil && !dry {
+		res, _, err := c.Volume.Create(ctx, hc.VolumeCreateOpts{Name: s.volumeName(), Size: s.VolumeSize, Labels: s.Labels(),
 			Location: &hc.Location{Name: s.Location}, Format: hc.Ptr("ext4")})
 		if err != nil {
-			return r, apiErr("create the volume", err)
+			return apiErr("create the volume", err)
 		}
-		if err := c.Action.WaitFor(ctx, res.Action); err != nil {
-			return r, apiErr("create the volume", err)
-		}
-		vol = res.Volume
-		r.Created++
-		say(Step{Kind: "volume", Name: s.volumeName(), Detail: fmt.Sprintf("%d GB, ext4", s.VolumeSize)})
+		actions = append(actions, res.Action)
+		p.vol = res.Volume
+		x.r.Created++
+		x.say(Step{Kind: "volume", Name: s.volumeName(), Detail: fmt.Sprintf("%d GB, ext4", s.VolumeSize)})
 	} else {
-		say(Step{Kind: "volume", Name: s.volumeName(), ID: idOf(vol), Detail: fmt.Sprintf("%d GB", sizeOf(vol, s.VolumeSize))})
+		size := s.VolumeSize
+		if p.vol != nil {
+			size = p.vol.Size
+		}
+		x.say(Step{Kind: "volume", Name: s.volumeName(), ID: p.ids[s.volumeName()], Detail: fmt.Sprintf("%d GB", size)})
 	}
-	// Each node's own Volume for its Galera datadir: a rebuilt or replaced server keeps its database.
 	for i := 1; i <= s.Nodes; i++ {
 		detail := fmt.Sprintf("%d GB, Galera datadir of %s", s.DBSize, s.ServerName(i))
-		if dbVols[i] != nil || o.DryRun {
-			say(Step{Kind: "volume", Name: s.dbVolumeName(i), ID: idOf(dbVols[i]), Detail: detail})
+		if p.dbVols[i] != nil || dry {
+			x.say(Step{Kind: "volume", Name: s.dbVolumeName(i), ID: p.ids[s.dbVolumeName(i)], Detail: detail})
 			continue
 		}
 		res, _, err := c.Volume.Create(ctx, hc.VolumeCreateOpts{Name: s.dbVolumeName(i), Size: s.DBSize, Labels: s.dbVolumeLabels(i),
 			Location: &hc.Location{Name: s.Location}, Format: hc.Ptr("ext4")})
 		if err != nil {
-			return r, apiErr("create volume "+s.dbVolumeName(i), err)
+			return apiErr("create volume "+s.dbVolumeName(i), err)
 		}
-		if err := c.Action.WaitFor(ctx, res.Action); err != nil {
-			return r, apiErr("create volume "+s.dbVolumeName(i), err)
-		}
-		dbVols[i] = res.Volume
-		r.Created++
-		say(Step{Kind: "volume", Name: s.dbVolumeName(i), Detail: detail})
+		actions = append(actions, res.Action)
+		p.dbVols[i] = res.Volume
+		x.r.Created++
+		x.say(Step{Kind: "volume", Name: s.dbVolumeName(i), Detail: detail})
 	}
-	// The Floating IP and its reverse DNS. An existing one keeps the name it has.
-	if fip == nil && !o.DryRun {
+	if err := c.Action.WaitFor(ctx, actions...); err != nil {
+		return apiErr("create the volumes", err)
+	}
+	return nil
+}
+
+// floatingIP makes the Floating IP and sets its reverse DNS. An existing one keeps the name it has.
+func (x *run) floatingIP(ctx context.Context, p *project) error {
+	c, s := x.c, x.s
+	switch {
+	case p.fip == nil && !x.o.DryRun:
 		res, _, err := c.FloatingIP.Create(ctx, hc.FloatingIPCreateOpts{Type: hc.FloatingIPTypeIPv4, Name: hc.Ptr(s.floatingIPName()),
-			Description: hc.Ptr(s.Hostname), HomeLocation: &hc.Location{Name: s.Location}, Labels: labels})
+			Description: hc.Ptr(s.Hostname), HomeLocation: &hc.Location{Name: s.Location}, Labels: s.Labels()})
 		if err != nil {
-			return r, apiErr("create the floating IP", err)
+			return apiErr("create the floating IP", err)
 		}
-		fip = res.FloatingIP
-		r.Created++
-		say(Step{Kind: "floating IP", Name: s.floatingIPName(), Detail: fip.IP.String()})
-		a, _, err := c.FloatingIP.ChangeDNSPtr(ctx, fip, fip.IP.String(), hc.Ptr(s.Hostname))
+		p.fip = res.FloatingIP
+		x.r.Created++
+		x.say(Step{Kind: "floating IP", Name: s.floatingIPName(), Detail: p.fip.IP.String()})
+		a, _, err := c.FloatingIP.ChangeDNSPtr(ctx, p.fip, p.fip.IP.String(), hc.Ptr(s.Hostname))
 		if err != nil {
-			return r, apiErr("set the floating IP's reverse DNS", err)
+			return apiErr("set the floating IP's reverse DNS", err)
 		}
 		if err := c.Action.WaitFor(ctx, a); err != nil {
-			return r, apiErr("set the floating IP's reverse DNS", err)
+			return apiErr("set the floating IP's reverse DNS", err)
 		}
-		say(Step{Kind: "reverse DNS", Name: fip.IP.String(), Detail: s.Hostname})
-	} else if fip != nil {
-		say(Step{Kind: "floating IP", Name: s.floatingIPName(), ID: fip.ID, Detail: fip.IP.String()})
-		ptr, _ := fip.GetDNSPtrForIP(fip.IP)
-		if ptr != s.Hostname && o.Log != nil {
-			fmt.Fprintf(o.Log, "note     the floating IP's reverse DNS is %q, not %q: left as it is (hcloud floating-ip set-rdns)\n", ptr, s.Hostname)
+		x.say(Step{Kind: "reverse DNS", Name: p.fip.IP.String(), Detail: s.Hostname})
+	case p.fip != nil:
+		x.say(Step{Kind: "floating IP", Name: s.floatingIPName(), ID: p.fip.ID, Detail: p.fip.IP.String()})
+		ptr, _ := p.fip.GetDNSPtrForIP(p.fip.IP)
+		if ptr != s.Hostname && x.o.Log != nil {
+			fmt.Fprintf(x.o.Log, "note     the floating IP's reverse DNS is %q, not %q: left as it is (hcloud floating-ip set-rdns)\n", ptr, s.Hostname)
 		}
-	} else {
-		say(Step{Kind: "floating IP", Name: s.floatingIPName(), Detail: "IPv4, reverse DNS " + s.Hostname})
+	default:
+		x.say(Step{Kind: "floating IP", Name: s.floatingIPName(), Detail: "IPv4, reverse DNS " + s.Hostname})
 	}
-	if o.DryRun {
-		for i := 1; i <= s.Nodes; i++ {
-			say(Step{Kind: "server", Name: s.ServerName(i), ID: idOf(servers[i]), Detail: serverDetail(s, i, img)})
-		}
-		return r, nil
-	}
-	r.NetworkID, r.VolumeID, r.FloatingIPID, r.FloatingIP = net0.ID, vol.ID, fip.ID, fip.IP.String()
+	return nil
+}
 
-	// The secrets and the one user-data, then the servers that are missing.
+// servers writes the secrets and the one user-data, makes the servers that are missing, and attaches each node's
+// own Volume to it.
+func (x *run) servers(ctx context.Context, p *project) error {
+	c, s, o := x.c, x.s, x.o
 	if err := o.Secrets.Ensure(); err != nil {
-		return r, err
+		return err
 	}
-	ud, err := o.Secrets.WriteUserData(UserData{Cluster: s.Name, Hostname: s.Hostname, NetworkID: net0.ID, VolumeID: vol.ID,
-		FloatingIPID: fip.ID, Endpoint: o.Endpoint, Token: o.Token, AdminCIDRs: s.AdminCIDRs})
+	ud, err := o.Secrets.WriteUserData(UserData{Cluster: s.Name, Hostname: s.Hostname, NetworkID: p.network.ID, VolumeID: p.vol.ID,
+		FloatingIPID: p.fip.ID, Endpoint: o.Endpoint, Token: o.Token, AdminCIDRs: s.AdminCIDRs})
 	if err != nil {
-		return r, err
+		return err
 	}
 	var actions []*hc.Action
 	for i := 1; i <= s.Nodes; i++ {
-		if servers[i] != nil {
-			say(Step{Kind: "server", Name: s.ServerName(i), ID: servers[i].ID, Detail: string(servers[i].Status)})
+		if sv := p.servers[i]; sv != nil {
+			x.say(Step{Kind: "server", Name: s.ServerName(i), ID: sv.ID, Detail: string(sv.Status)})
 			continue
 		}
 		res, _, err := c.Server.Create(ctx, hc.ServerCreateOpts{Name: s.ServerName(i), ServerType: &hc.ServerType{Name: s.ServerType},
-			Image: &hc.Image{ID: img.ID}, Location: &hc.Location{Name: s.Location}, SSHKeys: keys, UserData: ud,
-			Labels: s.serverLabels(i), Networks: []*hc.Network{net0}, PlacementGroup: pg,
-			Firewalls: []*hc.ServerCreateFirewall{{Firewall: *fw}}})
+			Image: &hc.Image{ID: p.img.ID}, Location: &hc.Location{Name: s.Location}, SSHKeys: p.keys, UserData: ud,
+			Labels: s.serverLabels(i), Networks: []*hc.Network{p.network}, PlacementGroup: p.pg,
+			Firewalls: []*hc.ServerCreateFirewall{{Firewall: *p.fw}}})
 		if err != nil {
-			return r, apiErr("create server "+s.ServerName(i), err)
+			return apiErr("create server "+s.ServerName(i), err)
 		}
-		servers[i] = res.Server
+		p.servers[i] = res.Server
 		actions = append(actions, res.Action)
 		actions = append(actions, res.NextActions...)
-		r.Created++
-		say(Step{Kind: "server", Name: s.ServerName(i), Detail: serverDetail(s, i, img)})
+		x.r.Created++
+		x.say(Step{Kind: "server", Name: s.ServerName(i), Detail: serverDetail(s, i, p.img)})
 	}
 	if err := c.Action.WaitFor(ctx, actions...); err != nil {
-		return r, apiErr("start the servers", err)
+		return apiErr("start the servers", err)
 	}
 	// Each node's Volume to its server; one attached elsewhere is left as it is, and said so.
 	actions = actions[:0]
 	for i := 1; i <= s.Nodes; i++ {
-		v := dbVols[i]
+		v := p.dbVols[i]
 		switch {
 		case v.Server == nil:
-			a, _, err := c.Volume.AttachWithOpts(ctx, v, hc.VolumeAttachOpts{Server: servers[i], Automount: hc.Ptr(false)})
+			a, _, err := c.Volume.AttachWithOpts(ctx, v, hc.VolumeAttachOpts{Server: p.servers[i], Automount: hc.Ptr(false)})
 			if err != nil {
-				return r, apiErr("attach volume "+v.Name, err)
+				return apiErr("attach volume "+v.Name, err)
 			}
 			actions = append(actions, a)
-			say(Step{Kind: "attach", Name: v.Name, Detail: "to " + s.ServerName(i)})
-		case v.Server.ID != servers[i].ID && o.Log != nil:
+			x.say(Step{Kind: "attach", Name: v.Name, Detail: "to " + s.ServerName(i)})
+		case v.Server.ID != p.servers[i].ID && o.Log != nil:
 			fmt.Fprintf(o.Log, "note     volume %s is attached to server %d, not to %s: left as it is\n", v.Name, v.Server.ID, s.ServerName(i))
 		}
 	}
 	if err := c.Action.WaitFor(ctx, actions...); err != nil {
-		return r, apiErr("attach the nodes' volumes", err)
+		return apiErr("attach the nodes' volumes", err)
 	}
-	for i := 1; i <= s.Nodes; i++ {
-		r.Servers = append(r.Servers, servers[i].ID)
-	}
-	return r, nil
+	return nil
 }
 
 func serverDetail(s Spec, i int, img *hc.Image) string {
@@ -380,77 +454,6 @@ func apiErr(doing string, err error) error {
 		return fmt.Errorf("%s: the API refused the token (unauthorized): check HCLOUD_TOKEN or --token-file: %w", doing, err)
 	}
 	return fmt.Errorf("%s: %w", doing, err)
-}
-
-type labelled interface {
-	*hc.Network | *hc.PlacementGroup | *hc.Firewall | *hc.Volume | *hc.FloatingIP | *hc.Server
-}
-
-func labelsOf[T labelled](v T) map[string]string {
-	switch x := any(v).(type) {
-	case *hc.Network:
-		if x != nil {
-			return maps.Clone(x.Labels)
-		}
-	case *hc.PlacementGroup:
-		if x != nil {
-			return maps.Clone(x.Labels)
-		}
-	case *hc.Firewall:
-		if x != nil {
-			return maps.Clone(x.Labels)
-		}
-	case *hc.Volume:
-		if x != nil {
-			return maps.Clone(x.Labels)
-		}
-	case *hc.FloatingIP:
-		if x != nil {
-			return maps.Clone(x.Labels)
-		}
-	case *hc.Server:
-		if x != nil {
-			return maps.Clone(x.Labels)
-		}
-	}
-	return nil
-}
-
-func idOf[T labelled](v T) int64 {
-	switch x := any(v).(type) {
-	case *hc.Network:
-		if x != nil {
-			return x.ID
-		}
-	case *hc.PlacementGroup:
-		if x != nil {
-			return x.ID
-		}
-	case *hc.Firewall:
-		if x != nil {
-			return x.ID
-		}
-	case *hc.Volume:
-		if x != nil {
-			return x.ID
-		}
-	case *hc.FloatingIP:
-		if x != nil {
-			return x.ID
-		}
-	case *hc.Server:
-		if x != nil {
-			return x.ID
-		}
-	}
-	return 0
-}
-
-func sizeOf(v *hc.Volume, def int) int {
-	if v == nil {
-		return def
-	}
-	return v.Size
 }
 
 func orNone(cidrs []string) string {

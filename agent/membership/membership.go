@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -155,6 +156,36 @@ func Current(ctx context.Context, c *config.Config, api API) ([]config.Member, e
 	return fromServers(servers, c.Hcloud.NetworkID)
 }
 
+// Update reads the members again for an agent that runs with c (its members filled at the start) on server self:
+// the API's members now, checked as at the start (this server among them under the same name, config.CheckMembers),
+// and kept in the cache when they changed. It returns them with what changed; nothing changed: no changes.
+func Update(ctx context.Context, c config.Config, self int64, api API) ([]config.Member, []string, error) {
+	now, err := Current(ctx, &c, api)
+	if err != nil {
+		return nil, nil, fmt.Errorf("membership: %w", err)
+	}
+	changes := Diff(c.Cluster.Nodes, now)
+	if len(changes) == 0 {
+		return now, nil, nil
+	}
+	i := slices.IndexFunc(now, func(m config.Member) bool { return m.ServerID == self })
+	if i < 0 {
+		return nil, changes, fmt.Errorf("membership: this server (id %d) is no longer among the servers labelled %s", self, Selector(c.Cluster.Name))
+	}
+	if now[i].Name != c.Node.Name {
+		return nil, changes, fmt.Errorf("membership: this server (id %d) is now named %q, not %q", self, now[i].Name, c.Node.Name)
+	}
+	c.Cluster.Nodes = now
+	if probs := config.CheckMembers("membership (api)", &c); len(probs) > 0 {
+		return nil, changes, fmt.Errorf("membership: %w", probs.Err())
+	}
+	path := filepath.Join(c.Failover.StateDir, CacheFile)
+	if err := writeCache(path, cache{Cluster: c.Cluster.Name, Self: self, Saved: time.Now().UTC(), Members: now}); err != nil {
+		return nil, changes, fmt.Errorf("membership: keeping it for a boot without the API: %w", err)
+	}
+	return now, changes, nil
+}
+
 // Diff says how the members the API lists differ from the running ones (name, server id, address, role, priority,
 // bootstrap), one phrase per difference; none when they are the same.
 func Diff(running, now []config.Member) []string {
@@ -244,13 +275,12 @@ func compare(static, api []config.Member) error {
 // Cached returns the members the agent last had from the API, for commands run on a node (`mailcow-ha status`).
 func Cached(c *config.Config) ([]config.Member, error) {
 	path := filepath.Join(c.Failover.StateDir, CacheFile)
-	b, err := os.ReadFile(path)
-	if err != nil {
+	k, err := loadCache(path)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("the members come from the API (cluster.discover = \"hcloud\") and the agent has kept none yet: %w", err)
 	}
-	var k cache
-	if err := json.Unmarshal(b, &k); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if err != nil {
+		return nil, err
 	}
 	if k.Cluster != c.Cluster.Name {
 		return nil, fmt.Errorf("%s is of cluster %q, not %q", path, k.Cluster, c.Cluster.Name)
@@ -258,7 +288,20 @@ func Cached(c *config.Config) ([]config.Member, error) {
 	return k.Members, nil
 }
 
+// readCache reads the cache and checks that it is this cluster's and this server's.
 func readCache(path, cluster string, self int64) (cache, error) {
+	c, err := loadCache(path)
+	if err != nil {
+		return cache{}, err
+	}
+	if c.Cluster != cluster || c.Self != self {
+		return cache{}, fmt.Errorf("%s is of cluster %q, server %d (this is %q, server %d)", path, c.Cluster, c.Self, cluster, self)
+	}
+	return c, nil
+}
+
+// loadCache reads and decodes the cache file.
+func loadCache(path string) (cache, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return cache{}, err
@@ -266,9 +309,6 @@ func readCache(path, cluster string, self int64) (cache, error) {
 	var c cache
 	if err := json.Unmarshal(b, &c); err != nil {
 		return cache{}, fmt.Errorf("%s: %w", path, err)
-	}
-	if c.Cluster != cluster || c.Self != self {
-		return cache{}, fmt.Errorf("%s is of cluster %q, server %d (this is %q, server %d)", path, c.Cluster, c.Self, cluster, self)
 	}
 	return c, nil
 }
