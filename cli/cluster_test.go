@@ -26,9 +26,10 @@ import (
 // it after building the image.
 func emptyProject(t *testing.T) (*hcloudsim.Sim, string) {
 	t.Helper()
-	st := hcloudsim.State{Images: hcloudsim.DemoState().Images, SSHKeys: []hcloudsim.SSHKey{{ID: 8001, Name: "ops",
+	st := hcloudsim.EmptyProject()
+	st.SSHKeys = []hcloudsim.SSHKey{{ID: 8001, Name: "ops",
 		PublicKey:   "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7m4OZQ0jRyyqWsn3qK0OzvDq7fYyM1cQ0Jm9VvBq8l ops@example",
-		Fingerprint: "b7:16:3b:1c:5e:f2:8a:22:34:1e:aa:10:44:9d:0f:3a", Labels: map[string]string{}}}}
+		Fingerprint: "b7:16:3b:1c:5e:f2:8a:22:34:1e:aa:10:44:9d:0f:3a", Labels: map[string]string{}}}
 	sim, err := hcloudsim.New(hcloudsim.Options{State: st, Latencies: hcloudsim.DefaultLatencies().Scale(0.01)})
 	if err != nil {
 		t.Fatal(err)

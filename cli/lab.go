@@ -30,16 +30,17 @@ node with the stub mailcow stack, the agents, and the simulated Hetzner API.
 
 Commands:
   up [--nodes 3|5] [--mail-cache DIR]
-                                   build the lab and wait for a MASTER (the first time, mmdebstrap makes the
-                                   mail servers' root file system in DIR, default build/cache/mailservers)
+                                   build the lab (cluster create against the simulator: lab-1…lab-N) and wait
+                                   for a MASTER (the first time, mmdebstrap makes the mail servers' root file
+                                   system in DIR, default build/cache/mailservers)
   status [--json]                  every node's role, Galera, stack, Volume and Floating IP
   down                             stop and remove everything the lab made
   exec NODE|client -- CMD...       run a command in a node's (or the client's) network namespace
   kill NODE --how HOW              power|link|agent|keepalived|db|postfix|postfix-restart|isolate|hang
   start NODE                       power a node on again (or bring its links up, resume a hang)
-  rebuild NODE                     like hcloud server rebuild: power off, a new empty root disk (no datadir,
-                                   state or config), the same user-data and server id, power on
-  partition n1 / n2,n3             cut the private network between two groups
+  rebuild NODE                     like hcloud server rebuild: power off, a new empty root disk (no state or
+                                   config; the Volumes stay), the same user-data and server id, power on
+  partition lab-1 / lab-2,lab-3    cut the private network between two groups
   heal                             undo every partition
   send-mail N                      send N mails to the Floating IP from the client
   check-mail                       check that every acknowledged mail is readable over IMAP
@@ -101,7 +102,7 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 	if i := indexOf(rest, "--"); i >= 0 {
 		rest, cmdArgs = rest[:i], rest[i+1:]
 	}
-	// Flags and positional arguments may interleave (lab kill n1 --how power).
+	// Flags and positional arguments may interleave (lab kill lab-1 --how power).
 	var pos []string
 	for {
 		if err := fs.Parse(rest); err != nil {
@@ -164,7 +165,7 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 			return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
 		}
 		if !ok || len(split(a)) == 0 || len(split(b)) == 0 {
-			return usage("partition n1 / n2,n3")
+			return usage("partition lab-1 / lab-2,lab-3")
 		}
 		return call(lab.Request{Cmd: lab.CmdPartition, A: split(a), B: split(b)}, 10*time.Minute)
 	case "heal", "check-mail", "failover":

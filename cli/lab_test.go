@@ -20,8 +20,8 @@ func TestLabUsage(t *testing.T) {
 		t.Fatalf("lab status without a lab: %d %q", code, errOut)
 	}
 	// Flags may follow the node name.
-	if code, _, errOut := run(t, "", "lab", "kill", "n1", "--how", "power", "--dir", dir); code != ExitFailure || !strings.Contains(errOut, "no lab running") {
-		t.Fatalf("lab kill n1 --how power: %d %q", code, errOut)
+	if code, _, errOut := run(t, "", "lab", "kill", "lab-1", "--how", "power", "--dir", dir); code != ExitFailure || !strings.Contains(errOut, "no lab running") {
+		t.Fatalf("lab kill lab-1 --how power: %d %q", code, errOut)
 	}
 	if code, out, _ := run(t, "", "lab", "down", "--dir", dir); code != ExitOK || !strings.Contains(out, "nothing runs") {
 		t.Fatalf("lab down without a lab: %d %q", code, out)
@@ -38,8 +38,8 @@ func TestLabArguments(t *testing.T) {
 	}{
 		{[]string{"send-mail", "ten"}, `N is a number of mails, not "ten"`},
 		{[]string{"send-mail", "0"}, `not "0"`},
-		{[]string{"partition", "n1"}, "partition n1 / n2,n3"},
-		{[]string{"partition", "n1", "/"}, "partition n1 / n2,n3"},
+		{[]string{"partition", "lab-1"}, "partition lab-1 / lab-2,lab-3"},
+		{[]string{"partition", "lab-1", "/"}, "partition lab-1 / lab-2,lab-3"},
 		{[]string{"maintenance", "maybe"}, "maintenance on|off"},
 		{[]string{"start"}, "start NODE"},
 		{[]string{"heal", "now"}, "lab heal"},
@@ -52,7 +52,7 @@ func TestLabArguments(t *testing.T) {
 		}
 	}
 	// Well-formed, they reach for the supervisor (none runs here).
-	for _, args := range [][]string{{"send-mail", "3"}, {"partition", "n1", "/", "n2,n3"}, {"maintenance", "on"}, {"alerts", "--since", "5m", "--json"}} {
+	for _, args := range [][]string{{"send-mail", "3"}, {"partition", "lab-1", "/", "lab-2,lab-3"}, {"maintenance", "on"}, {"alerts", "--since", "5m", "--json"}} {
 		if code, _, errOut := run(t, "", append(append([]string{"lab"}, args...), "--dir", dir)...); code != ExitFailure || !strings.Contains(errOut, "no lab running") {
 			t.Errorf("lab %v: %d %q", args, code, errOut)
 		}

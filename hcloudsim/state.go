@@ -174,6 +174,12 @@ func DemoState() State {
 	return st
 }
 
+// EmptyProject is a project before `cluster create`: the demo project's images (the appliance snapshots of both
+// channels and a system image) and nothing else.
+func EmptyProject() State {
+	return State{Images: DemoState().Images}
+}
+
 // LoadState reads a project from a JSON or TOML file (by its extension).
 func LoadState(path string) (State, error) {
 	b, err := os.ReadFile(path)

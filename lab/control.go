@@ -69,12 +69,12 @@ func SocketPath(dir string) string { return filepath.Join(dir, "lab.sock") }
 type Info struct {
 	PID        int               `json:"pid"`
 	Namespaces map[string]string `json:"namespaces"` // node or sw/rt/client → namespace name
-	Loop       string            `json:"loop"`
+	Loops      []string          `json:"loops"`      // the Volumes' loop devices
 }
 
 // WriteInfo writes lab.json.
 func (l *Lab) WriteInfo() error {
-	in := Info{PID: os.Getpid(), Namespaces: map[string]string{"sw": l.sw.Name, "rt": l.rt.Name, "client": l.client.Name}, Loop: l.loop}
+	in := Info{PID: os.Getpid(), Namespaces: map[string]string{"sw": l.sw.Name, "rt": l.rt.Name, "client": l.client.Name}, Loops: l.loopDevices()}
 	for _, n := range l.Nodes {
 		in.Namespaces[n.Name] = n.NS.Name
 	}
@@ -192,7 +192,7 @@ func (l *Lab) Do(ctx context.Context, req Request, w io.Writer) int {
 		fmt.Fprintf(w, "%s: rebuilt from snapshot 5002 (a new, empty root disk; the same user-data and server id) and powered on\n", n.Name)
 	case CmdPartition:
 		if len(req.A) == 0 || len(req.B) == 0 {
-			return fail(errors.New("usage: partition n1 / n2,n3"))
+			return fail(errors.New("usage: partition lab-1 / lab-2,lab-3"))
 		}
 		if err := l.Partition(req.A, req.B); err != nil {
 			return fail(err)
@@ -302,9 +302,9 @@ func Cleanup(dir string) error {
 	}
 	n := &Node{Dir: dir}
 	errs = append(errs, n.unmountAll())
-	if in.Loop != "" {
-		if out, err := exec.Command("losetup", "-d", in.Loop).CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("losetup -d %s: %w: %s", in.Loop, err, out))
+	for _, dev := range in.Loops {
+		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("losetup -d %s: %w: %s", dev, err, out))
 		}
 	}
 	for _, ns := range in.Namespaces {

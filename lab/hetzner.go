@@ -6,70 +6,38 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"syscall"
+	"time"
 
-	"github.com/mailcow-ha/mailcow-ha/agent/config"
-	"github.com/mailcow-ha/mailcow-ha/agent/membership"
+	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
+
 	"github.com/mailcow-ha/mailcow-ha/agent/volume"
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/lab/reap"
+	"github.com/mailcow-ha/mailcow-ha/provision"
 )
 
 // The simulated Hetzner project: its API in the switch namespace and what makes its decisions real.
 
-// volume makes the shared Volume: a sparse ext4-less image on a loop device (the first MASTER formats it).
-func (l *Lab) volume() error {
-	img := filepath.Join(l.o.Dir, "volume.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		return err
-	}
-	if err := os.Truncate(img, 256<<20); err != nil {
-		return err
-	}
-	out, err := exec.Command("losetup", "--find", "--show", img).Output()
-	if err != nil {
-		return fmt.Errorf("lab: losetup: %w", err)
-	}
-	l.loop = strings.TrimSpace(string(out))
-	return reap.Claim(reap.Loop, l.loop, img, "lab")
-}
-
-// simulator starts the simulated Hetzner API in the switch namespace, with one server per node and the backend
-// that makes its decisions real.
+// simulator starts the simulated Hetzner API in the switch namespace: a project that holds nothing but the
+// appliance's snapshots, as before `cluster create`, and the backend that makes its decisions real.
 func (l *Lab) simulator() error {
-	st := hcloudsim.DemoState()
-	// The demo state has three servers; a five-node lab adds two more like them.
-	for len(st.Servers) < l.o.Nodes {
-		s := st.Servers[len(st.Servers)-1]
-		s.ID++
-		s.Name = fmt.Sprintf("mx%d", len(st.Servers)+1)
-		s.PrivateNet = append(s.PrivateNet[:0:0], s.PrivateNet...)
-		s.PrivateNet[0].IP = fmt.Sprintf("10.99.0.%d", 10+len(st.Servers)+1)
-		st.Servers = append(st.Servers, s)
-	}
-	st.Servers = st.Servers[:l.o.Nodes]
-	for i := range st.Servers {
-		st.Servers[i].Name = l.Nodes[i].Name
-		l.Nodes[i].ID = st.Servers[i].ID
-		st.Servers[i].PrivateNet[0].IP = l.Nodes[i].PrivIP
-		// What `cluster create` labels its servers with, and what the agents find their members by.
-		st.Servers[i].Labels = map[string]string{membership.LabelApp: membership.AppName, membership.LabelCluster: ClusterName,
-			membership.LabelRole: config.RoleMember, membership.LabelPriority: strconv.Itoa(150 - 20*i)}
-		if i == 0 {
-			st.Servers[i].Labels[membership.LabelBootstrap] = "true"
-		}
-	}
 	lat := hcloudsim.DefaultLatencies()
 	if l.o.Latencies != nil {
 		lat = *l.o.Latencies
+	} else {
+		// A lab node is made in milliseconds; Hetzner's ten seconds for a server would only make every lab slower.
+		lat[hcloudsim.CmdCreateServer] = time.Second
 	}
 	var err error
-	l.Sim, err = hcloudsim.New(hcloudsim.Options{State: st, Latencies: lat, Backend: backend{l}, Logger: l.log.With("component", "hcloudsim")})
+	l.Sim, err = hcloudsim.New(hcloudsim.Options{State: hcloudsim.EmptyProject(), Latencies: lat, Backend: backend{l}, Logger: l.log.With("component", "hcloudsim")})
 	if err != nil {
 		return fmt.Errorf("lab: simulator: %w", err)
 	}
@@ -83,6 +51,158 @@ func (l *Lab) simulator() error {
 		return fmt.Errorf("lab: webhook receiver: %w", err)
 	}
 	return nil
+}
+
+// createCluster makes the cluster as an operator does, with `cluster create`'s code (provision.Create) against the
+// simulator: network, placement group, firewall, the shared Volume, a Volume per node for its Galera datadir, the
+// Floating IP, the secrets and the one user-data (in Dir/cluster), and the servers, each of which becomes a node
+// (backend.ServerCreated). The lab's process is not in the switch namespace: its requests reach the simulator in
+// process.
+func (l *Lab) createCluster(ctx context.Context) error {
+	l.secrets = &provision.Secrets{Dir: filepath.Join(l.o.Dir, "cluster")}
+	res, err := l.clusterCreate(ctx, l.o.Nodes)
+	if err != nil {
+		return err
+	}
+	if res.FloatingIP != FloatingIP {
+		return fmt.Errorf("lab: cluster create made Floating IP %s, the lab routes %s", res.FloatingIP, FloatingIP)
+	}
+	l.mu.Lock()
+	made := len(l.Nodes)
+	// The servers were made at once: the nodes in the order of their names (lab-1, the bootstrap node, first).
+	slices.SortFunc(l.Nodes, func(a, b *Node) int { return strings.Compare(a.Name, b.Name) })
+	l.volumeID, l.imageID = res.VolumeID, res.ImageID
+	l.mu.Unlock()
+	if made != l.o.Nodes {
+		return fmt.Errorf("lab: cluster create made %d nodes, not %d", made, l.o.Nodes)
+	}
+	// The shared Volume's device now (each node's own Volume got its device when it was attached), so that
+	// lab.json names every loop device.
+	for _, v := range l.Sim.State().Volumes {
+		if v.ID == res.VolumeID {
+			_, err := l.volumeDevice(v)
+			return err
+		}
+	}
+	return fmt.Errorf("lab: the simulator has no volume %d", res.VolumeID)
+}
+
+// clusterCreate runs `cluster create --name lab --nodes N` against the simulator, with the lab's --out.
+func (l *Lab) clusterCreate(ctx context.Context, nodes int) (provision.Result, error) {
+	c := hc.NewClient(hc.WithToken(hcloudsim.DemoToken), hc.WithEndpoint("http://"+SimAddr+"/v1"),
+		hc.WithHTTPClient(&http.Client{Transport: inProcess{l.Sim.Handler()}}),
+		hc.WithPollOpts(hc.PollOpts{BackoffFunc: hc.ConstantBackoff(100 * time.Millisecond)}))
+	spec := provision.Spec{Name: ClusterName, Location: provision.DefaultLocation, Hostname: Hostname, Nodes: nodes,
+		ServerType: "cx22", Image: "latest", Channel: provision.DefaultChannel, VolumeSize: 10, DBSize: 10, IPRange: "10.99.0.0/16"}
+	res, err := provision.Create(ctx, c, spec, provision.Options{Secrets: l.secrets, Endpoint: "http://" + SimAddr + "/v1",
+		Token: hcloudsim.DemoToken, Log: logWriter{l.log.With("component", "cluster_create")}})
+	if err != nil {
+		return res, fmt.Errorf("lab: cluster create --nodes %d: %w", nodes, err)
+	}
+	return res, nil
+}
+
+// Grow adds nodes to the running lab as an operator adds them to a cluster: `cluster create` again with the same
+// --out and a larger --nodes makes the missing servers (and their Volumes) with the one user-data, and each boots
+// as a new node. It returns the new nodes once they are powered on; joining the cluster is theirs and the members'.
+func (l *Lab) Grow(ctx context.Context, nodes int) ([]*Node, error) {
+	l.mu.Lock()
+	before := len(l.Nodes)
+	l.mu.Unlock()
+	if nodes <= before || nodes > MaxNodes {
+		return nil, fmt.Errorf("lab: grow to %d nodes: the lab has %d, and room for %d", nodes, before, MaxNodes)
+	}
+	if _, err := l.clusterCreate(ctx, nodes); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	added := slices.Clone(l.Nodes[before:])
+	slices.SortFunc(l.Nodes, func(a, b *Node) int { return strings.Compare(a.Name, b.Name) })
+	l.mu.Unlock()
+	for _, n := range added {
+		for !n.Powered() {
+			if err := n.BootErr(); err != nil {
+				return added, fmt.Errorf("lab: %s: %w", n.Name, err)
+			}
+			if err := sleep(ctx, 200*time.Millisecond); err != nil {
+				return added, err
+			}
+		}
+	}
+	return added, l.WriteInfo()
+}
+
+// inProcess is an http.RoundTripper that hands requests to a handler in this process.
+type inProcess struct{ h http.Handler }
+
+func (t inProcess) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body == nil {
+		r.Body = http.NoBody
+	}
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, r)
+	return rec.Result(), nil
+}
+
+// volumeDevice is the loop device of a Volume, made at its first attachment: a sparse image of the Volume's size
+// in the lab's directory, with an empty ext4 when the Volume was created with that format (as Hetzner formats it).
+func (l *Lab) volumeDevice(v hcloudsim.Volume) (string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if dev, ok := l.loops[v.ID]; ok {
+		return dev, nil
+	}
+	img := filepath.Join(l.o.Dir, fmt.Sprintf("volume-%d.img", v.ID))
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		return "", err
+	}
+	if err := os.Truncate(img, int64(v.Size)<<30); err != nil {
+		return "", err
+	}
+	out, err := exec.Command("losetup", "--find", "--show", img).Output()
+	if err != nil {
+		return "", fmt.Errorf("lab: losetup %s: %w", img, err)
+	}
+	dev := strings.TrimSpace(string(out))
+	if l.loops == nil {
+		l.loops = map[int64]string{}
+	}
+	l.loops[v.ID] = dev
+	if err := reap.Claim(reap.Loop, dev, img, "lab"); err != nil {
+		return "", err
+	}
+	// A Volume created with format=ext4 comes formatted, and empty.
+	if v.Format == "ext4" {
+		if out, err := exec.Command("mkfs.ext4", "-q", "-L", fmt.Sprintf("vol%d", v.ID), dev).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("lab: mkfs.ext4 %s: %w: %s", dev, err, out)
+		}
+	}
+	return dev, nil
+}
+
+// BlankDBVolume stands for a node's Galera Volume replaced by a new one without a file system (the old one lost):
+// the lab discards every block of its device, which then reads as zeros, as a new Volume does, and the agent finds a
+// blank device at the next boot. (Wiping the signatures alone leaves the rest of the old file system, which the agent
+// rightly refuses to format.) The node must be off.
+func (l *Lab) BlankDBVolume(n *Node) error {
+	if n.Powered() {
+		return fmt.Errorf("lab: %s is on; its Volume can be replaced only while it is off", n.Name)
+	}
+	for _, v := range l.Sim.State().Volumes {
+		if v.Server == n.ID && v.Labels["purpose"] == "galera" {
+			l.mu.Lock()
+			dev := l.loops[v.ID]
+			l.mu.Unlock()
+			if dev == "" {
+				return fmt.Errorf("lab: volume %s has no device", v.Name)
+			}
+			if out, err := exec.Command("blkdiscard", "--force", dev).CombinedOutput(); err != nil {
+				return fmt.Errorf("lab: blkdiscard %s: %w: %s", dev, err, out)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("lab: no Galera Volume is attached to %s", n.Name)
 }
 
 // backend makes the simulator's decisions real: the router routes the Floating IP to its server, and the Volume's
@@ -102,9 +222,16 @@ func (b backend) VolumeAttached(v hcloudsim.Volume, server int64) error {
 	if n == nil {
 		return fmt.Errorf("lab: no node for server %d", server)
 	}
+	dev, err := b.l.volumeDevice(v)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(n.Dir, "by-id"), 0o755); err != nil {
+		return err
+	}
 	link := filepath.Join(n.Dir, "by-id", fmt.Sprintf("scsi-0HC_Volume_%d", v.ID))
 	os.Remove(link)
-	return os.Symlink(b.l.loop, link)
+	return os.Symlink(dev, link)
 }
 
 func (b backend) VolumeDetached(v hcloudsim.Volume, server int64) error {
@@ -118,11 +245,38 @@ func (b backend) VolumeDetached(v hcloudsim.Volume, server int64) error {
 	}
 	// A hot-unplug: whatever is still mounted on the old node loses its device.
 	mp := filepath.Join(n.Dir, "data")
+	if v.Labels["purpose"] == "galera" {
+		mp = filepath.Join(n.Dir, "dbvol")
+	}
 	if ok, _ := volume.IsMountPoint(mp); ok {
 		b.l.log.Warn("volume detached while mounted; forcing the mount off", "node", n.Name)
 		err = errors.Join(err, syscall.Unmount(mp, syscall.MNT_DETACH))
 	}
 	return err
+}
+
+// ServerCreated makes the lab node of a server created through the simulator (cluster create). Once the lab is up
+// (a node added, Grow), the new node powers on at once, with its server's user-data, as a created server boots.
+func (b backend) ServerCreated(s hcloudsim.Server) error {
+	n, err := b.l.addNode(s)
+	if err != nil {
+		return err
+	}
+	b.l.mu.Lock()
+	up := b.l.up
+	b.l.mu.Unlock()
+	if up {
+		go func() {
+			err := n.writeConfig()
+			if err == nil {
+				err = n.Boot(context.Background())
+			}
+			if err != nil {
+				b.l.log.Error("a created server's node did not boot", "node", n.Name, "err", err)
+			}
+		}()
+	}
+	return nil
 }
 
 func (b backend) ServerPower(s hcloudsim.Server, on bool) error {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/lab/reap"
 	"github.com/mailcow-ha/mailcow-ha/mailprobe"
 	"github.com/mailcow-ha/mailcow-ha/mailservers"
+	"github.com/mailcow-ha/mailcow-ha/provision"
 )
 
 // Addresses of the lab (all inside namespaces the lab makes).
@@ -38,10 +40,9 @@ const (
 	PublicNet   = "203.0.113.0/24"
 	RouterIP    = "10.99.1.1"
 	Mailbox     = "lab@example.org"
-	VolumeID    = 3001
-	NetworkID   = 4001            // the private network of the simulated project
-	ClusterName = "lab"           // cluster.name, and the label cluster=lab on the servers
-	Hostname    = "mail.lab.test" // mailcow.hostname, MAILCOW_HOSTNAME in the mailcow.conf the agents write
+	ClusterName = "lab"           // cluster create --name: the servers are lab-1…lab-N, labelled cluster=lab
+	Hostname    = "mail.lab.test" // cluster create --hostname: MAILCOW_HOSTNAME in the mailcow.conf the agents write
+	MaxNodes    = 5               // nodes a lab can have (Up makes 3 or 5; Grow adds up to this)
 )
 
 // Options configure a lab.
@@ -75,19 +76,23 @@ type Lab struct {
 	sw, rt  *netns.NS
 	client  *netns.NS
 	Nodes   []*Node
-	loop    string // the Volume's loop device
 	mail    string // the mail servers' root file system tarball; every node's dockerd imports it as mailTag
 	mailTag string
-	mu      sync.Mutex
-	down    bool
+	// What `cluster create` made: its secrets and user-data, the shared Volume, the appliance snapshot.
+	secrets           *provision.Secrets
+	volumeID, imageID int64
+	mu                sync.Mutex
+	loops             map[int64]string // Volume id → its loop device
+	up, down          bool
 }
 
 // Node is one lab node.
 type Node struct {
-	Name     string
+	Name     string // its server's name (lab-1…)
 	ID       int64
 	PrivIP   string
 	PubIP    string
+	UserData string // its server's user-data, which `cluster create` wrote
 	NS       *netns.NS
 	Dir      string
 	lab      *Lab
@@ -185,12 +190,15 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err := l.topology(); err != nil {
 		return l, err
 	}
-	if err := l.volume(); err != nil {
-		return l, err
-	}
 	if err := l.simulator(); err != nil {
 		return l, err
 	}
+	if err := l.createCluster(ctx); err != nil {
+		return l, err
+	}
+	l.mu.Lock()
+	l.up = true
+	l.mu.Unlock()
 	if err := l.WriteInfo(); err != nil {
 		return l, err
 	}
@@ -230,7 +238,8 @@ func (w logWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// clean removes what an earlier lab left in dir (node directories, the Volume image, the mail ledger), refusing
+// clean removes what an earlier lab left in dir (node directories, Volume images, the cluster's secrets, the mail
+// ledger), refusing
 // while anything is still mounted below it.
 func clean(dir string) error {
 	mps, err := reap.MountsBelow(dir)
@@ -246,14 +255,23 @@ func clean(dir string) error {
 	}
 	for _, e := range ents {
 		name := e.Name()
-		if (e.IsDir() && len(name) >= 2 && name[0] == 'n' && strings.Trim(name[1:], "0123456789") == "") ||
-			name == "volume.img" || name == "ledger.txt" || name == "lab.json" {
+		rest, node := strings.CutPrefix(name, ClusterName+"-")
+		vol := strings.HasPrefix(name, "volume-") && strings.HasSuffix(name, ".img")
+		if (e.IsDir() && node && rest != "" && strings.Trim(rest, "0123456789") == "") || vol ||
+			name == "cluster" || name == "ledger.txt" || name == "lab.json" {
 			if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
 				return fmt.Errorf("lab: cleaning %s: %w", dir, err)
 			}
 		}
 	}
 	return nil
+}
+
+// nodes is l.Nodes for a goroutine beside the test's: a node added (Grow) is appended under the lab's lock.
+func (l *Lab) nodes() []*Node {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.Nodes)
 }
 
 // Node returns the node with the name, or nil.
@@ -268,12 +286,26 @@ func (l *Lab) Node(name string) *Node {
 
 // nodeByID returns the node of a server id.
 func (l *Lab) nodeByID(id int64) *Node {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	for _, n := range l.Nodes {
 		if n.ID == id {
 			return n
 		}
 	}
 	return nil
+}
+
+// loopDevices are the Volumes' loop devices, sorted.
+func (l *Lab) loopDevices() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var devs []string
+	for _, d := range l.loops {
+		devs = append(devs, d)
+	}
+	slices.Sort(devs)
+	return devs
 }
 
 // isDown reports whether Down has begun.
@@ -324,11 +356,11 @@ func (l *Lab) Down() error {
 		}
 	}
 	os.Remove(filepath.Join(l.o.Dir, "lab.json"))
-	if l.loop != "" {
-		if out, err := exec.Command("losetup", "-d", l.loop).CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("losetup -d %s: %w: %s", l.loop, err, out))
+	for _, dev := range l.loopDevices() {
+		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("losetup -d %s: %w: %s", dev, err, out))
 		} else {
-			reap.Release(reap.Loop, l.loop)
+			reap.Release(reap.Loop, dev)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,25 +10,29 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/BurntSushi/toml"
 	"github.com/docker/docker/api/types/container"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/stack"
 	"github.com/mailcow-ha/mailcow-ha/agent/volume"
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/mailcowstub/deploy"
 )
 
-// writeConfig writes the node's TOML and its secret files. mariadbd runs as mysql: its directory is mysql's and
-// the way there is open.
+// writeConfig writes the node's configuration as cloud-init would from its server's user-data (the one that
+// `cluster create` wrote), with the lab's own settings layered on it: where the node's files are (the lab runs
+// every node on one machine), its metadata service, and the failover settings of the lab's options. The secrets stay
+// those of the user-data; the agent writes them to the files named here at its start. mariadbd runs as mysql: its
+// directory is mysql's and the way there is open.
 func (n *Node) writeConfig() error {
 	l := n.lab
 	d := n.Dir
 	db := filepath.Join(d, "db")
-	for _, dir := range []string{d, db, filepath.Join(d, "mailcow"), filepath.Join(d, "by-id"), filepath.Join(d, "state")} {
+	for _, dir := range []string{d, db, filepath.Join(d, "dbvol"), filepath.Join(d, "mailcow"), filepath.Join(d, "by-id"), filepath.Join(d, "state")} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
@@ -37,49 +42,59 @@ func (n *Node) writeConfig() error {
 	if out, err := exec.Command("chown", "mysql:mysql", db).CombinedOutput(); err != nil {
 		return fmt.Errorf("lab: chown mysql %s: %w: %s", db, err, out)
 	}
-	files := map[string]string{
-		"token": hcloudsim.DemoToken, "secret": "lab-cluster-secret-7c3e9a1f5b2d8e4a6c0f9b3d7e1a5c8f", "dbpw": "lab-mailcow-db-password",
-		"webhook.secret": string(l.Alerts.secret),
+	if err := os.WriteFile(filepath.Join(d, "webhook.secret"), append(l.Alerts.secret, '\n'), 0o600); err != nil {
+		return err
 	}
-	for name, v := range files {
-		if err := os.WriteFile(filepath.Join(d, name), []byte(v+"\n"), 0o600); err != nil {
-			return err
-		}
+	var cfg map[string]any
+	if _, err := toml.Decode(n.UserData, &cfg); err != nil {
+		return fmt.Errorf("lab: the user-data of %s: %w", n.Name, err)
 	}
-	var b strings.Builder
-	// No node.name and no cluster.nodes: as on the appliance with `cluster create`'s user-data, the agent knows its
-	// server from the metadata service and its members from the servers labelled cluster=lab (agent/membership).
-	fmt.Fprintf(&b, "# mailcow-ha lab node %s (written by `mailcow-ha lab up`)\nversion = 1\n", n.Name)
-	fmt.Fprintf(&b, "[cluster]\nname = %q\ndiscover = \"hcloud\"\nsecret_file = %q\n", ClusterName, filepath.Join(d, "secret"))
-	fmt.Fprintf(&b, "[hcloud]\ntoken_file = %q\nendpoint = \"http://%s/v1\"\nmetadata_url = \"http://%s/_metadata/%s/hetzner/v1\"\nfloating_ip_id = 2001\nvolume_id = %d\nnetwork_id = %d\n",
-		filepath.Join(d, "token"), SimAddr, SimAddr, n.Name, VolumeID, NetworkID)
-	fmt.Fprintf(&b, "[network]\npublic_interface = \"eth0\"\nprivate_interface = \"eth1\"\n")
-	fmt.Fprintf(&b, "[galera]\ndata_dir = %q\nsocket = %q\nconfig_file = %q\npassword_file = %q\n",
-		filepath.Join(db, "data"), filepath.Join(db, "mysqld.sock"), filepath.Join(db, "my.cnf"), filepath.Join(d, "dbpw"))
-	fmt.Fprintf(&b, "[keepalived]\nconfig_file = %q\nnotify_fifo = %q\n", filepath.Join(d, "keepalived.conf"), filepath.Join(d, "notify.fifo"))
 	create := []string{l.o.Bin, "lab", "create-stub", "--docker-host", n.Docker(), "--data", filepath.Join(d, "data"),
 		"--socket-dir", db, "--hostname", n.Name, "--mail-image", l.mailTag, "--mail-user", Mailbox}
-	// The agent writes mailcow.conf into dir at each promotion, as on the appliance, and the portal's API key to
-	// api_key_file.
-	fmt.Fprintf(&b, "[mailcow]\nhostname = %q\napi_key_file = %q\ndir = %q\ndata_mount = %q\ndocker_host = %q\ndevice_dir = %q\nstart_timeout = \"60s\"\ncreate_command = [",
-		Hostname, filepath.Join(d, "mailcow-api.key"), filepath.Join(d, "mailcow"), filepath.Join(d, "data"), n.Docker(), filepath.Join(d, "by-id"))
-	for i, a := range create {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%q", a)
-	}
-	b.WriteString("]\n")
-	fmt.Fprintf(&b, "[failover]\ncheck_grace = %q\nquorum_grace = %q\nfence_timeout = %q\nreconcile_interval = \"1s\"\nstate_dir = %q\n",
-		l.o.CheckGrace.String(), l.o.QuorumGrace.String(), l.o.FenceTimeout.String(), filepath.Join(d, "state"))
-	fmt.Fprintf(&b, "sequential = %v\n[failover.breaker]\nmax = %d\nwindow = \"1h\"\n", l.o.Sequential, l.o.BreakerMax)
-	// Every address: the client probes /primary through the Floating IP, as Uptime Kuma would.
-	fmt.Fprintf(&b, "[api]\nlisten = [\":%d\"]\npeer_port = 7481\nsocket = %q\n", HealthPort, filepath.Join(d, "agent.sock"))
-	fmt.Fprintf(&b, "[[alerts.webhooks]]\nname = \"lab\"\nurl = \"http://%s/hook\"\nsecret_file = %q\n", AlertsAddr, filepath.Join(d, "webhook.secret"))
+	hooks := []map[string]any{{"name": "lab", "url": "http://" + AlertsAddr + "/hook", "secret_file": filepath.Join(d, "webhook.secret")}}
 	if l.o.Webhook != "" {
-		fmt.Fprintf(&b, "[[alerts.webhooks]]\nname = \"extra\"\nurl = %q\n", l.o.Webhook)
+		hooks = append(hooks, map[string]any{"name": "extra", "url": l.o.Webhook})
 	}
-	return os.WriteFile(filepath.Join(d, "config.toml"), []byte(b.String()), 0o600)
+	layer(cfg, map[string]any{
+		// Members read again every 15 s (production: 5 min), so that a node added is taken in within a scenario.
+		"cluster": map[string]any{"secret_file": filepath.Join(d, "secret"), "discover_interval": "15s"},
+		// The metadata service answers per server at its own path in the lab (169.254.169.254 on Hetzner).
+		"hcloud":  map[string]any{"token_file": filepath.Join(d, "token"), "metadata_url": "http://" + SimAddr + "/_metadata/" + n.Name + "/hetzner/v1"},
+		"network": map[string]any{"public_interface": "eth0", "private_interface": "eth1"},
+		"galera": map[string]any{"volume_mount": filepath.Join(d, "dbvol"), "data_dir": filepath.Join(d, "dbvol", "mysql"),
+			"socket": filepath.Join(db, "mysqld.sock"), "config_file": filepath.Join(db, "my.cnf"), "password_file": filepath.Join(d, "dbpw")},
+		"keepalived": map[string]any{"config_file": filepath.Join(d, "keepalived.conf"), "notify_fifo": filepath.Join(d, "notify.fifo")},
+		// The agent writes mailcow.conf into dir at each promotion, as on the appliance, and the portal's API key
+		// to api_key_file.
+		"mailcow": map[string]any{"api_key_file": filepath.Join(d, "mailcow-api.key"), "dir": filepath.Join(d, "mailcow"),
+			"data_mount": filepath.Join(d, "data"), "docker_host": n.Docker(), "device_dir": filepath.Join(d, "by-id"),
+			"start_timeout": "60s", "create_command": create},
+		"failover": map[string]any{"check_grace": l.o.CheckGrace.String(), "quorum_grace": l.o.QuorumGrace.String(),
+			"fence_timeout": l.o.FenceTimeout.String(), "reconcile_interval": "1s", "state_dir": filepath.Join(d, "state"),
+			"sequential": l.o.Sequential, "breaker": map[string]any{"max": l.o.BreakerMax, "window": "1h"}},
+		// Every address: the client probes /primary through the Floating IP, as Uptime Kuma would.
+		"api":    map[string]any{"listen": []string{fmt.Sprintf(":%d", HealthPort)}, "peer_port": 7481, "socket": filepath.Join(d, "agent.sock")},
+		"alerts": map[string]any{"webhooks": hooks},
+	})
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# mailcow-ha lab node %s: its server's user-data (cluster create) and the lab's settings (lab up)\n", n.Name)
+	if err := toml.NewEncoder(&b).Encode(cfg); err != nil {
+		return fmt.Errorf("lab: the configuration of %s: %w", n.Name, err)
+	}
+	return config.WriteSecret(filepath.Join(d, "config.toml"), b.String())
+}
+
+// layer sets every key of over in base, table into table.
+func layer(base, over map[string]any) {
+	for k, v := range over {
+		if o, ok := v.(map[string]any); ok {
+			if b, ok := base[k].(map[string]any); ok {
+				layer(b, o)
+				continue
+			}
+		}
+		base[k] = v
+	}
 }
 
 // PowerOff cuts the node's power: every process in its namespace is killed and its mounts go.

@@ -34,10 +34,11 @@ func (b backend) ServerRebuilt(s hcloudsim.Server, image string) error {
 // snapshot carries mailcow's images; the containers go) and the logs, which the tests read afterwards.
 var keptOnRebuild = map[string]bool{"by-id": true, "docker": true, "agent.log": true, "dockerd.log": true}
 
-// Rebuild gives the node a new, empty root disk, as `hcloud server rebuild` does: the power goes; the Galera
-// datadir, the agent's state, the mailcow directory, the configuration and its secret files and the containers are
-// gone; the node comes back with the same user-data (the lab writes the configuration again, as cloud-init would
-// from it) and the same server id, and powers on.
+// Rebuild gives the node a new, empty root disk, as `hcloud server rebuild` does: the power goes; the agent's
+// state, the mailcow directory, the configuration and its secret files and the containers are gone; the Volumes
+// stay attached, so the Galera datadir on the node's own Volume is kept (Lab.BlankDBVolume stands for a lost one);
+// the node comes back with the same user-data (the lab writes the configuration again, as cloud-init would from
+// it) and the same server id, and powers on.
 func (n *Node) Rebuild(ctx context.Context) error {
 	n.pmu.Lock()
 	n.lab.log.Info("rebuild: power off and a new root disk", "node", n.Name)
@@ -113,10 +114,11 @@ func (n *Node) wipeRootDisk() error {
 	return nil
 }
 
-// SimRebuild asks the simulator to rebuild the node's server from the appliance snapshot, as an operator would
+// SimRebuild asks the simulator to rebuild the node's server from the appliance snapshot that `cluster create`
+// chose, as an operator would
 // with `hcloud server rebuild --image <snapshot> <server>`.
 func (l *Lab) SimRebuild(n *Node) error {
-	req := httptest.NewRequest(http.MethodPost, fmt.Sprintf("/v1/servers/%d/actions/rebuild", n.ID), strings.NewReader(`{"image":"5002"}`))
+	req := httptest.NewRequest(http.MethodPost, fmt.Sprintf("/v1/servers/%d/actions/rebuild", n.ID), strings.NewReader(fmt.Sprintf(`{"image":"%d"}`, l.imageID)))
 	req.Header.Set("Authorization", "Bearer "+hcloudsim.DemoToken)
 	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()

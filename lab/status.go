@@ -35,6 +35,7 @@ type NodeStatus struct {
 type Status struct {
 	FloatingIP      string       `json:"floating_ip"`
 	FloatingIPOwner string       `json:"floating_ip_owner"`
+	Volume          int64        `json:"volume"` // the shared Volume's id
 	VolumeOwner     string       `json:"volume_owner"`
 	Nodes           []NodeStatus `json:"nodes"`
 }
@@ -55,12 +56,14 @@ type agentState struct {
 // Status looks at every node.
 func (l *Lab) Status(ctx context.Context) Status {
 	st := l.Sim.State()
-	out := Status{FloatingIP: FloatingIP, FloatingIPOwner: "-", VolumeOwner: "-"}
+	out := Status{FloatingIP: FloatingIP, FloatingIPOwner: "-", Volume: l.volumeID, VolumeOwner: "-"}
 	if n := l.nodeByID(st.FloatingIPs[0].Server); n != nil {
 		out.FloatingIPOwner = n.Name
 	}
-	if n := l.nodeByID(st.Volumes[0].Server); n != nil {
-		out.VolumeOwner = n.Name
+	for _, v := range st.Volumes {
+		if n := l.nodeByID(v.Server); v.ID == l.volumeID && n != nil {
+			out.VolumeOwner = n.Name
+		}
 	}
 	for _, n := range l.Nodes {
 		ns := NodeStatus{Name: n.Name, ServerID: n.ID, Powered: n.Powered(), Role: "-", Galera: "-"}
@@ -107,7 +110,7 @@ func (n *Node) HasAddress() bool {
 
 // Print writes the status as a table.
 func (s Status) Print(w io.Writer) {
-	fmt.Fprintf(w, "Floating IP %s → %s    Volume %d → %s\n", s.FloatingIP, s.FloatingIPOwner, VolumeID, s.VolumeOwner)
+	fmt.Fprintf(w, "Floating IP %s → %s    Volume %d → %s\n", s.FloatingIP, s.FloatingIPOwner, s.Volume, s.VolumeOwner)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tPOWER\tROLE\tGALERA\tSTACK\tVOLUME\tFLOATING IP\tNOTES")
 	for _, n := range s.Nodes {

@@ -10,7 +10,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 bin/mailcow-ha lab down >/dev/null 2>&1 || true
 trap 'step "lab down"; lab down' EXIT
 began=$(date +%s)
-step "lab up: 3 nodes with keepalived, MariaDB Galera, a dockerd each with the mailcow stack (Debian's postfix and dovecot, the other services stubbed), and the agents"
+step "lab up: cluster create against the simulated Hetzner API (3 servers, their Volumes, the Floating IP, one user-data), then on each node keepalived, MariaDB Galera, a dockerd with the mailcow stack (Debian's postfix and dovecot, the other services stubbed), and the agent"
 lab up
 step "send 10 mails to the Floating IP from the client namespace"
 lab send-mail 10

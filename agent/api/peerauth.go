@@ -79,7 +79,7 @@ func VerifyAnswer(secret []byte, from, to, nonce string, status int, header http
 type Verifier struct {
 	Secret []byte
 	Self   string          // this node's name: a request meant for another node is refused
-	Nodes  map[string]bool // the cluster's node names
+	Nodes  map[string]bool // the cluster's node names (SetNodes while requests are served)
 	Now    func() time.Time
 
 	mu     sync.Mutex
@@ -120,6 +120,13 @@ type Request struct {
 	Nonce string
 }
 
+// SetNodes replaces the cluster's node names (a member added or removed while the agent runs).
+func (v *Verifier) SetNodes(names map[string]bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.Nodes = names
+}
+
 // Verify checks req and returns it verified.
 func (v *Verifier) Verify(req *http.Request) (Request, error) {
 	body, node, nonce, err := v.verify(req)
@@ -142,7 +149,10 @@ func (v *Verifier) verify(req *http.Request) (body []byte, node, nonce string, e
 	ts, sig := req.Header.Get(HeaderTime), req.Header.Get(HeaderSignature)
 	nonce = req.Header.Get(HeaderNonce)
 	to := req.Header.Get(HeaderTo)
-	if !v.Nodes[node] {
+	v.mu.Lock()
+	known := v.Nodes[node]
+	v.mu.Unlock()
+	if !known {
 		return nil, "", "", fmt.Errorf("%w: unknown node %q", ErrAuth, node)
 	}
 	secs, err := strconv.ParseInt(ts, 10, 64)

@@ -58,11 +58,14 @@ const (
 
 // Cluster describes the cluster and every node in it.
 type Cluster struct {
-	Name       string   `toml:"name"`
-	Discover   string   `toml:"discover"`
-	SecretFile string   `toml:"secret_file"`
-	Secret     Secret   `toml:"secret"`
-	Nodes      []Member `toml:"nodes"`
+	Name     string `toml:"name"`
+	Discover string `toml:"discover"`
+	// DiscoverInterval is how often a running agent with discover = "hcloud" reads the members from the API and
+	// applies a change live (a node added, removed or readdressed).
+	DiscoverInterval Duration `toml:"discover_interval"`
+	SecretFile       string   `toml:"secret_file"`
+	Secret           Secret   `toml:"secret"`
+	Nodes            []Member `toml:"nodes"`
 }
 
 // Member roles.
@@ -235,7 +238,7 @@ const MailcowHost = "mailcow"
 func Defaults() Config {
 	return Config{
 		Version: SchemaVersion,
-		Cluster: Cluster{SecretFile: DefaultSecretDir + "/cluster.secret", Discover: DiscoverStatic},
+		Cluster: Cluster{SecretFile: DefaultSecretDir + "/cluster.secret", Discover: DiscoverStatic, DiscoverInterval: Duration(5 * time.Minute)},
 		Hcloud: Hcloud{
 			TokenFile:   DefaultSecretDir + "/hcloud.token",
 			Endpoint:    "https://api.hetzner.cloud/v1",

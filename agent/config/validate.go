@@ -77,6 +77,10 @@ func (v *validator) cluster(c *Config) {
 		if c.Hcloud.NetworkID <= 0 {
 			v.add("hcloud.network_id", "missing: with cluster.discover = \"hcloud\" the members' addresses are theirs in this network")
 		}
+		// Every node reads the servers once per interval: 3600 requests an hour are the whole project's.
+		if d := c.Cluster.DiscoverInterval.D(); d < 10*time.Second {
+			v.add("cluster.discover_interval", "%s is too short: at least 10s (every node asks the API once per interval)", d)
+		}
 	default:
 		v.add("cluster.discover", "must be %q or %q, got %q", DiscoverStatic, DiscoverHcloud, c.Cluster.Discover)
 	}
@@ -435,39 +439,6 @@ func (v *validator) api(c *Config) {
 	v.absPath("api.socket", c.API.Socket)
 }
 
-func (v *validator) secretFiles(c *Config, fsys FileChecker) {
-	if !c.Hcloud.Token.Set() {
-		if err := fsys.CheckSecretFile(c.Hcloud.TokenFile); err != nil {
-			v.add("hcloud.token_file", "%v", err)
-		}
-	}
-	if !c.Cluster.Secret.Set() {
-		if err := fsys.CheckSecretFile(c.Cluster.SecretFile); err != nil {
-			v.add("cluster.secret_file", "%v", err)
-		} else if r, ok := fsys.(interface{ ReadSecret(string) (Secret, error) }); ok {
-			if s, err := r.ReadSecret(c.Cluster.SecretFile); err != nil {
-				v.add("cluster.secret_file", "%v", err)
-			} else if why := weakSecret(s.Reveal(), 32); why != "" {
-				v.add("cluster.secret_file", "%s holds %s: use at least 32 random characters (openssl rand -hex 32)", c.Cluster.SecretFile, why)
-			}
-		}
-	}
-	// Without mailcow's database password the first bootstrap cannot create mailcow's user, and mailcow cannot
-	// reach its database: refuse at the start, not in the middle of a bootstrap.
-	if !c.Galera.Password.Set() {
-		if err := fsys.CheckSecretFile(c.Galera.PasswordFile); err != nil {
-			v.add("galera.password_file", "%v (or give galera.password)", err)
-		}
-	}
-	for i, w := range c.Alerts.Webhooks {
-		if w.SecretFile != "" {
-			if err := fsys.CheckSecretFile(w.SecretFile); err != nil {
-				v.add(fmt.Sprintf("alerts.webhooks[%d].secret_file", i), "%v", err)
-			}
-		}
-	}
-}
-
 func (v *validator) absPath(key, p string) {
 	if p == "" {
 		v.add(key, "missing")
@@ -493,42 +464,4 @@ func (v *validator) port(key string, p int) bool {
 		return false
 	}
 	return true
-}
-
-// placeholderMarks are words that the examples and common templates put where a secret belongs.
-var placeholderMarks = []string{"replace", "changeme", "change-me", "change_me", "placeholder", "example", "your-", "secret-here", "todo"}
-
-// placeholder reports whether s looks like a template's placeholder rather than a secret.
-func placeholder(s string) bool {
-	l := strings.ToLower(s)
-	for _, m := range placeholderMarks {
-		if strings.Contains(l, m) {
-			return true
-		}
-	}
-	return false
-}
-
-// weakSecret says why s is no good secret of at least min characters, or "": a placeholder, too short, or too
-// little variety (fewer than 10 different characters, or one character making up more than a quarter of it) for
-// what random output (openssl rand -hex 32: 64 characters of 16) always has.
-func weakSecret(s string, min int) string {
-	if placeholder(s) {
-		return "a placeholder, not a secret"
-	}
-	if len(s) < min {
-		return fmt.Sprintf("too short (%d characters)", len(s))
-	}
-	count := map[rune]int{}
-	for _, r := range s {
-		count[r]++
-	}
-	most := 0
-	for _, n := range count {
-		most = max(most, n)
-	}
-	if len(count) < 10 || most*4 > len(s) {
-		return "too little variety for a random secret"
-	}
-	return ""
 }

@@ -71,16 +71,22 @@ type Agent struct {
 	// watchCmd is the running watcher's command line (under mu).
 	watchCmd []string
 	mgr      *galera.Manager
-	privIf   string
-	p        failover.Params
-	log      *slog.Logger
-	obs      chan failover.Observation
-	exec     *Executor
-	peers    map[int64]api.Peer // server id -> the peer as the peer API reaches it
-	client   *api.PeerClient
-	alerts   *report.Alerter
-	hist     *history
-	metrics  *report.Metrics
+	// galeraSpec is my.cnf's spec but for the members (writeGaleraConfig).
+	galeraSpec galera.Spec
+	privIf     string
+	// p and peers are read and replaced under mu; a membership change replaces the maps, never changes them.
+	p      failover.Params
+	log    *slog.Logger
+	obs    chan failover.Observation
+	exec   *Executor
+	peers  map[int64]api.Peer // server id -> the peer as the peer API reaches it
+	client *api.PeerClient
+	// applyMu keeps a reload and a membership change from interleaving their writes of keepalived's and Galera's
+	// configurations.
+	applyMu sync.Mutex
+	alerts  *report.Alerter
+	hist    *history
+	metrics *report.Metrics
 	// vrrpPass is the cluster's VRRP password, derived from the cluster secret.
 	vrrpPass string
 	// systemd starts and stops units over D-Bus (mariadb.service, mailcow.with_units); it connects on first use.
@@ -220,12 +226,6 @@ func Run(ctx context.Context, o Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	// The members the API lists, compared now and then with the running ones (cluster.discover = "hcloud").
-	if api, ok := o.Cloud.(membership.API); ok && c.Cluster.Discover == config.DiscoverHcloud {
-		wg.Add(1)
-		go func() { defer wg.Done(); a.watchMembers(ctx, api, MembersCheckInterval) }()
-	}
-
 	// The check socket and the peer API.
 	wg.Add(1)
 	go func() {
@@ -269,6 +269,13 @@ func Run(ctx context.Context, o Options) error {
 	}
 	a.ka = ka
 	defer ka.Stop(context.Background(), 10*time.Second)
+
+	// The members the API lists, read again now and then and applied live (cluster.discover = "hcloud"), once
+	// everything that follows them runs.
+	if api, ok := o.Cloud.(membership.API); ok && c.Cluster.Discover == config.DiscoverHcloud {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.watchMembers(ctx, api, c.Cluster.DiscoverInterval.D()) }()
+	}
 
 	log.Info("agent started", "node", self.Name, "server_id", self.ServerID, "private_interface", privIf,
 		"public_interface", pubIf, "peer_api", peerAddr)

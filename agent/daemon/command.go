@@ -88,7 +88,7 @@ func (a *Agent) switchoverTarget(ctx context.Context, to string) (string, error)
 			continue
 		}
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err := a.client.State(qctx, a.peers[m.ServerID])
+		st, err := a.client.State(qctx, a.peerAPI()[m.ServerID])
 		cancel()
 		if err == nil && st.Verdict {
 			return m.Name, nil

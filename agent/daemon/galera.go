@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mailcow-ha/mailcow-ha/agent/api"
 	"github.com/mailcow-ha/mailcow-ha/agent/child"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/event"
@@ -36,14 +35,10 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, secret []by
 			return nil, fmt.Errorf("agent: %w", err)
 		}
 	}
-	var members []string
 	var peers []string
-	bases := map[string]api.Peer{}
 	for _, m := range c.Cluster.Nodes {
-		members = append(members, m.PrivateIP)
 		if m.Name != self.Name && !m.IsArbitrator() {
 			peers = append(peers, m.Name)
-			bases[m.Name] = api.Peer{Name: m.Name, URL: c.PeerURL(m)}
 		}
 	}
 	// Under mariadb.service mariadbd logs to the journal (journalctl -u mariadb, persistent on the image) beside the
@@ -52,20 +47,14 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, secret []by
 	if a.o.GaleraMode == GaleraSystemd {
 		errorLog = ""
 	}
-	conf, err := galera.Render(galera.Spec{ClusterName: c.Cluster.Name, NodeName: self.Name, NodeIP: self.PrivateIP,
-		Members: members, DataDir: c.Galera.DataDir, Socket: c.Galera.Socket,
+	a.galeraSpec = galera.Spec{ClusterName: c.Cluster.Name, NodeName: self.Name, NodeIP: self.PrivateIP,
+		DataDir: c.Galera.DataDir, Socket: c.Galera.Socket,
 		PidFile:   filepath.Join(filepath.Dir(c.Galera.Socket), "mysqld.pid"),
 		ErrorLog:  errorLog,
 		GroupPort: c.Galera.GroupPort, ISTPort: c.Galera.ISTPort, SSTPort: c.Galera.SSTPort, SSTMethod: c.Galera.SSTMethod,
-		TLS: tls})
-	if err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
-	}
-	if err := os.MkdirAll(filepath.Dir(c.Galera.ConfigFile), 0o755); err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
-	}
-	if err := os.WriteFile(c.Galera.ConfigFile, conf, 0o644); err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
+		TLS: tls}
+	if err := a.writeGaleraConfig(c); err != nil {
+		return nil, err
 	}
 	var srv galera.Control
 	if a.o.GaleraMode == GaleraSystemd {
@@ -94,7 +83,11 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, secret []by
 	a.mgr = &galera.Manager{
 		Name: self.Name, Bootstrap: self.Bootstrap, Peers: peers, Server: srv, Socket: c.Galera.Socket, Log: a.log,
 		Ask: func(ctx context.Context, peer string) (galera.Report, error) {
-			return a.client.GaleraReport(ctx, bases[peer])
+			p, ok := a.peerNamed(peer)
+			if !ok {
+				return galera.Report{}, fmt.Errorf("%s is no longer a member", peer)
+			}
+			return a.client.GaleraReport(ctx, p)
 		},
 		Alert:    func(name event.Name, detail string) { a.alert(name, report.SeverityCritical, "", 0, detail, nil) },
 		Progress: func() { a.o.Notifier.ExtendTimeout(30 * time.Second) },
@@ -148,6 +141,27 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, secret []by
 		}.Run(ctx)
 	}()
 	return srv, nil
+}
+
+// writeGaleraConfig renders my.cnf (the drop-in of mariadb.service) with the members of c: at the start, and when
+// the members change while the agent runs, for mariadbd's next start (a running member needs no address to stay).
+func (a *Agent) writeGaleraConfig(c config.Config) error {
+	spec := a.galeraSpec
+	spec.Members = nil
+	for _, m := range c.Cluster.Nodes {
+		spec.Members = append(spec.Members, m.PrivateIP)
+	}
+	conf, err := galera.Render(spec)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(c.Galera.ConfigFile), 0o755); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if err := os.WriteFile(c.Galera.ConfigFile, conf, 0o644); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	return nil
 }
 
 // runArbitrator is the whole agent of an arbitrator node: garbd, kept running, and nothing else. It never

@@ -1,6 +1,6 @@
 package daemon
 
-// cluster.discover = "hcloud": the members from the API before anything starts.
+// cluster.discover = "hcloud": the members from the API before anything starts, and again while the agent runs.
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/api"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/event"
 	"github.com/mailcow-ha/mailcow-ha/agent/hcloud"
@@ -59,13 +60,10 @@ func discoverMembers(ctx context.Context, c *config.Config, o *Options, owner co
 	return nil
 }
 
-// MembersCheckInterval is how often a running agent with cluster.discover = "hcloud" compares the API's members with
-// the ones it runs with (12 requests an hour of the API's 3600).
-const MembersCheckInterval = 5 * time.Minute
-
-// watchMembers compares, every interval, the members the API lists with the ones this agent runs with, and alerts
-// once per new difference (membership_changed): a node added, removed or relabelled takes effect at the agents'
-// next start, and the operator is told so.
+// watchMembers reads the members from the API every interval (cluster.discover_interval) and applies a change
+// live (applyMembers): a node added, removed or readdressed. What cannot change live (this server renamed or gone
+// from the API, members that do not check, or a configuration that lists cluster.nodes itself) is alerted once per
+// difference and waits for the agents' restart.
 func (a *Agent) watchMembers(ctx context.Context, api membership.API, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -76,37 +74,82 @@ func (a *Agent) watchMembers(ctx context.Context, api membership.API, every time
 			return
 		case <-t.C:
 		}
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		now, err := membership.Current(cctx, &a.c, api)
-		cancel()
-		if err != nil {
-			a.log.Debug("membership: the API did not answer; compared again later", "err", err)
-			continue
-		}
 		a.mu.Lock()
-		running := slices.Clone(a.c.Cluster.Nodes)
+		c := a.c
+		c.Cluster.Nodes = slices.Clone(a.c.Cluster.Nodes)
+		self := a.p.Self
 		a.mu.Unlock()
-		msg, key := membersNote(running, now, said)
-		if key == said {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		now, changes, err := membership.Update(cctx, c, self, api)
+		cancel()
+		switch {
+		case err != nil && len(changes) == 0:
+			a.log.Debug("membership: the API did not answer; read again later", "err", err)
+			continue
+		case len(changes) == 0:
+			if said != "" {
+				a.log.Info("membership: the API lists the members this agent runs with again")
+			}
+			said = ""
 			continue
 		}
-		said = key
-		if msg == "" {
-			a.log.Info("membership: the API lists the members this agent runs with again")
+		key := strings.Join(changes, "; ")
+		if err == nil && len(a.o.Config.Cluster.Nodes) > 0 {
+			err = errors.New("the configuration lists cluster.nodes itself")
+		}
+		if err != nil {
+			if key != said {
+				said = key
+				a.alert(event.MembershipChanged, report.SeverityWarning, "", 0, "membership: "+key+"; not applied while running ("+
+					err.Error()+"): restart the agents one at a time, BACKUPs first and the MASTER last, to apply it", nil)
+			}
 			continue
 		}
-		a.alert(event.MembershipChanged, report.SeverityWarning, "", 0, msg, nil)
+		said = ""
+		if err := a.applyMembers(ctx, now); err != nil {
+			a.alert(event.MembershipChanged, report.SeverityCritical, "", 0, "membership: "+key+"; applied, but: "+err.Error(), nil)
+			continue
+		}
+		a.alert(event.MembershipChanged, report.SeverityInfo, "", 0, "membership: "+key+"; applied (keepalived's peers, "+
+			"the firewall's member set, the peer API, Galera's peers and address)", nil)
 	}
 }
 
-// membersNote says what changed between the running members and the API's, and a key for the difference ("" when
-// there is none); said is the key of the last difference reported.
-func membersNote(running, now []config.Member, said string) (msg, key string) {
-	d := membership.Diff(running, now)
-	if len(d) == 0 {
-		return "", ""
+// applyMembers makes the agent run with the members now, without a restart and without a failover: the failover
+// brain's and the peer API's peers, the peer API's known nodes, Galera's peers (the start decision asks them) and
+// its address in my.cnf (for mariadbd's next start), the appliance firewall's member set, and keepalived's unicast
+// peers (reloaded). A member that left is no longer asked, fenced or trusted.
+func (a *Agent) applyMembers(ctx context.Context, now []config.Member) error {
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+	a.mu.Lock()
+	a.c.Cluster.Nodes = slices.Clone(now)
+	cur := a.c
+	self, _ := cur.Self()
+	peers, apiPeers, names := map[int64]string{}, map[int64]api.Peer{}, map[string]bool{}
+	var galeraPeers []string
+	for _, m := range now {
+		names[m.Name] = true
+		if m.Name == self.Name || m.IsArbitrator() {
+			continue
+		}
+		peers[m.ServerID] = m.Name
+		apiPeers[m.ServerID] = api.Peer{Name: m.Name, URL: cur.PeerURL(m)}
+		galeraPeers = append(galeraPeers, m.Name)
 	}
-	key = strings.Join(d, "; ")
-	return "membership: " + key + ". This agent runs with the members it started with: restart the agents one at a " +
-		"time, BACKUPs first and the MASTER last, to apply it", key
+	a.p.Peers, a.peers = peers, apiPeers
+	a.mu.Unlock()
+	a.verifier.SetNodes(names)
+	var errs []error
+	if a.mgr != nil {
+		a.mgr.SetPeers(galeraPeers)
+		errs = append(errs, a.writeGaleraConfig(cur))
+	}
+	errs = append(errs, allowMembers(ctx, cur, self, a.log))
+	changed, err := a.writeKeepalivedConfig(cur)
+	if err == nil && changed && a.ka != nil {
+		err = a.ka.Reload()
+	}
+	errs = append(errs, err)
+	return errors.Join(errs...)
 }

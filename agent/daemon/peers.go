@@ -59,19 +59,37 @@ func (a *Agent) Maintenance(on bool) { a.observe(failover.Maintenance{On: on}) }
 
 // AskDemote (Peers) asks a peer's agent to demote and waits for its confirmation.
 func (a *Agent) AskDemote(ctx context.Context, server int64) error {
-	peer, ok := a.peers[server]
+	peers := a.peerAPI()
+	peer, ok := peers[server]
 	if !ok {
 		return fmt.Errorf("server %d is not a member of this cluster", server)
 	}
 	return a.client.Demote(ctx, peer, a.p.Self)
 }
 
+// peerAPI is the peers as the peer API reaches them, by server id (a map that is replaced, never changed).
+func (a *Agent) peerAPI() map[int64]api.Peer {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.peers
+}
+
+// peerNamed is the peer of that name.
+func (a *Agent) peerNamed(name string) (api.Peer, bool) {
+	for _, p := range a.peerAPI() {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return api.Peer{}, false
+}
+
 func (a *Agent) broadcast(ctx context.Context, f func(ctx context.Context, to api.Peer) error) string {
 	var failed []string
-	for id, peer := range a.peers {
+	for _, peer := range a.peerAPI() {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		if err := f(cctx, peer); err != nil {
-			failed = append(failed, fmt.Sprintf("%s: %v", a.p.Peers[id], err))
+			failed = append(failed, fmt.Sprintf("%s: %v", peer.Name, err))
 		}
 		cancel()
 	}

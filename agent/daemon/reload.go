@@ -10,6 +10,7 @@ import (
 
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/event"
+	"github.com/mailcow-ha/mailcow-ha/agent/membership"
 	"github.com/mailcow-ha/mailcow-ha/agent/report"
 )
 
@@ -31,10 +32,24 @@ func (a *Agent) reload() {
 		return
 	}
 	self, _ := c.Self()
+	a.mu.Lock()
+	changes := membership.Diff(a.c.Cluster.Nodes, c.Cluster.Nodes)
+	a.mu.Unlock()
+	// Members found through the API are applied as a running agent applies them (watchMembers); a static list
+	// waits for the restart.
+	live := c.Cluster.Discover == config.DiscoverHcloud && len(a.o.Config.Cluster.Nodes) == 0
 	if c.Node.Name != a.c.Node.Name || self.ServerID != a.p.Self || c.Cluster.Name != a.c.Cluster.Name ||
-		len(c.Cluster.Nodes) != len(a.c.Cluster.Nodes) || !sameAPI(c.API, a.c.API) {
+		(len(changes) > 0 && !live) || !sameAPI(c.API, a.c.API) {
 		a.log.Warn("reload: the node, the cluster's membership or the API settings changed: restart the agent to apply them")
+	} else if len(changes) > 0 {
+		if err := a.applyMembers(context.Background(), c.Cluster.Nodes); err != nil {
+			a.log.Error("reload: membership", "changes", changes, "err", err)
+		} else {
+			a.log.Info("reload: membership applied", "changes", changes)
+		}
 	}
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
 	a.mu.Lock()
 	a.p.CheckGrace, a.p.QuorumGrace = c.Failover.CheckGrace.D(), c.Failover.QuorumGrace.D()
 	a.p.FenceTimeout, a.p.BreakerMax, a.p.BreakerWindow = c.Failover.FenceTimeout.D(), c.Failover.Breaker.Max, c.Failover.Breaker.Window.D()

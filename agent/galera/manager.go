@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -306,10 +307,21 @@ func allAnswered(peers []Report) bool {
 	return true
 }
 
+// SetPeers replaces the other members' names (a member added or removed while the agent runs); the next round
+// asks them.
+func (m *Manager) SetPeers(names []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.Peers = slices.Clone(names)
+}
+
 // reports asks every peer for its report; a peer that does not answer within 3 s is reported as silent.
 func (m *Manager) reports(ctx context.Context) []Report {
+	m.mu.Lock()
+	names := m.Peers
+	m.mu.Unlock()
 	var peers []Report
-	for _, p := range m.Peers {
+	for _, p := range names {
 		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		r, err := m.Ask(actx, p)
 		cancel()

@@ -241,3 +241,42 @@ func postJSON(url, body string) (int, string, error) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), nil
 }
+
+// A running agent's membership read again: a server labelled in is a change, kept in the cache; this server gone
+// from the API, or renamed, is refused with the reason and the change.
+func TestUpdate(t *testing.T) {
+	p := newProject(t, nil)
+	c := discoverConfig(t)
+	if _, err := p.resolve(t, &c, "mx1"); err != nil {
+		t.Fatal(err)
+	}
+	self := c.Cluster.Nodes[0].ServerID
+	api, err := hcloud.New(hcloud.Options{Endpoint: p.url + "/v1", Token: hcloudsim.DemoToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if now, changes, err := Update(ctx, c, self, api); err != nil || len(changes) != 0 || len(now) != 3 {
+		t.Fatalf("unchanged: %d members, %q, %v", len(now), changes, err)
+	}
+	if code, _, err := postJSON(p.url+"/v1/servers", `{"name":"mx4","server_type":"cx22","image":5002,"networks":[4001],
+		"labels":{"app":"mailcow-ha","cluster":"mail","priority":"120"}}`); err != nil || code != 201 {
+		t.Fatalf("server create: %d %v", code, err)
+	}
+	now, changes, err := Update(ctx, c, self, api)
+	if err != nil || len(now) != 4 || len(changes) != 1 || !strings.Contains(changes[0], "mx4") {
+		t.Fatalf("mx4 labelled in: %d members, %q, %v", len(now), changes, err)
+	}
+	kept, err := Cached(&c)
+	if err != nil || len(kept) != 4 {
+		t.Fatalf("the cache after the change: %d members, %v", len(kept), err)
+	}
+	// Seen from a server that the API no longer lists under the cluster's labels.
+	if _, changes, err := Update(ctx, c, 4242, api); err == nil || len(changes) == 0 || !strings.Contains(err.Error(), "server (id 4242) is no longer among") {
+		t.Fatalf("this server gone: %q %v", changes, err)
+	}
+	c.Node.Name = "mx9"
+	if _, _, err := Update(ctx, c, self, api); err == nil || !strings.Contains(err.Error(), `now named "mx1", not "mx9"`) {
+		t.Fatalf("this server renamed: %v", err)
+	}
+}

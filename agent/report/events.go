@@ -82,6 +82,6 @@ func Catalog() []EventInfo {
 		{event.SwitchoverDone, SeverityInfo, "the switchover's target serves."},
 		{event.ConfigInvalid, SeverityCritical, "a reloaded configuration was refused (the error names the key and line); the running one stays."},
 		{event.ConfigReloaded, SeverityInfo, "a reloaded configuration was applied (SIGHUP)."},
-		{event.MembershipChanged, SeverityWarning, "the API lists other members than this agent runs with (cluster.discover = \"hcloud\": a node added, removed or relabelled); they take effect at the agents' next start."},
+		{event.MembershipChanged, SeverityWarning, "the API lists other members than this agent runs with (cluster.discover = \"hcloud\": a node added, removed or relabelled). Applied while the agent runs, the alert is info and says what changed; a change that cannot be applied live (this server renamed or gone, members that do not check, a static cluster.nodes) is a warning and takes effect at the agents' next start."},
 	}
 }
