@@ -21,6 +21,9 @@ const clusterUsage = `Usage:
       make what the cluster needs and is missing: network, placement group, firewall, Volume, Floating IP, servers
   mailcow-ha cluster list
       show the clusters of the project and their resources
+  mailcow-ha cluster remove-node --name N --node NODE --yes [--delete-volume]
+      take one node out for good: refused while it serves the mail (switch over first) or when fewer than three
+      would stay; shut it down, delete the server; its Galera Volume only with --delete-volume
   mailcow-ha cluster destroy --name N --yes [--delete-volume]
       delete what carries the cluster's labels; the Volume (the mail) only with --delete-volume
 
@@ -41,6 +44,8 @@ func Cluster(ctx context.Context, args []string, stdio Stdio) int {
 		return clusterList(ctx, args[1:], stdio)
 	case "destroy":
 		return clusterDestroy(ctx, args[1:], stdio)
+	case "remove-node":
+		return clusterRemoveNode(ctx, args[1:], stdio)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdio.Stdout, clusterUsage)
 		return ExitOK
@@ -193,6 +198,40 @@ func clusterDestroy(ctx context.Context, args []string, stdio Stdio) int {
 	}
 	if err := provision.Destroy(ctx, c, *name, *delVol, stdio.Stdout); err != nil {
 		fmt.Fprintln(stdio.Stderr, "mailcow-ha cluster destroy:", err)
+		return ExitFailure
+	}
+	return ExitOK
+}
+
+func clusterRemoveNode(ctx context.Context, args []string, stdio Stdio) int {
+	fs := newFlags("cluster remove-node", "cluster remove-node --name N --node NODE --yes [--delete-volume]", stdio)
+	name := fs.String("name", "", "the cluster")
+	nodeFlag := fs.String("node", "", "the node to remove (its server's name)")
+	yes := fs.Bool("yes", false, "remove: without it, nothing is done")
+	delVol := fs.Bool("delete-volume", false, "delete the node's Galera Volume too (its copy of the database)")
+	wait := fs.Duration("shutdown-wait", 5*time.Minute, "how long the node gets to stop by itself before its power is cut")
+	client := apiFlags(fs)
+	if code, done := parseFlags(fs, args, stdio); done {
+		return code
+	}
+	node := *nodeFlag
+	if *name == "" || node == "" {
+		fmt.Fprintln(stdio.Stderr, "mailcow-ha cluster remove-node: --name and --node (a server's name) are required")
+		return ExitUsage
+	}
+	if !*yes {
+		fmt.Fprintf(stdio.Stderr, "mailcow-ha cluster remove-node: nothing done: add --yes to shut %s down and delete it\n", node)
+		return ExitUsage
+	}
+	c, _, _, timeout, err := client()
+	if err != nil {
+		fmt.Fprintln(stdio.Stderr, "mailcow-ha cluster remove-node:", err)
+		return ExitUsage
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := provision.RemoveNode(ctx, c, *name, node, provision.RemoveOptions{DeleteVolume: *delVol, ShutdownWait: *wait, Log: stdio.Stdout}); err != nil {
+		fmt.Fprintln(stdio.Stderr, "mailcow-ha cluster remove-node:", err)
 		return ExitFailure
 	}
 	return ExitOK

@@ -3,12 +3,16 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -316,4 +320,88 @@ func hcloudClient(t *testing.T, url string) *hc.Client {
 func hcNetworkOpts(name string) hc.NetworkCreateOpts {
 	_, rng, _ := net.ParseCIDR("10.5.0.0/16")
 	return hc.NetworkCreateOpts{Name: name, IPRange: rng}
+}
+
+// A cluster grows with cluster create and a larger --nodes (only the new servers and their Volumes are made), and
+// loses a node with remove-node: never the one that serves the mail, never below three, the bootstrap label moved
+// to another member, the node's Galera Volume kept unless asked.
+func TestClusterGrowAndRemoveNode(t *testing.T) {
+	sim, url := emptyProject(t)
+	out := filepath.Join(t.TempDir(), "c")
+	create := []string{"cluster", "create", "--name", "c", "--hostname", "mail.example.org", "--out", out}
+	if code, stdout, errs := run(t, "", create...); code != ExitOK {
+		t.Fatalf("create: %d\n%s%s", code, stdout, errs)
+	}
+	if code, _, errs := run(t, "", "cluster", "remove-node", "--name", "c", "--yes", "--node", "c-2"); code != ExitFailure ||
+		!strings.Contains(errs, "would leave 2 nodes") {
+		t.Fatalf("removing one of three: %d %s", code, errs)
+	}
+	if code, _, errs := run(t, "", "cluster", "remove-node", "--name", "c", "--node", "c-2"); code != ExitUsage || !strings.Contains(errs, "add --yes") {
+		t.Fatalf("without --yes: %d %s", code, errs)
+	}
+	code, stdout, errs := run(t, "", append(create, "--nodes", "5")...)
+	if code != ExitOK || !strings.Contains(stdout, "4 resources created, 11 existed") {
+		t.Fatalf("grow to 5: %d\n%s%s", code, stdout, errs)
+	}
+	st := sim.State()
+	if len(st.Servers) != 5 || len(st.Volumes) != 6 || st.Servers[3].UserData != st.Servers[0].UserData {
+		t.Fatalf("after the growth: %d servers, %d volumes", len(st.Servers), len(st.Volumes))
+	}
+
+	// The node that holds the Floating IP serves the mail: refused, nothing changed.
+	if code, _, err := postJSON(url+"/v1/floating_ips/"+strconv.FormatInt(st.FloatingIPs[0].ID, 10)+"/actions/assign",
+		fmt.Sprintf(`{"server":%d}`, st.Servers[1].ID)); err != nil || code != 201 {
+		t.Fatalf("assign: %d %v", code, err)
+	}
+	waitState(t, sim, func(st hcloudsim.State) bool { return st.FloatingIPs[0].Server == st.Servers[1].ID })
+	if code, _, errs := run(t, "", "cluster", "remove-node", "--name", "c", "--yes", "--node", "c-2"); code != ExitFailure ||
+		!strings.Contains(errs, "c-2 holds the Floating IP") || !strings.Contains(errs, "switchover") {
+		t.Fatalf("removing the MASTER: %d %s", code, errs)
+	}
+
+	// The bootstrap node: its label goes to the member with the highest priority, the server goes, its Volume stays.
+	code, stdout, errs = run(t, "", "cluster", "remove-node", "--name", "c", "--yes", "--node", "c-1")
+	if code != ExitOK || !strings.Contains(stdout, "bootstrap=true  moved from c-1 to c-2") || !strings.Contains(stdout, "kept     volume          c-db-1") {
+		t.Fatalf("remove c-1: %d\n%s%s", code, stdout, errs)
+	}
+	st = sim.State()
+	if slices.ContainsFunc(st.Servers, func(s hcloudsim.Server) bool { return s.Name == "c-1" }) || len(st.Volumes) != 6 {
+		t.Fatalf("after removing c-1: %+v", st)
+	}
+	for _, s := range st.Servers {
+		if (s.Labels["bootstrap"] == "true") != (s.Name == "c-2") {
+			t.Errorf("%s's labels after the removal: %v", s.Name, s.Labels)
+		}
+	}
+	if code, stdout, errs := run(t, "", "cluster", "remove-node", "--name", "c", "--yes", "--delete-volume", "--node", "c-5"); code != ExitOK ||
+		!strings.Contains(stdout, "deleted  volume          c-db-5") {
+		t.Fatalf("remove c-5 with its Volume: %d\n%s%s", code, stdout, errs)
+	}
+	if st := sim.State(); len(st.Servers) != 3 || len(st.Volumes) != 5 {
+		t.Fatalf("after removing c-5: %d servers, %d volumes", len(st.Servers), len(st.Volumes))
+	}
+}
+
+// waitState waits up to 10 s for the simulator's state to satisfy ok.
+func waitState(t *testing.T, sim *hcloudsim.Sim, ok func(hcloudsim.State) bool) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); !ok(sim.State()); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the simulator's state did not change within 10 s")
+		}
+	}
+}
+
+// postJSON posts body to url with the demo token and returns the status.
+func postJSON(url, body string) (int, string, error) {
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+hcloudsim.DemoToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), nil
 }

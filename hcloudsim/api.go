@@ -190,6 +190,12 @@ func (s *Sim) route(r *http.Request) (int, any, error) {
 		return s.list(kind, q)
 	case len(seg) == 1 && r.Method == http.MethodPost && kind != "image":
 		return s.create(kind, r)
+	case len(seg) == 2 && r.Method == http.MethodPut:
+		id, err := parseID(seg[1])
+		if err != nil {
+			return 0, nil, err
+		}
+		return s.update(kind, id, r)
 	case len(seg) == 2 && r.Method == http.MethodDelete && kind != "image":
 		id, err := parseID(seg[1])
 		if err != nil {

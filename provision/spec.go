@@ -1,8 +1,9 @@
 // Package provision makes a cluster's resources in a Hetzner Cloud project, on hcloud-go: the network and its
 // subnet, a spread placement group, a Cloud Firewall, the shared Volume, the Floating IP with its reverse DNS, the
 // secrets and the one user-data of every node, and the servers. It finds what exists by name and by the labels
-// app=mailcow-ha and cluster=<name>, creates only what is missing, never deletes but when asked to destroy, and
-// never deletes the Volume unless told twice. It also lists clusters and prints the DNS records to set.
+// app=mailcow-ha and cluster=<name>, creates only what is missing (a larger node count adds nodes), never deletes
+// but when asked to destroy or to remove a node, and never deletes the Volume unless told twice. It also lists
+// clusters and prints the DNS records to set.
 package provision
 
 import (

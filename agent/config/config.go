@@ -201,6 +201,22 @@ type Breaker struct {
 // Alerts lists where events are sent.
 type Alerts struct {
 	Webhooks []Webhook `toml:"webhooks"`
+	Email    []Email   `toml:"email"`
+}
+
+// Email is one alert recipient list behind an SMTP relay outside the cluster (the cluster's own mailcow may be
+// what is down).
+type Email struct {
+	Name         string   `toml:"name"`
+	Relay        string   `toml:"relay"` // host:port
+	From         string   `toml:"from"`
+	To           []string `toml:"to"`
+	TLS          string   `toml:"tls"` // starttls (default), tls, none
+	Username     string   `toml:"username"`
+	PasswordFile string   `toml:"password_file"`
+	MinSeverity  string   `toml:"min_severity"`
+	Template     string   `toml:"template"`
+	DedupWindow  Duration `toml:"dedup_window"`
 }
 
 // Severities, from least to most severe.

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"mime"
 	"net"
+	"net/mail"
 	"net/netip"
 	"net/url"
 	"path/filepath"
@@ -403,6 +404,63 @@ func (v *validator) alerts(c *Config) {
 			case !httpguts.ValidHeaderFieldValue(w.Headers[name]):
 				v.add(hk, "the value holds a control character")
 			}
+		}
+	}
+	v.email(c, names)
+}
+
+// email checks alerts.email: a relay, one sender and at least one recipient, a TLS mode, and credentials only
+// over TLS.
+func (v *validator) email(c *Config, names map[string]int) {
+	for i, e := range c.Alerts.Email {
+		k := fmt.Sprintf("alerts.email[%d]", i)
+		if e.Name == "" {
+			v.add(k+".name", "missing")
+		} else if _, dup := names[e.Name]; dup {
+			v.add(k+".name", "duplicate alert target %q (a webhook or an earlier alerts.email has it)", e.Name)
+		} else {
+			names[e.Name] = i
+		}
+		if host, port, err := net.SplitHostPort(e.Relay); err != nil || host == "" {
+			v.add(k+".relay", "%q: host:port of the SMTP relay (smtp.example.org:587)", e.Relay)
+		} else if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			v.add(k+".relay", "%q: the port must be 1-65535", e.Relay)
+		}
+		if a, err := mail.ParseAddress(e.From); err != nil || a.Name != "" {
+			v.add(k+".from", "%q: one bare address (alerts@example.org)", e.From)
+		}
+		if len(e.To) == 0 {
+			v.add(k+".to", "missing: at least one address")
+		}
+		for j, to := range e.To {
+			if a, err := mail.ParseAddress(to); err != nil || a.Name != "" {
+				v.add(fmt.Sprintf("%s.to[%d]", k, j), "%q: one bare address (ops@example.org)", to)
+			}
+		}
+		switch e.TLS {
+		case "", "starttls", "tls", "none":
+		default:
+			v.add(k+".tls", "must be \"starttls\", \"tls\" or \"none\", got %q", e.TLS)
+		}
+		if (e.Username == "") != (e.PasswordFile == "") {
+			v.add(k+".password_file", "username and password_file go together")
+		}
+		if e.Username != "" && e.TLS == "none" {
+			v.add(k+".tls", "\"none\" with a username would send the password in clear: use starttls or tls")
+		}
+		if e.PasswordFile != "" {
+			v.absPath(k+".password_file", e.PasswordFile)
+		}
+		if e.MinSeverity != "" && !slices.Contains(severities, e.MinSeverity) {
+			v.add(k+".min_severity", "must be one of %q, got %q", severities, e.MinSeverity)
+		}
+		if e.Template != "" {
+			if _, err := report.ParseTemplate(e.Name, e.Template); err != nil {
+				v.add(k+".template", "invalid Go template: %v", err)
+			}
+		}
+		if e.DedupWindow < 0 {
+			v.add(k+".dedup_window", "must not be negative")
 		}
 	}
 }

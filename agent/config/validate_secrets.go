@@ -40,6 +40,13 @@ func (v *validator) secretFiles(c *Config, fsys FileChecker) {
 			}
 		}
 	}
+	for i, e := range c.Alerts.Email {
+		if e.PasswordFile != "" {
+			if err := fsys.CheckSecretFile(e.PasswordFile); err != nil {
+				v.add(fmt.Sprintf("alerts.email[%d].password_file", i), "%v", err)
+			}
+		}
+	}
 }
 
 // placeholderMarks are words that the examples and common templates put where a secret belongs.

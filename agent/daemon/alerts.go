@@ -25,6 +25,18 @@ func newAlerter(c config.Config, owner config.SecretFiles, log *slog.Logger) (*r
 		}
 		hooks = append(hooks, h)
 	}
+	for i, e := range c.Alerts.Email {
+		m := &report.Mail{Relay: e.Relay, From: e.From, To: e.To, TLS: e.TLS, Username: e.Username}
+		if e.PasswordFile != "" {
+			s, err := owner.ReadSecret(e.PasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("alerts.email[%d].password_file: %w", i, err)
+			}
+			m.Password = s.Reveal()
+		}
+		hooks = append(hooks, report.Webhook{Name: e.Name, MinSeverity: e.MinSeverity, Template: e.Template,
+			DedupWindow: e.DedupWindow.D(), Mail: m})
+	}
 	a, err := report.NewAlerter(c.Cluster.Name, c.Node.Name, hooks, report.AlerterOptions{UserAgent: "mailcow-ha"},
 		log.With("component", "webhook"))
 	if err != nil {

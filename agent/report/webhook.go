@@ -66,6 +66,9 @@ type Webhook struct {
 	ContentType string // default application/json, or text/plain for a template
 	Headers     map[string]string
 	DedupWindow time.Duration
+	// Mail, when set, delivers by e-mail through an SMTP relay instead of an HTTP POST (alerts.email; URL, Secret,
+	// ContentType and Headers are then unused).
+	Mail *Mail
 }
 
 // WebhookStats counts one webhook's deliveries (the metrics read them).
@@ -283,9 +286,18 @@ func (a *Alerter) deliver(h *hook, ev Event) {
 		a.drop(h, ev, DropTemplate)
 		return
 	}
+	if h.w.Mail != nil && h.tmpl == nil {
+		body = nil // the standard text (mailMessage), not the JSON body
+	}
 	delay := a.o.Backoff
 	for attempt := 1; ; attempt++ {
-		retry, wait, err := a.post(h, ev, body, ctype)
+		var retry bool
+		var wait time.Duration
+		if h.w.Mail != nil {
+			retry, err = a.sendMail(h, ev, body)
+		} else {
+			retry, wait, err = a.post(h, ev, body, ctype)
+		}
 		if err == nil {
 			h.mu.Lock()
 			h.st.Sent++
