@@ -40,6 +40,8 @@ Commands:
   start NODE                       power a node on again (or bring its links up, resume a hang)
   rebuild NODE                     like hcloud server rebuild: power off, a new empty root disk (no state or
                                    config; the Volumes stay), the same user-data and server id, power on
+  grow N                           cluster create --nodes N: new servers, each a node that joins (no failover)
+  remove-node NODE                 cluster remove-node: a BACKUP shut down and deleted; the others drop it
   partition lab-1 / lab-2,lab-3    cut the private network between two groups
   heal                             undo every partition
   send-mail N                      send N mails to the Floating IP from the client
@@ -159,6 +161,20 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 			return usage("rebuild NODE")
 		}
 		return call(lab.Request{Cmd: lab.CmdRebuild, Node: pos[0]}, 10*time.Minute)
+	case "grow":
+		n := 0
+		if len(pos) == 1 {
+			n, _ = strconv.Atoi(pos[0])
+		}
+		if n < 4 || n > lab.MaxNodes {
+			return usage(fmt.Sprintf("grow N: N is the new number of nodes, 4 to %d", lab.MaxNodes))
+		}
+		return call(lab.Request{Cmd: lab.CmdGrow, Count: n}, 10*time.Minute)
+	case "remove-node":
+		if len(pos) != 1 {
+			return usage("remove-node NODE")
+		}
+		return call(lab.Request{Cmd: lab.CmdRemoveNode, Node: pos[0]}, 10*time.Minute)
 	case "partition":
 		a, b, ok := strings.Cut(strings.Join(pos, " "), "/")
 		split := func(s string) []string {

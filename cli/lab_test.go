@@ -42,6 +42,8 @@ func TestLabArguments(t *testing.T) {
 		{[]string{"partition", "lab-1", "/"}, "partition lab-1 / lab-2,lab-3"},
 		{[]string{"maintenance", "maybe"}, "maintenance on|off"},
 		{[]string{"start"}, "start NODE"},
+		{[]string{"grow", "9"}, "grow N: N is the new number of nodes, 4 to 5"},
+		{[]string{"remove-node"}, "remove-node NODE"},
 		{[]string{"heal", "now"}, "lab heal"},
 		{[]string{"bench", "failover", "--runs", "0"}, "bench failover [--runs N]"},
 		{[]string{"create-stub", "--docker-host", "unix:///nonexistent", "--data", "/d", "--socket-dir", "/s", "--mail-user", "a@b.test"}, "--mail-user needs --mail-image"},

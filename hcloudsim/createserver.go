@@ -26,6 +26,12 @@ type ServerCreator interface {
 	ServerCreated(s Server) error
 }
 
+// ServerDeleter is a Backend that takes the real machine of a deleted server away (DELETE /servers/{id}): the lab
+// powers its node off for good. It is called from the delete_server action; an error fails the action.
+type ServerDeleter interface {
+	ServerDeleted(s Server) error
+}
+
 // serverTypes are the server types the simulator knows, by name.
 var serverTypes = map[string]schema.ServerType{
 	"cx22":  {ID: 22, Name: "cx22", Description: "CX22", Cores: 2, Memory: 4, Disk: 40, StorageType: "local", CPUType: "shared", Architecture: "x86"},

@@ -21,7 +21,13 @@ func (s *Sim) remove(kind string, id int64) (int, any, error) {
 		if s.server(id) == nil {
 			return 0, nil, notFound("server")
 		}
-		a, err := s.start(CmdDeleteServer, []resRef{{ID: id, Type: "server"}}, 1, func() error { return nil }, func() {
+		snap := *s.server(id)
+		a, err := s.start(CmdDeleteServer, []resRef{{ID: id, Type: "server"}}, 1, func() error {
+			if d, ok := s.backend.(ServerDeleter); ok {
+				return d.ServerDeleted(snap)
+			}
+			return nil
+		}, func() {
 			s.st.Servers = slices.DeleteFunc(s.st.Servers, func(v Server) bool { return v.ID == id })
 			for i := range s.st.Volumes {
 				if s.st.Volumes[i].Server == id {

@@ -39,6 +39,8 @@ const (
 	CmdAlerts      Command = "alerts"
 	CmdDown        Command = "down"
 	CmdRebuild     Command = "rebuild"
+	CmdGrow        Command = "grow"
+	CmdRemoveNode  Command = "remove-node"
 )
 
 // Request is one command to the supervisor, its arguments typed; the command line parses them (cli/lab.go).
@@ -189,7 +191,24 @@ func (l *Lab) Do(ctx context.Context, req Request, w io.Writer) int {
 		if err := l.RebuildAndWait(ctx, n, 5*time.Minute); err != nil {
 			return fail(err)
 		}
-		fmt.Fprintf(w, "%s: rebuilt from snapshot 5002 (a new, empty root disk; the same user-data and server id) and powered on\n", n.Name)
+		fmt.Fprintf(w, "%s: rebuilt from snapshot %d (a new, empty root disk; the same user-data and server id; its Volumes kept) and powered on\n", n.Name, l.imageID)
+	case CmdGrow:
+		added, err := l.Grow(ctx, req.Count)
+		if err != nil {
+			return fail(err)
+		}
+		for _, n := range added {
+			fmt.Fprintf(w, "%s: created by cluster create --nodes %d and powered on; the members take it in within their discover_interval\n", n.Name, req.Count)
+		}
+	case CmdRemoveNode:
+		n, err := node()
+		if err != nil {
+			return fail(errors.Join(err, errors.New("usage: remove-node NODE")))
+		}
+		if err := l.RemoveNode(ctx, n.Name); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(w, "%s: shut down and deleted by cluster remove-node; the members drop it within their discover_interval\n", n.Name)
 	case CmdPartition:
 		if len(req.A) == 0 || len(req.B) == 0 {
 			return fail(errors.New("usage: partition lab-1 / lab-2,lab-3"))

@@ -87,11 +87,16 @@ func (l *Lab) createCluster(ctx context.Context) error {
 	return fmt.Errorf("lab: the simulator has no volume %d", res.VolumeID)
 }
 
-// clusterCreate runs `cluster create --name lab --nodes N` against the simulator, with the lab's --out.
-func (l *Lab) clusterCreate(ctx context.Context, nodes int) (provision.Result, error) {
-	c := hc.NewClient(hc.WithToken(hcloudsim.DemoToken), hc.WithEndpoint("http://"+SimAddr+"/v1"),
+// api is hcloud-go's client of the lab's simulator, in process.
+func (l *Lab) api() *hc.Client {
+	return hc.NewClient(hc.WithToken(hcloudsim.DemoToken), hc.WithEndpoint("http://"+SimAddr+"/v1"),
 		hc.WithHTTPClient(&http.Client{Transport: inProcess{l.Sim.Handler()}}),
 		hc.WithPollOpts(hc.PollOpts{BackoffFunc: hc.ConstantBackoff(100 * time.Millisecond)}))
+}
+
+// clusterCreate runs `cluster create --name lab --nodes N` against the simulator, with the lab's --out.
+func (l *Lab) clusterCreate(ctx context.Context, nodes int) (provision.Result, error) {
+	c := l.api()
 	spec := provision.Spec{Name: ClusterName, Location: provision.DefaultLocation, Hostname: Hostname, Nodes: nodes,
 		ServerType: "cx22", Image: "latest", Channel: provision.DefaultChannel, VolumeSize: 10, DBSize: 10, IPRange: "10.99.0.0/16"}
 	res, err := provision.Create(ctx, c, spec, provision.Options{Secrets: l.secrets, Endpoint: "http://" + SimAddr + "/v1",
@@ -130,6 +135,16 @@ func (l *Lab) Grow(ctx context.Context, nodes int) ([]*Node, error) {
 		}
 	}
 	return added, l.WriteInfo()
+}
+
+// RemoveNode takes a node out of the running lab as an operator does: `cluster remove-node` (provision.RemoveNode)
+// through the simulator, whose deletion powers the node off and takes it out of l.Nodes.
+func (l *Lab) RemoveNode(ctx context.Context, name string) error {
+	if err := provision.RemoveNode(ctx, l.api(), ClusterName, name, provision.RemoveOptions{ShutdownWait: time.Minute,
+		Log: logWriter{l.log.With("component", "cluster_remove_node")}}); err != nil {
+		return fmt.Errorf("lab: cluster remove-node %s: %w", name, err)
+	}
+	return l.WriteInfo()
 }
 
 // inProcess is an http.RoundTripper that hands requests to a handler in this process.
@@ -276,6 +291,23 @@ func (b backend) ServerCreated(s hcloudsim.Server) error {
 			}
 		}()
 	}
+	return nil
+}
+
+// ServerDeleted takes a deleted server's node away: its power goes, and it leaves the lab's nodes (its namespace
+// stays until the lab goes down).
+func (b backend) ServerDeleted(s hcloudsim.Server) error {
+	n := b.l.nodeByID(s.ID)
+	if n == nil {
+		return nil
+	}
+	if err := n.PowerOff(); err != nil {
+		return err
+	}
+	b.l.mu.Lock()
+	defer b.l.mu.Unlock()
+	b.l.Nodes = slices.DeleteFunc(slices.Clone(b.l.Nodes), func(x *Node) bool { return x == n })
+	b.l.gone = append(b.l.gone, n)
 	return nil
 }
 

@@ -76,6 +76,7 @@ type Lab struct {
 	sw, rt  *netns.NS
 	client  *netns.NS
 	Nodes   []*Node
+	gone    []*Node // the nodes of deleted servers (off; their namespaces go with the lab)
 	mail    string // the mail servers' root file system tarball; every node's dockerd imports it as mailTag
 	mailTag string
 	// What `cluster create` made: its secrets and user-data, the shared Volume, the appliance snapshot.
@@ -324,9 +325,12 @@ func (l *Lab) Down() error {
 	}
 	l.down = true
 	l.mu.Unlock()
-	errs := make([]error, len(l.Nodes))
+	l.mu.Lock()
+	all := append(slices.Clone(l.Nodes), l.gone...)
+	l.mu.Unlock()
+	errs := make([]error, len(all))
 	var wg sync.WaitGroup
-	for i, n := range l.Nodes {
+	for i, n := range all {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -345,7 +349,7 @@ func (l *Lab) Down() error {
 	if l.Sim != nil {
 		l.Sim.Close()
 	}
-	for _, n := range l.Nodes {
+	for _, n := range all {
 		if n.NS != nil {
 			errs = append(errs, n.NS.Del())
 		}

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -879,6 +880,7 @@ func TestLab(t *testing.T) {
 		}
 		old := slices.Clone(l.Nodes)
 		s := l.watch(ctx)
+		mark := l.MarkLogs()
 		t0 := time.Now()
 		added, err := l.Grow(ctx, 5)
 		if err != nil {
@@ -915,6 +917,67 @@ func TestLab(t *testing.T) {
 		for _, a := range l.Alerts.Since(t0) {
 			if a.Event.Event == "promoted" || a.Event.Event == "demoted" {
 				t.Errorf("a MASTER change while nodes were added: %s from %s: %s", a.Event.Event, a.Node, a.Message)
+			}
+		}
+		// The new nodes' signed requests made the members read the API at once (not only every discover_interval).
+		if logs := l.LogsSince(mark, 1<<20); !strings.Contains(logs, "a node this agent does not know yet signed a request") {
+			t.Errorf("no member read the API because of a new node's request")
+		}
+		s.end(t, ctx)
+	})
+	scenario("a node removed (5 to 4), no MASTER change", true, func(t *testing.T) {
+		// `cluster remove-node` refuses the MASTER (it serves the mail) and takes a BACKUP away: shut down, server
+		// deleted. Every other member drops it live; the MASTER stays, mail flows. Runs after the growth (five
+		// nodes); without it the lab has three and a removal would be refused, which is checked too.
+		m, err := l.WaitSettled(ctx, 240*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.RemoveNode(ctx, m); err == nil || !errors.Is(err, provision.ErrServesMail) {
+			t.Fatalf("removing the MASTER %s: %v", m, err)
+		}
+		if len(l.Nodes) < 4 {
+			t.Skipf("the lab has %d nodes (the growth did not run): nothing to remove", len(l.Nodes))
+		}
+		var gone *Node
+		for _, n := range l.Nodes {
+			if n.Name != m {
+				gone = n // the last BACKUP
+			}
+		}
+		s := l.watch(ctx)
+		t0 := time.Now()
+		if err := l.RemoveNode(ctx, gone.Name); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s shut down and deleted %s after the cluster remove-node", gone.Name, time.Since(t0).Round(100*time.Millisecond))
+		if slices.Contains(l.Nodes, gone) || gone.Powered() {
+			t.Fatalf("%s is still a powered lab node after its server was deleted", gone.Name)
+		}
+		waitFor(t, ctx, 2*time.Minute, "every member applied the removal", func() bool {
+			for _, n := range l.Nodes {
+				applied := false
+				for _, a := range l.Alerts.Since(t0) {
+					applied = applied || (a.Node == n.Name && a.Event.Event == "membership_changed" &&
+						strings.Contains(a.Message, gone.Name+" (server") && strings.Contains(a.Message, "left; applied"))
+				}
+				if !applied {
+					return false
+				}
+			}
+			return true
+		})
+		waitFor(t, ctx, time.Minute, "four members in the Primary component", func() bool {
+			st, err := galeraStatus(ctx, l.Node(m))
+			return err == nil && st.PrimarySynced() && st.ClusterSize == 4
+		})
+		if nm, err := l.WaitSettled(ctx, time.Minute); err != nil || nm != m {
+			t.Errorf("after the removal: MASTER %q (was %s), %v", nm, m, err)
+		}
+		t.Logf("every member applied the removal %s after the cluster remove-node", time.Since(t0).Round(100*time.Millisecond))
+		for _, a := range l.Alerts.Since(t0) {
+			if a.Event.Event == "promoted" || a.Event.Event == "demoted" || a.Event.Event == "fence_failed" {
+				t.Errorf("%s from %s while a BACKUP was removed: %s", a.Event.Event, a.Node, a.Message)
 			}
 		}
 		s.end(t, ctx)

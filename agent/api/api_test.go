@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -316,5 +317,35 @@ func TestPeerRequestsDoNotReuseConnections(t *testing.T) {
 	err = c.Demote(ctx, to, 1001)
 	if took := time.Since(t0); err == nil || took > 5*time.Second {
 		t.Fatalf("the second request: %v after %s; want a failure at the dial, well before its 20 s deadline", err, took.Round(time.Millisecond))
+	}
+}
+
+// A request from a node the verifier does not know is refused; when it is signed with the cluster's secret (a node
+// added, not yet read by this agent), OnUnknown is told, and only then.
+func TestUnknownNodeSignedWithTheSecret(t *testing.T) {
+	var told []string
+	v := &Verifier{Secret: secret, Self: "mx2", Nodes: map[string]bool{"mx1": true, "mx2": true},
+		OnUnknown: func(node string) { told = append(told, node) }}
+	for _, tc := range []struct {
+		key  []byte
+		node string
+	}{{[]byte("wrong"), "mx4"}, {secret, "mx4"}, {secret, "mx1"}} {
+		body := []byte(`{"from":1004}`)
+		r := httptest.NewRequest(http.MethodPost, "/peer/v1/demote", bytes.NewReader(body))
+		Sign(r, tc.key, tc.node, "mx2", body, time.Now())
+		_, err := v.Verify(r)
+		if known := tc.node == "mx1"; (err == nil) != known {
+			t.Errorf("%s: %v", tc.node, err)
+		}
+	}
+	if !slices.Equal(told, []string{"mx4"}) {
+		t.Errorf("OnUnknown told of %v, want only the signed mx4", told)
+	}
+	v.SetNodes(map[string]bool{"mx1": true, "mx2": true, "mx4": true})
+	body := []byte(`{}`)
+	r := httptest.NewRequest(http.MethodPost, "/peer/v1/demote", bytes.NewReader(body))
+	Sign(r, secret, "mx4", "mx2", body, time.Now())
+	if _, err := v.Verify(r); err != nil {
+		t.Errorf("mx4 after SetNodes: %v", err)
 	}
 }

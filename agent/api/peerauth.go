@@ -80,6 +80,9 @@ type Verifier struct {
 	Secret []byte
 	Self   string          // this node's name: a request meant for another node is refused
 	Nodes  map[string]bool // the cluster's node names (SetNodes while requests are served)
+	// OnUnknown is called (it must not block) for a request from a node not in Nodes that is signed with the
+	// secret: a member the API lists now and this agent not yet.
+	OnUnknown func(node string)
 	Now    func() time.Time
 
 	mu     sync.Mutex
@@ -153,6 +156,11 @@ func (v *Verifier) verify(req *http.Request) (body []byte, node, nonce string, e
 	known := v.Nodes[node]
 	v.mu.Unlock()
 	if !known {
+		// Signed with the cluster's secret, by a node this agent does not know yet: a node just added, before this
+		// agent's next read of the members. It is still refused; the agent may read the members now.
+		if v.OnUnknown != nil && hmac.Equal([]byte(signature(v.Secret, node, to, req.Method, req.URL.Path, ts, nonce, body)), []byte(sig)) {
+			v.OnUnknown(node)
+		}
 		return nil, "", "", fmt.Errorf("%w: unknown node %q", ErrAuth, node)
 	}
 	secs, err := strconv.ParseInt(ts, 10, 64)

@@ -81,6 +81,8 @@ type Agent struct {
 	exec   *Executor
 	peers  map[int64]api.Peer // server id -> the peer as the peer API reaches it
 	client *api.PeerClient
+	// membersKick asks watchMembers for a read of the members now (kickMembers).
+	membersKick chan struct{}
 	// applyMu keeps a reload and a membership change from interleaving their writes of keepalived's and Galera's
 	// configurations.
 	applyMu sync.Mutex
@@ -164,14 +166,15 @@ func Run(ctx context.Context, o Options) error {
 	}
 	a := &Agent{
 		o: o, c: c, log: log, obs: make(chan failover.Observation, 64),
-		peers:    map[int64]api.Peer{},
-		client:   &api.PeerClient{Secret: []byte(secret.Reveal()), Node: c.Node.Name},
-		waiters:  map[int64][]chan struct{}{},
-		s:        failover.Initial(),
-		alerts:   alerts,
-		loopAt:   time.Now(),
-		systemd:  &unit.Systemd{},
-		vrrpPass: keepalived.AuthPass([]byte(secret.Reveal()), c.Cluster.Name),
+		peers:       map[int64]api.Peer{},
+		membersKick: make(chan struct{}, 1),
+		client:      &api.PeerClient{Secret: []byte(secret.Reveal()), Node: c.Node.Name},
+		waiters:     map[int64][]chan struct{}{},
+		s:           failover.Initial(),
+		alerts:      alerts,
+		loopAt:      time.Now(),
+		systemd:     &unit.Systemd{},
+		vrrpPass:    keepalived.AuthPass([]byte(secret.Reveal()), c.Cluster.Name),
 	}
 	defer a.systemd.Close()
 	a.metrics = report.NewMetrics(a.snapshot)
@@ -240,6 +243,9 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("agent: peer API: %w", err)
 	}
 	a.verifier = &api.Verifier{Secret: []byte(secret.Reveal()), Self: self.Name, Nodes: nodes}
+	if c.Cluster.Discover == config.DiscoverHcloud && len(o.Config.Cluster.Nodes) == 0 {
+		a.verifier.OnUnknown = a.kickMembers
+	}
 	srv := api.Server(api.PeerHandler(a.verifier, a, log), api.PeerLimits, log)
 	wg.Add(1)
 	go func() { defer wg.Done(); srv.Serve(api.Listener(ln, api.PeerLimits)) }()

@@ -60,6 +60,18 @@ func discoverMembers(ctx context.Context, c *config.Config, o *Options, owner co
 	return nil
 }
 
+// KickEvery bounds the reads of the members that requests from unknown nodes bring about.
+const KickEvery = 15 * time.Second
+
+// kickMembers asks watchMembers for a read now (the peer API's verifier calls it; it never blocks).
+func (a *Agent) kickMembers(node string) {
+	select {
+	case a.membersKick <- struct{}{}:
+		a.log.Info("membership: a node this agent does not know yet signed a request with the cluster's secret; reading the members", "node", node)
+	default:
+	}
+}
+
 // watchMembers reads the members from the API every interval (cluster.discover_interval) and applies a change
 // live (applyMembers): a node added, removed or readdressed. What cannot change live (this server renamed or gone
 // from the API, members that do not check, or a configuration that lists cluster.nodes itself) is alerted once per
@@ -68,12 +80,20 @@ func (a *Agent) watchMembers(ctx context.Context, api membership.API, every time
 	t := time.NewTicker(every)
 	defer t.Stop()
 	var said string
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-a.membersKick:
+			// A node this agent does not know signed a request with the cluster's secret: read now, at most once
+			// per KickEvery (the project's request budget is shared).
+			if time.Since(last) < KickEvery {
+				continue
+			}
 		}
+		last = time.Now()
 		a.mu.Lock()
 		c := a.c
 		c.Cluster.Nodes = slices.Clone(a.c.Cluster.Nodes)
