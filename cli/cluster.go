@@ -17,7 +17,8 @@ import (
 
 const clusterUsage = `Usage:
   mailcow-ha cluster create --name N --hostname FQDN [--nodes 3|5|7] [--location fsn1] [--server-type cx32]
-                            [--image ID|latest] [--ssh-key NAME]... [--admin-cidr CIDR]... [--out DIR] [--dry-run]
+                            [--image ID|latest] [--ssh-key NAME]... [--admin-cidr CIDR]... [--config FILE] [--out DIR]
+                            [--dry-run]
       make what the cluster needs and is missing: network, placement group, firewall, Volume, Floating IP, servers
   mailcow-ha cluster list
       show the clusters of the project and their resources
@@ -102,6 +103,7 @@ func clusterCreate(ctx context.Context, args []string, stdio Stdio) int {
 	fs.StringVar(&s.IPRange, "ip-range", provision.DefaultIPRange, "the private network's range")
 	out := fs.String("out", "", "where the secrets and the user-data go, mode 0600 (default ./mailcow-ha-NAME)")
 	dry := fs.Bool("dry-run", false, "print the plan; create nothing, write nothing")
+	settings := fs.String("config", "", "TOML settings for every node (alerts, failover timings…), layered on the user-data; give the same file on every run")
 	client := apiFlags(fs)
 	if code, done := parseFlags(fs, args, stdio); done {
 		return code
@@ -110,6 +112,14 @@ func clusterCreate(ctx context.Context, args []string, stdio Stdio) int {
 	if err := s.Check(); err != nil {
 		fmt.Fprintf(stdio.Stderr, "mailcow-ha cluster create: %v\n", strings.ReplaceAll(err.Error(), "\n", "\nmailcow-ha cluster create: "))
 		return ExitUsage
+	}
+	var extra map[string]any
+	if *settings != "" {
+		var err error
+		if extra, err = provision.ReadSettings(*settings); err != nil {
+			fmt.Fprintf(stdio.Stderr, "mailcow-ha cluster create: %v\n", strings.ReplaceAll(err.Error(), "\n", "\nmailcow-ha cluster create: "))
+			return ExitUsage
+		}
 	}
 	c, token, endpoint, timeout, err := client()
 	if err != nil {
@@ -122,7 +132,7 @@ func clusterCreate(ctx context.Context, args []string, stdio Stdio) int {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	res, err := provision.Create(ctx, c, s, provision.Options{Secrets: &provision.Secrets{Dir: *out}, Endpoint: endpoint,
-		Token: token, DryRun: *dry, Log: stdio.Stdout})
+		Token: token, Settings: extra, DryRun: *dry, Log: stdio.Stdout})
 	if err != nil {
 		fmt.Fprintln(stdio.Stderr, "mailcow-ha cluster create:", err)
 		return ExitFailure

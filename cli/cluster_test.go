@@ -405,3 +405,56 @@ func postJSON(url, body string) (int, string, error) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), nil
 }
+
+// --config layers settings for every node on the user-data (alerts, failover timings); what cluster create writes
+// itself, unknown keys and syntax errors are refused by name or line before anything is made.
+func TestClusterCreateSettings(t *testing.T) {
+	sim, _ := emptyProject(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "c")
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	create := func(settings string) (int, string, string) {
+		return run(t, "", "cluster", "create", "--name", "c", "--hostname", "mail.example.org", "--out", out, "--config", settings)
+	}
+	for _, tc := range []struct{ text, want string }{
+		{"[cluster]\nname = \"other\"\n", "cluster.name is cluster create's own"},
+		{"[hcloud]\ntoken = \"x\"\n", "hcloud.token is cluster create's own"},
+		{"[failover]\ncheck_grace = \"45s\"\nno_such_key = 1\n", "unknown key failover.no_such_key"},
+		{"[failover\n", "toml: line"},
+	} {
+		code, _, errs := create(write("bad.toml", tc.text))
+		if code != ExitUsage || !strings.Contains(errs, tc.want) {
+			t.Errorf("--config %q: %d %q, want %q", tc.text, code, errs, tc.want)
+		}
+	}
+	if st := sim.State(); len(st.Networks) != 0 || len(st.Servers) != 0 {
+		t.Fatalf("a refused --config made resources: %+v", st)
+	}
+	good := write("settings.toml", "[failover]\ncheck_grace = \"45s\"\n[[alerts.webhooks]]\nname = \"ntfy\"\nurl = \"https://ntfy.example.org/mail\"\n")
+	if code, stdout, errs := create(good); code != ExitOK {
+		t.Fatalf("create with --config: %d\n%s%s", code, stdout, errs)
+	}
+	ud, err := os.ReadFile(filepath.Join(out, provision.UserDataFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, probs := config.Parse("user-data", ud)
+	if len(probs) > 0 {
+		t.Fatalf("the user-data with --config's settings does not parse: %v\n%s", probs.Err(), ud)
+	}
+	if c.Failover.CheckGrace.D() != 45*time.Second || len(c.Alerts.Webhooks) != 1 || c.Alerts.Webhooks[0].Name != "ntfy" ||
+		c.Cluster.Name != "c" || !c.Cluster.Secret.Set() || !c.Galera.DataVolume || !strings.HasPrefix(string(ud), "# mailcow-ha\n") {
+		t.Errorf("the user-data lacks --config's settings or its own:\n%s", ud)
+	}
+	for _, s := range sim.State().Servers {
+		if s.UserData != string(ud) {
+			t.Errorf("%s boots with another user-data", s.Name)
+		}
+	}
+}

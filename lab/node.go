@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -55,7 +54,7 @@ func (n *Node) writeConfig() error {
 	if l.o.Webhook != "" {
 		hooks = append(hooks, map[string]any{"name": "extra", "url": l.o.Webhook})
 	}
-	layer(cfg, map[string]any{
+	config.Layer(cfg, map[string]any{
 		// Members read again every 30 s (production: 5 min), so that a node removed is dropped within a scenario;
 		// a node added is taken in at once (its signed requests make the members read the API).
 		"cluster": map[string]any{"secret_file": filepath.Join(d, "secret"), "discover_interval": "30s"},
@@ -77,25 +76,11 @@ func (n *Node) writeConfig() error {
 		"api":    map[string]any{"listen": []string{fmt.Sprintf(":%d", HealthPort)}, "peer_port": 7481, "socket": filepath.Join(d, "agent.sock")},
 		"alerts": map[string]any{"webhooks": hooks},
 	})
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "# mailcow-ha lab node %s: its server's user-data (cluster create) and the lab's settings (lab up)\n", n.Name)
-	if err := toml.NewEncoder(&b).Encode(cfg); err != nil {
+	text, err := config.Encode(cfg, "mailcow-ha lab node "+n.Name+": its server's user-data (cluster create) and the lab's settings (lab up)")
+	if err != nil {
 		return fmt.Errorf("lab: the configuration of %s: %w", n.Name, err)
 	}
-	return config.WriteSecret(filepath.Join(d, "config.toml"), b.String())
-}
-
-// layer sets every key of over in base, table into table.
-func layer(base, over map[string]any) {
-	for k, v := range over {
-		if o, ok := v.(map[string]any); ok {
-			if b, ok := base[k].(map[string]any); ok {
-				layer(b, o)
-				continue
-			}
-		}
-		base[k] = v
-	}
+	return config.WriteSecret(filepath.Join(d, "config.toml"), text)
 }
 
 // PowerOff cuts the node's power: every process in its namespace is killed and its mounts go.

@@ -41,8 +41,10 @@ type Options struct {
 	// Endpoint goes into the user-data when it is not the public API's (a simulator).
 	Endpoint string
 	// Token is the API token the agents use, inline in the user-data (written to a 0600 file at the first start).
-	Token  string
-	DryRun bool
+	Token string
+	// Settings are --config's, for every node (ReadSettings).
+	Settings map[string]any
+	DryRun   bool
 	Log    io.Writer
 }
 
@@ -367,7 +369,7 @@ func (x *run) servers(ctx context.Context, p *project) error {
 		return err
 	}
 	ud, err := o.Secrets.WriteUserData(UserData{Cluster: s.Name, Hostname: s.Hostname, NetworkID: p.network.ID, VolumeID: p.vol.ID,
-		FloatingIPID: p.fip.ID, Endpoint: o.Endpoint, Token: o.Token, AdminCIDRs: s.AdminCIDRs})
+		FloatingIPID: p.fip.ID, Endpoint: o.Endpoint, Token: o.Token, AdminCIDRs: s.AdminCIDRs, Extra: o.Settings})
 	if err != nil {
 		return err
 	}

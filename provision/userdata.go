@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/BurntSushi/toml"
+
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 )
 
@@ -81,6 +83,45 @@ type UserData struct {
 	Endpoint                          string // "" or the public API's: left out
 	Token                             string
 	AdminCIDRs                        []string // network.admin_cidrs: where SSH may come from over the internet
+	// Extra is --config's settings for every node (alerts, failover timings, mailcow's options), layered on what
+	// cluster create writes (ReadSettings checked that it sets none of that).
+	Extra map[string]any
+}
+
+// ownKeys are what cluster create writes into the user-data itself (a prefix ending in "." stands for every key
+// below it): --config may not set them.
+var ownKeys = []string{"version", "node.", "cluster.name", "cluster.discover", "cluster.secret", "cluster.secret_file",
+	"cluster.nodes", "hcloud.", "galera.password", "galera.password_file", "galera.data_volume", "galera.volume_mount",
+	"galera.data_dir", "network.admin_cidrs", "mailcow.hostname"}
+
+// ReadSettings reads --config: TOML settings for every node, in the agent's configuration's keys. A syntax error
+// names the line, an unknown key or one that cluster create writes itself names the key.
+func ReadSettings(path string) (map[string]any, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--config: %w", err)
+	}
+	var doc map[string]any
+	if _, err := toml.Decode(string(b), &doc); err != nil {
+		return nil, fmt.Errorf("--config %s: %w", path, err)
+	}
+	var probe config.Config
+	md, err := toml.Decode(string(b), &probe)
+	if err != nil {
+		return nil, fmt.Errorf("--config %s: %w", path, err)
+	}
+	var errs []error
+	for _, k := range md.Undecoded() {
+		errs = append(errs, fmt.Errorf("--config %s: unknown key %s", path, k))
+	}
+	for _, k := range config.Keys(doc) {
+		for _, own := range ownKeys {
+			if k == own || (strings.HasSuffix(own, ".") && strings.HasPrefix(k, own)) {
+				errs = append(errs, fmt.Errorf("--config %s: %s is cluster create's own (it writes it into the user-data from its flags and the project)", path, k))
+			}
+		}
+	}
+	return doc, errors.Join(errs...)
 }
 
 // WriteUserData renders the user-data, writes it to the directory (mode 0600) and returns it.
@@ -113,6 +154,19 @@ func (s *Secrets) WriteUserData(u UserData) (string, error) {
 	}
 	fmt.Fprintf(&b, "[mailcow]\nhostname = %q\n", u.Hostname)
 	ud := b.String()
+	if len(u.Extra) > 0 {
+		var doc map[string]any
+		if _, err := toml.Decode(ud, &doc); err != nil {
+			return "", fmt.Errorf("the user-data: %w", err)
+		}
+		config.Layer(doc, u.Extra)
+		var err error
+		if ud, err = config.Encode(doc, strings.TrimPrefix(config.Marker, "# "),
+			"The one user-data of every node of cluster "+u.Cluster+", written by `mailcow-ha cluster create` with --config's settings.",
+			"It holds the cluster's secrets: keep it like them (mode 0600)."); err != nil {
+			return "", fmt.Errorf("the user-data: %w", err)
+		}
+	}
 	if len(ud) > config.MaxUserData {
 		return "", fmt.Errorf("the user-data is %d bytes, over Hetzner's %d", len(ud), config.MaxUserData)
 	}

@@ -214,6 +214,7 @@ type Email struct {
 	TLS          string   `toml:"tls"` // starttls (default), tls, none
 	Username     string   `toml:"username"`
 	PasswordFile string   `toml:"password_file"`
+	Password     Secret   `toml:"password"` // inline (user-data): written to PasswordFile (default alerts-email-N.password) at start
 	MinSeverity  string   `toml:"min_severity"`
 	Template     string   `toml:"template"`
 	DedupWindow  Duration `toml:"dedup_window"`

@@ -191,7 +191,7 @@ func TestBadConfigs(t *testing.T) {
 		{"email", minimal + "[[alerts.webhooks]]\nname = \"ops\"\nurl = \"https://x\"\n[[alerts.email]]\nname = \"ops\"\nrelay = \"smtp.example.org\"\nfrom = \"Ops <ops@example.org>\"\ntls = \"none\"\nusername = \"u\"\n",
 			[]string{"alerts.email[0].name: duplicate alert target \"ops\"", "alerts.email[0].relay: \"smtp.example.org\": host:port",
 				"alerts.email[0].from: \"Ops <ops@example.org>\": one bare address", "alerts.email[0].to: missing",
-				"alerts.email[0].password_file: username and password_file go together", "alerts.email[0].tls: \"none\" with a username"}},
+				"alerts.email[0].password_file: a username needs password or password_file", "alerts.email[0].tls: \"none\" with a username"}},
 		{"short token", minimal + "token = \"abc\"\n", []string{"hcloud.token: a Hetzner API token has 64 characters, this one has 3"}},
 		{"discover", strings.Replace(minimal, "[cluster]\n", "[cluster]\ndiscover = \"api\"\n", 1), []string{`t.toml:6: cluster.discover: must be "static" or "hcloud", got "api"`}},
 		{"discover without a network", discovering, []string{`hcloud.network_id: missing: with cluster.discover = "hcloud"`}},
@@ -352,10 +352,14 @@ func TestMaterializeSecrets(t *testing.T) {
 	cfg.Cluster.SecretFile = filepath.Join(dir, "sub", "cluster.secret")
 	cfg.Galera.PasswordFile = filepath.Join(dir, "sub", "db.password")
 	cfg.Galera.Password = "inline-db-password"
+	cfg.Alerts.Email = []Email{{Name: "ops", Password: "smtp-password", PasswordFile: filepath.Join(dir, "sub", "smtp.password")}}
 	var logs bytes.Buffer
 	must(t, MaterializeSecrets(&cfg, slog.New(slog.NewTextHandler(&logs, nil))))
-	if cfg.Hcloud.Token.Set() || cfg.Cluster.Secret.Set() || cfg.Galera.Password.Set() {
+	if cfg.Hcloud.Token.Set() || cfg.Cluster.Secret.Set() || cfg.Galera.Password.Set() || cfg.Alerts.Email[0].Password.Set() {
 		t.Error("inline secrets kept in memory after writing them")
+	}
+	if got, err := (SecretFiles{Owner: os.Getuid()}).ReadSecret(cfg.Alerts.Email[0].PasswordFile); err != nil || got.Reveal() != "smtp-password" {
+		t.Errorf("the e-mail password's file: %v", err)
 	}
 	for _, p := range []string{cfg.Hcloud.TokenFile, cfg.Cluster.SecretFile, cfg.Galera.PasswordFile} {
 		if err := (SecretFiles{Owner: os.Getuid()}).CheckSecretFile(p); err != nil {
@@ -366,7 +370,7 @@ func TestMaterializeSecrets(t *testing.T) {
 	if err != nil || got.Reveal() != token {
 		t.Errorf("token file = %v %v", got, err)
 	}
-	if n := strings.Count(logs.String(), "were written to files"); n != 1 || !strings.Contains(logs.String(), "hcloud.token cluster.secret galera.password") {
+	if n := strings.Count(logs.String(), "were written to files"); n != 1 || !strings.Contains(logs.String(), "hcloud.token cluster.secret galera.password alerts.email[0].password") {
 		t.Errorf("want one line naming the keys written, got %d: %s", n, logs.String())
 	}
 	if strings.Contains(logs.String(), token) {
@@ -376,6 +380,7 @@ func TestMaterializeSecrets(t *testing.T) {
 	// and says that the two differ.
 	must(t, os.WriteFile(cfg.Hcloud.TokenFile, []byte(strings.Repeat("b", 64)+"\n"), 0o600))
 	cfg.Hcloud.Token, cfg.Cluster.Secret, cfg.Galera.Password = Secret(token), Secret(strongSecret), "inline-db-password"
+	cfg.Alerts.Email[0].Password = "smtp-password"
 	logs.Reset()
 	must(t, MaterializeSecrets(&cfg, slog.New(slog.NewTextHandler(&logs, nil))))
 	if got, _ := (SecretFiles{Owner: os.Getuid()}).ReadSecret(cfg.Hcloud.TokenFile); got.Reveal() != strings.Repeat("b", 64) {

@@ -60,21 +60,30 @@ func (s SecretFiles) ReadSecret(path string) (Secret, error) {
 }
 
 // MaterializeSecrets writes the secrets that the configuration carries inline (hcloud.token, cluster.secret,
-// galera.password) to their files with mode 0600, then forgets them, so that the rest of the agent reads every
+// galera.password, alerts.email[].password) to their files with mode 0600, then forgets them, so that the rest of the agent reads every
 // secret from a file. A file that exists already is left alone: it was written at an earlier start, or rotated by
 // the operator since, and the old value still in user-data must not undo a rotation. When the two differ it says
 // so (keys only, never a value), and it says which keys it wrote (the user-data stays in the metadata service,
 // which the appliance's firewall keeps to the agent: agent/firewall).
 func MaterializeSecrets(c *Config, log *slog.Logger) error {
 	var wrote, differ []string
-	for _, s := range []struct {
+	type inline struct {
 		key, path string
 		val       *Secret
-	}{
+	}
+	all := []inline{
 		{"hcloud.token", c.Hcloud.TokenFile, &c.Hcloud.Token},
 		{"cluster.secret", c.Cluster.SecretFile, &c.Cluster.Secret},
 		{"galera.password", c.Galera.PasswordFile, &c.Galera.Password},
-	} {
+	}
+	for i := range c.Alerts.Email {
+		e := &c.Alerts.Email[i]
+		if e.Password.Set() && e.PasswordFile == "" {
+			e.PasswordFile = fmt.Sprintf("%s/alerts-email-%d.password", DefaultSecretDir, i)
+		}
+		all = append(all, inline{fmt.Sprintf("alerts.email[%d].password", i), e.PasswordFile, &e.Password})
+	}
+	for _, s := range all {
 		if !s.val.Set() {
 			continue
 		}

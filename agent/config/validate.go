@@ -442,8 +442,8 @@ func (v *validator) email(c *Config, names map[string]int) {
 		default:
 			v.add(k+".tls", "must be \"starttls\", \"tls\" or \"none\", got %q", e.TLS)
 		}
-		if (e.Username == "") != (e.PasswordFile == "") {
-			v.add(k+".password_file", "username and password_file go together")
+		if (e.Username == "") != (e.PasswordFile == "" && !e.Password.Set()) {
+			v.add(k+".password_file", "a username needs password or password_file, and they need a username")
 		}
 		if e.Username != "" && e.TLS == "none" {
 			v.add(k+".tls", "\"none\" with a username would send the password in clear: use starttls or tls")

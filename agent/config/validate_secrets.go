@@ -41,7 +41,7 @@ func (v *validator) secretFiles(c *Config, fsys FileChecker) {
 		}
 	}
 	for i, e := range c.Alerts.Email {
-		if e.PasswordFile != "" {
+		if e.PasswordFile != "" && !e.Password.Set() {
 			if err := fsys.CheckSecretFile(e.PasswordFile); err != nil {
 				v.add(fmt.Sprintf("alerts.email[%d].password_file", i), "%v", err)
 			}
