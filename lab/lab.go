@@ -77,7 +77,7 @@ type Lab struct {
 	client  *netns.NS
 	Nodes   []*Node
 	gone    []*Node // the nodes of deleted servers (off; their namespaces go with the lab)
-	mail    string // the mail servers' root file system tarball; every node's dockerd imports it as mailTag
+	mail    string  // the mail servers' root file system tarball; every node's dockerd imports it as mailTag
 	mailTag string
 	// What `cluster create` made: its secrets and user-data, the shared Volume, the appliance snapshot.
 	secrets           *provision.Secrets

@@ -45,7 +45,7 @@ type Options struct {
 	// Settings are --config's, for every node (ReadSettings).
 	Settings map[string]any
 	DryRun   bool
-	Log    io.Writer
+	Log      io.Writer
 }
 
 // notOurs is the error for a resource of the right name without the cluster's labels.

@@ -83,7 +83,7 @@ type Verifier struct {
 	// OnUnknown is called (it must not block) for a request from a node not in Nodes that is signed with the
 	// secret: a member the API lists now and this agent not yet.
 	OnUnknown func(node string)
-	Now    func() time.Time
+	Now       func() time.Time
 
 	mu     sync.Mutex
 	nonces map[string]time.Time
