@@ -255,7 +255,7 @@ const MailcowHost = "mailcow"
 func Defaults() Config {
 	return Config{
 		Version: SchemaVersion,
-		Cluster: Cluster{SecretFile: DefaultSecretDir + "/cluster.secret", Discover: DiscoverStatic, DiscoverInterval: Duration(5 * time.Minute)},
+		Cluster: Cluster{SecretFile: DefaultSecretDir + "/cluster.secret", Discover: DiscoverStatic, DiscoverInterval: Duration(2 * time.Minute)},
 		Hcloud: Hcloud{
 			TokenFile:   DefaultSecretDir + "/hcloud.token",
 			Endpoint:    "https://api.hetzner.cloud/v1",
