@@ -55,9 +55,9 @@ func (n *Node) writeConfig() error {
 		hooks = append(hooks, map[string]any{"name": "extra", "url": l.o.Webhook})
 	}
 	config.Layer(cfg, map[string]any{
-		// Members read again every 30 s (production: 5 min), so that a node removed is dropped within a scenario;
-		// a node added is taken in at once (its signed requests make the members read the API).
-		"cluster": map[string]any{"secret_file": filepath.Join(d, "secret"), "discover_interval": "30s"},
+		// Members read again every 15 s (production: 2 min), so that a node added or removed is taken in within a
+		// scenario (a node added may be so sooner: its signed requests make the members read the API).
+		"cluster": map[string]any{"secret_file": filepath.Join(d, "secret"), "discover_interval": "15s"},
 		// The metadata service answers per server at its own path in the lab (169.254.169.254 on Hetzner).
 		"hcloud":  map[string]any{"token_file": filepath.Join(d, "token"), "metadata_url": "http://" + SimAddr + "/_metadata/" + n.Name + "/hetzner/v1"},
 		"network": map[string]any{"public_interface": "eth0", "private_interface": "eth1"},

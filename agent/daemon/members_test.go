@@ -2,16 +2,22 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/api"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
+	"github.com/mailcow-ha/mailcow-ha/agent/failover"
 	"github.com/mailcow-ha/mailcow-ha/agent/galera"
+	"github.com/mailcow-ha/mailcow-ha/agent/hcloud"
+	"github.com/mailcow-ha/mailcow-ha/agent/membership"
 )
 
 // A membership change is applied to everything that follows the members: the failover brain's and the peer API's
@@ -60,5 +66,76 @@ func TestApplyMembers(t *testing.T) {
 	ka, err := os.ReadFile(c.Keepalived.ConfigFile)
 	if err != nil || strings.Contains(string(ka), "10.0.0.4") || !strings.Contains(string(ka), "10.0.0.6") {
 		t.Errorf("keepalived's unicast peers: %v\n%s", err, ka)
+	}
+}
+
+// fakeServers is the API's list of the cluster's servers.
+type fakeServers struct {
+	mu    sync.Mutex
+	list  []hcloud.ServerInfo
+	reads int
+}
+
+func (f *fakeServers) Servers(context.Context, string) ([]hcloud.ServerInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	return slices.Clone(f.list), nil
+}
+
+// A request signed with the cluster's secret by a node the agent does not know makes it read the members now, not
+// at its next interval, and at most once per KickEvery; the new member is applied.
+func TestKickReadsTheMembers(t *testing.T) {
+	dir := t.TempDir()
+	c := config.Defaults()
+	c.Cluster.Name, c.Cluster.Discover, c.Hcloud.NetworkID, c.Node.Name = "mail", config.DiscoverHcloud, 4001, "mx1"
+	c.Failover.StateDir = dir
+	c.Keepalived.ConfigFile = filepath.Join(dir, "keepalived.conf")
+	server := func(id int64, name, prio string) hcloud.ServerInfo {
+		l := map[string]string{"app": "mailcow-ha", "cluster": "mail", "priority": prio}
+		if id == 1 {
+			l["bootstrap"] = "true"
+		}
+		return hcloud.ServerInfo{ID: id, Name: name, Labels: l, PrivateIPs: map[int64]string{4001: fmt.Sprintf("10.0.0.%d", id+1)}}
+	}
+	cloud := &fakeServers{list: []hcloud.ServerInfo{server(1, "mx1", "150"), server(2, "mx2", "140"), server(3, "mx3", "130")}}
+	now, err := membership.Current(context.Background(), &c, cloud)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Cluster.Nodes = now
+	cloud.reads = 0
+	a := &Agent{c: c, log: slog.New(slog.DiscardHandler), p: failover.Params{Self: 1, Name: "mx1"}, privIf: "eth1",
+		verifier: &api.Verifier{}, membersKick: make(chan struct{}, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); a.watchMembers(ctx, cloud, time.Hour) }()
+	cloud.mu.Lock()
+	cloud.list = append(cloud.list, server(4, "mx4", "120"))
+	cloud.mu.Unlock()
+	a.kickMembers("mx4")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a.mu.Lock()
+		_, ok := a.p.Peers[4]
+		a.mu.Unlock()
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mx4 not applied 10 s after the kick (reads: %d)", cloud.reads)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Kicks within KickEvery of the last read do not read again.
+	for range 5 {
+		a.kickMembers("mx5")
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if cloud.reads != 1 {
+		t.Errorf("%d reads of the API, want 1 (the kick; the others within %s)", cloud.reads, KickEvery)
 	}
 }
