@@ -179,7 +179,7 @@ func TestLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	breakerMax := l.o.BreakerMax // the flapping scenario lowers it, the wreck scenario after it puts it back
+	breakerMax := l.o.BreakerMax  // the flapping scenario lowers it, the wreck scenario after it puts it back
 	var demotions []time.Duration // every demotion the agents reported, for the fence_timeout margin
 	var slow []Alert
 	collect := func() {
