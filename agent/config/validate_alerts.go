@@ -32,17 +32,7 @@ func (v *validator) alerts(c *Config) {
 		if w.SecretFile != "" {
 			v.absPath(k+".secret_file", w.SecretFile)
 		}
-		if w.MinSeverity != "" && !slices.Contains(severities, w.MinSeverity) {
-			v.add(k+".min_severity", "must be one of %q, got %q", severities, w.MinSeverity)
-		}
-		if w.Template != "" {
-			if _, err := report.ParseTemplate(w.Name, w.Template); err != nil {
-				v.add(k+".template", "invalid Go template: %v", err)
-			}
-		}
-		if w.DedupWindow < 0 {
-			v.add(k+".dedup_window", "must not be negative")
-		}
+		v.delivery(k, w.Name, w.MinSeverity, w.Template, w.DedupWindow)
 		if w.ContentType != "" {
 			if _, _, err := mime.ParseMediaType(w.ContentType); err != nil {
 				v.add(k+".content_type", "not a media type: %v", err)
@@ -107,16 +97,22 @@ func (v *validator) email(c *Config, names map[string]int) {
 		if e.PasswordFile != "" {
 			v.absPath(k+".password_file", e.PasswordFile)
 		}
-		if e.MinSeverity != "" && !slices.Contains(severities, e.MinSeverity) {
-			v.add(k+".min_severity", "must be one of %q, got %q", severities, e.MinSeverity)
+		v.delivery(k, e.Name, e.MinSeverity, e.Template, e.DedupWindow)
+	}
+}
+
+// delivery checks what webhooks and e-mail targets share: the severity filter, the body's template and the
+// deduplication window of the target at key k.
+func (v *validator) delivery(k, name, minSeverity, template string, dedup Duration) {
+	if minSeverity != "" && !slices.Contains(severities, minSeverity) {
+		v.add(k+".min_severity", "must be one of %q, got %q", severities, minSeverity)
+	}
+	if template != "" {
+		if _, err := report.ParseTemplate(name, template); err != nil {
+			v.add(k+".template", "invalid Go template: %v", err)
 		}
-		if e.Template != "" {
-			if _, err := report.ParseTemplate(e.Name, e.Template); err != nil {
-				v.add(k+".template", "invalid Go template: %v", err)
-			}
-		}
-		if e.DedupWindow < 0 {
-			v.add(k+".dedup_window", "must not be negative")
-		}
+	}
+	if dedup < 0 {
+		v.add(k+".dedup_window", "must not be negative")
 	}
 }
