@@ -167,7 +167,7 @@ func (l *Lab) volumeDevice(v hcloudsim.Volume) (string, error) {
 	if dev, ok := l.loops[v.ID]; ok {
 		return dev, nil
 	}
-	img := filepath.Join(l.o.Dir, fmt.Sprintf("volume-%d.img", v.ID))
+	img := l.volumeImage(v.ID)
 	if err := os.WriteFile(img, nil, 0o600); err != nil {
 		return "", err
 	}
@@ -195,27 +195,42 @@ func (l *Lab) volumeDevice(v hcloudsim.Volume) (string, error) {
 	return dev, nil
 }
 
+// volumeImage is the file behind a Volume's loop device.
+func (l *Lab) volumeImage(id int64) string {
+	return filepath.Join(l.o.Dir, fmt.Sprintf("volume-%d.img", id))
+}
+
 // BlankDBVolume stands for a node's Galera Volume replaced by a new one without a file system (the old one lost):
-// the lab discards every block of its device, which then reads as zeros, as a new Volume does, and the agent finds a
-// blank device at the next boot. (Wiping the signatures alone leaves the rest of the old file system, which the agent
-// rightly refuses to format.) The node must be off.
+// the lab empties the file behind its loop device (cut to nothing, then back to the Volume's size, sparse) and drops
+// the device's cached blocks, so that every block reads as zeros, as on a new Volume, and the agent finds a blank
+// device at the next boot. (Wiping the signatures alone leaves the rest of the old file system, which the agent
+// rightly refuses to format. blkdiscard does the same as this where the file system under the lab can punch holes,
+// and fails where it cannot.) The node must be off.
 func (l *Lab) BlankDBVolume(n *Node) error {
 	if n.Powered() {
 		return fmt.Errorf("lab: %s is on; its Volume can be replaced only while it is off", n.Name)
 	}
 	for _, v := range l.Sim.State().Volumes {
-		if v.Server == n.ID && v.Labels["purpose"] == "galera" {
-			l.mu.Lock()
-			dev := l.loops[v.ID]
-			l.mu.Unlock()
-			if dev == "" {
-				return fmt.Errorf("lab: volume %s has no device", v.Name)
-			}
-			if out, err := exec.Command("blkdiscard", "--force", dev).CombinedOutput(); err != nil {
-				return fmt.Errorf("lab: blkdiscard %s: %w: %s", dev, err, out)
-			}
-			return nil
+		if v.Server != n.ID || v.Labels["purpose"] != "galera" {
+			continue
 		}
+		l.mu.Lock()
+		dev := l.loops[v.ID]
+		l.mu.Unlock()
+		if dev == "" {
+			return fmt.Errorf("lab: volume %s has no device", v.Name)
+		}
+		img := l.volumeImage(v.ID)
+		if err := os.Truncate(img, 0); err != nil {
+			return fmt.Errorf("lab: blank volume %s: %w", v.Name, err)
+		}
+		if err := os.Truncate(img, int64(v.Size)<<30); err != nil {
+			return fmt.Errorf("lab: blank volume %s: %w", v.Name, err)
+		}
+		if out, err := exec.Command("blockdev", "--flushbufs", dev).CombinedOutput(); err != nil {
+			return fmt.Errorf("lab: blockdev --flushbufs %s: %w: %s", dev, err, out)
+		}
+		return nil
 	}
 	return fmt.Errorf("lab: no Galera Volume is attached to %s", n.Name)
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -62,14 +63,23 @@ func TestWatch(t *testing.T) {
 	value("1", 2*time.Second)
 	set(true)
 	value("0", 2*time.Second)
-	// A changed verdict is pushed: no heartbeat to wait for, no fall to count.
-	set(false)
-	if d := value("1", time.Second); d > 500*time.Millisecond {
-		t.Errorf("a failing verdict reached the file after %s, want it pushed within 500 ms", d)
+	// A changed verdict is pushed: no heartbeat (1 s) to wait for, no fall to count. The median of five changes each
+	// way, so that one stall of a loaded machine (make test runs the lab beside this) does not decide.
+	var failing, passing []time.Duration
+	for range 5 {
+		set(false)
+		failing = append(failing, value("1", 3*time.Second))
+		set(true)
+		passing = append(passing, value("0", 3*time.Second))
 	}
-	set(true)
-	if d := value("0", time.Second); d > 500*time.Millisecond {
-		t.Errorf("a passing verdict reached the file after %s, want it pushed within 500 ms", d)
+	for _, c := range []struct {
+		what string
+		d    []time.Duration
+	}{{"failing", failing}, {"passing", passing}} {
+		slices.Sort(c.d)
+		if med := c.d[len(c.d)/2]; med > 500*time.Millisecond {
+			t.Errorf("a %s verdict reached the file after %s (median of %v), want it pushed within 500 ms", c.what, med, c.d)
+		}
 	}
 	// A hung agent: no line within the heartbeat and the timeout, twice, is FAULT; it answers again, and after two
 	// lines the passing verdict is written again.
