@@ -91,7 +91,9 @@ func clusterCreate(ctx context.Context, args []string, stdio Stdio) int {
 	var keys, admin listFlag
 	fs.StringVar(&s.Name, "name", "", "the cluster's name (label cluster=NAME, the prefix of every resource's name)")
 	fs.StringVar(&s.Hostname, "hostname", "", "the mail server's FQDN (mailcow's hostname, the Floating IP's reverse DNS)")
-	fs.IntVar(&s.Nodes, "nodes", 3, "how many servers: 3, 5 or 7")
+	fs.IntVar(&s.Nodes, "nodes", 3, "how many mail servers: 3, 5 or 7; 2, 4 or 6 with --arbitrator")
+	fs.BoolVar(&s.Arbitrator, "arbitrator", false, "add a small server <name>-arb that only votes (garbd): for an even --nodes")
+	fs.StringVar(&s.ArbiterType, "arbitrator-type", provision.DefaultArbiterType, "the arbitrator's server type")
 	fs.StringVar(&s.Location, "location", provision.DefaultLocation, "the location of every resource")
 	fs.StringVar(&s.ServerType, "server-type", provision.DefaultServerType, "the servers' type")
 	fs.StringVar(&s.Image, "image", "latest", "a snapshot id, or latest: the newest snapshot of --channel")

@@ -458,3 +458,52 @@ func TestClusterCreateSettings(t *testing.T) {
 		}
 	}
 }
+
+// --nodes 2 --arbitrator: two mail servers and a small one that only votes; it gets no Volume, its label says
+// role=arbitrator, and with the one user-data it resolves itself as the arbitrator. An even count without it, and
+// an odd one with it, are refused by flag.
+func TestClusterCreateArbitrator(t *testing.T) {
+	sim, url := emptyProject(t)
+	out := filepath.Join(t.TempDir(), "a")
+	args := []string{"cluster", "create", "--name", "a", "--hostname", "mail.example.org", "--out", out}
+	if code, _, errs := run(t, "", append(args, "--nodes", "2")...); code != ExitUsage || !strings.Contains(errs, "--nodes: 2: 3, 5 or 7") {
+		t.Fatalf("--nodes 2 alone: %d %s", code, errs)
+	}
+	if code, _, errs := run(t, "", append(args, "--nodes", "3", "--arbitrator")...); code != ExitUsage ||
+		!strings.Contains(errs, "--nodes: 3 with --arbitrator: 2, 4 or 6") {
+		t.Fatalf("--nodes 3 --arbitrator: %d %s", code, errs)
+	}
+	code, stdout, errs := run(t, "", append(args, "--nodes", "2", "--arbitrator")...)
+	if code != ExitOK || !strings.Contains(stdout, "created  server          a-arb") || !strings.Contains(stdout, "cx22, image 5002, arbitrator") {
+		t.Fatalf("create: %d\n%s%s", code, stdout, errs)
+	}
+	st := sim.State()
+	if len(st.Servers) != 3 || len(st.Volumes) != 3 {
+		t.Fatalf("%d servers, %d volumes; want 3 and 3 (the shared one, a-db-1, a-db-2)", len(st.Servers), len(st.Volumes))
+	}
+	arb := st.Servers[slices.IndexFunc(st.Servers, func(s hcloudsim.Server) bool { return s.Name == "a-arb" })]
+	if arb.Labels["role"] != "arbitrator" || arb.Labels["bootstrap"] != "" || arb.ServerType != "cx22" || arb.UserData != st.Servers[0].UserData {
+		t.Errorf("the arbitrator: %+v", arb)
+	}
+	ud, _ := os.ReadFile(filepath.Join(out, provision.UserDataFile))
+	c, probs := config.Parse("user-data", ud)
+	if probs.Err() != nil {
+		t.Fatal(probs.Err())
+	}
+	c.Failover.StateDir = t.TempDir()
+	api, err := hcloud.New(hcloud.Options{Endpoint: c.Hcloud.Endpoint, Token: c.Hcloud.Token.Reveal()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := membership.Resolve(context.Background(), &c, membership.Options{API: api,
+		Metadata: hcloud.NewMetadata(url+"/_metadata/a-arb/hetzner/v1", nil)}); err != nil {
+		t.Fatal(err)
+	}
+	if self, _ := c.Self(); !self.IsArbitrator() || len(c.Cluster.Nodes) != 3 {
+		t.Errorf("a-arb resolved as %+v of %d", self, len(c.Cluster.Nodes))
+	}
+	if code, stdout, errs := run(t, "", append(args, "--nodes", "2", "--arbitrator")...); code != ExitOK ||
+		!strings.Contains(stdout, "0 resources created") {
+		t.Fatalf("second run: %d\n%s%s", code, stdout, errs)
+	}
+}

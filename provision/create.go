@@ -80,6 +80,7 @@ type project struct {
 	fip     *hc.FloatingIP
 	dbVols  []*hc.Volume // by node, 1-based
 	servers []*hc.Server // by node, 1-based
+	arb     *hc.Server   // the arbitrator (Spec.Arbitrator)
 	img     *hc.Image
 	keys    []*hc.SSHKey
 	// ids are the ids of what exists, by resource name (for the plan's lines).
@@ -130,6 +131,9 @@ func Create(ctx context.Context, c *hc.Client, s Spec, o Options) (Result, error
 		for i := 1; i <= s.Nodes; i++ {
 			x.say(Step{Kind: "server", Name: s.ServerName(i), ID: p.ids[s.ServerName(i)], Detail: serverDetail(s, i, p.img)})
 		}
+		if s.Arbitrator {
+			x.say(Step{Kind: "server", Name: s.ArbiterName(), ID: p.ids[s.ArbiterName()], Detail: arbiterDetail(s, p.img)})
+		}
 		return x.r, nil
 	}
 	x.r.NetworkID, x.r.VolumeID, x.r.FloatingIPID, x.r.FloatingIP = p.network.ID, p.vol.ID, p.fip.ID, p.fip.IP.String()
@@ -138,6 +142,9 @@ func Create(ctx context.Context, c *hc.Client, s Spec, o Options) (Result, error
 	}
 	for i := 1; i <= s.Nodes; i++ {
 		x.r.Servers = append(x.r.Servers, p.servers[i].ID)
+	}
+	if p.arb != nil {
+		x.r.Servers = append(x.r.Servers, p.arb.ID)
 	}
 	return x.r, nil
 }
@@ -209,6 +216,16 @@ func (x *run) find(ctx context.Context) (*project, error) {
 			}
 		}
 	}
+	if s.Arbitrator {
+		if p.arb, _, err = c.Server.GetByName(ctx, s.ArbiterName()); err != nil {
+			return nil, apiErr("read the servers", err)
+		} else if p.arb != nil {
+			existing++
+			if err := found("server", s.ArbiterName(), p.arb.ID, p.arb.Labels); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if p.img, err = resolveImage(ctx, c, s); err != nil {
 		return nil, err
 	}
@@ -226,7 +243,7 @@ func (x *run) find(ctx context.Context) (*project, error) {
 	// others and never join, and --out would hold secrets that no node has.
 	if existing > 0 && !x.o.DryRun && !x.o.Secrets.Exist() {
 		return nil, fmt.Errorf("%d of %d servers exist, but %s has no secrets of this cluster: give --out the directory "+
-			"of the first run (the missing servers need the same user-data)", existing, s.Nodes, x.o.Secrets.Dir)
+			"of the first run (the missing servers need the same user-data)", existing, s.Nodes+btoi(s.Arbitrator), x.o.Secrets.Dir)
 	}
 	return p, nil
 }
@@ -374,23 +391,35 @@ func (x *run) servers(ctx context.Context, p *project) error {
 		return err
 	}
 	var actions []*hc.Action
-	for i := 1; i <= s.Nodes; i++ {
-		if sv := p.servers[i]; sv != nil {
-			x.say(Step{Kind: "server", Name: s.ServerName(i), ID: sv.ID, Detail: string(sv.Status)})
-			continue
+	// create makes one server, or says that it exists.
+	create := func(have **hc.Server, name, typ string, labels map[string]string, detail string) error {
+		if sv := *have; sv != nil {
+			x.say(Step{Kind: "server", Name: name, ID: sv.ID, Detail: string(sv.Status)})
+			return nil
 		}
-		res, _, err := c.Server.Create(ctx, hc.ServerCreateOpts{Name: s.ServerName(i), ServerType: &hc.ServerType{Name: s.ServerType},
+		res, _, err := c.Server.Create(ctx, hc.ServerCreateOpts{Name: name, ServerType: &hc.ServerType{Name: typ},
 			Image: &hc.Image{ID: p.img.ID}, Location: &hc.Location{Name: s.Location}, SSHKeys: p.keys, UserData: ud,
-			Labels: s.serverLabels(i), Networks: []*hc.Network{p.network}, PlacementGroup: p.pg,
+			Labels: labels, Networks: []*hc.Network{p.network}, PlacementGroup: p.pg,
 			Firewalls: []*hc.ServerCreateFirewall{{Firewall: *p.fw}}})
 		if err != nil {
-			return apiErr("create server "+s.ServerName(i), err)
+			return apiErr("create server "+name, err)
 		}
-		p.servers[i] = res.Server
+		*have = res.Server
 		actions = append(actions, res.Action)
 		actions = append(actions, res.NextActions...)
 		x.r.Created++
-		x.say(Step{Kind: "server", Name: s.ServerName(i), Detail: serverDetail(s, i, p.img)})
+		x.say(Step{Kind: "server", Name: name, Detail: detail})
+		return nil
+	}
+	for i := 1; i <= s.Nodes; i++ {
+		if err := create(&p.servers[i], s.ServerName(i), s.ServerType, s.serverLabels(i), serverDetail(s, i, p.img)); err != nil {
+			return err
+		}
+	}
+	if s.Arbitrator {
+		if err := create(&p.arb, s.ArbiterName(), s.ArbiterType, s.arbiterLabels(), arbiterDetail(s, p.img)); err != nil {
+			return err
+		}
 	}
 	if err := c.Action.WaitFor(ctx, actions...); err != nil {
 		return apiErr("start the servers", err)
@@ -424,6 +453,10 @@ func serverDetail(s Spec, i int, img *hc.Image) string {
 		d += ", bootstrap"
 	}
 	return d
+}
+
+func arbiterDetail(s Spec, img *hc.Image) string {
+	return fmt.Sprintf("%s, image %d, arbitrator (garbd: a vote, no mail, no database)", s.ArbiterType, img.ID)
 }
 
 // resolveImage finds the snapshot: the newest of the channel for "latest", else the one with the id.

@@ -17,28 +17,33 @@ import (
 
 // Spec is what `mailcow-ha cluster create` is asked for.
 type Spec struct {
-	Name       string   // the cluster's name: a label value, and the prefix of every resource's name
-	Location   string   // fsn1, nbg1, hel1
-	Hostname   string   // the mail server's FQDN (MAILCOW_HOSTNAME, the Floating IP's reverse DNS)
-	Nodes      int      // 3, 5 or 7
-	ServerType string   // cx32 …
-	Image      string   // a snapshot id, or "latest" (the newest of Channel)
-	Channel    string   // the release channel "latest" picks from (stable)
-	SSHKeys    []string // names of SSH keys in the project
-	AdminCIDRs []string // where SSH may come from (the Cloud Firewall); none: no SSH from the internet
-	VolumeSize int      // GB, the shared Volume (mailcow's data)
-	DBSize     int      // GB, each node's own Volume for its Galera datadir
-	IPRange    string   // the network's range; the subnet is its first /24
+	Name       string // the cluster's name: a label value, and the prefix of every resource's name
+	Location   string // fsn1, nbg1, hel1
+	Hostname   string // the mail server's FQDN (MAILCOW_HOSTNAME, the Floating IP's reverse DNS)
+	Nodes      int    // members: 3, 5 or 7; with Arbitrator 2, 4 or 6
+	ServerType string // cx32 …
+	// Arbitrator adds a small server that runs only garbd (role=arbitrator): a vote for Galera's quorum, no mail and
+	// no database, so that an even number of members keeps an odd number of votes.
+	Arbitrator  bool
+	ArbiterType string   // the arbitrator's server type
+	Image       string   // a snapshot id, or "latest" (the newest of Channel)
+	Channel     string   // the release channel "latest" picks from (stable)
+	SSHKeys     []string // names of SSH keys in the project
+	AdminCIDRs  []string // where SSH may come from (the Cloud Firewall); none: no SSH from the internet
+	VolumeSize  int      // GB, the shared Volume (mailcow's data)
+	DBSize      int      // GB, each node's own Volume for its Galera datadir
+	IPRange     string   // the network's range; the subnet is its first /24
 }
 
 // Defaults for what the flags leave out.
 const (
-	DefaultLocation   = "fsn1"
-	DefaultServerType = "cx32"
-	DefaultVolumeSize = 50
-	DefaultDBSize     = 10
-	DefaultIPRange    = "10.42.0.0/16"
-	DefaultChannel    = "stable"
+	DefaultLocation    = "fsn1"
+	DefaultServerType  = "cx32"
+	DefaultArbiterType = "cx22"
+	DefaultVolumeSize  = 50
+	DefaultDBSize      = 10
+	DefaultIPRange     = "10.42.0.0/16"
+	DefaultChannel     = "stable"
 )
 
 var (
@@ -61,11 +66,17 @@ func (s Spec) Check() error {
 	if !fqdnRE.MatchString(s.Hostname) {
 		bad("hostname", "%q is not a fully qualified host name (mail.example.org)", s.Hostname)
 	}
-	if s.Nodes != 3 && s.Nodes != 5 && s.Nodes != 7 {
-		bad("nodes", "%d: 3, 5 or 7 (an odd number keeps Galera's quorum)", s.Nodes)
+	switch {
+	case s.Arbitrator && s.Nodes != 2 && s.Nodes != 4 && s.Nodes != 6:
+		bad("nodes", "%d with --arbitrator: 2, 4 or 6 (with the arbitrator's vote an odd number keeps Galera's quorum)", s.Nodes)
+	case !s.Arbitrator && s.Nodes != 3 && s.Nodes != 5 && s.Nodes != 7:
+		bad("nodes", "%d: 3, 5 or 7 (an odd number keeps Galera's quorum), or 2, 4 or 6 with --arbitrator", s.Nodes)
 	}
 	if s.ServerType == "" {
 		bad("server-type", "missing")
+	}
+	if s.Arbitrator && s.ArbiterType == "" {
+		bad("arbitrator-type", "missing")
 	}
 	if s.Image != "latest" {
 		if id, err := strconv.ParseInt(s.Image, 10, 64); err != nil || id <= 0 {
@@ -112,6 +123,16 @@ func (s Spec) dbVolumeLabels(i int) map[string]string {
 // ServerName is the name of node i (1-based): <name>-<i>. It is also the node's name in the cluster.
 func (s Spec) ServerName(i int) string { return s.Name + "-" + strconv.Itoa(i) }
 
+// ArbiterName is the arbitrator's server name: <name>-arb.
+func (s Spec) ArbiterName() string { return s.Name + "-arb" }
+
+// arbiterLabels are the arbitrator's labels: the cluster's, and role=arbitrator (agent/membership reads it).
+func (s Spec) arbiterLabels() map[string]string {
+	l := s.Labels()
+	l["role"] = "arbitrator"
+	return l
+}
+
 // subnet is the network's first /24.
 func (s Spec) subnet() string {
 	p := netip.MustParsePrefix(s.IPRange).Masked()
@@ -142,4 +163,12 @@ func (s Spec) serverLabels(i int) map[string]string {
 func (s Spec) domain() string {
 	_, d, _ := strings.Cut(s.Hostname, ".")
 	return d
+}
+
+// btoi is 1 for true.
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
