@@ -25,11 +25,14 @@ const clusterUsage = `Usage:
   mailcow-ha cluster remove-node --name N --node NODE --yes [--delete-volume]
       take one node out for good: refused while it serves the mail (switch over first) or when fewer than three
       would stay; shut it down, delete the server; its Galera Volume only with --delete-volume
+  mailcow-ha cluster upgrade --image ID|latest [--channel stable] [--within 20m] [--dry-run] [--config PATH]
+      on a node: rebuild every server that does not run the image, one at a time, each back as a Synced BACKUP
+      before the next; arbitrators, then the BACKUPs, one switchover, the old MASTER, and this node last
   mailcow-ha cluster destroy --name N --yes [--delete-volume]
       delete what carries the cluster's labels; the Volume (the mail) only with --delete-volume
 
 The API token comes from $HCLOUD_TOKEN or --token-file (mode 0600), the endpoint from $HCLOUD_ENDPOINT, as for
-the hcloud CLI.
+the hcloud CLI (upgrade: from the node's configuration).
 `
 
 // Cluster runs the cluster subcommands.
@@ -47,6 +50,8 @@ func Cluster(ctx context.Context, args []string, stdio Stdio) int {
 		return clusterDestroy(ctx, args[1:], stdio)
 	case "remove-node":
 		return clusterRemoveNode(ctx, args[1:], stdio)
+	case "upgrade":
+		return clusterUpgrade(ctx, args[1:], stdio)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdio.Stdout, clusterUsage)
 		return ExitOK

@@ -466,7 +466,7 @@ func TestClusterCreateArbitrator(t *testing.T) {
 	sim, url := emptyProject(t)
 	out := filepath.Join(t.TempDir(), "a")
 	args := []string{"cluster", "create", "--name", "a", "--hostname", "mail.example.org", "--out", out}
-	if code, _, errs := run(t, "", append(args, "--nodes", "2")...); code != ExitUsage || !strings.Contains(errs, "--nodes: 2: 3, 5 or 7") {
+	if code, _, errs := run(t, "", append(args, "--nodes", "2")...); code != ExitUsage || !strings.Contains(errs, "--nodes: 2: 3, 5 or 7") || !strings.Contains(errs, "or 2 with --arbitrator") {
 		t.Fatalf("--nodes 2 alone: %d %s", code, errs)
 	}
 	if code, _, errs := run(t, "", append(args, "--nodes", "3", "--arbitrator")...); code != ExitUsage ||

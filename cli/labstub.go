@@ -45,7 +45,8 @@ func labCreateStub(ctx context.Context, o deploy.Options, host string, stdio Std
 // labComposeStub is the VM tests' mailcow.create_command: mailcow's real `docker compose create`, with the stub
 // in place of the images that cannot be pulled here. In the mailcow directory it has the real Compose check
 // mailcow's docker-compose.yml with the agent's override (`docker compose config`), writes the stub layer
-// (deploy.Layer, for the services of that compose file) and runs `docker compose create` with the three files.
+// (deploy.Layer, for the services of that compose file) and runs `docker compose create` with the three files. The
+// services greet with --hostname, by default this machine's host name.
 func labComposeStub(ctx context.Context, dir string, o deploy.LayerOptions, stdio Stdio) int {
 	if dir == "" || o.DataMount == "" {
 		fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha lab compose-stub --mailcow-dir DIR --data DIR [--hostname NAME] [--health-interval D] [--health-timeout D] [--mail-image TAG --mail-user ADDR,...]")
@@ -54,6 +55,12 @@ func labComposeStub(ctx context.Context, dir string, o deploy.LayerOptions, stdi
 	if len(o.MailUsers) > 0 && o.MailImage == "" {
 		fmt.Fprintln(stdio.Stderr, "mailcow-ha lab compose-stub: --mail-user needs --mail-image (the stub's own servers take any mailbox)")
 		return ExitUsage
+	}
+	if o.Hostname == "" {
+		// One create command for every node (it is in the cluster's one user-data): each greets with its own name.
+		if h, err := os.Hostname(); err == nil {
+			o.Hostname = h
+		}
 	}
 	if err := composeStub(ctx, dir, o, stdio); err != nil {
 		fmt.Fprintln(stdio.Stderr, "mailcow-ha lab compose-stub:", err)

@@ -3,7 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
+
+	"github.com/mailcow-ha/mailcow-ha/buildinfo"
 )
 
 // Version prints the module version, the VCS revision and the Go version this binary was built from.
@@ -16,27 +17,4 @@ func Version(_ context.Context, args []string, stdio Stdio) int {
 	return ExitOK
 }
 
-func versionString() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "mailcow-ha (unknown build)"
-	}
-	v := bi.Main.Version
-	if v == "" {
-		v = "(devel)"
-	}
-	settings := map[string]string{}
-	for _, s := range bi.Settings {
-		settings[s.Key] = s.Value
-	}
-	rev := settings["vcs.revision"]
-	if rev == "" {
-		rev = "unknown"
-	} else if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	if settings["vcs.modified"] == "true" {
-		rev += "+dirty"
-	}
-	return fmt.Sprintf("mailcow-ha %s revision %s %s %s", v, rev, settings["vcs.time"], bi.GoVersion)
-}
+func versionString() string { return buildinfo.String() }

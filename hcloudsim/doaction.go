@@ -215,9 +215,11 @@ func (s *Sim) rebuild(id int64, body map[string]any) (*action, error) {
 	if image == "" {
 		return nil, badInput("image is required: an image's name or id")
 	}
-	if !slices.ContainsFunc(s.st.Images, func(im Image) bool { return fmt.Sprint(im.ID) == image || (im.Name != "" && im.Name == image) }) {
+	i := slices.IndexFunc(s.st.Images, func(im Image) bool { return fmt.Sprint(im.ID) == image || (im.Name != "" && im.Name == image) })
+	if i < 0 {
 		return nil, notFound("image")
 	}
+	sv.Image = s.st.Images[i].ID // the server now reports the image it was rebuilt from
 	snap := *sv
 	a, err := s.start(CmdRebuildServer, []resRef{{ID: id, Type: "server"}}, 1, func() error {
 		if r, ok := s.backend.(Rebuilder); ok {

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailcow-ha/mailcow-ha/agent/check"
 	"github.com/mailcow-ha/mailcow-ha/agent/galera"
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
@@ -850,23 +849,71 @@ func TestLab(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	scenario("switchover", true, func(t *testing.T) {
+	scenario("rolling upgrade: every node rebuilt one at a time, one switchover", true, func(t *testing.T) {
+		// `mailcow-ha cluster upgrade --image 5004` on a BACKUP, as an operator runs it on a node: the other BACKUP
+		// is rebuilt (a new root disk from the image, the Galera Volume kept) and must come back as a Synced
+		// BACKUP with a new agent; then one switchover to it, the old MASTER rebuilt, and the node the command runs
+		// on last (the command ends with that rebuild). Mail flows throughout; exactly one MASTER change.
 		old, err := l.WaitSettled(ctx, 240*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
+		var on *Node
+		before := map[string]int{}
+		for _, n := range l.Nodes {
+			before[n.Name] = n.Rebuilds()
+			if n.Name != old {
+				on = n // the last BACKUP
+			}
+		}
 		s := l.watch(ctx)
 		t0 := time.Now()
-		ans, err := check.Ask(filepath.Join(l.Node(old).Dir, "agent.sock"), "switchover", 60*time.Second)
-		if err != nil || !strings.HasPrefix(ans, "ok") {
-			t.Fatalf("switchover: %q %v", ans, err)
+		cmd := exec.CommandContext(ctx, "nsenter", "--net=/run/netns/"+on.NS.Name, l.o.Bin, "cluster", "upgrade", "--image", "5004",
+			"--within", "4m", "--config", filepath.Join(on.Dir, "config.toml"))
+		out, err := cmd.CombinedOutput()
+		t.Logf("cluster upgrade on %s (%.1f s):\n%s", on.Name, time.Since(t0).Seconds(), out)
+		if err != nil {
+			t.Fatalf("cluster upgrade: %v", err)
 		}
-		nm, err := l.WaitMaster(ctx, 120*time.Second, old)
+		if !strings.Contains(string(out), "this node last (1 switchover)") {
+			t.Errorf("cluster upgrade did not end with its own node after one switchover")
+		}
+		waitFor(t, ctx, 3*time.Minute, on.Name+" rebuilt", func() bool { return on.Rebuilds() > before[on.Name] })
+		nm, err := l.WaitSettled(ctx, 4*time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("switchover %s → %s (%s)", old, nm, ans)
-		alerts(t, t0, Want{"switchover", old, ""}, Want{"promoted", nm, ""})
+		t.Logf("every node upgraded and the cluster settled %.1f s after the command started; MASTER %s → %s",
+			time.Since(t0).Seconds(), old, nm)
+		if nm == old {
+			t.Errorf("the MASTER %s is still MASTER: it was rebuilt without a switchover?", old)
+		}
+		for _, n := range l.Nodes {
+			if got := n.Rebuilds() - before[n.Name]; got != 1 {
+				t.Errorf("%s was rebuilt %d times, want once", n.Name, got)
+			}
+		}
+		for _, sv := range l.Sim.State().Servers {
+			if sv.Image != 5004 {
+				t.Errorf("server %s runs image %d, want 5004", sv.Name, sv.Image)
+			}
+		}
+		changes := 0
+		for _, a := range l.Alerts.Since(t0) {
+			if a.Event.Event == "promoted" {
+				changes++
+			}
+		}
+		if changes != 1 {
+			t.Errorf("%d MASTER changes during the upgrade, want 1:\n%s", changes, FormatAlerts(l.Alerts.Since(t0), t0))
+		}
+		alerts(t, t0, Want{"switchover", old, ""}, Want{"promoted", "", ""})
+		// A second run finds every server on the image and changes nothing.
+		out, err = exec.CommandContext(ctx, "nsenter", "--net=/run/netns/"+on.NS.Name, l.o.Bin, "cluster", "upgrade", "--image", "5004",
+			"--config", filepath.Join(on.Dir, "config.toml")).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "nothing to do") {
+			t.Errorf("second upgrade: %v\n%s", err, out)
+		}
 		s.end(t, ctx)
 	})
 	scenario("postfix restarted inside the grace period", true, func(t *testing.T) {

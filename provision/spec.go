@@ -69,6 +69,9 @@ func (s Spec) Check() error {
 	switch {
 	case s.Arbitrator && s.Nodes != 2 && s.Nodes != 4 && s.Nodes != 6:
 		bad("nodes", "%d with --arbitrator: 2, 4 or 6 (with the arbitrator's vote an odd number keeps Galera's quorum)", s.Nodes)
+	case !s.Arbitrator && (s.Nodes == 2 || s.Nodes == 4 || s.Nodes == 6):
+		bad("nodes", "%d: 3, 5 or 7 (an odd number keeps Galera's quorum: %d votes survive no more failures than %d, "+
+			"and a split in halves stops both), or %d with --arbitrator (a small server that only votes, garbd)", s.Nodes, s.Nodes, s.Nodes-1, s.Nodes)
 	case !s.Arbitrator && s.Nodes != 3 && s.Nodes != 5 && s.Nodes != 7:
 		bad("nodes", "%d: 3, 5 or 7 (an odd number keeps Galera's quorum), or 2, 4 or 6 with --arbitrator", s.Nodes)
 	}

@@ -14,8 +14,10 @@ type NodeStatus struct {
 	Node        string       `json:"node"`
 	Cluster     string       `json:"cluster"`
 	ServerID    int64        `json:"server_id"`
-	Role        string       `json:"role"` // booting, backup, fault, promoting, master, demoting, stopped
-	VRRP        string       `json:"vrrp"` // keepalived's last state
+	Version     string       `json:"version"` // the agent's build (buildinfo.Short): mixed during a rolling upgrade
+	Started     time.Time    `json:"started"` // when this agent started
+	Role        string       `json:"role"`    // booting, backup, fault, promoting, master, demoting, stopped
+	VRRP        string       `json:"vrrp"`    // keepalived's last state
 	Verdict     bool         `json:"check_ok"`
 	Reason      string       `json:"check_reason"`
 	Galera      GaleraStatus `json:"galera"`

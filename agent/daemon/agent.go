@@ -62,6 +62,9 @@ type Options struct {
 
 // Agent is a running node agent.
 type Agent struct {
+	// started is when this agent started (its /status states it: a rolling upgrade tells a rebuilt node's new agent
+	// from the old one by it).
+	started time.Time
 	o       Options
 	c       config.Config
 	ka      *keepalived.Process
@@ -165,7 +168,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	a := &Agent{
-		o: o, c: c, log: log, obs: make(chan failover.Observation, 64),
+		o: o, c: c, log: log, obs: make(chan failover.Observation, 64), started: time.Now(),
 		peers:       map[int64]api.Peer{},
 		membersKick: make(chan struct{}, 1),
 		client:      &api.PeerClient{Secret: []byte(secret.Reveal()), Node: c.Node.Name},

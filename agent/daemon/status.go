@@ -15,6 +15,7 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/mailcowconf"
 	"github.com/mailcow-ha/mailcow-ha/agent/report"
 	"github.com/mailcow-ha/mailcow-ha/agent/stack"
+	"github.com/mailcow-ha/mailcow-ha/buildinfo"
 )
 
 // keepTransitions is how many transitions /status shows.
@@ -156,7 +157,7 @@ func (a *Agent) nodeStatus(context.Context) api.NodeStatus {
 		return p.NodeName(id)
 	}
 	st := api.NodeStatus{
-		Node: p.Name, Cluster: c.Cluster.Name, ServerID: p.Self, Role: string(s.Role), VRRP: string(s.VRRP),
+		Node: p.Name, Cluster: c.Cluster.Name, ServerID: p.Self, Version: buildinfo.Short(), Started: a.started.UTC(), Role: string(s.Role), VRRP: string(s.VRRP),
 		Verdict: ok, Reason: why,
 		Galera:      api.GaleraStatus{OK: s.GaleraOK, Detail: s.GaleraDetail},
 		Stack:       api.StackStatus{Healthy: s.Role == failover.RoleMaster && s.StackFailed == "", Failed: s.StackFailed, Services: services},

@@ -16,20 +16,25 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/api"
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/mailprobe"
+	"github.com/mailcow-ha/mailcow-ha/provision"
 )
 
 const mailbox = "lab@example.org"
 
 var galeraSize = regexp.MustCompile(`size=(\d+)`)
 
-// Two VMs boot the image with TOML user-data, and an arbitrator (the agent with garbd, outside the guests) votes
-// for quorum: cloud-init hands the TOML to each agent (the agent says which file it read and for which node, on
-// the console through the journal), the agents bootstrap and join Galera, and systemd reports each unit started,
-// which for Type=notify means READY=1. They form the cluster: Galera of size 3 (two members and garbd) and exactly
-// one MASTER, which holds the Floating IP on eth0, has the hot-plugged Volume mounted (with the agent's marker) and
-// runs the stub stack, answering SMTP on the Floating IP. Secrets given inline never reach a console or the
-// arbitrator's log. Then the MASTER VM is killed (QMP quit): the other VM, in quorum with garbd, takes over,
-// hot-plugs the Volume, mounts it, and the mail written before is readable through the Floating IP.
+// `cluster create --nodes 2 --arbitrator` makes the cluster in an empty simulated project, as an operator makes
+// it on Hetzner, and each server it creates boots from the one user-data it wrote: two VMs of the image, and an
+// arbitrator (the agent with garbd, outside the guests) that votes for quorum. cloud-init hands the TOML to each
+// agent, which finds itself through the metadata service (169.254.169.254, answering by the asking address) and
+// its members through the API (the agent says which file it read and for which node, on the console through the
+// journal); each mounts its own Galera Volume, hot-plugged by the API's attachment; the agents bootstrap and join
+// Galera, and systemd reports each unit started, which for Type=notify means READY=1. They form the cluster: Galera
+// of size 3 (two members and garbd) and exactly one MASTER, which holds the Floating IP on eth0, has the
+// hot-plugged shared Volume mounted (with the agent's marker) and runs the stub stack, answering SMTP on the
+// Floating IP. Secrets given inline never reach a console or the arbitrator's log. Then the MASTER VM is killed
+// (QMP quit): the other VM, in quorum with garbd, takes over, hot-plugs the Volume, mounts it, and the mail written
+// before is readable through the Floating IP.
 //
 // While the failover runs on one emulated core, a third guest boots on the other with user-data that cloud-init
 // would run as a script (checkBadUserData): the agent refuses it, and nothing of the cluster starts there.
@@ -39,25 +44,46 @@ var galeraSize = regexp.MustCompile(`size=(\d+)`)
 // and pushed make test over its 45 minutes; three data nodes in one cluster are the lab's subject. The bad
 // user-data guest used to be a test of its own, booted while nothing else ran (about 200 s more).
 func TestCluster(t *testing.T) {
-	h := harness(t, 3)
-	members, bad := h.VMs[:2], h.VMs[2]
+	h := harness(t)
 	// The budget keeps a stuck cluster from eating the other tests' time; a guest that makes progress is not
 	// otherwise bounded (see quiet).
 	ctx := budget(t, 65*time.Minute)
 	t0 := time.Now()
-	for _, v := range members {
-		if err := v.Boot(userData(members, v.Name, "")); err != nil {
-			t.Fatal(err)
-		}
+	var plan strings.Builder
+	res, secrets, err := h.CreateCluster(ctx, provision.Spec{Name: "vmtest", Location: provision.DefaultLocation,
+		Hostname: "mail.vmtest.test", Nodes: 2, Arbitrator: true, ServerType: "cx22", ArbiterType: "cx22", Image: "latest",
+		Channel: provision.DefaultChannel, VolumeSize: 10, DBSize: 10, IPRange: IPRange}, vmSettings(), &plan)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, plan.String())
 	}
-	arbDir := filepath.Join(h.Dir, arbName)
-	arb, err := h.StartArbitrator(arbName, bin, userData(members, arbName, arbDir))
+	t.Logf("cluster create --nodes 2 --arbitrator: %d resources in %.1f s", res.Created, time.Since(t0).Seconds())
+	if res.FloatingIP != FloatingIP {
+		t.Fatalf("cluster create made the Floating IP %s; the harness's router expects %s", res.FloatingIP, FloatingIP)
+	}
+	members := h.vms()
+	slices.SortFunc(members, func(a, b *VM) int { return strings.Compare(a.Name, b.Name) })
+	arbs := h.Arbitrators()
+	if len(members) != 2 || len(arbs) != 1 {
+		t.Fatalf("cluster create made %d VMs and %d arbitrators, want 2 and 1", len(members), len(arbs))
+	}
+	arb := arbs[0]
+	secret, err := os.ReadFile(filepath.Join(secrets.Dir, provision.ClusterSecretFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusterSecret := strings.TrimSpace(string(secret))
+	dbpw, err := os.ReadFile(filepath.Join(secrets.Dir, provision.GaleraPasswordFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbPassword := strings.TrimSpace(string(dbpw))
+	bad, err := h.AddVM("vmbad", 0, "203.0.113.200", "10.99.0.200") // no server: nothing of the cluster
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("%s's agent, last lines:\n%s", arbName, arb.tail(40))
+			t.Logf("%s's agent, last lines:\n%s", arb.Name, arb.tail(40))
 		}
 	})
 	var wg sync.WaitGroup
@@ -66,13 +92,17 @@ func TestCluster(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			m, err := v.WaitConsole(ctx, configRead, DefaultFailures, quiet)
+			if _, err := v.WaitConsole(ctx, configRead, DefaultFailures, quiet); err != nil {
+				errs[i] = fmt.Errorf("%w\n%s", err, v.ConsoleTail(40))
+				return
+			}
+			m, err := v.WaitConsole(ctx, whoAmI, DefaultFailures, quiet)
 			if err != nil {
 				errs[i] = fmt.Errorf("%w\n%s", err, v.ConsoleTail(40))
 				return
 			}
-			if !strings.HasSuffix(m, "node "+v.Name) {
-				errs[i] = fmt.Errorf("%s: the agent read another node's configuration: %q", v.Name, m)
+			if g := whoAmI.FindStringSubmatch(m); g[1] != v.Name || g[2] != "vmtest-1 vmtest-2 vmtest-arb" {
+				errs[i] = fmt.Errorf("%s: the agent found itself as %q with members [%s]", v.Name, g[1], g[2])
 				return
 			}
 			if _, err := v.WaitConsole(ctx, ready, DefaultFailures, quiet); err != nil {
@@ -111,7 +141,7 @@ func TestCluster(t *testing.T) {
 		if err != nil || !strings.Contains(banner, m.Name) {
 			t.Fatalf("SMTP on the Floating IP: %q %v; want %s's postfix", banner, err, m.Name)
 		}
-		if att := h.Sim.State().Volumes[0].Server; att != m.ID {
+		if att := h.VolumeServer(res.VolumeID); att != m.ID {
 			t.Errorf("the API has the Volume at server %d, want %d", att, m.ID)
 		}
 		if err := h.sendMail(ctx, "<before-failover@vm.test>"); err != nil {
@@ -119,8 +149,8 @@ func TestCluster(t *testing.T) {
 		}
 	})
 	// Secrets given inline were written to 0600 files, never to a console or a log.
-	for _, v := range h.VMs {
-		if text := v.ConsoleText(); strings.Contains(text, clusterSecret) || strings.Contains(text, hcloudsim.DemoToken) {
+	for _, v := range h.vms() {
+		if text := v.ConsoleText(); strings.Contains(text, clusterSecret) || strings.Contains(text, hcloudsim.DemoToken) || strings.Contains(text, dbPassword) {
 			t.Errorf("%s: a secret appeared on the console", v.Name)
 		}
 	}
@@ -131,12 +161,12 @@ func TestCluster(t *testing.T) {
 			t.Errorf("%s: the agent did not keep the metadata service to itself (no line on the console)", v.Name)
 		}
 	}
-	if text := arb.LogText(); strings.Contains(text, clusterSecret) || strings.Contains(text, hcloudsim.DemoToken) {
-		t.Errorf("%s: a secret appeared in the agent's log", arbName)
+	if text := arb.LogText(); strings.Contains(text, clusterSecret) || strings.Contains(text, hcloudsim.DemoToken) || strings.Contains(text, dbPassword) {
+		t.Errorf("%s: a secret appeared in the agent's log", arb.Name)
 	}
 	for _, f := range []string{"cluster.secret", "hcloud.token", "db.password"} {
-		if fi, err := os.Stat(filepath.Join(arbDir, f)); err != nil || fi.Mode().Perm() != 0o600 {
-			t.Errorf("%s: %s: %v %v; want a 0600 file", arbName, f, fi, err)
+		if fi, err := os.Stat(filepath.Join(arb.Dir, f)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %s: %v %v; want a 0600 file", arb.Name, f, fi, err)
 		}
 	}
 	if master == nil {
@@ -197,7 +227,7 @@ func TestCluster(t *testing.T) {
 		if !arb.Running() {
 			t.Errorf("the arbitrator's agent ended:\n%s", arb.tail(40))
 		}
-		if att := h.Sim.State().Volumes[0].Server; att != m.ID {
+		if att := h.VolumeServer(res.VolumeID); att != m.ID {
 			t.Errorf("the API has the Volume at server %d, want %d", att, m.ID)
 		}
 		for _, fip := range h.Sim.State().FloatingIPs {

@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,14 +25,19 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/mailprobe"
 )
 
-// Addresses inside the harness's namespace (which plays Hetzner's network: the router for the public side and
-// the private network's switch).
+// Addresses inside the harness's namespace (which plays Hetzner's network: the router for the public side, the
+// private network's switch and the metadata service). The servers' addresses are the simulator's: cluster create
+// makes the network 10.99.0.0/16 (its subnet 10.99.0.0/24, gateway .1), and each server gets the next private
+// address of the subnet and a public one from 203.0.113.20 on.
 const (
 	Gateway    = "203.0.113.1"
 	FloatingIP = "203.0.113.100"
-	HostIP     = "10.99.0.1" // the simulator (API and metadata) on the private switch
+	HostIP     = "10.99.0.1" // the simulator's API on the private switch
 	SimAddr    = HostIP + ":8480"
-	VolumeID   = 3001
+	// MetadataIP is Hetzner's metadata service, as on a server: reached through the default gateway, it answers
+	// for the server whose address asks.
+	MetadataIP = "169.254.169.254"
+	IPRange    = "10.99.0.0/16"
 )
 
 // Tools the VM tests need, with their Debian packages.
@@ -54,16 +61,22 @@ func Preflight() string {
 
 // Harness runs VMs of one image on one network with one simulated Hetzner project.
 type Harness struct {
-	Dir    string
-	Image  *imagebuild.Image
-	NS     *netns.NS
-	Sim    *hcloudsim.Sim
-	Volume string // the Volume's backing file
-	Log    *slog.Logger
-	srv    *http.Server
-	VMs    []*VM
-	Accel  []string // QEMU's accelerator arguments: TCG unless set
-	arbs   []*Arbitrator
+	Dir   string
+	Image *imagebuild.Image
+	NS    *netns.NS
+	Sim   *hcloudsim.Sim
+	Log   *slog.Logger
+	Accel []string // QEMU's accelerator arguments: TCG unless set
+	// Bin is the directory of the mailcow-ha binary the image was built with (an arbitrator runs it).
+	Bin  string
+	srvs []*http.Server
+	mu   sync.Mutex
+	VMs  []*VM
+	arbs []*Arbitrator
+	// volumes are the Volumes' files, by id.
+	volumes map[int64]string
+	// bootErr is the first error of a server created that did not become a VM or an arbitrator.
+	bootErr error
 }
 
 // VM is one QEMU guest.
@@ -88,8 +101,10 @@ type VM struct {
 	conLongest time.Duration
 }
 
-// New makes the network namespace, the simulated project with n servers, and the Volume's file.
-func New(dir string, im *imagebuild.Image, n int, log *slog.Logger) (*Harness, error) {
+// New makes the network namespace and an empty simulated project (the appliance's snapshots only). Each server
+// created in it becomes a VM booted with the server's user-data (an arbitrator's: an agent on this machine), as
+// `hcloud server create` makes a server on Hetzner.
+func New(dir string, im *imagebuild.Image, log *slog.Logger) (*Harness, error) {
 	// An earlier run that died before its clean-up (a timeout, a signal) left its namespace with its QEMUs in it:
 	// they go first (QEMU runs inside the harness's namespace, so the namespace's record covers it).
 	if _, err := reap.Sweep(log); err != nil {
@@ -99,7 +114,7 @@ func New(dir string, im *imagebuild.Image, n int, log *slog.Logger) (*Harness, e
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	h := &Harness{Dir: dir, Image: im, Log: log, Volume: filepath.Join(dir, "volume.raw"), Accel: TCG}
+	h := &Harness{Dir: dir, Image: im, Log: log, Accel: TCG, volumes: map[int64]string{}}
 	var err error
 	if h.NS, err = netns.Add(netns.Unique("vm")); err != nil {
 		return nil, err
@@ -114,19 +129,7 @@ func New(dir string, im *imagebuild.Image, n int, log *slog.Logger) (*Harness, e
 	must("link", "set", "br0", "up")
 	must("addr", "add", HostIP+"/24", "dev", "br0")
 	must("link", "set", "lo", "up")
-	for i := 1; i <= n; i++ {
-		v := &VM{Name: fmt.Sprintf("vm%d", i), ID: int64(1000 + i), Index: i, PrivIP: fmt.Sprintf("10.99.0.%d", 10+i),
-			PubIP: fmt.Sprintf("203.0.113.%d", 10+i), Dir: filepath.Join(dir, fmt.Sprintf("vm%d", i)), h: h}
-		h.VMs = append(h.VMs, v)
-		pub, priv := v.tap("pub"), v.tap("priv")
-		must("tuntap", "add", "dev", pub, "mode", "tap")
-		must("tuntap", "add", "dev", priv, "mode", "tap")
-		must("link", "set", priv, "master", "br0")
-		must("link", "set", priv, "up")
-		must("link", "set", pub, "up")
-		must("addr", "add", Gateway+"/32", "dev", pub)
-		must("route", "add", v.PubIP+"/32", "dev", pub)
-	}
+	must("addr", "add", MetadataIP+"/32", "dev", "lo")
 	if err == nil {
 		err = ns.Do(func() error {
 			return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
@@ -136,51 +139,92 @@ func New(dir string, im *imagebuild.Image, n int, log *slog.Logger) (*Harness, e
 		h.Close()
 		return nil, fmt.Errorf("vm network: %w", err)
 	}
-	if err := os.WriteFile(h.Volume, nil, 0o600); err != nil {
-		return nil, err
-	}
-	if err := os.Truncate(h.Volume, 512<<20); err != nil {
-		return nil, err
-	}
-	st := hcloudsim.DemoState()
-	st.Servers = st.Servers[:min(n, len(st.Servers))]
-	for i := range st.Servers {
-		st.Servers[i].Name = h.VMs[i].Name
-		h.VMs[i].ID = st.Servers[i].ID
-		st.Servers[i].PrivateNet[0].IP = h.VMs[i].PrivIP
-		st.Servers[i].PublicIPv4 = h.VMs[i].PubIP
-	}
-	h.Sim, err = hcloudsim.New(hcloudsim.Options{State: st, Latencies: hcloudsim.DefaultLatencies(), Backend: backend{h}, Logger: log.With("component", "hcloudsim")})
+	h.Sim, err = hcloudsim.New(hcloudsim.Options{State: hcloudsim.EmptyProject(), Latencies: hcloudsim.DefaultLatencies(),
+		Backend: backend{h}, Logger: log.With("component", "hcloudsim")})
 	if err != nil {
 		h.Close()
 		return nil, err
 	}
-	var ln net.Listener
-	if err := ns.Do(func() error {
-		var err error
-		ln, err = net.Listen("tcp", SimAddr)
-		return err
-	}); err != nil {
-		h.Close()
+	for _, addr := range []string{SimAddr, MetadataIP + ":80"} {
+		var ln net.Listener
+		if err := ns.Do(func() error {
+			var err error
+			ln, err = net.Listen("tcp", addr)
+			return err
+		}); err != nil {
+			h.Close()
+			return nil, err
+		}
+		srv := &http.Server{Handler: h.Sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		h.srvs = append(h.srvs, srv)
+		go srv.Serve(ln)
+	}
+	return h, nil
+}
+
+// AddVM makes a guest's two links (public: a tap routed from the gateway; private: a tap on the switch) for a VM
+// with these addresses; Boot starts it.
+func (h *Harness) AddVM(name string, id int64, pubIP, privIP string) (*VM, error) {
+	h.mu.Lock()
+	v := &VM{Name: name, ID: id, Index: len(h.VMs) + 1, PrivIP: privIP, PubIP: pubIP, Dir: filepath.Join(h.Dir, name), h: h}
+	h.VMs = append(h.VMs, v)
+	h.mu.Unlock()
+	if err := os.MkdirAll(v.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	h.srv = &http.Server{Handler: h.Sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go h.srv.Serve(ln)
-	return h, nil
+	pub, priv := v.tap("pub"), v.tap("priv")
+	for _, args := range [][]string{
+		{"tuntap", "add", "dev", pub, "mode", "tap"},
+		{"tuntap", "add", "dev", priv, "mode", "tap"},
+		{"link", "set", priv, "master", "br0"},
+		{"link", "set", priv, "up"},
+		{"link", "set", pub, "up"},
+		{"addr", "add", Gateway + "/32", "dev", pub},
+		{"route", "add", pubIP + "/32", "dev", pub},
+	} {
+		if err := h.NS.IP(args...); err != nil {
+			return nil, fmt.Errorf("vm network of %s: %w", name, err)
+		}
+	}
+	return v, nil
+}
+
+// volumeFile is the file behind a Volume, made at its first attachment: sparse, of the Volume's size, with an
+// empty ext4 when the Volume was created with that format (as Hetzner formats it).
+func (h *Harness) volumeFile(vol hcloudsim.Volume) (string, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if f, ok := h.volumes[vol.ID]; ok {
+		return f, nil
+	}
+	f := filepath.Join(h.Dir, fmt.Sprintf("volume-%d.raw", vol.ID))
+	if err := os.WriteFile(f, nil, 0o600); err != nil {
+		return "", err
+	}
+	if err := os.Truncate(f, int64(vol.Size)<<30); err != nil {
+		return "", err
+	}
+	if vol.Format == "ext4" {
+		if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-L", fmt.Sprintf("vol%d", vol.ID), f).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("mkfs.ext4 %s: %w: %s", f, err, out)
+		}
+	}
+	h.volumes[vol.ID] = f
+	return f, nil
 }
 
 func (v *VM) tap(kind string) string { return fmt.Sprintf("%s%d", kind, v.Index) }
 
 // Close stops every VM (by PID), the arbitrators, the simulator and the namespace.
 func (h *Harness) Close() {
-	for _, v := range h.VMs {
+	for _, v := range h.vms() {
 		v.Kill()
 	}
-	for _, a := range h.arbs {
+	for _, a := range h.Arbitrators() {
 		a.stop()
 	}
-	if h.srv != nil {
-		h.srv.Close()
+	for _, srv := range h.srvs {
+		srv.Close()
 	}
 	if h.NS != nil {
 		h.NS.Del()
@@ -374,7 +418,7 @@ func (v *VM) LongestQuiet() time.Duration {
 // Quiet is the shortest silence of the running VMs' consoles: how long no running VM has printed anything.
 func (h *Harness) Quiet() time.Duration {
 	q := time.Duration(-1)
-	for _, v := range h.VMs {
+	for _, v := range h.vms() {
 		if v.Running() {
 			if vq := v.Quiet(); q < 0 || vq < q {
 				q = vq
@@ -422,6 +466,8 @@ func (v *VM) ConsoleTail(n int) string {
 }
 
 func (h *Harness) byID(id int64) *VM {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	for _, v := range h.VMs {
 		if v.ID == id {
 			return v
@@ -449,12 +495,16 @@ func (b backend) VolumeAttached(vol hcloudsim.Volume, server int64) error {
 	if v == nil || !v.Running() {
 		return fmt.Errorf("vm: server %d is not running", server)
 	}
-	q := v.QMP()
-	if _, err := q.Do("blockdev-add", map[string]any{"driver": "raw", "node-name": volNode(vol.ID),
-		"file": map[string]any{"driver": "file", "filename": b.h.Volume}}); err != nil {
+	file, err := b.h.volumeFile(vol)
+	if err != nil {
 		return err
 	}
-	_, err := q.Do("device_add", map[string]any{"driver": "scsi-hd", "id": volNode(vol.ID), "drive": volNode(vol.ID),
+	q := v.QMP()
+	if _, err := q.Do("blockdev-add", map[string]any{"driver": "raw", "node-name": volNode(vol.ID),
+		"file": map[string]any{"driver": "file", "filename": file}}); err != nil {
+		return err
+	}
+	_, err = q.Do("device_add", map[string]any{"driver": "scsi-hd", "id": volNode(vol.ID), "drive": volNode(vol.ID),
 		"bus": "scsi0.0", "vendor": "HC", "product": "Volume", "serial": fmt.Sprint(vol.ID)})
 	if err != nil {
 		q.Do("blockdev-del", map[string]any{"node-name": volNode(vol.ID)})
@@ -495,4 +545,65 @@ func (b backend) ServerPower(s hcloudsim.Server, on bool) error {
 	}
 	go v.Quit()
 	return nil
+}
+
+// ServerCreated makes a created server real: an arbitrator (label role=arbitrator) is the agent on this machine in
+// a namespace of its own with the server's private address; any other server is a VM with the server's addresses,
+// booted with its user-data. Both find themselves through the metadata service, by their address.
+func (b backend) ServerCreated(s hcloudsim.Server) error {
+	err := b.h.serverCreated(s)
+	if err != nil {
+		b.h.mu.Lock()
+		b.h.bootErr = cmp.Or(b.h.bootErr, fmt.Errorf("server %s: %w", s.Name, err))
+		b.h.mu.Unlock()
+	}
+	return err
+}
+
+func (h *Harness) serverCreated(s hcloudsim.Server) error {
+	if len(s.PrivateNet) != 1 {
+		return fmt.Errorf("vm: server %s has %d private networks, the harness has one", s.Name, len(s.PrivateNet))
+	}
+	priv := s.PrivateNet[0].IP
+	if s.Labels["role"] == "arbitrator" {
+		_, err := h.StartArbitrator(s.Name, priv, s.UserData)
+		return err
+	}
+	v, err := h.AddVM(s.Name, s.ID, s.PublicIPv4, priv)
+	if err != nil {
+		return err
+	}
+	return v.Boot(s.UserData)
+}
+
+// vms are the VMs made so far.
+func (h *Harness) vms() []*VM {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.VMs)
+}
+
+// BootErr is the first error of a server that did not become a VM or an arbitrator.
+func (h *Harness) BootErr() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.bootErr
+}
+
+// Arbitrators are the arbitrators started so far.
+func (h *Harness) Arbitrators() []*Arbitrator {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.arbs)
+}
+
+// dial connects from the harness's namespace (the router and the private switch).
+func (h *Harness) dial(addr string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := h.NS.Do(func() error {
+		var err error
+		c, err = net.DialTimeout("tcp", addr, timeout)
+		return err
+	})
+	return c, err
 }

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/api"
-	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/imagebuild"
 	"github.com/mailcow-ha/mailcow-ha/mailcowstub/deploy"
 	"github.com/mailcow-ha/mailcow-ha/mailcowtree"
@@ -88,8 +87,9 @@ var (
 	bin     string   // the commands the image was built with
 )
 
-// harness makes a harness for n VMs; artefacts stay under build/vm/<test>/ when the test fails.
-func harness(t *testing.T, n int) *Harness {
+// harness makes a harness (an empty project; a server created becomes a VM); artefacts stay under
+// build/vm/<test>/ when the test fails.
+func harness(t *testing.T) *Harness {
 	t.Helper()
 	if skipWhy != "" {
 		t.Skip(skipWhy)
@@ -100,18 +100,18 @@ func harness(t *testing.T, n int) *Harness {
 		log = slog.New(slog.NewTextHandler(f, nil))
 		t.Cleanup(func() { f.Close() })
 	}
-	h, err := New(dir, image, n, log)
+	h, err := New(dir, image, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.Accel = accel
+	h.Accel, h.Bin = accel, bin
 	t.Cleanup(func() {
 		if d, err := time.ParseDuration(os.Getenv("MAILCOW_HA_VM_HOLD")); err == nil && t.Failed() {
 			// For a look from the outside before the VMs go: ip netns exec <ns> …, the consoles, QMP.
 			t.Logf("holding the failed VMs for %s (MAILCOW_HA_VM_HOLD), namespace %s", d, h.NS.Name)
 			time.Sleep(d)
 		}
-		for _, v := range h.VMs {
+		for _, v := range h.vms() {
 			if q := v.LongestQuiet(); q > 0 {
 				t.Logf("%s: the longest its console was silent during a wait: %.1f s (a wait calls a guest stuck after %s)", v.Name, q.Seconds(), quiet)
 			}
@@ -121,10 +121,12 @@ func harness(t *testing.T, n int) *Harness {
 			t.Logf("artefacts (consoles, QEMU logs, seeds) kept in %s", dir)
 			return
 		}
-		for _, v := range h.VMs { // the overlays are large; the consoles stay
+		for _, v := range h.vms() { // the overlays and the Volumes are large; the consoles stay
 			os.Remove(filepath.Join(v.Dir, "disk.qcow2"))
 		}
-		os.Remove(h.Volume)
+		for _, f := range h.volumes {
+			os.Remove(f)
+		}
 	})
 	return h
 }
@@ -146,75 +148,76 @@ func budget(t *testing.T, most time.Duration) context.Context {
 	return ctx
 }
 
-const clusterSecret = "vm-cluster-secret-0123456789abcdef0123456789"
+// vmSettings are `cluster create --config`'s settings for the VM cluster: what an emulated guest on two shared
+// cores needs besides the one user-data cluster create writes (the secrets, the API, the members found through
+// it, each node's Galera Volume).
+//
+// Emulated guests stall for seconds under load (containers being created, a state transfer): keepalived's check
+// gets 5 s and three tries, adverts every 2 s.
+//
+// Galera without TLS here (production and every other tier run it with TLS): under TCG an encrypted state transfer
+// of a fresh datadir took about 460 s per joiner instead of about 160 s, and the donor, the first MASTER, starved
+// its own stack's health checks into a false failover; TestCluster took 2825.5 s instead of 676–881 s, which put
+// make test far over its 45 minutes. That clean-clone run (2026-12-01) passed this tier with TLS on:
+// mariadb.service, the key owned by mysql under /var/lib/mailcow-ha, gcomm at ssl://, IST over ssl, and rsync
+// through stunnel with VERIFY_CA in the joiners' journal.
+//
+// The first takeover creates and starts 18 containers while the joiner still boots and takes its state transfer
+// from the MASTER, on emulated cores: several minutes, and more than 750 s with three guests and both cores kept
+// busy (2026-12-01: the start ran out of a 10-minute start_timeout, the MASTER gave up, and its demotion ran out of
+// a 5-minute fence_timeout). start_timeout is 25 minutes here (production: 2). The agent writes mailcow.conf into
+// /opt/mailcow-dockerized and the portal's API key under /etc/mailcow-ha, as on Hetzner.
+//
+// The containers are mailcow's real compose project: the image's release tree, the mailcow.conf and override the
+// agent writes, Debian 13's Compose (`docker compose config`, then `create`), with only the images swapped by a
+// layer laid last (lab compose-stub; mailcowstub/deploy.Layer): Debian's postfix and dovecot (the mailservers
+// image, loaded at first boot) for postfix-mailcow and dovecot-mailcow, the stub for the others. They greet with
+// the guest's host name (the server's name), so that a banner tells which node answered.
+//
+// Emulated CPUs are ten to thirty times slower than a server: a longer breaker limit than production's 2 per hour,
+// so that a slow first election (Galera still streaming to the joiner) does not stop the scenarios, and twelve
+// minutes for a demotion asked by a peer (stopping 18 containers in a starved guest took over a minute on an idle
+// machine, more than five with both cores busy) before it powers the old MASTER off. A MASTER that is gone (the
+// failover below) is fenced at once: its peer API does not answer at all. The new MASTER leaves the VM it fenced
+// off (failover.power_on_fenced, on in production, is the lab's subject): powered on again, it booted as a third
+// guest beside the new MASTER's 18 containers and the bad user-data guest, on two cores, and the new MASTER's
+// dovecot failed its health check and answered no IMAP within two minutes (2026-12-03).
+func vmSettings() string {
+	return fmt.Sprintf(`[network]
+public_interface = "eth0"
+private_interface = "eth1"
 
-// arbName is TestCluster's arbitrator (see Arbitrator).
-const arbName = "arb"
+[keepalived]
+advert_interval = "2s"
+check_timeout = "5s"
+check_fall = 3
 
-// userData is the TOML a node boots with, as an operator would write it for Hetzner, with the simulator's
-// addresses and the create command of mailcow's compose project with the stub's images: members are the member VMs, and arbName an arbitrator. The
-// arbitrator, which runs outside the guests, keeps its secrets and state under dir (a guest: "", the appliance's
-// paths).
-func userData(members []*VM, name, dir string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "# mailcow-ha\nversion = 1\n[node]\nname = %q\n[cluster]\nname = \"vmtest\"\nsecret = %q\n", name, clusterSecret)
-	if dir != "" {
-		fmt.Fprintf(&b, "secret_file = %q\n", filepath.Join(dir, "cluster.secret"))
-	}
-	for i, m := range members {
-		fmt.Fprintf(&b, "[[cluster.nodes]]\nname = %q\nprivate_ip = %q\nserver_id = %d\npriority = %d\nbootstrap = %v\n",
-			m.Name, m.PrivIP, m.ID, 150-20*i, i == 0)
-	}
-	fmt.Fprintf(&b, "[[cluster.nodes]]\nname = %q\nprivate_ip = %q\nrole = \"arbitrator\"\n", arbName, ArbIP)
-	fmt.Fprintf(&b, "[hcloud]\ntoken = %q\nendpoint = \"http://%s/v1\"\nmetadata_url = \"http://%s/_metadata/%s/hetzner/v1\"\nfloating_ip_id = 2001\nvolume_id = %d\n",
-		hcloudsim.DemoToken, SimAddr, SimAddr, name, VolumeID)
-	if dir != "" {
-		fmt.Fprintf(&b, "token_file = %q\n", filepath.Join(dir, "hcloud.token"))
-	}
-	b.WriteString("[network]\npublic_interface = \"eth0\"\nprivate_interface = \"eth1\"\n")
-	// Emulated guests on two shared cores stall for seconds under load (containers being created, a state
-	// transfer): keepalived's check gets 5 s and three tries, adverts every 2 s.
-	b.WriteString("[keepalived]\nadvert_interval = \"2s\"\ncheck_timeout = \"5s\"\ncheck_fall = 3\n")
-	// Galera without TLS here (production and every other tier run it with TLS): under TCG an encrypted state
-	// transfer of a fresh datadir took about 460 s per joiner instead of about 160 s, and the donor, the first
-	// MASTER, starved its own stack's health checks into a false failover; TestCluster took 2825.5 s instead of
-	// 676–881 s, which put make test far over its 45 minutes. That clean-clone run (2026-12-01) passed this tier
-	// with TLS on: mariadb.service, the key owned by mysql under /var/lib/mailcow-ha, gcomm at ssl://, IST over
-	// ssl, and rsync through stunnel with VERIFY_CA in the joiners' journal.
-	b.WriteString("[galera]\npassword = \"vm-mailcow-db-password\"\ntls = false\n")
-	if dir != "" {
-		fmt.Fprintf(&b, "password_file = %q\n", filepath.Join(dir, "db.password"))
-	}
-	// The first takeover creates and starts 18 containers while the joiner still boots and takes its state
-	// transfer from the MASTER, on emulated cores: several minutes, and more than 750 s with three guests and both
-	// cores kept busy (2026-12-01: the start ran out of a 10-minute start_timeout, the MASTER gave up, and its
-	// demotion ran out of a 5-minute fence_timeout). start_timeout is 25 minutes here (production: 2).
-	// The agent writes mailcow.conf into /opt/mailcow-dockerized and the portal's API key under /etc/mailcow-ha, as
-	// on Hetzner.
-	// The containers are mailcow's real compose project: the image's release tree, the mailcow.conf and override the
-	// agent writes, Debian 13's Compose (`docker compose config`, then `create`), with only the images swapped by a
-	// layer laid last (lab compose-stub; mailcowstub/deploy.Layer): Debian's postfix and dovecot (the mailservers
-	// image, loaded at first boot) for postfix-mailcow and dovecot-mailcow, the stub for the others.
-	fmt.Fprintf(&b, "[mailcow]\nhostname = \"mail.vmtest.test\"\ncreate_command = [\"/usr/local/bin/mailcow-ha\", \"lab\", \"compose-stub\", \"--mailcow-dir\", \"/opt/mailcow-dockerized\", \"--data\", \"/var/lib/mailcow-ha/data\", \"--hostname\", %q, \"--health-interval\", \"15s\", \"--health-timeout\", \"20s\", \"--mail-image\", %q, \"--mail-user\", %q]\nstart_timeout = \"25m\"\n", name, mailservers.Inputs{}.Tag(), mailbox)
-	// Emulated CPUs are ten to thirty times slower than a server: a longer breaker limit than production's 2 per
-	// hour, so that a slow first election (Galera still streaming to the joiner) does not stop the scenarios, and
-	// twelve minutes for a demotion asked by a peer (stopping 18 containers in a starved guest took over a minute
-	// on an idle machine, more than five with both cores busy) before it powers the old MASTER off. A MASTER that
-	// is gone (the failover below) is fenced at once: its peer API does not answer at all.
-	b.WriteString("[failover]\ncheck_grace = \"90s\"\nquorum_grace = \"20s\"\nfence_timeout = \"12m\"\n")
-	if dir != "" {
-		fmt.Fprintf(&b, "state_dir = %q\n", filepath.Join(dir, "state"))
-	}
-	b.WriteString("[failover.breaker]\nmax = 6\n")
-	b.WriteString("[api]\nlisten = [\"private:7480\"]\n")
-	if dir != "" {
-		fmt.Fprintf(&b, "socket = %q\n", filepath.Join(dir, "agent.sock"))
-	}
-	return b.String()
+[galera]
+tls = false
+
+[mailcow]
+create_command = ["/usr/local/bin/mailcow-ha", "lab", "compose-stub", "--mailcow-dir", "/opt/mailcow-dockerized", "--data", "/var/lib/mailcow-ha/data", "--health-interval", "15s", "--health-timeout", "20s", "--mail-image", %q, "--mail-user", %q]
+start_timeout = "25m"
+
+[failover]
+check_grace = "90s"
+quorum_grace = "20s"
+fence_timeout = "12m"
+power_on_fenced = false
+
+[failover.breaker]
+max = 6
+
+[api]
+listen = ["private:7480"]
+`, mailservers.Inputs{}.Tag(), mailbox)
 }
 
 var (
-	configRead = regexp.MustCompile(`mailcow-ha\[\d+\]: configuration read from /var/lib/cloud/instance/user-data.txt for node (\w+)`)
+	// The one user-data names no node: the agent says so, then who it is and its members, from the metadata
+	// service and the API.
+	configRead = regexp.MustCompile(`mailcow-ha\[\d+\]: configuration read from /var/lib/cloud/instance/user-data.txt: the node and its members come from the API`)
+	whoAmI     = regexp.MustCompile(`mailcow-ha\[\d+\]: membership: this node is ([\w-]+) node=[\w-]+ source=api members="\[([^\]]*)\]"`)
 	ready      = regexp.MustCompile(`Started mailcow-ha\.service`)
 )
 
@@ -287,16 +290,6 @@ func (h *Harness) Status(ctx context.Context, v *VM) (api.NodeStatus, error) {
 	}
 	err = json.Unmarshal(body, &st)
 	return st, err
-}
-
-func (h *Harness) dial(addr string, timeout time.Duration) (net.Conn, error) {
-	var c net.Conn
-	err := h.NS.Do(func() error {
-		var err error
-		c, err = net.DialTimeout("tcp", addr, timeout)
-		return err
-	})
-	return c, err
 }
 
 func (h *Harness) get(ctx context.Context, url string) ([]byte, error) {
