@@ -129,10 +129,10 @@ func getStatus(ctx context.Context, hc *http.Client, url string) (api.NodeStatus
 
 func printStatus(w io.Writer, replies []StatusReply, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tROLE\tGALERA\tSTACK\tVOLUME\tFLOATING IP\tLAST TRANSITION\tBREAKER\tMAINTENANCE")
+	fmt.Fprintln(tw, "NODE\tROLE\tGALERA\tSTACK\tVOLUME\tFLOATING IP\tLAST TRANSITION\tBREAKER\tMAINTENANCE\tVERSION")
 	for _, r := range replies {
 		if r.Status == nil {
-			fmt.Fprintf(tw, "%s\tunreachable\t-\t-\t-\t-\t%s\t-\t-\n", r.Node, r.Error)
+			fmt.Fprintf(tw, "%s\tunreachable\t-\t-\t-\t-\t%s\t-\t-\t-\n", r.Node, r.Error)
 			continue
 		}
 		s := r.Status
@@ -173,7 +173,11 @@ func printStatus(w io.Writer, replies []StatusReply, now time.Time) {
 		if s.Maintenance {
 			maint = "on"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Node, strings.ToUpper(s.Role), s.Galera.Detail, stack, vol, fip, last, breaker, maint)
+		version := s.Version
+		if version == "" {
+			version = "-" // an agent older than the field
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Node, strings.ToUpper(s.Role), s.Galera.Detail, stack, vol, fip, last, breaker, maint, version)
 	}
 	tw.Flush()
 }
