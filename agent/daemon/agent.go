@@ -246,7 +246,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("agent: peer API: %w", err)
 	}
 	a.verifier = &api.Verifier{Secret: []byte(secret.Reveal()), Self: self.Name, Nodes: nodes}
-	if c.Cluster.Discover == config.DiscoverHcloud && len(o.Config.Cluster.Nodes) == 0 {
+	if a.membersLive(c) {
 		a.verifier.OnUnknown = a.kickMembers
 	}
 	srv := api.Server(api.PeerHandler(a.verifier, a, log), api.PeerLimits, log)

@@ -173,3 +173,10 @@ func (a *Agent) applyMembers(ctx context.Context, now []config.Member) error {
 	errs = append(errs, err)
 	return errors.Join(errs...)
 }
+
+// membersLive says whether the members come from the API alone (cluster.discover = "hcloud" and no static
+// cluster.nodes in the configuration as given): a change of them is then applied while the agent runs; a static
+// list waits for a restart.
+func (a *Agent) membersLive(c config.Config) bool {
+	return c.Cluster.Discover == config.DiscoverHcloud && len(a.o.Config.Cluster.Nodes) == 0
+}

@@ -37,7 +37,7 @@ func (a *Agent) reload() {
 	a.mu.Unlock()
 	// Members found through the API are applied as a running agent applies them (watchMembers); a static list
 	// waits for the restart.
-	live := c.Cluster.Discover == config.DiscoverHcloud && len(a.o.Config.Cluster.Nodes) == 0
+	live := a.membersLive(c)
 	if c.Node.Name != a.c.Node.Name || self.ServerID != a.p.Self || c.Cluster.Name != a.c.Cluster.Name ||
 		(len(changes) > 0 && !live) || !sameAPI(c.API, a.c.API) {
 		a.log.Warn("reload: the node, the cluster's membership or the API settings changed: restart the agent to apply them")
