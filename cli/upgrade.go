@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -20,8 +19,8 @@ import (
 )
 
 // clusterUpgrade is the rolling image upgrade (provision.Upgrade), run on a node like `mailcow-ha status`: it
-// reads the node's configuration for the members, the API token and the agent's socket, asks the members' /status
-// over the private network, and rebuilds the servers one at a time through the API.
+// reads the node's configuration for the members, the cluster secret, the API token and the agent's socket, asks
+// the members' state over the peer API (signed), and rebuilds the servers one at a time through the API.
 func clusterUpgrade(ctx context.Context, args []string, stdio Stdio) int {
 	fs := newFlags("cluster upgrade", "cluster upgrade --image ID|latest [--channel stable] [--within 20m] [--dry-run] [--config PATH]", stdio)
 	src := sourceFlags(fs)
@@ -43,15 +42,22 @@ func clusterUpgrade(ctx context.Context, args []string, stdio Stdio) int {
 	if err != nil {
 		return fail(ExitUsage, err)
 	}
-	port, err := statusPort(cfg.API.Listen)
-	if err != nil {
-		return fail(ExitUsage, err)
-	}
 	if cfg.Discovers() {
 		if cfg.Cluster.Nodes, err = membership.Cached(&cfg); err != nil {
 			return fail(ExitFailure, err)
 		}
 	}
+	// The members' state comes over the peer API, signed as this node with the cluster secret (and so are the
+	// answers): a host on the private network cannot make the roll go on. Hence: run it on a member.
+	self := localMember(cfg.Cluster.Nodes)
+	if self == "" {
+		return fail(ExitUsage, errors.New("run it on a node of the cluster (none of the members' private addresses is on this machine)"))
+	}
+	secret, err := inlineOrFile(cfg.Cluster.Secret, cfg.Cluster.SecretFile)
+	if err != nil {
+		return fail(ExitFailure, fmt.Errorf("the cluster secret: %w", err))
+	}
+	peers := &api.PeerClient{Secret: []byte(secret), Node: self}
 	token := cfg.Hcloud.Token.Reveal()
 	if cfg.Hcloud.TokenFile != "" {
 		if s, err := (config.SecretFiles{Owner: os.Geteuid()}).ReadSecret(cfg.Hcloud.TokenFile); err == nil {
@@ -66,11 +72,12 @@ func clusterUpgrade(ctx context.Context, args []string, stdio Stdio) int {
 	if err != nil {
 		return fail(ExitFailure, err)
 	}
-	client := &http.Client{Timeout: 5 * time.Second}
 	res, err := provision.Upgrade(ctx, c, provision.UpgradeOptions{
-		Image: img, Members: cfg.Cluster.Nodes, Self: localMember(cfg.Cluster.Nodes), Within: *within, DryRun: *dry, Log: stdio.Stdout,
-		Status: func(ctx context.Context, m config.Member) (api.NodeStatus, error) {
-			return getStatus(ctx, client, "http://"+net.JoinHostPort(m.PrivateIP, port)+"/status")
+		Image: img, Members: cfg.Cluster.Nodes, Self: self, Within: *within, DryRun: *dry, Log: stdio.Stdout,
+		Status: func(ctx context.Context, m config.Member) (api.PeerState, error) {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			return peers.State(ctx, api.Peer{Name: m.Name, URL: cfg.PeerURL(m)})
 		},
 		Switchover: func(_ context.Context, to string) error {
 			ans, err := check.Ask(cfg.API.Socket, "switchover "+to, 30*time.Second)

@@ -23,9 +23,10 @@ type UpgradeOptions struct {
 	// Self is the member the command runs on ("" when it runs on none): rebuilt last, after everything else, since
 	// its own rebuild ends the command.
 	Self string
-	// Status reads a member's /status (over the private network); Switchover asks the cluster to hand MASTER to
+	// Status asks a member for its state over the peer API (signed with the cluster secret, and so is the answer:
+	// nothing else on the private network can make the roll go on); Switchover asks the cluster to hand MASTER to
 	// the member named (the local agent's switchover command, which tells every agent).
-	Status     func(ctx context.Context, m config.Member) (api.NodeStatus, error)
+	Status     func(ctx context.Context, m config.Member) (api.PeerState, error)
 	Switchover func(ctx context.Context, to string) error
 	// Within is how long one server may take from its rebuild to a healthy, Synced BACKUP (default 20 minutes).
 	Within time.Duration
@@ -243,7 +244,7 @@ func (o UpgradeOptions) back(ctx context.Context, m config.Member, before time.T
 // included).
 func (o UpgradeOptions) healthy(ctx context.Context) (string, error) {
 	master := ""
-	var masterStatus api.NodeStatus
+	var masterState api.PeerState
 	for _, m := range o.Members {
 		if m.IsArbitrator() {
 			continue
@@ -253,25 +254,32 @@ func (o UpgradeOptions) healthy(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("%w: %s does not answer: %v", ErrUnhealthy, m.Name, err)
 		}
 		switch {
-		case st.Role == "master" && st.Volume.Mounted && st.Stack.Healthy && st.Galera.OK:
+		case st.Role == "master" && st.Mounted && st.StackFailed == "" && st.GaleraOK:
 			if master != "" {
 				return "", fmt.Errorf("%w: %s and %s are both MASTER", ErrUnhealthy, master, m.Name)
 			}
-			master, masterStatus = m.Name, st
-		case st.Role == "backup" && st.Galera.OK:
+			master, masterState = m.Name, st
+		case st.Role == "backup" && st.GaleraOK:
 		default:
-			return "", fmt.Errorf("%w: %s is %s (Galera %s)", ErrUnhealthy, m.Name, st.Role, st.Galera.Detail)
+			return "", fmt.Errorf("%w: %s is %s (Galera %s%s)", ErrUnhealthy, m.Name, st.Role, st.Galera, orEmpty(", stack: ", st.StackFailed))
 		}
 	}
 	if master == "" {
 		return "", fmt.Errorf("%w: no MASTER serves", ErrUnhealthy)
 	}
-	if g := galeraSize.FindStringSubmatch(masterStatus.Galera.Detail); g != nil {
+	if g := galeraSize.FindStringSubmatch(masterState.Galera); g != nil {
 		if n, _ := strconv.Atoi(g[1]); n < len(o.Members) {
-			return "", fmt.Errorf("%w: Galera has %d of %d members (%s)", ErrUnhealthy, n, len(o.Members), masterStatus.Galera.Detail)
+			return "", fmt.Errorf("%w: Galera has %d of %d members (%s)", ErrUnhealthy, n, len(o.Members), masterState.Galera)
 		}
 	}
 	return master, nil
+}
+
+func orEmpty(prefix, s string) string {
+	if s == "" {
+		return ""
+	}
+	return prefix + s
 }
 
 // switchoverTarget is the member with the highest priority that serves mail and is no longer to be rebuilt

@@ -28,7 +28,7 @@ type fakeCluster struct {
 	calls   []string
 }
 
-func (f *fakeCluster) status(_ context.Context, m config.Member) (api.NodeStatus, error) {
+func (f *fakeCluster) status(_ context.Context, m config.Member) (api.PeerState, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, sv := range f.sim.State().Servers {
@@ -36,15 +36,14 @@ func (f *fakeCluster) status(_ context.Context, m config.Member) (api.NodeStatus
 			f.seen[m.Name], f.started[m.Name] = sv.Image, time.Now()
 		}
 	}
-	st := api.NodeStatus{Node: m.Name, Role: "backup", Started: f.started[m.Name],
-		Galera: api.GaleraStatus{OK: true, Detail: "Primary Synced size=3"}}
+	st := api.PeerState{Node: m.Name, Role: "backup", Started: f.started[m.Name], GaleraOK: true, Galera: "Primary Synced size=3"}
 	for _, sv := range f.sim.State().Servers {
 		if m.Name == f.stuck && sv.ID == m.ServerID && sv.Image == 5004 {
 			return st, context.DeadlineExceeded // rebuilt, and never back
 		}
 	}
 	if m.Name == f.master {
-		st.Role, st.Volume.Mounted, st.Stack.Healthy = "master", true, true
+		st.Role, st.Mounted = "master", true
 	}
 	return st, nil
 }

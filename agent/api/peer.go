@@ -31,6 +31,11 @@ type PeerState struct {
 	Breaker     bool   `json:"breaker"`
 	Maintenance bool   `json:"maintenance"`
 	Takeovers   int    `json:"takeovers"` // within the breaker window
+	// Mounted: the shared Volume is mounted here. Started and Version: when this agent started and its build (a
+	// rolling upgrade tells a rebuilt node's new agent by them). Zero from an agent older than these fields.
+	Mounted bool      `json:"mounted"`
+	Started time.Time `json:"started"`
+	Version string    `json:"version"`
 }
 
 // DemoteRequest asks a node to demote and confirm.

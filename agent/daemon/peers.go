@@ -10,6 +10,7 @@ import (
 
 	"github.com/mailcow-ha/mailcow-ha/agent/api"
 	"github.com/mailcow-ha/mailcow-ha/agent/failover"
+	"github.com/mailcow-ha/mailcow-ha/buildinfo"
 )
 
 // Demote implements the peer API's demote request: it waits until the brain confirmed the demotion.
@@ -40,13 +41,14 @@ func (a *Agent) confirm(server int64) {
 // State implements the peer API's state question.
 func (a *Agent) State() api.PeerState {
 	a.mu.Lock()
-	s, p := a.s, a.p
+	s, p, mounted := a.s, a.p, a.seen.Mounted
 	a.mu.Unlock()
 	now := time.Now()
 	ok, why := failover.Verdict(p, s, now)
 	n := failover.RecentTakeovers(p, s, now)
 	return api.PeerState{Node: p.Name, Role: string(s.Role), VRRP: string(s.VRRP), GaleraOK: s.GaleraOK, Galera: s.GaleraDetail,
-		Verdict: ok, Reason: why, StackFailed: s.StackFailed, Breaker: s.Breaker, Maintenance: s.Maintenance, Takeovers: n}
+		Verdict: ok, Reason: why, StackFailed: s.StackFailed, Breaker: s.Breaker, Maintenance: s.Maintenance, Takeovers: n,
+		Mounted: mounted, Started: a.started.UTC(), Version: buildinfo.Short()}
 }
 
 // Switchover implements the peer API's switchover.
