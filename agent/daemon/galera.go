@@ -164,40 +164,6 @@ func (a *Agent) writeGaleraConfig(c config.Config) error {
 	return nil
 }
 
-// runArbitrator is the whole agent of an arbitrator node: garbd, kept running, and nothing else. It never
-// bootstraps and never becomes MASTER (it runs no keepalived).
-func runArbitrator(ctx context.Context, c config.Config, self config.Member, secret []byte, o Options, alerts *report.Alerter) error {
-	tls, err := galeraTLS(c, self, secret)
-	if err != nil {
-		return err
-	}
-	var members []string
-	for _, m := range c.Cluster.Nodes {
-		if !m.IsArbitrator() {
-			members = append(members, m.PrivateIP)
-		}
-	}
-	g := &galera.Arbitrator{ClusterName: c.Cluster.Name, NodeName: self.Name, NodeIP: self.PrivateIP,
-		Members: members, GroupPort: c.Galera.GroupPort, Output: newLogWriter(o.Log, "garbd"), TLS: tls}
-	o.Notifier.Ready("arbitrator: garbd")
-	err = child.Keeper{
-		Up: func(context.Context) (<-chan struct{}, error) {
-			if err := g.Start(); err != nil {
-				return nil, fmt.Errorf("agent: %w", err)
-			}
-			return g.Done(), nil
-		},
-		Ended: func() {
-			o.Log.Error("garbd exited; restarting it in 5s", "event", "galera_degraded", "severity", "warning")
-			alerts.Send(report.Event{Event: string(event.GaleraDegraded), Severity: report.SeverityWarning, Message: "garbd exited; restarting it in 5s"})
-		},
-		Failed:       func(error) bool { return false }, // garbd that cannot start at all is the agent's end
-		RestartDelay: 5 * time.Second,
-	}.Run(ctx)
-	g.Stop(30 * time.Second)
-	return err
-}
-
 // galeraTLS writes this node's Galera TLS files (the cluster's CA, derived from the secret, and a certificate of
 // its own) under failover.state_dir, readable by mysql; nil when galera.tls is off.
 func galeraTLS(c config.Config, self config.Member, secret []byte) (*galera.TLSFiles, error) {

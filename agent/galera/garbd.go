@@ -5,8 +5,10 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/child"
@@ -25,7 +27,26 @@ type Arbitrator struct {
 	Output      io.Writer
 	TLS         *TLSFiles // the members' TLS (garbd speaks gcomm like them)
 
-	c child.Child
+	mu sync.Mutex // Members may change while garbd runs (SetMembers)
+	c  child.Child
+}
+
+// SetMembers replaces the data members' private IPs garbd connects to at its next start (a running garbd follows
+// the cluster's view by itself).
+func (a *Arbitrator) SetMembers(ips []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.Members = slices.Clone(ips)
+}
+
+// MemberIPs are the data members' private IPs garbd connects to at its next start.
+func (a *Arbitrator) MemberIPs() []string { return a.members() }
+
+// members is the data members' private IPs now.
+func (a *Arbitrator) members() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.Members)
 }
 
 // Start starts garbd; it joins the running cluster (it cannot start one).
@@ -34,7 +55,7 @@ func (a *Arbitrator) Start() error {
 		return fmt.Errorf("galera: arbitrator address %q", a.NodeIP)
 	}
 	var peers []string
-	for _, m := range a.Members {
+	for _, m := range a.members() {
 		if _, err := netip.ParseAddr(m); err != nil {
 			return fmt.Errorf("galera: member address %q", m)
 		}

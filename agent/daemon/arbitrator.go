@@ -1,0 +1,119 @@
+package daemon
+
+// This file is the agent of a node with role "arbitrator": garbd kept running, and the members followed while it
+// runs.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/child"
+	"github.com/mailcow-ha/mailcow-ha/agent/config"
+	"github.com/mailcow-ha/mailcow-ha/agent/event"
+	"github.com/mailcow-ha/mailcow-ha/agent/galera"
+	"github.com/mailcow-ha/mailcow-ha/agent/membership"
+	"github.com/mailcow-ha/mailcow-ha/agent/report"
+)
+
+// runArbitrator is the whole agent of an arbitrator node: garbd, kept running, and nothing else. It never
+// bootstraps and never becomes MASTER (it runs no keepalived). With members from the API it follows them as a
+// member's agent does (followMembers).
+func runArbitrator(ctx context.Context, c config.Config, self config.Member, secret []byte, o Options, alerts *report.Alerter) error {
+	tls, err := galeraTLS(c, self, secret)
+	if err != nil {
+		return err
+	}
+	g := &galera.Arbitrator{ClusterName: c.Cluster.Name, NodeName: self.Name, NodeIP: self.PrivateIP,
+		Members: dataMembers(c.Cluster.Nodes), GroupPort: c.Galera.GroupPort, Output: newLogWriter(o.Log, "garbd"), TLS: tls}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if api, ok := o.Cloud.(membership.API); ok && c.Cluster.Discover == config.DiscoverHcloud && len(o.Config.Cluster.Nodes) == 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			followMembers(ctx, c, self, api, g, c.Cluster.DiscoverInterval.D(), alerts, o.Log)
+		}()
+	}
+	o.Notifier.Ready("arbitrator: garbd")
+	err = child.Keeper{
+		Up: func(context.Context) (<-chan struct{}, error) {
+			if err := g.Start(); err != nil {
+				return nil, fmt.Errorf("agent: %w", err)
+			}
+			return g.Done(), nil
+		},
+		Ended: func() {
+			o.Log.Error("garbd exited; restarting it in 5s", "event", "galera_degraded", "severity", "warning")
+			alerts.Send(report.Event{Event: string(event.GaleraDegraded), Severity: report.SeverityWarning, Message: "garbd exited; restarting it in 5s"})
+		},
+		Failed:       func(error) bool { return false }, // garbd that cannot start at all is the agent's end
+		RestartDelay: 5 * time.Second,
+	}.Run(ctx)
+	g.Stop(30 * time.Second)
+	return err
+}
+
+// dataMembers are the private IPs of the members that hold data (not arbitrators).
+func dataMembers(nodes []config.Member) []string {
+	var ips []string
+	for _, m := range nodes {
+		if !m.IsArbitrator() {
+			ips = append(ips, m.PrivateIP)
+		}
+	}
+	return ips
+}
+
+// followMembers reads the members from the API every interval and applies a change to what an arbitrator has of
+// them: the appliance firewall's member set (a new member's Galera connections reach garbd) and garbd's peers for its
+// next start (a running garbd follows the cluster's view by itself). What cannot change live (this server renamed or
+// gone, members that do not check) is alerted once per difference and waits for a restart.
+func followMembers(ctx context.Context, c config.Config, self config.Member, api membership.API, g *galera.Arbitrator,
+	every time.Duration, alerts *report.Alerter, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	said := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		now, changes, err := membership.Update(cctx, c, self.ServerID, api)
+		cancel()
+		if len(changes) == 0 {
+			if err != nil {
+				log.Debug("membership: the API did not answer; read again later", "err", err)
+			}
+			said = ""
+			continue
+		}
+		key := strings.Join(changes, "; ")
+		send := func(sev, msg string) {
+			log.Info(msg, "event", event.MembershipChanged, "severity", sev)
+			alerts.Send(report.Event{Event: string(event.MembershipChanged), Severity: sev, Message: msg})
+		}
+		if err != nil {
+			if key != said {
+				said = key
+				send(report.SeverityWarning, "membership: "+key+"; not applied while running ("+err.Error()+"): restart the agent to apply it")
+			}
+			continue
+		}
+		said = ""
+		next := c
+		next.Cluster.Nodes = now
+		if err := allowMembers(ctx, next, self, log); err != nil {
+			send(report.SeverityCritical, "membership: "+key+"; not applied: "+err.Error())
+			continue
+		}
+		c = next
+		g.SetMembers(dataMembers(now))
+		send(report.SeverityInfo, "membership: "+key+"; applied (the firewall's member set, garbd's peers at its next start)")
+	}
+}
