@@ -108,6 +108,7 @@ func clusterCreate(ctx context.Context, args []string, stdio Stdio) int {
 	fs.IntVar(&s.VolumeSize, "volume-size", provision.DefaultVolumeSize, "the shared Volume's size in GB")
 	fs.IntVar(&s.DBSize, "db-size", provision.DefaultDBSize, "the size in GB of each node's own Volume for its Galera datadir")
 	fs.StringVar(&s.IPRange, "ip-range", provision.DefaultIPRange, "the private network's range")
+	fs.BoolVar(&s.IPv6, "ipv6", false, "an IPv6 Floating IP (a /64) too, with its reverse DNS; it follows the MASTER with the IPv4 one")
 	out := fs.String("out", "", "where the secrets and the user-data go, mode 0600 (default ./mailcow-ha-NAME)")
 	dry := fs.Bool("dry-run", false, "print the plan; create nothing, write nothing")
 	settings := fs.String("config", "", "TOML settings for every node (alerts, failover timings…), layered on the user-data; give the same file on every run")
@@ -157,7 +158,7 @@ func clusterCreate(ctx context.Context, args []string, stdio Stdio) int {
 	fmt.Fprintf(stdio.Stdout, "\ncluster %s: %d resources created, %d existed; the servers boot with %s/%s (secrets: %s, mode 0600)\n",
 		s.Name, res.Created, existed, *out, provision.UserDataFile, *out)
 	fmt.Fprintln(stdio.Stdout, "\nSet these DNS records at your domain's DNS provider:")
-	provision.DNSRecords(stdio.Stdout, s, res.FloatingIP)
+	provision.DNSRecords(stdio.Stdout, s, res.FloatingIP, res.FloatingIPv6)
 	return ExitOK
 }
 

@@ -507,3 +507,41 @@ func TestClusterCreateArbitrator(t *testing.T) {
 		t.Fatalf("second run: %d\n%s%s", code, stdout, errs)
 	}
 }
+
+// --ipv6: an IPv6 Floating IP (a /64, as the API names it) with the cluster's labels and the reverse DNS of its ::1,
+// its id in the user-data (which validates), and an AAAA record in the DNS table; a second run makes nothing.
+func TestClusterCreateIPv6(t *testing.T) {
+	sim, _ := emptyProject(t)
+	out := filepath.Join(t.TempDir(), "six")
+	args := []string{"cluster", "create", "--name", "six", "--hostname", "mail.example.org", "--ipv6", "--out", out}
+	code, stdout, errs := run(t, "", args...)
+	if code != ExitOK {
+		t.Fatalf("create: %d\n%s%s", code, stdout, errs)
+	}
+	var v6 hcloudsim.FloatingIP
+	for _, f := range sim.State().FloatingIPs {
+		if f.Type == "ipv6" {
+			v6 = f
+		}
+	}
+	addr := strings.TrimSuffix(v6.IP, "/64") + "1"
+	if v6.Name != "six-ipv6" || !strings.HasSuffix(v6.IP, "::/64") || v6.Labels["cluster"] != "six" || v6.Labels["app"] != "mailcow-ha" ||
+		v6.DNSPtr != "mail.example.org" || v6.DNSPtrIP != addr {
+		t.Fatalf("the IPv6 Floating IP: %+v", v6)
+	}
+	fields := map[string]bool{}
+	for _, line := range strings.Split(stdout, "\n") {
+		fields[strings.Join(strings.Fields(line), " ")] = true
+	}
+	if !fields["mail.example.org. AAAA "+addr] {
+		t.Errorf("no AAAA record for %s:\n%s", addr, stdout)
+	}
+	ud, _ := os.ReadFile(filepath.Join(out, provision.UserDataFile))
+	c, probs := config.Parse("user-data", ud)
+	if probs.Err() != nil || c.Hcloud.FloatingIPv6ID != v6.ID {
+		t.Fatalf("user-data: floating_ipv6_id %d, want %d (%v)\n%s", c.Hcloud.FloatingIPv6ID, v6.ID, probs.Err(), ud)
+	}
+	if code, stdout, errs := run(t, "", args...); code != ExitOK || !strings.Contains(stdout, "0 resources created") {
+		t.Fatalf("second run: %d\n%s%s", code, stdout, errs)
+	}
+}

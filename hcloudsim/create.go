@@ -345,7 +345,7 @@ func (s *Sim) createFloatingIP(req schema.FloatingIPCreateRequest, now time.Time
 	case "ipv4":
 		ip = s.freeIPv4(100)
 	case "ipv6":
-		ip = fmt.Sprintf("2001:db8:f%03x::1", id%0x1000) // the API answers a /64's first address
+		ip = fmt.Sprintf("2001:db8:f%03x::/64", id%0x1000) // the API names an IPv6 Floating IP by its /64
 	default:
 		return 0, nil, badInput("type %q: ipv4 or ipv6", req.Type)
 	}

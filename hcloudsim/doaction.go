@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -109,7 +110,13 @@ func (s *Sim) changeDNSPtr(id int64, body map[string]any) (*action, error) {
 		return nil, notFound("floating IP")
 	}
 	ip, _ := body["ip"].(string)
-	if ip != f.IP {
+	if f.Type == "ipv6" {
+		p, perr := netip.ParsePrefix(f.IP)
+		a, aerr := netip.ParseAddr(ip)
+		if perr != nil || aerr != nil || !p.Contains(a) {
+			return nil, badInput("ip %q is not an address of floating IP %d (%s)", ip, id, f.IP)
+		}
+	} else if ip != f.IP {
 		return nil, badInput("ip %q is not the address of floating IP %d", ip, id)
 	}
 	raw, ok := body["dns_ptr"]
@@ -124,7 +131,10 @@ func (s *Sim) changeDNSPtr(id int64, body map[string]any) (*action, error) {
 	}
 	return s.start(CmdChangeDNSPtr, []resRef{{ID: id, Type: "floating_ip"}}, 1, func() error { return nil }, func() {
 		if f := s.floatingIP(id); f != nil {
-			f.DNSPtr = ptr
+			f.DNSPtr, f.DNSPtrIP = ptr, ""
+			if f.Type == "ipv6" && ptr != "" {
+				f.DNSPtrIP = ip
+			}
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package hcloudsim
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -105,7 +106,7 @@ func (s *Sim) floatingIPJSON(v FloatingIP) schema.FloatingIP {
 		DNSPtr: []schema.FloatingIPDNSPtr{}, HomeLocation: location(v.Location), Labels: labelsOrEmpty(v.Labels),
 	}
 	if ptr := v.DNSPtr; ptr != "" {
-		out.DNSPtr = append(out.DNSPtr, schema.FloatingIPDNSPtr{IP: v.IP, DNSPtr: ptr})
+		out.DNSPtr = append(out.DNSPtr, schema.FloatingIPDNSPtr{IP: cmp.Or(v.DNSPtrIP, v.IP), DNSPtr: ptr})
 	} else if v.Type == "ipv4" {
 		out.DNSPtr = append(out.DNSPtr, schema.FloatingIPDNSPtr{IP: v.IP, DNSPtr: "static." + v.IP + ".clients.your-server.de"})
 	}

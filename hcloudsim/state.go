@@ -64,6 +64,18 @@ type FloatingIP struct {
 	Created  time.Time         `json:"created" toml:"created"`
 	// DNSPtr is the reverse DNS name of the address ("": Hetzner's default, static.<ip>.clients.your-server.de).
 	DNSPtr string `json:"dns_ptr,omitempty" toml:"dns_ptr"`
+	// DNSPtrIP is the address DNSPtr is for: an IPv6 Floating IP is a /64, and its reverse DNS names one address
+	// of it ("": the IPv4 address itself).
+	DNSPtrIP string `json:"dns_ptr_ip,omitempty" toml:"dns_ptr_ip"`
+}
+
+// Route is what the router routes to the Floating IP's server: the IPv4 address as a /32, the IPv6 /64 as the API
+// names it.
+func (f FloatingIP) Route() string {
+	if f.Type == "ipv6" {
+		return f.IP
+	}
+	return f.IP + "/32"
 }
 
 // Volume is block storage attached to Server (0: to none).

@@ -98,7 +98,8 @@ func (l *Lab) api() *hc.Client {
 func (l *Lab) clusterCreate(ctx context.Context, nodes int) (provision.Result, error) {
 	c := l.api()
 	spec := provision.Spec{Name: ClusterName, Location: provision.DefaultLocation, Hostname: Hostname, Nodes: nodes,
-		ServerType: "cx22", Image: "latest", Channel: provision.DefaultChannel, VolumeSize: 10, DBSize: 10, IPRange: "10.99.0.0/16"}
+		ServerType: "cx22", Image: "latest", Channel: provision.DefaultChannel, VolumeSize: 10, DBSize: 10, IPRange: "10.99.0.0/16",
+		IPv6: l.o.IPv6}
 	res, err := provision.Create(ctx, c, spec, provision.Options{Secrets: l.secrets, Endpoint: "http://" + SimAddr + "/v1",
 		Token: hcloudsim.DemoToken, Log: logWriter{l.log.With("component", "cluster_create")}})
 	if err != nil {
@@ -195,6 +196,23 @@ func (l *Lab) volumeDevice(v hcloudsim.Volume) (string, error) {
 	return dev, nil
 }
 
+// FloatingIPv6 is the IPv6 Floating IP as the simulator has it, and the address the MASTER serves it on (its
+// /64's ::1); ok is false when the lab has none.
+func (l *Lab) FloatingIPv6() (f hcloudsim.FloatingIP, addr string, ok bool) {
+	for _, f := range l.Sim.State().FloatingIPs {
+		if f.Type == "ipv6" {
+			return f, strings.TrimSuffix(f.IP, "::/64") + "::1", true
+		}
+	}
+	return hcloudsim.FloatingIP{}, "", false
+}
+
+// HasIPv6 says whether the node's eth0 holds the address (as its /64).
+func (n *Node) HasIPv6(addr string) bool {
+	out, err := exec.Command("ip", "-n", n.NS.Name, "-6", "-o", "addr", "show", "dev", "eth0").Output()
+	return err == nil && strings.Contains(string(out), " "+addr+"/64 ")
+}
+
 // volumeImage is the file behind a Volume's loop device.
 func (l *Lab) volumeImage(id int64) string {
 	return filepath.Join(l.o.Dir, fmt.Sprintf("volume-%d.img", id))
@@ -242,9 +260,9 @@ type backend struct{ l *Lab }
 func (b backend) FloatingIPRouted(ip hcloudsim.FloatingIP, server int64) error {
 	n := b.l.nodeByID(server)
 	if n == nil {
-		return b.l.rt.IP("route", "del", ip.IP+"/32")
+		return b.l.rt.IP("route", "del", ip.Route())
 	}
-	return b.l.rt.IP("route", "replace", ip.IP+"/32", "dev", n.Name)
+	return b.l.rt.IP("route", "replace", ip.Route(), "dev", n.Name)
 }
 
 func (b backend) VolumeAttached(v hcloudsim.Volume, server int64) error {

@@ -62,6 +62,22 @@ type Options struct {
 	BreakerMax                            int
 	Sequential                            bool   // failover.sequential: the original scripts' order
 	Webhook                               string // alerts.webhooks URL, optional
+	// IPv6: cluster create --ipv6, an IPv6 Floating IP that follows the MASTER with the IPv4 one (IPv6Available
+	// says whether this machine's namespaces can hold it).
+	IPv6 bool
+}
+
+// IPv6Available says why the lab cannot give its nodes an IPv6 Floating IP here ("" when it can): the kernel must
+// have IPv6, enabled.
+func IPv6Available() string {
+	b, err := os.ReadFile("/proc/sys/net/ipv6/conf/default/disable_ipv6")
+	switch {
+	case err != nil:
+		return "this kernel has no IPv6 (" + err.Error() + ")"
+	case strings.TrimSpace(string(b)) != "0":
+		return "IPv6 is disabled (net.ipv6.conf.default.disable_ipv6 = " + strings.TrimSpace(string(b)) + ")"
+	}
+	return ""
 }
 
 // Lab is a running lab.

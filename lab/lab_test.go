@@ -174,6 +174,12 @@ func TestLab(t *testing.T) {
 	// greet again in a clean-clone make test, and the restart inside the grace period must move nothing.
 	opts := Options{Dir: dir, Bin: bin, StubBin: stub, MailCache: mailservers.CacheDir(root), Latencies: &lat, CheckGrace: 15 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(logf, nil))}
+	// The lab is made with an IPv6 Floating IP where the kernel has IPv6: every failover moves it too.
+	if why := IPv6Available(); why != "" {
+		t.Logf("no IPv6 Floating IP in this lab: %s", why)
+	} else {
+		opts.IPv6 = true
+	}
 	l, err := Up(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -363,6 +369,17 @@ func TestLab(t *testing.T) {
 		if err != nil || code != 200 || ans.Node != nm {
 			t.Errorf("/primary via the Floating IP after the failover: %d %s %v", code, body, err)
 		}
+		// The IPv6 Floating IP followed: routed to the new master, its ::1 on the new master's eth0 only.
+		if f, addr, ok := l.FloatingIPv6(); ok {
+			if f.Server != l.Node(nm).ID {
+				t.Errorf("the IPv6 Floating IP routes to server %d, not to %s (%d)", f.Server, nm, l.Node(nm).ID)
+			}
+			for _, n := range l.Nodes {
+				if n.Powered() && n.HasIPv6(addr) != (n.Name == nm) {
+					t.Errorf("%s holds %s: %v (the MASTER is %s)", n.Name, addr, n.HasIPv6(addr), nm)
+				}
+			}
+		}
 		time.Sleep(time.Second) // mail through the new master
 		s.end(t, ctx)
 		if err := repair(l.Node(old)); err != nil {
@@ -380,6 +397,9 @@ func TestLab(t *testing.T) {
 			if n.Name == old && (n.Role != "BACKUP" || n.Mounted || n.HasAddress || n.StackRunning > 0) {
 				t.Errorf("%s came back as %+v", old, n)
 			}
+		}
+		if _, addr, ok := l.FloatingIPv6(); ok && l.Node(old).HasIPv6(addr) {
+			t.Errorf("%s came back with the IPv6 Floating IP's %s on eth0", old, addr)
 		}
 	}
 	scenario("health endpoints and metrics", true, func(t *testing.T) {

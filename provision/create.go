@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -28,10 +29,13 @@ type Result struct {
 	NetworkID    int64
 	FloatingIPID int64
 	FloatingIP   string
-	VolumeID     int64
-	ImageID      int64
-	Servers      []int64
-	Created      int // resources made by this run
+	// FloatingIPv6 is the address the IPv6 Floating IP's /64 serves on (its ::1; "" without --ipv6).
+	FloatingIPv6ID int64
+	FloatingIPv6   string
+	VolumeID       int64
+	ImageID        int64
+	Servers        []int64
+	Created        int // resources made by this run
 }
 
 // Options are Create's collaborators.
@@ -78,9 +82,10 @@ type project struct {
 	fw      *hc.Firewall
 	vol     *hc.Volume
 	fip     *hc.FloatingIP
-	dbVols  []*hc.Volume // by node, 1-based
-	servers []*hc.Server // by node, 1-based
-	arb     *hc.Server   // the arbitrator (Spec.Arbitrator)
+	fip6    *hc.FloatingIP // --ipv6
+	dbVols  []*hc.Volume   // by node, 1-based
+	servers []*hc.Server   // by node, 1-based
+	arb     *hc.Server     // the arbitrator (Spec.Arbitrator)
 	img     *hc.Image
 	keys    []*hc.SSHKey
 	// ids are the ids of what exists, by resource name (for the plan's lines).
@@ -137,6 +142,9 @@ func Create(ctx context.Context, c *hc.Client, s Spec, o Options) (Result, error
 		return x.r, nil
 	}
 	x.r.NetworkID, x.r.VolumeID, x.r.FloatingIPID, x.r.FloatingIP = p.network.ID, p.vol.ID, p.fip.ID, p.fip.IP.String()
+	if p.fip6 != nil {
+		x.r.FloatingIPv6ID, x.r.FloatingIPv6 = p.fip6.ID, IPv6Address(p.fip6).String()
+	}
 	if err := x.servers(ctx, p); err != nil {
 		return x.r, err
 	}
@@ -196,6 +204,15 @@ func (x *run) find(ctx context.Context) (*project, error) {
 	} else if p.fip != nil {
 		if err := found("floating IP", s.floatingIPName(), p.fip.ID, p.fip.Labels); err != nil {
 			return nil, err
+		}
+	}
+	if s.IPv6 {
+		if p.fip6, _, err = c.FloatingIP.GetByName(ctx, s.floatingIPv6Name()); err != nil {
+			return nil, apiErr("read the floating IPs", err)
+		} else if p.fip6 != nil {
+			if err := found("floating IP", s.floatingIPv6Name(), p.fip6.ID, p.fip6.Labels); err != nil {
+				return nil, err
+			}
 		}
 	}
 	existing := 0
@@ -375,7 +392,48 @@ func (x *run) floatingIP(ctx context.Context, p *project) error {
 	default:
 		x.say(Step{Kind: "floating IP", Name: s.floatingIPName(), Detail: "IPv4, reverse DNS " + s.Hostname})
 	}
+	if s.IPv6 {
+		return x.floatingIPv6(ctx, p)
+	}
 	return nil
+}
+
+// floatingIPv6 makes the IPv6 Floating IP (--ipv6) and sets the reverse DNS of the address the nodes serve on (the
+// /64's ::1). An existing one is left as it is.
+func (x *run) floatingIPv6(ctx context.Context, p *project) error {
+	c, s := x.c, x.s
+	switch {
+	case p.fip6 == nil && !x.o.DryRun:
+		res, _, err := c.FloatingIP.Create(ctx, hc.FloatingIPCreateOpts{Type: hc.FloatingIPTypeIPv6, Name: hc.Ptr(s.floatingIPv6Name()),
+			Description: hc.Ptr(s.Hostname), HomeLocation: &hc.Location{Name: s.Location}, Labels: s.Labels()})
+		if err != nil {
+			return apiErr("create the IPv6 floating IP", err)
+		}
+		p.fip6 = res.FloatingIP
+		x.r.Created++
+		addr := IPv6Address(p.fip6).String()
+		x.say(Step{Kind: "floating IP", Name: s.floatingIPv6Name(), Detail: addr})
+		a, _, err := c.FloatingIP.ChangeDNSPtr(ctx, p.fip6, addr, hc.Ptr(s.Hostname))
+		if err != nil {
+			return apiErr("set the IPv6 floating IP's reverse DNS", err)
+		}
+		if err := c.Action.WaitFor(ctx, a); err != nil {
+			return apiErr("set the IPv6 floating IP's reverse DNS", err)
+		}
+		x.say(Step{Kind: "reverse DNS", Name: addr, Detail: s.Hostname})
+	case p.fip6 != nil:
+		x.say(Step{Kind: "floating IP", Name: s.floatingIPv6Name(), ID: p.fip6.ID, Detail: IPv6Address(p.fip6).String()})
+	default:
+		x.say(Step{Kind: "floating IP", Name: s.floatingIPv6Name(), Detail: "IPv6 /64, reverse DNS " + s.Hostname})
+	}
+	return nil
+}
+
+// IPv6Address is the address of an IPv6 Floating IP that the nodes serve on: the first of its /64 (::1), as
+// agent/daemon puts it on the MASTER's interface.
+func IPv6Address(f *hc.FloatingIP) netip.Addr {
+	a, _ := netip.AddrFromSlice(f.IP.To16())
+	return a.Next()
 }
 
 // servers writes the secrets and the one user-data, makes the servers that are missing, and attaches each node's
@@ -385,8 +443,12 @@ func (x *run) servers(ctx context.Context, p *project) error {
 	if err := o.Secrets.Ensure(); err != nil {
 		return err
 	}
+	var fip6 int64
+	if p.fip6 != nil {
+		fip6 = p.fip6.ID
+	}
 	ud, err := o.Secrets.WriteUserData(UserData{Cluster: s.Name, Hostname: s.Hostname, NetworkID: p.network.ID, VolumeID: p.vol.ID,
-		FloatingIPID: p.fip.ID, Endpoint: o.Endpoint, Token: o.Token, AdminCIDRs: s.AdminCIDRs, Extra: o.Settings})
+		FloatingIPID: p.fip.ID, FloatingIPv6ID: fip6, Endpoint: o.Endpoint, Token: o.Token, AdminCIDRs: s.AdminCIDRs, Extra: o.Settings})
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,8 @@ type Spec struct {
 	VolumeSize  int      // GB, the shared Volume (mailcow's data)
 	DBSize      int      // GB, each node's own Volume for its Galera datadir
 	IPRange     string   // the network's range; the subnet is its first /24
+	// IPv6 adds an IPv6 Floating IP (a /64) that follows the MASTER with the IPv4 one.
+	IPv6 bool
 }
 
 // Defaults for what the flags leave out.
@@ -111,6 +113,7 @@ func (s Spec) placementGroupName() string { return s.Name }
 func (s Spec) firewallName() string       { return s.Name }
 func (s Spec) volumeName() string         { return s.Name + "-data" }
 func (s Spec) floatingIPName() string     { return s.Name + "-ipv4" }
+func (s Spec) floatingIPv6Name() string   { return s.Name + "-ipv6" }
 
 // dbVolumeName is node i's own Volume for its Galera datadir.
 func (s Spec) dbVolumeName(i int) string { return s.Name + "-db-" + strconv.Itoa(i) }

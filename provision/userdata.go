@@ -80,6 +80,7 @@ func (s *Secrets) Ensure() error {
 type UserData struct {
 	Cluster, Hostname                 string
 	NetworkID, VolumeID, FloatingIPID int64
+	FloatingIPv6ID                    int64  // 0: none (--ipv6 not given)
 	Endpoint                          string // "" or the public API's: left out
 	Token                             string
 	AdminCIDRs                        []string // network.admin_cidrs: where SSH may come from over the internet
@@ -142,7 +143,11 @@ func (s *Secrets) WriteUserData(u UserData) (string, error) {
 	if u.Endpoint != "" && strings.TrimRight(u.Endpoint, "/") != "https://api.hetzner.cloud/v1" {
 		fmt.Fprintf(&b, "endpoint = %q\n", u.Endpoint)
 	}
-	fmt.Fprintf(&b, "network_id = %d\nfloating_ip_id = %d\nvolume_id = %d\n\n", u.NetworkID, u.FloatingIPID, u.VolumeID)
+	fmt.Fprintf(&b, "network_id = %d\nfloating_ip_id = %d\n", u.NetworkID, u.FloatingIPID)
+	if u.FloatingIPv6ID != 0 {
+		fmt.Fprintf(&b, "floating_ipv6_id = %d\n", u.FloatingIPv6ID)
+	}
+	fmt.Fprintf(&b, "volume_id = %d\n\n", u.VolumeID)
 	// Each node's datadir on its own Volume (purpose=galera), which the agent mounts before MariaDB starts.
 	fmt.Fprintf(&b, "[galera]\npassword = %q\ndata_volume = true\nvolume_mount = %q\ndata_dir = %q\n\n", s.galera, GaleraMount, GaleraMount+"/mysql")
 	if len(u.AdminCIDRs) > 0 {

@@ -91,7 +91,9 @@ type Hcloud struct {
 	Endpoint     string `toml:"endpoint"`
 	MetadataURL  string `toml:"metadata_url"`
 	FloatingIPID int64  `toml:"floating_ip_id"`
-	VolumeID     int64  `toml:"volume_id"`
+	// FloatingIPv6ID is an IPv6 Floating IP (a /64) that follows the MASTER with the IPv4 one (0: none).
+	FloatingIPv6ID int64 `toml:"floating_ipv6_id"`
+	VolumeID       int64 `toml:"volume_id"`
 	// NetworkID is the cluster's private network, where cluster.discover = "hcloud" finds the members' addresses.
 	NetworkID int64 `toml:"network_id"`
 }

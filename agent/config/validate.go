@@ -194,6 +194,11 @@ func (v *validator) hcloud(c *Config) {
 	if h.FloatingIPID <= 0 {
 		v.add("hcloud.floating_ip_id", "missing: the id of the Floating IP that follows the MASTER")
 	}
+	if h.FloatingIPv6ID < 0 {
+		v.add("hcloud.floating_ipv6_id", "%d: the id of an IPv6 Floating IP, or leave it out", h.FloatingIPv6ID)
+	} else if h.FloatingIPv6ID != 0 && h.FloatingIPv6ID == h.FloatingIPID {
+		v.add("hcloud.floating_ipv6_id", "the same Floating IP as hcloud.floating_ip_id")
+	}
 	if h.VolumeID <= 0 {
 		v.add("hcloud.volume_id", "missing: the id of the Volume that holds mailcow's data")
 	}

@@ -204,7 +204,7 @@ func Run(ctx context.Context, o Options) error {
 
 	a.exec = &Executor{
 		Cloud: o.Cloud, Address: &vip.VIP{Link: pubIf}, Storage: o.Storage, Stack: o.Stack, Peers: a,
-		Log: log, Self: self.ServerID, FloatingID: c.Hcloud.FloatingIPID, VolumeID: c.Hcloud.VolumeID,
+		Log: log, Self: self.ServerID, FloatingID: c.Hcloud.FloatingIPID, FloatingV6ID: c.Hcloud.FloatingIPv6ID, VolumeID: c.Hcloud.VolumeID,
 		AddressCache: filepath.Join(c.Failover.StateDir, "floating-ip"),
 		FenceTimeout: c.Failover.FenceTimeout.D(), Confirm: a.confirm, Report: a.report, Observe: a.observe,
 		Extend:       func(d time.Duration) { o.Notifier.ExtendTimeout(d) },

@@ -83,6 +83,10 @@ type Executor struct {
 	FloatingIP   netip.Addr // known at start, or read from the API on first use
 	AddressCache string     // file that keeps the Floating IP's address for a boot without the API
 	FloatingID   int64
+	// FloatingV6ID is the IPv6 Floating IP (hcloud.floating_ipv6_id, 0: none): assigned with the IPv4 one, and
+	// served on its /64's first address (address6), kept in AddressCache+"6".
+	FloatingV6ID int64
+	floatingV6   netip.Addr
 	VolumeID     int64
 	FenceTimeout time.Duration
 	StepTimeout  time.Duration // for each API and local step; default 2 minutes
@@ -242,7 +246,7 @@ func (e *Executor) run(ctx context.Context, a failover.Action) {
 		}
 		done(err)
 	case failover.ActAssignFIP:
-		done(e.Cloud.AssignFloatingIP(sctx, e.FloatingID, e.Self))
+		done(e.assignFloatingIPs(sctx))
 	case failover.ActAddAddress:
 		ip, err := e.address(sctx)
 		if err == nil {
@@ -250,6 +254,14 @@ func (e *Executor) run(ctx context.Context, a failover.Action) {
 		}
 		if err == nil {
 			err = e.Address.Announce(ip)
+		}
+		if err == nil && e.FloatingV6ID != 0 {
+			if ip, err = e.address6(sctx); err == nil {
+				err = e.Address.Add(ip)
+			}
+			if err == nil {
+				err = e.Address.Announce(ip)
+			}
 		}
 		done(err)
 	case failover.ActMount:
@@ -266,10 +278,72 @@ func (e *Executor) run(ctx context.Context, a failover.Action) {
 		if err == nil {
 			err = e.Address.Remove(ip)
 		}
+		if e.FloatingV6ID != 0 {
+			ip6, err6 := e.address6(sctx)
+			if err6 == nil {
+				err6 = e.Address.Remove(ip6)
+			}
+			err = errors.Join(err, err6)
+		}
 		done(err)
 	default:
 		done(fmt.Errorf("unknown action %q", a.Kind))
 	}
+}
+
+// assignFloatingIPs routes the Floating IP, and the IPv6 one where there is one, to this server: both requests at
+// once, so that the second costs no time.
+func (e *Executor) assignFloatingIPs(ctx context.Context) error {
+	if e.FloatingV6ID == 0 {
+		return e.Cloud.AssignFloatingIP(ctx, e.FloatingID, e.Self)
+	}
+	var wg sync.WaitGroup
+	var err6 error
+	wg.Add(1)
+	go func() { defer wg.Done(); err6 = e.Cloud.AssignFloatingIP(ctx, e.FloatingV6ID, e.Self) }()
+	err := e.Cloud.AssignFloatingIP(ctx, e.FloatingID, e.Self)
+	wg.Wait()
+	if err6 != nil {
+		err6 = fmt.Errorf("the IPv6 Floating IP: %w", err6)
+	}
+	return errors.Join(err, err6)
+}
+
+// address6 is the address the MASTER serves the IPv6 Floating IP on: the first of its /64 (::1; the API names the
+// /64 by its network address). Known, cached in AddressCache+"6", or read from the API (and cached).
+func (e *Executor) address6(ctx context.Context) (netip.Addr, error) {
+	e.mu.Lock()
+	ip := e.floatingV6
+	e.mu.Unlock()
+	if ip.IsValid() {
+		return ip, nil
+	}
+	cache := ""
+	if e.AddressCache != "" {
+		cache = e.AddressCache + "6"
+	}
+	if ip, ok := readAddressCache(cache, e.FloatingV6ID); ok {
+		e.mu.Lock()
+		e.floatingV6 = ip
+		e.mu.Unlock()
+		return ip, nil
+	}
+	net6, err := e.Cloud.FloatingIPAddress(ctx, e.FloatingV6ID)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("the IPv6 Floating IP's address: %w", err)
+	}
+	if !net6.Is6() {
+		return netip.Addr{}, fmt.Errorf("hcloud.floating_ipv6_id %d is not an IPv6 Floating IP (%s)", e.FloatingV6ID, net6)
+	}
+	ip = netip.PrefixFrom(net6, 64).Masked().Addr().Next()
+	e.mu.Lock()
+	e.floatingV6 = ip
+	e.mu.Unlock()
+	if cache != "" {
+		os.MkdirAll(filepath.Dir(cache), 0o755)
+		os.WriteFile(cache, []byte(fmt.Sprintf("%d %s\n", e.FloatingV6ID, ip)), 0o644)
+	}
+	return ip, nil
 }
 
 // cachedAddress is the Floating IP's address if it is known already (no API call).

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -164,4 +165,97 @@ func TestAddressCacheNamesTheFloatingIP(t *testing.T) {
 	if ip, ok := readAddressCache(path, 2001); ok {
 		t.Errorf("a cache without the id was used: %v", ip)
 	}
+}
+
+// v6Cloud is a cloud whose Floating IP 2 is an IPv6 /64 (the API names it by its network address).
+type v6Cloud struct {
+	cloudCalls
+	assigned []int64
+}
+
+func (c *v6Cloud) FloatingIPAddress(_ context.Context, id int64) (netip.Addr, error) {
+	if id == 2 {
+		return netip.MustParseAddr("2001:db8:f002::"), nil
+	}
+	return netip.MustParseAddr("203.0.113.100"), nil
+}
+
+func (c *v6Cloud) AssignFloatingIP(_ context.Context, id, _ int64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.assigned = append(c.assigned, id)
+	return nil
+}
+
+// addrs records the addresses put on and taken off the interface.
+type addrs struct {
+	mu       sync.Mutex
+	on       map[netip.Addr]bool
+	announce []netip.Addr
+}
+
+func (a *addrs) Present(ip netip.Addr) (bool, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.on[ip], nil
+}
+func (a *addrs) Add(ip netip.Addr) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.on[ip] = true
+	return nil
+}
+func (a *addrs) Remove(ip netip.Addr) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.on, ip)
+	return nil
+}
+func (a *addrs) Announce(ip netip.Addr) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.announce = append(a.announce, ip)
+	return nil
+}
+
+// With an IPv6 Floating IP, the takeover's assign step routes both to this server, the address step puts the IPv4
+// address and the /64's ::1 on the interface and announces both, and the demotion's step takes both off; the IPv6
+// address is cached for a boot without the API.
+func TestIPv6FloatingIPFollows(t *testing.T) {
+	cloud := &v6Cloud{cloudCalls: cloudCalls{calls: map[string]time.Time{}}}
+	ad := &addrs{on: map[netip.Addr]bool{}}
+	observed := make(chan failover.Observation, 8)
+	cache := filepath.Join(t.TempDir(), "floating-ip")
+	e := &Executor{Cloud: cloud, Address: ad, Storage: noStorage{}, Log: slog.New(slog.DiscardHandler), Self: 1001,
+		FloatingID: 1, FloatingV6ID: 2, VolumeID: 3, AddressCache: cache,
+		Report: func(failover.Action) {}, Observe: func(o failover.Observation) { observed <- o }}
+	step := func(kind failover.ActionKind) {
+		t.Helper()
+		e.Apply(context.Background(), []failover.Action{{Kind: kind, TID: 2}})
+		select {
+		case o := <-observed:
+			if d, ok := o.(failover.Done); !ok || d.Err != "" {
+				t.Fatalf("%s: %+v", kind, o)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no result", kind)
+		}
+	}
+	v4, v6 := netip.MustParseAddr("203.0.113.100"), netip.MustParseAddr("2001:db8:f002::1")
+	step(failover.ActAssignFIP)
+	if got := slices.Sorted(slices.Values(cloud.assigned)); !slices.Equal(got, []int64{1, 2}) {
+		t.Errorf("assigned %v, want both Floating IPs", got)
+	}
+	step(failover.ActAddAddress)
+	if !ad.on[v4] || !ad.on[v6] || !slices.Contains(ad.announce, v6) {
+		t.Errorf("on the interface %v, announced %v; want %s and %s", ad.on, ad.announce, v4, v6)
+	}
+	if ip, ok := readAddressCache(cache+"6", 2); !ok || ip != v6 {
+		t.Errorf("the IPv6 address cache: %v %v", ip, ok)
+	}
+	step(failover.ActRemoveAddr)
+	if len(ad.on) != 0 {
+		t.Errorf("left on the interface: %v", ad.on)
+	}
+	e.Wait()
 }

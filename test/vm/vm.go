@@ -483,9 +483,9 @@ type backend struct{ h *Harness }
 func (b backend) FloatingIPRouted(ip hcloudsim.FloatingIP, server int64) error {
 	v := b.h.byID(server)
 	if v == nil {
-		return b.h.NS.IP("route", "del", ip.IP+"/32")
+		return b.h.NS.IP("route", "del", ip.Route())
 	}
-	return b.h.NS.IP("route", "replace", ip.IP+"/32", "dev", v.tap("pub"))
+	return b.h.NS.IP("route", "replace", ip.Route(), "dev", v.tap("pub"))
 }
 
 func volNode(id int64) string { return fmt.Sprintf("vol%d", id) }
