@@ -379,6 +379,9 @@ func TestLab(t *testing.T) {
 					t.Errorf("%s holds %s: %v (the MASTER is %s)", n.Name, addr, n.HasIPv6(addr), nm)
 				}
 			}
+			t.Logf("the IPv6 Floating IP %s followed: routed to %s, %s on its eth0 alone", f.IP, nm, addr)
+		} else if l.o.IPv6 {
+			t.Error("the lab was made with --ipv6, but the simulator has no IPv6 Floating IP")
 		}
 		time.Sleep(time.Second) // mail through the new master
 		s.end(t, ctx)
