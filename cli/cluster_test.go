@@ -21,6 +21,7 @@ import (
 
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/hcloud"
+	"github.com/mailcow-ha/mailcow-ha/agent/mailcowconf"
 	"github.com/mailcow-ha/mailcow-ha/agent/membership"
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/provision"
@@ -97,11 +98,18 @@ func TestClusterCreate(t *testing.T) {
 	}
 
 	// The secrets and the user-data: mode 0600, no placeholder, and validate accepts the user-data.
-	for _, f := range []string{provision.ClusterSecretFile, provision.GaleraPasswordFile, provision.UserDataFile} {
+	for _, f := range []string{provision.ClusterSecretFile, provision.GaleraPasswordFile, provision.UserDataFile, provision.APIKeyFile} {
 		fi, err := os.Stat(filepath.Join(out, f))
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Fatalf("%s: %v %v", f, fi, err)
 		}
+	}
+	// mailcow's API key for the portal is the one every node's agent derives from the cluster secret.
+	sec, _ := os.ReadFile(filepath.Join(out, provision.ClusterSecretFile))
+	key, _ := os.ReadFile(filepath.Join(out, provision.APIKeyFile))
+	if want, err := mailcowconf.Derive([]byte(strings.TrimSpace(string(sec))), "mail", "API_KEY", mailcowconf.APIKeyLen); err != nil ||
+		strings.TrimSpace(string(key)) != want {
+		t.Errorf("%s holds another key than the agents derive (%v)", provision.APIKeyFile, err)
 	}
 	ud, _ := os.ReadFile(filepath.Join(out, provision.UserDataFile))
 	if code, stdout, errs := run(t, "", "validate", "--config", filepath.Join(out, provision.UserDataFile)); code != ExitOK ||

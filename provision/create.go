@@ -443,6 +443,9 @@ func (x *run) servers(ctx context.Context, p *project) error {
 	if err := o.Secrets.Ensure(); err != nil {
 		return err
 	}
+	if err := o.Secrets.WriteAPIKey(s.Name); err != nil {
+		return err
+	}
 	var fip6 int64
 	if p.fip6 != nil {
 		fip6 = p.fip6.ID

@@ -14,6 +14,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
+	"github.com/mailcow-ha/mailcow-ha/agent/mailcowconf"
 )
 
 // GaleraMount is where each node mounts its own Volume for the Galera datadir (galera.volume_mount).
@@ -24,6 +25,9 @@ const (
 	ClusterSecretFile  = "cluster.secret"  // the peer API's HMAC key, VRRP's password and Galera's CA derive from it
 	GaleraPasswordFile = "galera.password" // MariaDB's password for mailcow and the agent
 	UserDataFile       = "user-data.toml"  // the one user-data of every node (it carries the secrets)
+	// APIKeyFile is mailcow's API key for the sign-up portal (mailcow-signup), as every node's agent derives it from
+	// the cluster secret and writes it to mailcow.conf: here for a portal that runs elsewhere.
+	APIKeyFile = "mailcow-api.key"
 )
 
 // Secrets are a cluster's secrets in a directory (--out). They are made once, with crypto/rand, and read on every
@@ -72,6 +76,19 @@ func (s *Secrets) Ensure() error {
 		if err := config.WriteSecret(path, *x.val); err != nil {
 			return fmt.Errorf("--out: %w", err)
 		}
+	}
+	return nil
+}
+
+// WriteAPIKey writes mailcow's API key of the cluster (derived from its secret, as the agents derive it) to
+// APIKeyFile, mode 0600. Ensure comes first.
+func (s *Secrets) WriteAPIKey(cluster string) error {
+	key, err := mailcowconf.Derive([]byte(s.cluster), cluster, "API_KEY", mailcowconf.APIKeyLen)
+	if err != nil {
+		return err
+	}
+	if err := config.WriteSecret(filepath.Join(s.Dir, APIKeyFile), key); err != nil {
+		return fmt.Errorf("--out: %w", err)
 	}
 	return nil
 }
