@@ -223,7 +223,9 @@ func (l *Lab) volumeImage(id int64) string {
 // the device's cached blocks, so that every block reads as zeros, as on a new Volume, and the agent finds a blank
 // device at the next boot. (Wiping the signatures alone leaves the rest of the old file system, which the agent
 // rightly refuses to format. blkdiscard does the same as this where the file system under the lab can punch holes,
-// and fails where it cannot.) The node must be off.
+// and fails where it cannot.) The node must be off, and it first waits until no file system holds the device: a
+// power-off unmounts lazily, and the old file system's last writes (its superblock at the final unmount) must not
+// land in the new Volume (a CI run saw "Resize inode not valid" when they did).
 func (l *Lab) BlankDBVolume(n *Node) error {
 	if n.Powered() {
 		return fmt.Errorf("lab: %s is on; its Volume can be replaced only while it is off", n.Name)
@@ -238,6 +240,9 @@ func (l *Lab) BlankDBVolume(n *Node) error {
 		if dev == "" {
 			return fmt.Errorf("lab: volume %s has no device", v.Name)
 		}
+		if err := waitUnused(dev, time.Minute); err != nil {
+			return fmt.Errorf("lab: blank volume %s: %w", v.Name, err)
+		}
 		img := l.volumeImage(v.ID)
 		if err := os.Truncate(img, 0); err != nil {
 			return fmt.Errorf("lab: blank volume %s: %w", v.Name, err)
@@ -251,6 +256,25 @@ func (l *Lab) BlankDBVolume(n *Node) error {
 		return nil
 	}
 	return fmt.Errorf("lab: no Galera Volume is attached to %s", n.Name)
+}
+
+// waitUnused waits until no file system holds the block device (an exclusive open succeeds; a mounted file system,
+// even one unmounted lazily and still referenced, makes it fail with EBUSY).
+func waitUnused(dev string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		f, err := os.OpenFile(dev, os.O_RDONLY|syscall.O_EXCL, 0)
+		if err == nil {
+			return f.Close()
+		}
+		if !errors.Is(err, syscall.EBUSY) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s is still in use after %s: a file system on it is not unmounted yet", dev, within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // backend makes the simulator's decisions real: the router routes the Floating IP to its server, and the Volume's
