@@ -87,7 +87,8 @@ func AgentWith(ctx context.Context, args []string, stdio Stdio, extend AgentExte
 		LoadConfig: func() (config.Config, error) {
 			c, _, err := loadConfig(ctx, *src)
 			return c, err
-		}}
+		},
+		ReadBase: src.Read}
 	switch m := daemon.GaleraMode(*galeraMode); m {
 	case daemon.GaleraChild, daemon.GaleraSystemd:
 		o.GaleraMode = m
@@ -103,7 +104,10 @@ func AgentWith(ctx context.Context, args []string, stdio Stdio, extend AgentExte
 	if apply != nil {
 		apply(&o)
 	}
-	if err := daemon.Run(ctx, o); err != nil {
+	if err := daemon.Run(ctx, o); errors.Is(err, daemon.ErrRestart) {
+		log.Info("agent stopped to be started again (exit status 75: systemd's RestartForceExitStatus)")
+		return ExitRestart
+	} else if err != nil {
 		log.Error("agent stopped", "err", err)
 		return ExitFailure
 	}

@@ -20,6 +20,9 @@ const (
 	ExitOK      = 0 // success
 	ExitFailure = 1 // a runtime failure
 	ExitUsage   = 2 // a usage or configuration error
+	// ExitRestart: the agent ended to be started again (config apply); the unit restarts it on this status
+	// (RestartForceExitStatus=75, EX_TEMPFAIL).
+	ExitRestart = 75
 )
 
 // Stdio is the process's standard streams, so that tests can hand in their own.
@@ -42,6 +45,7 @@ func commands() map[string]command {
 		"breaker":     {"reset this node's breaker: forget its takeover history", Breaker},
 		"galera":      {"force-bootstrap: the operator's call when Galera's recovery waits for a peer gone for good", Galera},
 		"status":      {"ask every node's agent and print the cluster in one table", Status},
+		"config":      {"the cluster's configuration: apply a file to every node, diff it, show each node's revision", ConfigCmd},
 		"validate":    {"check a configuration and summarise the cluster it describes", Validate},
 		"mailcow":     {"config: write the mailcow.conf, .env and override that the agent would write", Mailcow},
 		"lab":         {"a real cluster on this machine: up, status, kill, failover, bench, down", Lab},

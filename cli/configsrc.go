@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
@@ -18,12 +19,25 @@ func sourceFlags(fs *flag.FlagSet) *config.Sources {
 }
 
 // loadConfig reads the configuration and checks it with its secret files, which must belong to the user that
-// runs the command (root on a node). A read error comes back as is; invalid content as config.Problems.
+// runs the command (root on a node). The cluster's configuration that the node keeps (config apply) is layered
+// on it. A read error comes back as is; invalid content as config.Problems. The payload is the node's own
+// configuration, without the cluster's.
 func loadConfig(ctx context.Context, src config.Sources) (config.Config, config.Payload, error) {
 	pl, err := src.Read(ctx)
 	if err != nil {
 		return config.Config{}, pl, err
 	}
-	cfg, probs := config.Check(pl.Name, pl.Data, config.SecretFiles{Owner: os.Geteuid()})
+	owner := config.SecretFiles{Owner: os.Geteuid()}
+	cfg, probs := config.Check(pl.Name, pl.Data, owner)
+	if err := probs.Err(); err != nil {
+		return cfg, pl, err
+	}
+	path := config.ClusterDocPath(cfg.Failover.StateDir)
+	d, err := config.ReadClusterDoc(path)
+	if err != nil || d.Revision == 0 {
+		return cfg, pl, err
+	}
+	cfg, probs = config.CheckCluster(fmt.Sprintf("%s (cluster configuration revision %d)", path, d.Revision),
+		[]byte(d.TOML), pl.Name, pl.Data, owner)
 	return cfg, pl, probs.Err()
 }

@@ -11,10 +11,7 @@ import (
 
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
 
-	"github.com/mailcow-ha/mailcow-ha/agent/api"
-	"github.com/mailcow-ha/mailcow-ha/agent/check"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
-	"github.com/mailcow-ha/mailcow-ha/agent/membership"
 	"github.com/mailcow-ha/mailcow-ha/provision"
 )
 
@@ -38,26 +35,11 @@ func clusterUpgrade(ctx context.Context, args []string, stdio Stdio) int {
 	if *image == "" {
 		return fail(ExitUsage, errors.New("--image is required: a snapshot id, or latest"))
 	}
-	cfg, _, err := loadConfig(ctx, *src)
+	sess, code, err := openSession(ctx, *src)
 	if err != nil {
-		return fail(ExitUsage, err)
+		return fail(code, err)
 	}
-	if cfg.Discovers() {
-		if cfg.Cluster.Nodes, err = membership.Cached(&cfg); err != nil {
-			return fail(ExitFailure, err)
-		}
-	}
-	// The members' state comes over the peer API, signed as this node with the cluster secret (and so are the
-	// answers): a host on the private network cannot make the roll go on. Hence: run it on a member.
-	self := localMember(cfg.Cluster.Nodes)
-	if self == "" {
-		return fail(ExitUsage, errors.New("run it on a node of the cluster (none of the members' private addresses is on this machine)"))
-	}
-	secret, err := inlineOrFile(cfg.Cluster.Secret, cfg.Cluster.SecretFile)
-	if err != nil {
-		return fail(ExitFailure, fmt.Errorf("the cluster secret: %w", err))
-	}
-	peers := &api.PeerClient{Secret: []byte(secret), Node: self}
+	cfg := sess.cfg
 	token := cfg.Hcloud.Token.Reveal()
 	if cfg.Hcloud.TokenFile != "" {
 		if s, err := (config.SecretFiles{Owner: os.Geteuid()}).ReadSecret(cfg.Hcloud.TokenFile); err == nil {
@@ -72,24 +54,7 @@ func clusterUpgrade(ctx context.Context, args []string, stdio Stdio) int {
 	if err != nil {
 		return fail(ExitFailure, err)
 	}
-	res, err := provision.Upgrade(ctx, c, provision.UpgradeOptions{
-		Image: img, Members: cfg.Cluster.Nodes, Self: self, Within: *within, DryRun: *dry, Log: stdio.Stdout,
-		Status: func(ctx context.Context, m config.Member) (api.PeerState, error) {
-			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			return peers.State(ctx, api.Peer{Name: m.Name, URL: cfg.PeerURL(m)})
-		},
-		Switchover: func(_ context.Context, to string) error {
-			ans, err := check.Ask(cfg.API.Socket, "switchover "+to, 30*time.Second)
-			if err != nil {
-				return err
-			}
-			if word, rest, _ := strings.Cut(ans, " "); word != "ok" {
-				return errors.New(rest)
-			}
-			return nil
-		},
-	})
+	res, err := provision.Upgrade(ctx, c, provision.UpgradeOptions{Image: img, Roll: sess.roll(*within, *dry, stdio)})
 	if err != nil {
 		return fail(ExitFailure, err)
 	}

@@ -1,7 +1,6 @@
 package hcloudsim
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -99,7 +98,7 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request) {
 
 	auth := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(s.token)) != 1 {
+	if !ok || !s.validToken(tok) {
 		writeErr(w, apiError{http.StatusUnauthorized, "unauthorized", "unable to authenticate"})
 		return
 	}

@@ -7,6 +7,7 @@ package hcloudsim
 
 import (
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -122,7 +123,9 @@ type Options struct {
 
 // Sim is a simulated Hetzner Cloud project. It is safe for concurrent use.
 type Sim struct {
-	token   string
+	// tokens are the project's API tokens (under mu): the first from Options.Token; AddToken and RevokeToken
+	// rotate them, as the console does.
+	tokens  []string
 	backend Backend
 	log     *slog.Logger
 
@@ -166,7 +169,7 @@ func New(o Options) (*Sim, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Sim{
-		token: o.Token, backend: o.Backend, log: o.Logger,
+		tokens: []string{o.Token}, backend: o.Backend, log: o.Logger,
 		st: o.State, latencies: lat,
 		faultsCh: make(chan struct{}),
 		actions:  map[int64]*action{}, nextID: 90000001,
@@ -304,3 +307,27 @@ type resRef struct {
 }
 
 func (r resRef) String() string { return fmt.Sprintf("%s %d", r.Type, r.ID) }
+
+// AddToken makes token another valid API token of the project (a new token made in the console).
+func (s *Sim) AddToken(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokens = append(s.tokens, token)
+}
+
+// RevokeToken deletes an API token: requests with it are refused (401) from now on.
+func (s *Sim) RevokeToken(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokens = slices.DeleteFunc(s.tokens, func(t string) bool { return t == token })
+}
+
+func (s *Sim) validToken(tok string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ok := false
+	for _, t := range s.tokens {
+		ok = subtle.ConstantTimeCompare([]byte(tok), []byte(t)) == 1 || ok
+	}
+	return ok
+}

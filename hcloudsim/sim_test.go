@@ -453,3 +453,25 @@ func TestLoadState(t *testing.T) {
 		}
 	}
 }
+
+// A token rotation: a second token works beside the first, and a revoked one is refused.
+func TestTokenRotation(t *testing.T) {
+	h := newHarness(t, Options{})
+	next := strings.Repeat("n", 64)
+	if code, _, _ := h.doToken(next, "GET", "/v1/servers", ""); code != 401 {
+		t.Fatalf("an unknown token: %d", code)
+	}
+	h.sim.AddToken(next)
+	for _, tok := range []string{DemoToken, next} {
+		if code, _, _ := h.doToken(tok, "GET", "/v1/servers", ""); code != 200 {
+			t.Fatalf("both tokens during the rotation: %d", code)
+		}
+	}
+	h.sim.RevokeToken(DemoToken)
+	if code, m, _ := h.doToken(DemoToken, "GET", "/v1/servers", ""); code != 401 || errCode(m) != "unauthorized" {
+		t.Fatalf("the revoked token: %d %v", code, m)
+	}
+	if code, _, _ := h.doToken(next, "GET", "/v1/servers", ""); code != 200 {
+		t.Fatalf("the new token after the revocation: %d", code)
+	}
+}

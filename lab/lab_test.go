@@ -619,19 +619,109 @@ func TestLab(t *testing.T) {
 			}
 		}
 	})
-	scenario("configuration reload (SIGHUP)", true, func(t *testing.T) {
-		// The operator raises the breaker's limit: every agent reloads, and the metric shows the new limit.
-		t0 := time.Now()
-		if err := l.SetBreaker(3); err != nil {
+	scenario("config apply: a live setting and the token rotated, a node down catches up, then a restart with one switchover", true, func(t *testing.T) {
+		// `mailcow-ha config apply` on a BACKUP, as an operator runs it on a node. First a revision that every
+		// agent applies live: the breaker's limit and a new API token (made beside the old one, as in the
+		// console). The other BACKUP is off meanwhile and catches up when it is back. Then the old token is
+		// revoked, and a revision that only a start reads (mailcow's time zone) restarts the agents one at a time
+		// with one switchover; the new MASTER's takeover works with the new token alone. Mail flows throughout.
+		old, err := l.WaitSettled(ctx, 240*time.Second)
+		if err != nil {
 			t.Fatal(err)
 		}
-		defer l.SetBreaker(2)
-		alerts(t, t0, Want{"config_reloaded", "lab-1", ""}, Want{"config_reloaded", "lab-2", ""}, Want{"config_reloaded", "lab-3", ""})
+		var on, down *Node
 		for _, n := range l.Nodes {
-			if _, body, err := l.Probe(ctx, n.PubIP, "/metrics"); err != nil || !strings.Contains(string(body), "mailcow_ha_breaker_max 3") {
-				t.Errorf("%s /metrics after the reload lacks mailcow_ha_breaker_max 3 (%v)", n.Name, err)
+			switch {
+			case n.Name == old:
+			case on == nil:
+				on = n
+			default:
+				down = n
 			}
 		}
+		apply := func(doc string) string {
+			t.Helper()
+			f := filepath.Join(l.o.Dir, "cluster-config.toml")
+			if err := os.WriteFile(f, []byte(doc), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			t0 := time.Now()
+			out, err := exec.CommandContext(ctx, "nsenter", "--net=/run/netns/"+on.NS.Name, l.o.Bin, "config", "apply", f,
+				"--within", "4m", "--config", filepath.Join(on.Dir, "config.toml")).CombinedOutput()
+			t.Logf("config apply on %s (%.1f s):\n%s", on.Name, time.Since(t0).Seconds(), out)
+			if err != nil {
+				t.Fatalf("config apply: %v", err)
+			}
+			return string(out)
+		}
+		s := l.watch(ctx)
+		newToken := strings.Repeat("r0", 32)
+		l.Sim.AddToken(newToken)
+		defer l.Sim.AddToken(hcloudsim.DemoToken) // the lab's own requests use the demo project's token
+		if err := l.SimPower(down, false); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, ctx, 30*time.Second, down.Name+" off", func() bool { return !down.Powered() })
+
+		t0 := time.Now()
+		out := apply("[failover.breaker]\nmax = 3\n[hcloud]\ntoken = \"" + newToken + "\"\n")
+		if !regexp.MustCompile(`revision \d+ applied: 2 live, 0 restarted, 0 switchover; not reached: ` + down.Name).MatchString(out) {
+			t.Errorf("the live revision was not applied live on the two nodes that run")
+		}
+		alerts(t, t0, Want{"config_applied", old, ""}, Want{"config_applied", on.Name, ""}, Want{"config_reloaded", old, ""})
+		t1 := time.Now()
+		if err := l.PowerOn(ctx, down, 60*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, ctx, 2*time.Minute, down.Name+" catches up (config_applied)", func() bool {
+			return slices.ContainsFunc(l.Alerts.Since(t1), func(a Alert) bool {
+				return a.Event.Event == "config_applied" && a.Event.Node == down.Name
+			})
+		})
+		t.Logf("%s caught up %.1f s after its power-on", down.Name, time.Since(t1).Seconds())
+		for _, n := range l.Nodes {
+			if _, body, err := l.Probe(ctx, n.PubIP, "/metrics"); err != nil || !strings.Contains(string(body), "mailcow_ha_breaker_max 3") {
+				t.Errorf("%s /metrics lacks mailcow_ha_breaker_max 3 (%v)", n.Name, err)
+			}
+			b, err := os.ReadFile(filepath.Join(n.Dir, "token"))
+			fi, _ := os.Stat(filepath.Join(n.Dir, "token"))
+			if err != nil || strings.TrimSpace(string(b)) != newToken || fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s: the token file does not hold the new token with mode 0600 (%v)", n.Name, err)
+			}
+		}
+		if _, err := l.WaitSettled(ctx, 3*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+
+		l.Sim.RevokeToken(hcloudsim.DemoToken)
+		mark := l.MarkLogs()
+		t2 := time.Now()
+		out = apply("[mailcow]\ntimezone = \"Europe/Berlin\"\n")
+		if !regexp.MustCompile(`revision \d+ applied: 0 live, 3 restarted, 1 switchover`).MatchString(out) {
+			t.Errorf("the restart revision did not restart the three agents with one switchover")
+		}
+		nm, err := l.WaitSettled(ctx, 3*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("restarted and settled %.1f s after the command started; MASTER %s -> %s", time.Since(t2).Seconds(), old, nm)
+		promoted := 0
+		for _, a := range l.Alerts.Since(t2) {
+			if a.Event.Event == "promoted" {
+				promoted++
+			}
+		}
+		if nm == old || promoted != 1 {
+			t.Errorf("MASTER %s -> %s with %d promotions, want one switchover:\n%s", old, nm, promoted, FormatAlerts(l.Alerts.Since(t2), t2))
+		}
+		alerts(t, t2, Want{"config_restart", old, ""}, Want{"config_restart", on.Name, ""}, Want{"config_restart", down.Name, ""})
+		if b, err := os.ReadFile(filepath.Join(l.Node(nm).Dir, "mailcow", "mailcow.conf")); err != nil || !strings.Contains(string(b), "TZ=Europe/Berlin") {
+			t.Errorf("the new MASTER's mailcow.conf lacks TZ=Europe/Berlin (%v)", err)
+		}
+		if m := regexp.MustCompile(`.*code.{0,3}unauthorized.*`).FindString(l.LogsSince(mark, 1<<20)); m != "" {
+			t.Errorf("a request was refused with the revoked token after the rotation: %s", m)
+		}
+		s.end(t, ctx)
 	})
 	// The new MASTER powers the node it fenced on again (failover.power_on_fenced): the repair waits for that, and
 	// powers the node on itself only when it is still off.

@@ -88,8 +88,8 @@ func TestUpgradeOrder(t *testing.T) {
 	img := &hc.Image{ID: 5004}
 	self := members[2].Name
 	var log strings.Builder
-	o := UpgradeOptions{Image: img, Members: members, Self: self, Status: f.status, Switchover: f.switchover,
-		Within: 5 * time.Second, Poll: 10 * time.Millisecond, Log: &log}
+	o := UpgradeOptions{Image: img, Roll: Roll{Members: members, Self: self, Status: f.status, Switchover: f.switchover,
+		Within: 5 * time.Second, Poll: 10 * time.Millisecond, Log: &log}}
 	res, err := Upgrade(context.Background(), c, o)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
@@ -112,8 +112,8 @@ func TestUpgradeOrder(t *testing.T) {
 	// A BACKUP that does not come back: the roll stops there, the MASTER untouched.
 	f2, c2, members2 := newFake(t)
 	f2.stuck = members2[1].Name
-	o2 := UpgradeOptions{Image: img, Members: members2, Self: members2[2].Name, Status: f2.status, Switchover: f2.switchover,
-		Within: 300 * time.Millisecond, Poll: 10 * time.Millisecond}
+	o2 := UpgradeOptions{Image: img, Roll: Roll{Members: members2, Self: members2[2].Name, Status: f2.status, Switchover: f2.switchover,
+		Within: 300 * time.Millisecond, Poll: 10 * time.Millisecond}}
 	res, err = Upgrade(context.Background(), c2, o2)
 	if err == nil || !strings.Contains(err.Error(), members2[1].Name+" did not come back") || len(res.Rebuilt) != 0 || len(f2.calls) != 0 {
 		t.Fatalf("a stuck BACKUP: %+v %v %v", res, err, f2.calls)
@@ -121,7 +121,7 @@ func TestUpgradeOrder(t *testing.T) {
 	// An unhealthy cluster: nothing rebuilt.
 	f3, c3, members3 := newFake(t)
 	f3.master = ""
-	o3 := UpgradeOptions{Image: img, Members: members3, Status: f3.status, Switchover: f3.switchover, Poll: 10 * time.Millisecond}
+	o3 := UpgradeOptions{Image: img, Roll: Roll{Members: members3, Status: f3.status, Switchover: f3.switchover, Poll: 10 * time.Millisecond}}
 	if res, err := Upgrade(context.Background(), c3, o3); err == nil || !strings.Contains(err.Error(), "no MASTER serves: nothing rebuilt") || len(res.Rebuilt) != 0 {
 		t.Fatalf("no MASTER: %+v %v", res, err)
 	}

@@ -47,7 +47,7 @@ func has(vs []string, v string) bool {
 func TestAgentUnit(t *testing.T) {
 	k := unitKeys(t, unit)
 	for key, want := range map[string]string{
-		"Service.Type": "notify", "Service.Restart": "on-failure", "Service.RestartPreventExitStatus": "2",
+		"Service.Type": "notify", "Service.Restart": "on-failure", "Service.RestartPreventExitStatus": "2", "Service.RestartForceExitStatus": "75",
 		"Service.KillMode": "mixed", "Install.WantedBy": "multi-user.target", "Service.NotifyAccess": "main",
 		"Unit.After": "cloud-config.target", "Unit.Wants": "cloud-config.target",
 	} {

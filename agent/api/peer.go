@@ -36,6 +36,10 @@ type PeerState struct {
 	Mounted bool      `json:"mounted"`
 	Started time.Time `json:"started"`
 	Version string    `json:"version"`
+	// ConfigRevision is the cluster configuration's revision this node runs (config apply), and ConfigPending
+	// says that the agent must restart to run all of it.
+	ConfigRevision int64 `json:"config_revision"`
+	ConfigPending  bool  `json:"config_pending"`
 }
 
 // DemoteRequest asks a node to demote and confirm.
@@ -78,10 +82,14 @@ type Peer struct {
 	URL  string
 }
 
-// PeerHandler serves the peer API under /peer/v1/. Every answer to an accepted request is signed (see Sign).
+// authWrap turns a handler of a verified request (its body and the asking node) into a handler of the peer API.
+type authWrap func(h func(w http.ResponseWriter, r *http.Request, body []byte, node string)) http.HandlerFunc
+
+// PeerHandler serves the peer API under /peer/v1/. Every answer to an accepted request is signed (see Sign). An
+// agent that is a ConfigAgent serves the cluster's configuration too.
 func PeerHandler(v *Verifier, a PeerAgent, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	auth := func(h func(w http.ResponseWriter, r *http.Request, body []byte, node string)) http.HandlerFunc {
+	var auth authWrap = func(h func(w http.ResponseWriter, r *http.Request, body []byte, node string)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			req, err := v.Verify(r)
 			if err != nil {
@@ -136,6 +144,9 @@ func PeerHandler(v *Verifier, a PeerAgent, log *slog.Logger) http.Handler {
 		a.Maintenance(req.On)
 		w.WriteHeader(http.StatusNoContent)
 	}))
+	if ca, ok := a.(ConfigAgent); ok {
+		configRoutes(mux, v.Secret, ca, auth)
+	}
 	return mux
 }
 

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 )
 
@@ -67,23 +69,7 @@ func (s SecretFiles) ReadSecret(path string) (Secret, error) {
 // which the appliance's firewall keeps to the agent: agent/firewall).
 func MaterializeSecrets(c *Config, log *slog.Logger) error {
 	var wrote, differ []string
-	type inline struct {
-		key, path string
-		val       *Secret
-	}
-	all := []inline{
-		{"hcloud.token", c.Hcloud.TokenFile, &c.Hcloud.Token},
-		{"cluster.secret", c.Cluster.SecretFile, &c.Cluster.Secret},
-		{"galera.password", c.Galera.PasswordFile, &c.Galera.Password},
-	}
-	for i := range c.Alerts.Email {
-		e := &c.Alerts.Email[i]
-		if e.Password.Set() && e.PasswordFile == "" {
-			e.PasswordFile = fmt.Sprintf("%s/alerts-email-%d.password", DefaultSecretDir, i)
-		}
-		all = append(all, inline{fmt.Sprintf("alerts.email[%d].password", i), e.PasswordFile, &e.Password})
-	}
-	for _, s := range all {
+	for _, s := range inlineSecrets(c) {
 		if !s.val.Set() {
 			continue
 		}
@@ -112,6 +98,49 @@ func MaterializeSecrets(c *Config, log *slog.Logger) error {
 			"keys", wrote)
 	}
 	return nil
+}
+
+type inlineSecret struct {
+	key, path string
+	val       *Secret
+}
+
+// inlineSecrets are the secrets a configuration may carry inline, with their files.
+func inlineSecrets(c *Config) []inlineSecret {
+	all := []inlineSecret{
+		{"hcloud.token", c.Hcloud.TokenFile, &c.Hcloud.Token},
+		{"cluster.secret", c.Cluster.SecretFile, &c.Cluster.Secret},
+		{"galera.password", c.Galera.PasswordFile, &c.Galera.Password},
+	}
+	for i := range c.Alerts.Email {
+		e := &c.Alerts.Email[i]
+		if e.Password.Set() && e.PasswordFile == "" {
+			e.PasswordFile = fmt.Sprintf("%s/alerts-email-%d.password", DefaultSecretDir, i)
+		}
+		all = append(all, inlineSecret{fmt.Sprintf("alerts.email[%d].password", i), e.PasswordFile, &e.Password})
+	}
+	return all
+}
+
+// RotateSecrets writes the secrets that a cluster configuration carries inline (hcloud.token,
+// alerts.email[].password) to their files, replacing what they held: unlike the user-data's, a cluster
+// configuration's secrets are the newest (config apply is how a token is rotated). It returns the keys whose files
+// changed, never a value.
+func RotateSecrets(c *Config, keys []string) ([]string, error) {
+	var rotated []string
+	for _, s := range inlineSecrets(c) {
+		if !s.val.Set() || !slices.ContainsFunc(keys, func(k string) bool { return strings.HasPrefix(s.key, k) }) {
+			continue
+		}
+		if old, err := os.ReadFile(s.path); err == nil && string(bytes.TrimSpace(old)) == s.val.Reveal() {
+			continue
+		}
+		if err := WriteSecret(s.path, s.val.Reveal()); err != nil {
+			return rotated, fmt.Errorf("%s: %w", s.key, err)
+		}
+		rotated = append(rotated, s.key)
+	}
+	return rotated, nil
 }
 
 // WriteSecret replaces path atomically with content, mode 0600, creating the directory with mode 0700.

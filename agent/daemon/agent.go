@@ -57,6 +57,9 @@ type Options struct {
 	// written and keepalived reloaded (SIGHUP). The node's identity and the cluster's membership need a restart.
 	Reload     <-chan struct{}
 	LoadConfig func() (config.Config, error)
+	// ReadBase reads the node's own configuration (user-data) without the cluster's layered on it: config apply
+	// checks a new revision of the cluster's configuration on it.
+	ReadBase   func(ctx context.Context) (config.Payload, error)
 	GaleraMode GaleraMode
 }
 
@@ -94,6 +97,10 @@ type Agent struct {
 	metrics *report.Metrics
 	// vrrpPass is the cluster's VRRP password, derived from the cluster secret.
 	vrrpPass string
+	// cfg is the cluster configuration held (config apply), under cfgMu; restart ends Run with its cause.
+	cfgMu   sync.Mutex
+	cfg     clusterConfig
+	restart context.CancelCauseFunc
 	// systemd starts and stops units over D-Bus (mariadb.service, mailcow.with_units); it connects on first use.
 	systemd *unit.Systemd
 
@@ -229,8 +236,10 @@ func Run(ctx context.Context, o Options) error {
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	a.restart = cancel
+	a.loadClusterConfig()
 
 	// The check socket and the peer API.
 	wg.Add(1)
@@ -286,9 +295,17 @@ func Run(ctx context.Context, o Options) error {
 		go func() { defer wg.Done(); a.watchMembers(ctx, api, c.Cluster.DiscoverInterval.D()) }()
 	}
 
+	// The cluster's configuration: a revision missed while this node was down is fetched from a peer.
+	wg.Add(1)
+	go func() { defer wg.Done(); a.followConfig(ctx, 30*time.Second) }()
+
 	log.Info("agent started", "node", self.Name, "server_id", self.ServerID, "private_interface", privIf,
 		"public_interface", pubIf, "peer_api", peerAddr)
-	return a.loop(ctx)
+	err = a.loop(ctx)
+	if errors.Is(context.Cause(ctx), ErrRestart) {
+		return ErrRestart
+	}
+	return err
 }
 
 // allowMembers fills the appliance firewall's set of members with every other node's private address, and its

@@ -5,12 +5,14 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/api"
 	"github.com/mailcow-ha/mailcow-ha/agent/child"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/event"
@@ -31,6 +33,10 @@ func runArbitrator(ctx context.Context, c config.Config, self config.Member, sec
 		Members: dataMembers(c.Cluster.Nodes), GroupPort: c.Galera.GroupPort, Output: newLogWriter(o.Log, "garbd"), TLS: tls}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	wg.Add(1)
+	go func() { defer wg.Done(); arbitratorFollowConfig(ctx, c, self, secret, o, alerts, cancel) }()
 	if api, ok := o.Cloud.(membership.API); ok && c.Cluster.Discover == config.DiscoverHcloud && len(o.Config.Cluster.Nodes) == 0 {
 		wg.Add(1)
 		go func() {
@@ -54,7 +60,53 @@ func runArbitrator(ctx context.Context, c config.Config, self config.Member, sec
 		RestartDelay: 5 * time.Second,
 	}.Run(ctx)
 	g.Stop(30 * time.Second)
+	if errors.Is(context.Cause(ctx), ErrRestart) {
+		return ErrRestart
+	}
 	return err
+}
+
+// arbitratorFollowConfig keeps the cluster's configuration on an arbitrator, which serves no peer API: every 30 s
+// it asks the data members for their revision, and a newer one is checked, kept, and run by a restart (garbd is
+// back within seconds; the data members keep their quorum meanwhile).
+func arbitratorFollowConfig(ctx context.Context, c config.Config, self config.Member, secret []byte, o Options,
+	alerts *report.Alerter, restart context.CancelCauseFunc) {
+	client := &api.PeerClient{Secret: secret, Node: self.Name}
+	var peers []api.Peer
+	for _, m := range c.Cluster.Nodes {
+		if !m.IsArbitrator() {
+			peers = append(peers, api.Peer{Name: m.Name, URL: c.PeerURL(m)})
+		}
+	}
+	path := config.ClusterDocPath(c.Failover.StateDir)
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		t.Reset(30 * time.Second)
+		cur, err := config.ReadClusterDoc(path)
+		if err != nil {
+			o.Log.Error("cluster configuration: the kept revision cannot be read", "err", err)
+		}
+		from, d, err := newerConfig(ctx, client, peers, cur.Revision)
+		if err != nil || from.Name == "" {
+			continue
+		}
+		changes, _, err := keepCluster(ctx, o.ReadBase, o.SecretOwner, c.Failover.StateDir, cur, d)
+		if err != nil {
+			o.Log.Warn("cluster configuration: revision refused", "revision", d.Revision, "err", err)
+			continue
+		}
+		msg := fmt.Sprintf("cluster configuration revision %d from %s kept; restarting to run it", d.Revision, from.Name)
+		o.Log.Info(msg, "event", string(event.ConfigRestart), "changes", len(changes))
+		alerts.Send(report.Event{Event: string(event.ConfigRestart), Severity: report.SeverityInfo, Message: msg})
+		restart(ErrRestart)
+		return
+	}
 }
 
 // dataMembers are the private IPs of the members that hold data (not arbitrators).

@@ -46,7 +46,8 @@ func (a *Agent) State() api.PeerState {
 	now := time.Now()
 	ok, why := failover.Verdict(p, s, now)
 	n := failover.RecentTakeovers(p, s, now)
-	return api.PeerState{Node: p.Name, Role: string(s.Role), VRRP: string(s.VRRP), GaleraOK: s.GaleraOK, Galera: s.GaleraDetail,
+	rev, pending := a.configRevision()
+	return api.PeerState{ConfigRevision: rev, ConfigPending: pending, Node: p.Name, Role: string(s.Role), VRRP: string(s.VRRP), GaleraOK: s.GaleraOK, Galera: s.GaleraDetail,
 		Verdict: ok, Reason: why, StackFailed: s.StackFailed, Breaker: s.Breaker, Maintenance: s.Maintenance, Takeovers: n,
 		Mounted: mounted, Started: a.started.UTC(), Version: buildinfo.Short()}
 }

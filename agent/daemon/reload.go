@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"slices"
 	"time"
@@ -20,6 +21,10 @@ func (a *Agent) reload() {
 		return
 	}
 	c, err := a.o.LoadConfig()
+	if err == nil {
+		// The token again: config apply rotates it by writing its file.
+		err = a.reloadToken(c)
+	}
 	if err == nil {
 		// The members from the API again (a reload shows a membership that changed: the warning below). The loop
 		// waits for this: the API gets 5 s, then the cache answers.
@@ -78,6 +83,20 @@ func (a *Agent) reload() {
 		return
 	}
 	a.alert(event.ConfigReloaded, report.SeverityInfo, "", 0, "reload: configuration applied", nil)
+}
+
+// reloadToken hands the hcloud client the token in hcloud.token_file, which may have been rotated.
+func (a *Agent) reloadToken(c config.Config) error {
+	ts, ok := a.o.Cloud.(interface{ SetToken(string) })
+	if !ok {
+		return nil
+	}
+	tok, err := config.SecretFiles{Owner: a.o.SecretOwner}.ReadSecret(c.Hcloud.TokenFile)
+	if err != nil {
+		return fmt.Errorf("hcloud.token_file: %w", err)
+	}
+	ts.SetToken(tok.Reveal())
+	return nil
 }
 
 func isExecutable(path string) bool {

@@ -59,5 +59,7 @@ const (
 	SwitchoverDone        Name = "switchover_done"
 	ConfigInvalid         Name = "config_invalid"
 	ConfigReloaded        Name = "config_reloaded"
+	ConfigApplied         Name = "config_applied"
+	ConfigRestart         Name = "config_restart"
 	MembershipChanged     Name = "membership_changed"
 )

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
@@ -43,7 +44,7 @@ type Options struct {
 
 // Client is the adapter. It is safe for concurrent use.
 type Client struct {
-	api  *hc.Client
+	api  atomic.Pointer[hc.Client]
 	rec  *statsRecorder
 	log  *slog.Logger
 	opts Options
@@ -82,20 +83,32 @@ func New(o Options) (*Client, error) {
 		next = http.DefaultTransport
 	}
 	httpClient.Transport = countingTransport{next: next, rec: rec}
-	api := hc.NewClient(
+	o.HTTPClient = &httpClient
+	c := &Client{rec: rec, log: o.Logger, opts: o}
+	c.SetToken(o.Token)
+	c.opts.Token = ""
+	return c, nil
+}
+
+// SetToken makes every later request use token (a rotated token: config apply). Requests under way finish with
+// the token they started with. The token is handed to hcloud-go and kept nowhere else.
+func (c *Client) SetToken(token string) {
+	o := c.opts
+	c.api.Store(hc.NewClient(
 		hc.WithEndpoint(o.Endpoint),
-		hc.WithToken(o.Token),
-		hc.WithHTTPClient(&httpClient),
+		hc.WithToken(token),
+		hc.WithHTTPClient(o.HTTPClient),
 		hc.WithApplication("mailcow-ha", ""),
 		// One retry policy only, ours: hcloud-go's own does not cover locked and would hide attempts.
 		hc.WithRetryOpts(hc.RetryOpts{MaxRetries: 0}),
 		hc.WithPollOpts(hc.PollOpts{BackoffFunc: hc.ExponentialBackoffWithOpts(hc.ExponentialBackoffOpts{
 			Base: o.PollBase, Multiplier: o.PollFactor, Cap: o.PollCap,
 		})}),
-	)
-	o.Token = ""
-	return &Client{api: api, rec: rec, log: o.Logger, opts: o}, nil
+	))
 }
+
+// hc is hcloud-go's client with the current token.
+func (c *Client) hc() *hc.Client { return c.api.Load() }
 
 // Stats returns the request counters, the rate-limit budget and the latencies so far.
 func (c *Client) Stats() Stats { return c.rec.snapshot() }
@@ -144,7 +157,7 @@ func (c *Client) await(ctx context.Context, a *hc.Action) error {
 	if a == nil {
 		return nil
 	}
-	err := c.api.Action.WaitFor(ctx, a)
+	err := c.hc().Action.WaitFor(ctx, a)
 	if err != nil && ctx.Err() != nil {
 		c.log.Warn("hcloud action still running", "hcloud_action_id", a.ID, "command", a.Command)
 		return fmt.Errorf("action %d (%s): %w", a.ID, a.Command, ErrActionRunning)
@@ -218,7 +231,7 @@ func (c *Client) SetFloatingIPPTR(ctx context.Context, id int64, ptr string) err
 		if err != nil {
 			return err
 		}
-		a, _, err := c.api.FloatingIP.ChangeDNSPtr(ctx, f, f.IP.String(), &ptr)
+		a, _, err := c.hc().FloatingIP.ChangeDNSPtr(ctx, f, f.IP.String(), &ptr)
 		if err != nil {
 			return err
 		}
@@ -237,7 +250,7 @@ func (c *Client) AssignFloatingIP(ctx context.Context, id, server int64) error {
 		if f.Server != nil && f.Server.ID == server {
 			return nil
 		}
-		a, _, err := c.api.FloatingIP.Assign(ctx, f, &hc.Server{ID: server})
+		a, _, err := c.hc().FloatingIP.Assign(ctx, f, &hc.Server{ID: server})
 		if err != nil {
 			return err
 		}
@@ -255,7 +268,7 @@ func (c *Client) UnassignFloatingIP(ctx context.Context, id int64) error {
 		if f.Server == nil {
 			return nil
 		}
-		a, _, err := c.api.FloatingIP.Unassign(ctx, f)
+		a, _, err := c.hc().FloatingIP.Unassign(ctx, f)
 		if err != nil {
 			return err
 		}
@@ -278,7 +291,7 @@ func (c *Client) Volume(ctx context.Context, id int64) (VolumeInfo, error) {
 }
 
 func (c *Client) getFloatingIP(ctx context.Context, id int64) (*hc.FloatingIP, error) {
-	f, _, err := c.api.FloatingIP.GetByID(ctx, id)
+	f, _, err := c.hc().FloatingIP.GetByID(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -289,7 +302,7 @@ func (c *Client) getFloatingIP(ctx context.Context, id int64) (*hc.FloatingIP, e
 }
 
 func (c *Client) getVolume(ctx context.Context, id int64) (*hc.Volume, error) {
-	v, _, err := c.api.Volume.GetByID(ctx, id)
+	v, _, err := c.hc().Volume.GetByID(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -322,7 +335,7 @@ func (c *Client) DetachVolume(ctx context.Context, id, from int64) error {
 		default:
 			return fmt.Errorf("volume %d is attached to server %d, not %d: %w", id, owner, from, ErrUnexpectedOwner)
 		}
-		a, _, err := c.api.Volume.Detach(ctx, v)
+		a, _, err := c.hc().Volume.Detach(ctx, v)
 		if err != nil {
 			return err
 		}
@@ -345,7 +358,7 @@ func (c *Client) AttachVolume(ctx context.Context, id, to int64) error {
 		default:
 			return fmt.Errorf("volume %d is attached to server %d: %w", id, owner, ErrUnexpectedOwner)
 		}
-		a, _, err := c.api.Volume.AttachWithOpts(ctx, v, hc.VolumeAttachOpts{Server: &hc.Server{ID: to}, Automount: hc.Ptr(false)})
+		a, _, err := c.hc().Volume.AttachWithOpts(ctx, v, hc.VolumeAttachOpts{Server: &hc.Server{ID: to}, Automount: hc.Ptr(false)})
 		if hc.IsError(err, hc.ErrorCodeVolumeAlreadyAttached) {
 			// Our own earlier attach (an action still running when this try read the Volume) may have finished
 			// between the read and the POST: attached to us is done. Attached anywhere else stays fatal.
@@ -364,7 +377,7 @@ func (c *Client) AttachVolume(ctx context.Context, id, to int64) error {
 func (c *Client) ServerStatus(ctx context.Context, id int64) (string, error) {
 	var status string
 	err := c.call(ctx, "server_status", func(ctx context.Context) error {
-		s, _, err := c.api.Server.GetByID(ctx, id)
+		s, _, err := c.hc().Server.GetByID(ctx, id)
 		if err != nil {
 			return err
 		}
@@ -380,7 +393,7 @@ func (c *Client) ServerStatus(ctx context.Context, id int64) (string, error) {
 // PowerOff cuts the server's power (fencing) and waits until the API reports it off.
 func (c *Client) PowerOff(ctx context.Context, id int64) error {
 	return c.call(ctx, "poweroff", func(ctx context.Context) error {
-		s, _, err := c.api.Server.GetByID(ctx, id)
+		s, _, err := c.hc().Server.GetByID(ctx, id)
 		if err != nil {
 			return err
 		}
@@ -390,14 +403,14 @@ func (c *Client) PowerOff(ctx context.Context, id int64) error {
 		if s.Status == hc.ServerStatusOff {
 			return nil
 		}
-		a, _, err := c.api.Server.Poweroff(ctx, s)
+		a, _, err := c.hc().Server.Poweroff(ctx, s)
 		if err != nil {
 			return err
 		}
 		if err := c.await(ctx, a); err != nil {
 			return err
 		}
-		s, _, err = c.api.Server.GetByID(ctx, id)
+		s, _, err = c.hc().Server.GetByID(ctx, id)
 		if err != nil {
 			return err
 		}
@@ -411,7 +424,7 @@ func (c *Client) PowerOff(ctx context.Context, id int64) error {
 // PowerOn switches the server on and waits for the action.
 func (c *Client) PowerOn(ctx context.Context, id int64) error {
 	return c.call(ctx, "poweron", func(ctx context.Context) error {
-		a, _, err := c.api.Server.Poweron(ctx, &hc.Server{ID: id})
+		a, _, err := c.hc().Server.Poweron(ctx, &hc.Server{ID: id})
 		if err != nil {
 			return err
 		}

@@ -26,7 +26,7 @@ const AppSelector = "app=mailcow-ha"
 func (c *Client) LatestImage(ctx context.Context, selector string) (Image, error) {
 	var img Image
 	err := c.call(ctx, "latest_image", func(ctx context.Context) error {
-		list, _, err := c.api.Image.List(ctx, hc.ImageListOpts{
+		list, _, err := c.hc().Image.List(ctx, hc.ImageListOpts{
 			ListOpts: hc.ListOpts{LabelSelector: selector, PerPage: 1},
 			Type:     []hc.ImageType{hc.ImageTypeSnapshot},
 			Sort:     []string{"created:desc"},
@@ -48,7 +48,7 @@ func (c *Client) LatestImage(ctx context.Context, selector string) (Image, error
 func (c *Client) VolumesOf(ctx context.Context, server int64) ([]VolumeInfo, error) {
 	var out []VolumeInfo
 	err := c.call(ctx, "server_volumes", func(ctx context.Context) error {
-		s, _, err := c.api.Server.GetByID(ctx, server)
+		s, _, err := c.hc().Server.GetByID(ctx, server)
 		if err != nil {
 			return err
 		}
@@ -81,7 +81,7 @@ type ServerInfo struct {
 func (c *Client) Servers(ctx context.Context, selector string) ([]ServerInfo, error) {
 	var out []ServerInfo
 	err := c.call(ctx, "list_servers", func(ctx context.Context) error {
-		list, err := c.api.Server.AllWithOpts(ctx, hc.ServerListOpts{ListOpts: hc.ListOpts{LabelSelector: selector}})
+		list, err := c.hc().Server.AllWithOpts(ctx, hc.ServerListOpts{ListOpts: hc.ListOpts{LabelSelector: selector}})
 		if err != nil {
 			return err
 		}

@@ -82,6 +82,8 @@ func Catalog() []EventInfo {
 		{event.SwitchoverDone, SeverityInfo, "the switchover's target serves."},
 		{event.ConfigInvalid, SeverityCritical, "a reloaded configuration was refused (the error names the key and line); the running one stays."},
 		{event.ConfigReloaded, SeverityInfo, "a reloaded configuration was applied (SIGHUP)."},
+		{event.ConfigApplied, SeverityInfo, "a revision of the cluster's configuration (config apply) was checked and kept; its details say which keys changed and whether they took effect live or need the agent restarted."},
+		{event.ConfigRestart, SeverityInfo, "the agent restarts to run the cluster's configuration (config apply's rolling restart, or a node catching up on a revision it missed while down)."},
 		{event.MembershipChanged, SeverityWarning, "the API lists other members than this agent runs with (cluster.discover = \"hcloud\": a node added, removed or relabelled). Applied while the agent runs, the alert is info and says what changed; a change that cannot be applied live (this server renamed or gone, members that do not check, a static cluster.nodes) is a warning and takes effect at the agents' next start."},
 	}
 }

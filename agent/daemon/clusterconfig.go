@@ -1,0 +1,239 @@
+package daemon
+
+// The cluster's configuration (config apply): a revision handed over the peer API is checked against this node's
+// own configuration, kept in the state directory, and applied live where it can be; a node that was down fetches
+// the newest revision from a peer when it is back; a restart that config apply asks for ends the agent, which its
+// supervisor starts again.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/api"
+	"github.com/mailcow-ha/mailcow-ha/agent/config"
+	"github.com/mailcow-ha/mailcow-ha/agent/event"
+	"github.com/mailcow-ha/mailcow-ha/agent/failover"
+	"github.com/mailcow-ha/mailcow-ha/agent/report"
+)
+
+// ErrRestart is Run's answer when the agent ended to be started again (config apply): the command exits with
+// ExitRestart, which systemd restarts (RestartForceExitStatus) and the lab's supervisor too.
+var ErrRestart = errors.New("agent: restart requested to run the cluster's configuration")
+
+// clusterConfig is the cluster configuration this agent holds (under Agent.cfgMu).
+type clusterConfig struct {
+	doc config.ClusterDoc
+	// pending: the kept revision has changes that only a restart applies.
+	pending bool
+}
+
+// loadClusterConfig reads the revision kept in the state directory; the agent runs it already (the command line
+// layered it on the user-data).
+func (a *Agent) loadClusterConfig() {
+	d, err := config.ReadClusterDoc(config.ClusterDocPath(a.c.Failover.StateDir))
+	if err != nil {
+		a.log.Error("cluster configuration: the kept revision cannot be read; it is fetched from a peer", "err", err)
+		return
+	}
+	a.cfgMu.Lock()
+	a.cfg = clusterConfig{doc: d}
+	a.cfgMu.Unlock()
+	if d.Revision > 0 {
+		a.log.Info("cluster configuration: running revision "+strconv.FormatInt(d.Revision, 10), "revision", d.Revision)
+	}
+}
+
+// ClusterConfig implements api.ConfigAgent.
+func (a *Agent) ClusterConfig() (int64, string) {
+	a.cfgMu.Lock()
+	defer a.cfgMu.Unlock()
+	return a.cfg.doc.Revision, a.cfg.doc.TOML
+}
+
+// configRevision is the revision this node holds and whether it waits for a restart.
+func (a *Agent) configRevision() (int64, bool) {
+	a.cfgMu.Lock()
+	defer a.cfgMu.Unlock()
+	return a.cfg.doc.Revision, a.cfg.pending
+}
+
+// ApplyConfig implements api.ConfigAgent: a revision older than the one held is refused, the same one is
+// unchanged, a different document under the held revision is refused; a newer one must check on this node's own
+// configuration (ReadBase), then its secrets are written to their files, it is kept, and a reload applies it
+// when every change is live.
+func (a *Agent) ApplyConfig(ctx context.Context, revision int64, text string) api.ConfigAnswer {
+	a.cfgMu.Lock()
+	defer a.cfgMu.Unlock()
+	cur := a.cfg.doc
+	ans := api.ConfigAnswer{Node: a.c.Node.Name, Revision: cur.Revision}
+	refuse := func(format string, args ...any) api.ConfigAnswer {
+		ans.Outcome, ans.Error = api.ConfigRefused, fmt.Sprintf(format, args...)
+		a.log.Warn("cluster configuration: revision refused", "revision", revision, "err", ans.Error)
+		return ans
+	}
+	next := config.ClusterDoc{Revision: revision, TOML: text}
+	switch {
+	case revision < cur.Revision:
+		return refuse("this node runs revision %d, newer than %d", cur.Revision, revision)
+	case revision == cur.Revision && next.Hash() == cur.Hash():
+		ans.Outcome = api.ConfigUnchanged
+		if a.cfg.pending {
+			ans.Outcome = api.ConfigRestart
+		}
+		return ans
+	case revision == cur.Revision:
+		return refuse("this node holds another document as revision %d", revision)
+	}
+	changes, rotated, err := keepCluster(ctx, a.o.ReadBase, a.o.SecretOwner, a.c.Failover.StateDir, cur, next)
+	if err != nil {
+		return refuse("%v", err)
+	}
+	restart := config.NeedsRestart(changes) || a.cfg.pending
+	a.cfg = clusterConfig{doc: next, pending: restart}
+	ans.Revision = revision
+	for _, c := range changes {
+		ans.Keys = append(ans.Keys, c.Key)
+	}
+	ans.Outcome = api.ConfigLive
+	how := "applied live"
+	if restart {
+		ans.Outcome, how = api.ConfigRestart, "kept; the agent runs it after its restart"
+	}
+	a.alert(event.ConfigApplied, report.SeverityInfo, "", 0,
+		fmt.Sprintf("cluster configuration revision %d %s (changed: %s)", revision, how, orNone(ans.Keys)),
+		map[string]string{"revision": strconv.FormatInt(revision, 10), "outcome": ans.Outcome,
+			"keys": strings.Join(ans.Keys, ","), "secrets_rotated": strings.Join(rotated, ",")})
+	if !restart {
+		// The reload reads the configuration again, the kept revision layered on it (cli's loadConfig).
+		a.reload()
+	}
+	return ans
+}
+
+// keepCluster checks revision next of the cluster's configuration on this node's own configuration (readBase),
+// writes the secrets it sets to their files and keeps it in stateDir. It returns what changed from cur, and the
+// secrets whose files changed.
+func keepCluster(ctx context.Context, readBase func(context.Context) (config.Payload, error), owner int, stateDir string,
+	cur, next config.ClusterDoc) ([]config.Change, []string, error) {
+	if readBase == nil {
+		return nil, nil, errors.New("this agent cannot read its own configuration again (no ReadBase)")
+	}
+	pl, err := readBase(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("this node's own configuration: %w", err)
+	}
+	name := "cluster configuration revision " + strconv.FormatInt(next.Revision, 10)
+	cfg, probs := config.CheckCluster(name, []byte(next.TOML), pl.Name, pl.Data, config.SecretFiles{Owner: owner})
+	if err := probs.Err(); err != nil {
+		return nil, nil, err
+	}
+	changes, err := config.ClusterChanges(cur.TOML, next.TOML)
+	if err != nil {
+		return nil, nil, err
+	}
+	var raw map[string]any
+	if _, err := toml.Decode(next.TOML, &raw); err != nil {
+		return nil, nil, err
+	}
+	rotated, err := config.RotateSecrets(&cfg, config.Keys(raw))
+	if err != nil {
+		return nil, nil, fmt.Errorf("secrets: %w", err)
+	}
+	if err := config.WriteClusterDoc(config.ClusterDocPath(stateDir), next); err != nil {
+		return nil, nil, fmt.Errorf("keep it: %w", err)
+	}
+	return changes, rotated, nil
+}
+
+// newerConfig asks the data members for the revision they run and fetches the newest when it is newer than own
+// (from.Name is "" when none is).
+func newerConfig(ctx context.Context, client *api.PeerClient, peers []api.Peer, own int64) (from api.Peer, d config.ClusterDoc, err error) {
+	newest := own
+	for _, p := range peers {
+		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		st, err := client.State(qctx, p)
+		cancel()
+		if err == nil && st.ConfigRevision > newest {
+			newest, from = st.ConfigRevision, p
+		}
+	}
+	if newest == own {
+		return api.Peer{}, d, nil
+	}
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	d.Revision, d.TOML, err = client.ClusterConfig(qctx, from)
+	return from, d, err
+}
+
+func orNone(keys []string) string {
+	if len(keys) == 0 {
+		return "nothing"
+	}
+	return strings.Join(keys, ", ")
+}
+
+// Restart implements api.ConfigAgent: a BACKUP's agent ends and is started again; a MASTER's would be a failover,
+// so it refuses (config apply hands MASTER over first).
+func (a *Agent) Restart() error {
+	a.mu.Lock()
+	role := a.s.Role
+	a.mu.Unlock()
+	if role == failover.RoleMaster || role == failover.RolePromoting {
+		return fmt.Errorf("%s is %s: hand MASTER over first (mailcow-ha switchover)", a.c.Node.Name, role)
+	}
+	rev, _ := a.configRevision()
+	a.alert(event.ConfigRestart, report.SeverityInfo, "", 0,
+		fmt.Sprintf("restarting to run cluster configuration revision %d", rev), nil)
+	a.restart(ErrRestart)
+	return nil
+}
+
+// followConfig asks the peers now and then for the revision they run, and fetches a newer one than this node's:
+// a node that was down when config apply ran catches up when it is back. A change that needs a restart restarts
+// this agent while it is not MASTER; a MASTER waits for the operator (config apply again, which hands it over).
+func (a *Agent) followConfig(ctx context.Context, every time.Duration) {
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		a.catchUp(ctx)
+		t.Reset(every)
+	}
+}
+
+func (a *Agent) catchUp(ctx context.Context) {
+	own, _ := a.configRevision()
+	var peers []api.Peer
+	for _, p := range a.peerAPI() {
+		peers = append(peers, p)
+	}
+	from, d, err := newerConfig(ctx, a.client, peers, own)
+	if err != nil {
+		a.log.Warn("cluster configuration: fetching a newer revision from "+from.Name+" failed", "peer", from.Name, "err", err)
+		return
+	}
+	if from.Name == "" {
+		return
+	}
+	a.log.Info("cluster configuration: "+from.Name+" runs a newer revision; catching up", "peer", from.Name,
+		"revision", d.Revision, "own_revision", own)
+	ans := a.ApplyConfig(ctx, d.Revision, d.TOML)
+	if ans.Outcome != api.ConfigRestart {
+		return
+	}
+	if err := a.Restart(); err != nil {
+		a.log.Warn("cluster configuration: revision "+strconv.FormatInt(d.Revision, 10)+" needs a restart of this agent, which waits: "+err.Error(),
+			"revision", d.Revision)
+	}
+}

@@ -1,0 +1,82 @@
+package cli
+
+// A command run on a member that talks to the whole cluster (cluster upgrade, config apply): the node's
+// configuration, the members, this node among them, and the peer API signed with the cluster secret.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/api"
+	"github.com/mailcow-ha/mailcow-ha/agent/check"
+	"github.com/mailcow-ha/mailcow-ha/agent/config"
+	"github.com/mailcow-ha/mailcow-ha/agent/membership"
+	"github.com/mailcow-ha/mailcow-ha/provision"
+)
+
+// memberSession is the cluster as a command on a member reaches it.
+type memberSession struct {
+	cfg    config.Config
+	base   config.Payload // the node's own configuration, without the cluster's layered on it
+	self   string
+	secret []byte
+	peers  *api.PeerClient
+}
+
+// openSession reads the node's configuration and the members (the cache that the agent keeps when they come from
+// the API). The members' state comes over the peer API, signed as this node with the cluster secret (and so are
+// the answers): a host on the private network cannot make a roll go on. Hence: run it on a member. A usage
+// problem comes back with ExitUsage, anything else with ExitFailure.
+func openSession(ctx context.Context, src config.Sources) (memberSession, int, error) {
+	var s memberSession
+	var err error
+	s.cfg, s.base, err = loadConfig(ctx, src)
+	if err != nil {
+		return s, ExitUsage, err
+	}
+	if s.cfg.Discovers() {
+		if s.cfg.Cluster.Nodes, err = membership.Cached(&s.cfg); err != nil {
+			return s, ExitFailure, err
+		}
+	}
+	s.self = localMember(s.cfg.Cluster.Nodes)
+	if s.self == "" {
+		return s, ExitUsage, errors.New("run it on a node of the cluster (none of the members' private addresses is on this machine)")
+	}
+	secret, err := inlineOrFile(s.cfg.Cluster.Secret, s.cfg.Cluster.SecretFile)
+	if err != nil {
+		return s, ExitFailure, fmt.Errorf("the cluster secret: %w", err)
+	}
+	s.secret = []byte(secret)
+	s.peers = &api.PeerClient{Secret: s.secret, Node: s.self}
+	return s, ExitOK, nil
+}
+
+// peer is a member as the peer API reaches it.
+func (s memberSession) peer(m config.Member) api.Peer { return api.Peer{Name: m.Name, URL: s.cfg.PeerURL(m)} }
+
+// roll is the cluster as a rolling change sees it: the members' state over the peer API, the switchover through
+// the local agent (which tells every agent).
+func (s memberSession) roll(within time.Duration, dry bool, stdio Stdio) provision.Roll {
+	return provision.Roll{
+		Members: s.cfg.Cluster.Nodes, Self: s.self, Within: within, DryRun: dry, Log: stdio.Stdout,
+		Status: func(ctx context.Context, m config.Member) (api.PeerState, error) {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			return s.peers.State(ctx, s.peer(m))
+		},
+		Switchover: func(_ context.Context, to string) error {
+			ans, err := check.Ask(s.cfg.API.Socket, "switchover "+to, 30*time.Second)
+			if err != nil {
+				return err
+			}
+			if word, rest, _ := strings.Cut(ans, " "); word != "ok" {
+				return errors.New(rest)
+			}
+			return nil
+		},
+	}
+}
