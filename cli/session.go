@@ -56,7 +56,9 @@ func openSession(ctx context.Context, src config.Sources) (memberSession, int, e
 }
 
 // peer is a member as the peer API reaches it.
-func (s memberSession) peer(m config.Member) api.Peer { return api.Peer{Name: m.Name, URL: s.cfg.PeerURL(m)} }
+func (s memberSession) peer(m config.Member) api.Peer {
+	return api.Peer{Name: m.Name, URL: s.cfg.PeerURL(m)}
+}
 
 // roll is the cluster as a rolling change sees it: the members' state over the peer API, the switchover through
 // the local agent (which tells every agent).

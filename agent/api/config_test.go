@@ -20,7 +20,11 @@ type configAgent struct {
 	master    bool
 }
 
-func (c *configAgent) ClusterConfig() (int64, string) { c.cmu.Lock(); defer c.cmu.Unlock(); return c.rev, c.text }
+func (c *configAgent) ClusterConfig() (int64, string) {
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
+	return c.rev, c.text
+}
 func (c *configAgent) ApplyConfig(_ context.Context, rev int64, text string) ConfigAnswer {
 	c.cmu.Lock()
 	defer c.cmu.Unlock()
