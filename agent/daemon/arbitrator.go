@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -126,46 +125,23 @@ func dataMembers(nodes []config.Member) []string {
 // gone, members that do not check) is alerted once per difference and waits for a restart.
 func followMembers(ctx context.Context, c config.Config, self config.Member, api membership.API, g *galera.Arbitrator,
 	every time.Duration, alerts *report.Alerter, log *slog.Logger) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	said := ""
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		now, changes, err := membership.Update(cctx, c, self.ServerID, api)
-		cancel()
-		if len(changes) == 0 {
-			if err != nil {
-				log.Debug("membership: the API did not answer; read again later", "err", err)
+	memberLoop{api: api, every: every, log: log,
+		now: func() (config.Config, int64) { return c, self.ServerID },
+		apply: func(ctx context.Context, now []config.Member) error {
+			next := c
+			next.Cluster.Nodes = now
+			if err := allowMembers(ctx, next, self, log); err != nil {
+				return err
 			}
-			said = ""
-			continue
-		}
-		key := strings.Join(changes, "; ")
-		send := func(sev, msg string) {
-			log.Info(msg, "event", event.MembershipChanged, "severity", sev)
-			alerts.Send(report.Event{Event: string(event.MembershipChanged), Severity: sev, Message: msg})
-		}
-		if err != nil {
-			if key != said {
-				said = key
-				send(report.SeverityWarning, "membership: "+key+"; not applied while running ("+err.Error()+"): restart the agent to apply it")
-			}
-			continue
-		}
-		said = ""
-		next := c
-		next.Cluster.Nodes = now
-		if err := allowMembers(ctx, next, self, log); err != nil {
-			send(report.SeverityCritical, "membership: "+key+"; not applied: "+err.Error())
-			continue
-		}
-		c = next
-		g.SetMembers(dataMembers(now))
-		send(report.SeverityInfo, "membership: "+key+"; applied (the firewall's member set, garbd's peers at its next start)")
-	}
+			c = next
+			g.SetMembers(dataMembers(now))
+			return nil
+		},
+		applied: "the firewall's member set, garbd's peers at its next start",
+		restart: "restart the agent to apply it",
+		alert: func(severity, msg string) {
+			log.Info(msg, "event", event.MembershipChanged, "severity", severity)
+			alerts.Send(report.Event{Event: string(event.MembershipChanged), Severity: severity, Message: msg})
+		},
+	}.run(ctx)
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/api"
@@ -16,7 +15,6 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/event"
 	"github.com/mailcow-ha/mailcow-ha/agent/hcloud"
 	"github.com/mailcow-ha/mailcow-ha/agent/membership"
-	"github.com/mailcow-ha/mailcow-ha/agent/report"
 )
 
 // newCloud is the hcloud adapter with the token of hcloud.token_file.
@@ -77,62 +75,27 @@ func (a *Agent) kickMembers(node string) {
 // from the API, members that do not check, or a configuration that lists cluster.nodes itself) is alerted once per
 // difference and waits for the agents' restart.
 func (a *Agent) watchMembers(ctx context.Context, api membership.API, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	var said string
-	var last time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-a.membersKick:
-			// A node this agent does not know signed a request with the cluster's secret: read now, at most once
-			// per KickEvery (the project's request budget is shared).
-			if time.Since(last) < KickEvery {
-				continue
+	memberLoop{api: api, every: every, kick: a.membersKick, log: a.log,
+		now: func() (config.Config, int64) {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			c := a.c
+			c.Cluster.Nodes = slices.Clone(a.c.Cluster.Nodes)
+			return c, a.p.Self
+		},
+		refuse: func() error {
+			if len(a.o.Config.Cluster.Nodes) > 0 {
+				return errStaticMembers
 			}
-		}
-		last = time.Now()
-		a.mu.Lock()
-		c := a.c
-		c.Cluster.Nodes = slices.Clone(a.c.Cluster.Nodes)
-		self := a.p.Self
-		a.mu.Unlock()
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		now, changes, err := membership.Update(cctx, c, self, api)
-		cancel()
-		switch {
-		case err != nil && len(changes) == 0:
-			a.log.Debug("membership: the API did not answer; read again later", "err", err)
-			continue
-		case len(changes) == 0:
-			if said != "" {
-				a.log.Info("membership: the API lists the members this agent runs with again")
-			}
-			said = ""
-			continue
-		}
-		key := strings.Join(changes, "; ")
-		if err == nil && len(a.o.Config.Cluster.Nodes) > 0 {
-			err = errors.New("the configuration lists cluster.nodes itself")
-		}
-		if err != nil {
-			if key != said {
-				said = key
-				a.alert(event.MembershipChanged, report.SeverityWarning, "", 0, "membership: "+key+"; not applied while running ("+
-					err.Error()+"): restart the agents one at a time, BACKUPs first and the MASTER last, to apply it", nil)
-			}
-			continue
-		}
-		said = ""
-		if err := a.applyMembers(ctx, now); err != nil {
-			a.alert(event.MembershipChanged, report.SeverityCritical, "", 0, "membership: "+key+"; applied, but: "+err.Error(), nil)
-			continue
-		}
-		a.alert(event.MembershipChanged, report.SeverityInfo, "", 0, "membership: "+key+"; applied (keepalived's peers, "+
-			"the firewall's member set, the peer API, Galera's peers and address)", nil)
-	}
+			return nil
+		},
+		apply:   a.applyMembers,
+		applied: "keepalived's peers, the firewall's member set, the peer API, Galera's peers and address",
+		restart: "restart the agents one at a time, BACKUPs first and the MASTER last, to apply it",
+		alert: func(severity, msg string) {
+			a.alert(event.MembershipChanged, severity, "", 0, msg, nil)
+		},
+	}.run(ctx)
 }
 
 // applyMembers makes the agent run with the members now, without a restart and without a failover: the failover
