@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -334,7 +332,7 @@ func hcNetworkOpts(name string) hc.NetworkCreateOpts {
 // loses a node with remove-node: never the one that serves the mail, never below three, the bootstrap label moved
 // to another member, the node's Galera Volume kept unless asked.
 func TestClusterGrowAndRemoveNode(t *testing.T) {
-	sim, url := emptyProject(t)
+	sim, _ := emptyProject(t)
 	out := filepath.Join(t.TempDir(), "c")
 	create := []string{"cluster", "create", "--name", "c", "--hostname", "mail.example.org", "--out", out}
 	if code, stdout, errs := run(t, "", create...); code != ExitOK {
@@ -357,9 +355,9 @@ func TestClusterGrowAndRemoveNode(t *testing.T) {
 	}
 
 	// The node that holds the Floating IP serves the mail: refused, nothing changed.
-	if code, _, err := postJSON(url+"/v1/floating_ips/"+strconv.FormatInt(st.FloatingIPs[0].ID, 10)+"/actions/assign",
-		fmt.Sprintf(`{"server":%d}`, st.Servers[1].ID)); err != nil || code != 201 {
-		t.Fatalf("assign: %d %v", code, err)
+	if code, body := sim.Do("POST", "/v1/floating_ips/"+strconv.FormatInt(st.FloatingIPs[0].ID, 10)+"/actions/assign",
+		fmt.Sprintf(`{"server":%d}`, st.Servers[1].ID)); code != 201 {
+		t.Fatalf("assign: %d %s", code, body)
 	}
 	waitState(t, sim, func(st hcloudsim.State) bool { return st.FloatingIPs[0].Server == st.Servers[1].ID })
 	if code, _, errs := run(t, "", "cluster", "remove-node", "--name", "c", "--yes", "--node", "c-2"); code != ExitFailure ||
@@ -398,20 +396,6 @@ func waitState(t *testing.T, sim *hcloudsim.Sim, ok func(hcloudsim.State) bool) 
 			t.Fatal("the simulator's state did not change within 10 s")
 		}
 	}
-}
-
-// postJSON posts body to url with the demo token and returns the status.
-func postJSON(url, body string) (int, string, error) {
-	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+hcloudsim.DemoToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), nil
 }
 
 // --config layers settings for every node on the user-data (alerts, failover timings); what cluster create writes

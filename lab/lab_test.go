@@ -1161,7 +1161,7 @@ func TestLab(t *testing.T) {
 		if nm, err := l.WaitSettled(ctx, time.Minute); err != nil || nm != m {
 			t.Errorf("after the removal: MASTER %q (was %s), %v", nm, m, err)
 		}
-		t.Logf("every member applied the removal %s after the cluster remove-node", time.Since(t0).Round(100*time.Millisecond))
+		t.Logf("every member applied the removal %s after the cluster remove-node", time.Since(t1).Round(100*time.Millisecond))
 		for _, a := range l.Alerts.Since(t0) {
 			switch a.Event.Event {
 			case "promoted", "demoted", "fence_failed", "fencing", "peer_fenced":

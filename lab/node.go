@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +17,6 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/stack"
 	"github.com/mailcow-ha/mailcow-ha/agent/volume"
-	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/mailcowstub/deploy"
 )
 
@@ -192,15 +190,12 @@ func (l *Lab) SimPower(n *Node, on bool) error {
 	if on {
 		act = "poweron"
 	}
-	req := httptest.NewRequest(http.MethodPost, fmt.Sprintf("/v1/servers/%d/actions/%s", n.ID, act), nil)
-	req.Header.Set("Authorization", "Bearer "+hcloudsim.DemoToken)
-	rec := httptest.NewRecorder()
-	l.Sim.Handler().ServeHTTP(rec, req)
-	if rec.Code == http.StatusLocked {
+	code, body := l.Sim.Do(http.MethodPost, fmt.Sprintf("/v1/servers/%d/actions/%s", n.ID, act), "")
+	if code == http.StatusLocked {
 		return fmt.Errorf("lab: %s %s: %w", act, n.Name, errServerBusy)
 	}
-	if rec.Code >= 300 {
-		return fmt.Errorf("lab: %s %s: %d %s", act, n.Name, rec.Code, rec.Body.String())
+	if code >= 300 {
+		return fmt.Errorf("lab: %s %s: %d %s", act, n.Name, code, body)
 	}
 	return nil
 }

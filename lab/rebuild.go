@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
@@ -118,13 +116,9 @@ func (n *Node) wipeRootDisk() error {
 // chose, as an operator would
 // with `hcloud server rebuild --image <snapshot> <server>`.
 func (l *Lab) SimRebuild(n *Node) error {
-	req := httptest.NewRequest(http.MethodPost, fmt.Sprintf("/v1/servers/%d/actions/rebuild", n.ID), strings.NewReader(fmt.Sprintf(`{"image":"%d"}`, l.imageID)))
-	req.Header.Set("Authorization", "Bearer "+hcloudsim.DemoToken)
-	req.Header.Set("Content-Type", "application/json")
-	rec := httptest.NewRecorder()
-	l.Sim.Handler().ServeHTTP(rec, req)
-	if rec.Code >= 300 {
-		return fmt.Errorf("lab: rebuild %s: %d %s", n.Name, rec.Code, rec.Body.String())
+	code, body := l.Sim.Do(http.MethodPost, fmt.Sprintf("/v1/servers/%d/actions/rebuild", n.ID), fmt.Sprintf(`{"image":"%d"}`, l.imageID))
+	if code >= 300 {
+		return fmt.Errorf("lab: rebuild %s: %d %s", n.Name, code, body)
 	}
 	return nil
 }

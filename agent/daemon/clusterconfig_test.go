@@ -24,6 +24,11 @@ func TestApplyConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	nodes := ""
+	for i := 1; i <= 3; i++ {
+		nodes += fmt.Sprintf("[[cluster.nodes]]\nname = \"mx%d\"\nprivate_ip = \"10.99.0.1%d\"\nserver_id = %d\npriority = %d\nbootstrap = %v\n",
+			i, i, i, 200-50*i, i == 1)
+	}
 	base := fmt.Sprintf(`# mailcow-ha
 version = 1
 [node]
@@ -31,22 +36,7 @@ name = "mx1"
 [cluster]
 name = "c1"
 secret_file = %[1]q
-[[cluster.nodes]]
-name = "mx1"
-private_ip = "10.99.0.11"
-server_id = 1
-priority = 150
-bootstrap = true
-[[cluster.nodes]]
-name = "mx2"
-private_ip = "10.99.0.12"
-server_id = 2
-priority = 100
-[[cluster.nodes]]
-name = "mx3"
-private_ip = "10.99.0.13"
-server_id = 3
-priority = 50
+%[5]s
 [mailcow]
 hostname = "mail.example.org"
 [hcloud]
@@ -57,7 +47,7 @@ volume_id = 8
 password_file = %[3]q
 [failover]
 state_dir = %[4]q
-`, filepath.Join(dir, "secret"), filepath.Join(dir, "token"), filepath.Join(dir, "dbpw"), dir)
+`, filepath.Join(dir, "secret"), filepath.Join(dir, "token"), filepath.Join(dir, "dbpw"), dir, nodes)
 	cfg, probs := config.Check("user-data", []byte(base), config.SecretFiles{Owner: os.Geteuid()})
 	if probs.Err() != nil {
 		t.Fatal(probs.Err())

@@ -2,8 +2,6 @@ package membership
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -211,10 +209,9 @@ func TestCurrentAndDiff(t *testing.T) {
 	if err != nil || len(Diff(running, now)) != 0 {
 		t.Fatalf("unchanged: %v %v", Diff(running, now), err)
 	}
-	code, _, err := postJSON(p.url+"/v1/servers", `{"name":"mx4","server_type":"cx22","image":5002,"networks":[4001],
-		"labels":{"app":"mailcow-ha","cluster":"mail","priority":"120"}}`)
-	if err != nil || code != 201 {
-		t.Fatalf("server create: %d %v", code, err)
+	if code, body := p.sim.Do("POST", "/v1/servers", `{"name":"mx4","server_type":"cx22","image":5002,"networks":[4001],
+		"labels":{"app":"mailcow-ha","cluster":"mail","priority":"120"}}`); code != 201 {
+		t.Fatalf("server create: %d %s", code, body)
 	}
 	now, err = Current(context.Background(), &c, api)
 	if err != nil {
@@ -227,19 +224,6 @@ func TestCurrentAndDiff(t *testing.T) {
 	if d := Diff(now, running); len(d) != 1 || !strings.HasPrefix(d[0], "mx4 (server 1010) left") {
 		t.Fatalf("the other way: %q", d)
 	}
-}
-
-func postJSON(url, body string) (int, string, error) {
-	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+hcloudsim.DemoToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), nil
 }
 
 // A running agent's membership read again: a server labelled in is a change, kept in the cache; this server gone
@@ -259,9 +243,9 @@ func TestUpdate(t *testing.T) {
 	if now, changes, err := Update(ctx, c, self, api); err != nil || len(changes) != 0 || len(now) != 3 {
 		t.Fatalf("unchanged: %d members, %q, %v", len(now), changes, err)
 	}
-	if code, _, err := postJSON(p.url+"/v1/servers", `{"name":"mx4","server_type":"cx22","image":5002,"networks":[4001],
-		"labels":{"app":"mailcow-ha","cluster":"mail","priority":"120"}}`); err != nil || code != 201 {
-		t.Fatalf("server create: %d %v", code, err)
+	if code, body := p.sim.Do("POST", "/v1/servers", `{"name":"mx4","server_type":"cx22","image":5002,"networks":[4001],
+		"labels":{"app":"mailcow-ha","cluster":"mail","priority":"120"}}`); code != 201 {
+		t.Fatalf("server create: %d %s", code, body)
 	}
 	now, changes, err := Update(ctx, c, self, api)
 	if err != nil || len(now) != 4 || len(changes) != 1 || !strings.Contains(changes[0], "mx4") {
