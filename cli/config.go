@@ -115,6 +115,7 @@ func configApply(ctx context.Context, verb string, args []string, stdio Stdio) i
 	if err != nil {
 		return fail(ExitUsage, err)
 	}
+	src.Stdin = stdio.Stdin
 	sess, code, err := openSession(ctx, *src)
 	if err != nil {
 		return fail(code, err)
@@ -220,6 +221,7 @@ func configShow(ctx context.Context, args []string, stdio Stdio) int {
 	if code, done := parseFlags(fs, args, stdio); done {
 		return code
 	}
+	src.Stdin = stdio.Stdin
 	sess, code, err := openSession(ctx, *src)
 	if err != nil {
 		fmt.Fprintf(stdio.Stderr, "mailcow-ha config show: %v\n", err)

@@ -35,6 +35,7 @@ func clusterUpgrade(ctx context.Context, args []string, stdio Stdio) int {
 	if *image == "" {
 		return fail(ExitUsage, errors.New("--image is required: a snapshot id, or latest"))
 	}
+	src.Stdin = stdio.Stdin
 	sess, code, err := openSession(ctx, *src)
 	if err != nil {
 		return fail(code, err)
