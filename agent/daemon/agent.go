@@ -139,6 +139,22 @@ func Run(ctx context.Context, o Options) error {
 	if err := discoverMembers(ctx, &c, &o, owner, 0, log); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	// A node that missed a revision of the cluster's configuration (down, rebuilt, new) takes it before anything
+	// starts, rather than restart for it later.
+	caughtUp := bootCatchUp(ctx, c, []byte(secret.Reveal()), o, log)
+	if caughtUp != "" && o.LoadConfig != nil {
+		next, err := o.LoadConfig()
+		if err == nil {
+			err = config.MaterializeSecrets(&next, log)
+		}
+		if err == nil {
+			err = discoverMembers(ctx, &next, &o, owner, 0, log)
+		}
+		if err != nil {
+			return fmt.Errorf("agent: the configuration with the cluster's revision: %w", err)
+		}
+		c = next
+	}
 	self, ok := c.Self()
 	if !ok {
 		return fmt.Errorf("agent: node %q is not in cluster.nodes", c.Node.Name)
@@ -149,6 +165,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// The last events (demoted, stopped) get a few seconds to go out.
 	defer alerts.Close(5 * time.Second)
+	if caughtUp != "" {
+		alerts.Send(report.Event{Event: string(event.ConfigApplied), Severity: report.SeverityInfo, Message: caughtUp})
+	}
 	// The appliance's firewall answers Galera, VRRP and the peer API for the members only: fill their set before
 	// any of these start.
 	if err := allowMembers(ctx, c, self, log); err != nil {

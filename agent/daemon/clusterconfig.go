@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -170,6 +171,42 @@ func newerConfig(ctx context.Context, client *api.PeerClient, peers []api.Peer, 
 	defer cancel()
 	d.Revision, d.TOML, err = client.ClusterConfig(qctx, from)
 	return from, d, err
+}
+
+// bootCatchUp asks the other members, before the agent starts anything, for a newer revision of the cluster's
+// configuration than the one kept here, and keeps it (checked as ApplyConfig checks it). It says what it kept ("":
+// nothing, and the configuration need not be read again). Members that do not answer within a few seconds are not waited for (a
+// cluster's first boot, a full power cut): the running agent asks again every 30 s.
+func bootCatchUp(ctx context.Context, c config.Config, secret []byte, o Options, log *slog.Logger) string {
+	var peers []api.Peer
+	for _, m := range c.Cluster.Nodes {
+		if m.Name != c.Node.Name && !m.IsArbitrator() {
+			peers = append(peers, api.Peer{Name: m.Name, URL: c.PeerURL(m)})
+		}
+	}
+	path := config.ClusterDocPath(c.Failover.StateDir)
+	cur, err := config.ReadClusterDoc(path)
+	if err != nil {
+		log.Warn("cluster configuration: the kept revision cannot be read; asking the members", "err", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 6*time.Second)
+	defer cancel()
+	from, d, err := newerConfig(ctx, &api.PeerClient{Secret: secret, Node: c.Node.Name}, peers, cur.Revision)
+	if err != nil || from.Name == "" {
+		return ""
+	}
+	changes, _, err := keepCluster(ctx, o.ReadBase, o.SecretOwner, c.Failover.StateDir, cur, d)
+	if err != nil {
+		log.Warn("cluster configuration: revision from "+from.Name+" refused", "revision", d.Revision, "err", err)
+		return ""
+	}
+	keys := make([]string, 0, len(changes))
+	for _, ch := range changes {
+		keys = append(keys, ch.Key)
+	}
+	msg := fmt.Sprintf("cluster configuration revision %d taken from %s before the start (changed: %s)", d.Revision, from.Name, orNone(keys))
+	log.Info(msg, "revision", d.Revision, "peer", from.Name)
+	return msg
 }
 
 func orNone(keys []string) string {
