@@ -723,6 +723,34 @@ func TestLab(t *testing.T) {
 		}
 		s.end(t, ctx)
 	})
+	scenario("mailcow started by hand on a BACKUP is stopped", true, func(t *testing.T) {
+		// Someone runs update.sh (docker compose up) on a BACKUP: its reconcile loop finds mailcow's containers
+		// running without the Volume and stops them (stale_stack); the MASTER serves on.
+		m, err := l.WaitSettled(ctx, 240*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b *Node
+		t0 := time.Now()
+		for _, n := range l.Nodes {
+			if n.Name != m {
+				if started, err := n.StartStackByHand(ctx); err == nil && started > 0 {
+					b = n
+					t.Logf("%d containers started by hand on the BACKUP %s", started, n.Name)
+					break
+				}
+			}
+		}
+		if b == nil {
+			t.Skip("no BACKUP has mailcow's containers to start (none of them was MASTER before: run the whole test)")
+		}
+		waitFor(t, ctx, time.Minute, "the containers on "+b.Name+" stopped", func() bool { return b.StackRunning(ctx) == 0 })
+		t.Logf("stopped %.1f s after they were started", time.Since(t0).Seconds())
+		alerts(t, t0, Want{"stale_stack", b.Name, ""})
+		if now, err := l.WaitSettled(ctx, time.Minute); err != nil || now != m {
+			t.Errorf("MASTER %q after the stray stack was stopped (was %s): %v", now, m, err)
+		}
+	})
 	// The new MASTER powers the node it fenced on again (failover.power_on_fenced): the repair waits for that, and
 	// powers the node on itself only when it is still off.
 	powerOn := func(n *Node) error { return l.PowerOn(ctx, n, 60*time.Second) }

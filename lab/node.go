@@ -304,17 +304,33 @@ func (n *Node) StackRunning(ctx context.Context) int {
 	st := &stack.Stack{Docker: c, Project: "mailcowdockerized"}
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	cs, err := st.Discover(cctx)
+	n2, err := st.Running(cctx)
 	if err != nil {
 		return 0
 	}
-	running := 0
-	for _, ct := range cs {
-		if ct.State == "running" {
-			running++
-		}
+	return n2
+}
+
+// StartStackByHand starts every mailcow container the node's dockerd has, as someone running update.sh or
+// `docker compose up` on a BACKUP would; it returns how many it started.
+func (n *Node) StartStackByHand(ctx context.Context) (int, error) {
+	c, err := deploy.Connect(n.Docker())
+	if err != nil {
+		return 0, err
 	}
-	return running
+	defer c.Close()
+	cs, err := (&stack.Stack{Docker: c, Project: "mailcowdockerized"}).Discover(ctx)
+	if err != nil {
+		return 0, err
+	}
+	started := 0
+	for _, ct := range cs {
+		if err := c.ContainerStart(ctx, ct.ID, container.StartOptions{}); err != nil {
+			return started, fmt.Errorf("lab: start %s on %s: %w", ct.Name, n.Name, err)
+		}
+		started++
+	}
+	return started, nil
 }
 
 // Mounted reports whether the Volume is mounted on the node.

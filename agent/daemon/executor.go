@@ -60,6 +60,11 @@ type Stack interface {
 	Failed(ctx context.Context) (string, error)
 }
 
+// stackRunning is a Stack that counts its running containers (agent/stack).
+type stackRunning interface {
+	Running(ctx context.Context) (int, error)
+}
+
 // Galera is the local Galera node's state.
 type Galera interface {
 	Status(ctx context.Context) (primary, synced bool, detail string, err error)
@@ -414,6 +419,13 @@ func (e *Executor) ObserveWorld(ctx context.Context, tid int, withAPI bool) (fai
 	}
 	if o.Mounted, err = e.Storage.Mounted(ctx); err != nil {
 		return o, err
+	}
+	// Without the Volume no container of mailcow may run here: one that does was started by hand. Docker that does
+	// not answer leaves this part of the look out, not the rest.
+	if r, ok := e.Stack.(stackRunning); ok && !o.Mounted {
+		if n, err := r.Running(ctx); err == nil {
+			o.StackUp = n > 0
+		}
 	}
 	if withAPI {
 		owner, err := e.Cloud.FloatingIPOwner(ctx, e.FloatingID)

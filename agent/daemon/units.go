@@ -66,3 +66,11 @@ func (u unitStack) Check(ctx context.Context) ([]stack.Health, error) {
 	}
 	return []stack.Health{{Service: failed, Reason: "failed"}}, nil
 }
+
+// Running passes the count of running containers through, when the stack below can count them.
+func (u unitStack) Running(ctx context.Context) (int, error) {
+	if r, ok := u.Stack.(stackRunning); ok {
+		return r.Running(ctx)
+	}
+	return 0, nil
+}

@@ -47,6 +47,7 @@ const (
 	AddressMissing        Name = "address_missing"
 	StaleMount            Name = "stale_mount"
 	StaleAddress          Name = "stale_address"
+	StaleStack            Name = "stale_stack"
 	StackUnitFailed       Name = "stack_unit_failed"
 	KeepalivedExited      Name = "keepalived_exited"
 	Ready                 Name = "ready"

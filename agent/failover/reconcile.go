@@ -8,7 +8,7 @@ import (
 
 // reconcile repairs what drifted from the role: a MASTER without its address gets it back; a MASTER whose
 // Floating IP routes elsewhere, or whose Volume is not mounted, gives up; a node that is not MASTER drops a
-// stale address or mount. In maintenance it only reports.
+// stale address or mount, and stops mailcow's containers that someone started there. In maintenance it only reports.
 func (b *step) reconcile(o Observed) {
 	s := &b.s
 	// A drift's remedy: demote (and refuse MASTER for a while), clean up (a demotion that keeps the role), or one
@@ -39,6 +39,8 @@ func (b *step) reconcile(o Observed) {
 	case RoleBackup, RoleFault:
 		if o.Mounted {
 			d = append(d, drift{SevWarning, event.StaleMount, "the Volume is mounted on a node that is not MASTER: stopping and unmounting", cleanup, ""})
+		} else if o.StackUp {
+			d = append(d, drift{SevWarning, event.StaleStack, "mailcow's containers run on a node that is not MASTER: stopping them", cleanup, ""})
 		} else if o.Address {
 			d = append(d, drift{SevWarning, event.StaleAddress, "the Floating IP is on the interface of a node that is not MASTER: removing it", action, ActRemoveAddr})
 		}

@@ -237,7 +237,7 @@ func parseEvent(line string, s State) (time.Time, Observation, error) {
 		}
 		return now, Switchover{To: kv["to"], Until: now.Add(hold)}, nil
 	case "observed":
-		o := Observed{TID: tid, Address: kv["address"] == "yes", Mounted: kv["mounted"] == "yes"}
+		o := Observed{TID: tid, Address: kv["address"] == "yes", Mounted: kv["mounted"] == "yes", StackUp: kv["stack"] == "up"}
 		if v, ok := kv["fip"]; ok {
 			o.FIPOwner, o.FIPKnown = num(v), true
 		}

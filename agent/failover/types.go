@@ -197,6 +197,9 @@ type Observed struct {
 	Mounted  bool
 	FIPOwner int64
 	FIPKnown bool
+	// StackUp: mailcow's containers run here (looked at while the Volume is not mounted: a BACKUP's stray stack,
+	// such as one that someone started by hand with update.sh).
+	StackUp bool
 }
 
 func (Boot) obs()          {}

@@ -69,6 +69,7 @@ func Catalog() []EventInfo {
 		{event.AddressMissing, SeverityWarning, "the Floating IP is missing on the MASTER's interface: added again."},
 		{event.StaleMount, SeverityWarning, "the Volume is mounted on a node that is not MASTER: stopping and unmounting."},
 		{event.StaleAddress, SeverityWarning, "the Floating IP is on a node that is not MASTER: removed."},
+		{event.StaleStack, SeverityWarning, "mailcow's containers run on a node that is not MASTER (started by hand, such as by update.sh): stopped, with their restart policy off."},
 		{event.StackUnitFailed, SeverityWarning, "mailcow started, but a unit of mailcow.with_units (the sign-up portal) did not."},
 		{event.KeepalivedExited, SeverityWarning, "keepalived died: the node is out of the election until it runs again (restarted after 2 s)."},
 		// Operator and lifecycle.

@@ -199,6 +199,21 @@ func (s *Stack) Failed(ctx context.Context) (string, error) {
 	return "", nil
 }
 
+// Running counts the project's containers that run.
+func (s *Stack) Running(ctx context.Context) (int, error) {
+	cs, err := s.Discover(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range cs {
+		if c.State == "running" {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // slowStop is the container stop that Stop reports by name.
 const slowStop = 2 * time.Second
 
