@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -95,6 +96,13 @@ func arbitratorFollowConfig(ctx context.Context, c config.Config, self config.Me
 		if err != nil || from.Name == "" {
 			continue
 		}
+		// garbd's vote is away while it restarts: only while every data member is Synced and none waits for its
+		// own restart (config apply's roll), so that two votes are never away at once.
+		if why := membersSettled(ctx, client, peers); why != "" {
+			o.Log.Info("cluster configuration: revision "+strconv.FormatInt(d.Revision, 10)+" waits until the members settle: "+why,
+				"revision", d.Revision)
+			continue
+		}
 		changes, _, err := keepCluster(ctx, o.ReadBase, o.SecretOwner, c.Failover.StateDir, cur, d)
 		if err != nil {
 			o.Log.Warn("cluster configuration: revision refused", "revision", d.Revision, "err", err)
@@ -106,6 +114,25 @@ func arbitratorFollowConfig(ctx context.Context, c config.Config, self config.Me
 		restart(ErrRestart)
 		return
 	}
+}
+
+// membersSettled is "" when every data member answers with Galera Primary and Synced and no restart pending, else
+// why not.
+func membersSettled(ctx context.Context, client *api.PeerClient, peers []api.Peer) string {
+	for _, p := range peers {
+		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		st, err := client.State(qctx, p)
+		cancel()
+		switch {
+		case err != nil:
+			return p.Name + " does not answer"
+		case !st.GaleraOK:
+			return p.Name + ": Galera " + st.Galera
+		case st.ConfigPending:
+			return p.Name + " waits for its own restart"
+		}
+	}
+	return ""
 }
 
 // dataMembers are the private IPs of the members that hold data (not arbitrators).

@@ -32,6 +32,9 @@ type clusterConfig struct {
 	doc config.ClusterDoc
 	// pending: the kept revision has changes that only a restart applies.
 	pending bool
+	// caught: this agent fetched that revision itself (it was not reached by config apply, whose roll restarts the
+	// members it reached): it restarts itself once that is safe.
+	caught bool
 }
 
 // loadClusterConfig reads the revision kept in the state directory; the agent runs it already (the command line
@@ -69,14 +72,25 @@ func (a *Agent) configRevision() (int64, bool) {
 // configuration (ReadBase), then its secrets are written to their files, it is kept, and a reload applies it
 // when every change is live.
 func (a *Agent) ApplyConfig(ctx context.Context, revision int64, text string) api.ConfigAnswer {
+	ans, reload := a.keepConfig(ctx, revision, text)
+	if reload {
+		// The reload reads the configuration again, the kept revision layered on it (cli's loadConfig). Outside
+		// cfgMu: the peer API's state answers meanwhile.
+		a.reload()
+	}
+	return ans
+}
+
+// keepConfig is ApplyConfig under cfgMu; reload says that every change is live.
+func (a *Agent) keepConfig(ctx context.Context, revision int64, text string) (api.ConfigAnswer, bool) {
 	a.cfgMu.Lock()
 	defer a.cfgMu.Unlock()
 	cur := a.cfg.doc
 	ans := api.ConfigAnswer{Node: a.c.Node.Name, Revision: cur.Revision}
-	refuse := func(format string, args ...any) api.ConfigAnswer {
+	refuse := func(format string, args ...any) (api.ConfigAnswer, bool) {
 		ans.Outcome, ans.Error = api.ConfigRefused, fmt.Sprintf(format, args...)
 		a.log.Warn("cluster configuration: revision refused", "revision", revision, "err", ans.Error)
-		return ans
+		return ans, false
 	}
 	next := config.ClusterDoc{Revision: revision, TOML: text}
 	switch {
@@ -87,7 +101,7 @@ func (a *Agent) ApplyConfig(ctx context.Context, revision int64, text string) ap
 		if a.cfg.pending {
 			ans.Outcome = api.ConfigRestart
 		}
-		return ans
+		return ans, false
 	case revision == cur.Revision:
 		return refuse("this node holds another document as revision %d", revision)
 	}
@@ -110,11 +124,7 @@ func (a *Agent) ApplyConfig(ctx context.Context, revision int64, text string) ap
 		fmt.Sprintf("cluster configuration revision %d %s (changed: %s)", revision, how, orNone(ans.Keys)),
 		map[string]string{"revision": strconv.FormatInt(revision, 10), "outcome": ans.Outcome,
 			"keys": strings.Join(ans.Keys, ","), "secrets_rotated": strings.Join(rotated, ",")})
-	if !restart {
-		// The reload reads the configuration again, the kept revision layered on it (cli's loadConfig).
-		a.reload()
-	}
-	return ans
+	return ans, !restart
 }
 
 // keepCluster checks revision next of the cluster's configuration on this node's own configuration (readBase),
@@ -260,17 +270,30 @@ func (a *Agent) catchUp(ctx context.Context) {
 		a.log.Warn("cluster configuration: fetching a newer revision from "+from.Name+" failed", "peer", from.Name, "err", err)
 		return
 	}
-	if from.Name == "" {
+	if from.Name != "" {
+		a.log.Info("cluster configuration: "+from.Name+" runs a newer revision; catching up", "peer", from.Name,
+			"revision", d.Revision, "own_revision", own)
+		if ans := a.ApplyConfig(ctx, d.Revision, d.TOML); ans.Outcome == api.ConfigRestart {
+			a.cfgMu.Lock()
+			a.cfg.caught = true
+			a.cfgMu.Unlock()
+		}
+	}
+	a.cfgMu.Lock()
+	rev, due := a.cfg.doc.Revision, a.cfg.pending && a.cfg.caught
+	a.cfgMu.Unlock()
+	if !due {
 		return
 	}
-	a.log.Info("cluster configuration: "+from.Name+" runs a newer revision; catching up", "peer", from.Name,
-		"revision", d.Revision, "own_revision", own)
-	ans := a.ApplyConfig(ctx, d.Revision, d.TOML)
-	if ans.Outcome != api.ConfigRestart {
+	// Never while another member is away or waits for its own restart: two votes away at once could cost the
+	// cluster its quorum.
+	if why := membersSettled(ctx, a.client, peers); why != "" {
+		a.log.Info("cluster configuration: revision "+strconv.FormatInt(rev, 10)+" needs this agent restarted, which waits until the members settle: "+why,
+			"revision", rev)
 		return
 	}
 	if err := a.Restart(); err != nil {
-		a.log.Warn("cluster configuration: revision "+strconv.FormatInt(d.Revision, 10)+" needs a restart of this agent, which waits: "+err.Error(),
-			"revision", d.Revision)
+		a.log.Warn("cluster configuration: revision "+strconv.FormatInt(rev, 10)+" needs a restart of this agent, which waits: "+err.Error(),
+			"revision", rev)
 	}
 }
