@@ -324,13 +324,16 @@ func (n *Node) StartStackByHand(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	started := 0
+	var errs []error
 	for _, ct := range cs {
 		if err := c.ContainerStart(ctx, ct.ID, container.StartOptions{}); err != nil {
-			return started, fmt.Errorf("lab: start %s on %s: %w", ct.Name, n.Name, err)
+			// One whose binds need the Volume, which is not mounted here, does not start: neither by update.sh.
+			errs = append(errs, fmt.Errorf("lab: start %s on %s: %w", ct.Name, n.Name, err))
+			continue
 		}
 		started++
 	}
-	return started, nil
+	return started, errors.Join(errs...)
 }
 
 // Mounted reports whether the Volume is mounted on the node.
