@@ -47,7 +47,7 @@ func commands() map[string]command {
 		"status":      {"ask every node's agent and print the cluster in one table", Status},
 		"config":      {"the cluster's configuration: apply a file to every node, diff it, show each node's revision", ConfigCmd},
 		"validate":    {"check a configuration and summarise the cluster it describes", Validate},
-		"mailcow":     {"config: write the mailcow.conf, .env and override that the agent would write", Mailcow},
+		"mailcow":     {"mailcow itself: config writes what the agent would write; update rolls a new release over every node; release shows each node's", Mailcow},
 		"lab":         {"a real cluster on this machine: up, status, kill, failover, bench, down", Lab},
 		"cluster":     {"create, list or destroy a cluster's resources in a Hetzner Cloud project", Cluster},
 	}

@@ -62,6 +62,11 @@ A node's mailcow.create_command (not for operators):
   compose-stub --mailcow-dir DIR --data DIR [--hostname NAME] [--mail-image TAG --mail-user A,B]
                                    the VM tests: mailcow's real compose project (docker compose config, then
                                    create) with a layer that swaps only the images for the stub
+  create-stub ... --mailcow-dir DIR  with a tree: each container labelled with its service's image in the tree's
+                                   compose file, and created anew when a new release changed it
+A node's mailcow.pull_command (not for operators), run in a staged release's tree:
+  pull-stub --docker-host URL      tags the stub image as every image the release's compose file names (the
+                                   lab's stand-in for docker compose pull: no registry here)
 
 Every command takes --dir DIR (default build/lab).
 `
@@ -97,7 +102,7 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 	mailImage := fs.String("mail-image", "", "create-stub, compose-stub: the mail servers' image, which plays postfix-mailcow and dovecot-mailcow")
 	mailUsers := fs.String("mail-user", "", "create-stub, compose-stub: the mailboxes of the mail servers' image, comma-separated addresses")
 	mailCache := fs.String("mail-cache", "build/cache/mailservers", "up: where the mail servers' root file system is kept (made there when missing)")
-	mailcowDir := fs.String("mailcow-dir", "", "compose-stub: mailcow's tree, with the agent's override and mailcow.conf")
+	mailcowDir := fs.String("mailcow-dir", "", "compose-stub: mailcow's tree, with the agent's override and mailcow.conf; create-stub: the tree whose compose file names each service's image (optional)")
 	check := fs.Bool("check", false, "sweep: fail when anything of ours remains afterwards")
 	below := fs.String("below", "", "sweep --check: also look for loop devices and mounts below this directory")
 	var cmdArgs []string
@@ -220,7 +225,9 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 	case "create-stub":
 		return labCreateStub(ctx, deploy.Options{DataMount: *data, SocketDir: *sockDir, Hostname: *hostname,
 			HealthInterval: *healthEvery, HealthTimeout: *healthTimeout, MailImage: *mailImage,
-			MailUsers: splitList(*mailUsers)}, *dockerHost, stdio)
+			MailUsers: splitList(*mailUsers)}, *dockerHost, *mailcowDir, stdio)
+	case "pull-stub":
+		return labPullStub(ctx, *dockerHost, stdio)
 	case "compose-stub":
 		return labComposeStub(ctx, *mailcowDir, deploy.LayerOptions{DataMount: *data, Hostname: *hostname,
 			HealthInterval: *healthEvery, HealthTimeout: *healthTimeout, MailImage: *mailImage, MailUsers: splitList(*mailUsers)}, stdio)

@@ -17,7 +17,7 @@ import (
 // labCreateStub is the lab nodes' mailcow.create_command: the stub stack's `docker compose create`, made through
 // the Engine API (the lab's host has Debian 12's Compose v1, which cannot read mailcow's compose file). With
 // o.MailImage, Debian's postfix and dovecot play postfix-mailcow and dovecot-mailcow.
-func labCreateStub(ctx context.Context, o deploy.Options, host string, stdio Stdio) int {
+func labCreateStub(ctx context.Context, o deploy.Options, host, tree string, stdio Stdio) int {
 	if host == "" || o.DataMount == "" || o.SocketDir == "" {
 		fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha lab create-stub --docker-host URL --data DIR --socket-dir DIR [--hostname NAME] [--mail-image TAG --mail-user ADDR,...]")
 		return ExitUsage
@@ -25,6 +25,16 @@ func labCreateStub(ctx context.Context, o deploy.Options, host string, stdio Std
 	if len(o.MailUsers) > 0 && o.MailImage == "" {
 		fmt.Fprintln(stdio.Stderr, "mailcow-ha lab create-stub: --mail-user needs --mail-image (the stub's own servers take any mailbox)")
 		return ExitUsage
+	}
+	if tree != "" {
+		if _, err := os.Stat(filepath.Join(tree, stack.ComposeFile)); err == nil {
+			comp, err := stack.LoadCompose(ctx, tree)
+			if err != nil {
+				fmt.Fprintln(stdio.Stderr, "mailcow-ha lab create-stub:", err)
+				return ExitFailure
+			}
+			o.Images = comp.Images
+		}
 	}
 	c, err := deploy.Connect(host)
 	if err != nil {
@@ -39,6 +49,33 @@ func labCreateStub(ctx context.Context, o deploy.Options, host string, stdio Std
 		return ExitFailure
 	}
 	fmt.Fprintf(stdio.Stdout, "created %d containers\n", n)
+	return ExitOK
+}
+
+// labPullStub is the lab nodes' mailcow.pull_command, run in a staged release's tree: the stub image tagged as
+// each image the release names (deploy.TagRelease), where `docker compose pull` would download them.
+func labPullStub(ctx context.Context, host string, stdio Stdio) int {
+	if host == "" {
+		fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha lab pull-stub --docker-host URL (in the release's tree)")
+		return ExitUsage
+	}
+	c, err := deploy.Connect(host)
+	if err != nil {
+		fmt.Fprintln(stdio.Stderr, err)
+		return ExitFailure
+	}
+	defer c.Close()
+	dir, err := os.Getwd()
+	if err != nil {
+		fmt.Fprintln(stdio.Stderr, err)
+		return ExitFailure
+	}
+	n, err := deploy.TagRelease(ctx, c, "", dir)
+	if err != nil {
+		fmt.Fprintln(stdio.Stderr, "mailcow-ha lab pull-stub:", err)
+		return ExitFailure
+	}
+	fmt.Fprintf(stdio.Stdout, "tagged the stub as %d images\n", n)
 	return ExitOK
 }
 

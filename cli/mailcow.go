@@ -16,21 +16,44 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/stack"
 )
 
-const mailcowUsage = "mailcow config --config PATH --out DIR [--mailcow-dir DIR] [--floating-ip ADDR]"
+const mailcowConfigUsage = "mailcow config --config PATH --out DIR [--mailcow-dir DIR] [--floating-ip ADDR]"
 
-// Mailcow runs `mailcow-ha mailcow config`: it writes what the agent would write into mailcow's directory
-// (mailcow.conf, .env linked to it, docker-compose.override.yml), from a configuration, so that an operator can
-// read it before a first boot.
+const mailcowUsage = `usage: mailcow-ha ` + mailcowConfigUsage + `
+       mailcow-ha ` + mailcowUpdateUsage + `
+       mailcow-ha mailcow release [--config PATH]
+
+config writes the mailcow.conf, .env and override that the agent would write, to read before a first boot.
+update (run on a node) stages mailcow's release TAG on every node while mail flows (a clone of mailcow.repo, its
+images pulled with mailcow.pull_command), then runs it on the MASTER in maintenance (only the containers whose
+definition changed are created anew), then lays it over the other nodes' trees. release prints what each node
+runs and has staged.
+`
+
+// Mailcow runs the mailcow subcommands: config (below), update and release (mailcowupdate.go).
 func Mailcow(ctx context.Context, args []string, stdio Stdio) int {
-	if len(args) == 0 || args[0] != "config" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
-			fmt.Fprintln(stdio.Stdout, "usage: mailcow-ha "+mailcowUsage)
+	if len(args) > 0 {
+		switch args[0] {
+		case "update":
+			return mailcowUpdate(ctx, args[1:], stdio)
+		case "release":
+			return mailcowRelease(ctx, args[1:], stdio)
+		case "-h", "--help", "-help", "help":
+			fmt.Fprint(stdio.Stdout, mailcowUsage)
 			return ExitOK
 		}
-		fmt.Fprintln(stdio.Stderr, "usage: mailcow-ha "+mailcowUsage)
+	}
+	if len(args) == 0 || args[0] != "config" {
+		fmt.Fprint(stdio.Stderr, mailcowUsage)
 		return ExitUsage
 	}
-	fset := newFlags("mailcow config", mailcowUsage, stdio)
+	return mailcowConfig(ctx, args, stdio)
+}
+
+// mailcowConfig runs `mailcow-ha mailcow config`: it writes what the agent would write into mailcow's directory
+// (mailcow.conf, .env linked to it, docker-compose.override.yml), from a configuration, so that an operator can
+// read it before a first boot.
+func mailcowConfig(ctx context.Context, args []string, stdio Stdio) int {
+	fset := newFlags("mailcow config", mailcowConfigUsage, stdio)
 	src := sourceFlags(fset)
 	out := fset.String("out", "", "the directory to write mailcow.conf, .env and docker-compose.override.yml into (required)")
 	dir := fset.String("mailcow-dir", "", "mailcow's tree, whose docker-compose.yml the override is made for (default: mailcow.dir)")

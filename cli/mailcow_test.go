@@ -68,3 +68,29 @@ func TestMailcowConfig(t *testing.T) {
 		t.Errorf("no hostname: exit %d: %s", code, stderr)
 	}
 }
+
+// `mailcow update` refuses a tag git would read as something else and a commit that is not one, before it reads
+// anything; off a node it says where to run it.
+func TestMailcowUpdateInput(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"mailcow", "update"}, "--to: the release tag is empty"},
+		{[]string{"mailcow", "update", "--to", "--upload-pack=x"}, "--to: release tag"},
+		{[]string{"mailcow", "update", "--to", "2026-09", "--commit", "abc"}, `--commit: "abc" is not 40 hex digits`},
+	} {
+		code, _, stderr := run(t, "", c.args...)
+		if code != ExitUsage || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, %q; want usage and %q", c.args, code, stderr, c.want)
+		}
+	}
+	cfg := filepath.Join(t.TempDir(), "mx1.toml")
+	os.WriteFile(cfg, []byte(example(t, "mx1")), 0o600)
+	if code, _, stderr := run(t, "", "mailcow", "update", "--to", "2026-09", "--config", cfg); code != ExitUsage || !strings.Contains(stderr, "run it on a node of the cluster") {
+		t.Errorf("off a node: exit %d, %q", code, stderr)
+	}
+	if code, stdout, _ := run(t, "", "mailcow", "--help"); code != ExitOK || !strings.Contains(stdout, "mailcow update --to TAG") {
+		t.Errorf("help: exit %d, %q", code, stdout)
+	}
+}

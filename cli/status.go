@@ -129,10 +129,11 @@ func getStatus(ctx context.Context, hc *http.Client, url string) (api.NodeStatus
 
 func printStatus(w io.Writer, replies []StatusReply, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tROLE\tGALERA\tSTACK\tVOLUME\tFLOATING IP\tLAST TRANSITION\tBREAKER\tMAINTENANCE\tVERSION")
+	fmt.Fprintln(tw, "NODE\tROLE\tGALERA\tSTACK\tVOLUME\tFLOATING IP\tLAST TRANSITION\tBREAKER\tMAINTENANCE\tVERSION\tMAILCOW")
+	releases := map[string]bool{}
 	for _, r := range replies {
 		if r.Status == nil {
-			fmt.Fprintf(tw, "%s\tunreachable\t-\t-\t-\t-\t%s\t-\t-\t-\n", r.Node, r.Error)
+			fmt.Fprintf(tw, "%s\tunreachable\t-\t-\t-\t-\t%s\t-\t-\t-\t-\n", r.Node, r.Error)
 			continue
 		}
 		s := r.Status
@@ -177,7 +178,12 @@ func printStatus(w io.Writer, replies []StatusReply, now time.Time) {
 		if version == "" {
 			version = "-" // an agent older than the field
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Node, strings.ToUpper(s.Role), s.Galera.Detail, stack, vol, fip, last, breaker, maint, version)
+		mc := orDash(s.Mailcow)
+		releases[mc] = true
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Node, strings.ToUpper(s.Role), s.Galera.Detail, stack, vol, fip, last, breaker, maint, version, mc)
 	}
 	tw.Flush()
+	if len(releases) > 1 {
+		fmt.Fprintln(w, "warning: the nodes hold different mailcow releases; `mailcow-ha mailcow update --to TAG` brings the others to TAG")
+	}
 }

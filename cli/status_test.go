@@ -17,16 +17,18 @@ func TestStatusTable(t *testing.T) {
 		{Node: "mx1", Status: &api.NodeStatus{Node: "mx1", Role: "master", Galera: api.GaleraStatus{OK: true, Detail: "Primary Synced size=2 seqno=42"},
 			Stack: api.StackStatus{Healthy: true}, Volume: api.VolumeStatus{Mounted: true}, FloatingIP: api.FIPStatus{OnInterface: true, Address: "203.0.113.100"},
 			Breaker:     api.Breaker{Takeovers: 1, Max: 2},
+			Mailcow:     "2026-09 (0123456789ab)",
 			Transitions: []api.Transition{{ID: 4, Kind: "takeover", Started: now.Add(-70 * time.Second), Finished: now.Add(-60 * time.Second), Result: "master"}}}},
 		{Node: "mx2", Status: &api.NodeStatus{Node: "mx2", Role: "backup", Galera: api.GaleraStatus{OK: true, Detail: "Primary Synced size=2 seqno=42"},
-			Breaker: api.Breaker{Max: 2, Tripped: true}, Maintenance: true}},
+			Breaker: api.Breaker{Max: 2, Tripped: true}, Maintenance: true, Mailcow: "2026-07a (489db905122d)"}},
 		{Node: "mx3", Error: "unreachable: connect: connection refused"},
 	}
 	var b bytes.Buffer
 	printStatus(&b, replies, now)
 	out := b.String()
 	for _, want := range []string{"NODE", "mx1   MASTER", "Primary Synced size=2 seqno=42", "healthy", "203.0.113.100",
-		"#4 takeover → master in 10s, 1m0s ago", "1/2", "mx2   BACKUP", "0/2 TRIPPED", "mx3   unreachable", "connection refused"} {
+		"#4 takeover → master in 10s, 1m0s ago", "1/2", "mx2   BACKUP", "0/2 TRIPPED", "mx3   unreachable", "connection refused",
+		"2026-09 (0123456789ab)", "2026-07a (489db905122d)", "warning: the nodes hold different mailcow releases"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/release"
 )
 
 const top = ".."
@@ -304,5 +306,16 @@ func TestPrune(t *testing.T) {
 	want := "0000000000000001 0000000000000004 0000000000000005 cache"
 	if strings.Join(got, " ") != want {
 		t.Errorf("left %v, want %s (removed %v)", got, want, removed)
+	}
+}
+
+// The image records the release its mailcow tree holds where `mailcow-ha mailcow update` reads it.
+func TestImageRecordsMailcowRelease(t *testing.T) {
+	b, err := os.ReadFile("provision/40-mailcow.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `"$dir/` + release.RecordFile + `"`; !strings.Contains(string(b), want) {
+		t.Errorf("provision/40-mailcow.sh does not write %s", want)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
+	"github.com/mailcow-ha/mailcow-ha/agent/release"
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
 	"github.com/mailcow-ha/mailcow-ha/lab/reap"
@@ -65,6 +66,10 @@ type Options struct {
 	// IPv6: cluster create --ipv6, an IPv6 Floating IP that follows the MASTER with the IPv4 one (IPv6Available
 	// says whether this machine's namespaces can hold it).
 	IPv6 bool
+	// MailcowTree and MailcowTag: a mailcow release tree (mailcowtree) and its tag. Every node's mailcow directory
+	// holds it, and the lab keeps a git repository of releases, the first this one, that the nodes update from
+	// (ReleaseRepo, PublishRelease). Empty: the nodes' directories hold only what the agent writes.
+	MailcowTree, MailcowTag string
 }
 
 // IPv6Available says why the lab cannot give its nodes an IPv6 Floating IP here ("" when it can): the kernel must
@@ -95,6 +100,8 @@ type Lab struct {
 	gone    []*Node // the nodes of deleted servers (off; their namespaces go with the lab)
 	mail    string  // the mail servers' root file system tarball; every node's dockerd imports it as mailTag
 	mailTag string
+	// imageRelease is the release every node's tree holds from the start (makeReleaseRepo).
+	imageRelease release.Release
 	// What `cluster create` made: its secrets and user-data, the shared Volume, the appliance snapshot.
 	secrets           *provision.Secrets
 	volumeID, imageID int64
@@ -211,6 +218,9 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		return l, err
 	}
 	if err := l.createCluster(ctx); err != nil {
+		return l, err
+	}
+	if err := l.makeReleaseRepo(ctx); err != nil {
 		return l, err
 	}
 	l.mu.Lock()

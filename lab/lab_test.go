@@ -18,9 +18,12 @@ import (
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/galera"
+	"github.com/mailcow-ha/mailcow-ha/agent/release"
+	"github.com/mailcow-ha/mailcow-ha/agent/stack"
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
 	"github.com/mailcow-ha/mailcow-ha/lab/reap"
+	"github.com/mailcow-ha/mailcow-ha/mailcowtree"
 	"github.com/mailcow-ha/mailcow-ha/mailservers"
 	"github.com/mailcow-ha/mailcow-ha/provision"
 	"github.com/mailcow-ha/mailcow-ha/tail"
@@ -174,6 +177,13 @@ func TestLab(t *testing.T) {
 	// greet again in a clean-clone make test, and the restart inside the grace period must move nothing.
 	opts := Options{Dir: dir, Bin: bin, StubBin: stub, MailCache: mailservers.CacheDir(root), Latencies: &lat, CheckGrace: 15 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(logf, nil))}
+	// Every node's mailcow directory holds mailcow's real release tree, as on the appliance; the update scenario
+	// rolls a release after it over the cluster.
+	if tree, err := mailcowtree.Dir(ctx, root); err != nil {
+		t.Logf("the nodes hold no mailcow release tree (the update scenario skips): %v", err)
+	} else if pin, err := mailcowtree.ReadPin(root); err == nil {
+		opts.MailcowTree, opts.MailcowTag = tree, pin.Tag
+	}
 	// The lab is made with an IPv6 Floating IP where the kernel has IPv6: every failover moves it too.
 	if why := IPv6Available(); why != "" {
 		t.Logf("no IPv6 Floating IP in this lab: %s", why)
@@ -755,6 +765,88 @@ func TestLab(t *testing.T) {
 		if now, err := l.WaitSettled(ctx, time.Minute); err != nil || now != m {
 			t.Errorf("MASTER %q after the stray stack was stopped (was %s): %v", now, m, err)
 		}
+	})
+	scenario("mailcow update: a new release staged on every node while mail flows, run on the MASTER in place, no MASTER change", true, func(t *testing.T) {
+		// mailcow publishes a release (the lab's repository stands for mailcow-dockerized's; the stand-in changes
+		// postfix's image, whose pull the stub stands in for). `mailcow-ha mailcow update` on a BACKUP stages it on
+		// every node, then the MASTER runs it in maintenance: only postfix-mailcow is created anew, the other 17
+		// containers run on. Then the BACKUPs' trees. Mail flows throughout.
+		if l.ReleaseRepo() == "" {
+			t.Skip("the lab was made without mailcow's release tree (mailcowtree found none)")
+		}
+		m, err := l.WaitSettled(ctx, 240*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		master := l.Node(m)
+		var on *Node
+		for _, n := range l.Nodes {
+			if n.Name != m && on == nil {
+				on = n
+			}
+		}
+		next, err := l.PublishRelease(ctx, l.ImageRelease().Tag+"-next", func(tree string) error {
+			f := filepath.Join(tree, stack.ComposeFile)
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return err
+			}
+			re := regexp.MustCompile(`(image: ghcr\.io/mailcow/postfix:\S+)`)
+			if !re.Match(b) {
+				return fmt.Errorf("no postfix image line in %s", f)
+			}
+			return os.WriteFile(f, re.ReplaceAll(b, []byte("${1}-next")), 0o644)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, err := master.Containers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := l.watch(ctx)
+		t0 := time.Now()
+		out, err := exec.CommandContext(ctx, "nsenter", "--net=/run/netns/"+on.NS.Name, l.o.Bin, "mailcow", "update", "--to", next.Tag,
+			"--commit", next.Commit, "--within", "4m", "--config", filepath.Join(on.Dir, "config.toml")).CombinedOutput()
+		t.Logf("mailcow update on %s (%.1f s):\n%s", on.Name, time.Since(t0).Seconds(), out)
+		if err != nil {
+			t.Fatalf("mailcow update: %v", err)
+		}
+		if !strings.Contains(string(out), m+": ") || !strings.Contains(string(out), "mailcow restarted on it, healthy") {
+			t.Errorf("the MASTER %s did not restart mailcow on the release", m)
+		}
+		after, err := master.Containers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var anew []string
+		for svc, id := range after {
+			if before[svc] != id {
+				anew = append(anew, svc)
+			}
+		}
+		if len(after) != len(before) || !slices.Equal(anew, []string{"postfix-mailcow"}) {
+			t.Errorf("created anew on the MASTER: %v (of %d containers, %d before); want only postfix-mailcow", anew, len(after), len(before))
+		}
+		for _, n := range l.Nodes {
+			if r, err := (release.Tree{Dir: filepath.Join(n.Dir, "mailcow")}).Current(); err != nil || r != next {
+				t.Errorf("%s's tree holds %s (%v), want %s", n.Name, r, err, next)
+			}
+		}
+		if now, err := l.WaitSettled(ctx, time.Minute); err != nil || now != m {
+			t.Errorf("MASTER %q after the update (was %s): %v", now, m, err)
+		}
+		for _, a := range l.Alerts.Since(t0) {
+			if a.Event.Event == "promoted" {
+				t.Errorf("a promotion during the update: %s", FormatAlerts([]Alert{a}, t0))
+			}
+		}
+		want := []Want{{"maintenance_on", m, ""}, {"maintenance_off", m, ""}}
+		for _, n := range l.Nodes {
+			want = append(want, Want{"mailcow_staged", n.Name, ""}, Want{"mailcow_updated", n.Name, ""})
+		}
+		alerts(t, t0, want...)
+		s.end(t, ctx)
 	})
 	// The new MASTER powers the node it fenced on again (failover.power_on_fenced): the repair waits for that, and
 	// powers the node on itself only when it is still off.

@@ -46,8 +46,20 @@ func (n *Node) writeConfig() error {
 	if _, err := toml.Decode(n.UserData, &cfg); err != nil {
 		return fmt.Errorf("lab: the user-data of %s: %w", n.Name, err)
 	}
+	tree := filepath.Join(d, "mailcow")
+	if err := l.seedTree(tree); err != nil {
+		return err
+	}
 	create := []string{l.o.Bin, "lab", "create-stub", "--docker-host", n.Docker(), "--data", filepath.Join(d, "data"),
-		"--socket-dir", db, "--hostname", n.Name, "--mail-image", l.mailTag, "--mail-user", Mailbox}
+		"--socket-dir", db, "--hostname", n.Name, "--mail-image", l.mailTag, "--mail-user", Mailbox, "--mailcow-dir", tree}
+	mailcow := map[string]any{"api_key_file": filepath.Join(d, "mailcow-api.key"), "dir": tree,
+		"data_mount": filepath.Join(d, "data"), "docker_host": n.Docker(), "device_dir": filepath.Join(d, "by-id"),
+		"start_timeout": "60s", "create_command": create,
+		// mailcow update: the stub tagged as the release's images stands in for the pull.
+		"pull_command": []string{l.o.Bin, "lab", "pull-stub", "--docker-host", n.Docker()}}
+	if repo := l.ReleaseRepo(); repo != "" {
+		mailcow["repo"] = repo
+	}
 	hooks := []map[string]any{{"name": "lab", "url": "http://" + AlertsAddr + "/hook", "secret_file": filepath.Join(d, "webhook.secret")}}
 	if l.o.Webhook != "" {
 		hooks = append(hooks, map[string]any{"name": "extra", "url": l.o.Webhook})
@@ -64,9 +76,7 @@ func (n *Node) writeConfig() error {
 		"keepalived": map[string]any{"config_file": filepath.Join(d, "keepalived.conf"), "notify_fifo": filepath.Join(d, "notify.fifo")},
 		// The agent writes mailcow.conf into dir at each promotion, as on the appliance, and the portal's API key
 		// to api_key_file.
-		"mailcow": map[string]any{"api_key_file": filepath.Join(d, "mailcow-api.key"), "dir": filepath.Join(d, "mailcow"),
-			"data_mount": filepath.Join(d, "data"), "docker_host": n.Docker(), "device_dir": filepath.Join(d, "by-id"),
-			"start_timeout": "60s", "create_command": create},
+		"mailcow": mailcow,
 		"failover": map[string]any{"check_grace": l.o.CheckGrace.String(), "quorum_grace": l.o.QuorumGrace.String(),
 			"fence_timeout": l.o.FenceTimeout.String(), "reconcile_interval": "1s", "state_dir": filepath.Join(d, "state"),
 			"sequential": l.o.Sequential, "breaker": map[string]any{"max": l.o.BreakerMax, "window": "1h"}},
@@ -309,6 +319,24 @@ func (n *Node) StackRunning(ctx context.Context) int {
 		return 0
 	}
 	return n2
+}
+
+// Containers maps each mailcow service on the node's dockerd to its container's id.
+func (n *Node) Containers(ctx context.Context) (map[string]string, error) {
+	c, err := deploy.Connect(n.Docker())
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	cs, err := (&stack.Stack{Docker: c, Project: "mailcowdockerized"}).Discover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for svc, ct := range cs {
+		out[svc] = ct.ID
+	}
+	return out, nil
 }
 
 // StartStackByHand starts every mailcow container the node's dockerd has, as someone running update.sh or

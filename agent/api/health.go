@@ -11,10 +11,13 @@ import (
 // NodeStatus is the public /status document: read-only, with no secrets, for operators, `mailcow-ha status`,
 // Uptime Kuma and load balancers.
 type NodeStatus struct {
-	Node        string       `json:"node"`
-	Cluster     string       `json:"cluster"`
-	ServerID    int64        `json:"server_id"`
-	Version     string       `json:"version"` // the agent's build (buildinfo.Short): mixed during a rolling upgrade
+	Node     string `json:"node"`
+	Cluster  string `json:"cluster"`
+	ServerID int64  `json:"server_id"`
+	Version  string `json:"version"` // the agent's build (buildinfo.Short): mixed during a rolling upgrade
+	// Mailcow is the mailcow release the node's tree holds ("" when it records none): mixed during mailcow update,
+	// or after a node was rebuilt from an image with an older release.
+	Mailcow     string       `json:"mailcow,omitempty"`
 	Started     time.Time    `json:"started"` // when this agent started
 	Role        string       `json:"role"`    // booting, backup, fault, promoting, master, demoting, stopped
 	VRRP        string       `json:"vrrp"`    // keepalived's last state

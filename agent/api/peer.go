@@ -40,6 +40,8 @@ type PeerState struct {
 	// says that the agent must restart to run all of it.
 	ConfigRevision int64 `json:"config_revision"`
 	ConfigPending  bool  `json:"config_pending"`
+	// Mailcow is the mailcow release this node's tree holds (mailcow update), such as "2026-07a (489db905122d)".
+	Mailcow string `json:"mailcow,omitempty"`
 }
 
 // DemoteRequest asks a node to demote and confirm.
@@ -86,7 +88,7 @@ type Peer struct {
 type authWrap func(h func(w http.ResponseWriter, r *http.Request, body []byte, node string)) http.HandlerFunc
 
 // PeerHandler serves the peer API under /peer/v1/. Every answer to an accepted request is signed (see Sign). An
-// agent that is a ConfigAgent serves the cluster's configuration too.
+// agent that is a ConfigAgent serves the cluster's configuration too, and a ReleaseAgent the mailcow release routes.
 func PeerHandler(v *Verifier, a PeerAgent, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	var auth authWrap = func(h func(w http.ResponseWriter, r *http.Request, body []byte, node string)) http.HandlerFunc {
@@ -146,6 +148,9 @@ func PeerHandler(v *Verifier, a PeerAgent, log *slog.Logger) http.Handler {
 	}))
 	if ca, ok := a.(ConfigAgent); ok {
 		configRoutes(mux, v.Secret, ca, auth)
+	}
+	if ra, ok := a.(ReleaseAgent); ok {
+		releaseRoutes(mux, ra, auth)
 	}
 	return mux
 }

@@ -59,6 +59,8 @@ var clusterKeys = []struct {
 	{"mailcow.conf.", ApplyRestart},
 	{"mailcow.critical_services", ApplyRestart},
 	{"mailcow.start_timeout", ApplyRestart},
+	{"mailcow.repo", ApplyLive},
+	{"mailcow.pull_command", ApplyLive},
 	{"alerts.", ApplyRestart},
 }
 

@@ -160,8 +160,12 @@ type Mailcow struct {
 	DockerHost       string   `toml:"docker_host"`
 	CreateCommand    []string `toml:"create_command"`
 	StartTimeout     Duration `toml:"start_timeout"`
-	DeviceDir        string   `toml:"device_dir"`
-	WithUnits        []string `toml:"with_units"`
+	// Repo is mailcow's git repository, and PullCommand fetches a staged release's images in its tree (`mailcow-ha
+	// mailcow update`).
+	Repo        string   `toml:"repo"`
+	PullCommand []string `toml:"pull_command"`
+	DeviceDir   string   `toml:"device_dir"`
+	WithUnits   []string `toml:"with_units"`
 	// mailcow.conf, which the agent writes (agent/mailcowconf): the mail server's name (MAILCOW_HOSTNAME), its
 	// time zone (TZ), further variables by their names in mailcow.conf, and where the API key it derives for the
 	// sign-up portal goes (mode 0600).
@@ -299,6 +303,8 @@ func Defaults() Config {
 			DockerHost:    "unix:///var/run/docker.sock",
 			CreateCommand: []string{"docker", "compose", "create"},
 			StartTimeout:  Duration(2 * time.Minute),
+			Repo:          "https://github.com/mailcow/mailcow-dockerized.git",
+			PullCommand:   []string{"docker", "compose", "pull", "--quiet"},
 			DeviceDir:     "/dev/disk/by-id",
 			Timezone:      "Etc/UTC",
 			APIKeyFile:    "/etc/mailcow-ha/mailcow-api.key",

@@ -308,6 +308,12 @@ func (v *validator) mailcow(c *Config) {
 	if m.StartTimeout.D() < time.Second {
 		v.add("mailcow.start_timeout", "must be at least 1s")
 	}
+	if m.Repo == "" || strings.HasPrefix(m.Repo, "-") {
+		v.add("mailcow.repo", "%q: name mailcow's git repository, such as \"https://github.com/mailcow/mailcow-dockerized.git\"", m.Repo)
+	}
+	if len(m.PullCommand) == 0 || m.PullCommand[0] == "" {
+		v.add("mailcow.pull_command", "name a command, such as [\"docker\", \"compose\", \"pull\", \"--quiet\"]")
+	}
 	v.absPath("mailcow.device_dir", m.DeviceDir)
 	v.absPath("mailcow.api_key_file", m.APIKeyFile)
 	switch {

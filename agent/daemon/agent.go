@@ -101,6 +101,12 @@ type Agent struct {
 	cfgMu   sync.Mutex
 	cfg     clusterConfig
 	restart context.CancelCauseFunc
+	// relMu guards rel, the mailcow release's stage or switch under way (mailcow update); tasks are the
+	// stages running in the background, under bg (Run's context).
+	relMu sync.Mutex
+	rel   releaseWork
+	tasks sync.WaitGroup
+	bg    context.Context
 	// systemd starts and stops units over D-Bus (mariadb.service, mailcow.with_units); it connects on first use.
 	systemd *unit.Systemd
 
@@ -255,9 +261,10 @@ func Run(ctx context.Context, o Options) error {
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	defer a.tasks.Wait()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	a.restart = cancel
+	a.restart, a.bg = cancel, ctx
 	a.loadClusterConfig()
 
 	// The check socket and the peer API.

@@ -49,7 +49,7 @@ func (a *Agent) State() api.PeerState {
 	rev, pending := a.configRevision()
 	return api.PeerState{ConfigRevision: rev, ConfigPending: pending, Node: p.Name, Role: string(s.Role), VRRP: string(s.VRRP), GaleraOK: s.GaleraOK, Galera: s.GaleraDetail,
 		Verdict: ok, Reason: why, StackFailed: s.StackFailed, Breaker: s.Breaker, Maintenance: s.Maintenance, Takeovers: n,
-		Mounted: mounted, Started: a.started.UTC(), Version: buildinfo.Short()}
+		Mounted: mounted, Started: a.started.UTC(), Version: buildinfo.Short(), Mailcow: a.mailcowRelease()}
 }
 
 // Switchover implements the peer API's switchover.

@@ -60,6 +60,7 @@ func (a *Agent) reload() {
 	a.p.FenceTimeout, a.p.BreakerMax, a.p.BreakerWindow = c.Failover.FenceTimeout.D(), c.Failover.Breaker.Max, c.Failover.Breaker.Window.D()
 	a.p.Sequential, a.p.PowerOnFenced = c.Failover.Sequential, c.Failover.PowerOnFenced
 	a.c.Failover, a.c.Keepalived = c.Failover, c.Keepalived
+	a.c.Mailcow.Repo, a.c.Mailcow.PullCommand = c.Mailcow.Repo, c.Mailcow.PullCommand
 	for i := range a.c.Cluster.Nodes {
 		if m, ok := c.Member(a.c.Cluster.Nodes[i].Name); ok {
 			a.c.Cluster.Nodes[i].Priority = m.Priority

@@ -157,7 +157,7 @@ func (a *Agent) nodeStatus(context.Context) api.NodeStatus {
 		return p.NodeName(id)
 	}
 	st := api.NodeStatus{
-		Node: p.Name, Cluster: c.Cluster.Name, ServerID: p.Self, Version: buildinfo.Short(), Started: a.started.UTC(), Role: string(s.Role), VRRP: string(s.VRRP),
+		Node: p.Name, Cluster: c.Cluster.Name, ServerID: p.Self, Version: buildinfo.Short(), Mailcow: a.mailcowRelease(), Started: a.started.UTC(), Role: string(s.Role), VRRP: string(s.VRRP),
 		Verdict: ok, Reason: why,
 		Galera:      api.GaleraStatus{OK: s.GaleraOK, Detail: s.GaleraDetail},
 		Stack:       api.StackStatus{Healthy: s.Role == failover.RoleMaster && s.StackFailed == "", Failed: s.StackFailed, Services: services},

@@ -63,4 +63,8 @@ const (
 	ConfigApplied         Name = "config_applied"
 	ConfigRestart         Name = "config_restart"
 	MembershipChanged     Name = "membership_changed"
+	MailcowStaged         Name = "mailcow_staged"
+	MailcowStageFailed    Name = "mailcow_stage_failed"
+	MailcowUpdated        Name = "mailcow_updated"
+	MailcowUpdateFailed   Name = "mailcow_update_failed"
 )

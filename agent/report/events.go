@@ -85,6 +85,10 @@ func Catalog() []EventInfo {
 		{event.ConfigReloaded, SeverityInfo, "a reloaded configuration was applied (SIGHUP)."},
 		{event.ConfigApplied, SeverityInfo, "a revision of the cluster's configuration (config apply) was checked and kept; its details say which keys changed and whether they took effect live or need the agent restarted."},
 		{event.ConfigRestart, SeverityInfo, "the agent restarts to run the cluster's configuration (config apply's rolling restart, or a node catching up on a revision it missed while down)."},
+		{event.MailcowStaged, SeverityInfo, "a mailcow release was staged beside the tree (mailcow update): cloned, its images pulled and all present; the node still runs the release before it."},
+		{event.MailcowStageFailed, SeverityWarning, "staging a mailcow release failed (the clone, the pull, or an image missing after it); the node runs what it ran, and the update does not go on."},
+		{event.MailcowUpdated, SeverityInfo, "the node runs a new mailcow release: laid over its tree, and on the MASTER the changed containers recreated and healthy (in maintenance)."},
+		{event.MailcowUpdateFailed, SeverityCritical, "a MASTER's mailcow did not come back healthy on a new release: the tree was taken back and the release before started again; the other nodes keep the release before."},
 		{event.MembershipChanged, SeverityWarning, "the API lists other members than this agent runs with (cluster.discover = \"hcloud\": a node added, removed or relabelled). Applied while the agent runs, the alert is info and says what changed; a change that cannot be applied live (this server renamed or gone, members that do not check, a static cluster.nodes) is a warning and takes effect at the agents' next start."},
 	}
 }

@@ -53,9 +53,11 @@ var BindPlacements = map[string]string{"./data/assets/ssl": "ssl"}
 // Volume is one mount of a service, as compose-go reads it.
 type Volume = types.ServiceVolumeConfig
 
-// Compose is what the override needs of mailcow's compose file: each service's mounts, in the file's order.
+// Compose is what the agent needs of mailcow's compose file: each service's mounts, in the file's order (for the
+// override), and its image (for mailcow update's check that a staged release's images are all here).
 type Compose struct {
 	Services map[string][]Volume
+	Images   map[string]string
 }
 
 // LoadCompose reads dir's docker-compose.yml with Compose's own loader. Relative paths stay relative (the override
@@ -84,9 +86,10 @@ func LoadCompose(ctx context.Context, dir string) (Compose, error) {
 	if err != nil {
 		return Compose{}, fmt.Errorf("mailcow's compose file %s: %w", path, err)
 	}
-	c := Compose{Services: map[string][]Volume{}}
+	c := Compose{Services: map[string][]Volume{}, Images: map[string]string{}}
 	for name, s := range p.Services {
 		c.Services[name] = s.Volumes
+		c.Images[name] = s.Image
 	}
 	return c, nil
 }

@@ -68,11 +68,15 @@ func keep(path string, log *slog.Logger) error {
 	return nil
 }
 
-// configHash is the hash of what the containers were created from: the override, and mailcow.conf when the agent
-// writes it.
+// configHash is the hash of what the containers were created from: the override, mailcow.conf when the agent
+// writes it, and mailcow's compose file when the tree has one (a new release: mailcow update).
 func (s *Stack) configHash() string {
-	if s.Conf == nil {
-		return hash(s.Override)
+	b := append([]byte{}, s.Override...)
+	if s.Conf != nil {
+		b = append(append(b, 0), s.Conf...)
 	}
-	return hash(append(append(append([]byte{}, s.Override...), 0), s.Conf...))
+	if s.composeFile != nil {
+		b = append(append(b, 0, 0), s.composeFile...)
+	}
+	return hash(b)
 }

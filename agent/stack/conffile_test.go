@@ -68,4 +68,10 @@ func TestWriteConf(t *testing.T) {
 	if h1 == h2 || h2 == s.configHash() {
 		t.Error("the hash does not follow mailcow.conf")
 	}
+	// A new release's compose file (mailcow update) makes Start create the containers again.
+	h3 := s.configHash()
+	s.composeFile = []byte("services: {}\n")
+	if s.configHash() == h3 {
+		t.Error("the hash does not follow mailcow's compose file")
+	}
 }

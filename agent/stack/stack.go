@@ -72,6 +72,8 @@ type Stack struct {
 	// StartTimeout bounds the wait for the critical services after a start.
 	StartTimeout time.Duration
 	Logger       *slog.Logger
+
+	composeFile []byte // Dir's docker-compose.yml as writeConfigs last read it (nil: none)
 }
 
 // Container is a discovered container of the project.
@@ -354,6 +356,10 @@ func (s *Stack) WaitHealthy(ctx context.Context, d time.Duration) (string, error
 // writeConfigs renders mailcow.conf (with RenderConf) and the override, and writes each, atomically, when its
 // content changed.
 func (s *Stack) writeConfigs(ctx context.Context) error {
+	s.composeFile = nil
+	if b, err := os.ReadFile(filepath.Join(s.Dir, ComposeFile)); err == nil {
+		s.composeFile = b
+	}
 	if s.RenderConf != nil {
 		b, err := s.RenderConf(ctx)
 		if err != nil {

@@ -52,5 +52,7 @@ else
 	# The mail servers' image beside it: mailcow-ha-images.service loads every tarball there.
 	install -D -m 0644 "$MCHA_PAYLOAD/images/mailservers.tar" "$(dirname "$MCHA_STUB_IMAGES")/mailservers.tar"
 fi
+# The release the tree holds, as `mailcow-ha mailcow update` records it (agent/release: RecordFile).
+printf '{"tag":"%s","commit":"%s"}\n' "$MCHA_MAILCOW_TAG" "$MCHA_MAILCOW_COMMIT" >"$dir/.mailcow-ha-release"
 install -D -m 0644 "$MCHA_PAYLOAD/mailcow/site.signup.custom" "$dir/data/conf/nginx/site.signup.custom"
 install -D -m 0644 "$MCHA_PAYLOAD/mailcow/site.mailcow-ha.custom" "$dir/data/conf/nginx/site.mailcow-ha.custom"

@@ -49,7 +49,14 @@ type Options struct {
 	// dovecot-mailcow instead of the stub, with MailUsers as its mailboxes. Their ports follow PortBase too.
 	MailImage string
 	MailUsers []string
+	// Images are the images mailcow's compose file names per service (the node's release, stack.LoadCompose):
+	// each container is labelled with its service's, and one whose label differs is created anew, as `docker
+	// compose create` does with a service whose definition changed. Empty: no tree, no label.
+	Images map[string]string
 }
+
+// LabelImage labels a stub container with the image that the release's compose file names for its service.
+const LabelImage = "org.mailcow-ha.image"
 
 // Role returns the stub role that plays a mailcow service.
 func Role(service string) string {
@@ -158,8 +165,9 @@ func stubDefaults(image string, every, timeout time.Duration) (string, time.Dura
 	return image, every, timeout
 }
 
-// Create makes the containers of every service that has none (`docker compose create`, for the stub). The data
-// directories must exist: the binds never create host paths.
+// Create makes the containers of every service that has none, and anew those whose release image changed
+// (`docker compose create`, for the stub: the old container is stopped and removed, the new one is left created).
+// The data directories must exist: the binds never create host paths.
 func Create(ctx context.Context, c *client.Client, o Options) (int, error) {
 	o.Image, o.HealthInterval, o.HealthTimeout = stubDefaults(o.Image, o.HealthInterval, o.HealthTimeout)
 	have, err := existing(ctx, c, o.Project)
@@ -168,8 +176,17 @@ func Create(ctx context.Context, c *client.Client, o Options) (int, error) {
 	}
 	n := 0
 	for _, svc := range stack.Services {
-		if have[svc.Name] {
-			continue
+		if ct, ok := have[svc.Name]; ok {
+			if want := o.Images[svc.Name]; want == "" || ct.Labels[LabelImage] == want {
+				continue
+			}
+			timeout := 10
+			if err := c.ContainerStop(ctx, ct.ID, container.StopOptions{Timeout: &timeout}); err != nil {
+				return n, fmt.Errorf("docker: stopping %s to create it anew: %w", svc.Name, err)
+			}
+			if err := c.ContainerRemove(ctx, ct.ID, container.RemoveOptions{}); err != nil {
+				return n, fmt.Errorf("docker: removing %s to create it anew: %w", svc.Name, err)
+			}
 		}
 		if err := createOne(ctx, c, o, svc); err != nil {
 			return n, err
@@ -201,6 +218,9 @@ func createOne(ctx context.Context, c *client.Client, o Options, svc stack.Servi
 			"com.docker.compose.container-number": "1",
 			"org.mailcow-ha.stub":                 role,
 		},
+	}
+	if img := o.Images[svc.Name]; img != "" {
+		cfg.Labels[LabelImage] = img
 	}
 	if role != mailcowstub.RoleSleep {
 		cfg.Healthcheck = &container.HealthConfig{
@@ -264,16 +284,37 @@ func mailRole(role string) string {
 	return mailservers.RolePostfix
 }
 
-func existing(ctx context.Context, c *client.Client, project string) (map[string]bool, error) {
+func existing(ctx context.Context, c *client.Client, project string) (map[string]container.Summary, error) {
 	list, err := c.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", stack.LabelProject+"="+project))})
 	if err != nil {
 		return nil, fmt.Errorf("docker: %w", err)
 	}
-	out := map[string]bool{}
+	out := map[string]container.Summary{}
 	for _, ct := range list {
-		out[ct.Labels[stack.LabelService]] = true
+		out[ct.Labels[stack.LabelService]] = ct
 	}
 	return out, nil
+}
+
+// TagRelease stands in for `docker compose pull` of the release in dir: it tags image (the stub) as every image
+// that the release's compose file names, so that the Engine holds each of them.
+func TagRelease(ctx context.Context, c *client.Client, image, dir string) (int, error) {
+	comp, err := stack.LoadCompose(ctx, dir)
+	if err != nil {
+		return 0, err
+	}
+	image, _, _ = stubDefaults(image, 0, 0)
+	n := 0
+	for _, ref := range comp.Images {
+		if ref == "" {
+			continue
+		}
+		if err := c.ImageTag(ctx, image, ref); err != nil {
+			return n, fmt.Errorf("docker: tagging %s as %s: %w", image, ref, err)
+		}
+		n++
+	}
+	return n, nil
 }
 
 // Remove deletes every container of the project, running or not.
