@@ -250,17 +250,9 @@ func flatten(doc string) (map[string]string, error) {
 		return nil, err
 	}
 	out := map[string]string{}
-	var walk func(prefix string, m map[string]any)
-	walk = func(prefix string, m map[string]any) {
-		for k, v := range m {
-			if sub, ok := v.(map[string]any); ok {
-				walk(prefix+k+".", sub)
-				continue
-			}
-			j, _ := json.Marshal(v)
-			out[prefix+k] = string(j)
-		}
+	for k, v := range Leaves(raw) {
+		j, _ := json.Marshal(v)
+		out[k] = string(j)
 	}
-	walk("", raw)
 	return out, nil
 }

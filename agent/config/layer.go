@@ -29,7 +29,15 @@ func Layer(base, over map[string]any) {
 
 // Keys lists the dotted keys a document sets (tables are walked, arrays of tables are one key), sorted.
 func Keys(doc map[string]any) []string {
-	var out []string
+	out := slices.Collect(maps.Keys(Leaves(doc)))
+	slices.Sort(out)
+	return out
+}
+
+// Leaves maps each dotted key of a document whose value is not a table (such as "failover.breaker.max") to its
+// value.
+func Leaves(doc map[string]any) map[string]any {
+	out := map[string]any{}
 	var walk func(prefix string, m map[string]any)
 	walk = func(prefix string, m map[string]any) {
 		for k, v := range m {
@@ -37,11 +45,10 @@ func Keys(doc map[string]any) []string {
 				walk(prefix+k+".", sub)
 				continue
 			}
-			out = append(out, prefix+k)
+			out[prefix+k] = v
 		}
 	}
 	walk("", doc)
-	slices.Sort(out)
 	return out
 }
 

@@ -72,48 +72,35 @@ func runArbitrator(ctx context.Context, c config.Config, self config.Member, sec
 func arbitratorFollowConfig(ctx context.Context, c config.Config, self config.Member, secret []byte, o Options,
 	alerts *report.Alerter, restart context.CancelCauseFunc) {
 	client := &api.PeerClient{Secret: secret, Node: self.Name}
-	var peers []api.Peer
-	for _, m := range c.Cluster.Nodes {
-		if !m.IsArbitrator() {
-			peers = append(peers, api.Peer{Name: m.Name, URL: c.PeerURL(m)})
-		}
-	}
+	peers := dataPeers(c, "")
 	path := config.ClusterDocPath(c.Failover.StateDir)
-	t := time.NewTimer(10 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		t.Reset(30 * time.Second)
+	every(ctx, 10*time.Second, 30*time.Second, func() bool {
 		cur, err := config.ReadClusterDoc(path)
 		if err != nil {
 			o.Log.Error("cluster configuration: the kept revision cannot be read", "err", err)
 		}
 		from, d, err := newerConfig(ctx, client, peers, cur.Revision)
 		if err != nil || from.Name == "" {
-			continue
+			return false
 		}
 		// garbd's vote is away while it restarts: only while every data member is Synced and none waits for its
 		// own restart (config apply's roll), so that two votes are never away at once.
 		if why := membersSettled(ctx, client, peers); why != "" {
 			o.Log.Info("cluster configuration: revision "+strconv.FormatInt(d.Revision, 10)+" waits until the members settle: "+why,
 				"revision", d.Revision)
-			continue
+			return false
 		}
 		changes, _, err := keepCluster(ctx, o.ReadBase, o.SecretOwner, c.Failover.StateDir, cur, d)
 		if err != nil {
 			o.Log.Warn("cluster configuration: revision refused", "revision", d.Revision, "err", err)
-			continue
+			return false
 		}
 		msg := fmt.Sprintf("cluster configuration revision %d from %s kept; restarting to run it", d.Revision, from.Name)
 		o.Log.Info(msg, "event", string(event.ConfigRestart), "changes", len(changes))
 		alerts.Send(report.Event{Event: string(event.ConfigRestart), Severity: report.SeverityInfo, Message: msg})
 		restart(ErrRestart)
-		return
-	}
+		return true
+	})
 }
 
 // membersSettled is "" when every data member answers with Galera Primary and Synced and no restart pending, else
@@ -133,6 +120,17 @@ func membersSettled(ctx context.Context, client *api.PeerClient, peers []api.Pee
 		}
 	}
 	return ""
+}
+
+// dataPeers are the peer APIs of the members that hold data (an arbitrator serves none), but the one named except.
+func dataPeers(c config.Config, except string) []api.Peer {
+	var peers []api.Peer
+	for _, m := range c.Cluster.Nodes {
+		if m.Name != except && !m.IsArbitrator() {
+			peers = append(peers, api.Peer{Name: m.Name, URL: c.PeerURL(m)})
+		}
+	}
+	return peers
 }
 
 // dataMembers are the private IPs of the members that hold data (not arbitrators).

@@ -188,12 +188,7 @@ func newerConfig(ctx context.Context, client *api.PeerClient, peers []api.Peer, 
 // nothing, and the configuration need not be read again). Members that do not answer within a few seconds are not waited for (a
 // cluster's first boot, a full power cut): the running agent asks again every 30 s.
 func bootCatchUp(ctx context.Context, c config.Config, secret []byte, o Options, log *slog.Logger) string {
-	var peers []api.Peer
-	for _, m := range c.Cluster.Nodes {
-		if m.Name != c.Node.Name && !m.IsArbitrator() {
-			peers = append(peers, api.Peer{Name: m.Name, URL: c.PeerURL(m)})
-		}
-	}
+	peers := dataPeers(c, c.Node.Name)
 	path := config.ClusterDocPath(c.Failover.StateDir)
 	cur, err := config.ReadClusterDoc(path)
 	if err != nil {
@@ -245,8 +240,13 @@ func (a *Agent) Restart() error {
 // followConfig asks the peers now and then for the revision they run, and fetches a newer one than this node's:
 // a node that was down when config apply ran catches up when it is back. A change that needs a restart restarts
 // this agent while it is not MASTER; a MASTER waits for the operator (config apply again, which hands it over).
-func (a *Agent) followConfig(ctx context.Context, every time.Duration) {
-	t := time.NewTimer(10 * time.Second)
+func (a *Agent) followConfig(ctx context.Context, interval time.Duration) {
+	every(ctx, 10*time.Second, interval, func() bool { a.catchUp(ctx); return false })
+}
+
+// every runs f after first, then every interval after it returned, until ctx ends or f says it is done.
+func every(ctx context.Context, first, interval time.Duration, f func() (done bool)) {
+	t := time.NewTimer(first)
 	defer t.Stop()
 	for {
 		select {
@@ -254,8 +254,10 @@ func (a *Agent) followConfig(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		a.catchUp(ctx)
-		t.Reset(every)
+		if f() {
+			return
+		}
+		t.Reset(interval)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/api"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
@@ -98,5 +99,26 @@ state_dir = %[4]q
 	}
 	if kept, _ := config.ReadClusterDoc(config.ClusterDocPath(dir)); kept.Revision != 1 {
 		t.Errorf("a refused revision changed the kept one: %+v", kept)
+	}
+}
+
+// every waits first, then runs f every interval until f is done or the context ends.
+func TestEvery(t *testing.T) {
+	ctx := context.Background()
+	var at []time.Duration
+	begin := time.Now()
+	every(ctx, 30*time.Millisecond, 10*time.Millisecond, func() bool {
+		at = append(at, time.Since(begin))
+		return len(at) == 3
+	})
+	if len(at) != 3 || at[0] < 30*time.Millisecond || at[2]-at[0] < 20*time.Millisecond {
+		t.Errorf("ran at %v; want 3 runs, the first after 30ms, 10ms apart", at)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	n := 0
+	every(cctx, time.Millisecond, time.Millisecond, func() bool { n++; return false })
+	if n == 0 || cctx.Err() == nil {
+		t.Errorf("every returned before its context ended (%d runs)", n)
 	}
 }
