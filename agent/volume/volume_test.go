@@ -245,7 +245,15 @@ func TestUnmountWaitsForTheDeviceToBeFree(t *testing.T) {
 	}
 	t.Cleanup(func() { unix.Unmount(other, unix.MNT_DETACH) })
 	// The bind mount goes away a moment later, as a lingering mount namespace would: Unmount waits for it.
-	go func() { time.Sleep(500 * time.Millisecond); unix.Unmount(other, 0) }()
+	// The umount is retried: a busy one (EBUSY, such as while udev probes the device after the mount, on a loaded
+	// machine) would otherwise leave the mount for good, and the wait would end as "still in use" (a make test run
+	// failed so, with the galera tests beside it).
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		for deadline := time.Now().Add(5 * time.Second); unix.Unmount(other, 0) == unix.EBUSY && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
 	start := time.Now()
 	if err := v.Unmount(ctx); err != nil {
 		t.Fatalf("unmount with a mount that goes away: %v", err)
