@@ -1104,6 +1104,13 @@ func TestLab(t *testing.T) {
 				on = n // the last BACKUP
 			}
 		}
+		// The mailcow release the cluster holds (after the update scenario, a newer one than the image's): each
+		// rebuilt node comes back with the image's and catches up by itself.
+		holds := func(n *Node) release.Release {
+			r, _ := release.Tree{Dir: filepath.Join(n.Dir, "mailcow")}.Current()
+			return r
+		}
+		mailcowRelease := holds(l.Node(old))
 		s := l.watch(ctx)
 		t0 := time.Now()
 		cmd := exec.CommandContext(ctx, "nsenter", "--net=/run/netns/"+on.NS.Name, l.o.Bin, "cluster", "upgrade", "--image", "5004",
@@ -1131,6 +1138,14 @@ func TestLab(t *testing.T) {
 				t.Errorf("%s was rebuilt %d times, want once", n.Name, got)
 			}
 		}
+		waitFor(t, ctx, 2*time.Minute, "every rebuilt node's tree back on mailcow "+mailcowRelease.String(), func() bool {
+			for _, n := range l.Nodes {
+				if holds(n) != mailcowRelease {
+					return false
+				}
+			}
+			return true
+		})
 		for _, sv := range l.Sim.State().Servers {
 			if sv.Image != 5004 {
 				t.Errorf("server %s runs image %d, want 5004", sv.Name, sv.Image)

@@ -179,11 +179,12 @@ func (o Roll) back(ctx context.Context, m config.Member, before time.Time) strin
 
 // healthy returns the MASTER of a complete cluster: one member MASTER with its Volume and its stack, every other
 // member a BACKUP with Galera Primary and Synced, the MASTER's Galera cluster of every member (arbitrators
-// included), and every member on the same revision of the cluster configuration.
+// included), and every member on the same revision of the cluster configuration and the same mailcow release.
 func (o Roll) healthy(ctx context.Context) (string, error) {
 	master := ""
 	var masterState api.PeerState
 	revs := map[int64][]string{}
+	releases := map[string][]string{}
 	for _, m := range o.Members {
 		if m.IsArbitrator() {
 			continue
@@ -193,6 +194,9 @@ func (o Roll) healthy(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("%w: %s does not answer: %v", ErrUnhealthy, m.Name, err)
 		}
 		revs[st.ConfigRevision] = append(revs[st.ConfigRevision], m.Name)
+		if st.Mailcow != "" { // "": an agent older than the field, or a tree that records no release
+			releases[st.Mailcow] = append(releases[st.Mailcow], m.Name)
+		}
 		switch {
 		case st.Role == "master" && st.Mounted && st.StackFailed == "" && st.GaleraOK:
 			if master != "" {
@@ -209,6 +213,9 @@ func (o Roll) healthy(ctx context.Context) (string, error) {
 	}
 	if len(revs) > 1 {
 		return "", fmt.Errorf("%w: the members run different revisions of the cluster configuration (%v): one catches up", ErrUnhealthy, revs)
+	}
+	if len(releases) > 1 {
+		return "", fmt.Errorf("%w: the members hold different mailcow releases (%v): one catches up", ErrUnhealthy, releases)
 	}
 	if g := galeraSize.FindStringSubmatch(masterState.Galera); g != nil {
 		if n, _ := strconv.Atoi(g[1]); n < len(o.Members) {

@@ -26,6 +26,7 @@ type fakeCluster struct {
 	seen    map[string]int64 // the image each node's agent started from
 	stuck   string
 	calls   []string
+	release map[string]string // the mailcow release each node states ("" for none)
 }
 
 func (f *fakeCluster) status(_ context.Context, m config.Member) (api.PeerState, error) {
@@ -45,6 +46,7 @@ func (f *fakeCluster) status(_ context.Context, m config.Member) (api.PeerState,
 	if m.Name == f.master {
 		st.Role, st.Mounted = "master", true
 	}
+	st.Mailcow = f.release[m.Name]
 	return st, nil
 }
 
@@ -124,6 +126,14 @@ func TestUpgradeOrder(t *testing.T) {
 	o3 := UpgradeOptions{Image: img, Roll: Roll{Members: members3, Status: f3.status, Switchover: f3.switchover, Poll: 10 * time.Millisecond}}
 	if res, err := Upgrade(context.Background(), c3, o3); err == nil || !strings.Contains(err.Error(), "no MASTER serves: nothing rebuilt") || len(res.Rebuilt) != 0 {
 		t.Fatalf("no MASTER: %+v %v", res, err)
+	}
+	// A node on another mailcow release (rebuilt from an older image, not caught up): nothing rebuilt; an agent
+	// that states none (older than the field) counts as any.
+	f4, c4, members4 := newFake(t)
+	f4.release = map[string]string{members4[0].Name: "2026-09 (0123456789ab)", members4[1].Name: "2026-07a (489db905122d)"}
+	o4 := UpgradeOptions{Image: img, Roll: Roll{Members: members4, Status: f4.status, Switchover: f4.switchover, Poll: 10 * time.Millisecond}}
+	if res, err := Upgrade(context.Background(), c4, o4); err == nil || !strings.Contains(err.Error(), "different mailcow releases") || len(res.Rebuilt) != 0 {
+		t.Fatalf("mixed mailcow releases: %+v %v", res, err)
 	}
 }
 

@@ -103,10 +103,11 @@ type Agent struct {
 	restart context.CancelCauseFunc
 	// relMu guards rel, the mailcow release's stage or switch under way (mailcow update); tasks are the
 	// stages running in the background, under bg (Run's context).
-	relMu sync.Mutex
-	rel   releaseWork
-	tasks sync.WaitGroup
-	bg    context.Context
+	relMu     sync.Mutex
+	rel       releaseWork
+	relSwitch sync.Mutex
+	tasks     sync.WaitGroup
+	bg        context.Context
 	// systemd starts and stops units over D-Bus (mariadb.service, mailcow.with_units); it connects on first use.
 	systemd *unit.Systemd
 
@@ -324,6 +325,9 @@ func Run(ctx context.Context, o Options) error {
 	// The cluster's configuration: a revision missed while this node was down is fetched from a peer.
 	wg.Add(1)
 	go func() { defer wg.Done(); a.followConfig(ctx, 30*time.Second) }()
+	// mailcow's release: a tree that alone holds another release than the other members' catches up.
+	wg.Add(1)
+	go func() { defer wg.Done(); a.followRelease(ctx) }()
 
 	log.Info("agent started", "node", self.Name, "server_id", self.ServerID, "private_interface", privIf,
 		"public_interface", pubIf, "peer_api", peerAddr)

@@ -20,11 +20,11 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/stack"
 )
 
-// releaseWork is the stage or switch under way, under relMu.
+// releaseWork is the stage or switches under way, under relMu (the switches themselves take turns on relSwitch).
 type releaseWork struct {
-	staging   string // the tag being staged
-	stageErr  string // why the last stage failed
-	switching bool
+	staging  string // the tag being staged
+	stageErr string // why the last stage failed
+	switches int    // switches asked for and not done
 }
 
 func (a *Agent) tree() release.Tree {
@@ -69,7 +69,7 @@ func (a *Agent) StageRelease(tag, commit string) error {
 		return nil
 	case a.rel.staging != "":
 		return fmt.Errorf("staging %s is under way", a.rel.staging)
-	case a.rel.switching:
+	case a.rel.switches > 0:
 		return errors.New("a switch of the release is under way")
 	}
 	a.rel.staging, a.rel.stageErr = tag, ""
@@ -116,15 +116,18 @@ func (a *Agent) StageRelease(tag, commit string) error {
 // release over its tree: it starts it at its next takeover.
 func (a *Agent) SwitchRelease(ctx context.Context, tag string) api.SwitchAnswer {
 	a.relMu.Lock()
-	busy := a.rel.staging != "" || a.rel.switching
-	if !busy {
-		a.rel.switching = true
+	staging := a.rel.staging
+	if staging == "" {
+		a.rel.switches++
 	}
 	a.relMu.Unlock()
-	if busy {
-		return api.SwitchAnswer{Error: "a stage or a switch of the release is under way"}
+	if staging != "" {
+		return api.SwitchAnswer{Error: "staging " + staging + " is under way"}
 	}
-	defer func() { a.relMu.Lock(); a.rel.switching = false; a.relMu.Unlock() }()
+	defer func() { a.relMu.Lock(); a.rel.switches--; a.relMu.Unlock() }()
+	// One switch at a time (the command's and this node's own catch-up): the second finds the tree switched.
+	a.relSwitch.Lock()
+	defer a.relSwitch.Unlock()
 
 	a.mu.Lock()
 	s, timeout := a.s, a.c.Mailcow.StartTimeout.D()
@@ -183,6 +186,68 @@ func (a *Agent) SwitchRelease(ctx context.Context, tag string) api.SwitchAnswer 
 		fmt.Sprintf("mailcow release %s did not come up: %s; the tree holds %s again", tag, why, now),
 		map[string]string{"tag": tag, "before": before.Tag})
 	return api.SwitchAnswer{Before: before, Now: now, Error: why}
+}
+
+// followRelease brings this node's tree to the release every other data member holds, when it alone holds
+// another (catchUpRelease), first 5 s after the start, then every 10 s (a rolling upgrade waits for it).
+func (a *Agent) followRelease(ctx context.Context) {
+	every(ctx, 5*time.Second, 10*time.Second, func() bool { a.catchUpRelease(ctx); return false })
+}
+
+// catchUpRelease stages and then switches to the release that every other data member's tree holds, on a BACKUP
+// whose tree holds another: a node rebuilt or added from an image with an older release, or one that was off
+// during mailcow update. Every member must answer and agree: a MASTER alone on another release (a node of an
+// old image that took over) is not followed, and a cluster half-way through mailcow update is left to it.
+func (a *Agent) catchUpRelease(ctx context.Context) {
+	a.mu.Lock()
+	role := a.s.Role
+	a.mu.Unlock()
+	a.relMu.Lock()
+	busy := a.rel.staging != "" || a.rel.switches > 0
+	a.relMu.Unlock()
+	if role != failover.RoleBackup || busy {
+		return
+	}
+	t := a.tree()
+	mine, err := t.Current()
+	if err != nil {
+		return
+	}
+	var theirs release.Release
+	n := 0
+	for _, p := range a.peerAPI() {
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := a.client.MailcowRelease(qctx, p)
+		cancel()
+		if err != nil || st.Current.Tag == "" || (n > 0 && st.Current != theirs) {
+			return
+		}
+		theirs, n = st.Current, n+1
+	}
+	if n == 0 || theirs == mine {
+		return
+	}
+	if staged, _ := t.Staged(); staged != theirs {
+		a.log.Info("mailcow release: every other member holds "+theirs.String()+", this node "+mine.String()+"; staging it",
+			"release", theirs.String(), "own", mine.String())
+		if err := a.StageRelease(theirs.Tag, theirs.Commit); err != nil {
+			a.log.Warn("mailcow release: catching up", "err", err)
+			return
+		}
+		for a.ReleaseState().Staging != "" {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+		if staged, _ := t.Staged(); staged != theirs {
+			return // the stage failed, and said why (mailcow_stage_failed); the next round tries again
+		}
+	}
+	if ans := a.SwitchRelease(ctx, theirs.Tag); ans.Error != "" {
+		a.log.Warn("mailcow release: catching up", "err", ans.Error)
+	}
 }
 
 // waitMaintenance waits until the brain has taken maintenance in (the observation goes through the loop), at

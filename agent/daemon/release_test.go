@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"log/slog"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/api"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/failover"
 	"github.com/mailcow-ha/mailcow-ha/agent/release"
@@ -49,27 +51,7 @@ func TestSwitchRelease(t *testing.T) {
 		t.Skip("git is not installed: " + err.Error())
 	}
 	ctx := context.Background()
-	repo := t.TempDir()
-	git := func(args ...string) {
-		t.Helper()
-		cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@example.org"}, args...)...)
-		cmd.Dir, cmd.Env = repo, append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v: %s", args, err, out)
-		}
-	}
-	git("init", "-q", "-b", "master")
-	for _, tag := range []string{"one", "two", "bad"} {
-		state := "good"
-		if tag == "bad" {
-			state = "broken"
-		}
-		os.WriteFile(filepath.Join(repo, "state"), []byte(state+"\n"), 0o644)
-		os.WriteFile(filepath.Join(repo, "version"), []byte(tag+"\n"), 0o644)
-		git("add", "-A")
-		git("commit", "-q", "-m", tag)
-		git("tag", tag)
-	}
+	repo := releaseRepo(t, "one", "two", "bad")
 	dir := filepath.Join(t.TempDir(), "mailcow")
 	os.MkdirAll(dir, 0o755)
 	os.WriteFile(filepath.Join(dir, "state"), []byte("good\n"), 0o644)
@@ -149,5 +131,104 @@ func TestSwitchRelease(t *testing.T) {
 	a.mu.Unlock()
 	if ans := a.SwitchRelease(ctx, "bad"); ans.Error == "" {
 		t.Error("a switch during a takeover was not refused")
+	}
+}
+
+// releaseRepo makes a git repository with a commit and tag per name: a file "state" says "good" ("broken" for
+// the tag "bad"), a file "version" the tag.
+func releaseRepo(t *testing.T, tags ...string) string {
+	t.Helper()
+	repo := t.TempDir()
+	git := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@example.org"}, args...)...)
+		cmd.Dir, cmd.Env = repo, append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v: %s", args, err, out)
+		}
+	}
+	git("init", "-q", "-b", "master")
+	for _, tag := range tags {
+		state := "good"
+		if tag == "bad" {
+			state = "broken"
+		}
+		os.WriteFile(filepath.Join(repo, "state"), []byte(state+"\n"), 0o644)
+		os.WriteFile(filepath.Join(repo, "version"), []byte(tag+"\n"), 0o644)
+		git("add", "-A")
+		git("commit", "-q", "-m", tag)
+		git("tag", tag)
+	}
+	return repo
+}
+
+// releasePeer is a peer agent whose tree holds a release.
+type releasePeer struct {
+	statePeer
+	cur release.Release
+}
+
+func (p *releasePeer) ReleaseState() api.ReleaseState    { return api.ReleaseState{Current: p.cur} }
+func (p *releasePeer) StageRelease(string, string) error { return nil }
+func (p *releasePeer) SwitchRelease(context.Context, string) api.SwitchAnswer {
+	return api.SwitchAnswer{}
+}
+
+// A BACKUP whose tree alone holds another release catches up: it stages the others' release (from its own
+// mailcow.repo, the commit pinned) and switches. It does not follow members that disagree, nor act as MASTER.
+func TestCatchUpRelease(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not installed: " + err.Error())
+	}
+	ctx := context.Background()
+	repo := releaseRepo(t, "one", "two")
+	dir := filepath.Join(t.TempDir(), "mailcow")
+	if _, err := (release.Stager{Tree: release.Tree{Dir: dir}, Repo: repo}).Stage(ctx, "one", ""); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(dir, 0o755)
+	if _, err := (release.Tree{Dir: dir}).Switch("one"); err != nil {
+		t.Fatal(err)
+	}
+	// The release "two" as the others hold it: its commit, from a stage elsewhere.
+	other := filepath.Join(t.TempDir(), "mailcow")
+	two, err := (release.Stager{Tree: release.Tree{Dir: other}, Repo: repo}).Stage(ctx, "two", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	nodes := map[string]bool{"mx1": true, "mx2": true, "mx3": true}
+	a := &Agent{log: slog.New(slog.DiscardHandler), client: &api.PeerClient{Secret: secret, Node: "mx1"}, peers: map[int64]api.Peer{}, bg: ctx}
+	a.c.Mailcow = config.Mailcow{Dir: dir, Repo: repo}
+	a.s.Role = failover.RoleBackup
+	var peers []*releasePeer
+	for i, name := range []string{"mx2", "mx3"} {
+		p := &releasePeer{cur: two}
+		srv := httptest.NewServer(api.PeerHandler(&api.Verifier{Secret: secret, Self: name, Nodes: nodes}, p, slog.New(slog.DiscardHandler)))
+		t.Cleanup(srv.Close)
+		a.peers[int64(i+2)] = api.Peer{Name: name, URL: srv.URL}
+		peers = append(peers, p)
+	}
+	holds := func() release.Release { r, _ := (release.Tree{Dir: dir}).Current(); return r }
+
+	// The others disagree (mailcow update half-way): nothing.
+	peers[1].cur = release.Release{Tag: "one", Commit: "x"}
+	a.catchUpRelease(ctx)
+	if st := a.ReleaseState(); holds().Tag != "one" || st.Staged.Tag != "one" || st.Staging != "" {
+		t.Fatalf("caught up with members that disagree: holds %s, %+v", holds(), st)
+	}
+	// As MASTER: nothing.
+	peers[1].cur = two
+	a.s.Role = failover.RoleMaster
+	a.catchUpRelease(ctx)
+	if holds().Tag != "one" {
+		t.Fatalf("a MASTER caught up by itself: %s", holds())
+	}
+	// A BACKUP alone on "one": staged, then switched.
+	a.s.Role = failover.RoleBackup
+	a.catchUpRelease(ctx)
+	a.tasks.Wait()
+	if holds() != two {
+		t.Errorf("holds %s after the catch-up, want %s (%+v)", holds(), two, a.ReleaseState())
 	}
 }

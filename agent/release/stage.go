@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -115,6 +116,9 @@ func (s Stager) copyOwn(dst string, names []string) error {
 		ours[n] = true
 	}
 	es, err := os.ReadDir(s.Tree.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // no tree yet: nothing of its own
+	}
 	if err != nil {
 		return fmt.Errorf("release: %w", err)
 	}
