@@ -124,6 +124,9 @@ func TestStageSwitchRevert(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(tr.Next(), ".git")); err == nil {
 		t.Error("the staged tree kept .git")
 	}
+	if _, err := os.Lstat(filepath.Join(tr.Next(), "mailcow.conf")); err == nil {
+		t.Error("the staged tree kept a copy of mailcow.conf after the pull")
+	}
 	s.Missing = func(context.Context, string) ([]string, error) { return []string{"ghcr.io/mailcow/x:1"}, nil }
 	if _, err := s.Stage(ctx, "r2", ""); err == nil || !strings.Contains(err.Error(), "ghcr.io/mailcow/x:1") {
 		t.Errorf("Stage with an image missing: %v", err)

@@ -78,7 +78,8 @@ func (s Stager) Stage(ctx context.Context, tag, commit string) (Release, error) 
 	if err := writeFile(filepath.Join(tmp, filesFile), []byte(strings.Join(names, "\n")+"\n"), 0o644); err != nil {
 		return r, err
 	}
-	if err := s.copyOwn(tmp, names); err != nil {
+	own, err := s.copyOwn(tmp, names)
+	if err != nil {
 		return r, err
 	}
 	if err := WriteRecord(tmp, r); err != nil {
@@ -98,6 +99,13 @@ func (s Stager) Stage(ctx context.Context, tag, commit string) (Release, error) 
 			return r, fmt.Errorf("release: %s: images missing after the pull: %s", tag, strings.Join(missing, ", "))
 		}
 	}
+	// The node's own files were there for the pull only: no copy of mailcow.conf (0600, with the database
+	// password) stays beside the tree.
+	for _, n := range own {
+		if err := os.Remove(filepath.Join(tmp, n)); err != nil {
+			return r, fmt.Errorf("release: %w", err)
+		}
+	}
 	if err := os.RemoveAll(next); err != nil {
 		return r, fmt.Errorf("release: %w", err)
 	}
@@ -109,29 +117,31 @@ func (s Stager) Stage(ctx context.Context, tag, commit string) (Release, error) 
 }
 
 // copyOwn copies the tree's top-level files that are not the release's (mailcow.conf, .env, the override) into
-// the staged tree, so that its compose reads the node's settings.
-func (s Stager) copyOwn(dst string, names []string) error {
+// the staged tree, so that its compose reads the node's settings; it returns their names.
+func (s Stager) copyOwn(dst string, names []string) ([]string, error) {
 	ours := map[string]bool{}
 	for _, n := range names {
 		ours[n] = true
 	}
 	es, err := os.ReadDir(s.Tree.Dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil // no tree yet: nothing of its own
+		return nil, nil // no tree yet: nothing of its own
 	}
 	if err != nil {
-		return fmt.Errorf("release: %w", err)
+		return nil, fmt.Errorf("release: %w", err)
 	}
+	var own []string
 	for _, e := range es {
 		n := e.Name()
 		if ours[n] || n == RecordFile || e.IsDir() {
 			continue
 		}
 		if err := copyPath(filepath.Join(s.Tree.Dir, n), filepath.Join(dst, n)); err != nil {
-			return err
+			return own, err
 		}
+		own = append(own, n)
 	}
-	return nil
+	return own, nil
 }
 
 func (s Stager) log() *slog.Logger {

@@ -224,6 +224,10 @@ func TestCluster(t *testing.T) {
 		if g := galeraSize.FindStringSubmatch(st.Galera.Detail); err != nil || g == nil || g[1] != "2" || !st.Galera.OK {
 			t.Errorf("%s: Galera %q %v, want Primary Synced size=2 (itself and garbd)", m.Name, st.Galera.Detail, err)
 		}
+		// The image's tree records the release it carries, and the agent states it (mailcow update reads it).
+		if want := pin.Tag + " (" + pin.Commit[:12] + ")"; st.Mailcow != want {
+			t.Errorf("%s: /status says mailcow %q, want %q (the image's release)", m.Name, st.Mailcow, want)
+		}
 		if !arb.Running() {
 			t.Errorf("the arbitrator's agent ended:\n%s", arb.tail(40))
 		}

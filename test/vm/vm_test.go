@@ -54,6 +54,9 @@ func run(m *testing.M) int {
 		return 1
 	}
 	tree, err := mailcowtree.Dir(context.Background(), top)
+	if err == nil {
+		pin, err = mailcowtree.ReadPin(top)
+	}
 	if err != nil {
 		skipWhy = "the local image carries mailcow's release tree, which is neither in ../shared/mailcow nor to be cloned: " + err.Error()
 		fmt.Println("vm: skipping the VM tier:", skipWhy)
@@ -85,6 +88,8 @@ var (
 	skipWhy string
 	accel   []string // QEMU's accelerator, probed once
 	bin     string   // the commands the image was built with
+	// pin is the mailcow release the image carries (imagebuild/manifest.toml), which its tree records.
+	pin mailcowtree.Pin
 )
 
 // harness makes a harness (an empty project; a server created becomes a VM); artefacts stay under
