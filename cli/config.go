@@ -58,10 +58,7 @@ type memberRevision struct {
 // revisions asks every data member for its state (arbitrators serve no peer API: they follow the members).
 func (s memberSession) revisions(ctx context.Context) []memberRevision {
 	var out []memberRevision
-	for _, m := range s.cfg.Cluster.Nodes {
-		if m.IsArbitrator() {
-			continue
-		}
+	for _, m := range s.cfg.DataMembers() {
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		st, err := s.peers.State(qctx, s.peer(m))
 		cancel()

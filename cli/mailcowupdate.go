@@ -27,11 +27,11 @@ type memberRelease struct {
 	err error
 }
 
-// releases asks every data member for its mailcow release.
-func (s memberSession) releases(ctx context.Context) []memberRelease {
+// releases asks the data members for their mailcow release (every one when only is nil, else those named in it).
+func (s memberSession) releases(ctx context.Context, only map[string]bool) []memberRelease {
 	var out []memberRelease
-	for _, m := range s.cfg.Cluster.Nodes {
-		if m.IsArbitrator() {
+	for _, m := range s.cfg.DataMembers() {
+		if only != nil && !only[m.Name] {
 			continue
 		}
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -71,16 +71,19 @@ func mailcowUpdate(ctx context.Context, args []string, stdio Stdio) int {
 	w := stdio.Stdout
 	begin := time.Now()
 
-	// 1. Stage on every data member, BACKUPs included, while mail flows.
-	rels := sess.releases(ctx)
-	var unreached []string
-	for _, r := range rels {
+	// 1. Stage on every data member that answers, BACKUPs included, while mail flows. One that does not answer (off,
+	// or being rebuilt) catches up by itself when it is back: it then holds another release than every other.
+	var rels []memberRelease
+	reached := map[string]bool{}
+	for _, r := range sess.releases(ctx, nil) {
 		if r.err != nil {
-			unreached = append(unreached, fmt.Sprintf("%s (%v)", r.m.Name, r.err))
+			fmt.Fprintf(w, "%s: not reached (%v); it takes the release by itself when it is back\n", r.m.Name, r.err)
+			continue
 		}
+		rels, reached[r.m.Name] = append(rels, r), true
 	}
-	if len(unreached) > 0 {
-		return fail(ExitFailure, "every node stages the release first; not reached: %s (bring it back, or remove it with cluster remove-node)", strings.Join(unreached, ", "))
+	if len(rels) == 0 {
+		return fail(ExitFailure, "no member answered")
 	}
 	for _, r := range rels {
 		if r.st.Current.Tag == *to || (r.st.Staged.Tag == *to && r.st.Staging == "") {
@@ -91,7 +94,7 @@ func mailcowUpdate(ctx context.Context, args []string, stdio Stdio) int {
 		}
 		fmt.Fprintf(w, "%s: staging %s\n", r.m.Name, *to)
 	}
-	staged, err := sess.waitStaged(ctx, *to, *within)
+	staged, err := sess.waitStaged(ctx, *to, reached, *within)
 	if err != nil {
 		return fail(ExitFailure, "%v", err)
 	}
@@ -104,6 +107,9 @@ func mailcowUpdate(ctx context.Context, args []string, stdio Stdio) int {
 	master, err := sess.master(ctx)
 	if err != nil {
 		return fail(ExitFailure, "%v", err)
+	}
+	if !reached[master.Name] {
+		return fail(ExitFailure, "the MASTER %s did not answer the release question: nothing switched", master.Name)
 	}
 	order := []config.Member{master}
 	for _, r := range rels {
@@ -132,18 +138,22 @@ func mailcowUpdate(ctx context.Context, args []string, stdio Stdio) int {
 		}
 		fmt.Fprintf(w, "%s: %s -> %s: %s in %s\n", m.Name, ans.Before, ans.Now, how, time.Since(t0).Round(100*time.Millisecond))
 	}
+	if n := len(sess.cfg.DataMembers()) - len(rels); n > 0 {
+		fmt.Fprintf(w, "every node reached runs %s (%s); %d not reached take it when they are back\n", staged, time.Since(begin).Round(100*time.Millisecond), n)
+		return ExitOK
+	}
 	fmt.Fprintf(w, "every node runs %s (%s)\n", staged, time.Since(begin).Round(100*time.Millisecond))
 	return ExitOK
 }
 
-// waitStaged waits until every data member has staged tag, and returns the release they staged (all the same
-// commit).
-func (s memberSession) waitStaged(ctx context.Context, tag string, within time.Duration) (release.Release, error) {
+// waitStaged waits until every data member named in members has staged tag, and returns the release they staged
+// (all the same commit).
+func (s memberSession) waitStaged(ctx context.Context, tag string, members map[string]bool, within time.Duration) (release.Release, error) {
 	deadline := time.Now().Add(within)
 	for {
 		var pending []string
 		var got release.Release
-		for _, r := range s.releases(ctx) {
+		for _, r := range s.releases(ctx, members) {
 			have := r.st.Staged
 			if r.st.Current.Tag == tag && r.st.Staged.Tag != tag {
 				have = r.st.Current
@@ -202,7 +212,7 @@ func mailcowRelease(ctx context.Context, args []string, stdio Stdio) int {
 	}
 	tw := tabwriter.NewWriter(stdio.Stdout, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tRELEASE\tSTAGED\tSTAGING")
-	for _, r := range sess.releases(ctx) {
+	for _, r := range sess.releases(ctx, nil) {
 		if r.err != nil {
 			fmt.Fprintf(tw, "%s\t?\t?\t(%v)\n", r.m.Name, r.err)
 			continue

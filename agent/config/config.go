@@ -364,6 +364,17 @@ func (c *Config) Peers() []Member {
 // IsArbitrator reports whether the member only votes (garbd) and never serves.
 func (m Member) IsArbitrator() bool { return m.Role == RoleArbitrator }
 
+// DataMembers are the members that hold data and serve (not the arbitrators), in cluster.nodes' order.
+func (c Config) DataMembers() []Member {
+	var out []Member
+	for _, m := range c.Cluster.Nodes {
+		if !m.IsArbitrator() {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // Duration is a time.Duration written in TOML as a string such as "30s" or "1h".
 type Duration time.Duration
 

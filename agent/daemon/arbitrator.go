@@ -125,8 +125,8 @@ func membersSettled(ctx context.Context, client *api.PeerClient, peers []api.Pee
 // dataPeers are the peer APIs of the members that hold data (an arbitrator serves none), but the one named except.
 func dataPeers(c config.Config, except string) []api.Peer {
 	var peers []api.Peer
-	for _, m := range c.Cluster.Nodes {
-		if m.Name != except && !m.IsArbitrator() {
+	for _, m := range c.DataMembers() {
+		if m.Name != except {
 			peers = append(peers, api.Peer{Name: m.Name, URL: c.PeerURL(m)})
 		}
 	}
