@@ -163,6 +163,10 @@ func (a *Agent) SwitchRelease(ctx context.Context, tag string) api.SwitchAnswer 
 		defer a.observe(failover.Maintenance{On: false})
 		a.waitMaintenance(2 * time.Second)
 	}
+	// The switch goes on when the asker goes away (a command interrupted): a stack half started, or a tree half
+	// taken back, is worse than either release.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*timeout+5*time.Minute)
+	defer cancel()
 	begin := time.Now()
 	before, err := t.Switch(tag)
 	if err == nil {
@@ -264,12 +268,13 @@ func (a *Agent) waitMaintenance(d time.Duration) {
 }
 
 // startRelease starts mailcow on the tree as it is now (the stack creates anew the containers whose definition
-// changed) and waits until every critical service is up.
+// changed) and waits until every critical service is up, timeout from the start (the stack's own start waits as
+// long).
 func (a *Agent) startRelease(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	if err := a.exec.Stack.Start(ctx); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(timeout)
 	for {
 		failed, err := a.exec.Stack.Failed(ctx)
 		switch {

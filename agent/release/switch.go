@@ -48,6 +48,9 @@ func (t Tree) Switch(tag string) (Release, error) {
 	var added []string
 	for _, n := range names {
 		src, dst := filepath.Join(t.Next(), n), filepath.Join(t.Dir, n)
+		if fi, err := os.Lstat(src); err == nil && fi.IsDir() {
+			continue // a submodule's entry: git ls-files names its directory
+		}
 		same, exists, err := samePath(src, dst)
 		if err != nil {
 			return cur, err
