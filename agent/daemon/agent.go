@@ -259,6 +259,9 @@ func Run(ctx context.Context, o Options) error {
 			Alert: func(name event.Name, msg string) { a.alert(name, report.SeverityWarning, "", 0, msg, nil) }}
 		a.o.Stack, a.exec.Stack = us, us
 	}
+	// A takeover's start waits while mailcow update lays a release over the tree (a tree half laid over is neither
+	// release); the switch itself starts the stack below the guard.
+	a.exec.Stack = treeGuard{Stack: a.o.Stack, mu: &a.relSwitch}
 
 	var wg sync.WaitGroup
 	defer wg.Wait()

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/docker/docker/client"
@@ -254,6 +255,26 @@ func (a *Agent) catchUpRelease(ctx context.Context) {
 	}
 }
 
+// treeGuard is the executor's stack: its start waits for a switch of the release under way (relSwitch).
+type treeGuard struct {
+	Stack
+	mu *sync.Mutex
+}
+
+func (g treeGuard) Start(ctx context.Context) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.Stack.Start(ctx)
+}
+
+// Running passes the count of running containers through, when the stack below can count them.
+func (g treeGuard) Running(ctx context.Context) (int, error) {
+	if r, ok := g.Stack.(stackRunning); ok {
+		return r.Running(ctx)
+	}
+	return 0, nil
+}
+
 // waitMaintenance waits until the brain has taken maintenance in (the observation goes through the loop), at
 // most d.
 func (a *Agent) waitMaintenance(d time.Duration) {
@@ -272,11 +293,11 @@ func (a *Agent) waitMaintenance(d time.Duration) {
 // long).
 func (a *Agent) startRelease(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	if err := a.exec.Stack.Start(ctx); err != nil {
+	if err := a.o.Stack.Start(ctx); err != nil { // below the tree guard: the switch holds it
 		return err
 	}
 	for {
-		failed, err := a.exec.Stack.Failed(ctx)
+		failed, err := a.o.Stack.Failed(ctx)
 		switch {
 		case err == nil && failed == "":
 			return nil

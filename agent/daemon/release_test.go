@@ -59,7 +59,8 @@ func TestSwitchRelease(t *testing.T) {
 	release.WriteRecord(dir, release.Release{Tag: "one", Commit: "c1"})
 	st := &treeStack{dir: dir}
 
-	a := &Agent{log: slog.New(slog.DiscardHandler), obs: make(chan failover.Observation), exec: &Executor{Stack: st}}
+	a := &Agent{log: slog.New(slog.DiscardHandler), obs: make(chan failover.Observation), exec: &Executor{}, o: Options{Stack: st}}
+	a.exec.Stack = treeGuard{Stack: st, mu: &a.relSwitch}
 	a.c.Mailcow = config.Mailcow{Dir: dir, StartTimeout: config.Duration(300e6)}
 	a.s.Role = failover.RoleMaster
 	var maint []bool
@@ -230,5 +231,29 @@ func TestCatchUpRelease(t *testing.T) {
 	a.tasks.Wait()
 	if holds() != two {
 		t.Errorf("holds %s after the catch-up, want %s (%+v)", holds(), two, a.ReleaseState())
+	}
+}
+
+// A takeover's start waits while a release is laid over the tree.
+func TestTreeGuard(t *testing.T) {
+	st := &treeStack{dir: t.TempDir()}
+	var mu sync.Mutex
+	g := treeGuard{Stack: st, mu: &mu}
+	mu.Lock()
+	done := make(chan struct{})
+	go func() { g.Start(context.Background()); close(done) }()
+	select {
+	case <-done:
+		t.Fatal("the start did not wait for the switch")
+	case <-time.After(50 * time.Millisecond):
+	}
+	mu.Unlock()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the start did not go on after the switch")
+	}
+	if st.starts != 1 {
+		t.Errorf("%d starts", st.starts)
 	}
 }
