@@ -315,7 +315,9 @@ func TestImageRecordsMailcowRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := `"$dir/` + release.RecordFile + `"`; !strings.Contains(string(b), want) {
-		t.Errorf("provision/40-mailcow.sh does not write %s", want)
+	for _, want := range []string{`>"$dir/` + release.RecordFile + `"`, `>"$dir/` + release.ManifestFile + `"`, "sha256sum"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("provision/40-mailcow.sh does not write %s", want)
+		}
 	}
 }

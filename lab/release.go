@@ -104,5 +104,8 @@ func (l *Lab) seedTree(dir string) error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("lab: the release tree into %s: %w: %s", dir, err, out)
 	}
-	return release.WriteRecord(dir, l.imageRelease)
+	if err := release.WriteRecord(dir, l.imageRelease); err != nil {
+		return err
+	}
+	return release.WriteManifest(dir, nil) // as the image writes it
 }

@@ -4,9 +4,12 @@
 package release
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -33,8 +36,10 @@ func (r Release) String() string {
 const (
 	// RecordFile, in a tree, names the release it holds (the image writes it for the release it carries).
 	RecordFile = ".mailcow-ha-release"
-	// filesFile, in a staged tree, lists the release's own files (git ls-files): only they are laid over the tree.
-	filesFile = ".mailcow-ha-files"
+	// ManifestFile, in a tree and in a staged one, lists the release's own files (git ls-files), each with its
+	// content's SHA-256 ("-" for a link), as sha256sum writes them: only they are laid over the tree, and one whose
+	// hash is the same in both releases is not read again. The image writes it for the release it carries.
+	ManifestFile = ".mailcow-ha-files"
 	// addedFile, in the undo directory, lists the files the switch added (a revert removes them).
 	addedFile = ".mailcow-ha-added"
 )
@@ -107,17 +112,94 @@ func writeFile(path string, b []byte, mode fs.FileMode) error {
 	return nil
 }
 
-// files reads a staged tree's list of the release's own files.
-func files(next string) ([]string, error) {
-	b, err := os.ReadFile(filepath.Join(next, filesFile))
-	if err != nil {
-		return nil, fmt.Errorf("release: the staged release's file list: %w", err)
+// manifest is a tree's list of its release's files: path → SHA-256 ("-" for a link), and the paths in order.
+type manifest struct {
+	sums  map[string]string
+	paths []string
+}
+
+// readManifest reads dir's manifest (empty, with no error, when dir has none).
+func readManifest(dir string) (manifest, error) {
+	m := manifest{sums: map[string]string{}}
+	b, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return m, nil
 	}
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			out = append(out, l)
+	if err != nil {
+		return m, fmt.Errorf("release: %w", err)
+	}
+	for i, l := range strings.Split(string(b), "\n") {
+		if l == "" {
+			continue
+		}
+		sum, path, ok := strings.Cut(l, "  ")
+		if !ok || path == "" {
+			return m, fmt.Errorf("release: %s line %d: want \"SHA256  PATH\"", filepath.Join(dir, ManifestFile), i+1)
+		}
+		path = strings.TrimPrefix(path, "./")
+		if _, dup := m.sums[path]; !dup {
+			m.paths = append(m.paths, path)
+		}
+		m.sums[path] = sum
+	}
+	return m, nil
+}
+
+// WriteManifest writes dir's manifest of the files named (every regular file and link below dir but .git and this
+// package's own files, when names is nil), with their hashes.
+func WriteManifest(dir string, names []string) error {
+	if names == nil {
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(dir, path)
+			switch {
+			case d.IsDir() && d.Name() == ".git":
+				return filepath.SkipDir
+			case d.IsDir(), rel == RecordFile || rel == ManifestFile:
+				return nil
+			}
+			names = append(names, rel)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("release: %w", err)
 		}
 	}
-	return out, nil
+	var b strings.Builder
+	for _, n := range names {
+		sum, err := sumOf(filepath.Join(dir, n))
+		if err != nil {
+			return err
+		}
+		if sum == "" {
+			continue // a directory (a submodule's entry)
+		}
+		b.WriteString(sum + "  " + n + "\n")
+	}
+	return writeFile(filepath.Join(dir, ManifestFile), []byte(b.String()), 0o644)
+}
+
+// sumOf is a regular file's SHA-256, "-" for a link, "" for a directory.
+func sumOf(path string) (string, error) {
+	fi, err := os.Lstat(path)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("release: %w", err)
+	case fi.IsDir():
+		return "", nil
+	case !fi.Mode().IsRegular():
+		return "-", nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("release: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("release: %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

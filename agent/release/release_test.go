@@ -183,3 +183,48 @@ func TestStageSwitchRevert(t *testing.T) {
 		t.Errorf("Current() = %+v after the revert", got)
 	}
 }
+
+// With the tree's manifest (the image writes it), a file whose hash is the same in both releases is not compared
+// or written: a local edit of it stays, as a merge would keep it. The manifest follows the switch and its revert.
+func TestSwitchWithManifest(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not installed: " + err.Error())
+	}
+	ctx := context.Background()
+	repo := gitRepo(t)
+	tr := Tree{Dir: filepath.Join(t.TempDir(), "mailcow")}
+	for path, s := range map[string]string{"a.txt": "one\n", "data/conf/x.conf": "x=1\n", "run.sh": "#!/bin/sh\n"} {
+		write(t, filepath.Join(tr.Dir, path), s, 0o644)
+	}
+	os.Symlink("a.txt", filepath.Join(tr.Dir, "link"))
+	WriteRecord(tr.Dir, Release{Tag: "r1", Commit: "c1"})
+	if err := WriteManifest(tr.Dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	m, err := readManifest(tr.Dir)
+	if err != nil || len(m.paths) != 4 || m.sums["link"] != "-" || len(m.sums["a.txt"]) != 64 {
+		t.Fatalf("the image's manifest: %+v %v", m, err)
+	}
+	write(t, filepath.Join(tr.Dir, "data/conf/x.conf"), "x=local\n", 0o644) // an edit after the image was made
+	if _, err := (Stager{Tree: tr, Repo: repo}).Stage(ctx, "r2", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Switch("r2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, filepath.Join(tr.Dir, "data/conf/x.conf")); got != "x=local\n" {
+		t.Errorf("a file the release did not change was written over: %q", got)
+	}
+	if got := read(t, filepath.Join(tr.Dir, "a.txt")); got != "two\n" {
+		t.Errorf("a.txt = %q after the switch", got)
+	}
+	if got, _ := readManifest(tr.Dir); got.sums["b.txt"] == "" {
+		t.Errorf("the tree's manifest is not the release's after the switch: %v", got.paths)
+	}
+	if _, err := tr.Revert(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := readManifest(tr.Dir); got.sums["b.txt"] != "" || len(got.paths) != 4 {
+		t.Errorf("the revert did not put the manifest back: %v", got.paths)
+	}
+}

@@ -75,7 +75,7 @@ func (s Stager) Stage(ctx context.Context, tag, commit string) (Release, error) 
 	if err := os.RemoveAll(filepath.Join(tmp, ".git")); err != nil {
 		return r, fmt.Errorf("release: %w", err)
 	}
-	if err := writeFile(filepath.Join(tmp, filesFile), []byte(strings.Join(names, "\n")+"\n"), 0o644); err != nil {
+	if err := WriteManifest(tmp, names); err != nil {
 		return r, err
 	}
 	own, err := s.copyOwn(tmp, names)
@@ -133,7 +133,7 @@ func (s Stager) copyOwn(dst string, names []string) ([]string, error) {
 	var own []string
 	for _, e := range es {
 		n := e.Name()
-		if ours[n] || n == RecordFile || e.IsDir() {
+		if ours[n] || n == RecordFile || n == ManifestFile || e.IsDir() {
 			continue
 		}
 		if err := copyPath(filepath.Join(s.Tree.Dir, n), filepath.Join(dst, n)); err != nil {

@@ -31,7 +31,16 @@ func (t Tree) Switch(tag string) (Release, error) {
 	if cur == staged {
 		return cur, nil
 	}
-	names, err := files(t.Next())
+	next, err := readManifest(t.Next())
+	if err != nil {
+		return cur, err
+	}
+	if len(next.paths) == 0 {
+		return cur, fmt.Errorf("release: the staged release lists no files (%s)", filepath.Join(t.Next(), ManifestFile))
+	}
+	// The tree's own manifest (the release it holds): a file whose hash is the same in both releases is left
+	// alone without reading it. Without one (an older image), every file is compared.
+	held, err := readManifest(t.Dir)
 	if err != nil {
 		return cur, err
 	}
@@ -46,10 +55,22 @@ func (t Tree) Switch(tag string) (Release, error) {
 		return cur, err
 	}
 	var added []string
-	for _, n := range names {
+	if len(held.paths) > 0 {
+		if err := copyPath(filepath.Join(t.Dir, ManifestFile), filepath.Join(prev, ManifestFile)); err != nil {
+			return cur, err
+		}
+	} else {
+		added = append(added, ManifestFile) // a revert removes the manifest this switch writes
+	}
+	if err := writeFile(filepath.Join(prev, addedFile), []byte(strings.Join(added, "\n")+"\n"), 0o644); err != nil {
+		return cur, err
+	}
+	for _, n := range next.paths {
 		src, dst := filepath.Join(t.Next(), n), filepath.Join(t.Dir, n)
-		if fi, err := os.Lstat(src); err == nil && fi.IsDir() {
-			continue // a submodule's entry: git ls-files names its directory
+		if sum := next.sums[n]; sum != "-" && held.sums[n] == sum {
+			if fi, err := os.Lstat(dst); err == nil && fi.Mode().IsRegular() {
+				continue
+			}
 		}
 		same, exists, err := samePath(src, dst)
 		if err != nil {
@@ -72,6 +93,9 @@ func (t Tree) Switch(tag string) (Release, error) {
 		if err := copyPath(src, dst); err != nil {
 			return cur, err
 		}
+	}
+	if err := copyPath(filepath.Join(t.Next(), ManifestFile), filepath.Join(t.Dir, ManifestFile)); err != nil {
+		return cur, err
 	}
 	return cur, WriteRecord(t.Dir, staged)
 }

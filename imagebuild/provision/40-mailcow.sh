@@ -52,7 +52,10 @@ else
 	# The mail servers' image beside it: mailcow-ha-images.service loads every tarball there.
 	install -D -m 0644 "$MCHA_PAYLOAD/images/mailservers.tar" "$(dirname "$MCHA_STUB_IMAGES")/mailservers.tar"
 fi
-# The release the tree holds, as `mailcow-ha mailcow update` records it (agent/release: RecordFile).
+# The release the tree holds, as `mailcow-ha mailcow update` records it (agent/release: RecordFile), and its files
+# with their hashes (ManifestFile, sha256sum's format): a file that a new release does not change is not read again.
 printf '{"tag":"%s","commit":"%s"}\n' "$MCHA_MAILCOW_TAG" "$MCHA_MAILCOW_COMMIT" >"$dir/.mailcow-ha-release"
+(cd "$dir" && find . -path ./.git -prune -o -type f ! -name .mailcow-ha-release ! -name .mailcow-ha-files -print0 |
+	sort -z | xargs -0 -r sha256sum) >"$dir/.mailcow-ha-files"
 install -D -m 0644 "$MCHA_PAYLOAD/mailcow/site.signup.custom" "$dir/data/conf/nginx/site.signup.custom"
 install -D -m 0644 "$MCHA_PAYLOAD/mailcow/site.mailcow-ha.custom" "$dir/data/conf/nginx/site.mailcow-ha.custom"
