@@ -194,13 +194,13 @@ func (a *Agent) SwitchRelease(ctx context.Context, tag string) api.SwitchAnswer 
 }
 
 // followRelease brings this node's tree to the release every other data member holds, when it alone holds
-// another (catchUpRelease), first 5 s after the start, then every 10 s (a rolling upgrade waits for it).
+// another (catchUpRelease), first 2 s after the start, then every 10 s (a rolling upgrade waits for it).
 func (a *Agent) followRelease(ctx context.Context) {
-	every(ctx, 5*time.Second, 10*time.Second, func() bool { a.catchUpRelease(ctx); return false })
+	every(ctx, 2*time.Second, 10*time.Second, func() bool { a.catchUpRelease(ctx); return false })
 }
 
 // catchUpRelease stages and then switches to the release that every other data member's tree holds, on a BACKUP
-// whose tree holds another: a node rebuilt or added from an image with an older release, or one that was off
+// (or a FAULT node) whose tree holds another: a node rebuilt or added from an image with an older release, or one that was off
 // during mailcow update. Every member must answer and agree: a MASTER alone on another release (a node of an
 // old image that took over) is not followed, and a cluster half-way through mailcow update is left to it.
 func (a *Agent) catchUpRelease(ctx context.Context) {
@@ -210,7 +210,9 @@ func (a *Agent) catchUpRelease(ctx context.Context) {
 	a.relMu.Lock()
 	busy := a.rel.staging != "" || a.rel.switches > 0
 	a.relMu.Unlock()
-	if role != failover.RoleBackup || busy {
+	// A BACKUP, or a node still in FAULT while its Galera member joins: its stack does not run, so the catch-up
+	// goes on beside the join (a rolling upgrade waits for both).
+	if (role != failover.RoleBackup && role != failover.RoleFault) || busy {
 		return
 	}
 	t := a.tree()
