@@ -766,12 +766,11 @@ func TestLab(t *testing.T) {
 			t.Errorf("MASTER %q after the stray stack was stopped (was %s): %v", now, m, err)
 		}
 	})
-	scenario("mailcow update: a new release staged while mail flows, run on the MASTER in place, a node that was off catches up, no MASTER change", true, func(t *testing.T) {
+	scenario("mailcow update: a new release staged on every node while mail flows, run on the MASTER in place, no MASTER change", true, func(t *testing.T) {
 		// mailcow publishes a release (the lab's repository stands for mailcow-dockerized's; the stand-in changes
-		// postfix's image, whose pull the stub stands in for). One BACKUP is off. `mailcow-ha mailcow update` on the
-		// other stages it on the two nodes that answer, then the MASTER runs it in maintenance: only postfix-mailcow
-		// is created anew, the other 17 containers run on. Then the BACKUP's tree. The node that was off holds the
-		// image's release when it is back, and catches up by itself. Mail flows throughout.
+		// postfix's image, whose pull the stub stands in for). `mailcow-ha mailcow update` on a BACKUP stages it on
+		// every node, then the MASTER runs it in maintenance: only postfix-mailcow is created anew, the other 17
+		// containers run on. Then the BACKUPs' trees. Mail flows throughout.
 		if l.ReleaseRepo() == "" {
 			t.Skip("the lab was made without mailcow's release tree (mailcowtree found none)")
 		}
@@ -780,14 +779,10 @@ func TestLab(t *testing.T) {
 			t.Fatal(err)
 		}
 		master := l.Node(m)
-		var on, down *Node
+		var on *Node
 		for _, n := range l.Nodes {
-			switch {
-			case n.Name == m:
-			case on == nil:
+			if n.Name != m && on == nil {
 				on = n
-			default:
-				down = n
 			}
 		}
 		next, err := l.PublishRelease(ctx, l.ImageRelease().Tag+"-next", func(tree string) error {
@@ -810,10 +805,6 @@ func TestLab(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := l.watch(ctx)
-		if err := l.SimPower(down, false); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, ctx, 30*time.Second, down.Name+" off", func() bool { return !down.Powered() })
 		t0 := time.Now()
 		out, err := exec.CommandContext(ctx, "nsenter", "--net=/run/netns/"+on.NS.Name, l.o.Bin, "mailcow", "update", "--to", next.Tag,
 			"--commit", next.Commit, "--within", "4m", "--config", filepath.Join(on.Dir, "config.toml")).CombinedOutput()
@@ -823,9 +814,6 @@ func TestLab(t *testing.T) {
 		}
 		if !strings.Contains(string(out), m+": ") || !strings.Contains(string(out), "mailcow restarted on it, healthy") {
 			t.Errorf("the MASTER %s did not restart mailcow on the release", m)
-		}
-		if !strings.Contains(string(out), down.Name+": not reached") || !strings.Contains(string(out), "1 not reached take it when they are back") {
-			t.Errorf("the command did not leave out %s, which is off", down.Name)
 		}
 		after, err := master.Containers(ctx)
 		if err != nil {
@@ -840,21 +828,11 @@ func TestLab(t *testing.T) {
 		if len(after) != len(before) || !slices.Equal(anew, []string{"postfix-mailcow"}) {
 			t.Errorf("created anew on the MASTER: %v (of %d containers, %d before); want only postfix-mailcow", anew, len(after), len(before))
 		}
-		holds := func(n *Node) release.Release {
-			r, _ := release.Tree{Dir: filepath.Join(n.Dir, "mailcow")}.Current()
-			return r
-		}
-		for _, n := range []*Node{master, on} {
-			if r := holds(n); r != next {
-				t.Errorf("%s's tree holds %s, want %s", n.Name, r, next)
+		for _, n := range l.Nodes {
+			if r, err := (release.Tree{Dir: filepath.Join(n.Dir, "mailcow")}).Current(); err != nil || r != next {
+				t.Errorf("%s's tree holds %s (%v), want %s", n.Name, r, err, next)
 			}
 		}
-		t1 := time.Now()
-		if err := l.PowerOn(ctx, down, 60*time.Second); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, ctx, 2*time.Minute, down.Name+" catches up on mailcow "+next.String(), func() bool { return holds(down) == next })
-		t.Logf("%s caught up %.1f s after its power-on", down.Name, time.Since(t1).Seconds())
 		if now, err := l.WaitSettled(ctx, time.Minute); err != nil || now != m {
 			t.Errorf("MASTER %q after the update (was %s): %v", now, m, err)
 		}
