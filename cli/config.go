@@ -213,15 +213,8 @@ func orDash(s string) string {
 
 // configShow prints the revision each member runs.
 func configShow(ctx context.Context, args []string, stdio Stdio) int {
-	fs := newFlags("config show", "config show [--config PATH]", stdio)
-	src := sourceFlags(fs)
-	if code, done := parseFlags(fs, args, stdio); done {
-		return code
-	}
-	src.Stdin = stdio.Stdin
-	sess, code, err := openSession(ctx, *src)
-	if err != nil {
-		fmt.Fprintf(stdio.Stderr, "mailcow-ha config show: %v\n", err)
+	sess, code, ok := listSession(ctx, "config show", args, stdio)
+	if !ok {
 		return code
 	}
 	tw := tabwriter.NewWriter(stdio.Stdout, 0, 8, 2, ' ', 0)

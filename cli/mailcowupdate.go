@@ -199,15 +199,8 @@ func (s memberSession) master(ctx context.Context) (config.Member, error) {
 
 // mailcowRelease prints the mailcow release each data member runs and the one it staged.
 func mailcowRelease(ctx context.Context, args []string, stdio Stdio) int {
-	fs := newFlags("mailcow release", "mailcow release [--config PATH]", stdio)
-	src := sourceFlags(fs)
-	if code, done := parseFlags(fs, args, stdio); done {
-		return code
-	}
-	src.Stdin = stdio.Stdin
-	sess, code, err := openSession(ctx, *src)
-	if err != nil {
-		fmt.Fprintf(stdio.Stderr, "mailcow-ha mailcow release: %v\n", err)
+	sess, code, ok := listSession(ctx, "mailcow release", args, stdio)
+	if !ok {
 		return code
 	}
 	tw := tabwriter.NewWriter(stdio.Stdout, 0, 8, 2, ' ', 0)

@@ -55,6 +55,23 @@ func openSession(ctx context.Context, src config.Sources) (memberSession, int, e
 	return s, ExitOK, nil
 }
 
+// listSession opens the session of a command that takes no flag but --config and lists what each member says
+// (`config show`, `mailcow release`); ok is false when the command is done, with code.
+func listSession(ctx context.Context, name string, args []string, stdio Stdio) (sess memberSession, code int, ok bool) {
+	fs := newFlags(name, name+" [--config PATH]", stdio)
+	src := sourceFlags(fs)
+	if code, done := parseFlags(fs, args, stdio); done {
+		return sess, code, false
+	}
+	src.Stdin = stdio.Stdin
+	sess, code, err := openSession(ctx, *src)
+	if err != nil {
+		fmt.Fprintf(stdio.Stderr, "mailcow-ha %s: %v\n", name, err)
+		return sess, code, false
+	}
+	return sess, ExitOK, true
+}
+
 // peer is a member as the peer API reaches it.
 func (s memberSession) peer(m config.Member) api.Peer {
 	return api.Peer{Name: m.Name, URL: s.cfg.PeerURL(m)}
