@@ -28,6 +28,8 @@ const clusterUsage = `Usage:
   mailcow-ha cluster upgrade --image ID|latest [--channel stable] [--within 20m] [--dry-run] [--config PATH]
       on a node: rebuild every server that does not run the image, one at a time, each back as a Synced BACKUP
       before the next; arbitrators, then the BACKUPs, one switchover, the old MASTER, and this node last
+  mailcow-ha cluster rotate-secret --secret-file FILE [--config PATH]
+      on a node: a new cluster secret on every node, without a restart or a failover (every node must answer)
   mailcow-ha cluster destroy --name N --yes [--delete-volume]
       delete what carries the cluster's labels; the Volume (the mail) only with --delete-volume
 
@@ -52,6 +54,8 @@ func Cluster(ctx context.Context, args []string, stdio Stdio) int {
 		return clusterRemoveNode(ctx, args[1:], stdio)
 	case "upgrade":
 		return clusterUpgrade(ctx, args[1:], stdio)
+	case "rotate-secret":
+		return clusterRotateSecret(ctx, args[1:], stdio)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdio.Stdout, clusterUsage)
 		return ExitOK

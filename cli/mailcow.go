@@ -118,14 +118,15 @@ func mailcowConfig(ctx context.Context, args []string, stdio Stdio) int {
 	return ExitOK
 }
 
-// inlineOrFile is a secret given inline, or else the content of its file.
+// inlineOrFile is the content of a secret's file, or else the secret given inline: as the agent does
+// (config.MaterializeSecrets), the file wins, because a rotation changed it and not the user-data.
 func inlineOrFile(inline config.Secret, path string) (string, error) {
-	if inline.Set() {
-		return inline.Reveal(), nil
-	}
-	s, err := config.SecretFiles{Owner: os.Geteuid()}.ReadSecret(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		if inline.Set() {
+			return inline.Reveal(), nil
+		}
 		return "", fmt.Errorf("neither given inline nor in %s", path)
 	}
+	s, err := config.SecretFiles{Owner: os.Geteuid()}.ReadSecret(path)
 	return s.Reveal(), err
 }

@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strings"
 	"time"
 
@@ -19,11 +21,11 @@ import (
 
 // memberSession is the cluster as a command on a member reaches it.
 type memberSession struct {
-	cfg    config.Config
-	base   config.Payload // the node's own configuration, without the cluster's layered on it
-	self   string
-	secret []byte
-	peers  *api.PeerClient
+	cfg   config.Config
+	base  config.Payload // the node's own configuration, without the cluster's layered on it
+	self  string
+	keys  *api.Keyring
+	peers *api.PeerClient
 }
 
 // openSession reads the node's configuration and the members (the cache that the agent keeps when they come from
@@ -46,12 +48,12 @@ func openSession(ctx context.Context, src config.Sources) (memberSession, int, e
 	if s.self == "" {
 		return s, ExitUsage, errors.New("run it on a node of the cluster (none of the members' private addresses is on this machine)")
 	}
-	secret, err := inlineOrFile(s.cfg.Cluster.Secret, s.cfg.Cluster.SecretFile)
+	keys, err := clusterKeys(s.cfg)
 	if err != nil {
-		return s, ExitFailure, fmt.Errorf("the cluster secret: %w", err)
+		return s, ExitFailure, err
 	}
-	s.secret = []byte(secret)
-	s.peers = &api.PeerClient{Secret: s.secret, Node: s.self}
+	s.keys = keys
+	s.peers = &api.PeerClient{Keys: keys, Node: s.self}
 	return s, ExitOK, nil
 }
 
@@ -70,6 +72,20 @@ func listSession(ctx context.Context, name string, args []string, stdio Stdio) (
 		return sess, code, false
 	}
 	return sess, ExitOK, true
+}
+
+// clusterKeys is the cluster secrets of a command on a member: the one in cluster.secret_file, which it signs
+// with, and during a rotation the node's staged and previous ones, which it also accepts. The secret given inline
+// counts only where the file is missing (the agent writes it at its start; a rotation changes the file only).
+func clusterKeys(c config.Config) (*api.Keyring, error) {
+	if _, err := os.Stat(c.Cluster.SecretFile); errors.Is(err, fs.ErrNotExist) && c.Cluster.Secret.Set() {
+		return api.NewKeyring([]byte(c.Cluster.Secret.Reveal())), nil
+	}
+	cs, err := config.SecretFiles{Owner: os.Geteuid()}.ReadClusterSecrets(c.Cluster.SecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("the cluster secret: %w", err)
+	}
+	return api.NewKeyring(cs.Cur, cs.Next, cs.Prev), nil
 }
 
 // peer is a member as the peer API reaches it.

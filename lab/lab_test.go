@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,13 +12,17 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/api"
+	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/galera"
+	"github.com/mailcow-ha/mailcow-ha/agent/keepalived"
 	"github.com/mailcow-ha/mailcow-ha/agent/release"
 	"github.com/mailcow-ha/mailcow-ha/agent/stack"
 	"github.com/mailcow-ha/mailcow-ha/hcloudsim"
@@ -1360,6 +1365,97 @@ func TestLab(t *testing.T) {
 			case "promoted", "demoted", "fence_failed", "fencing", "peer_fenced":
 				t.Errorf("%s from %s while a dead BACKUP was removed: %s", a.Event.Event, a.Node, a.Message)
 			}
+		}
+		s.end(t, ctx)
+	})
+	scenario("cluster rotate-secret: a new cluster secret on every node, no restart and no MASTER change", true, func(t *testing.T) {
+		// `mailcow-ha cluster rotate-secret` on a BACKUP while mail flows: every node signs with the new secret
+		// (peer API, VRRP's password, Galera's certificate, reloaded live), the old one is deleted, and a command
+		// that still signs with it is refused. Runs last: servers made after it would need user-data with the
+		// new secret.
+		m, err := l.WaitSettled(ctx, 240*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var on *Node
+		for _, n := range l.Nodes {
+			if n.Name != m {
+				on = n
+			}
+		}
+		oldSecret, err := os.ReadFile(filepath.Join(on.Dir, "secret"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := fmt.Sprintf("%x", sha256.Sum256(append(oldSecret, "next"...)))
+		f := filepath.Join(l.o.Dir, "next.secret")
+		if err := config.WriteSecret(f, next); err != nil {
+			t.Fatal(err)
+		}
+		cli := func(cfg string, args ...string) (string, error) {
+			out, err := exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + on.NS.Name, l.o.Bin}, append(args, "--config", cfg)...)...).CombinedOutput()
+			return string(out), err
+		}
+		s := l.watch(ctx)
+		t0 := time.Now()
+		out, err := cli(filepath.Join(on.Dir, "config.toml"), "cluster", "rotate-secret", "--secret-file", f)
+		t.Logf("cluster rotate-secret on %s (%.1f s):\n%s", on.Name, time.Since(t0).Seconds(), out)
+		if err != nil {
+			t.Fatalf("cluster rotate-secret: %v", err)
+		}
+		id := api.KeyID([]byte(next))
+		if !strings.Contains(out, fmt.Sprintf("switched %d of %d nodes to %s", len(l.Nodes), len(l.Nodes), id)) ||
+			!strings.Contains(out, "cluster secret rotated to "+id) {
+			t.Errorf("not every node switched to %s", id)
+		}
+		for _, n := range l.Nodes {
+			b, err := os.ReadFile(filepath.Join(n.Dir, "secret"))
+			if err != nil || strings.TrimSpace(string(b)) != next {
+				t.Errorf("%s: the secret file does not hold the new secret (%v)", n.Name, err)
+			}
+			for _, ext := range []string{".next", ".prev"} {
+				if _, err := os.Stat(filepath.Join(n.Dir, "secret"+ext)); !os.IsNotExist(err) {
+					t.Errorf("%s: secret%s is left after the rotation (%v)", n.Name, ext, err)
+				}
+			}
+			if b, _ := os.ReadFile(filepath.Join(n.Dir, "keepalived.conf")); !strings.Contains(string(b), keepalived.AuthPass([]byte(next), ClusterName)) {
+				t.Errorf("%s: keepalived.conf lacks the new secret's VRRP password", n.Name)
+			}
+		}
+		alerts(t, t0, Want{"secret_staged", m, ""}, Want{"secret_switched", m, ""}, Want{"secret_rotated", m, ""}, Want{"secret_rotated", on.Name, ""})
+		if nm, err := l.WaitSettled(ctx, time.Minute); err != nil || nm != m {
+			t.Errorf("after the rotation: MASTER %q (was %s), %v", nm, m, err)
+		}
+		for _, a := range l.Alerts.Since(t0) {
+			switch a.Event.Event {
+			case "promoted", "demoted", "fencing", "config_restart", "galera_degraded":
+				t.Errorf("%s from %s during the rotation: %s", a.Event.Event, a.Node, a.Message)
+			}
+		}
+		st, err := galeraStatus(ctx, l.Node(m))
+		if err != nil || !st.PrimarySynced() || st.ClusterSize != len(l.Nodes) {
+			t.Errorf("Galera after the rotation: %+v %v", st, err)
+		}
+		// The commands run with the new secret; one that signs with the old is refused by every node.
+		if out, err := cli(filepath.Join(on.Dir, "config.toml"), "config", "show"); err != nil {
+			t.Errorf("config show with the new secret: %v\n%s", err, out)
+		}
+		oldFile := filepath.Join(on.Dir, "secret.old-test")
+		if err := config.WriteSecret(oldFile, strings.TrimSpace(string(oldSecret))); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(oldFile)
+		cfg, err := os.ReadFile(filepath.Join(on.Dir, "config.toml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		oldCfg := filepath.Join(on.Dir, "config.old-secret.toml")
+		if err := config.WriteSecret(oldCfg, strings.Replace(string(cfg), strconv.Quote(filepath.Join(on.Dir, "secret")), strconv.Quote(oldFile), 1)); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(oldCfg)
+		if out, _ := cli(oldCfg, "config", "show"); strings.Count(out, "HTTP 401: unauthorized") != len(l.Nodes) {
+			t.Errorf("config show signed with the retired secret was not refused by every node:\n%s", out)
 		}
 		s.end(t, ctx)
 	})

@@ -52,7 +52,7 @@ func (f *fakeAgent) GaleraReport(context.Context) galera.Report {
 
 func newPeer(t *testing.T) (*httptest.Server, *fakeAgent) {
 	a := &fakeAgent{}
-	v := &Verifier{Secret: secret, Self: "mx2", Nodes: map[string]bool{"mx1": true, "mx2": true, "mx3": true}}
+	v := &Verifier{Keys: NewKeyring(secret), Self: "mx2", Nodes: map[string]bool{"mx1": true, "mx2": true, "mx3": true}}
 	srv := httptest.NewServer(PeerHandler(v, a, slog.New(slog.DiscardHandler)))
 	t.Cleanup(srv.Close)
 	return srv, a
@@ -60,7 +60,7 @@ func newPeer(t *testing.T) (*httptest.Server, *fakeAgent) {
 
 func TestPeerAPI(t *testing.T) {
 	srv, a := newPeer(t)
-	c := &PeerClient{Secret: secret, Node: "mx1"}
+	c := &PeerClient{Keys: NewKeyring(secret), Node: "mx1"}
 	ctx := context.Background()
 	mx2 := Peer{Name: "mx2", URL: srv.URL}
 	st, err := c.State(ctx, mx2)
@@ -168,7 +168,7 @@ func TestRefusalsAreSampled(t *testing.T) {
 // another request, not one whose body was changed, and not one signed by another member.
 func TestPeerAnswersAreBound(t *testing.T) {
 	srv, a := newPeer(t)
-	c := &PeerClient{Secret: secret, Node: "mx1"}
+	c := &PeerClient{Keys: NewKeyring(secret), Node: "mx1"}
 	ctx := context.Background()
 
 	// A host without the secret answers as mx2 would.
@@ -190,7 +190,7 @@ func TestPeerAnswersAreBound(t *testing.T) {
 		defer mu.Unlock()
 		if kept == nil {
 			kept = httptest.NewRecorder()
-			PeerHandler(&Verifier{Secret: secret, Self: "mx2", Nodes: map[string]bool{"mx1": true}}, a, slog.New(slog.DiscardHandler)).ServeHTTP(kept, r)
+			PeerHandler(&Verifier{Keys: NewKeyring(secret), Self: "mx2", Nodes: map[string]bool{"mx1": true}}, a, slog.New(slog.DiscardHandler)).ServeHTTP(kept, r)
 		}
 		for k, v := range kept.Header() {
 			w.Header()[k] = v
@@ -218,7 +218,7 @@ func TestPeerAnswersAreBound(t *testing.T) {
 	}
 
 	// mx3, a member with the secret, answering in mx2's place: its answer is signed as mx3, and mx1 asked mx2.
-	mx3 := httptest.NewServer(PeerHandler(&Verifier{Secret: secret, Self: "mx3", Nodes: map[string]bool{"mx1": true}}, a, slog.New(slog.DiscardHandler)))
+	mx3 := httptest.NewServer(PeerHandler(&Verifier{Keys: NewKeyring(secret), Self: "mx3", Nodes: map[string]bool{"mx1": true}}, a, slog.New(slog.DiscardHandler)))
 	defer mx3.Close()
 	if _, err := c.State(ctx, Peer{Name: "mx2", URL: mx3.URL}); err == nil {
 		t.Fatal("mx3 answered for mx2")
@@ -252,7 +252,7 @@ func TestPeerDialIsBounded(t *testing.T) {
 			defer c.Close()
 		}
 	}
-	c := &PeerClient{Secret: secret, Node: "mx1", DialTimeout: 500 * time.Millisecond}
+	c := &PeerClient{Keys: NewKeyring(secret), Node: "mx1", DialTimeout: 500 * time.Millisecond}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	t0 := time.Now()
@@ -304,7 +304,7 @@ func TestPeerRequestsDoNotReuseConnections(t *testing.T) {
 			served <- struct{}{}
 		}
 	}()
-	c := &PeerClient{Secret: secret, Node: "mx1", DialTimeout: 500 * time.Millisecond}
+	c := &PeerClient{Keys: NewKeyring(secret), Node: "mx1", DialTimeout: 500 * time.Millisecond}
 	to := Peer{Name: "mx2", URL: "http://" + ln.Addr().String()}
 	if err := c.Demote(context.Background(), to, 1001); err == nil {
 		t.Fatal("a 503 confirmed a demotion")
@@ -324,7 +324,7 @@ func TestPeerRequestsDoNotReuseConnections(t *testing.T) {
 // added, not yet read by this agent), OnUnknown is told, and only then.
 func TestUnknownNodeSignedWithTheSecret(t *testing.T) {
 	var told []string
-	v := &Verifier{Secret: secret, Self: "mx2", Nodes: map[string]bool{"mx1": true, "mx2": true},
+	v := &Verifier{Keys: NewKeyring(secret), Self: "mx2", Nodes: map[string]bool{"mx1": true, "mx2": true},
 		OnUnknown: func(node string) { told = append(told, node) }}
 	for _, tc := range []struct {
 		key  []byte

@@ -53,34 +53,48 @@ func configKey(secret []byte) []byte {
 
 // Seal encrypts a cluster configuration's text with the cluster secret.
 func Seal(secret []byte, revision int64, text string) (ConfigDoc, error) {
-	gcm, err := configAEAD(secret)
-	if err != nil {
-		return ConfigDoc{}, err
-	}
-	nonce := make([]byte, gcm.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return ConfigDoc{}, err
-	}
-	ct := gcm.Seal(nonce, nonce, []byte(text), fmt.Appendf(nil, "revision %d", revision))
-	return ConfigDoc{Revision: revision, Sealed: base64.StdEncoding.EncodeToString(ct)}, nil
+	sealed, err := seal(secret, fmt.Sprintf("revision %d", revision), []byte(text))
+	return ConfigDoc{Revision: revision, Sealed: sealed}, err
 }
 
-// Open decrypts a sealed cluster configuration; a document sealed with another secret, or for another revision,
-// is refused.
-func (d ConfigDoc) Open(secret []byte) (string, error) {
+// Open decrypts a sealed cluster configuration with one of keys (during a rotation, the peer may seal with the
+// secret before or after it); a document sealed with another secret, or for another revision, is refused.
+func (d ConfigDoc) Open(keys ...[]byte) (string, error) {
+	for _, k := range keys {
+		if pt, err := open(k, fmt.Sprintf("revision %d", d.Revision), d.Sealed); err == nil {
+			return string(pt), nil
+		}
+	}
+	return "", errors.New("cluster configuration: the seal does not open with this cluster's secret")
+}
+
+// seal encrypts pt with a key derived from the cluster secret (AES-256-GCM), bound to aad: base64(nonce|ct).
+func seal(secret []byte, aad string, pt []byte) (string, error) {
 	gcm, err := configAEAD(secret)
 	if err != nil {
 		return "", err
 	}
-	b, err := base64.StdEncoding.DecodeString(d.Sealed)
-	if err != nil || len(b) < gcm.NonceSize() {
-		return "", errors.New("cluster configuration: not a sealed document")
+	nonce := make([]byte, gcm.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
 	}
-	pt, err := gcm.Open(nil, b[:gcm.NonceSize()], b[gcm.NonceSize():], fmt.Appendf(nil, "revision %d", d.Revision))
+	return base64.StdEncoding.EncodeToString(gcm.Seal(nonce, nonce, pt, []byte(aad))), nil
+}
+
+// open is seal's reverse; it fails for another secret, another aad or a changed text.
+func open(secret []byte, aad, sealed string) ([]byte, error) {
+	b, err := base64.StdEncoding.DecodeString(sealed)
 	if err != nil {
-		return "", errors.New("cluster configuration: the seal does not open with this cluster's secret")
+		return nil, errors.New("not a sealed document")
 	}
-	return string(pt), nil
+	gcm, err := configAEAD(secret)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < gcm.NonceSize() {
+		return nil, errors.New("not a sealed document")
+	}
+	return gcm.Open(nil, b[:gcm.NonceSize()], b[gcm.NonceSize():], []byte(aad))
 }
 
 func configAEAD(secret []byte) (cipher.AEAD, error) {
@@ -104,10 +118,10 @@ type ConfigAgent interface {
 }
 
 // configRoutes adds the cluster configuration's routes to a peer API.
-func configRoutes(mux *http.ServeMux, secret []byte, a ConfigAgent, auth authWrap) {
+func configRoutes(mux *http.ServeMux, keys *Keyring, a ConfigAgent, auth authWrap) {
 	mux.HandleFunc("GET /peer/v1/config", auth(func(w http.ResponseWriter, r *http.Request, _ []byte, _ string) {
 		rev, text := a.ClusterConfig()
-		d, err := Seal(secret, rev, text)
+		d, err := Seal(keys.Signing(), rev, text)
 		if err != nil {
 			http.Error(w, "seal", http.StatusInternalServerError)
 			return
@@ -120,7 +134,7 @@ func configRoutes(mux *http.ServeMux, secret []byte, a ConfigAgent, auth authWra
 			http.Error(w, "bad request", http.StatusBadRequest)
 			return
 		}
-		text, err := d.Open(secret)
+		text, err := d.Open(keys.Accepted()...)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -145,13 +159,13 @@ func (c *PeerClient) ClusterConfig(ctx context.Context, to Peer) (int64, string,
 	if d.Revision == 0 {
 		return 0, "", nil
 	}
-	text, err := d.Open(c.Secret)
+	text, err := d.Open(c.Keys.Accepted()...)
 	return d.Revision, text, err
 }
 
 // ApplyConfig hands a peer a revision of the cluster configuration.
 func (c *PeerClient) ApplyConfig(ctx context.Context, to Peer, revision int64, text string) (ConfigAnswer, error) {
-	d, err := Seal(c.Secret, revision, text)
+	d, err := Seal(c.Keys.Signing(), revision, text)
 	if err != nil {
 		return ConfigAnswer{}, err
 	}

@@ -46,10 +46,10 @@ func (c *configAgent) Restart() error {
 // not move to another revision.
 func TestConfigOverPeerAPI(t *testing.T) {
 	a := &configAgent{}
-	v := &Verifier{Secret: secret, Self: "mx2", Nodes: map[string]bool{"mx1": true, "mx2": true}}
+	v := &Verifier{Keys: NewKeyring(secret), Self: "mx2", Nodes: map[string]bool{"mx1": true, "mx2": true}}
 	srv := httptest.NewServer(PeerHandler(v, a, slog.New(slog.DiscardHandler)))
 	defer srv.Close()
-	c := &PeerClient{Secret: secret, Node: "mx1"}
+	c := &PeerClient{Keys: NewKeyring(secret), Node: "mx1"}
 	ctx := context.Background()
 	mx2 := Peer{Name: "mx2", URL: srv.URL}
 	text := "[hcloud]\ntoken = \"secret-token\"\n"

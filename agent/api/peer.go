@@ -104,7 +104,7 @@ func PeerHandler(v *Verifier, a PeerAgent, log *slog.Logger) http.Handler {
 			}
 			ans := &answer{header: w.Header(), status: http.StatusOK}
 			h(ans, r, req.Body, req.From)
-			w.Header().Set(HeaderAnswer, answerSignature(v.Secret, v.Self, req.From, req.Nonce, ans.status, ans.body.Bytes()))
+			w.Header().Set(HeaderAnswer, answerSignature(v.Keys.Signing(), v.Self, req.From, req.Nonce, ans.status, ans.body.Bytes()))
 			w.WriteHeader(ans.status)
 			w.Write(ans.body.Bytes())
 		}
@@ -147,10 +147,13 @@ func PeerHandler(v *Verifier, a PeerAgent, log *slog.Logger) http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	if ca, ok := a.(ConfigAgent); ok {
-		configRoutes(mux, v.Secret, ca, auth)
+		configRoutes(mux, v.Keys, ca, auth)
 	}
 	if ra, ok := a.(ReleaseAgent); ok {
 		releaseRoutes(mux, ra, auth)
+	}
+	if sa, ok := a.(SecretAgent); ok {
+		secretRoutes(mux, v.Keys, sa, auth)
 	}
 	return mux
 }
@@ -175,8 +178,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // PeerClient calls other nodes' peer APIs. It accepts an answer only when the node it asked signed it for this
 // request.
 type PeerClient struct {
-	Secret []byte
-	Node   string // this node's name, sent with every request
+	Keys *Keyring // signs the requests; an answer must be signed with one of its secrets
+	Node string   // this node's name, sent with every request
 	// HTTP is the client; nil: one whose connections must be made within DialTimeout.
 	HTTP *http.Client
 	// DialTimeout bounds the TCP connection to a peer (0: PeerDialTimeout), apart from the request's own deadline.
@@ -232,7 +235,7 @@ func (c *PeerClient) do(ctx context.Context, method string, to Peer, path string
 		return fmt.Errorf("peer API: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	nonce := Sign(req, c.Secret, c.Node, to.Name, body, time.Now())
+	nonce := Sign(req, c.Keys.Signing(), c.Node, to.Name, body, time.Now())
 	resp, err := c.client().Do(req)
 	if err != nil {
 		return fmt.Errorf("peer API %s: %w", url, err)
@@ -250,7 +253,7 @@ func (c *PeerClient) do(ctx context.Context, method string, to Peer, path string
 	if len(b) > maxBody {
 		return fmt.Errorf("peer API %s: answer over %d bytes", url, maxBody)
 	}
-	if err := VerifyAnswer(c.Secret, to.Name, c.Node, nonce, resp.StatusCode, resp.Header, b); err != nil {
+	if err := VerifyAnswer(c.Keys.Accepted(), to.Name, c.Node, nonce, resp.StatusCode, resp.Header, b); err != nil {
 		return fmt.Errorf("peer API %s: %w", url, err)
 	}
 	if out != nil {

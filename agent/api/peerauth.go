@@ -66,20 +66,33 @@ func Sign(req *http.Request, secret []byte, from, to string, body []byte, now ti
 	return nonce
 }
 
-// VerifyAnswer checks the signature of an answer from node from to this node's request with nonce.
-func VerifyAnswer(secret []byte, from, to, nonce string, status int, header http.Header, body []byte) error {
-	want := answerSignature(secret, from, to, nonce, status, body)
-	if !hmac.Equal([]byte(want), []byte(header.Get(HeaderAnswer))) {
-		return fmt.Errorf("%w: the answer is not signed by %s for this request", ErrAuth, from)
+// VerifyAnswer checks the signature of an answer from node from to this node's request with nonce: made with one
+// of keys.
+func VerifyAnswer(keys [][]byte, from, to, nonce string, status int, header http.Header, body []byte) error {
+	got := []byte(header.Get(HeaderAnswer))
+	for _, k := range keys {
+		if hmac.Equal([]byte(answerSignature(k, from, to, nonce, status, body)), got) {
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("%w: the answer is not signed by %s for this request", ErrAuth, from)
+}
+
+// signedWith reports whether sig is the request's signature with one of keys.
+func signedWith(keys [][]byte, sig, node, to, method, path, ts, nonce string, body []byte) bool {
+	for _, k := range keys {
+		if hmac.Equal([]byte(signature(k, node, to, method, path, ts, nonce, body)), []byte(sig)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Verifier checks signed requests and remembers nonces for twice the allowed skew.
 type Verifier struct {
-	Secret []byte
-	Self   string          // this node's name: a request meant for another node is refused
-	Nodes  map[string]bool // the cluster's node names (SetNodes while requests are served)
+	Keys  *Keyring        // the secrets a request may be signed with; answers are signed with its signing one
+	Self  string          // this node's name: a request meant for another node is refused
+	Nodes map[string]bool // the cluster's node names (SetNodes while requests are served)
 	// OnUnknown is called (it must not block) for a request from a node not in Nodes that is signed with the
 	// secret: a member the API lists now and this agent not yet.
 	OnUnknown func(node string)
@@ -158,7 +171,7 @@ func (v *Verifier) verify(req *http.Request) (body []byte, node, nonce string, e
 	if !known {
 		// Signed with the cluster's secret, by a node this agent does not know yet: a node just added, before this
 		// agent's next read of the members. It is still refused; the agent may read the members now.
-		if v.OnUnknown != nil && hmac.Equal([]byte(signature(v.Secret, node, to, req.Method, req.URL.Path, ts, nonce, body)), []byte(sig)) {
+		if v.OnUnknown != nil && signedWith(v.Keys.Accepted(), sig, node, to, req.Method, req.URL.Path, ts, nonce, body) {
 			v.OnUnknown(node)
 		}
 		return nil, "", "", fmt.Errorf("%w: unknown node %q", ErrAuth, node)
@@ -173,8 +186,7 @@ func (v *Verifier) verify(req *http.Request) (body []byte, node, nonce string, e
 	if len(nonce) < 16 {
 		return nil, "", "", fmt.Errorf("%w: nonce", ErrAuth)
 	}
-	want := signature(v.Secret, node, to, req.Method, req.URL.Path, ts, nonce, body)
-	if !hmac.Equal([]byte(want), []byte(sig)) {
+	if !signedWith(v.Keys.Accepted(), sig, node, to, req.Method, req.URL.Path, ts, nonce, body) {
 		return nil, "", "", fmt.Errorf("%w: signature", ErrAuth)
 	}
 	// Signed, but for another node: a request captured on its way to a peer is no good here.

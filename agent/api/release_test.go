@@ -40,10 +40,10 @@ func (r *releaseAgent) SwitchRelease(_ context.Context, tag string) SwitchAnswer
 // The release routes answer signed requests only, and carry the stage, the state and the switch.
 func TestReleaseOverPeerAPI(t *testing.T) {
 	a := &releaseAgent{current: release.Release{Tag: "2026-07a", Commit: "c1"}}
-	v := &Verifier{Secret: secret, Self: "mx2", Nodes: map[string]bool{"mx1": true, "mx2": true}}
+	v := &Verifier{Keys: NewKeyring(secret), Self: "mx2", Nodes: map[string]bool{"mx1": true, "mx2": true}}
 	srv := httptest.NewServer(PeerHandler(v, a, slog.New(slog.DiscardHandler)))
 	defer srv.Close()
-	c := &PeerClient{Secret: secret, Node: "mx1"}
+	c := &PeerClient{Keys: NewKeyring(secret), Node: "mx1"}
 	ctx := context.Background()
 	mx2 := Peer{Name: "mx2", URL: srv.URL}
 	if err := c.StageRelease(ctx, mx2, "2026-09", "c2"); err != nil || a.staged.Tag != "2026-09" {
@@ -65,7 +65,7 @@ func TestReleaseOverPeerAPI(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("an unsigned stage: %v %v", resp, err)
 	}
-	other := &PeerClient{Secret: []byte("another secret, 32 characters..."), Node: "mx1"}
+	other := &PeerClient{Keys: NewKeyring([]byte("another secret, 32 characters...")), Node: "mx1"}
 	if err := other.StageRelease(ctx, mx2, "evil", ""); err == nil || a.staged.Tag == "evil" {
 		t.Errorf("a stage signed with another secret: %v, staged %+v", err, a.staged)
 	}

@@ -175,3 +175,29 @@ func WriteSecret(path, content string) error {
 	}
 	return nil
 }
+
+// ClusterSecrets is the cluster secrets a node holds: the one in cluster.secret_file, which it signs with, and
+// during a rotation (`cluster rotate-secret`) the one staged next (file ".next" beside it) and the one before the
+// switch (".prev"), which it also accepts.
+type ClusterSecrets struct{ Cur, Next, Prev []byte }
+
+// ReadClusterSecrets reads cluster.secret_file at path and the rotation's files beside it, which may be missing.
+func (s SecretFiles) ReadClusterSecrets(path string) (ClusterSecrets, error) {
+	cur, err := s.ReadSecret(path)
+	if err != nil {
+		return ClusterSecrets{}, fmt.Errorf("cluster.secret_file: %w", err)
+	}
+	cs := ClusterSecrets{Cur: []byte(cur.Reveal())}
+	for _, f := range []struct {
+		path string
+		to   *[]byte
+	}{{path + ".next", &cs.Next}, {path + ".prev", &cs.Prev}} {
+		v, err := s.ReadSecret(f.path)
+		if err == nil {
+			*f.to = []byte(v.Reveal())
+		} else if _, serr := os.Stat(f.path); !errors.Is(serr, os.ErrNotExist) {
+			return ClusterSecrets{}, fmt.Errorf("cluster.secret_file: %w", err)
+		}
+	}
+	return cs, nil
+}

@@ -4,6 +4,7 @@ package config
 // template's placeholder or too weak for a random secret.
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -85,4 +86,16 @@ func weakSecret(s string, min int) string {
 		return "too little variety for a random secret"
 	}
 	return ""
+}
+
+// CheckClusterSecret says why s cannot be a cluster secret (a placeholder, too short or too plain for a random
+// secret, or holding white space, which a secret file's reader would trim), or nil.
+func CheckClusterSecret(s string) error {
+	if strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return errors.New("the cluster secret holds white space or control characters")
+	}
+	if why := weakSecret(s, 32); why != "" {
+		return fmt.Errorf("the cluster secret is %s: use at least 32 random characters (openssl rand -hex 32)", why)
+	}
+	return nil
 }

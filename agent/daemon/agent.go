@@ -95,8 +95,10 @@ type Agent struct {
 	alerts  *report.Alerter
 	hist    *history
 	metrics *report.Metrics
-	// vrrpPass is the cluster's VRRP password, derived from the cluster secret.
-	vrrpPass string
+	// keys is the cluster secrets: the one the peer API, VRRP's password and Galera's certificate use, and those
+	// accepted during a rotation; secMu orders the rotation's steps (secret.go).
+	keys  *api.Keyring
+	secMu sync.Mutex
 	// cfg is the cluster configuration held (config apply), under cfgMu; restart ends Run with its cause.
 	cfgMu   sync.Mutex
 	cfg     clusterConfig
@@ -139,16 +141,16 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	owner := config.SecretFiles{Owner: o.SecretOwner}
-	secret, err := owner.ReadSecret(c.Cluster.SecretFile)
+	keys, err := loadKeyring(c, owner)
 	if err != nil {
-		return fmt.Errorf("agent: cluster.secret_file: %w", err)
+		return err
 	}
 	if err := discoverMembers(ctx, &c, &o, owner, 0, log); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
 	// A node that missed a revision of the cluster's configuration (down, rebuilt, new) takes it before anything
 	// starts, rather than restart for it later.
-	caughtUp := bootCatchUp(ctx, c, []byte(secret.Reveal()), o, log)
+	caughtUp := bootCatchUp(ctx, c, keys, o, log)
 	if caughtUp != "" && o.LoadConfig != nil {
 		next, err := o.LoadConfig()
 		if err == nil {
@@ -181,7 +183,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	if self.IsArbitrator() {
-		return runArbitrator(ctx, c, self, []byte(secret.Reveal()), o, alerts)
+		return runArbitrator(ctx, c, self, keys, o, alerts)
 	}
 	if o.Galera == nil {
 		return errors.New("agent: no Galera: run with --galera systemd (a node) or --galera child (the lab)")
@@ -204,13 +206,13 @@ func Run(ctx context.Context, o Options) error {
 		o: o, c: c, log: log, obs: make(chan failover.Observation, 64), started: time.Now(),
 		peers:       map[int64]api.Peer{},
 		membersKick: make(chan struct{}, 1),
-		client:      &api.PeerClient{Secret: []byte(secret.Reveal()), Node: c.Node.Name},
+		client:      &api.PeerClient{Keys: keys, Node: c.Node.Name},
+		keys:        keys,
 		waiters:     map[int64][]chan struct{}{},
 		s:           failover.Initial(),
 		alerts:      alerts,
 		loopAt:      time.Now(),
 		systemd:     &unit.Systemd{},
-		vrrpPass:    keepalived.AuthPass([]byte(secret.Reveal()), c.Cluster.Name),
 	}
 	defer a.systemd.Close()
 	a.metrics = report.NewMetrics(a.snapshot)
@@ -246,7 +248,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.Stack == nil {
 		var conf func() ([]byte, error)
 		if c.Mailcow.Hostname != "" {
-			conf = func() ([]byte, error) { return MailcowConf(c, owner, []byte(secret.Reveal())) }
+			conf = func() ([]byte, error) { return MailcowConf(c, owner, a.keys.Signing()) }
 		}
 		st, err := newStack(c, log, mountedGuard(o.Storage), a.exec.address, conf)
 		if err != nil {
@@ -284,7 +286,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("agent: peer API: %w", err)
 	}
-	a.verifier = &api.Verifier{Secret: []byte(secret.Reveal()), Self: self.Name, Nodes: nodes}
+	a.verifier = &api.Verifier{Keys: keys, Self: self.Name, Nodes: nodes}
 	if a.membersLive(c) {
 		a.verifier.OnUnknown = a.kickMembers
 	}
@@ -299,7 +301,7 @@ func Run(ctx context.Context, o Options) error {
 	// keepalived, rendered from the configuration, with this agent as the only reader of its fifo.
 	a.privIf = privIf
 	if o.GaleraMode != GaleraNone {
-		srv, err := a.startGalera(ctx, self, []byte(secret.Reveal()), &wg)
+		srv, err := a.startGalera(ctx, self, &wg)
 		if err != nil {
 			return err
 		}

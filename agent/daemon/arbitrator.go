@@ -24,8 +24,8 @@ import (
 // runArbitrator is the whole agent of an arbitrator node: garbd, kept running, and nothing else. It never
 // bootstraps and never becomes MASTER (it runs no keepalived). With members from the API it follows them as a
 // member's agent does (followMembers).
-func runArbitrator(ctx context.Context, c config.Config, self config.Member, secret []byte, o Options, alerts *report.Alerter) error {
-	tls, err := galeraTLS(c, self, secret)
+func runArbitrator(ctx context.Context, c config.Config, self config.Member, keys *api.Keyring, o Options, alerts *report.Alerter) error {
+	tls, err := galeraTLS(c, self, keys)
 	if err != nil {
 		return err
 	}
@@ -36,7 +36,7 @@ func runArbitrator(ctx context.Context, c config.Config, self config.Member, sec
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	wg.Add(1)
-	go func() { defer wg.Done(); arbitratorFollowConfig(ctx, c, self, secret, o, alerts, cancel) }()
+	go func() { defer wg.Done(); arbitratorFollowConfig(ctx, c, self, keys, o, alerts, cancel) }()
 	if api, ok := o.Cloud.(membership.API); ok && c.Cluster.Discover == config.DiscoverHcloud && len(o.Config.Cluster.Nodes) == 0 {
 		wg.Add(1)
 		go func() {
@@ -69,9 +69,9 @@ func runArbitrator(ctx context.Context, c config.Config, self config.Member, sec
 // arbitratorFollowConfig keeps the cluster's configuration on an arbitrator, which serves no peer API: every 30 s
 // it asks the data members for their revision, and a newer one is checked, kept, and run by a restart (garbd is
 // back within seconds; the data members keep their quorum meanwhile).
-func arbitratorFollowConfig(ctx context.Context, c config.Config, self config.Member, secret []byte, o Options,
+func arbitratorFollowConfig(ctx context.Context, c config.Config, self config.Member, keys *api.Keyring, o Options,
 	alerts *report.Alerter, restart context.CancelCauseFunc) {
-	client := &api.PeerClient{Secret: secret, Node: self.Name}
+	client := &api.PeerClient{Keys: keys, Node: self.Name}
 	peers := dataPeers(c, "")
 	path := config.ClusterDocPath(c.Failover.StateDir)
 	every(ctx, 10*time.Second, 30*time.Second, func() bool {

@@ -187,7 +187,7 @@ func newerConfig(ctx context.Context, client *api.PeerClient, peers []api.Peer, 
 // configuration than the one kept here, and keeps it (checked as ApplyConfig checks it). It says what it kept ("":
 // nothing, and the configuration need not be read again). Members that do not answer within a few seconds are not waited for (a
 // cluster's first boot, a full power cut): the running agent asks again every 30 s.
-func bootCatchUp(ctx context.Context, c config.Config, secret []byte, o Options, log *slog.Logger) string {
+func bootCatchUp(ctx context.Context, c config.Config, keys *api.Keyring, o Options, log *slog.Logger) string {
 	peers := dataPeers(c, c.Node.Name)
 	path := config.ClusterDocPath(c.Failover.StateDir)
 	cur, err := config.ReadClusterDoc(path)
@@ -196,7 +196,7 @@ func bootCatchUp(ctx context.Context, c config.Config, secret []byte, o Options,
 	}
 	ctx, cancel := context.WithTimeout(ctx, 6*time.Second)
 	defer cancel()
-	from, d, err := newerConfig(ctx, &api.PeerClient{Secret: secret, Node: c.Node.Name}, peers, cur.Revision)
+	from, d, err := newerConfig(ctx, &api.PeerClient{Keys: keys, Node: c.Node.Name}, peers, cur.Revision)
 	if err != nil || from.Name == "" {
 		return ""
 	}
@@ -205,11 +205,11 @@ func bootCatchUp(ctx context.Context, c config.Config, secret []byte, o Options,
 		log.Warn("cluster configuration: revision from "+from.Name+" refused", "revision", d.Revision, "err", err)
 		return ""
 	}
-	keys := make([]string, 0, len(changes))
+	changed := make([]string, 0, len(changes))
 	for _, ch := range changes {
-		keys = append(keys, ch.Key)
+		changed = append(changed, ch.Key)
 	}
-	msg := fmt.Sprintf("cluster configuration revision %d taken from %s before the start (changed: %s)", d.Revision, from.Name, orNone(keys))
+	msg := fmt.Sprintf("cluster configuration revision %d taken from %s before the start (changed: %s)", d.Revision, from.Name, orNone(changed))
 	log.Info(msg, "revision", d.Revision, "peer", from.Name)
 	return msg
 }

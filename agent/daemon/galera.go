@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/api"
 	"github.com/mailcow-ha/mailcow-ha/agent/child"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/event"
@@ -20,9 +21,9 @@ import (
 
 // startGalera renders my.cnf, prepares the datadir and keeps the local member up: galera.Manager decides how to
 // start it (with the peers' reports), and when mariadbd dies the manager runs again.
-func (a *Agent) startGalera(ctx context.Context, self config.Member, secret []byte, wg *sync.WaitGroup) (galera.Control, error) {
+func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.WaitGroup) (galera.Control, error) {
 	c := a.c
-	tls, err := galeraTLS(c, self, secret)
+	tls, err := galeraTLS(c, self, a.keys)
 	if err != nil {
 		return nil, err
 	}
@@ -164,9 +165,10 @@ func (a *Agent) writeGaleraConfig(c config.Config) error {
 	return nil
 }
 
-// galeraTLS writes this node's Galera TLS files (the cluster's CA, derived from the secret, and a certificate of
-// its own) under failover.state_dir, readable by mysql; nil when galera.tls is off.
-func galeraTLS(c config.Config, self config.Member, secret []byte) (*galera.TLSFiles, error) {
+// galeraTLS writes this node's Galera TLS files under failover.state_dir, readable by mysql: the CAs of the
+// cluster secrets it accepts (each derived from its secret) and a certificate of its own, signed by the CA of the
+// secret it signs with; nil when galera.tls is off.
+func galeraTLS(c config.Config, self config.Member, keys *api.Keyring) (*galera.TLSFiles, error) {
 	if !c.Galera.TLS {
 		return nil, nil
 	}
@@ -174,7 +176,7 @@ func galeraTLS(c config.Config, self config.Member, secret []byte) (*galera.TLSF
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	f, err := galera.WriteTLS(filepath.Join(c.Failover.StateDir, "galera-tls"), secret, c.Cluster.Name, self.Name, self.PrivateIP, uid, gid)
+	f, err := galera.WriteTLS(filepath.Join(c.Failover.StateDir, "galera-tls"), keys.Signing(), keys.Accepted()[1:], c.Cluster.Name, self.Name, self.PrivateIP, uid, gid)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}

@@ -108,7 +108,7 @@ func (a *Agent) writeKeepalivedConfig(c config.Config) (changed bool, err error)
 		RouterName: self.Name, Instance: c.Keepalived.Instance, Interface: a.privIf,
 		VirtualRouter: c.Keepalived.RouterID, Priority: self.Priority, AdvertInterval: c.Keepalived.AdvertInterval.D(),
 		Preempt: c.Keepalived.Preempt, PreemptDelay: c.Keepalived.PreemptDelay.D(), SourceIP: self.PrivateIP,
-		Peers: peerIPs, TrackFile: trackFile(c), NotifyFIFO: c.Keepalived.NotifyFIFO, AuthPass: a.vrrpPass,
+		Peers: peerIPs, TrackFile: trackFile(c), NotifyFIFO: c.Keepalived.NotifyFIFO, AuthPass: keepalived.AuthPass(a.keys.Signing(), c.Cluster.Name),
 	})
 	if err != nil {
 		return false, fmt.Errorf("agent: %w", err)

@@ -33,7 +33,7 @@ func TestApplyMembers(t *testing.T) {
 		{Name: "mx3", ServerID: 3, PrivateIP: "10.0.0.4", Role: "member", Priority: 130}}
 	c.Keepalived.ConfigFile = filepath.Join(dir, "keepalived.conf")
 	c.Galera.ConfigFile = filepath.Join(dir, "my.cnf")
-	a := &Agent{c: c, log: slog.New(slog.DiscardHandler), verifier: &api.Verifier{Nodes: map[string]bool{"mx1": true, "mx2": true, "mx3": true}},
+	a := &Agent{c: c, keys: api.NewKeyring([]byte("0123456789abcdef0123456789abcdef")), log: slog.New(slog.DiscardHandler), verifier: &api.Verifier{Nodes: map[string]bool{"mx1": true, "mx2": true, "mx3": true}},
 		mgr: &galera.Manager{Peers: []string{"mx2", "mx3"}}, privIf: "eth1",
 		galeraSpec: galera.Spec{ClusterName: "mail", NodeName: "mx1", NodeIP: "10.0.0.2", DataDir: dir, Socket: filepath.Join(dir, "sock"),
 			PidFile: filepath.Join(dir, "pid"), SSTMethod: "rsync", GroupPort: 4567, ISTPort: 4568, SSTPort: 4444}}
@@ -105,7 +105,7 @@ func TestKickReadsTheMembers(t *testing.T) {
 	}
 	c.Cluster.Nodes = now
 	cloud.reads = 0
-	a := &Agent{c: c, log: slog.New(slog.DiscardHandler), p: failover.Params{Self: 1, Name: "mx1"}, privIf: "eth1",
+	a := &Agent{c: c, keys: api.NewKeyring([]byte("0123456789abcdef0123456789abcdef")), log: slog.New(slog.DiscardHandler), p: failover.Params{Self: 1, Name: "mx1"}, privIf: "eth1",
 		verifier: &api.Verifier{}, membersKick: make(chan struct{}, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -199,13 +199,13 @@ func TestCatchUpRelease(t *testing.T) {
 	}
 	secret := []byte("0123456789abcdef0123456789abcdef")
 	nodes := map[string]bool{"mx1": true, "mx2": true, "mx3": true}
-	a := &Agent{log: slog.New(slog.DiscardHandler), client: &api.PeerClient{Secret: secret, Node: "mx1"}, peers: map[int64]api.Peer{}, bg: ctx}
+	a := &Agent{log: slog.New(slog.DiscardHandler), client: &api.PeerClient{Keys: api.NewKeyring(secret), Node: "mx1"}, peers: map[int64]api.Peer{}, bg: ctx}
 	a.c.Mailcow = config.Mailcow{Dir: dir, Repo: repo}
 	a.s.Role = failover.RoleBackup
 	var peers []*releasePeer
 	for i, name := range []string{"mx2", "mx3"} {
 		p := &releasePeer{cur: two}
-		srv := httptest.NewServer(api.PeerHandler(&api.Verifier{Secret: secret, Self: name, Nodes: nodes}, p, slog.New(slog.DiscardHandler)))
+		srv := httptest.NewServer(api.PeerHandler(&api.Verifier{Keys: api.NewKeyring(secret), Self: name, Nodes: nodes}, p, slog.New(slog.DiscardHandler)))
 		t.Cleanup(srv.Close)
 		a.peers[int64(i+2)] = api.Peer{Name: name, URL: srv.URL}
 		peers = append(peers, p)

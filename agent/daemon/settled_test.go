@@ -29,11 +29,11 @@ func TestMembersSettled(t *testing.T) {
 	var states []*statePeer
 	for _, name := range []string{"mx2", "mx3"} {
 		p := &statePeer{st: api.PeerState{Node: name, GaleraOK: true, Galera: "Primary Synced size=3"}}
-		srv := httptest.NewServer(api.PeerHandler(&api.Verifier{Secret: secret, Self: name, Nodes: nodes}, p, slog.New(slog.DiscardHandler)))
+		srv := httptest.NewServer(api.PeerHandler(&api.Verifier{Keys: api.NewKeyring(secret), Self: name, Nodes: nodes}, p, slog.New(slog.DiscardHandler)))
 		t.Cleanup(srv.Close)
 		peers, states = append(peers, api.Peer{Name: name, URL: srv.URL}), append(states, p)
 	}
-	client := &api.PeerClient{Secret: secret, Node: "mx1"}
+	client := &api.PeerClient{Keys: api.NewKeyring(secret), Node: "mx1"}
 	ctx := context.Background()
 	if why := membersSettled(ctx, client, peers); why != "" {
 		t.Fatalf("a settled cluster: %q", why)

@@ -67,4 +67,7 @@ const (
 	MailcowStageFailed    Name = "mailcow_stage_failed"
 	MailcowUpdated        Name = "mailcow_updated"
 	MailcowUpdateFailed   Name = "mailcow_update_failed"
+	SecretStaged          Name = "secret_staged"
+	SecretSwitched        Name = "secret_switched"
+	SecretRotated         Name = "secret_rotated"
 )

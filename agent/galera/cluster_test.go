@@ -109,7 +109,7 @@ func newMembers(t testing.TB) []*member {
 		// Replication, IST and SST over TLS with the cluster's CA, as on a node.
 		uid, gid, err := Owner("mysql")
 		must(t, err)
-		tls, err := WriteTLS(filepath.Join(m.dir, "tls"), testSecret, "lab", m.name, ip, uid, gid)
+		tls, err := WriteTLS(filepath.Join(m.dir, "tls"), testSecret, nil, "lab", m.name, ip, uid, gid)
 		must(t, err)
 		m.tls = &tls
 		conf, err := Render(Spec{ClusterName: "lab", NodeName: m.name, NodeIP: ip, Members: ips,
@@ -204,7 +204,35 @@ func TestGaleraCluster(t *testing.T) {
 	st, _ := Query(context.Background(), w)
 	uuid := st.StateUUID
 
-	// A node is killed and rejoins by incremental transfer.
+	// The cluster secret is rotated while the members run (cluster rotate-secret): every member trusts both CAs,
+	// then switches its certificate, then drops the old CA, each step by socket.ssl_reload without a restart. A
+	// member restarted half-way (db3: still the old certificate while db1 and db2 have switched) and one restarted at
+	// the end (db2: the new CA only, against members that were never restarted) must join. (That a certificate from a
+	// CA a member does not hold is refused, TestArbitrator shows.)
+	rotated := []byte("the-next-cluster-secret-7d1c0b9a8e")
+	retls := func(m *member, sign []byte, also ...[]byte) {
+		t.Helper()
+		uid, gid, err := Owner("mysql")
+		must(t, err)
+		_, err = WriteTLS(filepath.Join(m.dir, "tls"), sign, also, "lab", m.name, m.ip, uid, gid)
+		must(t, err)
+		must(t, ReloadTLS(context.Background(), m.sock))
+	}
+	for _, m := range ms {
+		retls(m, testSecret, rotated) // stage
+	}
+	for _, m := range []*member{db1, db2} {
+		retls(m, rotated, testSecret) // switch
+	}
+	db3.srv.Stop(20 * time.Second) // leaves cleanly: it may rejoin at once
+	must(t, db3.srv.Start(false, Position{}))
+	took = db3.wait(t, 120*time.Second, "Synced", synced)
+	t.Logf("rotation: db3 (old certificate, both CAs) rejoined db1 and db2 (new certificates) %s after its restart", took)
+	retls(db3, rotated, testSecret)
+	for _, m := range ms {
+		retls(m, rotated) // finish
+	}
+	// db2 is killed, misses rows, and rejoins by incremental transfer.
 	db2.srv.Kill()
 	for i := 10; i < 20; i++ {
 		w.Exec("INSERT INTO mailcow.probe (v) VALUES (?)", fmt.Sprint("row", i))
@@ -215,7 +243,7 @@ func TestGaleraCluster(t *testing.T) {
 	if !strings.Contains(string(logb), "IST received") && !strings.Contains(string(logb), "Receiving IST") {
 		t.Errorf("db2 did not rejoin by IST; its log:\n%s", tail.Bytes(string(logb), 2000))
 	}
-	t.Logf("rejoin: db2 Synced %s after restart (IST)", took)
+	t.Logf("rotation done: db2 (the new CA only) rejoined by IST members that reloaded their TLS files, %s after its restart", took)
 	if n := count(t, db2); n != 20 {
 		t.Fatalf("db2 has %d rows after rejoining, want 20", n)
 	}
@@ -630,7 +658,7 @@ func TestArbitrator(t *testing.T) {
 	// name, and is not let in.
 	uid, gid, err := Owner("mysql")
 	must(t, err)
-	foreign, err := WriteTLS(filepath.Join(arb.dir, "tls-foreign"), []byte("another-cluster-secret-0f9e8d7c6b5a"), "lab", "garb", arb.ip, uid, gid)
+	foreign, err := WriteTLS(filepath.Join(arb.dir, "tls-foreign"), []byte("another-cluster-secret-0f9e8d7c6b5a"), nil, "lab", "garb", arb.ip, uid, gid)
 	must(t, err)
 	fout, err := os.Create(filepath.Join(arb.dir, "garbd-foreign.out"))
 	must(t, err)

@@ -1,6 +1,7 @@
 package galera
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/hkdf"
@@ -37,8 +38,8 @@ func TLSIn(dir string) TLSFiles {
 // clusterCA derives the cluster's CA from the cluster secret: every node computes the same CA key (ECDSA P-256, its
 // scalar from HKDF-SHA256 over the secret and the cluster's name), so that no CA key has to be handed out or kept
 // anywhere. Whoever holds the cluster secret can mint a member's certificate: the same trust as the peer API.
-// Rotating the secret rotates the CA (all members at once: a member with the old CA cannot talk to one with the
-// new).
+// Rotating the secret rotates the CA: during the rotation every member trusts both CAs (WriteTLS's also), switches
+// its certificate to the new one, then drops the old CA (ReloadTLS each time, without a restart).
 func clusterCA(secret []byte, cluster string) (*ecdsa.PrivateKey, *x509.Certificate, []byte, error) {
 	if len(secret) < 16 {
 		return nil, nil, nil, errors.New("galera tls: the cluster secret is too short to derive a CA from")
@@ -82,8 +83,11 @@ func clusterCA(secret []byte, cluster string) (*ecdsa.PrivateKey, *x509.Certific
 
 // WriteTLS writes the cluster's CA certificate and a new certificate and key for this node (its name, its private
 // IP) into dir, readable by uid/gid (mariadbd's user: the key is 0600 and theirs). A node writes its certificate
-// anew at every start; nothing in it expires within the cluster's lifetime.
-func WriteTLS(dir string, secret []byte, cluster, node, ip string, uid, gid int) (TLSFiles, error) {
+// anew at every start; nothing in it expires within the cluster's lifetime. The certificate is signed by the CA of
+// secret; the CA file also holds the CAs of also (during a rotation of the cluster secret, the other secret that the
+// node accepts), so that members whose certificates come from either CA are trusted. The CAs share their subject:
+// OpenSSL tells them apart by their key identifiers (each certificate names its CA's).
+func WriteTLS(dir string, secret []byte, also [][]byte, cluster, node, ip string, uid, gid int) (TLSFiles, error) {
 	addr, err := netip.ParseAddr(ip)
 	if err != nil {
 		return TLSFiles{}, fmt.Errorf("galera tls: node address %q: %w", ip, err)
@@ -91,6 +95,14 @@ func WriteTLS(dir string, secret []byte, cluster, node, ip string, uid, gid int)
 	caKey, ca, caDER, err := clusterCA(secret, cluster)
 	if err != nil {
 		return TLSFiles{}, err
+	}
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	for _, a := range also {
+		_, _, der, err := clusterCA(a, cluster)
+		if err != nil {
+			return TLSFiles{}, err
+		}
+		caPEM = append(caPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -123,15 +135,15 @@ func WriteTLS(dir string, secret []byte, cluster, node, ip string, uid, gid int)
 		return TLSFiles{}, fmt.Errorf("galera tls: %w", err)
 	}
 	for _, w := range []struct {
-		path  string
-		block *pem.Block
-		mode  os.FileMode
+		path string
+		data []byte
+		mode os.FileMode
 	}{
-		{f.CA, &pem.Block{Type: "CERTIFICATE", Bytes: caDER}, 0o644},
-		{f.Cert, &pem.Block{Type: "CERTIFICATE", Bytes: der}, 0o644},
-		{f.Key, &pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}, 0o600},
+		{f.CA, caPEM, 0o644},
+		{f.Cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644},
+		{f.Key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600},
 	} {
-		if err := writeOwned(w.path, pem.EncodeToMemory(w.block), w.mode, uid, gid); err != nil {
+		if err := writeOwned(w.path, w.data, w.mode, uid, gid); err != nil {
 			return TLSFiles{}, err
 		}
 	}
@@ -172,4 +184,20 @@ func Owner(name string) (uid, gid int, err error) {
 		return 0, 0, fmt.Errorf("galera tls: gid of %s: %w", name, err)
 	}
 	return uid, gid, nil
+}
+
+// ReloadTLS makes the running member behind socket read its TLS files again (socket.ssl_reload): connections made
+// from then on use the new CA file and certificate; those open stay as they are.
+func ReloadTLS(ctx context.Context, socket string) error {
+	db, err := Open(socket)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := db.ExecContext(qctx, "SET GLOBAL wsrep_provider_options='socket.ssl_reload=1'"); err != nil {
+		return fmt.Errorf("galera: socket.ssl_reload: %w", err)
+	}
+	return nil
 }

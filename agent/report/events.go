@@ -89,6 +89,9 @@ func Catalog() []EventInfo {
 		{event.MailcowStageFailed, SeverityWarning, "staging a mailcow release failed (the clone, the pull, or an image missing after it); the node runs what it ran, and the update does not go on."},
 		{event.MailcowUpdated, SeverityInfo, "the node runs a new mailcow release: laid over its tree, and on the MASTER the changed containers recreated and healthy (in maintenance)."},
 		{event.MailcowUpdateFailed, SeverityCritical, "a MASTER's mailcow did not come back healthy on a new release: the tree was taken back and the release before started again; the other nodes keep the release before."},
+		{event.SecretStaged, SeverityInfo, "the next cluster secret was handed to this node (cluster rotate-secret): it accepts both secrets, and Galera trusts both CAs; it still signs with the one before."},
+		{event.SecretSwitched, SeverityInfo, "this node signs with the new cluster secret: the peer API, VRRP's password and its Galera certificate; it still accepts the one before until the rotation ends."},
+		{event.SecretRotated, SeverityInfo, "the cluster secret's rotation ended on this node: the secret before is deleted and no longer accepted, Galera trusts the new CA only."},
 		{event.MembershipChanged, SeverityWarning, "the API lists other members than this agent runs with (cluster.discover = \"hcloud\": a node added, removed or relabelled). Applied while the agent runs, the alert is info and says what changed; a change that cannot be applied live (this server renamed or gone, members that do not check, a static cluster.nodes) is a warning and takes effect at the agents' next start."},
 	}
 }

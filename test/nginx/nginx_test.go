@@ -161,7 +161,7 @@ func TestSnippetsInMailcowsServer(t *testing.T) {
 	}
 	writeFile(t, filepath.Join(dir, "web", "_status.502.html"), page)
 
-	tlsFiles, err := galera.WriteTLS(filepath.Join(dir, "tls"), []byte("nginx-test-secret-0123456789abcdef"), "nginx-test", hostname, "127.0.0.1", os.Getuid(), os.Getgid())
+	tlsFiles, err := galera.WriteTLS(filepath.Join(dir, "tls"), []byte("nginx-test-secret-0123456789abcdef"), nil, "nginx-test", hostname, "127.0.0.1", os.Getuid(), os.Getgid())
 	if err != nil {
 		t.Fatal(err)
 	}
