@@ -153,7 +153,10 @@ func CheckCluster(name string, doc []byte, baseName string, base []byte, fsys Fi
 		if k == "version" {
 			continue
 		}
-		if _, ok := ClusterKeyApply(k); !ok {
+		if k == "cluster.secret" || k == "cluster.secret_file" {
+			probs = append(probs, Problem{File: name, Line: idx.line(k), Key: k,
+				Msg: "the cluster secret is not rotated by a cluster configuration (every node must switch at once): use mailcow-ha cluster rotate-secret"})
+		} else if _, ok := ClusterKeyApply(k); !ok {
 			probs = append(probs, Problem{File: name, Line: idx.line(k), Key: k,
 				Msg: "not a cluster-wide setting: it belongs to a node's user-data or to the cluster's identity (docs/config.md, \"Cluster configuration\")"})
 		}

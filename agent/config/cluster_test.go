@@ -25,6 +25,7 @@ func TestCheckCluster(t *testing.T) {
 		{"node key", "[failover]\ncheck_grace = \"45s\"\n[node]\nname = \"mx2\"\n", "c.toml:4: node.name: not a cluster-wide setting"},
 		{"identity", "[hcloud]\nvolume_id = 9\n", "c.toml:2: hcloud.volume_id: not a cluster-wide setting"},
 		{"path", "[failover]\nstate_dir = \"/tmp\"\n", "c.toml:2: failover.state_dir: not a cluster-wide setting"},
+		{"cluster secret", "[cluster]\nsecret = \"0f1e2d3c4b5a69788796a5b4c3d2e1f0\"\n", "c.toml:2: cluster.secret: the cluster secret is not rotated by a cluster configuration (every node must switch at once): use mailcow-ha cluster rotate-secret"},
 		{"bad value", "[failover]\n\ncheck_grace = \"soon\"\n", "c.toml:3: failover.check_grace: invalid duration"},
 		{"bad range", "[keepalived]\ncheck_fall = 0\n", "c.toml:2: keepalived.check_fall: must be 1..10"},
 		{"syntax", "[failover\n", "c.toml:1: TOML syntax"},
