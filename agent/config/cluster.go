@@ -62,6 +62,7 @@ var clusterKeys = []struct {
 	{"mailcow.repo", ApplyLive},
 	{"mailcow.pull_command", ApplyLive},
 	{"alerts.", ApplyRestart},
+	{"backup.repository", ApplyLive}, // read at each backup
 }
 
 // ClusterKeyApply says how a key of a cluster configuration is applied; ok is false for a key that a cluster

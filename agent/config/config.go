@@ -38,6 +38,19 @@ type Config struct {
 	Failover   Failover   `toml:"failover"`
 	Alerts     Alerts     `toml:"alerts"`
 	API        API        `toml:"api"`
+	Backup     Backup     `toml:"backup"`
+}
+
+// Backup is where the cluster's backups go (agent/backup): a restic repository, encrypted with a password of its
+// own. With no repository there are no backups.
+type Backup struct {
+	// Repository is restic's: an absolute path (a mounted disk), sftp:user@host:/path (a Hetzner Storage Box: the
+	// node's root needs its SSH key) or s3:https://host/bucket (S3-compatible; restic reads AWS_ACCESS_KEY_ID and
+	// AWS_SECRET_ACCESS_KEY from the agent's environment).
+	Repository   string `toml:"repository"`
+	PasswordFile string `toml:"password_file"`
+	Password     Secret `toml:"password"` // inline (user-data): written to PasswordFile at start
+	CacheDir     string `toml:"cache_dir"`
 }
 
 // Node names this node; the rest of its identity comes from its entry in cluster.nodes.
@@ -268,6 +281,7 @@ func Defaults() Config {
 			MetadataURL: DefaultMetadataURL,
 		},
 		Network: Network{PublicInterface: "auto", PrivateInterface: "auto"},
+		Backup:  Backup{PasswordFile: DefaultSecretDir + "/backup.password", CacheDir: "/var/cache/mailcow-ha/restic"},
 		Galera: Galera{
 			DataDir:      "/var/lib/mysql",
 			Socket:       "/run/mysqld/mysqld.sock",

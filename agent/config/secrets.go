@@ -111,6 +111,7 @@ func inlineSecrets(c *Config) []inlineSecret {
 		{"hcloud.token", c.Hcloud.TokenFile, &c.Hcloud.Token},
 		{"cluster.secret", c.Cluster.SecretFile, &c.Cluster.Secret},
 		{"galera.password", c.Galera.PasswordFile, &c.Galera.Password},
+		{"backup.password", c.Backup.PasswordFile, &c.Backup.Password},
 	}
 	for i := range c.Alerts.Email {
 		e := &c.Alerts.Email[i]

@@ -51,6 +51,7 @@ func validate(file string, c *Config, idx lineIndex, fsys FileChecker) Problems 
 	v.alerts(c)
 	v.units(c)
 	v.api(c)
+	v.backup(c)
 	if fsys != nil {
 		v.secretFiles(c, fsys)
 	}

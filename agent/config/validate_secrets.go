@@ -41,6 +41,11 @@ func (v *validator) secretFiles(c *Config, fsys FileChecker) {
 			}
 		}
 	}
+	if c.Backup.Repository != "" && !c.Backup.Password.Set() {
+		if err := fsys.CheckSecretFile(c.Backup.PasswordFile); err != nil {
+			v.add("backup.password_file", "%v (or give backup.password)", err)
+		}
+	}
 	for i, e := range c.Alerts.Email {
 		if e.PasswordFile != "" && !e.Password.Set() {
 			if err := fsys.CheckSecretFile(e.PasswordFile); err != nil {

@@ -1,0 +1,40 @@
+package config
+
+// This file validates [backup]: the restic repository's location and the files restic reads.
+
+import (
+	"path/filepath"
+	"strings"
+)
+
+// backup checks the repository: a path, sftp: or s3: (the targets that the backup is tested and documented for).
+func (v *validator) backup(c *Config) {
+	b := c.Backup
+	v.absPath("backup.password_file", b.PasswordFile)
+	v.absPath("backup.cache_dir", b.CacheDir)
+	r := b.Repository
+	switch {
+	case r == "":
+		if b.Password.Set() {
+			v.add("backup.password", "given without backup.repository")
+		}
+	case strings.ContainsAny(r, "\n\r\x00"):
+		v.add("backup.repository", "%q holds a line break", r)
+	case filepath.IsAbs(r):
+	case strings.HasPrefix(r, "sftp:"):
+		if !strings.Contains(r, "@") || !strings.Contains(r[len("sftp:"):], ":") {
+			v.add("backup.repository", "%q: use sftp:user@host:/path", r)
+		}
+	case strings.HasPrefix(r, "s3:"):
+		if !strings.HasPrefix(r, "s3:https://") {
+			v.add("backup.repository", "%q: use s3:https://host/bucket (TLS only)", r)
+		}
+	default:
+		v.add("backup.repository", "%q: use an absolute path, sftp:user@host:/path or s3:https://host/bucket", r)
+	}
+	if b.Password.Set() {
+		if why := weakSecret(b.Password.Reveal(), 32); why != "" {
+			v.add("backup.password", "%s: use at least 32 random characters (openssl rand -hex 32); keep a copy outside the cluster", why)
+		}
+	}
+}
