@@ -1,14 +1,17 @@
 package cli
 
-// mailcow-ha backup: the cluster's backups in a restic repository (docs/backup.md). Built so far: the database's
-// hot copy from a BACKUP member, the list, the repository's check, and the database's restore into an empty datadir.
+// mailcow-ha backup: the cluster's backups in a restic repository (docs/backup.md): the database's hot copy from a
+// BACKUP member, the Volume's from the MASTER, the list, the repository's check, and the restores (a database into an
+// empty datadir, a Volume into an empty directory, one mailbox into the live Volume).
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,11 +19,17 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/backup"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/failover"
+	"github.com/mailcow-ha/mailcow-ha/agent/stack"
 )
 
 const backupUsage = `Usage:
+  mailcow-ha backup run [--repository R --password-file F] [--config PATH]
+      what this node's role copies: the Volume and the configuration on the MASTER, the database on the first
+      serving BACKUP, nothing on the others (a timer calls it on every node)
   mailcow-ha backup database [--repository R --password-file F] [--config PATH]
       on a BACKUP node: a hot copy of its Galera member (mariabackup) into the repository; refused on the MASTER
+  mailcow-ha backup volume [--repository R --password-file F] [--config PATH]
+      on the MASTER: the Volume's data, checked to hold every message, and the configuration's files
   mailcow-ha backup list [--repository R --password-file F] [--config PATH]
       the repository's snapshots
   mailcow-ha backup check [--read-data 10%] [--repository R --password-file F] [--config PATH]
@@ -28,6 +37,10 @@ const backupUsage = `Usage:
   mailcow-ha backup restore-database --snapshot ID --datadir DIR [--repository R --password-file F] [--config PATH]
       unpack and prepare a database copy into an empty datadir, owned by mysql; print the Galera position to
       bootstrap a new cluster from
+  mailcow-ha backup restore-volume --snapshot ID --target DIR [--repository R --password-file F]
+      a Volume's copy into an empty directory (a new Volume's mount point), verified
+  mailcow-ha backup restore-mailbox --snapshot ID --mailbox local@domain [--repository R --password-file F] [--config PATH]
+      on the MASTER while mail flows: put back the mailbox's messages that the copy holds and it no longer does
 
 The repository and its password file come from the configuration's [backup] unless given (a restore drill on a
 machine that has no cluster configuration gives both).
@@ -40,14 +53,18 @@ func Backup(ctx context.Context, args []string, stdio Stdio) int {
 		return ExitUsage
 	}
 	switch args[0] {
-	case "database":
-		return backupDatabase(ctx, args[1:], stdio)
+	case "database", "volume", "run":
+		return backupTake(ctx, args[0], args[1:], stdio)
 	case "list":
 		return backupList(ctx, args[1:], stdio)
 	case "check":
 		return backupCheck(ctx, args[1:], stdio)
 	case "restore-database":
 		return backupRestoreDatabase(ctx, args[1:], stdio)
+	case "restore-volume":
+		return backupRestoreVolume(ctx, args[1:], stdio)
+	case "restore-mailbox":
+		return backupRestoreMailbox(ctx, args[1:], stdio)
 	case "-h", "--help", "-help", "help":
 		fmt.Fprint(stdio.Stdout, backupUsage)
 		return ExitOK
@@ -55,6 +72,9 @@ func Backup(ctx context.Context, args []string, stdio Stdio) int {
 	fmt.Fprintf(stdio.Stderr, "mailcow-ha backup: unknown command %q\n\n%s", args[0], backupUsage)
 	return ExitUsage
 }
+
+// errNoRepository: neither the configuration nor the flags name a repository.
+var errNoRepository = errors.New("no repository: set backup.repository, or give --repository")
 
 // repoFlags registers --repository and --password-file beside the configuration's flags, and returns what opens the
 // repository: the flags, or else the configuration's [backup].
@@ -77,7 +97,7 @@ func repoFlags(fs *flag.FlagSet) func(context.Context, *config.Sources, bool) (b
 			r.PasswordFile = *pw
 		}
 		if r.Location == "" {
-			return r, c, errors.New("no repository: set backup.repository, or give --repository")
+			return r, c, errNoRepository
 		}
 		if err := (config.SecretFiles{Owner: os.Geteuid()}).CheckSecretFile(r.PasswordFile); err != nil {
 			return r, c, fmt.Errorf("the repository's password: %w", err)
@@ -86,21 +106,26 @@ func repoFlags(fs *flag.FlagSet) func(context.Context, *config.Sources, bool) (b
 	}
 }
 
-// backupDatabase copies this node's Galera member into the repository: on a BACKUP (the MASTER serves mail and
-// does not pay for the copy), whose member is Synced.
-func backupDatabase(ctx context.Context, args []string, stdio Stdio) int {
-	fs := newFlags("backup database", "backup database [--repository R --password-file F] [--config PATH]", stdio)
+// backupTake takes a copy on this node, by kind: "database" (a BACKUP's Galera member), "volume" (the MASTER's
+// Volume and the configuration) or "run" (what this node's role takes: the Volume on the MASTER, the database on the
+// first serving BACKUP by the configuration's order, nothing elsewhere), as a timer on every node calls it.
+func backupTake(ctx context.Context, kind string, args []string, stdio Stdio) int {
+	fs := newFlags("backup "+kind, "backup "+kind+" [--repository R --password-file F] [--config PATH]", stdio)
 	src := sourceFlags(fs)
 	open := repoFlags(fs)
 	if code, done := parseFlags(fs, args, stdio); done {
 		return code
 	}
 	fail := func(code int, format string, a ...any) int {
-		fmt.Fprintf(stdio.Stderr, "mailcow-ha backup database: "+format+"\n", a...)
+		fmt.Fprintf(stdio.Stderr, "mailcow-ha backup "+kind+": "+format+"\n", a...)
 		return code
 	}
 	src.Stdin = stdio.Stdin
 	repo, _, err := open(ctx, src, true)
+	if kind == "run" && errors.Is(err, errNoRepository) {
+		fmt.Fprintln(stdio.Stdout, "backups are not configured (backup.repository is not set): nothing to do")
+		return ExitOK // the image's timer runs on every node, configured or not
+	}
 	if err != nil {
 		return fail(ExitUsage, "%v", err)
 	}
@@ -115,23 +140,85 @@ func backupDatabase(ctx context.Context, args []string, stdio Stdio) int {
 	if err != nil {
 		return fail(ExitFailure, "this node's agent: %v", err)
 	}
-	if st.Role == string(failover.RoleMaster) {
-		return fail(ExitFailure, "%s is the MASTER: take the copy on a BACKUP (the MASTER serves the mail)", self.Name)
-	}
-	if !st.GaleraOK {
-		return fail(ExitFailure, "%s's Galera member is not serving (%s): take the copy on a Synced member", self.Name, st.Galera)
+	master := st.Role == string(failover.RoleMaster)
+	if kind == "run" {
+		switch {
+		case master:
+			kind = "volume"
+		case self.IsArbitrator():
+			fmt.Fprintf(stdio.Stdout, "%s is an arbitrator: it holds no data to copy\n", self.Name)
+			return ExitOK
+		default:
+			if by := sess.databaseCopier(ctx); by != self.Name {
+				fmt.Fprintf(stdio.Stdout, "%s is a BACKUP, and %s takes the database's copy: nothing to do here\n", self.Name, cmp.Or(by, "no serving BACKUP"))
+				return ExitOK
+			}
+			kind = "database"
+		}
 	}
 	if err := repo.Init(ctx); err != nil {
 		return fail(ExitFailure, "%v", err)
 	}
+	tag := "cluster=" + sess.cfg.Cluster.Name
 	t0 := time.Now()
-	sum, err := backup.BackupDatabase(ctx, repo, backup.Database{Socket: sess.cfg.Galera.Socket, Desync: true}, self.Name, "cluster="+sess.cfg.Cluster.Name)
-	if err != nil {
-		return fail(ExitFailure, "%v", err)
+	switch kind {
+	case "database":
+		if master {
+			return fail(ExitFailure, "%s is the MASTER: take the copy on a BACKUP (the MASTER serves the mail)", self.Name)
+		}
+		if !st.GaleraOK {
+			return fail(ExitFailure, "%s's Galera member is not serving (%s): take the copy on a Synced member", self.Name, st.Galera)
+		}
+		sum, err := backup.BackupDatabase(ctx, repo, backup.Database{Socket: sess.cfg.Galera.Socket, Desync: true}, self.Name, tag)
+		if err != nil {
+			return fail(ExitFailure, "%v", err)
+		}
+		fmt.Fprintf(stdio.Stdout, "database copied from %s: snapshot %s, %.1f MB read, %.1f MB new in the repository, %s\n", self.Name, sum.SnapshotID,
+			float64(sum.BytesProcessed)/1e6, float64(sum.DataAdded)/1e6, time.Since(t0).Round(10*time.Millisecond))
+	case "volume":
+		if !master || !st.Mounted {
+			return fail(ExitFailure, "%s is not the MASTER with the Volume mounted (%s, mounted %t): run it on the MASTER", self.Name, st.Role, st.Mounted)
+		}
+		sum, err := backup.BackupVolume(ctx, repo, backup.Volume{Mount: sess.cfg.Mailcow.DataMount, Dirs: stack.DataDirs}, self.Name, tag)
+		if err != nil {
+			return fail(ExitFailure, "%v", err)
+		}
+		fmt.Fprintf(stdio.Stdout, "Volume copied from %s: snapshot %s, %d messages, %d files, %.1f MB read, %.1f MB new in the repository, %d passes, %s\n",
+			self.Name, sum.SnapshotID, sum.Messages, sum.FilesNew+sum.FilesChanged+sum.FilesUnmodified, float64(sum.BytesProcessed)/1e6, float64(sum.DataAdded)/1e6,
+			sum.Passes, time.Since(t0).Round(10*time.Millisecond))
+		files := configFiles(sess.cfg, src.Path)
+		csum, err := backup.BackupFiles(ctx, repo, files, self.Name, backup.TagConfig, tag)
+		if err != nil {
+			return fail(ExitFailure, "the configuration: %v", err)
+		}
+		fmt.Fprintf(stdio.Stdout, "configuration copied from %s: snapshot %s (%s)\n", self.Name, csum.SnapshotID, strings.Join(files, ", "))
+	default:
+		return fail(ExitUsage, "unknown kind %q", kind)
 	}
-	fmt.Fprintf(stdio.Stdout, "database copied from %s: snapshot %s, %.1f MB read, %.1f MB new in the repository, %s\n", self.Name, sum.SnapshotID,
-		float64(sum.BytesProcessed)/1e6, float64(sum.DataAdded)/1e6, time.Since(t0).Round(10*time.Millisecond))
 	return ExitOK
+}
+
+// databaseCopier names the BACKUP that takes the database's copy in `backup run`: the first data member, in the
+// configuration's order, that answers as a BACKUP with its Galera member serving ("" when none does).
+func (s memberSession) databaseCopier(ctx context.Context) string {
+	for _, m := range s.cfg.DataMembers() {
+		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		st, err := s.peers.State(qctx, s.peer(m))
+		cancel()
+		if err == nil && st.Role != string(failover.RoleMaster) && st.GaleraOK && !st.Maintenance {
+			return m.Name
+		}
+	}
+	return ""
+}
+
+// configFiles are the configuration's files a Volume's copy takes beside it: mailcow's choices (mailcow.conf, its
+// data/conf) and this node's configuration file. Secret files are not among them: a new cluster makes its own.
+func configFiles(c config.Config, path string) []string {
+	if path == "" || path == "-" {
+		path = config.DefaultPath
+	}
+	return []string{filepath.Join(c.Mailcow.Dir, "mailcow.conf"), filepath.Join(c.Mailcow.Dir, "data", "conf"), path}
 }
 
 // backupList prints the repository's snapshots.
@@ -216,16 +303,9 @@ func backupRestoreDatabase(ctx context.Context, args []string, stdio Stdio) int 
 	if err != nil {
 		return fail(ExitUsage, "%v", err)
 	}
-	id := *snap
-	if id == "latest" {
-		snaps, err := repo.Snapshots(ctx, backup.TagDatabase)
-		if err != nil {
-			return fail(ExitFailure, "%v", err)
-		}
-		if len(snaps) == 0 {
-			return fail(ExitFailure, "the repository holds no database copy")
-		}
-		id = snaps[len(snaps)-1].ID
+	id, err := snapshotID(ctx, repo, *snap, backup.TagDatabase)
+	if err != nil {
+		return fail(ExitFailure, "%v", err)
 	}
 	t0 := time.Now()
 	pos, err := backup.RestoreDatabase(ctx, repo, id, *dir, *user)
@@ -234,5 +314,109 @@ func backupRestoreDatabase(ctx context.Context, args []string, stdio Stdio) int 
 	}
 	fmt.Fprintf(stdio.Stdout, "restored snapshot %s into %s in %s: Galera position %s\n", id, *dir, time.Since(t0).Round(10*time.Millisecond), pos)
 	fmt.Fprintf(stdio.Stdout, "a new cluster bootstraps from it: its grastate.dat must say seqno %d and safe_to_bootstrap: 1 (docs/backup.md)\n", pos.Seqno)
+	return ExitOK
+}
+
+// snapshotID resolves "latest" to the newest snapshot tagged tag; any other id is restic's to resolve.
+func snapshotID(ctx context.Context, repo backup.Repo, id, tag string) (string, error) {
+	if id != "latest" {
+		return id, nil
+	}
+	snaps, err := repo.Snapshots(ctx, tag)
+	if err != nil {
+		return "", err
+	}
+	if len(snaps) == 0 {
+		return "", fmt.Errorf("the repository holds no snapshot tagged %s", tag)
+	}
+	return snaps[len(snaps)-1].ID, nil
+}
+
+// backupRestoreVolume puts a Volume's copy into an empty directory: a new Volume's mount point before its cluster's
+// first MASTER starts mailcow on it.
+func backupRestoreVolume(ctx context.Context, args []string, stdio Stdio) int {
+	fs := newFlags("backup restore-volume", "backup restore-volume --snapshot ID --target DIR [--repository R --password-file F] [--config PATH]", stdio)
+	src := sourceFlags(fs)
+	open := repoFlags(fs)
+	snap := fs.String("snapshot", "", "the snapshot (backup list), or latest: the newest Volume's copy")
+	target := fs.String("target", "", "the empty directory to restore into: the new Volume's mount point (required)")
+	if code, done := parseFlags(fs, args, stdio); done {
+		return code
+	}
+	fail := func(code int, format string, a ...any) int {
+		fmt.Fprintf(stdio.Stderr, "mailcow-ha backup restore-volume: "+format+"\n", a...)
+		return code
+	}
+	if *snap == "" || *target == "" {
+		return fail(ExitUsage, "--snapshot and --target are required")
+	}
+	src.Stdin = stdio.Stdin
+	repo, _, err := open(ctx, src, false)
+	if err != nil {
+		return fail(ExitUsage, "%v", err)
+	}
+	id, err := snapshotID(ctx, repo, *snap, backup.TagVolume)
+	if err != nil {
+		return fail(ExitFailure, "%v", err)
+	}
+	t0 := time.Now()
+	if err := backup.RestoreVolume(ctx, repo, id, *target); err != nil {
+		return fail(ExitFailure, "%v", err)
+	}
+	n, err := backup.Messages(*target)
+	if err != nil {
+		return fail(ExitFailure, "%v", err)
+	}
+	fmt.Fprintf(stdio.Stdout, "restored the Volume's snapshot %s into %s in %s: %d messages, verified\n", id, *target, time.Since(t0).Round(10*time.Millisecond), len(n))
+	return ExitOK
+}
+
+// backupRestoreMailbox puts back, on the MASTER while mail flows, the messages of one mailbox that a Volume's copy
+// holds and the mailbox no longer does.
+func backupRestoreMailbox(ctx context.Context, args []string, stdio Stdio) int {
+	fs := newFlags("backup restore-mailbox", "backup restore-mailbox --snapshot ID --mailbox local@domain [--repository R --password-file F] [--config PATH]", stdio)
+	src := sourceFlags(fs)
+	open := repoFlags(fs)
+	snap := fs.String("snapshot", "", "the snapshot (backup list), or latest: the newest Volume's copy")
+	box := fs.String("mailbox", "", "the mailbox's address (required)")
+	if code, done := parseFlags(fs, args, stdio); done {
+		return code
+	}
+	fail := func(code int, format string, a ...any) int {
+		fmt.Fprintf(stdio.Stderr, "mailcow-ha backup restore-mailbox: "+format+"\n", a...)
+		return code
+	}
+	if *snap == "" || *box == "" {
+		return fail(ExitUsage, "--snapshot and --mailbox are required")
+	}
+	src.Stdin = stdio.Stdin
+	repo, _, err := open(ctx, src, true)
+	if err != nil {
+		return fail(ExitUsage, "%v", err)
+	}
+	sess, code, err := openSession(ctx, *src)
+	if err != nil {
+		return fail(code, "%v", err)
+	}
+	self, _ := sess.cfg.Member(sess.self)
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	st, err := sess.peers.State(qctx, sess.peer(self))
+	cancel()
+	if err != nil {
+		return fail(ExitFailure, "this node's agent: %v", err)
+	}
+	if st.Role != string(failover.RoleMaster) || !st.Mounted {
+		return fail(ExitFailure, "%s is not the MASTER with the Volume mounted (%s, mounted %t): run it on the MASTER", self.Name, st.Role, st.Mounted)
+	}
+	id, err := snapshotID(ctx, repo, *snap, backup.TagVolume)
+	if err != nil {
+		return fail(ExitFailure, "%v", err)
+	}
+	t0 := time.Now()
+	r, err := backup.RestoreMailbox(ctx, repo, id, sess.cfg.Mailcow.DataMount, *box)
+	if err != nil {
+		return fail(ExitFailure, "%v", err)
+	}
+	fmt.Fprintf(stdio.Stdout, "mailbox %s from snapshot %s: %d messages put back, %d were still there, %s\n", *box, id, r.Restored, r.Present, time.Since(t0).Round(10*time.Millisecond))
 	return ExitOK
 }

@@ -22,7 +22,7 @@ func TestShippedManifest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"docker.io", "docker-cli", "docker-compose", "mariadb-server", "galera-4", "mariadb-backup", "keepalived", "cloud-init", "nftables", "iproute2", "apparmor", "rsync", "stunnel4", "socat", "udev", "dbus"} {
+	for _, p := range []string{"docker.io", "docker-cli", "docker-compose", "mariadb-server", "galera-4", "mariadb-backup", "keepalived", "cloud-init", "nftables", "iproute2", "apparmor", "rsync", "stunnel4", "socat", "udev", "dbus", "restic"} {
 		if !slices.Contains(m.Debian.Packages, p) {
 			t.Errorf("packages lack %s", p)
 		}

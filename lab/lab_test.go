@@ -3,10 +3,12 @@ package lab
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/api"
+	"github.com/mailcow-ha/mailcow-ha/agent/backup"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/galera"
 	"github.com/mailcow-ha/mailcow-ha/agent/keepalived"
@@ -1364,6 +1367,187 @@ func TestLab(t *testing.T) {
 			switch a.Event.Event {
 			case "promoted", "demoted", "fence_failed", "fencing", "peer_fenced":
 				t.Errorf("%s from %s while a dead BACKUP was removed: %s", a.Event.Event, a.Node, a.Message)
+			}
+		}
+		s.end(t, ctx)
+	})
+	scenario("backup: the Volume and the database copied while mail flows, a deleted mailbox restored, no MASTER change", true, func(t *testing.T) {
+		// `mailcow-ha backup run` on every node while mail flows: the MASTER copies its Volume (a mailbox of 3000
+		// messages beside the lab's), one BACKUP copies its Galera member, the other does nothing. Then the lab
+		// mailbox's messages are deleted under dovecot and `backup restore-mailbox` puts them back, live.
+		m, err := l.WaitSettled(ctx, 240*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		master := l.Node(m)
+		pw := filepath.Join(l.o.Dir, "backup.password")
+		if err := config.WriteSecret(pw, "5b8e2f1c9a4d7e0b3f6a2c8e1d5b9f4a"); err != nil {
+			t.Fatal(err)
+		}
+		repo := filepath.Join(l.o.Dir, "backup-repo")
+		_ = os.RemoveAll(repo)
+		defer os.RemoveAll(repo)
+		type run struct {
+			out  string
+			took time.Duration
+			cpu  time.Duration
+			err  error
+		}
+		cli := func(n *Node, args ...string) run {
+			args = append(args, "--repository", repo, "--password-file", pw, "--config", filepath.Join(n.Dir, "config.toml"))
+			cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + n.NS.Name, l.o.Bin}, args...)...)
+			t0 := time.Now()
+			out, err := cmd.CombinedOutput()
+			r := run{out: string(out), took: time.Since(t0), err: err}
+			if cmd.ProcessState != nil { // nsenter execs the command: this is its CPU and restic's, which it waited for
+				r.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+			}
+			return r
+		}
+		// A mailbox of 3000 messages of about 4 KB, as dovecot keeps them (owned by vmail).
+		vmail := filepath.Join(master.Dir, "data", "vmail")
+		seed := filepath.Join(vmail, "example.org", "seed")
+		defer os.RemoveAll(seed)
+		// The domain's directory too: dovecot (vmail) makes the lab's mailbox in it, and one made here by root
+		// would make every delivery fail.
+		for _, d := range []string{filepath.Dir(seed), seed, filepath.Join(seed, "tmp"), filepath.Join(seed, "new"), filepath.Join(seed, "cur")} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(d, 5000, 5000); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Random text: a mail store compresses little (attachments), and restic compresses what it stores.
+		rnd := mrand.New(mrand.NewPCG(1, 2))
+		raw := make([]byte, 2800)
+		for i := 0; i < 3000; i++ {
+			for j := range raw {
+				raw[j] = byte(rnd.Uint32())
+			}
+			text := base64.StdEncoding.EncodeToString(raw)
+			f := filepath.Join(seed, "cur", fmt.Sprintf("%d.M%dP1.seed:2,S", 1700000000+i, i))
+			if err := os.WriteFile(f, []byte(fmt.Sprintf("Message-ID: <seed-%d@lab>\r\nSubject: seed %d\r\n\r\n%d %s\r\n", i, i, i, text)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_ = os.Chown(f, 5000, 5000)
+		}
+		s := l.watch(ctx)
+		box := filepath.Join(vmail, "example.org", "lab")
+		for end := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+			cur, _ := filepath.Glob(filepath.Join(box, "cur", "*"))
+			nw, _ := filepath.Glob(filepath.Join(box, "new", "*"))
+			if len(cur)+len(nw) >= 10 {
+				break
+			}
+			if time.Now().After(end) {
+				out, _ := exec.Command("find", filepath.Join(master.Dir, "data"), "-maxdepth", "5", "-not", "-path", "*/seed/*").CombinedOutput()
+				t.Fatalf("the lab mailbox has %d messages after 30 s of mail (%d of %d sent acknowledged):\n%s", len(cur)+len(nw), s.acked.Load(), s.sent.Load(), tail.Lines(string(out), 60))
+			}
+		}
+		t0 := time.Now()
+
+		// Each copy where it belongs, and nowhere else.
+		var backups []*Node
+		for _, n := range l.Nodes {
+			if n.Name != m {
+				backups = append(backups, n)
+			}
+		}
+		if r := cli(backups[0], "backup", "volume"); r.err == nil || !strings.Contains(r.out, "run it on the MASTER") {
+			t.Errorf("backup volume on BACKUP %s: %v\n%s", backups[0].Name, r.err, r.out)
+		}
+		if r := cli(master, "backup", "database"); r.err == nil || !strings.Contains(r.out, "is the MASTER") {
+			t.Errorf("backup database on the MASTER: %v\n%s", r.err, r.out)
+		}
+		before, err := backup.Messages(filepath.Join(master.Dir, "data"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		vol := cli(master, "backup", "run")
+		t.Logf("backup run on the MASTER %s: %.2f s, CPU %.2f s:\n%s", m, vol.took.Seconds(), vol.cpu.Seconds(), vol.out)
+		if vol.err != nil || !strings.Contains(vol.out, "Volume copied from "+m) || !strings.Contains(vol.out, "configuration copied from "+m) {
+			t.Fatalf("backup run on the MASTER: %v", vol.err)
+		}
+		copiers := 0
+		for _, n := range backups {
+			r := cli(n, "backup", "run")
+			t.Logf("backup run on BACKUP %s: %.2f s, CPU %.2f s:\n%s", n.Name, r.took.Seconds(), r.cpu.Seconds(), r.out)
+			if r.err != nil {
+				t.Errorf("backup run on %s: %v", n.Name, r.err)
+			}
+			if strings.Contains(r.out, "database copied from "+n.Name) {
+				copiers++
+			} else if !strings.Contains(r.out, "nothing to do here") {
+				t.Errorf("backup run on %s neither copied nor stood aside", n.Name)
+			}
+		}
+		if copiers != 1 {
+			t.Errorf("%d BACKUPs copied the database, want 1", copiers)
+		}
+		du, _ := exec.Command("du", "-sb", repo).Output()
+		t.Logf("the repository after the first copies: %s bytes (%d messages on the Volume)", strings.Fields(string(du) + " ?")[0], len(before))
+		defer func() {
+			du, _ := exec.Command("du", "-sb", repo).Output()
+			t.Logf("the repository at the end: %s", du)
+		}()
+		list := cli(master, "backup", "list")
+		for _, tag := range []string{backup.TagVolume, backup.TagConfig, backup.TagDatabase} {
+			if !strings.Contains(list.out, tag+",cluster="+ClusterName) {
+				t.Errorf("backup list lacks a %s snapshot:\n%s", tag, list.out)
+			}
+		}
+		again := cli(master, "backup", "volume")
+		t.Logf("a second Volume copy: %.2f s, CPU %.2f s: %s", again.took.Seconds(), again.cpu.Seconds(), again.out)
+		if again.err != nil {
+			t.Errorf("a second backup volume: %v", again.err)
+		}
+
+		// A bad rm: the lab mailbox loses every message the copy holds. The restore puts them back while mail
+		// goes on arriving, and what came after the copy stays.
+		deleted := 0
+		for _, sub := range []string{"cur", "new"} {
+			ents, _ := os.ReadDir(filepath.Join(box, sub))
+			for _, e := range ents {
+				name, _, _ := strings.Cut(e.Name(), ":")
+				if before["example.org/lab/"+name] && os.Remove(filepath.Join(box, sub, e.Name())) == nil {
+					deleted++
+				}
+			}
+		}
+		if deleted == 0 {
+			t.Fatal("the lab mailbox held no message before the copy")
+		}
+		// The copy taken first: the latest is the second one, which holds the same messages.
+		r := cli(master, "backup", "restore-mailbox", "--snapshot", "latest", "--mailbox", Mailbox)
+		t.Logf("restore-mailbox after %d messages were deleted: %.2f s: %s", deleted, r.took.Seconds(), r.out)
+		if r.err != nil || !strings.Contains(r.out, fmt.Sprintf(": %d messages put back", deleted)) {
+			t.Errorf("backup restore-mailbox: %v", r.err)
+		}
+		if r := cli(master, "backup", "check", "--read-data", "100%"); r.err != nil {
+			t.Errorf("backup check: %v\n%s", r.err, r.out)
+		} else {
+			t.Logf("backup check --read-data 100%%: %.2f s", r.took.Seconds())
+		}
+		// The restores a new cluster starts from, into empty directories.
+		target := t.TempDir()
+		if r := cli(master, "backup", "restore-volume", "--snapshot", "latest", "--target", target); r.err != nil || !strings.Contains(r.out, "verified") {
+			t.Errorf("backup restore-volume: %v\n%s", r.err, r.out)
+		} else if got, err := backup.Messages(target); err != nil || len(got) < len(before) {
+			t.Errorf("the restored Volume holds %d messages, the Volume held %d before the copy (%v)", len(got), len(before), err)
+		}
+		if r := cli(master, "backup", "restore-database", "--snapshot", "latest", "--datadir", filepath.Join(target, "mysql")); r.err != nil || !strings.Contains(r.out, "Galera position") {
+			t.Errorf("backup restore-database: %v\n%s", r.err, r.out)
+		} else {
+			t.Logf("restore-database: %.2f s: %s", r.took.Seconds(), r.out)
+		}
+		if nm, err := l.WaitSettled(ctx, time.Minute); err != nil || nm != m {
+			t.Errorf("after the backups: MASTER %q (was %s), %v", nm, m, err)
+		}
+		for _, a := range l.Alerts.Since(t0) {
+			switch a.Event.Event {
+			case "promoted", "demoted", "fencing", "stack_failed":
+				t.Errorf("%s from %s during the backups: %s", a.Event.Event, a.Node, a.Message)
 			}
 		}
 		s.end(t, ctx)

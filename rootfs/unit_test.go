@@ -79,21 +79,26 @@ func TestUnitsVerify(t *testing.T) {
 		t.Skip("systemd-analyze is not installed (Debian package systemd)")
 	}
 	units, _ := filepath.Glob("usr/lib/systemd/system/*.service")
-	if len(units) < 2 {
+	timers, _ := filepath.Glob("usr/lib/systemd/system/*.timer")
+	units = append(units, timers...)
+	if len(units) < 2 || len(timers) == 0 {
 		t.Fatalf("units: %v", units)
 	}
+	// One directory with every unit: a timer is verified with the service it starts beside it.
+	dir := t.TempDir()
 	for _, u := range units {
-		dir := t.TempDir()
 		b, err := os.ReadFile(u)
 		if err != nil {
 			t.Fatal(err)
 		}
 		// The binaries are not installed here: point ExecStart at one that exists, everything else as shipped.
 		s := strings.NewReplacer("/usr/local/bin/mailcow-ha", "/bin/true", "/usr/local/bin/mailcow-signup", "/bin/true").Replace(string(b))
-		path := filepath.Join(dir, filepath.Base(u))
-		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(u)), []byte(s), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	for _, u := range units {
+		path := filepath.Join(dir, filepath.Base(u))
 		out, err := exec.Command(sa, "verify", path).CombinedOutput()
 		var ours []string
 		for _, line := range strings.Split(string(out), "\n") {
@@ -104,5 +109,18 @@ func TestUnitsVerify(t *testing.T) {
 		if len(ours) > 0 {
 			t.Errorf("systemd-analyze verify %s: %v\n%s", u, err, strings.Join(ours, "\n"))
 		}
+	}
+}
+
+// The backup's timer starts the backup's service, and the service runs `backup run` (which copies what the node's
+// role copies, and nothing while no repository is set).
+func TestBackupTimer(t *testing.T) {
+	tm := unitKeys(t, "usr/lib/systemd/system/mailcow-ha-backup.timer")
+	if len(tm["Timer.OnCalendar"]) == 0 || !has(tm["Install.WantedBy"], "timers.target") || !has(tm["Timer.Persistent"], "true") {
+		t.Errorf("the timer: %v", tm)
+	}
+	sv := unitKeys(t, "usr/lib/systemd/system/mailcow-ha-backup.service")
+	if es := strings.Join(sv["Service.ExecStart"], " "); es != "/usr/local/bin/mailcow-ha backup run" || !has(sv["Service.Type"], "oneshot") {
+		t.Errorf("the service: ExecStart %q, Type %v", es, sv["Service.Type"])
 	}
 }

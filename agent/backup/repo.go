@@ -40,12 +40,13 @@ type Snapshot struct {
 
 // Summary is what a backup added: restic's summary line.
 type Summary struct {
-	SnapshotID     string  `json:"snapshot_id"` // restic 0.14 gives the short id
-	FilesNew       int     `json:"files_new"`
-	FilesChanged   int     `json:"files_changed"`
-	DataAdded      int64   `json:"data_added"`
-	BytesProcessed int64   `json:"total_bytes_processed"`
-	Duration       float64 `json:"total_duration"`
+	SnapshotID      string  `json:"snapshot_id"` // restic 0.14 gives the short id
+	FilesNew        int     `json:"files_new"`
+	FilesChanged    int     `json:"files_changed"`
+	FilesUnmodified int     `json:"files_unmodified"`
+	DataAdded       int64   `json:"data_added"`
+	BytesProcessed  int64   `json:"total_bytes_processed"`
+	Duration        float64 `json:"total_duration"`
 }
 
 func (r Repo) command(ctx context.Context, args ...string) *exec.Cmd {
