@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/api"
 	"github.com/mailcow-ha/mailcow-ha/agent/backup"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
 	"github.com/mailcow-ha/mailcow-ha/agent/failover"
@@ -156,46 +157,64 @@ func backupTake(ctx context.Context, kind string, args []string, stdio Stdio) in
 			kind = "database"
 		}
 	}
+	switch {
+	case kind == "database" && master:
+		return fail(ExitFailure, "%s is the MASTER: take the copy on a BACKUP (the MASTER serves the mail)", self.Name)
+	case kind == "database" && !st.GaleraOK:
+		return fail(ExitFailure, "%s's Galera member is not serving (%s): take the copy on a Synced member", self.Name, st.Galera)
+	case kind == "volume" && (!master || !st.Mounted):
+		return fail(ExitFailure, "%s is not the MASTER with the Volume mounted (%s, mounted %t): run it on the MASTER", self.Name, st.Role, st.Mounted)
+	}
+	// From here on, a failure is a failed backup: the agent hears of it.
 	if err := repo.Init(ctx); err != nil {
+		record(sess.cfg, kind, "", err, stdio)
 		return fail(ExitFailure, "%v", err)
 	}
 	tag := "cluster=" + sess.cfg.Cluster.Name
 	t0 := time.Now()
 	switch kind {
 	case "database":
-		if master {
-			return fail(ExitFailure, "%s is the MASTER: take the copy on a BACKUP (the MASTER serves the mail)", self.Name)
-		}
-		if !st.GaleraOK {
-			return fail(ExitFailure, "%s's Galera member is not serving (%s): take the copy on a Synced member", self.Name, st.Galera)
-		}
 		sum, err := backup.BackupDatabase(ctx, repo, backup.Database{Socket: sess.cfg.Galera.Socket, Desync: true}, self.Name, tag)
+		record(sess.cfg, kind, sum.SnapshotID, err, stdio)
 		if err != nil {
 			return fail(ExitFailure, "%v", err)
 		}
 		fmt.Fprintf(stdio.Stdout, "database copied from %s: snapshot %s, %.1f MB read, %.1f MB new in the repository, %s\n", self.Name, sum.SnapshotID,
 			float64(sum.BytesProcessed)/1e6, float64(sum.DataAdded)/1e6, time.Since(t0).Round(10*time.Millisecond))
 	case "volume":
-		if !master || !st.Mounted {
-			return fail(ExitFailure, "%s is not the MASTER with the Volume mounted (%s, mounted %t): run it on the MASTER", self.Name, st.Role, st.Mounted)
-		}
 		sum, err := backup.BackupVolume(ctx, repo, backup.Volume{Mount: sess.cfg.Mailcow.DataMount, Dirs: stack.DataDirs}, self.Name, tag)
 		if err != nil {
+			record(sess.cfg, kind, "", err, stdio)
 			return fail(ExitFailure, "%v", err)
 		}
-		fmt.Fprintf(stdio.Stdout, "Volume copied from %s: snapshot %s, %d messages, %d files, %.1f MB read, %.1f MB new in the repository, %d passes, %s\n",
+		fmt.Fprintf(stdio.Stdout, "Volume copied from %s: snapshot %s, %d messages, %d files, %.1f MB read, %.1f MB new in the repository, %s, %s\n",
 			self.Name, sum.SnapshotID, sum.Messages, sum.FilesNew+sum.FilesChanged+sum.FilesUnmodified, float64(sum.BytesProcessed)/1e6, float64(sum.DataAdded)/1e6,
-			sum.Passes, time.Since(t0).Round(10*time.Millisecond))
+			passes(sum.Passes), time.Since(t0).Round(10*time.Millisecond))
 		files := configFiles(sess.cfg, src.Path)
 		csum, err := backup.BackupFiles(ctx, repo, files, self.Name, backup.TagConfig, tag)
 		if err != nil {
-			return fail(ExitFailure, "the configuration: %v", err)
+			err = fmt.Errorf("the configuration: %w", err)
+		}
+		record(sess.cfg, kind, sum.SnapshotID, err, stdio)
+		if err != nil {
+			return fail(ExitFailure, "%v", err)
 		}
 		fmt.Fprintf(stdio.Stdout, "configuration copied from %s: snapshot %s (%s)\n", self.Name, csum.SnapshotID, strings.Join(files, ", "))
 	default:
 		return fail(ExitUsage, "unknown kind %q", kind)
 	}
 	return ExitOK
+}
+
+// record leaves the copy's outcome for this node's agent, which alerts on a failure and shows it in /status.
+func record(c config.Config, kind, snapshot string, err error, stdio Stdio) {
+	run := api.BackupRun{Time: time.Now().UTC(), Kind: kind, OK: err == nil, Snapshot: snapshot}
+	if err != nil {
+		run.Error = err.Error()
+	}
+	if werr := backup.WriteLastRun(c.Failover.StateDir, run); werr != nil {
+		fmt.Fprintf(stdio.Stderr, "mailcow-ha backup %s: %v (the agent does not learn of this copy)\n", kind, werr)
+	}
 }
 
 // databaseCopier names the BACKUP that takes the database's copy in `backup run`: the first data member, in the
@@ -419,4 +438,12 @@ func backupRestoreMailbox(ctx context.Context, args []string, stdio Stdio) int {
 	}
 	fmt.Fprintf(stdio.Stdout, "mailbox %s from snapshot %s: %d messages put back, %d were still there, %s\n", *box, id, r.Restored, r.Present, time.Since(t0).Round(10*time.Millisecond))
 	return ExitOK
+}
+
+// passes says how many passes a Volume copy took.
+func passes(n int) string {
+	if n == 1 {
+		return "1 pass"
+	}
+	return fmt.Sprintf("%d passes", n)
 }

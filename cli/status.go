@@ -186,4 +186,30 @@ func printStatus(w io.Writer, replies []StatusReply, now time.Time) {
 	if len(releases) > 1 {
 		fmt.Fprintln(w, "warning: the nodes hold different mailcow releases; `mailcow-ha mailcow update --to TAG` brings the others to TAG")
 	}
+	printBackups(w, replies, now)
+}
+
+// printBackups says what the MASTER read of the backup repository, and each node's last failed copy.
+func printBackups(w io.Writer, replies []StatusReply, now time.Time) {
+	copyOf := func(c api.BackupCopy) string {
+		if c.Time.IsZero() {
+			return "none"
+		}
+		return fmt.Sprintf("%s ago (%s, from %s)", now.Sub(c.Time).Round(time.Minute), c.Snapshot, c.Node)
+	}
+	for _, r := range replies {
+		if r.Status == nil || r.Status.Backup == nil {
+			continue
+		}
+		b := r.Status.Backup
+		if !b.Checked.IsZero() {
+			fmt.Fprintf(w, "backups (read by %s %s ago): Volume %s, database %s\n", r.Node, now.Sub(b.Checked).Round(time.Second), copyOf(b.Volume), copyOf(b.Database))
+			if b.Problem != "" {
+				fmt.Fprintf(w, "warning: %s\n", b.Problem)
+			}
+		}
+		if b.LastRun != nil && !b.LastRun.OK {
+			fmt.Fprintf(w, "warning: %s's last %s backup failed %s ago: %s\n", r.Node, b.LastRun.Kind, now.Sub(b.LastRun.Time).Round(time.Second), b.LastRun.Error)
+		}
+	}
 }

@@ -1372,21 +1372,28 @@ func TestLab(t *testing.T) {
 		s.end(t, ctx)
 	})
 	scenario("backup: the Volume and the database copied while mail flows, a deleted mailbox restored, no MASTER change", true, func(t *testing.T) {
-		// `mailcow-ha backup run` on every node while mail flows: the MASTER copies its Volume (a mailbox of 3000
-		// messages beside the lab's), one BACKUP copies its Galera member, the other does nothing. Then the lab
-		// mailbox's messages are deleted under dovecot and `backup restore-mailbox` puts them back, live.
+		// `config apply` gives the cluster a restic repository (each node has the password file), and the MASTER's
+		// agent says at once that it holds no copy (backup_stale). A failed copy is an alert from its node. Then
+		// `mailcow-ha backup run` on every node while mail flows: one BACKUP copies its Galera member, the other
+		// stands aside, the MASTER copies its Volume (a mailbox of 3000 messages beside the lab's) and the
+		// configuration, and its agent reads the fresh copies (backup_recovered, status). Then the lab mailbox's
+		// messages are deleted under dovecot and `backup restore-mailbox` puts them back, live.
 		m, err := l.WaitSettled(ctx, 240*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
 		master := l.Node(m)
-		pw := filepath.Join(l.o.Dir, "backup.password")
-		if err := config.WriteSecret(pw, "5b8e2f1c9a4d7e0b3f6a2c8e1d5b9f4a"); err != nil {
-			t.Fatal(err)
+		var backups []*Node
+		for _, n := range l.Nodes {
+			if n.Name != m {
+				backups = append(backups, n)
+			}
+			if err := config.WriteSecret(filepath.Join(n.Dir, "backup.password"), "5b8e2f1c9a4d7e0b3f6a2c8e1d5b9f4a"); err != nil {
+				t.Fatal(err)
+			}
 		}
 		repo := filepath.Join(l.o.Dir, "backup-repo")
 		_ = os.RemoveAll(repo)
-		defer os.RemoveAll(repo)
 		type run struct {
 			out  string
 			took time.Duration
@@ -1394,7 +1401,7 @@ func TestLab(t *testing.T) {
 			err  error
 		}
 		cli := func(n *Node, args ...string) run {
-			args = append(args, "--repository", repo, "--password-file", pw, "--config", filepath.Join(n.Dir, "config.toml"))
+			args = append(args, "--config", filepath.Join(n.Dir, "config.toml"))
 			cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + n.NS.Name, l.o.Bin}, args...)...)
 			t0 := time.Now()
 			out, err := cmd.CombinedOutput()
@@ -1404,6 +1411,20 @@ func TestLab(t *testing.T) {
 			}
 			return r
 		}
+		t0 := time.Now()
+		doc := filepath.Join(l.o.Dir, "backup-config.toml")
+		if err := os.WriteFile(doc, []byte(fmt.Sprintf("[backup]\nrepository = %q\n", repo)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if r := cli(backups[0], "config", "apply", doc, "--within", "2m"); r.err != nil || !strings.Contains(r.out, "3 live") {
+			t.Fatalf("config apply of the repository: %v\n%s", r.err, r.out)
+		}
+		alerts(t, t0, Want{"backup_stale", m, ""})
+		t1 := time.Now()
+		if r := cli(backups[0], "backup", "database", "--repository", "/proc/no-such-repository"); r.err == nil {
+			t.Errorf("a copy into /proc succeeded:\n%s", r.out)
+		}
+		alerts(t, t1, Want{"backup_failed", backups[0].Name, ""})
 		// A mailbox of 3000 messages of about 4 KB, as dovecot keeps them (owned by vmail).
 		vmail := filepath.Join(master.Dir, "data", "vmail")
 		seed := filepath.Join(vmail, "example.org", "seed")
@@ -1445,29 +1466,15 @@ func TestLab(t *testing.T) {
 				t.Fatalf("the lab mailbox has %d messages after 30 s of mail (%d of %d sent acknowledged):\n%s", len(cur)+len(nw), s.acked.Load(), s.sent.Load(), tail.Lines(string(out), 60))
 			}
 		}
-		t0 := time.Now()
+		t2 := time.Now()
 
-		// Each copy where it belongs, and nowhere else.
-		var backups []*Node
-		for _, n := range l.Nodes {
-			if n.Name != m {
-				backups = append(backups, n)
-			}
-		}
+		// Each copy where it belongs, and nowhere else: the BACKUPs first, so that the MASTER's agent, which reads
+		// the repository after its own copy, finds both kinds.
 		if r := cli(backups[0], "backup", "volume"); r.err == nil || !strings.Contains(r.out, "run it on the MASTER") {
 			t.Errorf("backup volume on BACKUP %s: %v\n%s", backups[0].Name, r.err, r.out)
 		}
 		if r := cli(master, "backup", "database"); r.err == nil || !strings.Contains(r.out, "is the MASTER") {
 			t.Errorf("backup database on the MASTER: %v\n%s", r.err, r.out)
-		}
-		before, err := backup.Messages(filepath.Join(master.Dir, "data"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		vol := cli(master, "backup", "run")
-		t.Logf("backup run on the MASTER %s: %.2f s, CPU %.2f s:\n%s", m, vol.took.Seconds(), vol.cpu.Seconds(), vol.out)
-		if vol.err != nil || !strings.Contains(vol.out, "Volume copied from "+m) || !strings.Contains(vol.out, "configuration copied from "+m) {
-			t.Fatalf("backup run on the MASTER: %v", vol.err)
 		}
 		copiers := 0
 		for _, n := range backups {
@@ -1484,6 +1491,22 @@ func TestLab(t *testing.T) {
 		}
 		if copiers != 1 {
 			t.Errorf("%d BACKUPs copied the database, want 1", copiers)
+		}
+		before, err := backup.Messages(filepath.Join(master.Dir, "data"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		vol := cli(master, "backup", "run")
+		t.Logf("backup run on the MASTER %s: %.2f s, CPU %.2f s:\n%s", m, vol.took.Seconds(), vol.cpu.Seconds(), vol.out)
+		if vol.err != nil || !strings.Contains(vol.out, "Volume copied from "+m) || !strings.Contains(vol.out, "configuration copied from "+m) {
+			t.Fatalf("backup run on the MASTER: %v", vol.err)
+		}
+		snapID := regexp.MustCompile(`Volume copied from \S+: snapshot (\w+)`).FindStringSubmatch(vol.out)
+		alerts(t, t2, Want{"backup_recovered", m, ""})
+		if st := cli(backups[1], "status"); snapID == nil || !strings.Contains(st.out, "backups (read by "+m) || !strings.Contains(st.out, snapID[1]) {
+			t.Errorf("mailcow-ha status does not show the new copy %v:\n%s", snapID, st.out)
+		} else {
+			t.Logf("mailcow-ha status:\n%s", st.out)
 		}
 		du, _ := exec.Command("du", "-sb", repo).Output()
 		t.Logf("the repository after the first copies: %s bytes (%d messages on the Volume)", strings.Fields(string(du) + " ?")[0], len(before))

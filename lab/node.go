@@ -83,6 +83,8 @@ func (n *Node) writeConfig() error {
 		// Every address: the client probes /primary through the Floating IP, as Uptime Kuma would.
 		"api":    map[string]any{"listen": []string{fmt.Sprintf(":%d", HealthPort)}, "peer_port": 7481, "socket": filepath.Join(d, "agent.sock")},
 		"alerts": map[string]any{"webhooks": hooks},
+		// No repository: the backup scenario sets one with config apply, as an operator would.
+		"backup": map[string]any{"password_file": filepath.Join(d, "backup.password"), "cache_dir": filepath.Join(d, "restic-cache")},
 	})
 	text, err := config.Encode(cfg, "mailcow-ha lab node "+n.Name+": its server's user-data (cluster create) and the lab's settings (lab up)")
 	if err != nil {

@@ -32,6 +32,39 @@ type NodeStatus struct {
 	// LoopAge is how long ago the agent's reconcile loop last ran: a stuck agent is not healthy.
 	LoopAge     Duration     `json:"loop_age"`
 	Transitions []Transition `json:"transitions"` // the last ones, newest first
+	// Backup is what the agent knows of the backups (docs/backup.md): this node's last run, and on the MASTER
+	// the repository's newest copies. Absent while backup.repository is not set.
+	Backup *BackupStatus `json:"backup,omitempty"`
+}
+
+// BackupStatus is the backups as a node sees them.
+type BackupStatus struct {
+	// LastRun is this node's last copy (mailcow-ha backup run, volume or database); nil when it took none since the
+	// state directory was made.
+	LastRun *BackupRun `json:"last_run,omitempty"`
+	// Checked is when the MASTER last read the repository; zero on the other nodes, which do not.
+	Checked  time.Time  `json:"checked,omitempty"`
+	Volume   BackupCopy `json:"volume"`
+	Database BackupCopy `json:"database"`
+	MaxAge   Duration   `json:"max_age"`
+	// Problem says why the backups are stale ("" when both copies are younger than MaxAge, or not checked here).
+	Problem string `json:"problem,omitempty"`
+}
+
+// BackupCopy is the newest copy of one kind in the repository.
+type BackupCopy struct {
+	Time     time.Time `json:"time,omitempty"`
+	Snapshot string    `json:"snapshot,omitempty"`
+	Node     string    `json:"node,omitempty"`
+}
+
+// BackupRun is one copy a node took, as the backup command records it in the agent's state directory.
+type BackupRun struct {
+	Time     time.Time `json:"time"`
+	Kind     string    `json:"kind"` // volume or database
+	OK       bool      `json:"ok"`
+	Snapshot string    `json:"snapshot,omitempty"`
+	Error    string    `json:"error,omitempty"`
 }
 
 // GaleraStatus is the local member's state.

@@ -63,6 +63,7 @@ var clusterKeys = []struct {
 	{"mailcow.pull_command", ApplyLive},
 	{"alerts.", ApplyRestart},
 	{"backup.repository", ApplyLive}, // read at each backup
+	{"backup.max_age", ApplyLive},    // read at each check
 }
 
 // ClusterKeyApply says how a key of a cluster configuration is applied; ok is false for a key that a cluster

@@ -51,6 +51,9 @@ type Backup struct {
 	PasswordFile string `toml:"password_file"`
 	Password     Secret `toml:"password"` // inline (user-data): written to PasswordFile at start
 	CacheDir     string `toml:"cache_dir"`
+	// MaxAge is how old the newest copy of the Volume or of the database may be before the MASTER's agent alerts
+	// (backup_stale).
+	MaxAge Duration `toml:"max_age"`
 }
 
 // Node names this node; the rest of its identity comes from its entry in cluster.nodes.
@@ -281,7 +284,7 @@ func Defaults() Config {
 			MetadataURL: DefaultMetadataURL,
 		},
 		Network: Network{PublicInterface: "auto", PrivateInterface: "auto"},
-		Backup:  Backup{PasswordFile: DefaultSecretDir + "/backup.password", CacheDir: "/var/cache/mailcow-ha/restic"},
+		Backup:  Backup{PasswordFile: DefaultSecretDir + "/backup.password", CacheDir: "/var/cache/mailcow-ha/restic", MaxAge: Duration(26 * time.Hour)},
 		Galera: Galera{
 			DataDir:      "/var/lib/mysql",
 			Socket:       "/run/mysqld/mysqld.sock",

@@ -5,6 +5,7 @@ package config
 import (
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // backup checks the repository: a path, sftp: or s3: (the targets that the backup is tested and documented for).
@@ -12,6 +13,9 @@ func (v *validator) backup(c *Config) {
 	b := c.Backup
 	v.absPath("backup.password_file", b.PasswordFile)
 	v.absPath("backup.cache_dir", b.CacheDir)
+	if b.MaxAge.D() < time.Hour {
+		v.add("backup.max_age", "%s: at least 1h (a copy takes a while, and the daily timer runs once a day)", b.MaxAge)
+	}
 	r := b.Repository
 	switch {
 	case r == "":

@@ -94,6 +94,7 @@ type Agent struct {
 	applyMu sync.Mutex
 	alerts  *report.Alerter
 	hist    *history
+	backups backupWatch // the backups' last run and the repository's newest copies (backups.go)
 	metrics *report.Metrics
 	// keys is the cluster secrets: the one the peer API, VRRP's password and Galera's certificate use, and those
 	// accepted during a rotation; secMu orders the rotation's steps (secret.go).
@@ -333,6 +334,9 @@ func Run(ctx context.Context, o Options) error {
 	// mailcow's release: a tree that alone holds another release than the other members' catches up.
 	wg.Add(1)
 	go func() { defer wg.Done(); a.followRelease(ctx) }()
+	// The backups: this node's last copy, and on the MASTER the repository's newest copies.
+	wg.Add(1)
+	go func() { defer wg.Done(); a.watchBackups(ctx) }()
 
 	log.Info("agent started", "node", self.Name, "server_id", self.ServerID, "private_interface", privIf,
 		"public_interface", pubIf, "peer_api", peerAddr)

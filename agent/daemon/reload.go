@@ -61,6 +61,7 @@ func (a *Agent) reload() {
 	a.p.Sequential, a.p.PowerOnFenced = c.Failover.Sequential, c.Failover.PowerOnFenced
 	a.c.Failover, a.c.Keepalived = c.Failover, c.Keepalived
 	a.c.Mailcow.Repo, a.c.Mailcow.PullCommand = c.Mailcow.Repo, c.Mailcow.PullCommand
+	a.c.Backup = c.Backup // the backups' watch reads it at each look (backups.go)
 	for i := range a.c.Cluster.Nodes {
 		if m, ok := c.Member(a.c.Cluster.Nodes[i].Name); ok {
 			a.c.Cluster.Nodes[i].Priority = m.Priority

@@ -167,6 +167,7 @@ func (a *Agent) nodeStatus(context.Context) api.NodeStatus {
 		Maintenance: s.Maintenance,
 		LoopAge:     api.Duration(time.Since(loop)),
 		Transitions: a.hist.transitions(),
+		Backup:      a.backupStatus(c.Backup.Repository != ""),
 	}
 	if seen.FIPKnown {
 		st.FloatingIP.Owner = name(seen.FIPOwner)
@@ -195,6 +196,15 @@ func (a *Agent) snapshot() report.Snapshot {
 		Webhooks: a.alerts.Stats()}
 	if a.verifier != nil {
 		snap.PeerRefused = a.verifier.Refused.Load()
+	}
+	if b := st.Backup; b != nil {
+		if !b.Checked.IsZero() {
+			snap.Backups = map[string]time.Time{"volume": b.Volume.Time, "database": b.Database.Time}
+			snap.BackupsStale = b.Problem != ""
+		}
+		if b.LastRun != nil {
+			snap.BackupRun, snap.BackupRunOK = b.LastRun.Time, b.LastRun.OK
+		}
 	}
 	if c, ok := a.o.Cloud.(interface{ Stats() hcloud.Stats }); ok {
 		hs := c.Stats()

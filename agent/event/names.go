@@ -70,4 +70,7 @@ const (
 	SecretStaged          Name = "secret_staged"
 	SecretSwitched        Name = "secret_switched"
 	SecretRotated         Name = "secret_rotated"
+	BackupFailed          Name = "backup_failed"
+	BackupStale           Name = "backup_stale"
+	BackupRecovered       Name = "backup_recovered"
 )

@@ -91,6 +91,9 @@ func Catalog() []EventInfo {
 		{event.MailcowUpdateFailed, SeverityCritical, "a MASTER's mailcow did not come back healthy on a new release: the tree was taken back and the release before started again; the other nodes keep the release before."},
 		{event.SecretStaged, SeverityInfo, "the next cluster secret was handed to this node (cluster rotate-secret): it accepts both secrets, and Galera trusts both CAs; it still signs with the one before."},
 		{event.SecretSwitched, SeverityInfo, "this node signs with the new cluster secret: the peer API, VRRP's password and its Galera certificate; it still accepts the one before until the rotation ends."},
+		{event.BackupFailed, SeverityWarning, "a backup on this node failed (mailcow-ha backup run, volume or database): the message says which copy and why; the repository keeps the copies before it."},
+		{event.BackupStale, SeverityWarning, "the newest copy of the Volume or of the database in the backup repository is older than backup.max_age, or the repository cannot be read (checked by the MASTER hourly, and after each backup on it)."},
+		{event.BackupRecovered, SeverityInfo, "the backups are fresh again after backup_stale: the newest copies of the Volume and of the database are younger than backup.max_age."},
 		{event.SecretRotated, SeverityInfo, "the cluster secret's rotation ended on this node: the secret before is deleted and no longer accepted, Galera trusts the new CA only."},
 		{event.MembershipChanged, SeverityWarning, "the API lists other members than this agent runs with (cluster.discover = \"hcloud\": a node added, removed or relabelled). Applied while the agent runs, the alert is info and says what changed; a change that cannot be applied live (this server renamed or gone, members that do not check, a static cluster.nodes) is a warning and takes effect at the agents' next start."},
 	}

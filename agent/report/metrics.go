@@ -25,6 +25,13 @@ type Snapshot struct {
 	Webhooks []WebhookStats
 	// PeerRefused counts the peer API requests refused for their authentication.
 	PeerRefused int64
+	// Backups: the newest copy of each kind the MASTER read in the repository ("volume", "database" → when), and
+	// whether they are stale; Backups is nil where the repository is not read (BACKUPs, no backups configured).
+	Backups      map[string]time.Time
+	BackupsStale bool
+	// BackupRun is this node's last copy: when, and whether it succeeded (zero when it took none).
+	BackupRun   time.Time
+	BackupRunOK bool
 }
 
 // HcloudStats are the API adapter's counters (agent/hcloud.Stats, copied so that this package needs no API code).
@@ -110,7 +117,7 @@ func (m *Metrics) Gather() (map[string]float64, error) {
 
 // descs are the descriptors of the snapshot's metrics.
 type descs struct {
-	descRole, descGaleraOK, descGaleraState, descBreaker, descTakeovers, descBreakerMax, descMaint, descService, descAPIReq, descRateLimit, descRateRemain, descAction, descHookSent, descHookRetry, descHookSupp, descHookDrop, descHookQueue, descPeerRefused *prometheus.Desc
+	descRole, descGaleraOK, descGaleraState, descBreaker, descTakeovers, descBreakerMax, descMaint, descService, descAPIReq, descRateLimit, descRateRemain, descAction, descHookSent, descHookRetry, descHookSupp, descHookDrop, descHookQueue, descPeerRefused, descBackupLast, descBackupStale, descBackupRun, descBackupRunOK *prometheus.Desc
 }
 
 func newDescs() descs {
@@ -133,6 +140,10 @@ func newDescs() descs {
 		descHookDrop:    prometheus.NewDesc("mailcow_ha_webhook_dropped_total", "Events dropped, by reason.", []string{"webhook", "reason"}, nil),
 		descHookQueue:   prometheus.NewDesc("mailcow_ha_webhook_queue_length", "Events waiting in the webhook's queue.", []string{"webhook"}, nil),
 		descPeerRefused: prometheus.NewDesc("mailcow_ha_peer_requests_refused_total", "Peer API requests refused for their authentication (logged at most every 10 s).", nil, nil),
+		descBackupLast:  prometheus.NewDesc("mailcow_ha_backup_last_copy_timestamp_seconds", "When the newest copy of this kind in the backup repository was taken (on the MASTER, which reads it).", []string{"kind"}, nil),
+		descBackupStale: prometheus.NewDesc("mailcow_ha_backup_stale", "1 when a kind's newest copy is older than backup.max_age or the repository cannot be read (on the MASTER).", nil, nil),
+		descBackupRun:   prometheus.NewDesc("mailcow_ha_backup_run_timestamp_seconds", "When this node last took a copy.", nil, nil),
+		descBackupRunOK: prometheus.NewDesc("mailcow_ha_backup_run_ok", "1 when this node's last copy succeeded.", nil, nil),
 	}
 }
 
@@ -145,7 +156,7 @@ type snapshotCollector struct {
 func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.descRole, c.descGaleraOK, c.descGaleraState, c.descBreaker, c.descTakeovers, c.descBreakerMax,
 		c.descMaint, c.descService, c.descAPIReq, c.descRateLimit, c.descRateRemain, c.descAction, c.descHookSent, c.descHookRetry,
-		c.descHookSupp, c.descHookDrop, c.descHookQueue, c.descPeerRefused} {
+		c.descHookSupp, c.descHookDrop, c.descHookQueue, c.descPeerRefused, c.descBackupLast, c.descBackupStale, c.descBackupRun, c.descBackupRunOK} {
 		ch <- d
 	}
 }
@@ -196,6 +207,18 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.descHookQueue, float64(w.Queued), w.Name)
 	}
 	counter(c.descPeerRefused, float64(s.PeerRefused))
+	if s.Backups != nil {
+		for kind, at := range s.Backups {
+			if !at.IsZero() {
+				gauge(c.descBackupLast, float64(at.Unix()), kind)
+			}
+		}
+		gauge(c.descBackupStale, b2f(s.BackupsStale))
+	}
+	if !s.BackupRun.IsZero() {
+		gauge(c.descBackupRun, float64(s.BackupRun.Unix()))
+		gauge(c.descBackupRunOK, b2f(s.BackupRunOK))
+	}
 }
 
 func b2f(b bool) float64 {

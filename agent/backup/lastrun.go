@@ -1,0 +1,46 @@
+package backup
+
+// The last copy a node took, recorded for its agent: the backup command runs apart from the agent (the image's timer
+// calls it), and the agent alerts on a failure and shows the last run in /status.
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/api"
+)
+
+// LastRunFile is where the backup command records its last copy, in the agent's state directory.
+func LastRunFile(stateDir string) string { return filepath.Join(stateDir, "backup-last.json") }
+
+// WriteLastRun records run (0600, replaced whole).
+func WriteLastRun(stateDir string, run api.BackupRun) error {
+	b, err := json.Marshal(run)
+	if err != nil {
+		return err
+	}
+	f := LastRunFile(stateDir)
+	tmp := f + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("backup: recording the run: %w", err)
+	}
+	if err := os.Rename(tmp, f); err != nil {
+		return fmt.Errorf("backup: recording the run: %w", err)
+	}
+	return nil
+}
+
+// ReadLastRun reads what WriteLastRun recorded.
+func ReadLastRun(stateDir string) (api.BackupRun, error) {
+	var run api.BackupRun
+	b, err := os.ReadFile(LastRunFile(stateDir))
+	if err != nil {
+		return run, err
+	}
+	if err := json.Unmarshal(b, &run); err != nil {
+		return run, fmt.Errorf("backup: %s: %w", LastRunFile(stateDir), err)
+	}
+	return run, nil
+}
