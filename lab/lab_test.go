@@ -1412,8 +1412,13 @@ func TestLab(t *testing.T) {
 			return r
 		}
 		t0 := time.Now()
+		// The cluster configuration in force (an earlier scenario's) is kept: apply replaces the whole document.
+		cur, err := config.ReadClusterDoc(config.ClusterDocPath(filepath.Join(backups[0].Dir, "state")))
+		if err != nil {
+			t.Fatal(err)
+		}
 		doc := filepath.Join(l.o.Dir, "backup-config.toml")
-		if err := os.WriteFile(doc, []byte(fmt.Sprintf("[backup]\nrepository = %q\n", repo)), 0o600); err != nil {
+		if err := os.WriteFile(doc, []byte(fmt.Sprintf("%s\n[backup]\nrepository = %q\n", cur.TOML, repo)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		if r := cli(backups[0], "config", "apply", doc, "--within", "2m"); r.err != nil || !strings.Contains(r.out, "3 live") {
