@@ -10,23 +10,20 @@ import (
 	"path/filepath"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/api"
+	"github.com/mailcow-ha/mailcow-ha/agent/config"
 )
 
 // LastRunFile is where the backup command records its last copy, in the agent's state directory.
 func LastRunFile(stateDir string) string { return filepath.Join(stateDir, "backup-last.json") }
 
-// WriteLastRun records run (0600, replaced whole).
+// WriteLastRun records run (0600, replaced whole, by config.WriteSecret: a failed run's error may quote a path or a
+// repository's address).
 func WriteLastRun(stateDir string, run api.BackupRun) error {
 	b, err := json.Marshal(run)
 	if err != nil {
 		return err
 	}
-	f := LastRunFile(stateDir)
-	tmp := f + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("backup: recording the run: %w", err)
-	}
-	if err := os.Rename(tmp, f); err != nil {
+	if err := config.WriteSecret(LastRunFile(stateDir), string(b)); err != nil {
 		return fmt.Errorf("backup: recording the run: %w", err)
 	}
 	return nil
