@@ -31,6 +31,9 @@ const backupUsage = `Usage:
       on a BACKUP node: a hot copy of its Galera member (mariabackup) into the repository; refused on the MASTER
   mailcow-ha backup volume [--repository R --password-file F] [--config PATH]
       on the MASTER: the Volume's data, checked to hold every message, and the configuration's files
+  mailcow-ha backup prune [--repository R --password-file F] [--config PATH]
+      on the MASTER: forget the cluster's copies that backup.keep_daily, keep_weekly and keep_monthly do not keep,
+      and give back their space (a weekly timer calls it on every node; the others have nothing to do)
   mailcow-ha backup list [--repository R --password-file F] [--config PATH]
       the repository's snapshots
   mailcow-ha backup check [--read-data 10%] [--repository R --password-file F] [--config PATH]
@@ -56,6 +59,8 @@ func Backup(ctx context.Context, args []string, stdio Stdio) int {
 	switch args[0] {
 	case "database", "volume", "run":
 		return backupTake(ctx, args[0], args[1:], stdio)
+	case "prune":
+		return backupPrune(ctx, args[1:], stdio)
 	case "list":
 		return backupList(ctx, args[1:], stdio)
 	case "check":
@@ -130,16 +135,9 @@ func backupTake(ctx context.Context, kind string, args []string, stdio Stdio) in
 	if err != nil {
 		return fail(ExitUsage, "%v", err)
 	}
-	sess, code, err := openSession(ctx, *src)
+	sess, self, st, code, err := thisNode(ctx, *src)
 	if err != nil {
 		return fail(code, "%v", err)
-	}
-	self, _ := sess.cfg.Member(sess.self)
-	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	st, err := sess.peers.State(qctx, sess.peer(self))
-	cancel()
-	if err != nil {
-		return fail(ExitFailure, "this node's agent: %v", err)
 	}
 	master := st.Role == string(failover.RoleMaster)
 	if kind == "run" {
@@ -206,6 +204,22 @@ func backupTake(ctx context.Context, kind string, args []string, stdio Stdio) in
 	return ExitOK
 }
 
+// thisNode opens the node's session and asks its agent for its state (its role, its Galera member, the mount).
+func thisNode(ctx context.Context, src config.Sources) (memberSession, config.Member, api.PeerState, int, error) {
+	sess, code, err := openSession(ctx, src)
+	if err != nil {
+		return sess, config.Member{}, api.PeerState{}, code, err
+	}
+	self, _ := sess.cfg.Member(sess.self)
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := sess.peers.State(qctx, sess.peer(self))
+	if err != nil {
+		return sess, self, st, ExitFailure, fmt.Errorf("this node's agent: %w", err)
+	}
+	return sess, self, st, ExitOK, nil
+}
+
 // record leaves the copy's outcome for this node's agent, which alerts on a failure and shows it in /status.
 func record(c config.Config, kind, snapshot string, err error, stdio Stdio) {
 	run := api.BackupRun{Time: time.Now().UTC(), Kind: kind, OK: err == nil, Snapshot: snapshot}
@@ -238,6 +252,48 @@ func configFiles(c config.Config, path string) []string {
 		path = config.DefaultPath
 	}
 	return []string{filepath.Join(c.Mailcow.Dir, "mailcow.conf"), filepath.Join(c.Mailcow.Dir, "data", "conf"), path}
+}
+
+// backupPrune applies the retention on the MASTER: one node prunes, and the role decides which (as for the Volume's
+// copy). A failed prune is recorded for the agent, which alerts; a good one leaves the last copy's record as it is.
+func backupPrune(ctx context.Context, args []string, stdio Stdio) int {
+	fs := newFlags("backup prune", "backup prune [--repository R --password-file F] [--config PATH]", stdio)
+	src := sourceFlags(fs)
+	open := repoFlags(fs)
+	if code, done := parseFlags(fs, args, stdio); done {
+		return code
+	}
+	fail := func(code int, format string, a ...any) int {
+		fmt.Fprintf(stdio.Stderr, "mailcow-ha backup prune: "+format+"\n", a...)
+		return code
+	}
+	src.Stdin = stdio.Stdin
+	repo, _, err := open(ctx, src, true)
+	if errors.Is(err, errNoRepository) {
+		fmt.Fprintln(stdio.Stdout, "backups are not configured (backup.repository is not set): nothing to do")
+		return ExitOK
+	}
+	if err != nil {
+		return fail(ExitUsage, "%v", err)
+	}
+	sess, self, st, code, err := thisNode(ctx, *src)
+	if err != nil {
+		return fail(code, "%v", err)
+	}
+	if st.Role != string(failover.RoleMaster) {
+		fmt.Fprintf(stdio.Stdout, "%s is not the MASTER, which prunes: nothing to do here\n", self.Name)
+		return ExitOK
+	}
+	b := sess.cfg.Backup
+	keep := backup.Keep{Daily: b.KeepDaily, Weekly: b.KeepWeekly, Monthly: b.KeepMonthly}
+	res, err := backup.Prune(ctx, repo, keep, "cluster="+sess.cfg.Cluster.Name)
+	if err != nil {
+		record(sess.cfg, "prune", "", err, stdio)
+		return fail(ExitFailure, "%v", err)
+	}
+	fmt.Fprintf(stdio.Stdout, "pruned cluster %s's copies (daily %d, weekly %d, monthly %d): %d snapshots before, %d kept, %s\n", sess.cfg.Cluster.Name,
+		keep.Daily, keep.Weekly, keep.Monthly, res.Before, res.After, res.Took.Round(10*time.Millisecond))
+	return ExitOK
 }
 
 // backupList prints the repository's snapshots.
@@ -341,14 +397,8 @@ func snapshotID(ctx context.Context, repo backup.Repo, id, tag string) (string, 
 	if id != "latest" {
 		return id, nil
 	}
-	snaps, err := repo.Snapshots(ctx, tag)
-	if err != nil {
-		return "", err
-	}
-	if len(snaps) == 0 {
-		return "", fmt.Errorf("the repository holds no snapshot tagged %s", tag)
-	}
-	return snaps[len(snaps)-1].ID, nil
+	s, err := repo.Latest(ctx, tag)
+	return s.ID, err
 }
 
 // backupRestoreVolume puts a Volume's copy into an empty directory: a new Volume's mount point before its cluster's
@@ -413,16 +463,9 @@ func backupRestoreMailbox(ctx context.Context, args []string, stdio Stdio) int {
 	if err != nil {
 		return fail(ExitUsage, "%v", err)
 	}
-	sess, code, err := openSession(ctx, *src)
+	sess, self, st, code, err := thisNode(ctx, *src)
 	if err != nil {
 		return fail(code, "%v", err)
-	}
-	self, _ := sess.cfg.Member(sess.self)
-	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	st, err := sess.peers.State(qctx, sess.peer(self))
-	cancel()
-	if err != nil {
-		return fail(ExitFailure, "this node's agent: %v", err)
 	}
 	if st.Role != string(failover.RoleMaster) || !st.Mounted {
 		return fail(ExitFailure, "%s is not the MASTER with the Volume mounted (%s, mounted %t): run it on the MASTER", self.Name, st.Role, st.Mounted)

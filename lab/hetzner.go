@@ -101,7 +101,7 @@ func (l *Lab) clusterCreate(ctx context.Context, nodes int) (provision.Result, e
 		ServerType: "cx22", Image: "latest", Channel: provision.DefaultChannel, VolumeSize: 10, DBSize: 10, IPRange: "10.99.0.0/16",
 		IPv6: l.o.IPv6}
 	res, err := provision.Create(ctx, c, spec, provision.Options{Secrets: l.secrets, Endpoint: "http://" + SimAddr + "/v1",
-		Token: hcloudsim.DemoToken, Log: logWriter{l.log.With("component", "cluster_create")}})
+		Token: hcloudsim.DemoToken, Settings: l.o.Settings, Log: logWriter{l.log.With("component", "cluster_create")}})
 	if err != nil {
 		return res, fmt.Errorf("lab: cluster create --nodes %d: %w", nodes, err)
 	}

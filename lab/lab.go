@@ -70,6 +70,9 @@ type Options struct {
 	// holds it, and the lab keeps a git repository of releases, the first this one, that the nodes update from
 	// (ReleaseRepo, PublishRelease). Empty: the nodes' directories hold only what the agent writes.
 	MailcowTree, MailcowTag string
+	// Settings are `cluster create --config`'s: settings for every node, in the user-data (a cluster made from a
+	// backup gets its [backup] repository, password and restore_from here).
+	Settings map[string]any
 }
 
 // IPv6Available says why the lab cannot give its nodes an IPv6 Floating IP here ("" when it can): the kernel must

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/mailcow-ha/mailcow-ha/agent/api"
 	"github.com/mailcow-ha/mailcow-ha/agent/backup"
 	"github.com/mailcow-ha/mailcow-ha/agent/config"
@@ -1530,6 +1532,18 @@ func TestLab(t *testing.T) {
 		if again.err != nil {
 			t.Errorf("a second backup volume: %v", again.err)
 		}
+		// The retention: one node prunes (the MASTER); the day's two Volume copies are one day's copy.
+		if r := cli(backups[0], "backup", "prune"); r.err != nil || !strings.Contains(r.out, "nothing to do here") {
+			t.Errorf("backup prune on BACKUP %s: %v\n%s", backups[0].Name, r.err, r.out)
+		}
+		pr := cli(master, "backup", "prune")
+		t.Logf("backup prune on the MASTER: %.2f s: %s", pr.took.Seconds(), strings.TrimSpace(pr.out))
+		if pr.err != nil || !strings.Contains(pr.out, "pruned cluster "+ClusterName) {
+			t.Errorf("backup prune on the MASTER: %v", pr.err)
+		}
+		if snaps, err := (backup.Repo{Location: repo, PasswordFile: filepath.Join(master.Dir, "backup.password"), CacheDir: filepath.Join(master.Dir, "restic-cache")}).Snapshots(ctx, backup.TagVolume); err != nil || len(snaps) != 1 {
+			t.Errorf("after the prune: %d Volume copies (%v), want the day's newest only", len(snaps), err)
+		}
 
 		// A bad rm: the lab mailbox loses every message the copy holds. The restore puts them back while mail
 		// goes on arriving, and what came after the copy stays.
@@ -1670,6 +1684,134 @@ func TestLab(t *testing.T) {
 			t.Errorf("config show signed with the retired secret was not refused by every node:\n%s", out)
 		}
 		s.end(t, ctx)
+	})
+	scenario("restore: the cluster destroyed, a new one made from its backups by cluster create, every acknowledged mail and row in it", true, func(t *testing.T) {
+		// Runs last: it destroys the lab. While mail flows, rows are written and every node runs `backup run` into
+		// a repository beside the lab; then the whole cluster goes (servers, Volumes, secrets). `cluster create`
+		// with --config's [backup] restore_from makes a new cluster (new secrets, new Galera password): its
+		// bootstrap node starts Galera from the database's copy, its first MASTER fills the new Volume from the
+		// Volume's copy before mailcow starts. Every mail acknowledged before the backups is readable through the
+		// new Floating IP, every row is on every node, in the old cluster's history, and mailcow's database user
+		// works with the new cluster's password.
+		m, err := l.WaitSettled(ctx, 240*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		master := l.Node(m)
+		repo := filepath.Join(l.o.Dir, "restore-repo") // beside the lab: Up's clean-up keeps it
+		_ = os.RemoveAll(repo)
+		defer os.RemoveAll(repo)
+		const pw = "c4e1a7f09b3d5e2c8a6f1b4d9e7c3a05"
+		var order []*Node // the BACKUPs first: the database's copy, then the MASTER's Volume
+		for _, n := range l.Nodes {
+			if n.Name != m {
+				order = append(order, n)
+			}
+			if err := config.WriteSecret(filepath.Join(n.Dir, "backup.password"), pw); err != nil {
+				t.Fatal(err)
+			}
+		}
+		order = append(order, master)
+		s := l.watch(ctx)
+		uuid, rows := writeRows(t, ctx, master, 100)
+		waitFor(t, ctx, 30*time.Second, "mail acknowledged", func() bool { return s.acked.Load() >= 5 })
+		var acked []string // acknowledged before the Volume's copy began: each is in it, delivered or queued
+		t0 := time.Now()
+		for _, n := range order {
+			if n == master {
+				if acked, err = l.Ledger().IDs(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out, err := exec.CommandContext(ctx, "nsenter", "--net=/run/netns/"+n.NS.Name, l.o.Bin, "backup", "run", "--repository", repo,
+				"--password-file", filepath.Join(n.Dir, "backup.password"), "--config", filepath.Join(n.Dir, "config.toml")).CombinedOutput()
+			t.Logf("backup run on %s: %s", n.Name, strings.TrimSpace(string(out)))
+			if err != nil {
+				t.Fatalf("backup run on %s: %v", n.Name, err)
+			}
+		}
+		t.Logf("backups taken in %.1f s: %d mails acknowledged before the Volume's copy, %d rows before the database's", time.Since(t0).Seconds(), len(acked), rows)
+		writeRows(t, ctx, master, 10) // after the copy: not in the new cluster
+		s.end(t, ctx)
+
+		// The cluster goes, all of it; a new one is made from the backups.
+		t1 := time.Now()
+		if err := l.Down(); err != nil {
+			t.Fatalf("lab down: %v", err)
+		}
+		o := l.o
+		o.Settings = map[string]any{"backup": map[string]any{"repository": repo, "password": pw, "restore_from": ClusterName}}
+		nl, err := Up(ctx, o)
+		if nl != nil {
+			l = nl // taken down by the clean-up, whatever happens here
+		}
+		if err != nil {
+			t.Fatalf("the new cluster: %v", err)
+		}
+		nm, err := l.WaitSettled(ctx, 240*time.Second)
+		if err != nil {
+			t.Fatalf("the new cluster did not settle: %v", err)
+		}
+		t.Logf("the new cluster, made from the backups, settled with MASTER %s %.1f s after the old one went", nm, time.Since(t1).Seconds())
+		var restored []string
+		waitFor(t, ctx, 30*time.Second, "the restored alerts (the database's and the Volume's)", func() bool {
+			restored = restored[:0]
+			for _, a := range l.Alerts.Since(t1) {
+				if a.Event.Event == "restored" {
+					restored = append(restored, a.Node+": "+a.Message)
+				}
+			}
+			return len(restored) >= 2
+		})
+		t.Logf("restored:\n%s", strings.Join(restored, "\n"))
+		for _, a := range l.Alerts.Since(t1) {
+			if a.Event.Event == "restore_failed" {
+				t.Errorf("restore_failed from %s: %s", a.Node, a.Message)
+			}
+		}
+		for _, n := range l.Nodes {
+			var got int
+			for end := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
+				if got = countRows(ctx, n); got == rows || time.Now().After(end) {
+					break
+				}
+			}
+			if got != rows {
+				t.Errorf("%s holds %d rows, want the %d written before the backup", n.Name, got, rows)
+			}
+		}
+		if st, err := galeraStatus(ctx, l.Node(nm)); err != nil || st.StateUUID != uuid || st.ClusterSize != len(l.Nodes) || !st.PrimarySynced() {
+			t.Errorf("the new cluster's Galera: %+v %v; want the old history %s on %d members", st, err, uuid, len(l.Nodes))
+		}
+		// mailcow's user has the new cluster's password (the copy held it with the old one's).
+		newPW, err := os.ReadFile(filepath.Join(l.secrets.Dir, provision.GaleraPasswordFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mc := mysql.NewConfig()
+		mc.User, mc.Passwd, mc.Net, mc.Addr, mc.DBName = "mailcow", strings.TrimSpace(string(newPW)), "unix", filepath.Join(l.Node(nm).Dir, "db", "mysqld.sock"), "mailcow"
+		if db, err := sql.Open("mysql", mc.FormatDSN()); err != nil {
+			t.Error(err)
+		} else {
+			if err := db.PingContext(ctx); err != nil {
+				t.Errorf("mailcow's user cannot log in with the new cluster's password: %v", err)
+			}
+			db.Close()
+		}
+		// Every mail acknowledged before the backups, read through the new cluster's Floating IP (a mail that was
+		// in the queue is delivered by the new MASTER's postfix).
+		missing, held, err := l.MissingMail(ctx, acked)
+		if err != nil {
+			t.Fatalf("reading the mailbox of the new cluster: %v", err)
+		}
+		t.Logf("the new cluster's mailbox holds %d messages; %d were acknowledged before the Volume's copy, %d of them missing", held, len(acked), len(missing))
+		if len(missing) > 0 {
+			t.Errorf("%d acknowledged mails are not in the new cluster: %v", len(missing), missing)
+		}
+		// It takes mail: the new cluster is a cluster, not a copy.
+		if _, err := l.SendOne(ctx, 0); err != nil {
+			t.Errorf("a mail to the new cluster: %v", err)
+		}
 	})
 }
 

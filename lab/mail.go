@@ -140,11 +140,19 @@ func (l *Lab) CheckMail(ctx context.Context) (acked int, missing []string, err e
 	if err != nil {
 		return 0, nil, err
 	}
+	missing, _, err = l.MissingMail(ctx, want)
+	return len(want), missing, err
+}
+
+// MissingMail returns the messages of want (Message-IDs) that the mailbox does not hold within DeliveryWait, and
+// how many messages it holds.
+func (l *Lab) MissingMail(ctx context.Context, want []string) (missing []string, held int, err error) {
 	for end := time.Now().Add(DeliveryWait); ; time.Sleep(2 * time.Second) {
 		have, err := l.ReadMail(ctx)
 		if err != nil {
-			return len(want), nil, err
+			return nil, 0, err
 		}
+		held = len(have)
 		got := map[string]bool{}
 		for _, id := range have {
 			got[id] = true
@@ -160,5 +168,5 @@ func (l *Lab) CheckMail(ctx context.Context) (acked int, missing []string, err e
 		}
 	}
 	sort.Strings(missing)
-	return len(want), missing, nil
+	return missing, held, nil
 }

@@ -36,6 +36,11 @@ func (l *Lab) makeReleaseRepo(ctx context.Context) error {
 	if l.o.MailcowTag == "" {
 		return fmt.Errorf("lab: Options.MailcowTree without Options.MailcowTag")
 	}
+	// A lab built again in its directory (a scenario's rebuild, the restore scenario's new cluster) starts from the
+	// first release again: the repository an earlier lab made, with its tags, goes.
+	if err := os.RemoveAll(repo); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(repo, 0o755); err != nil {
 		return err
 	}

@@ -112,15 +112,17 @@ func TestUnitsVerify(t *testing.T) {
 	}
 }
 
-// The backup's timer starts the backup's service, and the service runs `backup run` (which copies what the node's
-// role copies, and nothing while no repository is set).
+// The backup's timers start their services, and the services run `backup run` (which copies what the node's role
+// copies, and nothing while no repository is set) and `backup prune` (the retention, on the MASTER).
 func TestBackupTimer(t *testing.T) {
-	tm := unitKeys(t, "usr/lib/systemd/system/mailcow-ha-backup.timer")
-	if len(tm["Timer.OnCalendar"]) == 0 || !has(tm["Install.WantedBy"], "timers.target") || !has(tm["Timer.Persistent"], "true") {
-		t.Errorf("the timer: %v", tm)
-	}
-	sv := unitKeys(t, "usr/lib/systemd/system/mailcow-ha-backup.service")
-	if es := strings.Join(sv["Service.ExecStart"], " "); es != "/usr/local/bin/mailcow-ha backup run" || !has(sv["Service.Type"], "oneshot") {
-		t.Errorf("the service: ExecStart %q, Type %v", es, sv["Service.Type"])
+	for unit, cmd := range map[string]string{"mailcow-ha-backup": "backup run", "mailcow-ha-backup-prune": "backup prune"} {
+		tm := unitKeys(t, "usr/lib/systemd/system/"+unit+".timer")
+		if len(tm["Timer.OnCalendar"]) == 0 || !has(tm["Install.WantedBy"], "timers.target") || !has(tm["Timer.Persistent"], "true") {
+			t.Errorf("%s.timer: %v", unit, tm)
+		}
+		sv := unitKeys(t, "usr/lib/systemd/system/"+unit+".service")
+		if es := strings.Join(sv["Service.ExecStart"], " "); es != "/usr/local/bin/mailcow-ha "+cmd || !has(sv["Service.Type"], "oneshot") {
+			t.Errorf("%s.service: ExecStart %q, Type %v", unit, es, sv["Service.Type"])
+		}
 	}
 }

@@ -199,4 +199,37 @@ func TestDatabaseBackupAndRestore(t *testing.T) {
 	if err := repo.Check(ctx, "100%"); err != nil {
 		t.Errorf("check: %v", err)
 	}
+
+	// A new member's datadir (system tables only) replaced by the newest copy, as a cluster made from a backup
+	// does: a failed restore leaves it as it was; a good one swaps it in whole, with nothing left beside it.
+	fresh := filepath.Join(dir, "fresh")
+	os.MkdirAll(filepath.Join(fresh, "mysql"), 0o750)
+	os.WriteFile(filepath.Join(fresh, "mysql", "new-member-only"), []byte("system tables"), 0o640)
+	if _, err := ReplaceNewDataDir(ctx, repo, "0000000000000000000000000000000000000000000000000000000000000000", fresh, "mysql"); err == nil {
+		t.Error("a restore of a snapshot that is not there succeeded")
+	} else if b, _ := os.ReadFile(filepath.Join(fresh, "mysql", "new-member-only")); string(b) != "system tables" {
+		t.Errorf("a failed restore changed the datadir: %v", err)
+	}
+	latest, err := repo.Latest(ctx, TagDatabase, "nightly")
+	if err != nil || !strings.HasPrefix(latest.ID, second.SnapshotID) {
+		t.Fatalf("Latest: %+v %v, want the second copy %s", latest, err, second.SnapshotID)
+	}
+	if _, err := repo.Latest(ctx, TagDatabase, "cluster=none"); err == nil {
+		t.Error("Latest of a tag that no snapshot carries succeeded")
+	}
+	rpos, err := ReplaceNewDataDir(ctx, repo, latest.ID, fresh, "mysql")
+	if err != nil || rpos != pos {
+		t.Fatalf("ReplaceNewDataDir: %s %v, want %s", rpos, err, pos)
+	}
+	if _, err := os.Stat(filepath.Join(fresh, "mysql", "new-member-only")); err == nil {
+		t.Error("the new member's system tables are still there")
+	}
+	if b, _ := os.ReadFile(filepath.Join(fresh, "ibdata1")); len(b) == 0 {
+		t.Error("the replaced datadir has no ibdata1")
+	}
+	for _, side := range []string{fresh + ".restore", fresh + ".replaced"} {
+		if _, err := os.Stat(side); err == nil {
+			t.Errorf("%s is left beside the datadir", side)
+		}
+	}
 }

@@ -173,6 +173,34 @@ func RestoreDatabase(ctx context.Context, repo Repo, id, dir, user string) (gale
 	return pos, nil
 }
 
+// ReplaceNewDataDir gives a member that never joined a cluster the database of snapshot id: the copy is unpacked
+// and prepared beside dir (dir + ".restore", on the same file system), and only then swapped in for dir, whose
+// system tables (mariadb-install-db's, all a new member holds: the caller checked) are removed. A failed restore
+// leaves dir as it was. It returns the copy's Galera position, which the new cluster bootstraps from.
+func ReplaceNewDataDir(ctx context.Context, repo Repo, id, dir, user string) (galera.Position, error) {
+	staging, old := dir+".restore", dir+".replaced"
+	for _, d := range []string{staging, old} {
+		if err := os.RemoveAll(d); err != nil {
+			return galera.Position{}, fmt.Errorf("restore: a leftover of an earlier attempt: %w", err)
+		}
+	}
+	pos, err := RestoreDatabase(ctx, repo, id, staging, user)
+	if err != nil {
+		os.RemoveAll(staging)
+		return pos, err
+	}
+	if err := os.Rename(dir, old); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return pos, fmt.Errorf("restore: %w", err)
+	}
+	if err := os.Rename(staging, dir); err != nil {
+		return pos, fmt.Errorf("restore: %w", err)
+	}
+	if err := os.RemoveAll(old); err != nil {
+		return pos, fmt.Errorf("restore: removing the new member's system tables: %w", err)
+	}
+	return pos, nil
+}
+
 // galeraInfo reads the position mariabackup --galera-info recorded: "uuid:seqno" (and on MariaDB with GTIDs more
 // after a space).
 func galeraInfo(dir string) (galera.Position, error) {

@@ -100,6 +100,18 @@ func (r Repo) Snapshots(ctx context.Context, tags ...string) ([]Snapshot, error)
 	return s, nil
 }
 
+// Latest returns the newest snapshot that carries every tag given; an error when none does.
+func (r Repo) Latest(ctx context.Context, tags ...string) (Snapshot, error) {
+	snaps, err := r.Snapshots(ctx, tags...)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	if len(snaps) == 0 {
+		return Snapshot{}, fmt.Errorf("the repository holds no snapshot tagged %s", strings.Join(tags, ","))
+	}
+	return snaps[len(snaps)-1], nil
+}
+
 // backupStdin stores what in reads as one file, name, in a new snapshot with tags and host.
 func (r Repo) backupStdin(ctx context.Context, in io.Reader, name, host string, tags []string) (Summary, error) {
 	args := []string{"backup", "--json", "--stdin", "--stdin-filename", name, "--host", host}

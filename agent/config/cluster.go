@@ -64,6 +64,9 @@ var clusterKeys = []struct {
 	{"alerts.", ApplyRestart},
 	{"backup.repository", ApplyLive}, // read at each backup
 	{"backup.max_age", ApplyLive},    // read at each check
+	{"backup.keep_daily", ApplyLive}, // read at each prune
+	{"backup.keep_weekly", ApplyLive},
+	{"backup.keep_monthly", ApplyLive},
 }
 
 // ClusterKeyApply says how a key of a cluster configuration is applied; ok is false for a key that a cluster

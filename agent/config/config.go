@@ -54,6 +54,18 @@ type Backup struct {
 	// MaxAge is how old the newest copy of the Volume or of the database may be before the MASTER's agent alerts
 	// (backup_stale).
 	MaxAge Duration `toml:"max_age"`
+	// KeepDaily, KeepWeekly and KeepMonthly are the retention (backup prune): the newest copy of each kind for
+	// each of the last that many days, weeks and months.
+	KeepDaily   int `toml:"keep_daily"`
+	KeepWeekly  int `toml:"keep_weekly"`
+	KeepMonthly int `toml:"keep_monthly"`
+	// RestoreFrom makes a new cluster from the backups of the cluster of that name in Repository: at the new
+	// cluster's first bootstrap its database is the newest database copy (instead of an empty one), and the first
+	// MASTER fills the new, empty Volume with the newest Volume copy before mailcow starts. It never writes over
+	// data: a datadir or a Volume that holds any is used as it is.
+	RestoreFrom string `toml:"restore_from"`
+	// RestoreTimeout bounds the Volume's restore in the first MASTER's mount step.
+	RestoreTimeout Duration `toml:"restore_timeout"`
 }
 
 // Node names this node; the rest of its identity comes from its entry in cluster.nodes.
@@ -284,7 +296,8 @@ func Defaults() Config {
 			MetadataURL: DefaultMetadataURL,
 		},
 		Network: Network{PublicInterface: "auto", PrivateInterface: "auto"},
-		Backup:  Backup{PasswordFile: DefaultSecretDir + "/backup.password", CacheDir: "/var/cache/mailcow-ha/restic", MaxAge: Duration(26 * time.Hour)},
+		Backup: Backup{PasswordFile: DefaultSecretDir + "/backup.password", CacheDir: "/var/cache/mailcow-ha/restic", MaxAge: Duration(26 * time.Hour),
+			KeepDaily: 7, KeepWeekly: 5, KeepMonthly: 12, RestoreTimeout: Duration(6 * time.Hour)},
 		Galera: Galera{
 			DataDir:      "/var/lib/mysql",
 			Socket:       "/run/mysqld/mysqld.sock",

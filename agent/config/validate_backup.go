@@ -17,6 +17,26 @@ func (v *validator) backup(c *Config) {
 		v.add("backup.max_age", "%s: at least 1h (a copy takes a while, and the daily timer runs once a day)", b.MaxAge)
 	}
 	r := b.Repository
+	if b.RestoreFrom != "" {
+		if r == "" {
+			v.add("backup.restore_from", "given without backup.repository (the repository that holds the copies)")
+		}
+		if !nameRE.MatchString(b.RestoreFrom) {
+			v.add("backup.restore_from", "%q: a cluster's name (lower-case letters, digits and '-')", b.RestoreFrom)
+		}
+	}
+	if b.KeepDaily < 1 {
+		v.add("backup.keep_daily", "%d: keep at least the newest day's copy", b.KeepDaily)
+	}
+	if b.KeepWeekly < 0 {
+		v.add("backup.keep_weekly", "%d: 0 or more", b.KeepWeekly)
+	}
+	if b.KeepMonthly < 0 {
+		v.add("backup.keep_monthly", "%d: 0 or more", b.KeepMonthly)
+	}
+	if b.RestoreTimeout.D() < time.Minute {
+		v.add("backup.restore_timeout", "%s: at least 1m", b.RestoreTimeout)
+	}
 	switch {
 	case r == "":
 		if b.Password.Set() {

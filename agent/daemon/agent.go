@@ -246,6 +246,7 @@ func Run(ctx context.Context, o Options) error {
 		Extend:       func(d time.Duration) { o.Notifier.ExtendTimeout(d) },
 		StartTimeout: c.Mailcow.StartTimeout.D(),
 	}
+	a.armVolumeRestore()
 	if o.Stack == nil {
 		var conf func() ([]byte, error)
 		if c.Mailcow.Hostname != "" {

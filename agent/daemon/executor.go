@@ -98,6 +98,9 @@ type Executor struct {
 	// StartTimeout is mailcow.start_timeout, the wait for healthy services after a start: the start step gets it on
 	// top of StepTimeout, which is left for creating and starting the containers (a first takeover creates them).
 	StartTimeout time.Duration
+	// MountTimeout is added to the mount step's: backup.restore_timeout on a cluster made from a backup, whose first
+	// MASTER fills the new Volume in that step.
+	MountTimeout time.Duration
 	Confirm      func(server int64)           // answers a peer's pending demote request
 	Report       func(a failover.Action)      // journal and webhook
 	Observe      func(o failover.Observation) // feeds results back to the loop
@@ -196,8 +199,11 @@ func (e *Executor) run(ctx context.Context, a failover.Action) {
 		e.Observe(d)
 	}
 	limit := e.step()
-	if a.Kind == failover.ActStartStack {
+	switch a.Kind {
+	case failover.ActStartStack:
 		limit += e.StartTimeout
+	case failover.ActMount:
+		limit += e.MountTimeout
 	}
 	sctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()

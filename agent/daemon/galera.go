@@ -92,6 +92,7 @@ func (a *Agent) startGalera(ctx context.Context, self config.Member, wg *sync.Wa
 		},
 		Alert:    func(name event.Name, detail string) { a.alert(name, report.SeverityCritical, "", 0, detail, nil) },
 		Progress: func() { a.o.Notifier.ExtendTimeout(30 * time.Second) },
+		Restore:  a.databaseRestore(),
 		OnFirstBootstrap: func(ctx context.Context) error {
 			pw, err := owner.ReadSecret(c.Galera.PasswordFile)
 			if err != nil {

@@ -73,4 +73,6 @@ const (
 	BackupFailed          Name = "backup_failed"
 	BackupStale           Name = "backup_stale"
 	BackupRecovered       Name = "backup_recovered"
+	Restored              Name = "restored"
+	RestoreFailed         Name = "restore_failed"
 )

@@ -49,7 +49,8 @@ func CatchingUp(wasServing bool, st Status) bool {
 	return wasServing && st.ClusterStatus == "Primary" && st.LocalState == JoinedState && st.Connected
 }
 
-// CreateMailcowDB creates mailcow's database and user on the first bootstrap (idempotent). The user reaches the
+// CreateMailcowDB creates mailcow's database and user on the first bootstrap (idempotent), and gives the user this
+// cluster's password (a database restored from a backup has it with the old cluster's). The user reaches the
 // server through the socket (localhost) and, for mailcow's tools, from anywhere on the private network.
 func CreateMailcowDB(ctx context.Context, db *sql.DB, database, user, password string) error {
 	for _, v := range []string{database, user} {
@@ -66,6 +67,8 @@ func CreateMailcowDB(ctx context.Context, db *sql.DB, database, user, password s
 	for _, host := range []string{"localhost", "%"} {
 		stmts = append(stmts,
 			fmt.Sprintf("CREATE USER IF NOT EXISTS '%s'@'%s' IDENTIFIED BY %s", user, host, quote(password)),
+			// A database restored from a backup holds the user with the old cluster's password: this cluster's.
+			fmt.Sprintf("ALTER USER '%s'@'%s' IDENTIFIED BY %s", user, host, quote(password)),
 			fmt.Sprintf("GRANT ALL PRIVILEGES ON `%s`.* TO '%s'@'%s'", database, user, host))
 	}
 	for _, s := range stmts {

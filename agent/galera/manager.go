@@ -40,6 +40,11 @@ type Manager struct {
 	// Until it has succeeded, a mark in the datadir keeps it pending: it is tried again (and only it) every Retry,
 	// in this run or after a restart of the agent, and alerts after AlertAfter.
 	OnFirstBootstrap func(ctx context.Context) error
+	// Restore, when set, makes the new cluster from a backup: at the first bootstrap of a new cluster (this is the
+	// bootstrap node, every peer answered, none has a history) it gives the new datadir the copy's database, and
+	// the member bootstraps from the copy's position. A restore that fails alerts (restore_failed, once per reason)
+	// and is tried again every Retry: nothing starts from an empty datadir meanwhile.
+	Restore func(ctx context.Context) (Position, error)
 	// Progress is called every few seconds while the node waits or transfers state (EXTEND_TIMEOUT_USEC).
 	Progress func()
 
@@ -164,6 +169,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		alertAfter = time.Minute
 	}
 	var waitSince time.Time
+	restoreAlert := ""
 	if m.serverRunning() {
 		// The member runs already (an agent that lost track of it): its position is not read while it runs (that
 		// would be a --wsrep-recover against a live datadir), and no start is decided. It is waited for as it is.
@@ -191,6 +197,22 @@ func (m *Manager) Run(ctx context.Context) error {
 		started := false
 		switch d.Action {
 		case Bootstrap:
+			if first && m.Restore != nil {
+				pos, err := m.Restore(ctx)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if err != nil {
+					m.Log.Error("galera: the new cluster's database could not be restored; nothing starts, trying again", "err", err, "retry_in", retry)
+					if err.Error() != restoreAlert && m.Alert != nil {
+						m.Alert(event.RestoreFailed, fmt.Sprintf("the new cluster's database could not be restored from the backup (no empty cluster starts instead): %v", err))
+						restoreAlert = err.Error()
+					}
+					break
+				}
+				m.Log.Info("galera: the new cluster's database is the backup's; bootstrapping from its position", "position", pos.String())
+				d.From = pos
+			}
 			if d.From.Known() && !d.From.SafeToBootstrap {
 				if err := m.Server.MarkSafeToBootstrap(d.From); err != nil {
 					return err

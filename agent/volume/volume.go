@@ -45,7 +45,11 @@ type Volume struct {
 	Cluster    string
 	Node       string
 	// Dirs are created on the Volume after the marker check (mailcow's data directories).
-	Dirs   []string
+	Dirs []string
+	// Fill, when set, gives a new Volume its first contents (a cluster made from a backup): on a fresh or empty file
+	// system, before the marker is written, it fills an empty directory on the Volume, whose entries are then
+	// moved into the Volume's root. When it fails, the Volume is left empty, unmarked and unmounted.
+	Fill   func(ctx context.Context, dir string) error
 	Logger *slog.Logger
 	// ReleaseWait is how long Unmount waits for the device to be free once the mount point is gone (default
 	// DefaultReleaseWait).
@@ -127,7 +131,7 @@ func (v *Volume) Mount(ctx context.Context) error {
 	if err := unix.Mount(dev, v.MountPoint, "ext4", unix.MS_NOATIME|unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
 		return fmt.Errorf("volume: mounting %s on %s: %w", dev, v.MountPoint, err)
 	}
-	if err := v.adopt(fresh); err != nil {
+	if err := v.adopt(ctx, fresh); err != nil {
 		if uerr := unix.Unmount(v.MountPoint, 0); uerr != nil {
 			err = errors.Join(err, fmt.Errorf("volume: unmounting again: %w", uerr))
 		}
@@ -137,8 +141,8 @@ func (v *Volume) Mount(ctx context.Context) error {
 	return nil
 }
 
-// adopt checks the marker; a fresh or empty file system gets one.
-func (v *Volume) adopt(fresh bool) error {
+// adopt checks the marker; a fresh or empty file system gets one, after Fill.
+func (v *Volume) adopt(ctx context.Context, fresh bool) error {
 	m, err := v.marker()
 	switch {
 	case err == nil:
@@ -157,6 +161,11 @@ func (v *Volume) adopt(fresh bool) error {
 					v.Device(), MarkerFile)
 			}
 		}
+		if v.Fill != nil {
+			if err := v.fill(ctx); err != nil {
+				return err
+			}
+		}
 		if err := v.writeMarker(); err != nil {
 			return err
 		}
@@ -167,6 +176,42 @@ func (v *Volume) adopt(fresh bool) error {
 		if err := os.MkdirAll(filepath.Join(v.MountPoint, d), 0o755); err != nil {
 			return fmt.Errorf("volume: %w", err)
 		}
+	}
+	return nil
+}
+
+// fillDir is where Fill writes, on the Volume: its entries are renamed into the root once it succeeded.
+const fillDir = ".mailcow-ha-fill"
+
+// fill runs Fill into fillDir and moves what it wrote into the Volume's root; on failure the Volume is emptied again.
+func (v *Volume) fill(ctx context.Context) error {
+	dir := filepath.Join(v.MountPoint, fillDir)
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("volume: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return fmt.Errorf("volume: %w", err)
+	}
+	if err := v.Fill(ctx, dir); err != nil {
+		if rerr := os.RemoveAll(dir); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("volume: emptying it again: %w", rerr))
+		}
+		return fmt.Errorf("volume: filling the new Volume: %w", err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("volume: %w", err)
+	}
+	for _, e := range ents {
+		if e.Name() == "lost+found" || e.Name() == MarkerFile {
+			continue
+		}
+		if err := os.Rename(filepath.Join(dir, e.Name()), filepath.Join(v.MountPoint, e.Name())); err != nil {
+			return fmt.Errorf("volume: %w", err)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("volume: %w", err)
 	}
 	return nil
 }

@@ -2,6 +2,8 @@ package volume
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -329,4 +331,55 @@ func mountOptions(t *testing.T, dir string) []string {
 		}
 	}
 	return opts
+}
+
+// A new Volume filled at its first mount (a cluster made from a backup): a failed fill leaves it empty, unmarked
+// and unmounted, and is tried again at the next mount; a Volume with data (or a marker) is never filled.
+func TestFillsOnlyANewVolume(t *testing.T) {
+	needLoop(t)
+	ctx := context.Background()
+	v := newVolume(t, 3005)
+	attach(t, v, loop(t))
+	calls := 0
+	v.Fill = func(_ context.Context, dir string) error {
+		calls++
+		if err := os.MkdirAll(filepath.Join(dir, "vmail", "example.org"), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "vmail", "example.org", "msg"), []byte("restored"), 0o600); err != nil {
+			return err
+		}
+		if calls == 1 {
+			return errors.New("the repository did not answer")
+		}
+		return nil
+	}
+	if err := v.Mount(ctx); err == nil || !strings.Contains(err.Error(), "the repository did not answer") {
+		t.Fatalf("a mount whose fill failed: %v", err)
+	}
+	if ok, _ := v.Mounted(ctx); ok {
+		t.Fatal("a Volume whose fill failed was left mounted")
+	}
+	if err := v.Mount(ctx); err != nil {
+		t.Fatalf("the second mount (fill succeeds): %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(v.MountPoint, "vmail", "example.org", "msg")); err != nil || string(b) != "restored" {
+		t.Fatalf("the filled Volume: %q %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(v.MountPoint, fillDir)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the fill's directory stays: %v", err)
+	}
+	if m, err := v.marker(); err != nil || m.Cluster != "lab" {
+		t.Fatalf("marker after the fill: %+v %v", m, err)
+	}
+	if err := v.Unmount(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Mount(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 2 {
+		t.Errorf("Fill ran %d times, want 2 (the failed one and the one that filled; never on a marked Volume)", calls)
+	}
+	v.Unmount(ctx)
 }
