@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // Retention by kind: the copies of one day, whichever node took them, are one day's copy of their kind; another
@@ -28,6 +29,17 @@ func TestPrune(t *testing.T) {
 	newest, err := repo.Latest(ctx, TagVolume, "cluster=a")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A point in time: the newest copy taken before it (backup.restore_before).
+	vols, err := repo.Snapshots(ctx, TagVolume, "cluster=a")
+	if err != nil || len(vols) != 3 {
+		t.Fatalf("cluster a's Volume copies: %d %v", len(vols), err)
+	}
+	if s, err := repo.LatestBefore(ctx, vols[1].Time.Add(time.Nanosecond), TagVolume, "cluster=a"); err != nil || s.ID != vols[1].ID {
+		t.Errorf("the newest copy before the second one's time: %s %v, want %s", s.ShortID, err, vols[1].ShortID)
+	}
+	if _, err := repo.LatestBefore(ctx, vols[0].Time, TagVolume, "cluster=a"); err == nil {
+		t.Error("a copy taken before the first one was found")
 	}
 	if _, err := Prune(ctx, repo, Keep{Daily: 0, Weekly: 4, Monthly: 6}, "cluster=a"); err == nil {
 		t.Error("a retention that keeps no daily copy was accepted")

@@ -102,14 +102,25 @@ func (r Repo) Snapshots(ctx context.Context, tags ...string) ([]Snapshot, error)
 
 // Latest returns the newest snapshot that carries every tag given; an error when none does.
 func (r Repo) Latest(ctx context.Context, tags ...string) (Snapshot, error) {
+	return r.LatestBefore(ctx, time.Time{}, tags...)
+}
+
+// LatestBefore returns the newest snapshot taken before t (any time when t is zero) that carries every tag given;
+// an error when none does.
+func (r Repo) LatestBefore(ctx context.Context, t time.Time, tags ...string) (Snapshot, error) {
 	snaps, err := r.Snapshots(ctx, tags...)
 	if err != nil {
 		return Snapshot{}, err
 	}
-	if len(snaps) == 0 {
-		return Snapshot{}, fmt.Errorf("the repository holds no snapshot tagged %s", strings.Join(tags, ","))
+	for i := len(snaps) - 1; i >= 0; i-- {
+		if t.IsZero() || snaps[i].Time.Before(t) {
+			return snaps[i], nil
+		}
 	}
-	return snaps[len(snaps)-1], nil
+	if !t.IsZero() {
+		return Snapshot{}, fmt.Errorf("the repository holds no snapshot tagged %s taken before %s", strings.Join(tags, ","), t.UTC().Format(time.RFC3339))
+	}
+	return Snapshot{}, fmt.Errorf("the repository holds no snapshot tagged %s", strings.Join(tags, ","))
 }
 
 // backupStdin stores what in reads as one file, name, in a new snapshot with tags and host.

@@ -64,8 +64,17 @@ type Backup struct {
 	// MASTER fills the new, empty Volume with the newest Volume copy before mailcow starts. It never writes over
 	// data: a datadir or a Volume that holds any is used as it is.
 	RestoreFrom string `toml:"restore_from"`
+	// RestoreBefore, an RFC 3339 time, makes the restore take the newest copies taken before it (a state before a
+	// damage that the later copies hold too); empty: the newest copies.
+	RestoreBefore string `toml:"restore_before"`
 	// RestoreTimeout bounds the Volume's restore in the first MASTER's mount step.
 	RestoreTimeout Duration `toml:"restore_timeout"`
+}
+
+// RestoreBeforeTime is backup.restore_before as a time; zero when it is not set (validation refuses a bad one).
+func (b Backup) RestoreBeforeTime() time.Time {
+	t, _ := time.Parse(time.RFC3339, b.RestoreBefore)
+	return t
 }
 
 // Node names this node; the rest of its identity comes from its entry in cluster.nodes.

@@ -199,9 +199,11 @@ func TestBadConfigs(t *testing.T) {
 		{"mailcow.conf", strings.Replace(minimal, "[mailcow]\n", "[mailcow]\ntimezone = \"Mars/Olympus\"\nhostname = \"mail\"\n[mailcow.conf]\nDBPASS = \"x\"\nSKIP_CLAMDD = \"y\"\nADDITIONAL_SAN = \"$(id)\"\n", 1),
 			[]string{"mailcow.conf.DBPASS: set by mailcow-ha (galera.password)", "mailcow.conf.SKIP_CLAMDD: not a variable of mailcow.conf",
 				"mailcow.conf.ADDITIONAL_SAN: newlines, quotes", "mailcow.timezone: \"Mars/Olympus\" is not a time zone"}},
-		{"backup restore and retention", minimal + "[backup]\nrestore_from = \"Old Cluster\"\nrestore_timeout = \"10s\"\nkeep_daily = 0\nkeep_monthly = -1\n",
+		{"backup restore and retention", minimal + "[backup]\nrestore_from = \"Old Cluster\"\nrestore_timeout = \"10s\"\nkeep_daily = 0\nkeep_monthly = -1\nrestore_before = \"yesterday\"\n",
 			[]string{"t.toml:29: backup.restore_from: given without backup.repository", "backup.restore_from: \"Old Cluster\": a cluster's name",
-				"t.toml:30: backup.restore_timeout: 10s: at least 1m", "t.toml:31: backup.keep_daily: 0: keep at least", "t.toml:32: backup.keep_monthly: -1: 0 or more"}},
+				"t.toml:30: backup.restore_timeout: 10s: at least 1m", "t.toml:31: backup.keep_daily: 0: keep at least", "t.toml:32: backup.keep_monthly: -1: 0 or more",
+				"t.toml:33: backup.restore_before: \"yesterday\": an RFC 3339 time"}},
+		{"restore_before alone", minimal + "[backup]\nrestore_before = \"2026-12-01T03:00:00Z\"\n", []string{"t.toml:29: backup.restore_before: given without backup.restore_from"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -25,6 +25,13 @@ func (v *validator) backup(c *Config) {
 			v.add("backup.restore_from", "%q: a cluster's name (lower-case letters, digits and '-')", b.RestoreFrom)
 		}
 	}
+	if b.RestoreBefore != "" {
+		if _, err := time.Parse(time.RFC3339, b.RestoreBefore); err != nil {
+			v.add("backup.restore_before", "%q: an RFC 3339 time, such as 2026-12-01T03:00:00Z", b.RestoreBefore)
+		} else if b.RestoreFrom == "" {
+			v.add("backup.restore_before", "given without backup.restore_from")
+		}
+	}
 	if b.KeepDaily < 1 {
 		v.add("backup.keep_daily", "%d: keep at least the newest day's copy", b.KeepDaily)
 	}

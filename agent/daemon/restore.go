@@ -25,7 +25,7 @@ func (a *Agent) restoreRepo() backup.Repo {
 func (a *Agent) restoreDatabase(ctx context.Context) (galera.Position, error) {
 	from := a.c.Backup.RestoreFrom
 	repo := a.restoreRepo()
-	snap, err := repo.Latest(ctx, backup.TagDatabase, "cluster="+from)
+	snap, err := repo.LatestBefore(ctx, a.c.Backup.RestoreBeforeTime(), backup.TagDatabase, "cluster="+from)
 	if err != nil {
 		return galera.Position{}, fmt.Errorf("the newest database copy of cluster %s: %w", from, err)
 	}
@@ -48,7 +48,7 @@ func (a *Agent) fillVolume(ctx context.Context, dir string) error {
 			"(it stays empty and unmounted; mailcow does not start on it): %v", from, err), map[string]string{"from": from})
 		return err
 	}
-	snap, err := repo.Latest(ctx, backup.TagVolume, "cluster="+from)
+	snap, err := repo.LatestBefore(ctx, a.c.Backup.RestoreBeforeTime(), backup.TagVolume, "cluster="+from)
 	if err != nil {
 		return fail(fmt.Errorf("the newest Volume copy of cluster %s: %w", from, err))
 	}
