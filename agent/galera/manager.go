@@ -198,19 +198,13 @@ func (m *Manager) Run(ctx context.Context) error {
 		switch d.Action {
 		case Bootstrap:
 			if first && m.Restore != nil {
-				pos, err := m.Restore(ctx)
+				pos, ok := m.restore(ctx, retry, &restoreAlert)
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				if err != nil {
-					m.Log.Error("galera: the new cluster's database could not be restored; nothing starts, trying again", "err", err, "retry_in", retry)
-					if err.Error() != restoreAlert && m.Alert != nil {
-						m.Alert(event.RestoreFailed, fmt.Sprintf("the new cluster's database could not be restored from the backup (no empty cluster starts instead): %v", err))
-						restoreAlert = err.Error()
-					}
+				if !ok {
 					break
 				}
-				m.Log.Info("galera: the new cluster's database is the backup's; bootstrapping from its position", "position", pos.String())
 				d.From = pos
 			}
 			if d.From.Known() && !d.From.SafeToBootstrap {

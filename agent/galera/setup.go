@@ -10,7 +10,8 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/event"
 )
 
-// The new cluster's setup after its first bootstrap (Manager.OnFirstBootstrap), kept pending until it succeeded.
+// The new cluster's first start: its database restored from a backup before the bootstrap (Manager.Restore), and
+// its setup after it (Manager.OnFirstBootstrap), kept pending until it succeeded.
 
 // setupMark is the file in the datadir that says the new cluster's setup (OnFirstBootstrap) is still to be done.
 const setupMark = "mailcow-ha-setup-pending"
@@ -54,4 +55,22 @@ func (m *Manager) finishSetup(ctx context.Context, retry, alertAfter time.Durati
 		case <-time.After(retry):
 		}
 	}
+}
+
+// restore runs Restore before a new cluster's first bootstrap and returns the copy's position; false when it failed
+// (logged, and alerted once per reason: alerted holds the last reason), and nothing may start this round.
+func (m *Manager) restore(ctx context.Context, retry time.Duration, alerted *string) (Position, bool) {
+	pos, err := m.Restore(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			m.Log.Error("galera: the new cluster's database could not be restored; nothing starts, trying again", "err", err, "retry_in", retry)
+			if err.Error() != *alerted && m.Alert != nil {
+				m.Alert(event.RestoreFailed, fmt.Sprintf("the new cluster's database could not be restored from the backup (no empty cluster starts instead): %v", err))
+				*alerted = err.Error()
+			}
+		}
+		return pos, false
+	}
+	m.Log.Info("galera: the new cluster's database is the backup's; bootstrapping from its position", "position", pos.String())
+	return pos, true
 }
