@@ -390,8 +390,11 @@ func (l *Lab) Down() error {
 	}
 	os.Remove(filepath.Join(l.o.Dir, "lab.json"))
 	for _, dev := range l.loopDevices() {
+		backing := reap.BackingFile(dev)
 		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
 			errs = append(errs, fmt.Errorf("losetup -d %s: %w: %s", dev, err, out))
+		} else if err := reap.WaitDetached(dev, backing, 15*time.Second); err != nil {
+			errs = append(errs, fmt.Errorf("lab: %w", err))
 		} else {
 			reap.Release(reap.Loop, dev)
 		}

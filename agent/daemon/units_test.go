@@ -39,6 +39,7 @@ func (u seqUnits) Start(_ context.Context, name string) error {
 	return nil
 }
 func (u seqUnits) Stop(_ context.Context, name string) error    { u.note("stop " + name); return nil }
+func (u seqUnits) Kill(_ context.Context, name string) error    { u.note("kill " + name); return nil }
 func (u seqUnits) Active(context.Context, string) (bool, error) { return true, nil }
 
 // The units start after mailcow and stop before it, in reverse order; a unit that fails to start is alerted and

@@ -130,9 +130,22 @@ func (s *Systemd) Done() <-chan struct{} {
 	return s.done
 }
 
-// Stop stops the unit and waits for the stop job (systemd applies the unit's own stop timeout). A stop that
-// failed shows in Done, which stays open while the unit is active.
-func (s *Systemd) Stop(time.Duration) { s.units().Stop(context.Background(), s.unit()) }
+// Stop stops the unit and waits up to timeout for the stop job; then it kills the unit's processes (SIGKILL, as
+// Server.Stop does) and waits for the stop to end. The unit's own stop timeout (Debian's mariadb.service: 15
+// minutes) is no bound for a member out of a Primary component, whose mariadbd may not end on SIGTERM at all (see
+// stuckStop). A stop that failed shows in Done, which stays open while the unit is active.
+func (s *Systemd) Stop(timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	err := s.units().Stop(ctx, s.unit())
+	cancel()
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		return
+	}
+	kctx, kcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer kcancel()
+	s.units().Kill(kctx, s.unit())
+	s.units().Stop(kctx, s.unit())
+}
 
 // Position reads grastate.dat, and the recovered position after a crash.
 func (s *Systemd) Position(ctx context.Context) (Position, error) {

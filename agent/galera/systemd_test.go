@@ -38,6 +38,14 @@ func (f *fakeUnits) Stop(_ context.Context, name string) error {
 	return nil
 }
 
+func (f *fakeUnits) Kill(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "kill "+name)
+	f.active = false
+	return nil
+}
+
 func (f *fakeUnits) Active(context.Context, string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -101,5 +109,59 @@ func TestSystemd(t *testing.T) {
 	p, err := s.Position(t.Context())
 	if err != nil || p != (Position{UUID: from.UUID, Seqno: 35, SafeToBootstrap: true}) {
 		t.Fatalf("position %+v %v", p, err)
+	}
+}
+
+// stubbornUnits is a mariadb.service whose mariadbd does not end on SIGTERM (a joiner whose Primary component went
+// away): a stop job waits until killed or until its caller gives up.
+type stubbornUnits struct {
+	fakeUnits
+	killed chan struct{}
+}
+
+func (f *stubbornUnits) Stop(ctx context.Context, name string) error {
+	f.mu.Lock()
+	f.calls = append(f.calls, "stop "+name)
+	f.mu.Unlock()
+	select {
+	case <-f.killed:
+		f.mu.Lock()
+		f.active = false
+		f.mu.Unlock()
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (f *stubbornUnits) Kill(ctx context.Context, name string) error {
+	f.fakeUnits.Kill(ctx, name)
+	close(f.killed)
+	return nil
+}
+
+// A unit that does not stop within the timeout is killed, and the stop ends then: not after the unit's own stop
+// timeout (15 minutes for Debian's mariadb.service).
+func TestSystemdStopKillsAfterTimeout(t *testing.T) {
+	dir := t.TempDir()
+	units := &stubbornUnits{fakeUnits: fakeUnits{env: filepath.Join(dir, "new-cluster")}, killed: make(chan struct{})}
+	s := &Systemd{Units: units, EnvFile: units.env, DataDir: dir, Poll: 50 * time.Millisecond}
+	if err := s.Start(false, Position{}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	s.Stop(300 * time.Millisecond)
+	if took := time.Since(t0); took < 300*time.Millisecond || took > 5*time.Second {
+		t.Fatalf("the stop took %s, want the timeout (300ms) and the kill", took)
+	}
+	select {
+	case <-s.Done():
+	case <-time.After(2 * time.Second):
+		t.Fatal("not done after the kill")
+	}
+	units.mu.Lock()
+	defer units.mu.Unlock()
+	if got, want := strings.Join(units.calls, "|"), "start mariadb.service|stop mariadb.service|kill mariadb.service|stop mariadb.service"; got != want {
+		t.Fatalf("calls %s, want %s", got, want)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"syscall"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 )
@@ -19,6 +20,8 @@ type Manager interface {
 	Stop(ctx context.Context, name string) error
 	// Active reports whether the unit is active (or reloading): its ActiveState.
 	Active(ctx context.Context, name string) (bool, error)
+	// Kill sends SIGKILL to every process of the unit, as a crash would end them.
+	Kill(ctx context.Context, name string) error
 }
 
 // Systemd talks to PID 1 over its private socket (/run/systemd/private, root only), which needs no D-Bus daemon
@@ -98,6 +101,18 @@ func (s *Systemd) Start(ctx context.Context, name string) error {
 // Stop implements Manager.
 func (s *Systemd) Stop(ctx context.Context, name string) error {
 	return s.job(ctx, "stop", name, (*sddbus.Conn).StopUnitContext)
+}
+
+// Kill implements Manager.
+func (s *Systemd) Kill(ctx context.Context, name string) error {
+	c, err := s.connect(ctx)
+	if err != nil {
+		return err
+	}
+	if err := c.KillUnitWithTarget(ctx, name, sddbus.All, int32(syscall.SIGKILL)); err != nil {
+		return fmt.Errorf("systemd: kill %s: %w", name, err)
+	}
+	return nil
 }
 
 // Active implements Manager.

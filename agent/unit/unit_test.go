@@ -52,6 +52,16 @@ func (f *fakeManager) StopUnit(name, mode string) (dbus.ObjectPath, *dbus.Error)
 	return f.job(name, "stop")
 }
 
+func (f *fakeManager) KillUnit(name, who string, signal int32) *dbus.Error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, fmt.Sprintf("kill %s %s %d", name, who, signal))
+	if signal == 9 {
+		f.active[name] = false
+	}
+	return nil
+}
+
 // unitProps is one unit's org.freedesktop.DBus.Properties.
 type unitProps struct {
 	f    *fakeManager
@@ -114,6 +124,16 @@ func TestSystemd(t *testing.T) {
 	if on, err := s.Active(ctx, "mariadb.service"); on || err != nil {
 		t.Fatalf("after stop: active=%v %v", on, err)
 	}
+	// Kill sends SIGKILL to every process of the unit.
+	if err := s.Start(ctx, "mariadb.service"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Kill(ctx, "mariadb.service"); err != nil {
+		t.Fatal(err)
+	}
+	if on, err := s.Active(ctx, "mariadb.service"); on || err != nil {
+		t.Fatalf("after kill: active=%v %v", on, err)
+	}
 	// A unit systemd does not answer for is an error, not "inactive".
 	if _, err := s.Active(ctx, "none.service"); err == nil {
 		t.Fatal("no error for a unit without an object")
@@ -127,7 +147,7 @@ func TestSystemd(t *testing.T) {
 	f.mu.Lock()
 	calls := strings.Join(f.calls, "|")
 	f.mu.Unlock()
-	if !strings.HasPrefix(calls, "start mariadb.service|start bad.service|stop mariadb.service") {
+	if !strings.HasPrefix(calls, "start mariadb.service|start bad.service|stop mariadb.service|start mariadb.service|kill mariadb.service all 9") {
 		t.Fatalf("calls: %s", calls)
 	}
 }

@@ -194,6 +194,29 @@ func detach(dev, backing string) error {
 	return nil
 }
 
+// BackingFile is the file behind the loop device dev, or "" when dev is not set up.
+func BackingFile(dev string) string {
+	b, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(dev), "loop", "backing_file"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
+}
+
+// WaitDetached waits up to within until the loop device dev no longer has backing behind it. `losetup -d` of a
+// device still in use (a file system unmounted lazily, whose last file is still open) succeeds at once, and the
+// kernel detaches the device only when its last user goes: the device outlives the command by a moment.
+func WaitDetached(dev, backing string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for BackingFile(dev) == backing && backing != "" {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s is still attached to %s %s after losetup -d", dev, backing, within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
+}
+
 // MountsBelow lists the mount points below dir, in mount order (per /proc/self/mountinfo).
 func MountsBelow(dir string) ([]string, error) {
 	b, err := os.ReadFile("/proc/self/mountinfo")

@@ -172,3 +172,60 @@ func TestAliveNamesTheSameProcess(t *testing.T) {
 		t.Errorf("a reaped process is not gone")
 	}
 }
+
+// A loop device whose file system was unmounted lazily while a file on it was still open stays attached after
+// losetup -d, until the file is closed (the lab's Down saw it: a Volume's device after the lab was down); WaitDetached
+// waits for that.
+func TestWaitDetached(t *testing.T) {
+	for _, c := range []string{"losetup", "mkfs.ext4"} {
+		if _, err := exec.LookPath(c); err != nil {
+			t.Skipf("%s is not installed (Debian packages util-linux, e2fsprogs)", c)
+		}
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "vol.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", img).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v: %s", err, out)
+	}
+	out, err := exec.Command("losetup", "--find", "--show", img).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	if got := reap.BackingFile(dev); got != img {
+		t.Fatalf("BackingFile(%s) = %q, want %q", dev, got, img)
+	}
+	mp := filepath.Join(dir, "mnt")
+	os.MkdirAll(mp, 0o755)
+	if err := syscall.Mount(dev, mp, "ext4", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(mp, "open"))
+	if err != nil {
+		syscall.Unmount(mp, 0)
+		t.Fatal(err)
+	}
+	if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
+		t.Fatalf("losetup -d: %v: %s", err, out)
+	}
+	if err := reap.WaitDetached(dev, img, 300*time.Millisecond); err == nil || !strings.Contains(err.Error(), "still attached") {
+		t.Fatalf("with a file still open: %v, want still attached", err)
+	}
+	f.Close()
+	if err := reap.WaitDetached(dev, img, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := reap.BackingFile(dev); got != "" {
+		t.Fatalf("after the last user went: %s backed by %q", dev, got)
+	}
+}
