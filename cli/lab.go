@@ -49,7 +49,8 @@ Commands:
   failover                         power off the MASTER; print the failover timeline and the alerts
   alerts [--since 5m] [--json]     the webhook alerts every agent sent to the lab's receiver
   maintenance on|off               pause (or resume) automatic actions on every node
-  bench failover [--runs N]        the failover benchmark
+  bench failover [--runs N]        the failover benchmark; --json: each phase's median, min and max, the
+                 [--json]          floor, the API requests per takeover
   sweep [--check] [--below DIR]    remove what labs and tests whose process died left behind (namespaces and
                                    their processes, mounts, loop devices); --check: fail when anything of ours
                                    remains (records, or loop devices and mounts below DIR)
@@ -88,7 +89,7 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 	fs := newFlags("lab "+sub, "lab "+sub+" [flags]", stdio)
 	dir := fs.String("dir", "build/lab", "the lab's directory")
 	nodes := fs.Int("nodes", 3, "members (up): 3 or 5")
-	jsonOut := fs.Bool("json", false, "JSON output (status)")
+	jsonOut := fs.Bool("json", false, "JSON output (status, alerts, bench)")
 	how := fs.String("how", "", "how to break the node (kill)")
 	runs := fs.Int("runs", 5, "failovers to measure in each order (bench)")
 	since := fs.Duration("since", 0, "alerts: only those received within this long (default: all)")
@@ -215,9 +216,9 @@ func Lab(ctx context.Context, args []string, stdio Stdio) int {
 		return call(lab.Request{Cmd: lab.CmdAlerts, Since: *since, JSON: *jsonOut}, 30*time.Second)
 	case "bench":
 		if len(pos) != 1 || pos[0] != "failover" || *runs < 1 {
-			return usage("bench failover [--runs N]")
+			return usage("bench failover [--runs N] [--json]")
 		}
-		return call(lab.Request{Cmd: lab.CmdBench, Count: *runs}, time.Duration(*runs)*10*time.Minute)
+		return call(lab.Request{Cmd: lab.CmdBench, Count: *runs, JSON: *jsonOut}, time.Duration(*runs)*10*time.Minute)
 	case "exec":
 		return labExec(d, pos, cmdArgs, stdio)
 	case "sweep":

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -31,6 +32,9 @@ type Timeline struct {
 	Killed   time.Time // when the master was broken
 	Phases   []Phase
 	Total    time.Duration // until the new master's first SMTP banner on the Floating IP
+	// Requests is the Hetzner API requests of the new master's takeover (its failover_succeeded line; every call,
+	// poll and retry), -1 when its log does not say.
+	Requests int
 }
 
 // Print writes the timeline as a table.
@@ -42,6 +46,9 @@ func (t Timeline) Print(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%6.2fs\t%6.2fs\t%6.2fs\n", p.Name, p.Start.Seconds(), p.End.Seconds(), (p.End - p.Start).Seconds())
 	}
 	tw.Flush()
+	if t.Requests >= 0 {
+		fmt.Fprintf(w, "the takeover made %d Hetzner API requests\n", t.Requests)
+	}
 }
 
 // Failover kills the current master and measures until another node answers SMTP on the Floating IP.
@@ -119,6 +126,10 @@ func (l *Lab) Failover(ctx context.Context, how string) (Timeline, error) {
 			tl.Phases = append(tl.Phases, Phase{Name: "agent " + name, Start: a.Start, End: a.End})
 		}
 	}
+	tl.Requests = -1
+	for end := time.Now().Add(10 * time.Second); tl.Requests < 0 && time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		tl.Requests = agentRequests(filepath.Join(nn.Dir, "agent.log"), t0)
+	}
 	tl.Phases = append(tl.Phases, Phase{Name: "first SMTP banner on the Floating IP", Start: tl.Total, End: tl.Total})
 	sort.SliceStable(tl.Phases, func(i, j int) bool { return tl.Phases[i].Start < tl.Phases[j].Start })
 	return tl, nil
@@ -177,6 +188,28 @@ func agentActions(path string, t0 time.Time) map[string]span {
 		out[m[2]] = span{Start: at.Add(-took).Sub(t0), End: at.Sub(t0)}
 	}
 	return out
+}
+
+var logRequests = regexp.MustCompile(`event=failover_succeeded .*api_requests=(\d+)`)
+
+// agentRequests reads the agent's text log for the API requests of the last takeover that succeeded after t0, -1
+// for none.
+func agentRequests(path string, t0 time.Time) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return -1
+	}
+	n := -1
+	for _, line := range strings.Split(string(b), "\n") {
+		m, tm := logRequests.FindStringSubmatch(line), logTime.FindStringSubmatch(line)
+		if m == nil || tm == nil {
+			continue
+		}
+		if at, err := time.Parse(time.RFC3339Nano, tm[1]); err == nil && !at.Before(t0) {
+			n, _ = strconv.Atoi(m[1])
+		}
+	}
+	return n
 }
 
 // BenchResult is the failover benchmark.
@@ -294,18 +327,7 @@ func (r BenchResult) Print(w io.Writer) {
 
 // printRuns prints one table of phases (done at, from the kill) and returns the median total.
 func printRuns(w io.Writer, title string, runs []Timeline) time.Duration {
-	phases := map[string][]time.Duration{}
-	var order []string
-	var totals []time.Duration
-	for _, t := range runs {
-		totals = append(totals, t.Total)
-		for _, p := range t.Phases {
-			if _, ok := phases[p.Name]; !ok {
-				order = append(order, p.Name)
-			}
-			phases[p.Name] = append(phases[p.Name], p.End)
-		}
-	}
+	order, phases, totals := collect(runs)
 	fmt.Fprintln(w, title)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PHASE (done at, from the kill)\tMEDIAN\tMIN\tMAX")
@@ -315,8 +337,103 @@ func printRuns(w io.Writer, title string, runs []Timeline) time.Duration {
 	}
 	med, lo, hi := stats(totals)
 	fmt.Fprintf(tw, "TOTAL (first SMTP banner)\t%6.2fs\t%6.2fs\t%6.2fs\n", med.Seconds(), lo.Seconds(), hi.Seconds())
+	if rq := requests(runs); len(rq) > 0 {
+		m, l, h := stats(rq)
+		fmt.Fprintf(tw, "API REQUESTS (the takeover's)\t%6d\t%6d\t%6d\n", int(m), int(l), int(h))
+	}
 	tw.Flush()
 	return med
+}
+
+// collect gathers each phase's end over the runs (the phases in the order they first appear) and the totals.
+func collect(runs []Timeline) (order []string, phases map[string][]time.Duration, totals []time.Duration) {
+	phases = map[string][]time.Duration{}
+	for _, t := range runs {
+		totals = append(totals, t.Total)
+		for _, p := range t.Phases {
+			if _, ok := phases[p.Name]; !ok {
+				order = append(order, p.Name)
+			}
+			phases[p.Name] = append(phases[p.Name], p.End)
+		}
+	}
+	return order, phases, totals
+}
+
+// requests lists the runs' request counts that are known, as durations for stats.
+func requests(runs []Timeline) []time.Duration {
+	var out []time.Duration
+	for _, t := range runs {
+		if t.Requests >= 0 {
+			out = append(out, time.Duration(t.Requests))
+		}
+	}
+	return out
+}
+
+// Spread is a median, minimum and maximum.
+type Spread struct {
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+}
+
+// PhaseSpread is one phase's spread over the runs (seconds from the kill to the phase's end).
+type PhaseSpread struct {
+	Name string `json:"name"`
+	Spread
+}
+
+// OrderSummary is one order's runs.
+type OrderSummary struct {
+	Runs        int           `json:"runs"`
+	Phases      []PhaseSpread `json:"phases"`
+	Total       Spread        `json:"first_banner_seconds"`
+	FloorRatio  float64       `json:"median_over_floor"`
+	Requests    *Spread       `json:"api_requests,omitempty"`
+	FloorSecond float64       `json:"floor_seconds"`
+}
+
+// BenchSummary is the benchmark as `lab bench failover --json` prints it.
+type BenchSummary struct {
+	Floor      string        `json:"floor"`
+	Agent      OrderSummary  `json:"agent"`
+	Sequential *OrderSummary `json:"sequential,omitempty"`
+	// SequentialOverAgent is the sequential order's median first banner divided by the agent's.
+	SequentialOverAgent float64 `json:"sequential_over_agent,omitempty"`
+}
+
+// Summary is each order's phases, first banner and API requests: median, minimum and maximum.
+func (r BenchResult) Summary() BenchSummary {
+	sum := func(runs []Timeline, floor time.Duration) OrderSummary {
+		o := OrderSummary{Runs: len(runs), FloorSecond: floor.Seconds()}
+		order, phases, totals := collect(runs)
+		secs := func(ds []time.Duration) Spread {
+			m, l, h := stats(ds)
+			return Spread{m.Seconds(), l.Seconds(), h.Seconds()}
+		}
+		for _, name := range order {
+			o.Phases = append(o.Phases, PhaseSpread{Name: name, Spread: secs(phases[name])})
+		}
+		o.Total = secs(totals)
+		if floor > 0 {
+			o.FloorRatio = o.Total.Median / floor.Seconds()
+		}
+		if rq := requests(runs); len(rq) > 0 {
+			m, l, h := stats(rq)
+			o.Requests = &Spread{float64(m), float64(l), float64(h)}
+		}
+		return o
+	}
+	out := BenchSummary{Floor: r.FloorWhy, Agent: sum(r.Runs, r.Floor)}
+	if len(r.SeqRuns) > 0 {
+		seq := sum(r.SeqRuns, r.SeqFloor)
+		out.Sequential = &seq
+		if out.Agent.Total.Median > 0 {
+			out.SequentialOverAgent = seq.Total.Median / out.Agent.Total.Median
+		}
+	}
+	return out
 }
 
 func stats(ds []time.Duration) (med, lo, hi time.Duration) {

@@ -243,9 +243,21 @@ func (l *Lab) Do(ctx context.Context, req Request, w io.Writer) int {
 			return 1
 		}
 	case CmdBench:
-		r, err := l.BenchFailover(ctx, cmp.Or(req.Count, 5), w)
+		progress := w
+		if req.JSON {
+			progress = io.Discard
+		}
+		r, err := l.BenchFailover(ctx, cmp.Or(req.Count, 5), progress)
 		if err != nil {
 			return fail(err)
+		}
+		if req.JSON {
+			e := json.NewEncoder(w)
+			e.SetIndent("", "  ")
+			if err := e.Encode(r.Summary()); err != nil {
+				return fail(err)
+			}
+			break
 		}
 		r.Print(w)
 	case CmdFailover:

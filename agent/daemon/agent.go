@@ -122,6 +122,9 @@ type Agent struct {
 	services map[string]bool   // each critical service's health, from the last check
 	seen     failover.Observed // the reconcile loop's last look
 	loopAt   time.Time         // when the loop last ran its tick
+	// takeoverReqs is the Hetzner API client's request count when the takeover under way (takeoverOn) began.
+	takeoverReqs int
+	takeoverOn   bool
 }
 
 // Run runs the agent until ctx ends, then demotes gracefully and returns.

@@ -65,6 +65,9 @@ func (a *Agent) alert(name event.Name, severity, subject string, tid int, msg st
 	if subject != "" {
 		args = append(args, "peer", subject)
 	}
+	if n := details["api_requests"]; n != "" {
+		args = append(args, "api_requests", n)
+	}
 	a.log.Log(context.Background(), lvl, msg, args...)
 	a.alerts.Send(report.Event{Event: string(name), Severity: severity, Subject: subject, TransitionID: tid, Message: msg, Details: details})
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -364,6 +365,9 @@ func must(t testing.TB, err error) {
 // TestClusterFailover runs the whole chain with real keepalived: one MASTER at start; killing its keepalived,
 // failing its check and cutting its link each move everything to another node, and the old one removes the
 // address; the breaker (max 1 per node here) then stops a further takeover.
+// takeoverRequests finds the count on an agent's failover_succeeded line.
+var takeoverRequests = regexp.MustCompile(`event=failover_succeeded .*api_requests=(\d+)`)
+
 func TestClusterFailover(t *testing.T) {
 	c := newCluster(t, 1)
 
@@ -391,6 +395,19 @@ func TestClusterFailover(t *testing.T) {
 	must(t, syscall.Kill(keepalivedPID(t, m1), syscall.SIGKILL))
 	m2, took := c.master(60*time.Second, m1)
 	t.Logf("keepalived of %s killed: %s is MASTER after %s", m1.name, m2.name, took)
+	// The takeover's Hetzner API requests are counted on its failover_succeeded line.
+	var reqs []string
+	for end := time.Now().Add(10 * time.Second); reqs == nil && time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		b, _ := os.ReadFile(filepath.Join(m2.dir, "agent.log"))
+		reqs = takeoverRequests.FindStringSubmatch(string(b))
+	}
+	if reqs == nil {
+		t.Errorf("%s: no api_requests on its failover_succeeded line", m2.name)
+	} else if n, err := strconv.Atoi(reqs[1]); err != nil || n < 3 {
+		t.Errorf("%s: the takeover's API requests: %q, want a count of at least 3 (the owners, the assignment, the attachment)", m2.name, reqs)
+	} else {
+		t.Logf("the takeover made %d API requests", n)
+	}
 
 	// 2. Fail the new MASTER's check: a critical service stays down beyond check_grace.
 	must(t, os.WriteFile(filepath.Join(m2.dir, "stack"), []byte("postfix-mailcow\n"), 0o644))

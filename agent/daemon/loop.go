@@ -6,11 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/api"
 	"github.com/mailcow-ha/mailcow-ha/agent/event"
 	"github.com/mailcow-ha/mailcow-ha/agent/failover"
+	"github.com/mailcow-ha/mailcow-ha/agent/hcloud"
 )
 
 func (a *Agent) observe(o failover.Observation) { a.obs <- o }
@@ -232,8 +234,35 @@ func (a *Agent) report(act failover.Action) {
 	peer := a.p.Peers[act.Server]
 	role := string(a.s.Role)
 	a.mu.Unlock()
-	a.alert(act.Event, string(act.Severity), peer, act.TID, act.Detail, map[string]string{"role": role})
+	details := map[string]string{"role": role}
+	if n, ok := a.takeoverRequests(act.Event); ok {
+		details["api_requests"] = strconv.Itoa(n)
+	}
+	a.alert(act.Event, string(act.Severity), peer, act.TID, act.Detail, details)
 	if act.Event == event.Promoted {
 		a.ensureRDNS()
 	}
+}
+
+// takeoverRequests counts the Hetzner API requests of a takeover (every call, poll and retry, from the agent's
+// client): failover_started notes the count, failover_succeeded reports what it grew by. The rate limit (3600 an
+// hour) is the whole project's, shared with the cluster commands.
+func (a *Agent) takeoverRequests(e event.Name) (int, bool) {
+	c, ok := a.o.Cloud.(interface{ Stats() hcloud.Stats })
+	if !ok {
+		return 0, false
+	}
+	n := c.Stats().Requests
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch e {
+	case event.FailoverStarted:
+		a.takeoverReqs, a.takeoverOn = n, true
+	case event.FailoverSucceeded:
+		if a.takeoverOn {
+			a.takeoverOn = false
+			return n - a.takeoverReqs, true
+		}
+	}
+	return 0, false
 }

@@ -443,6 +443,53 @@ func TestPollingIsExponential(t *testing.T) {
 	}
 }
 
+// The second action of a kind is first polled when the fastest of its kind so far would have finished: one or two
+// polls instead of the first one's many, and no later than the exponential polls would have seen it.
+func TestPollsAlignedWithTheFastestAction(t *testing.T) {
+	var mu sync.Mutex
+	polls := 0
+	f := newFixture(t, "", func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && r.URL.Path == "/v1/actions" {
+				mu.Lock()
+				polls++
+				mu.Unlock()
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	const latency = 600 * time.Millisecond
+	f.sim.SetLatency(hcloudsim.CmdAssignFloatingIP, latency)
+	assign := func(server int64) (int, time.Duration) {
+		mu.Lock()
+		polls = 0
+		mu.Unlock()
+		t0 := time.Now()
+		if err := f.c.AssignFloatingIP(ctxT(t, 10*time.Second), 2001, server); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(t0)
+		mu.Lock()
+		defer mu.Unlock()
+		return polls, took
+	}
+	first, took1 := assign(1001)
+	second, took2 := assign(1002)
+	t.Logf("polls: %d for the first assignment (%s), %d for the second (%s)", first, took1.Round(time.Millisecond), second, took2.Round(time.Millisecond))
+	if first < 4 {
+		t.Errorf("the first assignment, a kind never seen, was polled %d times; want the exponential polls from the start", first)
+	}
+	if second < 1 || second > 2 {
+		t.Errorf("the second assignment was polled %d times; want its first poll when the first one's %s had passed", second, latency)
+	}
+	if took2 > took1+150*time.Millisecond {
+		t.Errorf("the aligned polls took longer (%s) than the exponential ones (%s)", took2, took1)
+	}
+	if got := f.c.fastestOf(hcloudsim.CmdAssignFloatingIP); got < latency || got > latency+200*time.Millisecond {
+		t.Errorf("learned %s for an action of %s", got, latency)
+	}
+}
+
 func TestLatestImage(t *testing.T) {
 	f := newFixture(t, "", nil)
 	ctx := ctxT(t, 5*time.Second)
