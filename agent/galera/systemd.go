@@ -138,7 +138,7 @@ func (s *Systemd) Stop(timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	err := s.units().Stop(ctx, s.unit())
 	cancel()
-	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+	if !errors.Is(err, context.DeadlineExceeded) {
 		return
 	}
 	kctx, kcancel := context.WithTimeout(context.Background(), 30*time.Second)
