@@ -17,13 +17,17 @@ import (
 	"github.com/mailcow-ha/mailcow-ha/agent/membership"
 )
 
-// newCloud is the hcloud adapter with the token of hcloud.token_file.
+// newCloud is the hcloud adapter with the token of hcloud.token_file, and the action durations kept in the state
+// directory.
 func newCloud(c config.Config, owner config.SecretFiles, log *slog.Logger) (*hcloud.Client, error) {
 	token, err := owner.ReadSecret(c.Hcloud.TokenFile)
 	if err != nil {
 		return nil, fmt.Errorf("hcloud.token_file: %w", err)
 	}
-	return hcloud.New(hcloud.Options{Endpoint: c.Hcloud.Endpoint, Token: token.Reveal(), Logger: log})
+	dir := c.Failover.StateDir
+	return hcloud.New(hcloud.Options{Endpoint: c.Hcloud.Endpoint, Token: token.Reveal(), Logger: log,
+		Fastest:   loadActionDurations(dir, log),
+		OnFastest: func(m map[string]time.Duration) { saveActionDurations(dir, m, log) }})
 }
 
 // discoverMembers fills cluster.nodes and node.name from the API when the configuration asks for it (or checks a

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/netip"
 	"sync"
@@ -41,6 +42,11 @@ type Options struct {
 	// Retry waits: RetryFast waits FastWait; RetrySlow backs off from SlowBase, doubling, to SlowCap, or waits for
 	// the rate limit's reset.
 	FastWait, SlowBase, SlowCap time.Duration
+	// Fastest seeds the shortest duration of each kind of action (by command) that an earlier client saw: the caller
+	// keeps it across restarts, so that a node's first takeover after a boot has its polls aligned too. OnFastest
+	// is given the whole table each time a shorter action is seen, to keep it.
+	Fastest   map[string]time.Duration
+	OnFastest func(map[string]time.Duration)
 }
 
 // Client is the adapter. It is safe for concurrent use.
@@ -90,7 +96,8 @@ func New(o Options) (*Client, error) {
 	}
 	httpClient.Transport = countingTransport{next: next, rec: rec}
 	o.HTTPClient = &httpClient
-	c := &Client{rec: rec, log: o.Logger, opts: o}
+	c := &Client{rec: rec, log: o.Logger, opts: o, fastest: maps.Clone(o.Fastest)}
+	c.opts.Fastest = nil
 	c.SetToken(o.Token)
 	c.opts.Token = ""
 	return c, nil
@@ -213,15 +220,22 @@ func (c *Client) fastestOf(command string) time.Duration {
 	return c.fastest[command]
 }
 
-// learn keeps took when it is the shortest duration seen for actions of command.
+// learn keeps took when it is the shortest duration seen for actions of command, and hands the table to
+// OnFastest when it changed.
 func (c *Client) learn(command string, took time.Duration) {
 	c.fastMu.Lock()
-	defer c.fastMu.Unlock()
 	if c.fastest == nil {
 		c.fastest = map[string]time.Duration{}
 	}
-	if d, ok := c.fastest[command]; !ok || took < d {
+	d, ok := c.fastest[command]
+	shorter := !ok || took < d
+	if shorter {
 		c.fastest[command] = took
+	}
+	table := maps.Clone(c.fastest)
+	c.fastMu.Unlock()
+	if shorter && c.opts.OnFastest != nil {
+		c.opts.OnFastest(table)
 	}
 }
 

@@ -485,8 +485,35 @@ func TestPollsAlignedWithTheFastestAction(t *testing.T) {
 	if took2 > took1+150*time.Millisecond {
 		t.Errorf("the aligned polls took longer (%s) than the exponential ones (%s)", took2, took1)
 	}
-	if got := f.c.fastestOf(hcloudsim.CmdAssignFloatingIP); got < latency || got > latency+200*time.Millisecond {
-		t.Errorf("learned %s for an action of %s", got, latency)
+	learned := f.c.fastestOf(hcloudsim.CmdAssignFloatingIP)
+	if learned < latency || learned > latency+200*time.Millisecond {
+		t.Errorf("learned %s for an action of %s", learned, latency)
+	}
+
+	// What a client learned outlives it (the agent keeps it in its state directory): a new client seeded with it
+	// aligns its very first poll, and one seeded with a longer duration learns the shorter one and hands it on.
+	var kept map[string]time.Duration
+	seeded := func(d time.Duration) {
+		c, err := New(Options{Endpoint: f.srv.URL + "/v1", Token: hcloudsim.DemoToken,
+			PollBase: 10 * time.Millisecond, PollCap: 100 * time.Millisecond, PollFactor: 2,
+			Fastest:   map[string]time.Duration{hcloudsim.CmdAssignFloatingIP: d},
+			OnFastest: func(m map[string]time.Duration) { kept = m }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.c = c
+	}
+	seeded(learned)
+	if n, took := assign(1001); n < 1 || n > 2 {
+		t.Errorf("a client seeded with %s polled its first assignment %d times (%s); want it aligned", learned, n, took)
+	}
+	if got, ok := kept[hcloudsim.CmdAssignFloatingIP]; ok && got >= learned {
+		t.Errorf("the table was handed on with %s, not shorter than the %s seeded", got, learned)
+	}
+	seeded(2 * latency)
+	assign(1002)
+	if got := kept[hcloudsim.CmdAssignFloatingIP]; got < latency || got >= 2*latency {
+		t.Errorf("a client seeded with %s handed on %v after an action of %s", 2*latency, kept, latency)
 	}
 }
 
