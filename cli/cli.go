@@ -50,6 +50,7 @@ func commands() map[string]command {
 		"mailcow":     {"mailcow itself: config writes what the agent would write; update rolls a new release over every node; release shows each node's", Mailcow},
 		"lab":         {"a real cluster on this machine: up, status, kill, failover, bench, down", Lab},
 		"cluster":     {"create, list or destroy a cluster's resources in a Hetzner Cloud project", Cluster},
+		"migrate":     {"move a single-server mailcow (its mail, database, certificates, DKIM keys) into the cluster", Migrate},
 		"backup":      {"the cluster's backups in a restic repository: run, list, check, restore (database, Volume, a mailbox)", Backup},
 	}
 }

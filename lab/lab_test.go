@@ -1716,7 +1716,7 @@ func TestLab(t *testing.T) {
 		s.end(t, ctx)
 	})
 	scenario("restore: the cluster destroyed, a new one made from its backups by cluster create, every acknowledged mail and row in it", true, func(t *testing.T) {
-		// Runs last: it destroys the lab. While mail flows, rows are written and every node runs `backup run` into
+		// Runs before the migration, which uses the new cluster: it destroys the lab. While mail flows, rows are written and every node runs `backup run` into
 		// a repository beside the lab; then the whole cluster goes (servers, Volumes, secrets). `cluster create`
 		// with --config's [backup] restore_from makes a new cluster (new secrets, new Galera password): its
 		// bootstrap node starts Galera from the database's copy, its first MASTER fills the new Volume from the
@@ -1842,6 +1842,10 @@ func TestLab(t *testing.T) {
 		if _, err := l.SendOne(ctx, 0); err != nil {
 			t.Errorf("a mail to the new cluster: %v", err)
 		}
+	})
+	scenario("migrate: a single-server mailcow moved into the cluster, copied while it serves, switched at the cut-over, no MASTER change", true, func(t *testing.T) {
+		// After the restore: the new cluster is what an operator migrates into (migrateScenario).
+		migrateScenario(t, ctx, l)
 	})
 }
 

@@ -19,6 +19,13 @@ if [[ $(id -u) != 0 ]]; then
 fi
 echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# No package's service starts on this machine (sshd, mariadb, nginx, keepalived): the tests start what they need, in
+# their namespaces. invoke-rc.d and deb-systemd-invoke ask policy-rc.d; one is put there for the install if none is.
+if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+	chmod 755 /usr/sbin/policy-rc.d
+	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 apt-get update -qq
 # --no-install-recommends keeps the machine to what the tests use.
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

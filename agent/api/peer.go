@@ -88,7 +88,7 @@ type Peer struct {
 type authWrap func(h func(w http.ResponseWriter, r *http.Request, body []byte, node string)) http.HandlerFunc
 
 // PeerHandler serves the peer API under /peer/v1/. Every answer to an accepted request is signed (see Sign). An
-// agent that is a ConfigAgent serves the cluster's configuration too, and a ReleaseAgent the mailcow release routes.
+// agent that is a ConfigAgent serves the cluster's configuration too, a ReleaseAgent the mailcow release routes, and a MigrateAgent the migration's switch.
 func PeerHandler(v *Verifier, a PeerAgent, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	var auth authWrap = func(h func(w http.ResponseWriter, r *http.Request, body []byte, node string)) http.HandlerFunc {
@@ -154,6 +154,9 @@ func PeerHandler(v *Verifier, a PeerAgent, log *slog.Logger) http.Handler {
 	}
 	if sa, ok := a.(SecretAgent); ok {
 		secretRoutes(mux, v.Keys, sa, auth)
+	}
+	if ma, ok := a.(MigrateAgent); ok {
+		migrateRoutes(mux, ma, auth)
 	}
 	return mux
 }

@@ -159,11 +159,7 @@ func (a *Agent) SwitchRelease(ctx context.Context, tag string) api.SwitchAnswer 
 	if cur, _ := t.Current(); cur == staged {
 		return api.SwitchAnswer{Before: cur, Now: cur}
 	}
-	if !s.Maintenance {
-		a.observe(failover.Maintenance{On: true})
-		defer a.observe(failover.Maintenance{On: false})
-		a.waitMaintenance(2 * time.Second)
-	}
+	defer a.switchMaintenance(s)()
 	// The switch goes on when the asker goes away (a command interrupted): a stack half started, or a tree half
 	// taken back, is worse than either release.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*timeout+5*time.Minute)
@@ -275,6 +271,18 @@ func (g treeGuard) Running(ctx context.Context) (int, error) {
 		return r.Running(ctx)
 	}
 	return 0, nil
+}
+
+// switchMaintenance puts a node whose state is s into maintenance for a switch of its stack (a release's, a
+// migration's), unless an operator already has, and returns what ends it: the brain then fails over for no service
+// the switch stops itself.
+func (a *Agent) switchMaintenance(s failover.State) (end func()) {
+	if s.Maintenance {
+		return func() {}
+	}
+	a.observe(failover.Maintenance{On: true})
+	a.waitMaintenance(2 * time.Second)
+	return func() { a.observe(failover.Maintenance{On: false}) }
 }
 
 // waitMaintenance waits until the brain has taken maintenance in (the observation goes through the loop), at

@@ -75,4 +75,6 @@ const (
 	BackupRecovered       Name = "backup_recovered"
 	Restored              Name = "restored"
 	RestoreFailed         Name = "restore_failed"
+	Migrated              Name = "migrated"
+	MigrateFailed         Name = "migrate_failed"
 )
