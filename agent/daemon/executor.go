@@ -93,6 +93,9 @@ type Executor struct {
 	FloatingV6ID int64
 	floatingV6   netip.Addr
 	VolumeID     int64
+	// volumeDevice is the Volume's device path as the API gave it (it never changes for a Volume): read with the
+	// owners, so that the attach step need not read the Volume again to wait for its device.
+	volumeDevice string
 	FenceTimeout time.Duration
 	StepTimeout  time.Duration // for each API and local step; default 2 minutes
 	// StartTimeout is mailcow.start_timeout, the wait for healthy services after a start: the start step gets it on
@@ -225,6 +228,9 @@ func (e *Executor) run(ctx context.Context, a failover.Action) {
 			o.Err, o.Kind = err.Error(), kindOf(err)
 		} else {
 			o.FloatingIP, o.Volume = fip, vol.Server
+			e.mu.Lock()
+			e.volumeDevice = vol.LinuxDevice
+			e.mu.Unlock()
 		}
 		log.Info("owners", "floating_ip_owner", o.FloatingIP, "volume_owner", o.Volume, "err", o.Err)
 		e.Observe(o)
@@ -249,11 +255,17 @@ func (e *Executor) run(ctx context.Context, a failover.Action) {
 		done(e.Cloud.DetachVolume(sctx, e.VolumeID, a.Server))
 	case failover.ActAttachVolume:
 		err := e.Cloud.AttachVolume(sctx, e.VolumeID, e.Self)
-		if err == nil {
+		e.mu.Lock()
+		dev := e.volumeDevice
+		e.mu.Unlock()
+		if err == nil && dev == "" { // no owners read in this agent's life: the device from the API
 			var v hcloud.VolumeInfo
 			if v, err = e.Cloud.Volume(sctx, e.VolumeID); err == nil {
-				err = e.Storage.WaitDevice(sctx, v.LinuxDevice)
+				dev = v.LinuxDevice
 			}
+		}
+		if err == nil {
+			err = e.Storage.WaitDevice(sctx, dev)
 		}
 		done(err)
 	case failover.ActAssignFIP:

@@ -411,25 +411,16 @@ func (c *Client) DetachVolume(ctx context.Context, id, from int64) error {
 	})
 }
 
-// AttachVolume attaches the Volume to server to, only while it is free. It does nothing when the Volume is
-// attached there already, and refuses (Fatal) when it is attached elsewhere.
+// AttachVolume attaches the Volume to server to, only while it is free: the API itself refuses to attach an attached
+// Volume (volume_already_attached), so no read comes first, a request less in every takeover. It does nothing when
+// the Volume is attached there already, and refuses (Fatal, the API's volume_already_attached) when it is attached
+// elsewhere.
 func (c *Client) AttachVolume(ctx context.Context, id, to int64) error {
 	return c.call(ctx, "attach_volume", func(ctx context.Context) error {
-		v, err := c.getVolume(ctx, id)
-		if err != nil {
-			return err
-		}
-		switch owner := volumeInfo(v).Server; owner {
-		case to:
-			return nil
-		case 0:
-		default:
-			return fmt.Errorf("volume %d is attached to server %d: %w", id, owner, ErrUnexpectedOwner)
-		}
-		a, _, err := c.hc().Volume.AttachWithOpts(ctx, v, hc.VolumeAttachOpts{Server: &hc.Server{ID: to}, Automount: hc.Ptr(false)})
+		a, _, err := c.hc().Volume.AttachWithOpts(ctx, &hc.Volume{ID: id}, hc.VolumeAttachOpts{Server: &hc.Server{ID: to}, Automount: hc.Ptr(false)})
 		if hc.IsError(err, hc.ErrorCodeVolumeAlreadyAttached) {
-			// Our own earlier attach (an action still running when this try read the Volume) may have finished
-			// between the read and the POST: attached to us is done. Attached anywhere else stays fatal.
+			// Attached here already (an earlier try of ours, or our own action that finished after a try gave up on
+			// it) is done. Attached anywhere else stays fatal.
 			if v, rerr := c.getVolume(ctx, id); rerr == nil && volumeInfo(v).Server == to {
 				return nil
 			}
