@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/child"
 	"github.com/mailcow-ha/mailcow-ha/agent/stack"
 )
 
@@ -85,7 +85,7 @@ func Copy(ctx context.Context, s Source, project, mount string) (Copied, error) 
 		if err := os.Chmod(filepath.Join(mount, Dir), 0o700); err != nil {
 			return c, fmt.Errorf("migrate: %w", err)
 		}
-		cmd := exec.CommandContext(ctx, "rsync", "-aH", "--numeric-ids", "--delete", "--stats", "-e", s.RsyncShell(),
+		cmd := child.Command(ctx, "rsync", "-aH", "--numeric-ids", "--delete", "--stats", "-e", s.RsyncShell(),
 			s.Destination()+":"+p.From+"/", to+"/")
 		var o bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &o, &o

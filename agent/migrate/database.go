@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/child"
 )
 
 // Dump is the database's dump in the staging area (mode 0600: it holds mailcow's password hashes); the switch
@@ -49,7 +50,7 @@ func DumpDatabase(ctx context.Context, s Source, conf map[string]string, mount s
 		return 0, fmt.Errorf("migrate: %w", err)
 	}
 	sock := filepath.Join(tmp, "sql.sock")
-	fwd := exec.Command("ssh", append(s.sshArgs(), "-N", "-o", "ExitOnForwardFailure=yes", "-L", sock+":"+SQLAddress(conf), "--", s.Destination())...)
+	fwd := child.Command(context.WithoutCancel(ctx), "ssh", append(s.sshArgs(), "-N", "-o", "ExitOnForwardFailure=yes", "-L", sock+":"+SQLAddress(conf), "--", s.Destination())...)
 	var ferr bytes.Buffer
 	fwd.Stderr = &ferr
 	fwd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -76,7 +77,7 @@ func DumpDatabase(ctx context.Context, s Source, conf map[string]string, mount s
 	}
 	defer os.Remove(part)
 	// --skip-add-locks: Galera does not replicate LOCK TABLES. --single-transaction: one snapshot of every table.
-	dump := exec.CommandContext(ctx, "mariadb-dump", "--defaults-extra-file="+opts, "--socket="+sock,
+	dump := child.Command(ctx, "mariadb-dump", "--defaults-extra-file="+opts, "--socket="+sock,
 		"--single-transaction", "--skip-add-locks", "--routines", "--triggers", "--events", "--hex-blob", "--add-drop-table", db)
 	var derr bytes.Buffer
 	dump.Stdout, dump.Stderr = f, &derr

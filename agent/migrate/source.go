@@ -8,13 +8,14 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/dotenv"
+
+	"github.com/mailcow-ha/mailcow-ha/agent/child"
 )
 
 // Source is the old server: an SSH destination (root, by key: BatchMode, and the host's key must be known) and
@@ -56,7 +57,7 @@ func (s *Source) Connect(ctx context.Context) (func(), error) {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
 	ctl := filepath.Join(dir, "control")
-	master := exec.Command("ssh", append(s.sshArgs(), "-M", "-N", "-o", "ControlPath="+ctl, "--", s.Destination())...)
+	master := child.Command(context.WithoutCancel(ctx), "ssh", append(s.sshArgs(), "-M", "-N", "-o", "ControlPath="+ctl, "--", s.Destination())...)
 	var errb bytes.Buffer
 	master.Stderr = &errb
 	master.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -86,7 +87,7 @@ func (s Source) RsyncShell() string {
 
 // Run runs a shell command on the old server and returns its output.
 func (s Source) Run(ctx context.Context, command string) (string, error) {
-	cmd := exec.CommandContext(ctx, "ssh", append(s.sshArgs(), "--", s.Destination(), command)...)
+	cmd := child.Command(ctx, "ssh", append(s.sshArgs(), "--", s.Destination(), command)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {

@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"time"
 
+	"github.com/mailcow-ha/mailcow-ha/agent/child"
 	"github.com/mailcow-ha/mailcow-ha/agent/stack"
 )
 
@@ -102,11 +102,11 @@ func importDump(ctx context.Context, dump, socket, database string) error {
 	}
 	defer f.Close()
 	base := []string{"--no-defaults", "--socket=" + socket, "--user=root"}
-	create := exec.CommandContext(ctx, "mariadb", append(base, "--execute=CREATE DATABASE IF NOT EXISTS `"+database+"`")...)
+	create := child.Command(ctx, "mariadb", append(base, "--execute=CREATE DATABASE IF NOT EXISTS `"+database+"`")...)
 	if out, err := create.CombinedOutput(); err != nil {
 		return fmt.Errorf("migrate: creating %s: %w: %s", database, err, lastLines(string(out), 3))
 	}
-	load := exec.CommandContext(ctx, "mariadb", append(base, "--database="+database)...)
+	load := child.Command(ctx, "mariadb", append(base, "--database="+database)...)
 	var out bytes.Buffer
 	load.Stdin, load.Stdout, load.Stderr = f, &out, &out
 	if err := load.Run(); err != nil {
