@@ -73,6 +73,12 @@ func Copy(ctx context.Context, s Source, project, mount string) (Copied, error) 
 	have := strings.Fields(out)
 	var c Copied
 	stage := filepath.Join(mount, Dir, Stage)
+	if err := os.MkdirAll(stage, 0o755); err != nil {
+		return c, fmt.Errorf("migrate: %w", err)
+	}
+	if err := os.Chmod(filepath.Join(mount, Dir), 0o700); err != nil { // the stage and the dump: root's only
+		return c, fmt.Errorf("migrate: %w", err)
+	}
 	for _, p := range places {
 		if !slices.Contains(have, p.From) {
 			c.Missing = append(c.Missing, p.From)
@@ -80,9 +86,6 @@ func Copy(ctx context.Context, s Source, project, mount string) (Copied, error) 
 		}
 		to := filepath.Join(stage, p.Dir)
 		if err := os.MkdirAll(to, 0o755); err != nil {
-			return c, fmt.Errorf("migrate: %w", err)
-		}
-		if err := os.Chmod(filepath.Join(mount, Dir), 0o700); err != nil {
 			return c, fmt.Errorf("migrate: %w", err)
 		}
 		cmd := child.Command(ctx, "rsync", "-aH", "--numeric-ids", "--delete", "--stats", "-e", s.RsyncShell(),

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/agent/child"
@@ -50,22 +49,11 @@ func DumpDatabase(ctx context.Context, s Source, conf map[string]string, mount s
 		return 0, fmt.Errorf("migrate: %w", err)
 	}
 	sock := filepath.Join(tmp, "sql.sock")
-	fwd := child.Command(context.WithoutCancel(ctx), "ssh", append(s.sshArgs(), "-N", "-o", "ExitOnForwardFailure=yes", "-L", sock+":"+SQLAddress(conf), "--", s.Destination())...)
-	var ferr bytes.Buffer
-	fwd.Stderr = &ferr
-	fwd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := fwd.Start(); err != nil {
-		return 0, fmt.Errorf("migrate: the SSH forward to %s: %w", s.Host, err)
+	stop, err := s.sshUntilSocket(ctx, sock, 20*time.Second, "-N", "-o", "ExitOnForwardFailure=yes", "-L", sock+":"+SQLAddress(conf))
+	if err != nil {
+		return 0, fmt.Errorf("migrate: the forward to the database (%s): %w", SQLAddress(conf), err)
 	}
-	ended := make(chan struct{}) // closed when ssh has ended
-	go func() { _ = fwd.Wait(); close(ended) }()
-	defer func() {
-		_ = fwd.Process.Signal(syscall.SIGTERM)
-		<-ended
-	}()
-	if err := waitSocket(ctx, sock, ended, 20*time.Second); err != nil {
-		return 0, fmt.Errorf("migrate: the SSH forward to %s's database (%s): %w: %s", s.Host, SQLAddress(conf), err, strings.TrimSpace(ferr.String()))
-	}
+	defer stop()
 	stage := filepath.Join(mount, Dir)
 	if err := os.MkdirAll(stage, 0o700); err != nil {
 		return 0, fmt.Errorf("migrate: %w", err)

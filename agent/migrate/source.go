@@ -57,27 +57,36 @@ func (s *Source) Connect(ctx context.Context) (func(), error) {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
 	ctl := filepath.Join(dir, "control")
-	master := child.Command(context.WithoutCancel(ctx), "ssh", append(s.sshArgs(), "-M", "-N", "-o", "ControlPath="+ctl, "--", s.Destination())...)
-	var errb bytes.Buffer
-	master.Stderr = &errb
-	master.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := master.Start(); err != nil {
+	stop, err := s.sshUntilSocket(ctx, ctl, 30*time.Second, "-M", "-N", "-o", "ControlPath="+ctl)
+	if err != nil {
 		os.RemoveAll(dir)
+		return nil, err
+	}
+	s.control = ctl
+	return func() { stop(); os.RemoveAll(dir); s.control = "" }, nil
+}
+
+// sshUntilSocket starts a long-lived ssh (the connection's master, a forward) as a child of this process and waits
+// until sock answers; stop ends it (SIGTERM) and waits for it.
+func (s Source) sshUntilSocket(ctx context.Context, sock string, within time.Duration, args ...string) (stop func(), err error) {
+	cmd := child.Command(context.WithoutCancel(ctx), "ssh", append(append(s.sshArgs(), args...), "--", s.Destination())...)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("migrate: ssh to %s: %w", s.Host, err)
 	}
-	ended := make(chan struct{})
-	go func() { _ = master.Wait(); close(ended) }()
-	stop := func() {
-		_ = master.Process.Signal(syscall.SIGTERM)
+	ended := make(chan struct{}) // closed when ssh has ended
+	go func() { _ = cmd.Wait(); close(ended) }()
+	stop = func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
 		<-ended
-		os.RemoveAll(dir)
 	}
-	if err := waitSocket(ctx, ctl, ended, 30*time.Second); err != nil {
+	if err := waitSocket(ctx, sock, ended, within); err != nil {
 		stop()
 		return nil, fmt.Errorf("migrate: ssh to %s: %w: %s", s.Host, err, strings.TrimSpace(errb.String()))
 	}
-	s.control = ctl
-	return func() { stop(); s.control = "" }, nil
+	return stop, nil
 }
 
 // RsyncShell is rsync's -e: ssh with sshArgs (rsync splits it at spaces).
