@@ -1674,8 +1674,8 @@ func TestLab(t *testing.T) {
 					t.Errorf("%s: secret%s is left after the rotation (%v)", n.Name, ext, err)
 				}
 			}
-			if b, _ := os.ReadFile(filepath.Join(n.Dir, "keepalived.conf")); !strings.Contains(string(b), keepalived.AuthPass([]byte(next), ClusterName)) {
-				t.Errorf("%s: keepalived.conf lacks the new secret's VRRP password", n.Name)
+			if b, _ := os.ReadFile(filepath.Join(n.Dir, "keepalived.conf")); !strings.Contains(string(b), keepalived.Placeholders([]byte(next), ClusterName)[0].String()) {
+				t.Errorf("%s: keepalived.conf lacks the new secret's VRRP placeholder addresses", n.Name)
 			}
 		}
 		alerts(t, t0, Want{"secret_staged", m, ""}, Want{"secret_switched", m, ""}, Want{"secret_rotated", m, ""}, Want{"secret_rotated", on.Name, ""})

@@ -322,7 +322,7 @@ func Defaults() Config {
 		Keepalived: Keepalived{
 			RouterID:       51,
 			Instance:       "VI_MAILCOW",
-			AdvertInterval: Duration(time.Second),
+			AdvertInterval: Duration(200 * time.Millisecond),
 			Preempt:        PreemptOff,
 			PreemptDelay:   Duration(60 * time.Second),
 			ConfigFile:     "/etc/keepalived/keepalived.conf",

@@ -180,6 +180,7 @@ func TestBadConfigs(t *testing.T) {
 		{"version not first", strings.Replace(minimal, "version = 1\n", "", 1) + "version = 1\n", []string{"version: the first key must be version = 1"}},
 		{"arbitrator bootstrap", minimal + "[[cluster.nodes]]\nname = \"arb\"\nrole = \"arbitrator\"\nprivate_ip = \"10.99.0.14\"\nbootstrap = true\n", []string{"cluster.nodes[3].bootstrap: an arbitrator (garbd) cannot bootstrap"}},
 		{"keepalived", minimal + "[keepalived]\nrouter_id = 300\npreempt = \"sometimes\"\n", []string{"t.toml:29: keepalived.router_id: must be 1..255", "t.toml:30: keepalived.preempt:"}},
+		{"advert interval", minimal + "[keepalived]\nadvert_interval = \"155ms\"\n", []string{"t.toml:29: keepalived.advert_interval: must be whole centiseconds from 10ms to 40.95s (VRRPv3), got 155ms"}},
 		{"keepalived check", minimal + "[keepalived]\ncheck_timeout = \"500ms\"\ncheck_fall = 0\n", []string{"t.toml:29: keepalived.check_timeout: must be whole seconds", "t.toml:30: keepalived.check_fall: must be 1..10"}},
 		{"webhook template", minimal + "[[alerts.webhooks]]\nname = \"x\"\nurl = \"ftp://x\"\ntemplate = \"{{ .Event \"\n", []string{"t.toml:30: alerts.webhooks[0].url", "t.toml:31: alerts.webhooks[0].template: invalid Go template"}},
 		{"webhook headers", minimal + "[[alerts.webhooks]]\nname = \"x\"\nurl = \"https://x\"\ncontent_type = \"no type\"\nheaders = { \"Bad Name\" = \"1\", Host = \"h\", X-Mailcow-HA-Event = \"e\" }\n",

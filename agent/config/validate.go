@@ -265,8 +265,9 @@ func (v *validator) keepalived(c *Config) {
 	if !instRE.MatchString(k.Instance) {
 		v.add("keepalived.instance", "%q: use letters, digits and '_' (at most 32)", k.Instance)
 	}
-	if d := k.AdvertInterval.D(); d < time.Second || d > 255*time.Second || d%time.Second != 0 {
-		v.add("keepalived.advert_interval", "must be whole seconds from 1s to 255s (VRRPv2), got %s", d)
+	// VRRPv3's advert interval: 12 bits of centiseconds.
+	if d := k.AdvertInterval.D(); d < 10*time.Millisecond || d > 40950*time.Millisecond || d%(10*time.Millisecond) != 0 {
+		v.add("keepalived.advert_interval", "must be whole centiseconds from 10ms to 40.95s (VRRPv3), got %s", d)
 	}
 	switch k.Preempt {
 	case PreemptOff, PreemptOn:

@@ -32,6 +32,12 @@ func (a *Agent) startKeepalived(ctx context.Context, wg *sync.WaitGroup) (*keepa
 	if err := keepalived.MakeFIFO(c.Keepalived.NotifyFIFO); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	// The link VRRPv3's placeholder addresses live on (see keepalived.Placeholders).
+	kind, err := keepalived.EnsureLink(nil, keepalived.PlaceholderLink)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a.log.Debug("keepalived placeholder link", "link", keepalived.PlaceholderLink, "kind", kind)
 	events := make(chan keepalived.Event, 16)
 	wg.Add(2)
 	go func() {
@@ -108,7 +114,8 @@ func (a *Agent) writeKeepalivedConfig(c config.Config) (changed bool, err error)
 		RouterName: self.Name, Instance: c.Keepalived.Instance, Interface: a.privIf,
 		VirtualRouter: c.Keepalived.RouterID, Priority: self.Priority, AdvertInterval: c.Keepalived.AdvertInterval.D(),
 		Preempt: c.Keepalived.Preempt, PreemptDelay: c.Keepalived.PreemptDelay.D(), SourceIP: self.PrivateIP,
-		Peers: peerIPs, TrackFile: trackFile(c), NotifyFIFO: c.Keepalived.NotifyFIFO, AuthPass: keepalived.AuthPass(a.keys.Signing(), c.Cluster.Name),
+		Peers: peerIPs, TrackFile: trackFile(c), NotifyFIFO: c.Keepalived.NotifyFIFO,
+		Placeholders: keepalived.Placeholders(a.keys.Signing(), c.Cluster.Name), PlaceholderLink: keepalived.PlaceholderLink,
 	})
 	if err != nil {
 		return false, fmt.Errorf("agent: %w", err)

@@ -113,13 +113,16 @@ func TestFloatingIP(t *testing.T) {
 	if ev := f.backend.list(); len(ev) != 1 || ev[0] != "route 203.0.113.100 1002" {
 		t.Fatalf("backend = %v", ev)
 	}
-	// Assigning it where it is already is a no-op: no action.
+	// Assigning it where it is already: the assign alone, no read first, and the owner stays.
 	f.sim.ResetRequests()
 	if err := f.c.AssignFloatingIP(ctx, 2001, 1002); err != nil {
 		t.Fatal(err)
 	}
-	if _, by := f.sim.Requests(); by["POST /v1/floating_ips/{id}/actions/assign"] != 0 {
-		t.Fatalf("idempotent assign posted an action: %v", by)
+	if _, by := f.sim.Requests(); by["POST /v1/floating_ips/{id}/actions/assign"] != 1 || by["GET /v1/floating_ips/{id}"] != 0 {
+		t.Fatalf("assign again: want one POST and no read, got %v", by)
+	}
+	if owner, _ = f.c.FloatingIPOwner(ctx, 2001); owner != 1002 {
+		t.Fatalf("owner after the assign again = %d", owner)
 	}
 	if err := f.c.UnassignFloatingIP(ctx, 2001); err != nil {
 		t.Fatal(err)
@@ -130,7 +133,7 @@ func TestFloatingIP(t *testing.T) {
 	_, err = f.c.FloatingIPOwner(ctx, 9999)
 	wantKind(t, err, Fatal, "not_found")
 	st := f.c.Stats()
-	if st.ByOp["assign_floating_ip"].Calls != 2 || st.ActionsAwaited != 2 || st.RateLimit != 3600 || st.RateRemaining <= 0 {
+	if st.ByOp["assign_floating_ip"].Calls != 2 || st.ActionsAwaited != 3 || st.RateLimit != 3600 || st.RateRemaining <= 0 {
 		t.Fatalf("stats = %+v", st)
 	}
 }

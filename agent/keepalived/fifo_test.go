@@ -236,16 +236,16 @@ func TestForeignAdvertsIgnored(t *testing.T) {
 	}
 }
 
-// An intruder that takes the address of a peer that is down passes check_unicast_src; without the cluster's VRRP
-// password (derived from the cluster secret) its adverts are dropped all the same.
+// An intruder that takes the address of a peer that is down passes check_unicast_src; without the cluster's
+// placeholder addresses (derived from the cluster secret) its adverts are ignored all the same.
 func TestAdvertsWithoutThePasswordIgnored(t *testing.T) {
 	a, b := keepalivedPair(t, "10.99.0.12")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	pass := func(p string) func(*Spec) { return func(s *Spec) { s.AuthPass = p } }
-	node := startNode(ctx, t, a, "mx1", "10.99.0.11", []string{"10.99.0.12"}, 150, pass(AuthPass([]byte("the cluster's secret"), "mail")))
+	pass := func(p string) func(*Spec) { return func(s *Spec) { s.Placeholders = Placeholders([]byte(p), "mail") } }
+	node := startNode(ctx, t, a, "mx1", "10.99.0.11", []string{"10.99.0.12"}, 150, pass("the cluster's secret"))
 	node.wait(t, "MASTER", 15*time.Second)
-	intruder := startNode(ctx, t, b, "evil", "10.99.0.12", []string{"10.99.0.11"}, 254, pass(AuthPass([]byte("a guess"), "mail")))
+	intruder := startNode(ctx, t, b, "evil", "10.99.0.12", []string{"10.99.0.11"}, 254, pass("a guess"))
 	intruder.wait(t, "MASTER", 15*time.Second)
 	select {
 	case e := <-node.events:
@@ -267,5 +267,7 @@ func keepalivedPair(t *testing.T, other string) (a, b *netns.NS) {
 	}
 	a.IP("addr", "add", "10.99.0.11/24", "dev", "eth1")
 	b.IP("addr", "add", other+"/24", "dev", "eth1")
+	placeholderLink(t, a)
+	placeholderLink(t, b)
 	return a, b
 }

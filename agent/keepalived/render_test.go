@@ -2,15 +2,17 @@ package keepalived
 
 import (
 	"flag"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
+	"github.com/vishvananda/netlink"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -20,6 +22,7 @@ func spec() Spec {
 		RouterName: "mx1", Instance: "VI_MAILCOW", Interface: "eth1", VirtualRouter: 51, Priority: 150,
 		AdvertInterval: time.Second, Preempt: "off", SourceIP: "10.99.0.11", Peers: []string{"10.99.0.12", "10.99.0.13"},
 		TrackFile: "/run/mailcow-ha/health", NotifyFIFO: "/run/mailcow-ha/keepalived.fifo",
+		Placeholders: Placeholders([]byte("cluster-secret"), "mail"), PlaceholderLink: PlaceholderLink,
 	}
 }
 
@@ -27,7 +30,7 @@ func TestRenderGolden(t *testing.T) {
 	for name, mod := range map[string]func(*Spec){
 		"nopreempt": func(*Spec) {},
 		"delay":     func(s *Spec) { s.Preempt, s.PreemptDelay, s.AdvertInterval = "delay", 90*time.Second, 2*time.Second },
-		"auth":      func(s *Spec) { s.AuthPass = AuthPass([]byte("cluster-secret"), "mail") },
+		"fast":      func(s *Spec) { s.AdvertInterval = 150 * time.Millisecond },
 	} {
 		s := spec()
 		mod(&s)
@@ -43,8 +46,12 @@ func TestRenderGolden(t *testing.T) {
 		if string(got) != string(want) {
 			t.Errorf("%s differs from %s (run with -update and review):\n%s", name, golden, got)
 		}
-		if slices.Contains(tokens(string(got)), "virtual_ipaddress") {
-			t.Errorf("%s: keepalived must not manage the address", name)
+		// keepalived's only addresses are the placeholders, on their own link.
+		words := tokens(string(got))
+		for i, w := range words {
+			if w == "dev" && (i+1 >= len(words) || strings.Trim(words[i+1], `"`) != PlaceholderLink) {
+				t.Errorf("%s: a virtual address off the placeholder link: %v", name, words[i-1:])
+			}
 		}
 	}
 }
@@ -60,6 +67,7 @@ func TestKeepalivedAcceptsConfig(t *testing.T) {
 	if err := ns.IP("link", "add", "eth1", "type", "veth", "peer", "name", "eth1p"); err != nil {
 		t.Fatal(err)
 	}
+	placeholderLink(t, ns)
 	dir := t.TempDir()
 	s := spec()
 	s.TrackFile = filepath.Join(dir, "health")
@@ -72,14 +80,40 @@ func TestKeepalivedAcceptsConfig(t *testing.T) {
 		}
 		path := filepath.Join(dir, "keepalived.conf")
 		os.WriteFile(path, conf, 0o600)
-		// keepalived warns that an instance without a VIP is unusual (and exits non-zero for the warning):
-		// that is this design. Anything else it says is a failure.
-		out, _ := ns.Command(bin, "--config-test", "--use-file", path).CombinedOutput()
-		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-			if line != "" && line != "(VI_MAILCOW) No VIP specified; at least one is sensible" {
-				t.Fatalf("keepalived --config-test (preempt %s): %s\n%s", preempt, out, conf)
-			}
+		// Anything keepalived says is a failure, a warning too.
+		out, err := ns.Command(bin, "--config-test", "--use-file", path).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "" {
+			t.Fatalf("keepalived --config-test (preempt %s): %v: %s\n%s", preempt, err, out, conf)
 		}
+	}
+}
+
+// placeholderLink makes the placeholder link in ns as the agent does, twice (the second finds it), and checks it
+// is up.
+func placeholderLink(t *testing.T, ns *netns.NS) {
+	t.Helper()
+	nh, err := ns.Handle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := netlink.NewHandleAt(nh)
+	nh.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for range 2 {
+		kind, err := EnsureLink(h, PlaceholderLink)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kind != "dummy" && kind != "ifb" {
+			t.Fatalf("placeholder link of kind %q", kind)
+		}
+	}
+	l, err := h.LinkByName(PlaceholderLink)
+	if err != nil || l.Attrs().Flags&net.FlagUp == 0 {
+		t.Fatalf("placeholder link not up: %v", err)
 	}
 }
 
@@ -106,7 +140,11 @@ func TestRenderRefusesInjection(t *testing.T) {
 		"relative track file": func(s *Spec) { s.TrackFile = "health" },
 		"quote in track file": func(s *Spec) { s.TrackFile = `/run/x" }` },
 		"router id":           func(s *Spec) { s.VirtualRouter = 256 },
-		"advert":              func(s *Spec) { s.AdvertInterval = 1500 * time.Millisecond },
+		"advert":              func(s *Spec) { s.AdvertInterval = 1505 * time.Millisecond },
+		"advert too long":     func(s *Spec) { s.AdvertInterval = 41 * time.Second },
+		"no placeholder":      func(s *Spec) { s.Placeholders = nil },
+		"foreign placeholder": func(s *Spec) { s.Placeholders = []netip.Addr{netip.MustParseAddr("10.0.0.1")} },
+		"quote in link":       func(s *Spec) { s.PlaceholderLink = `x" }` },
 	} {
 		s := spec()
 		mod(&s)
