@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/mailcow-ha/mailcow-ha/lab/netns"
-	"github.com/vishvananda/netlink"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -92,12 +91,7 @@ func TestKeepalivedAcceptsConfig(t *testing.T) {
 // is up.
 func placeholderLink(t *testing.T, ns *netns.NS) {
 	t.Helper()
-	nh, err := ns.Handle()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := netlink.NewHandleAt(nh)
-	nh.Close()
+	h, err := ns.Netlink()
 	if err != nil {
 		t.Fatal(err)
 	}

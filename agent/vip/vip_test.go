@@ -45,12 +45,7 @@ func pair(t *testing.T) (node, nb *netns.NS) {
 
 func handle(t *testing.T, ns *netns.NS) *netlink.Handle {
 	t.Helper()
-	nh, err := ns.Handle()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := netlink.NewHandleAt(nh)
-	nh.Close()
+	h, err := ns.Netlink()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
 	"github.com/mailcow-ha/mailcow-ha/lab/reap"
@@ -107,6 +108,20 @@ func (n *NS) Do(fn func() error) error {
 
 // Handle opens the namespace for netlink.NewHandleAt and friends; close it after use.
 func (n *NS) Handle() (netns.NsHandle, error) { return netns.GetFromName(n.Name) }
+
+// Netlink opens a netlink handle that works in the namespace; close it after use.
+func (n *NS) Netlink() (*netlink.Handle, error) {
+	nh, err := n.Handle()
+	if err != nil {
+		return nil, fmt.Errorf("netns: %s: %w", n.Name, err)
+	}
+	defer nh.Close()
+	h, err := netlink.NewHandleAt(nh)
+	if err != nil {
+		return nil, fmt.Errorf("netns: %s: netlink: %w", n.Name, err)
+	}
+	return h, nil
+}
 
 // Veth connects namespace a (link aName) with namespace b (link bName).
 func Veth(a *NS, aName string, b *NS, bName string) error {
