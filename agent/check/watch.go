@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -32,8 +33,9 @@ type WatchOptions struct {
 // agent says. It holds one connection to the agent's socket ("watch"): the agent writes its verdict at once, again
 // within 100 ms of any change (pushed, not polled), and at least every second. A verdict is written to the file as
 // soon as it arrives: the agent's own graces (check_grace, quorum_grace) already decided it. Rise and Fall apply to
-// an agent that does not answer: no line within Timeout after the heartbeat was due (or no connection) is a failure,
-// and Fall failures in a row write "1" (a hung agent means FAULT); after that, Rise verdict lines in a row are needed
+// an agent that does not answer: no line within Timeout after the heartbeat was due is a failure, and Fall failures
+// in a row write "1" (a hung agent means FAULT). An agent that is gone (its connection closed, nothing listening on
+// the socket: its process ended) writes "1" at once, keepalived's FAULT within milliseconds. After either, Rise verdict lines in a row are needed
 // before a passing one is written again. This replaces the check command that keepalived forked every second: on an
 // emulated guest the fork alone outlasted the interval, and three guests on two cores spent a large part of their CPU
 // on it. Interval is the pause before a new connection.
@@ -72,7 +74,13 @@ func Watch(ctx context.Context, o WatchOptions) error {
 		if ctx.Err() != nil {
 			break
 		}
-		w.silent(err)
+		if errors.Is(err, errAgentGone) {
+			// Nothing listens on the socket, or the agent closed the connection: its process ended (the kernel
+			// closes its sockets at once). FAULT now, without waiting out Fall silent periods.
+			w.gone(err)
+		} else {
+			w.silent(err)
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(o.Interval):
@@ -93,10 +101,17 @@ type watcher struct {
 	conn      net.Conn
 }
 
+// errAgentGone marks a session that ended because no agent was there: nothing listened on the socket (refused, or
+// no socket file), or the agent's end closed the connection.
+var errAgentGone = errors.New("the agent is gone")
+
 // session reads verdict lines from one connection until it fails; each missing heartbeat counts as silence.
 func (w *watcher) session(ctx context.Context) error {
 	c, err := net.DialTimeout("unix", w.o.Socket, w.o.Timeout)
 	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("agent socket %s: %w (%w)", w.o.Socket, errAgentGone, err)
+		}
 		return fmt.Errorf("agent socket %s: %w", w.o.Socket, err)
 	}
 	w.mu.Lock()
@@ -114,6 +129,9 @@ func (w *watcher) session(ctx context.Context) error {
 	for {
 		c.SetReadDeadline(time.Now().Add(WatchBeat + w.o.Timeout))
 		line, err := r.ReadString('\n')
+		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+			return fmt.Errorf("agent socket: the agent closed the connection: %w", errAgentGone)
+		}
 		if err != nil {
 			return fmt.Errorf("agent socket: no verdict within %s: %w", WatchBeat+w.o.Timeout, err)
 		}
@@ -147,6 +165,16 @@ func (w *watcher) silent(err error) {
 	w.answers = 0
 	w.fails++
 	if w.ok && w.fails >= w.o.Fall {
+		w.wasSilent = true
+		w.set(false, err.Error())
+	}
+}
+
+// gone writes 1 at once: the agent's process ended.
+func (w *watcher) gone(err error) {
+	w.answers = 0
+	w.fails = w.o.Fall
+	if w.ok {
 		w.wasSilent = true
 		w.set(false, err.Error())
 	}

@@ -20,9 +20,10 @@ func TestWatch(t *testing.T) {
 	sock, file := filepath.Join(dir, "agent.sock"), filepath.Join(dir, "health")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	agentCtx, agentDies := context.WithCancel(ctx)
 	var mu sync.Mutex
 	ok, hang := false, false
-	go Serve(ctx, sock, func() (bool, string) {
+	go Serve(agentCtx, sock, func() (bool, string) {
 		mu.Lock()
 		h, v := hang, ok
 		mu.Unlock()
@@ -92,6 +93,14 @@ func TestWatch(t *testing.T) {
 	hang = false
 	mu.Unlock()
 	value("0", 15*time.Second)
+	// The agent's process ends: its connection closes and nothing listens any more. FAULT at once, not after the
+	// heartbeat, the timeout and Fall (1.4 s here).
+	agentDies()
+	d = value("1", 2*time.Second)
+	t.Logf("a dead agent: FAULT after %s", d.Round(time.Millisecond))
+	if d > 300*time.Millisecond {
+		t.Errorf("a dead agent took %s to FAULT, want it at once (under 300 ms)", d)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
