@@ -272,6 +272,9 @@ func TestUnmountWaitsForTheDeviceToBeFree(t *testing.T) {
 	}
 	if err := released(ctx, v.Device(), 300*time.Millisecond); err == nil || !strings.Contains(err.Error(), "still in use") {
 		t.Errorf("a device held by a mounted file system counts as free: %v", err)
+	} else if !strings.Contains(err.Error(), "mounted for pid ") {
+		// This mount namespace holds it (the bind mount): the error names a process in it.
+		t.Errorf("the error does not say who holds the device: %v", err)
 	}
 	// The mount point is gone but the file system lives on elsewhere: a retried Unmount still says so.
 	unix.Unmount(v.MountPoint, 0)
