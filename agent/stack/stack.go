@@ -257,7 +257,7 @@ func (s *Stack) Stop(ctx context.Context) error {
 
 // Start starts mailcow: the mount guard first, then the containers that are missing are created, then the
 // containers' stateful mounts are checked (binds to the Volume, not Docker volumes), then every container gets
-// restart: always back and starts, level by level in dependency order. It waits up to
+// restart: always back and starts, each as soon as those it depends on have started (inOrder). It waits up to
 // StartTimeout for the critical services; one that is still down then is left to the health check and its grace.
 func (s *Stack) Start(ctx context.Context) error {
 	if s.Guard == nil {
@@ -291,23 +291,21 @@ func (s *Stack) Start(ctx context.Context) error {
 	if bad := s.stateOnDockerVolumes(cs); len(bad) > 0 {
 		return fmt.Errorf("stack: refusing to start mailcow: state would be written off the Volume:\n  %s", strings.Join(bad, "\n  "))
 	}
-	for _, level := range Levels(s.deps(cs)) {
-		err := parallel(level, func(svc string) error {
-			c := cs[svc]
-			if _, err := s.Docker.ContainerUpdate(ctx, c.ID, container.UpdateConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyAlways}}); err != nil {
-				return fmt.Errorf("docker: restoring the restart policy of %s: %w", c.Name, err)
-			}
-			if c.State == "running" {
-				return nil
-			}
-			if err := s.Docker.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
-				return fmt.Errorf("docker: starting %s: %w", c.Name, err)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
+	err = inOrder(s.deps(cs), func(svc string) error {
+		c := cs[svc]
+		if _, err := s.Docker.ContainerUpdate(ctx, c.ID, container.UpdateConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyAlways}}); err != nil {
+			return fmt.Errorf("docker: restoring the restart policy of %s: %w", c.Name, err)
 		}
+		if c.State == "running" {
+			return nil
+		}
+		if err := s.Docker.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+			return fmt.Errorf("docker: starting %s: %w", c.Name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	started := time.Since(begin)
 	failed, err := s.WaitHealthy(ctx, s.StartTimeout)

@@ -1,0 +1,70 @@
+package stack
+
+// The start order: each container as soon as everything it depends on has started, not level by level.
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+)
+
+// inOrder runs f for every service of deps, each as soon as f has returned without error for every service it
+// depends on; services that do not depend on each other run at once. Compose's order is kept (depends_on: started
+// before), but no service waits for an unrelated one: with levels, postfix waited for the slowest container of every
+// level before it (clamd, say), and a takeover's first banner with it. Cycles are broken as Levels breaks them (a
+// dependency counts only when Levels puts it in an earlier level). A service whose dependency failed is not started.
+// The errors are joined in name order.
+func inOrder(deps map[string][]string, f func(string) error) error {
+	level := map[string]int{}
+	for i, l := range Levels(deps) {
+		for _, s := range l {
+			level[s] = i
+		}
+	}
+	done := map[string]chan struct{}{}
+	for s := range deps {
+		done[s] = make(chan struct{})
+	}
+	var mu sync.Mutex
+	failed := map[string]error{}
+	var wg sync.WaitGroup
+	for s, ds := range deps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(done[s])
+			for _, d := range ds {
+				if lv, known := level[d]; !known || lv >= level[s] {
+					continue
+				}
+				<-done[d]
+				mu.Lock()
+				derr := failed[d]
+				mu.Unlock()
+				if derr != nil {
+					mu.Lock()
+					failed[s] = fmt.Errorf("%s not started: %s did not start", s, d)
+					mu.Unlock()
+					return
+				}
+			}
+			if err := f(s); err != nil {
+				mu.Lock()
+				failed[s] = err
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	names := make([]string, 0, len(failed))
+	for s := range failed {
+		names = append(names, s)
+	}
+	sort.Strings(names)
+	errs := make([]error, len(names))
+	for i, s := range names {
+		errs[i] = failed[s]
+	}
+	return errors.Join(errs...)
+}
