@@ -291,6 +291,8 @@ func (s *Stack) Start(ctx context.Context) error {
 	if bad := s.stateOnDockerVolumes(cs); len(bad) > 0 {
 		return fmt.Errorf("stack: refusing to start mailcow: state would be written off the Volume:\n  %s", strings.Join(bad, "\n  "))
 	}
+	var startMu sync.Mutex
+	startedAt := map[string]time.Duration{}
 	err = inOrder(s.deps(cs), func(svc string) error {
 		c := cs[svc]
 		if _, err := s.Docker.ContainerUpdate(ctx, c.ID, container.UpdateConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyAlways}}); err != nil {
@@ -299,9 +301,17 @@ func (s *Stack) Start(ctx context.Context) error {
 		if c.State == "running" {
 			return nil
 		}
+		t0 := time.Now()
 		if err := s.Docker.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
 			return fmt.Errorf("docker: starting %s: %w", c.Name, err)
 		}
+		// A takeover's first banner waits for postfix's start and every start before it: when each one was up, from
+		// the stack's start, for the next look at that path.
+		s.log().Debug("container started", "container", c.Name, "took", time.Since(t0).Round(time.Millisecond),
+			"at", time.Since(begin).Round(time.Millisecond))
+		startMu.Lock()
+		startedAt[svc] = time.Since(begin)
+		startMu.Unlock()
 		return nil
 	})
 	if err != nil {
@@ -316,8 +326,14 @@ func (s *Stack) Start(ctx context.Context) error {
 		s.log().Warn("mailcow started, but a critical service is not up yet; the health check decides", "failed", failed,
 			"waited", s.StartTimeout)
 	default:
+		var crit []string
+		for _, svc := range s.Critical {
+			if at, ok := startedAt[svc]; ok {
+				crit = append(crit, fmt.Sprintf("%s=%s", svc, at.Round(time.Millisecond)))
+			}
+		}
 		s.log().Info("mailcow started", "containers", len(cs), "started_in", started.Round(time.Millisecond),
-			"healthy_in", time.Since(begin).Round(time.Millisecond))
+			"healthy_in", time.Since(begin).Round(time.Millisecond), "critical_started_at", strings.Join(crit, " "))
 	}
 	return nil
 }
