@@ -73,6 +73,9 @@ func Render(s Spec) ([]byte, error) {
 	fmt.Fprintf(&b, "global_defs {\n")
 	fmt.Fprintf(&b, "    router_id %s\n", q("router_id", s.RouterName))
 	fmt.Fprintf(&b, "    vrrp_notify_fifo %s\n", q("vrrp_notify_fifo", s.NotifyFIFO))
+	// Adverts every few hundred milliseconds must not wait behind a busy node's other work: a MASTER that sends
+	// late, or a BACKUP that reads late, makes a false failover. keepalived's VRRP process runs at nice -10.
+	fmt.Fprintf(&b, "    vrrp_priority -10\n")
 	fmt.Fprintf(&b, "}\n\n")
 	// The agent's watcher (mailcow-ha-check --watch) writes the verdict here; keepalived reads it when it changes
 	// (inotify). No script runs: nothing is forked per check.
