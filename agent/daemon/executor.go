@@ -52,6 +52,12 @@ type Storage interface {
 	Mounted(ctx context.Context) (bool, error)
 }
 
+// stackWarmer is a Stack that can start, before the mount, the containers that need nothing of the Volume
+// (agent/stack.Stack.Warm).
+type stackWarmer interface {
+	Warm(ctx context.Context) error
+}
+
 // Stack is mailcow on the Docker Engine.
 type Stack interface {
 	Start(ctx context.Context) error
@@ -289,6 +295,12 @@ func (e *Executor) run(ctx context.Context, a failover.Action) {
 		done(err)
 	case failover.ActMount:
 		done(e.Storage.Mount(sctx))
+	case failover.ActWarmStack:
+		if w, ok := e.Stack.(stackWarmer); ok {
+			done(w.Warm(sctx))
+		} else {
+			done(nil)
+		}
 	case failover.ActStartStack:
 		done(e.Stack.Start(sctx))
 	// The demotion steps run even when their transition was superseded: they make the node safe.

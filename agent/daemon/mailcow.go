@@ -52,7 +52,7 @@ func newStack(c config.Config, log *slog.Logger, guard func(context.Context) err
 	return &stack.Stack{
 		RenderConf: renderConf,
 		Docker:     dc, Project: m.ComposeProject, Critical: m.CriticalServices, Ports: ports, Guard: guard,
-		Create: m.CreateCommand, Dir: m.Dir, StartTimeout: m.StartTimeout.D(),
+		Create: m.CreateCommand, Dir: m.Dir, StartTimeout: m.StartTimeout.D(), DataMount: m.DataMount,
 		OverridePath: filepath.Join(m.Dir, stack.OverrideFile),
 		StateFile:    filepath.Join(c.Failover.StateDir, "override.sha256"),
 		RenderOverride: func(ctx context.Context) ([]byte, error) {

@@ -265,6 +265,18 @@ func (g treeGuard) Start(ctx context.Context) error {
 	return g.Stack.Start(ctx)
 }
 
+// Warm passes the warm start through, when the stack below has one; like the start, it waits for a switch of the
+// release under way.
+func (g treeGuard) Warm(ctx context.Context) error {
+	w, ok := g.Stack.(stackWarmer)
+	if !ok {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return w.Warm(ctx)
+}
+
 // Running passes the count of running containers through, when the stack below can count them.
 func (g treeGuard) Running(ctx context.Context) (int, error) {
 	if r, ok := g.Stack.(stackRunning); ok {

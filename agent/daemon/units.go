@@ -34,6 +34,14 @@ func (u unitStack) each(ctx context.Context, stop bool) error {
 	return errors.Join(errs...)
 }
 
+// Warm passes the warm start through (the units start with mailcow's start, after the mount).
+func (u unitStack) Warm(ctx context.Context) error {
+	if w, ok := u.Stack.(stackWarmer); ok {
+		return w.Warm(ctx)
+	}
+	return nil
+}
+
 // Start starts mailcow, then the units.
 func (u unitStack) Start(ctx context.Context) error {
 	if err := u.Stack.Start(ctx); err != nil {

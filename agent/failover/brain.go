@@ -17,10 +17,13 @@ type State struct {
 	// Retry: the demotion's current step failed and is issued again at the next tick.
 	Retry bool
 	// Takeover in progress.
-	Old, VolOwner, FIPOwner int64     // servers found by ReadOwners
-	VolPhase, FIPPhase      Branch    // the two parallel branches of the move; "" when done
-	FenceDeadline           time.Time //
-	Started                 time.Time // when the transition started
+	Old, VolOwner, FIPOwner int64  // servers found by ReadOwners
+	VolPhase, FIPPhase      Branch // the two parallel branches of the move; "" when done
+	// WarmPhase is BranchWarm while the containers that need nothing of the Volume start beside the move; "" when
+	// done (or never begun). start_stack waits for it.
+	WarmPhase     Branch
+	FenceDeadline time.Time //
+	Started       time.Time // when the transition started
 	// Demotion in progress.
 	Reason    string  // why the current transition started
 	After     Role    // the role to settle in when the demotion is done

@@ -18,7 +18,7 @@ func (b *step) startDemote(role, after Role, why string) {
 	s.TID++
 	s.Role, s.After, s.Started = role, after, b.now
 	s.Phase, s.Retry = Phase(demoteSteps[0]), false
-	s.VolPhase, s.FIPPhase = BranchDone, BranchDone
+	s.VolPhase, s.FIPPhase, s.WarmPhase = BranchDone, BranchDone, BranchDone
 	s.Reason = why
 	b.act(demoteSteps[0], 0)
 }

@@ -95,6 +95,7 @@ const (
 	BranchQueued  Branch = "queued" // the original order: the Floating IP after the Volume
 	BranchAssign  Branch = "assign"
 	BranchAddress Branch = "address"
+	BranchWarm    Branch = "warm" // the warm start beside the move (State.WarmPhase)
 )
 
 // Severity is how urgent a reported event is.
@@ -231,6 +232,7 @@ const (
 	ActAssignFIP    ActionKind = "assign_fip"    // assign the Floating IP here
 	ActAddAddress   ActionKind = "add_address"   // add the Floating IP to the public interface, send gratuitous ARP / NA
 	ActMount        ActionKind = "mount"         // fsck if needed, mount, check the marker
+	ActWarmStack    ActionKind = "warm_stack"    // start the containers that need nothing of the Volume, beside the move
 	ActStartStack   ActionKind = "start_stack"   // start mailcow, wait for the critical services
 	ActStopStack    ActionKind = "stop_stack"    // stop mailcow, disable its restart policy
 	ActUnmount      ActionKind = "unmount"       //

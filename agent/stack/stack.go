@@ -69,6 +69,8 @@ type Stack struct {
 	// with .env linked to it, before the override; it counts in StateFile's hash like the override.
 	Conf       []byte
 	RenderConf func(ctx context.Context) ([]byte, error)
+	// DataMount is the Volume's mount point: Warm starts no container with a mount there.
+	DataMount string
 	// StartTimeout bounds the wait for the critical services after a start.
 	StartTimeout time.Duration
 	Logger       *slog.Logger
@@ -294,21 +296,11 @@ func (s *Stack) Start(ctx context.Context) error {
 	var startMu sync.Mutex
 	startedAt := map[string]time.Duration{}
 	err = inOrder(s.deps(cs), func(svc string) error {
-		c := cs[svc]
-		if _, err := s.Docker.ContainerUpdate(ctx, c.ID, container.UpdateConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyAlways}}); err != nil {
-			return fmt.Errorf("docker: restoring the restart policy of %s: %w", c.Name, err)
-		}
-		if c.State == "running" {
-			return nil
-		}
-		t0 := time.Now()
-		if err := s.Docker.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
-			return fmt.Errorf("docker: starting %s: %w", c.Name, err)
+		if _, err := s.startOne(ctx, cs[svc]); err != nil {
+			return err
 		}
 		// A takeover's first banner waits for postfix's start and every start before it: when each one was up, from
 		// the stack's start, for the next look at that path.
-		s.log().Debug("container started", "container", c.Name, "took", time.Since(t0).Round(time.Millisecond),
-			"at", time.Since(begin).Round(time.Millisecond))
 		startMu.Lock()
 		startedAt[svc] = time.Since(begin)
 		startMu.Unlock()
@@ -336,6 +328,20 @@ func (s *Stack) Start(ctx context.Context) error {
 			"healthy_in", time.Since(begin).Round(time.Millisecond), "critical_started_at", strings.Join(crit, " "))
 	}
 	return nil
+}
+
+// startOne gives the container restart: always back and starts it unless it runs; started says it was started.
+func (s *Stack) startOne(ctx context.Context, c Container) (started bool, err error) {
+	if _, err := s.Docker.ContainerUpdate(ctx, c.ID, container.UpdateConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyAlways}}); err != nil {
+		return false, fmt.Errorf("docker: restoring the restart policy of %s: %w", c.Name, err)
+	}
+	if c.State == "running" {
+		return false, nil
+	}
+	if err := s.Docker.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+		return false, fmt.Errorf("docker: starting %s: %w", c.Name, err)
+	}
+	return true, nil
 }
 
 // WaitHealthy polls the critical services until all are up or d passes; it returns the last failure. A Docker
