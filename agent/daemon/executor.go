@@ -121,6 +121,9 @@ type Executor struct {
 	cancels map[int]context.CancelFunc
 	tctxs   map[int]context.Context
 	wg      sync.WaitGroup
+	// warming counts the warm starts under way: a stop waits for them, or a container a cancelled warm start was
+	// still starting could outlive the demotion.
+	warming sync.WaitGroup
 }
 
 // Apply starts the actions of one brain step, in order; the ones that wait run in goroutines.
@@ -143,6 +146,9 @@ func (e *Executor) Apply(ctx context.Context, acts []failover.Action) {
 			}
 		default:
 			tctx := e.transition(ctx, a.TID)
+			if a.Kind == failover.ActWarmStack {
+				e.warming.Add(1) // here, before any later stop is dispatched
+			}
 			e.wg.Add(1)
 			go func(a failover.Action) {
 				defer e.wg.Done()
@@ -296,6 +302,7 @@ func (e *Executor) run(ctx context.Context, a failover.Action) {
 	case failover.ActMount:
 		done(e.Storage.Mount(sctx))
 	case failover.ActWarmStack:
+		defer e.warming.Done()
 		if w, ok := e.Stack.(stackWarmer); ok {
 			done(w.Warm(sctx))
 		} else {
@@ -305,6 +312,7 @@ func (e *Executor) run(ctx context.Context, a failover.Action) {
 		done(e.Stack.Start(sctx))
 	// The demotion steps run even when their transition was superseded: they make the node safe.
 	case failover.ActStopStack:
+		e.warming.Wait()
 		done(e.Stack.Stop(context.WithoutCancel(sctx)))
 	case failover.ActUnmount:
 		done(e.Storage.Unmount(context.WithoutCancel(sctx)))
