@@ -121,9 +121,9 @@ type Executor struct {
 	cancels map[int]context.CancelFunc
 	tctxs   map[int]context.Context
 	wg      sync.WaitGroup
-	// warming counts the warm starts under way: a stop waits for them, or a container a cancelled warm start was
-	// still starting could outlive the demotion.
-	warming sync.WaitGroup
+	// warms are the warm starts under way, by transition (closed when one ends): a stop waits for them, or a
+	// container a cancelled warm start was still starting could outlive the demotion. Guarded by mu.
+	warms map[int]chan struct{}
 }
 
 // Apply starts the actions of one brain step, in order; the ones that wait run in goroutines.
@@ -147,7 +147,14 @@ func (e *Executor) Apply(ctx context.Context, acts []failover.Action) {
 		default:
 			tctx := e.transition(ctx, a.TID)
 			if a.Kind == failover.ActWarmStack {
-				e.warming.Add(1) // here, before any later stop is dispatched
+				e.mu.Lock() // here, before any later stop is dispatched
+				if e.warms == nil {
+					e.warms = map[int]chan struct{}{}
+				}
+				if _, ok := e.warms[a.TID]; !ok {
+					e.warms[a.TID] = make(chan struct{})
+				}
+				e.mu.Unlock()
 			}
 			e.wg.Add(1)
 			go func(a failover.Action) {
@@ -302,7 +309,14 @@ func (e *Executor) run(ctx context.Context, a failover.Action) {
 	case failover.ActMount:
 		done(e.Storage.Mount(sctx))
 	case failover.ActWarmStack:
-		defer e.warming.Done()
+		defer func() {
+			e.mu.Lock()
+			if ch, ok := e.warms[a.TID]; ok {
+				close(ch)
+				delete(e.warms, a.TID)
+			}
+			e.mu.Unlock()
+		}()
 		if w, ok := e.Stack.(stackWarmer); ok {
 			done(w.Warm(sctx))
 		} else {
@@ -312,7 +326,15 @@ func (e *Executor) run(ctx context.Context, a failover.Action) {
 		done(e.Stack.Start(sctx))
 	// The demotion steps run even when their transition was superseded: they make the node safe.
 	case failover.ActStopStack:
-		e.warming.Wait()
+		e.mu.Lock()
+		var warms []chan struct{}
+		for _, ch := range e.warms {
+			warms = append(warms, ch)
+		}
+		e.mu.Unlock()
+		for _, ch := range warms {
+			<-ch
+		}
 		done(e.Stack.Stop(context.WithoutCancel(sctx)))
 	case failover.ActUnmount:
 		done(e.Storage.Unmount(context.WithoutCancel(sctx)))
