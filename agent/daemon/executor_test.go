@@ -259,3 +259,44 @@ func TestIPv6FloatingIPFollows(t *testing.T) {
 	}
 	e.Wait()
 }
+
+// slowWarm is a Stack whose warm start takes a while and notes when each call began and ended.
+type slowWarm struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (s *slowWarm) note(e string) { s.mu.Lock(); s.events = append(s.events, e); s.mu.Unlock() }
+func (s *slowWarm) Warm(ctx context.Context) error {
+	s.note("warm begins")
+	select { // a ContainerStart that finishes although its context ended
+	case <-time.After(300 * time.Millisecond):
+	case <-ctx.Done():
+		time.Sleep(300 * time.Millisecond)
+	}
+	s.note("warm ends")
+	return nil
+}
+func (s *slowWarm) Start(context.Context) error            { return nil }
+func (s *slowWarm) Stop(context.Context) error             { s.note("stop"); return nil }
+func (s *slowWarm) Failed(context.Context) (string, error) { return "", nil }
+
+// A takeover cancelled while its warm start runs: the demotion's stop comes only after the warm start has ended,
+// so that no container it was starting outlives the stop.
+func TestStopWaitsForTheWarmStart(t *testing.T) {
+	st := &slowWarm{}
+	observed := make(chan failover.Observation, 16)
+	e := &Executor{Cloud: &cloudCalls{calls: map[string]time.Time{}}, Storage: noStorage{}, Stack: st,
+		Log: slog.New(slog.DiscardHandler), Self: 1001, FloatingID: 1, VolumeID: 2,
+		Observe: func(o failover.Observation) { observed <- o }}
+	ctx := context.Background()
+	e.Apply(ctx, []failover.Action{{Kind: failover.ActWarmStack, TID: 2}})
+	time.Sleep(50 * time.Millisecond)
+	e.Apply(ctx, []failover.Action{{Kind: failover.ActCancel, TID: 2}, {Kind: failover.ActStopStack, TID: 3}})
+	e.Wait()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if want := []string{"warm begins", "warm ends", "stop"}; !slices.Equal(st.events, want) {
+		t.Fatalf("events %v, want %v", st.events, want)
+	}
+}
