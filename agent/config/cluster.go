@@ -46,6 +46,7 @@ var clusterKeys = []struct {
 	{"failover.sequential", ApplyLive},
 	{"failover.power_on_fenced", ApplyLive},
 	{"keepalived.advert_interval", ApplyLive},
+	{"keepalived.vrrp_version", ApplyLive},
 	{"keepalived.preempt", ApplyLive},
 	{"keepalived.preempt_delay", ApplyLive},
 	{"keepalived.check_timeout", ApplyLive},

@@ -172,10 +172,27 @@ const (
 	PreemptDelay = "delay"
 )
 
+// Advert is the advert interval in force: advert_interval, or the version's default: 200 ms for VRRPv3 (chosen by
+// measurement, docs/lab.md), keepalived's 1 s for VRRPv2.
+func (k Keepalived) Advert() time.Duration {
+	if d := k.AdvertInterval.D(); d > 0 {
+		return d
+	}
+	if k.VRRPVersion == 3 {
+		return 200 * time.Millisecond
+	}
+	return time.Second
+}
+
 // Keepalived configures the VRRP instance that elects the MASTER.
 type Keepalived struct {
-	RouterID       int      `toml:"router_id"`
-	Instance       string   `toml:"instance"`
+	RouterID int    `toml:"router_id"`
+	Instance string `toml:"instance"`
+	// VRRPVersion is 3 (adverts in centiseconds, placeholder addresses from the cluster secret) or 2 (whole
+	// seconds, the 8-character password), which every release before VRRPv3 spoke: absent means 2, so that a
+	// node rebuilt into a cluster made earlier speaks its peers' protocol; `cluster create` writes 3.
+	VRRPVersion int `toml:"vrrp_version"`
+	// AdvertInterval 0 means the version's default (Advert).
 	AdvertInterval Duration `toml:"advert_interval"`
 	Preempt        string   `toml:"preempt"`
 	PreemptDelay   Duration `toml:"preempt_delay"`
@@ -320,15 +337,15 @@ func Defaults() Config {
 			VolumeMount:  "/var/lib/mailcow-ha/galera",
 		},
 		Keepalived: Keepalived{
-			RouterID:       51,
-			Instance:       "VI_MAILCOW",
-			AdvertInterval: Duration(200 * time.Millisecond),
-			Preempt:        PreemptOff,
-			PreemptDelay:   Duration(60 * time.Second),
-			ConfigFile:     "/etc/keepalived/keepalived.conf",
-			NotifyFIFO:     "/run/mailcow-ha/keepalived.fifo",
-			CheckTimeout:   Duration(time.Second),
-			CheckFall:      2,
+			RouterID:     51,
+			Instance:     "VI_MAILCOW",
+			VRRPVersion:  2,
+			Preempt:      PreemptOff,
+			PreemptDelay: Duration(60 * time.Second),
+			ConfigFile:   "/etc/keepalived/keepalived.conf",
+			NotifyFIFO:   "/run/mailcow-ha/keepalived.fifo",
+			CheckTimeout: Duration(time.Second),
+			CheckFall:    2,
 		},
 		Mailcow: Mailcow{
 			Dir:            "/opt/mailcow-dockerized",

@@ -180,7 +180,9 @@ func TestBadConfigs(t *testing.T) {
 		{"version not first", strings.Replace(minimal, "version = 1\n", "", 1) + "version = 1\n", []string{"version: the first key must be version = 1"}},
 		{"arbitrator bootstrap", minimal + "[[cluster.nodes]]\nname = \"arb\"\nrole = \"arbitrator\"\nprivate_ip = \"10.99.0.14\"\nbootstrap = true\n", []string{"cluster.nodes[3].bootstrap: an arbitrator (garbd) cannot bootstrap"}},
 		{"keepalived", minimal + "[keepalived]\nrouter_id = 300\npreempt = \"sometimes\"\n", []string{"t.toml:29: keepalived.router_id: must be 1..255", "t.toml:30: keepalived.preempt:"}},
-		{"advert interval", minimal + "[keepalived]\nadvert_interval = \"155ms\"\n", []string{"t.toml:29: keepalived.advert_interval: must be whole centiseconds from 10ms to 40.95s (VRRPv3), got 155ms"}},
+		{"advert interval", minimal + "[keepalived]\nvrrp_version = 3\nadvert_interval = \"155ms\"\n", []string{"t.toml:30: keepalived.advert_interval: must be whole centiseconds from 10ms to 40.95s (VRRPv3), got 155ms"}},
+		{"advert interval v2", minimal + "[keepalived]\nadvert_interval = \"200ms\"\n", []string{"t.toml:29: keepalived.advert_interval: must be whole seconds from 1s to 255s with vrrp_version = 2 (set vrrp_version = 3 for shorter ones), got 200ms"}},
+		{"vrrp version", minimal + "[keepalived]\nvrrp_version = 4\n", []string{"t.toml:29: keepalived.vrrp_version: must be 2 or 3, got 4"}},
 		{"keepalived check", minimal + "[keepalived]\ncheck_timeout = \"500ms\"\ncheck_fall = 0\n", []string{"t.toml:29: keepalived.check_timeout: must be whole seconds", "t.toml:30: keepalived.check_fall: must be 1..10"}},
 		{"webhook template", minimal + "[[alerts.webhooks]]\nname = \"x\"\nurl = \"ftp://x\"\ntemplate = \"{{ .Event \"\n", []string{"t.toml:30: alerts.webhooks[0].url", "t.toml:31: alerts.webhooks[0].template: invalid Go template"}},
 		{"webhook headers", minimal + "[[alerts.webhooks]]\nname = \"x\"\nurl = \"https://x\"\ncontent_type = \"no type\"\nheaders = { \"Bad Name\" = \"1\", Host = \"h\", X-Mailcow-HA-Event = \"e\" }\n",
@@ -565,5 +567,22 @@ func TestWeakSecrets(t *testing.T) {
 		if (want == "") != (got == "") || !strings.Contains(got, want) {
 			t.Errorf("weakSecret(%q) = %q, want %q", s, got, want)
 		}
+	}
+}
+
+// The advert interval in force follows the VRRP version unless set: VRRPv2's 1 s for a cluster made before VRRPv3
+// (no vrrp_version in its user-data), 200 ms for one cluster create makes.
+func TestAdvertByVersion(t *testing.T) {
+	k := Defaults().Keepalived
+	if k.VRRPVersion != 2 || k.Advert() != time.Second {
+		t.Errorf("default: VRRPv%d every %s, want VRRPv2 every 1s", k.VRRPVersion, k.Advert())
+	}
+	k.VRRPVersion = 3
+	if k.Advert() != 200*time.Millisecond {
+		t.Errorf("VRRPv3: every %s, want 200ms", k.Advert())
+	}
+	k.AdvertInterval = Duration(50 * time.Millisecond)
+	if k.Advert() != 50*time.Millisecond {
+		t.Errorf("set to 50ms: every %s", k.Advert())
 	}
 }

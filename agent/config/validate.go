@@ -265,9 +265,17 @@ func (v *validator) keepalived(c *Config) {
 	if !instRE.MatchString(k.Instance) {
 		v.add("keepalived.instance", "%q: use letters, digits and '_' (at most 32)", k.Instance)
 	}
-	// VRRPv3's advert interval: 12 bits of centiseconds.
-	if d := k.AdvertInterval.D(); d < 10*time.Millisecond || d > 40950*time.Millisecond || d%(10*time.Millisecond) != 0 {
-		v.add("keepalived.advert_interval", "must be whole centiseconds from 10ms to 40.95s (VRRPv3), got %s", d)
+	switch d := k.AdvertInterval.D(); k.VRRPVersion {
+	case 3: // 12 bits of centiseconds
+		if d != 0 && (d < 10*time.Millisecond || d > 40950*time.Millisecond || d%(10*time.Millisecond) != 0) {
+			v.add("keepalived.advert_interval", "must be whole centiseconds from 10ms to 40.95s (VRRPv3), got %s", d)
+		}
+	case 2: // 8 bits of seconds
+		if d != 0 && (d < time.Second || d > 255*time.Second || d%time.Second != 0) {
+			v.add("keepalived.advert_interval", "must be whole seconds from 1s to 255s with vrrp_version = 2 (set vrrp_version = 3 for shorter ones), got %s", d)
+		}
+	default:
+		v.add("keepalived.vrrp_version", "must be 2 or 3, got %d", k.VRRPVersion)
 	}
 	switch k.Preempt {
 	case PreemptOff, PreemptOn:

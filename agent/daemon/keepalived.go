@@ -32,7 +32,8 @@ func (a *Agent) startKeepalived(ctx context.Context, wg *sync.WaitGroup) (*keepa
 	if err := keepalived.MakeFIFO(c.Keepalived.NotifyFIFO); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	// The link VRRPv3's placeholder addresses live on (see keepalived.Placeholders).
+	// The link VRRPv3's placeholder addresses live on (see keepalived.Placeholders); made with VRRPv2 too, so that a
+	// switch to VRRPv3 by config apply (a reload) finds it.
 	kind, err := keepalived.EnsureLink(nil, keepalived.PlaceholderLink)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -110,13 +111,18 @@ func (a *Agent) writeKeepalivedConfig(c config.Config) (changed bool, err error)
 			peerIPs = append(peerIPs, m.PrivateIP)
 		}
 	}
-	conf, err := keepalived.Render(keepalived.Spec{
-		RouterName: self.Name, Instance: c.Keepalived.Instance, Interface: a.privIf,
-		VirtualRouter: c.Keepalived.RouterID, Priority: self.Priority, AdvertInterval: c.Keepalived.AdvertInterval.D(),
+	spec := keepalived.Spec{
+		RouterName: self.Name, Instance: c.Keepalived.Instance, Interface: a.privIf, Version: c.Keepalived.VRRPVersion,
+		VirtualRouter: c.Keepalived.RouterID, Priority: self.Priority, AdvertInterval: c.Keepalived.Advert(),
 		Preempt: c.Keepalived.Preempt, PreemptDelay: c.Keepalived.PreemptDelay.D(), SourceIP: self.PrivateIP,
 		Peers: peerIPs, TrackFile: trackFile(c), NotifyFIFO: c.Keepalived.NotifyFIFO,
-		Placeholders: keepalived.Placeholders(a.keys.Signing(), c.Cluster.Name), PlaceholderLink: keepalived.PlaceholderLink,
-	})
+	}
+	if spec.Version == 3 {
+		spec.Placeholders, spec.PlaceholderLink = keepalived.Placeholders(a.keys.Signing(), c.Cluster.Name), keepalived.PlaceholderLink
+	} else {
+		spec.AuthPass = keepalived.AuthPass(a.keys.Signing(), c.Cluster.Name)
+	}
+	conf, err := keepalived.Render(spec)
 	if err != nil {
 		return false, fmt.Errorf("agent: %w", err)
 	}

@@ -56,8 +56,8 @@ func TestSecretRotationSteps(t *testing.T) {
 	vrrp := func() string {
 		b, _ := os.ReadFile(filepath.Join(dir, "keepalived.conf"))
 		for _, l := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(l); len(f) == 3 && f[1] == "dev" {
-				return strings.TrimSuffix(f[0], "/32") // the first placeholder address
+			if f := strings.Fields(l); len(f) == 2 && f[0] == "auth_pass" {
+				return strings.Trim(f[1], `"`)
 			}
 		}
 		return ""
@@ -81,8 +81,8 @@ func TestSecretRotationSteps(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(dir, "secret.next")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("secret.next: %v", err)
 	}
-	if vrrp() != keepalived.Placeholders([]byte(old), "c1")[0].String() {
-		t.Errorf("after the stage VRRP's placeholder is %q, want the old secret's", vrrp())
+	if vrrp() != keepalived.AuthPass([]byte(old), "c1") {
+		t.Errorf("after the stage VRRP's password is %q, want the old secret's", vrrp())
 	}
 	st, err = a.StageSecret(ctx, []byte(next))
 	want("stage again", st, err, oldID, id, "", 2)
@@ -92,8 +92,8 @@ func TestSecretRotationSteps(t *testing.T) {
 
 	st, err = a.SwitchSecret(ctx, id)
 	want("switch", st, err, id, "", oldID, 2)
-	if vrrp() != keepalived.Placeholders([]byte(next), "c1")[0].String() || vrrp() == keepalived.Placeholders([]byte(old), "c1")[0].String() {
-		t.Errorf("after the switch VRRP's placeholder is %q, want the new secret's", vrrp())
+	if vrrp() != keepalived.AuthPass([]byte(next), "c1") || vrrp() == keepalived.AuthPass([]byte(old), "c1") {
+		t.Errorf("after the switch VRRP's password is %q, want the new secret's", vrrp())
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "secret")); strings.TrimSpace(string(b)) != next {
 		t.Errorf("cluster.secret_file does not hold the new secret")

@@ -3,6 +3,7 @@ package keepalived
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -236,21 +237,34 @@ func TestForeignAdvertsIgnored(t *testing.T) {
 	}
 }
 
-// An intruder that takes the address of a peer that is down passes check_unicast_src; without the cluster's
-// placeholder addresses (derived from the cluster secret) its adverts are ignored all the same.
+// An intruder that takes the address of a peer that is down passes check_unicast_src; without the cluster secret its
+// adverts are ignored all the same: with VRRPv3 for their placeholder addresses, with VRRPv2 for their password.
 func TestAdvertsWithoutThePasswordIgnored(t *testing.T) {
-	a, b := keepalivedPair(t, "10.99.0.12")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pass := func(p string) func(*Spec) { return func(s *Spec) { s.Placeholders = Placeholders([]byte(p), "mail") } }
-	node := startNode(ctx, t, a, "mx1", "10.99.0.11", []string{"10.99.0.12"}, 150, pass("the cluster's secret"))
-	node.wait(t, "MASTER", 15*time.Second)
-	intruder := startNode(ctx, t, b, "evil", "10.99.0.12", []string{"10.99.0.11"}, 254, pass("a guess"))
-	intruder.wait(t, "MASTER", 15*time.Second)
-	select {
-	case e := <-node.events:
-		t.Fatalf("adverts from a peer's address without the password moved the MASTER to %s; keepalived said:\n%s", e.State, node.out.String())
-	case <-time.After(5 * time.Second):
+	for _, version := range []int{3, 2} {
+		t.Run(fmt.Sprintf("VRRPv%d", version), func(t *testing.T) {
+			a, b := keepalivedPair(t, "10.99.0.12")
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			secret := func(p string) func(*Spec) {
+				return func(s *Spec) {
+					if version == 2 {
+						v2(s)
+						s.AuthPass = AuthPass([]byte(p), "mail")
+					} else {
+						s.Placeholders = Placeholders([]byte(p), "mail")
+					}
+				}
+			}
+			node := startNode(ctx, t, a, "mx1", "10.99.0.11", []string{"10.99.0.12"}, 150, secret("the cluster's secret"))
+			node.wait(t, "MASTER", 15*time.Second)
+			intruder := startNode(ctx, t, b, "evil", "10.99.0.12", []string{"10.99.0.11"}, 254, secret("a guess"))
+			intruder.wait(t, "MASTER", 15*time.Second)
+			select {
+			case e := <-node.events:
+				t.Fatalf("adverts from a peer's address without the secret moved the MASTER to %s; keepalived said:\n%s", e.State, node.out.String())
+			case <-time.After(5 * time.Second):
+			}
+		})
 	}
 }
 

@@ -31,7 +31,7 @@ func TestNoFlapUnderJitterAndLoad(t *testing.T) {
 	if _, err := exec.LookPath("tc"); err != nil {
 		t.Skip("tc is not installed (Debian package iproute2)")
 	}
-	interval := config.Defaults().Keepalived.AdvertInterval.D()
+	interval := config.Keepalived{VRRPVersion: 3}.Advert() // the default of a cluster that cluster create makes
 	if v := os.Getenv("MAILCOW_HA_ADVERT"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {

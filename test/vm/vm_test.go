@@ -193,6 +193,7 @@ public_interface = "eth0"
 private_interface = "eth1"
 
 [keepalived]
+vrrp_version = 3
 advert_interval = "2s"
 check_timeout = "5s"
 check_fall = 3
