@@ -373,19 +373,22 @@ func (b backend) ServerPower(s hcloudsim.Server, on bool) error {
 	if n == nil {
 		return nil
 	}
-	// The hook must not block the simulator; the node's power lock keeps the transitions in order, and a failure
-	// is kept (BootErr, the lab's log), never dropped.
+	// The hook runs in the action's own goroutine, after its latency. The node's power lock keeps the transitions
+	// in order, and a failure is kept (BootErr, the lab's log), never dropped.
 	if on {
-		// Cleared before the hook returns: a caller that polls BootErr after the power-on must not see the error
-		// of an earlier one before this boot has even begun.
+		// A boot (dockerd, the agent) takes far longer than Hetzner's start_server, which ends when the machine
+		// starts, not its services: it runs on its own. Cleared before the hook returns: a caller that polls BootErr
+		// after the power-on must not see the error of an earlier one before this boot has even begun.
 		n.clearBootErr()
 		go n.Boot(context.Background())
-	} else {
-		go func() {
-			if err := n.PowerOff(); err != nil {
-				b.l.log.Warn("power off", "node", n.Name, "err", err)
-			}
-		}()
+		return nil
+	}
+	// Hetzner's stop_server ends when the server is off: nothing of it runs any more and its Volume is free. The
+	// power-off is done before the action succeeds, so that a new MASTER that fenced this node never finds the
+	// Volume still held by the dying node's mounts (its e2fsck saw "in use" when this ran on its own, once the
+	// detection took well under a second).
+	if err := n.PowerOff(); err != nil {
+		b.l.log.Warn("power off", "node", n.Name, "err", err)
 	}
 	return nil
 }
