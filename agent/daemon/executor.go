@@ -52,12 +52,6 @@ type Storage interface {
 	Mounted(ctx context.Context) (bool, error)
 }
 
-// stackWarmer is a Stack that can start, before the mount, the containers that need nothing of the Volume
-// (agent/stack.Stack.Warm).
-type stackWarmer interface {
-	Warm(ctx context.Context) error
-}
-
 // Stack is mailcow on the Docker Engine.
 type Stack interface {
 	Start(ctx context.Context) error
@@ -147,14 +141,7 @@ func (e *Executor) Apply(ctx context.Context, acts []failover.Action) {
 		default:
 			tctx := e.transition(ctx, a.TID)
 			if a.Kind == failover.ActWarmStack {
-				e.mu.Lock() // here, before any later stop is dispatched
-				if e.warms == nil {
-					e.warms = map[int]chan struct{}{}
-				}
-				if _, ok := e.warms[a.TID]; !ok {
-					e.warms[a.TID] = make(chan struct{})
-				}
-				e.mu.Unlock()
+				e.warmBegins(a.TID) // here, before any later stop is dispatched
 			}
 			e.wg.Add(1)
 			go func(a failover.Action) {
@@ -309,32 +296,13 @@ func (e *Executor) run(ctx context.Context, a failover.Action) {
 	case failover.ActMount:
 		done(e.Storage.Mount(sctx))
 	case failover.ActWarmStack:
-		defer func() {
-			e.mu.Lock()
-			if ch, ok := e.warms[a.TID]; ok {
-				close(ch)
-				delete(e.warms, a.TID)
-			}
-			e.mu.Unlock()
-		}()
-		if w, ok := e.Stack.(stackWarmer); ok {
-			done(w.Warm(sctx))
-		} else {
-			done(nil)
-		}
+		defer e.warmEnds(a.TID)
+		done(e.warm(sctx))
 	case failover.ActStartStack:
 		done(e.Stack.Start(sctx))
 	// The demotion steps run even when their transition was superseded: they make the node safe.
 	case failover.ActStopStack:
-		e.mu.Lock()
-		var warms []chan struct{}
-		for _, ch := range e.warms {
-			warms = append(warms, ch)
-		}
-		e.mu.Unlock()
-		for _, ch := range warms {
-			<-ch
-		}
+		e.waitWarms()
 		done(e.Stack.Stop(context.WithoutCancel(sctx)))
 	case failover.ActUnmount:
 		done(e.Storage.Unmount(context.WithoutCancel(sctx)))

@@ -1,12 +1,16 @@
 package stack
 
-// The start order: each container as soon as everything it depends on has started, not level by level.
+// The start order: each container as soon as everything it depends on has started, not level by level; one
+// container's start; and running a step for several at once.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
 	"sync"
+
+	"github.com/docker/docker/api/types/container"
 )
 
 // inOrder runs f for every service of deps, each as soon as f has returned without error for every service it
@@ -66,5 +70,34 @@ func inOrder(deps map[string][]string, f func(string) error) error {
 	for i, s := range names {
 		errs[i] = failed[s]
 	}
+	return errors.Join(errs...)
+}
+
+// startOne gives the container restart: always back and starts it unless it runs; started says it was started.
+func (s *Stack) startOne(ctx context.Context, c Container) (started bool, err error) {
+	if _, err := s.Docker.ContainerUpdate(ctx, c.ID, container.UpdateConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyAlways}}); err != nil {
+		return false, fmt.Errorf("docker: restoring the restart policy of %s: %w", c.Name, err)
+	}
+	if c.State == "running" {
+		return false, nil
+	}
+	if err := s.Docker.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+		return false, fmt.Errorf("docker: starting %s: %w", c.Name, err)
+	}
+	return true, nil
+}
+
+// parallel runs f for each item at once and joins the errors in item order.
+func parallel(items []string, f func(string) error) error {
+	errs := make([]error, len(items))
+	var wg sync.WaitGroup
+	for i, it := range items {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(it)
+		}()
+	}
+	wg.Wait()
 	return errors.Join(errs...)
 }

@@ -330,20 +330,6 @@ func (s *Stack) Start(ctx context.Context) error {
 	return nil
 }
 
-// startOne gives the container restart: always back and starts it unless it runs; started says it was started.
-func (s *Stack) startOne(ctx context.Context, c Container) (started bool, err error) {
-	if _, err := s.Docker.ContainerUpdate(ctx, c.ID, container.UpdateConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyAlways}}); err != nil {
-		return false, fmt.Errorf("docker: restoring the restart policy of %s: %w", c.Name, err)
-	}
-	if c.State == "running" {
-		return false, nil
-	}
-	if err := s.Docker.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
-		return false, fmt.Errorf("docker: starting %s: %w", c.Name, err)
-	}
-	return true, nil
-}
-
 // WaitHealthy polls the critical services until all are up or d passes; it returns the last failure. A Docker
 // Engine that does not answer (busy starting the containers, or restarting) is a failure like a service that is
 // down, not the end of the wait: only ctx ends it early. No call outlives d, and the polls back off from 100 ms to
@@ -469,21 +455,6 @@ func (s *Stack) deps(cs map[string]Container) map[string][]string {
 		}
 	}
 	return out
-}
-
-// parallel runs f for each item at once and joins the errors in item order.
-func parallel(items []string, f func(string) error) error {
-	errs := make([]error, len(items))
-	var wg sync.WaitGroup
-	for i, it := range items {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = f(it)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
 }
 
 func (s *Stack) log() *slog.Logger {
