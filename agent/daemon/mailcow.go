@@ -51,7 +51,7 @@ func newStack(c config.Config, log *slog.Logger, guard func(context.Context) err
 	m := c.Mailcow
 	return &stack.Stack{
 		RenderConf: renderConf,
-		Docker:     dc, Project: m.ComposeProject, Critical: m.CriticalServices, Ports: ports, Guard: guard,
+		Docker:     dc, Project: m.ComposeProject, Critical: m.CriticalServices, First: stack.Intake, Ports: ports, Guard: guard,
 		Create: m.CreateCommand, Dir: m.Dir, StartTimeout: m.StartTimeout.D(), DataMount: m.DataMount,
 		OverridePath: filepath.Join(m.Dir, stack.OverrideFile),
 		StateFile:    filepath.Join(c.Failover.StateDir, "override.sha256"),

@@ -30,6 +30,10 @@ var Services = []Service{
 	{Name: "ofelia-mailcow", DependsOn: []string{"sogo-mailcow", "dovecot-mailcow"}},
 }
 
+// Intake is the service that accepts mail (SMTP): a takeover starts it, with what it depends on, before the rest
+// (Stack.First), so that senders are answered first; the rest follow at once.
+var Intake = []string{"postfix-mailcow"}
+
 // Service is one compose service.
 type Service struct {
 	Name      string

@@ -1,7 +1,7 @@
 package stack
 
-// The start order: each container as soon as everything it depends on has started, not level by level; one
-// container's start; and running a step for several at once.
+// The start order: each container as soon as everything it depends on has started, not level by level, the intake's
+// chain before the rest; one container's start; and running a step for several at once.
 
 import (
 	"context"
@@ -71,6 +71,55 @@ func inOrder(deps map[string][]string, f func(string) error) error {
 		errs[i] = failed[s]
 	}
 	return errors.Join(errs...)
+}
+
+// firstThenRest runs inOrder for first and everything it depends on, then inOrder for the rest: a takeover's
+// intake (postfix, and postfix-tlspol that it depends on, both after the mount) does not share two cores with a
+// dozen other container starts. Measured in the lab: each start took 0.5-0.7 s with the others at once, 0.3 s alone.
+// A service of the first part that failed counts as failed for the rest (its dependents are not started); the
+// errors are the rest's, which repeat the first part's. An empty first is inOrder.
+func firstThenRest(deps map[string][]string, first []string, f func(string) error) error {
+	head := map[string]bool{}
+	var walk func(string)
+	walk = func(svc string) {
+		if _, known := deps[svc]; !known || head[svc] {
+			return
+		}
+		head[svc] = true
+		for _, d := range deps[svc] {
+			walk(d)
+		}
+	}
+	for _, svc := range first {
+		walk(svc)
+	}
+	if len(head) == 0 {
+		return inOrder(deps, f)
+	}
+	sub := map[string][]string{}
+	for svc := range head {
+		sub[svc] = deps[svc]
+	}
+	var mu sync.Mutex
+	done := map[string]error{}
+	_ = inOrder(sub, func(svc string) error {
+		err := f(svc)
+		mu.Lock()
+		done[svc] = err
+		mu.Unlock()
+		return err
+	})
+	return inOrder(deps, func(svc string) error {
+		if !head[svc] {
+			return f(svc)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err, ran := done[svc]; ran {
+			return err
+		}
+		return fmt.Errorf("%s not started", svc)
+	})
 }
 
 // startOne gives the container restart: always back and starts it unless it runs; started says it was started.

@@ -49,6 +49,9 @@ type Stack struct {
 	Docker   Docker
 	Project  string   // compose project, e.g. mailcowdockerized
 	Critical []string // services whose failure fails the node's check
+	// First are started, with what they depend on, before all other containers of Start (mailcow: Intake, the
+	// service that accepts mail); nil: every container as soon as its dependencies have started.
+	First    []string
 	Ports    map[string][]int
 	PortHost string // where the ports are probed; default 127.0.0.1
 
@@ -259,7 +262,8 @@ func (s *Stack) Stop(ctx context.Context) error {
 
 // Start starts mailcow: the mount guard first, then the containers that are missing are created, then the
 // containers' stateful mounts are checked (binds to the Volume, not Docker volumes), then every container gets
-// restart: always back and starts, each as soon as those it depends on have started (inOrder). It waits up to
+// restart: always back and starts, each as soon as those it depends on have started (inOrder); First and what it
+// depends on come before all the others (firstThenRest). It waits up to
 // StartTimeout for the critical services; one that is still down then is left to the health check and its grace.
 func (s *Stack) Start(ctx context.Context) error {
 	if s.Guard == nil {
@@ -295,7 +299,7 @@ func (s *Stack) Start(ctx context.Context) error {
 	}
 	var startMu sync.Mutex
 	startedAt := map[string]time.Duration{}
-	err = inOrder(s.deps(cs), func(svc string) error {
+	err = firstThenRest(s.deps(cs), s.First, func(svc string) error {
 		if _, err := s.startOne(ctx, cs[svc]); err != nil {
 			return err
 		}
