@@ -150,10 +150,29 @@ func must(t testing.TB, err error) {
 func count(t testing.TB, m *member) int {
 	t.Helper()
 	var n int
-	if err := m.db(t).QueryRow("SELECT COUNT(*) FROM mailcow.probe").Scan(&n); err != nil {
+	if err := m.read(t, "SELECT COUNT(*) FROM mailcow.probe", &n); err != nil {
 		t.Fatalf("%s: %v", m.name, err)
 	}
 	return n
+}
+
+// read runs query on m with wsrep_sync_wait = 1, so that it sees every write the cluster had committed when it
+// began. Galera is virtually synchronous: a write committed on one member is certified by all, but applied on the
+// others a moment later, and a plain read there may miss it (a make test run read "row6" on db3 right after db1
+// had committed row9).
+func (m *member) read(t testing.TB, query string, dest ...any) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := m.db(t).Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, "SET SESSION wsrep_sync_wait = 1"); err != nil {
+		return err
+	}
+	return c.QueryRowContext(ctx, query).Scan(dest...)
 }
 
 // TestGaleraCluster forms a real 3-node cluster from scratch, replicates, rejoins a killed node by incremental
@@ -198,7 +217,7 @@ func TestGaleraCluster(t *testing.T) {
 		}
 	}
 	var v string
-	if err := db3.db(t).QueryRow("SELECT v FROM mailcow.probe ORDER BY id DESC LIMIT 1").Scan(&v); err != nil || v != "row9" {
+	if err := db3.read(t, "SELECT v FROM mailcow.probe ORDER BY id DESC LIMIT 1", &v); err != nil || v != "row9" {
 		t.Fatalf("db3 reads %q, %v", v, err)
 	}
 	st, _ := Query(context.Background(), w)
