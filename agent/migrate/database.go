@@ -49,7 +49,7 @@ func DumpDatabase(ctx context.Context, s Source, conf map[string]string, mount s
 		return 0, fmt.Errorf("migrate: %w", err)
 	}
 	sock := filepath.Join(tmp, "sql.sock")
-	stop, err := s.sshUntilSocket(ctx, sock, 20*time.Second, "-N", "-o", "ExitOnForwardFailure=yes", "-L", sock+":"+SQLAddress(conf))
+	stop, err := s.forward(ctx, sock, SQLAddress(conf))
 	if err != nil {
 		return 0, fmt.Errorf("migrate: the forward to the database (%s): %w", SQLAddress(conf), err)
 	}
@@ -89,6 +89,15 @@ func DumpDatabase(ctx context.Context, s Source, conf map[string]string, mount s
 // optValue quotes a value for a MariaDB option file.
 func optValue(v string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`
+}
+
+// forward makes the unix socket sock a forward to addr on the old server, held by an ssh of its own until stop.
+// It has a connection of its own (ControlPath=none): through the shared connection (Connect) ssh hands the forward
+// to the connection's master and exits at once, so the ssh started here would not hold it, stop would not end it,
+// and its exit raced the socket's first answer (a lab run failed "ssh ended" so).
+func (s Source) forward(ctx context.Context, sock, addr string) (stop func(), err error) {
+	s.control = ""
+	return s.sshUntilSocket(ctx, sock, 20*time.Second, "-N", "-o", "ControlPath=none", "-o", "ExitOnForwardFailure=yes", "-L", sock+":"+addr)
 }
 
 // waitSocket waits for the forward's socket to answer, or for ssh to end.
