@@ -49,8 +49,9 @@ func (s Source) sshArgs() []string {
 }
 
 // Connect opens one SSH connection to the old server that the later commands and copies share (ssh's
-// ControlMaster): each of them then costs no new key exchange. The database's forward has its own (DumpDatabase). It runs until close, as a child of
-// this process (no ControlPersist: nothing stays behind); the function it returns closes it.
+// ControlMaster): each of them then costs no new key exchange; the database's forward has its own (forward). It
+// runs until close, as a child of this process (no ControlPersist: nothing stays behind); the function it returns
+// closes it.
 func (s *Source) Connect(ctx context.Context) (func(), error) {
 	dir, err := os.MkdirTemp("", "mailcow-ha-ssh-")
 	if err != nil {
